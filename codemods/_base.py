@@ -1,0 +1,143 @@
+"""What the three codemods share: the report of each site, the imports, ``--annotate``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
+
+import libcst as cst
+from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+from libcst.metadata import GlobalScope, PositionProvider, ScopeProvider
+
+from ._policy import Policy
+
+SCRATCH_KEY = "durable.sites"
+ANNOTATION_PREFIX = "# durable: "
+
+Action = Literal["rewritten", "skipped", "kept"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place a codemod looked at, and what it did there.
+
+    ``rewritten``: replaced by a durable step; ``skipped``: left as it was, ``reason`` says
+    why; ``kept``: a retry decorator left in place because an option has no equivalent.
+    ``notes`` lists what a reviewer should know about a rewrite (for example dropped logging).
+    """
+
+    selector: str
+    line: int
+    action: Action
+    reason: str
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        return data
+
+
+def sites_of(context: CodemodContext) -> list[Site]:
+    """The sites recorded so far in this context (one file)."""
+    sites: list[Site] = context.scratch.setdefault(SCRATCH_KEY, [])
+    return sites
+
+
+class DurableCodemod(VisitorBasedCodemodCommand):
+    """Base class: report each site, add ``from toolkit import step, RetryPolicy`` once."""
+
+    SELECTOR: ClassVar[str] = ""
+    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider)
+
+    def __init__(self, context: CodemodContext, annotate: bool = False) -> None:
+        super().__init__(context)
+        self.annotate = annotate
+        self.step_name = "step"
+        self.policy_name = "RetryPolicy"
+        self._imports_scheduled = False
+
+    @staticmethod
+    def add_args(arg_parser: argparse.ArgumentParser) -> None:
+        """Options for ``python -m libcst.tool codemod``."""
+        arg_parser.add_argument(
+            "--annotate",
+            action="store_true",
+            help="leave a '# durable: ...' comment on each site that is not rewritten",
+        )
+
+    # -- names -----------------------------------------------------------------
+    def visit_Module(self, node: cst.Module) -> bool:
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if isinstance(scope, GlobalScope):
+            self.step_name = _free_name(scope, "step", "durable_step")
+            self.policy_name = _free_name(scope, "RetryPolicy", "DurableRetryPolicy")
+        return True
+
+    def decorator_for(self, policy: Policy) -> cst.Decorator:
+        """``@step(retry=RetryPolicy(...))`` with the import scheduled."""
+        self.need_imports()
+        return policy.decorator(self.step_name, self.policy_name)
+
+    def need_imports(self) -> None:
+        """Schedule ``from toolkit import step, RetryPolicy`` (added once per file)."""
+        if self._imports_scheduled:
+            return
+        self._imports_scheduled = True
+        for obj, local in (("step", self.step_name), ("RetryPolicy", self.policy_name)):
+            AddImportsVisitor.add_needed_import(
+                self.context, "toolkit", obj, None if obj == local else local
+            )
+
+    def drop_if_unused(self, module: str, obj: str | None = None) -> None:
+        """Remove ``import module`` / ``from module import obj`` if nothing uses it any more."""
+        RemoveImportsVisitor.remove_unused_import(self.context, module, obj)
+
+    # -- report ----------------------------------------------------------------
+    def line_of(self, node: cst.CSTNode) -> int:
+        """1-based line of ``node`` in the file as it was read."""
+        return int(self.get_metadata(PositionProvider, node).start.line)
+
+    def record(
+        self,
+        node: cst.CSTNode,
+        action: Action,
+        reason: str,
+        notes: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        """Add a report entry for ``node``; also a libcst warning so ``libcst.tool`` shows it."""
+        line = self.line_of(node)
+        sites_of(self.context).append(Site(self.SELECTOR, line, action, reason, tuple(notes)))
+        if action != "rewritten":
+            self.warn(f"line {line}: {self.SELECTOR}: {action}: {reason}")
+
+    def annotated(self, node: Any, reason: str) -> Any:
+        """``node`` with a ``# durable: <selector> not rewritten: <reason>`` comment above it,
+        only with ``--annotate``, and never twice."""
+        if not self.annotate:
+            return node
+        text = f"{ANNOTATION_PREFIX}{self.SELECTOR} not rewritten: {reason}"
+        text = text.replace("\n", " ")
+        leading = list(node.leading_lines)
+        if any(line.comment is not None and line.comment.value == text for line in leading):
+            return node
+        comment = cst.EmptyLine(comment=cst.Comment(text))
+        return node.with_changes(leading_lines=[*leading, comment])
+
+
+def _free_name(scope: GlobalScope, wanted: str, fallback: str) -> str:
+    """``wanted`` unless the module already binds it to something else than toolkit's."""
+    for assignment in scope.assignments[wanted]:
+        node = getattr(assignment, "node", None)
+        if isinstance(node, cst.ImportFrom) and _is_toolkit(node):
+            continue
+        return fallback
+    return wanted
+
+
+def _is_toolkit(node: cst.ImportFrom) -> bool:
+    module = node.module
+    return isinstance(module, cst.Name) and module.value == "toolkit" and node.relative == ()

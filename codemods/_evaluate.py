@@ -1,0 +1,182 @@
+"""A tiny, side-effect free evaluator for the arithmetic found in retry loops.
+
+Retry loops compute their delays and stop conditions with small expressions
+(``2 ** attempt``, ``min(60, base * 2 ** i)``, ``attempts >= MAX_RETRIES``).
+The codemods evaluate them for attempt 1, 2, ... to learn the policy, instead
+of matching their text. Only numbers, arithmetic, comparisons and a handful of
+pure builtins are understood; anything else raises :class:`Unknown` naming
+what could not be evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Number = int | float | bool
+
+
+class Unknown(Exception):
+    """The expression uses something whose value cannot be known statically."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "min": min,
+    "max": max,
+    "float": float,
+    "int": int,
+    "abs": abs,
+    "round": round,
+}
+_RANDOM = {"uniform", "random", "randint", "randrange", "triangular", "gauss"}
+_MAX_POW = 10_000
+
+
+def is_random_call(node: ast.AST) -> bool:
+    """``random.uniform(...)``, ``random.random()``, ``uniform(...)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        return (
+            func.attr in _RANDOM and isinstance(func.value, ast.Name) and "random" in func.value.id
+        )
+    return isinstance(func, ast.Name) and func.id in _RANDOM
+
+
+def strip_jitter(expr: ast.expr) -> tuple[ast.expr, bool]:
+    """Remove random jitter terms: ``d + random.uniform(0, 1)``, ``d * random.uniform(.5, 1)``,
+    ``random.uniform(0, d)``. Returns the deterministic part and whether jitter was found."""
+    if is_random_call(expr):
+        assert isinstance(expr, ast.Call)
+        if len(expr.args) == 2 and not _contains_random(expr.args[1]):
+            return expr.args[1], True  # uniform(low, d): full or half jitter around d
+        return expr, False
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add | ast.Mult):
+        left_random = _contains_random(expr.left)
+        right_random = _contains_random(expr.right)
+        if right_random and not left_random:
+            return expr.left, True
+        if left_random and not right_random:
+            return expr.right, True
+    if (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Name)
+        and expr.func.id
+        in (
+            "min",
+            "max",
+        )
+    ):
+        found = False
+        args: list[ast.expr] = []
+        for arg in expr.args:
+            stripped, jittered = strip_jitter(arg)
+            args.append(stripped)
+            found = found or jittered
+        return ast.Call(func=expr.func, args=args, keywords=expr.keywords), found
+    return expr, False
+
+
+def _contains_random(node: ast.AST) -> bool:
+    return any(is_random_call(n) for n in ast.walk(node))
+
+
+def parse(source: str) -> ast.expr:
+    """Parse one expression."""
+    return ast.parse(source.strip(), mode="eval").body
+
+
+def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
+    """Evaluate ``node`` with names looked up in ``env``; raise :class:`Unknown` otherwise."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, int | float | bool) or node.value is None:
+            return node.value
+        raise Unknown(repr(node.value))
+    if isinstance(node, ast.Name):
+        if node.id in env:
+            return env[node.id]
+        if node.id in ("True", "False", "None"):
+            return {"True": True, "False": False, "None": None}[node.id]
+        raise Unknown(node.id)
+    if isinstance(node, ast.UnaryOp):
+        value = evaluate(node.operand, env)
+        if isinstance(node.op, ast.USub):
+            return -value
+        if isinstance(node.op, ast.UAdd):
+            return +value
+        if isinstance(node.op, ast.Not):
+            return not value
+        raise Unknown(ast.unparse(node))
+    if isinstance(node, ast.BinOp):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise Unknown(ast.unparse(node))
+        left = evaluate(node.left, env)
+        right = evaluate(node.right, env)
+        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_POW:
+            raise Unknown(ast.unparse(node))
+        try:
+            return op(left, right)
+        except (ArithmeticError, TypeError) as exc:
+            raise Unknown(ast.unparse(node)) from exc
+    if isinstance(node, ast.BoolOp):
+        if isinstance(node.op, ast.And):
+            result: Any = True
+            for value in node.values:
+                result = evaluate(value, env)
+                if not result:
+                    return result
+            return result
+        result = False
+        for value in node.values:
+            result = evaluate(value, env)
+            if result:
+                return result
+        return result
+    if isinstance(node, ast.Compare):
+        left = evaluate(node.left, env)
+        for op_node, comparator in zip(node.ops, node.comparators, strict=True):
+            op = _CMPOPS.get(type(op_node))
+            if op is None:
+                raise Unknown(ast.unparse(node))
+            right = evaluate(comparator, env)
+            if not op(left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.IfExp):
+        return evaluate(node.body if evaluate(node.test, env) else node.orelse, env)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+        func = _FUNCS.get(node.func.id)
+        if func is not None:
+            return func(*(evaluate(arg, env) for arg in node.args))
+    raise Unknown(ast.unparse(node))
+
+
+def names(node: ast.AST) -> set[str]:
+    """Every plain name the expression reads."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}

@@ -1,0 +1,157 @@
+"""The retry policy a codemod proves from legacy code, and how it is written out.
+
+:class:`Policy` mirrors ``toolkit.RetryPolicy`` field for field but holds the
+exception classes as source text, so the codemods can build the decorator
+``@step(retry=RetryPolicy(...))`` without importing the code they rewrite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+#: ``RetryPolicy`` defaults; a field equal to its default is still written out
+#: when it carries meaning for a reader (attempts, delays), see :meth:`Policy.to_call`.
+DEFAULT_MAX_DELAY = 60.0
+
+
+class NotABackoff(ValueError):
+    """The delays between attempts do not follow a constant or exponential law."""
+
+
+@dataclass
+class Policy:
+    """A retry policy in source form: what ``RetryPolicy(...)`` will be called with."""
+
+    max_attempts: int | None = 3
+    initial_delay: float = 0.0
+    backoff: float = 1.0
+    max_delay: float | None = None
+    jitter: bool = False
+    retry_on: list[str] = field(default_factory=lambda: ["Exception"])
+    give_up_on: list[str] = field(default_factory=list)
+    max_elapsed: float | None = None
+
+    def to_call(self, policy_name: str = "RetryPolicy") -> cst.Call:
+        """Build ``RetryPolicy(...)``; every field a reader needs is explicit."""
+        args: list[str] = [f"max_attempts={self.max_attempts!r}"]
+        args.append(f"initial_delay={_num(self.initial_delay)}")
+        args.append(f"backoff={_num(self.backoff)}")
+        max_delay = self.max_delay
+        if max_delay is None and self.backoff > 1 and self.initial_delay > 0:
+            # Uncapped growth in the legacy code: keep it uncapped when the
+            # attempts can outgrow the default cap of RetryPolicy.
+            largest = self.largest_delay()
+            if largest is None or largest > DEFAULT_MAX_DELAY:
+                max_delay = largest if largest is not None else math.inf
+        if max_delay is not None and max_delay != DEFAULT_MAX_DELAY:
+            args.append(f"max_delay={_num(max_delay)}")
+        if self.jitter:
+            args.append("jitter=True")
+        args.append(f"retry_on={_tuple(self.retry_on)}")
+        if self.give_up_on:
+            args.append(f"give_up_on={_tuple(self.give_up_on)}")
+        if self.max_elapsed is not None:
+            args.append(f"max_elapsed={_num(self.max_elapsed)}")
+        call = cst.parse_expression(f"{policy_name}({', '.join(args)})")
+        assert isinstance(call, cst.Call)
+        return call
+
+    def largest_delay(self) -> float | None:
+        """The longest delay the policy can ask for before its last attempt, None if unbounded."""
+        if self.backoff <= 1 or self.initial_delay == 0:
+            return self.initial_delay
+        if self.max_attempts is None:
+            if self.max_elapsed is not None:
+                return self.max_elapsed
+            return None
+        if self.max_attempts < 2:
+            return 0.0
+        try:
+            return float(self.initial_delay * self.backoff ** (self.max_attempts - 2))
+        except OverflowError:
+            return None
+
+    def decorator(self, step_name: str = "step", policy_name: str = "RetryPolicy") -> cst.Decorator:
+        """``@step(retry=RetryPolicy(...))``, one argument a line when it is long."""
+        call = cst.Module(body=[]).code_for_node(self.to_call(policy_name))
+        text = f"@{step_name}(retry={call})"
+        if len(text) > 88:
+            inner = call[len(policy_name) + 1 : -1]
+            lines = "".join(f"        {arg},\n" for arg in _split_args(inner))
+            text = f"@{step_name}(\n    retry={policy_name}(\n{lines}    )\n)"
+        stmt = cst.parse_statement(f"{text}\ndef _(): pass\n")
+        assert isinstance(stmt, cst.FunctionDef)
+        return stmt.decorators[0]
+
+
+def _split_args(text: str) -> list[str]:
+    """Split ``a=1, b=(x, y)`` at top-level commas."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return out
+
+
+def _num(value: float) -> str:
+    if math.isinf(value):
+        return 'float("inf")'
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{float(value):.1f}"
+    return repr(round(float(value), 6))
+
+
+def _tuple(items: list[str]) -> str:
+    if len(items) == 1:
+        return f"({items[0]},)"
+    return f"({', '.join(items)})"
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def fit_delays(delays: list[float], unbounded: bool = False) -> tuple[float, float, float | None]:
+    """Fit the delays slept after attempts 1, 2, ... to ``(initial_delay, backoff, max_delay)``.
+
+    Accepts exactly the sequences ``min(cap, initial * backoff ** (n - 1))``; raises
+    :class:`NotABackoff` for anything else (linear growth, shrinking delays, ...).
+    ``unbounded`` says the legacy loop never stops, so growth without a cap is refused.
+    """
+    if not delays:
+        return 0.0, 1.0, None
+    if any(d < 0 for d in delays):
+        raise NotABackoff("a negative delay")
+    first = delays[0]
+    if all(_close(d, first) for d in delays):
+        return first, 1.0, None
+    if first == 0 or len(delays) < 2:
+        raise NotABackoff("delays " + _show(delays))
+    ratio = delays[1] / first
+    if ratio <= 1:
+        raise NotABackoff("delays " + _show(delays))
+    cap = max(delays)
+    for n, d in enumerate(delays):
+        expected = min(cap, first * ratio**n)
+        if not _close(d, expected):
+            raise NotABackoff("delays " + _show(delays))
+    uncapped_last = first * ratio ** (len(delays) - 1)
+    capped = not _close(uncapped_last, cap)
+    if unbounded and not capped:
+        raise NotABackoff("delays grow without bound")
+    return first, ratio, (cap if capped else None)
+
+
+def _show(delays: list[float]) -> str:
+    shown = ", ".join(f"{d:g}" for d in delays[:5])
+    return shown + (", ..." if len(delays) > 5 else "")

@@ -1,0 +1,1266 @@
+"""Codemod ``retry-loop``: hand-rolled retry loops become durable steps.
+
+A loop is rewritten only when it is proven to be a retry of the same attempt:
+
+* its body is one ``try`` whose success path leaves the loop (``return`` or
+  ``break``), and whose handler decides, from counters alone, whether to try
+  again, how long to sleep and when to give up;
+* the attempt body neither reads the counter nor carries a variable from one
+  attempt to the next, does not ``yield`` and holds no second retry loop.
+
+The handler is *run*, not matched: :class:`_Simulation` executes its
+statements for attempt 1, 2, ... with the counters as plain numbers, which
+yields the number of attempts, the delay before each retry (fitted to a
+constant or exponential backoff) and what happens when attempts run out.
+
+When the loop is the whole body of a function, the function gets
+``@step(retry=RetryPolicy(...))`` and the loop disappears. Otherwise the
+attempt body becomes a module-level step function, its free variables passed
+in and the values read after the loop returned; the loop becomes one call.
+Everything else is left alone and reported with its reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import (
+    CodeRange,
+    FunctionScope,
+    GlobalScope,
+    ParentNodeProvider,
+    PositionProvider,
+    QualifiedNameProvider,
+    Scope,
+    ScopeProvider,
+)
+
+from . import _evaluate as ev
+from ._base import DurableCodemod
+from ._policy import NotABackoff, Policy, fit_delays
+
+#: simulate at most this many attempts before calling the loop endless or refusing it
+_MAX_SIMULATED = 1000
+#: delays kept to fit the backoff of an endless loop
+_FIT_WINDOW = 64
+
+_LOG_METHODS = {
+    "debug",
+    "info",
+    "warning",
+    "warn",
+    "error",
+    "exception",
+    "critical",
+    "log",
+    "msg",
+}
+_SLEEPS = {"time.sleep", "asyncio.sleep"}
+_RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
+
+
+class Skip(Exception):
+    """The loop is not rewritten; the message is the reason shown to the user."""
+
+
+@dataclass
+class _Exit:
+    kind: Literal["reraise", "code", "fallthrough"]
+    block: Sequence[cst.BaseStatement] = ()
+
+
+@dataclass
+class _Outcome:
+    attempts: int | None
+    delays: list[float]
+    jitter: bool
+    exit: _Exit
+    saved: str | None
+
+
+@dataclass
+class _Plan:
+    """What to do with one loop (keyed by the original loop node)."""
+
+    reason: str | None = None  # set: skipped
+    whole_function: bool = False
+    policy: Policy | None = None
+    notes: list[str] = field(default_factory=list)
+    style: Literal["return", "break"] = "return"
+    params: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    step_name: str = ""
+    is_async: bool = False
+    wrapper_as: str | None = None
+    wrapper_body: Sequence[cst.BaseStatement] = ()
+    needs_wrapper: bool = False
+    give_up: list[str] = field(default_factory=list)
+    retry_types: list[str] = field(default_factory=list)
+    top_level: cst.CSTNode | None = None
+
+
+class RetryLoopCodemod(DurableCodemod):
+    """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
+
+    SELECTOR = "retry-loop"
+    DESCRIPTION = "Rewrite hand-rolled retry loops into durable steps with a RetryPolicy."
+    METADATA_DEPENDENCIES = (
+        PositionProvider,
+        ScopeProvider,
+        QualifiedNameProvider,
+        ParentNodeProvider,
+    )
+
+    def __init__(self, context: Any, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        self.source_module: cst.Module = cst.Module(body=[])
+        self.constants: dict[str, ev.Number] = {}
+        self.plans: dict[cst.CSTNode, _Plan] = {}
+        self.function_plans: dict[cst.FunctionDef, _Plan] = {}
+        self.remove_stmts: set[cst.CSTNode] = set()
+        self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
+        self.taken_names: set[str] = set()
+
+    # ------------------------------------------------------------------ visit
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        self.source_module = node
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if isinstance(scope, GlobalScope):
+            self.taken_names = {a.name for a in scope.assignments}
+            self.constants = _module_constants(node, scope)
+        return True
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        loops = list(_candidate_loops(node.body))
+        if not loops:
+            return True
+        decorated = self._retry_decorator(node)
+        for loop in loops:
+            if decorated:
+                plan = _Plan(reason=f"nested retries: the function already has @{decorated}")
+            else:
+                try:
+                    plan = self._analyse(node, loop)
+                except Skip as skip:
+                    plan = _Plan(reason=str(skip))
+            self.plans[loop] = plan
+            if plan.reason is None and plan.whole_function:
+                self.function_plans[node] = plan
+        return True
+
+    # ------------------------------------------------------------------ leave
+    def leave_For(
+        self, original_node: cst.For, updated_node: cst.For
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        return self._leave_loop(original_node, updated_node)
+
+    def leave_While(
+        self, original_node: cst.While, updated_node: cst.While
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        return self._leave_loop(original_node, updated_node)
+
+    def _leave_loop(
+        self, original: cst.For | cst.While, updated: cst.For | cst.While
+    ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
+        plan = self.plans.get(original)
+        if plan is None:
+            return updated
+        if plan.reason is not None:
+            self.record(original, "skipped", plan.reason)
+            return self.annotated(updated, plan.reason)
+        if plan.whole_function:
+            return updated  # the enclosing function is rewritten in leave_FunctionDef
+        assert plan.policy is not None and plan.top_level is not None
+        self.record(
+            original, "rewritten", f"attempt body extracted into {plan.step_name}()", plan.notes
+        )
+        attempt_body = _attempt_body(updated, plan.style)
+        func = self._step_function(plan, attempt_body)
+        self.new_functions.setdefault(plan.top_level, []).append(func)
+        replacement = self._call_site(plan, updated)
+        first = replacement[0].with_changes(leading_lines=updated.leading_lines)
+        return cst.FlattenSentinel([first, *replacement[1:]])
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+        if original_node in self.remove_stmts:
+            return cst.RemoveFromParent()
+        return updated_node
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        plan = self.function_plans.get(original_node)
+        if plan is None:
+            return updated_node
+        assert plan.policy is not None
+        self.record(original_node, "rewritten", "the function became a step", plan.notes)
+        body = list(updated_node.body.body)
+        keep: list[cst.BaseStatement] = []
+        if body and _is_docstring(body[0]):
+            keep.append(body[0])
+        loop = next(s for s in body if isinstance(s, cst.For | cst.While))
+        keep.extend(_attempt_body(loop, "return"))
+        decorators = [*updated_node.decorators, self.decorator_for(plan.policy)]
+        self._drop_imports()
+        return updated_node.with_changes(
+            decorators=decorators, body=updated_node.body.with_changes(body=keep)
+        )
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if not self.new_functions:
+            return updated_node
+        body: list[cst.BaseStatement] = []
+        for original, updated in zip(original_node.body, updated_node.body, strict=False):
+            for func in self.new_functions.get(original, []):
+                body.append(func)
+            body.append(updated)
+        if len(updated_node.body) != len(original_node.body):  # pragma: no cover - defensive
+            return updated_node
+        return updated_node.with_changes(body=body)
+
+    # --------------------------------------------------------------- building
+    def _step_function(self, plan: _Plan, attempt_body: list[cst.BaseStatement]) -> cst.FunctionDef:
+        assert plan.policy is not None
+        body = list(attempt_body)
+        if plan.style == "break" and plan.outputs:
+            value = ", ".join(plan.outputs)
+            body.append(cst.parse_statement(f"return {value}\n"))
+        params = cst.Parameters(params=[cst.Param(cst.Name(p)) for p in plan.params])
+        self._drop_imports()
+        return cst.FunctionDef(
+            name=cst.Name(plan.step_name),
+            params=params,
+            body=cst.IndentedBlock(body=body),
+            decorators=[self.decorator_for(plan.policy)],
+            asynchronous=cst.Asynchronous() if plan.is_async else None,
+            leading_lines=_spacing(plan.top_level),
+        )
+
+    def _call_site(self, plan: _Plan, loop: cst.For | cst.While) -> list[cst.BaseStatement]:
+        call = f"{plan.step_name}({', '.join(plan.params)})"
+        if plan.is_async:
+            call = f"await {call}"
+        if plan.style == "return":
+            inner = f"return {call}\n"
+        elif plan.outputs:
+            inner = f"{', '.join(plan.outputs)} = {call}\n"
+        else:
+            inner = f"{call}\n"
+        if not plan.needs_wrapper:
+            return [cst.parse_statement(inner)]
+        handlers = []
+        if plan.give_up:
+            handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
+        as_part = f" as {plan.wrapper_as}" if plan.wrapper_as else ""
+        handlers.append(f"except {_types_src(plan.retry_types)}{as_part}:\n    pass\n")
+        template = cst.parse_statement(f"try:\n    {inner}" + "".join(handlers))
+        assert isinstance(template, cst.Try)
+        last = template.handlers[-1]
+        body = list(plan.wrapper_body) or [cst.SimpleStatementLine([cst.Pass()])]
+        last = last.with_changes(body=last.body.with_changes(body=body))
+        return [template.with_changes(handlers=[*template.handlers[:-1], last])]
+
+    def _drop_imports(self) -> None:
+        for module, obj in (("time", None), ("time", "sleep"), ("random", None), ("asyncio", None)):
+            self.drop_if_unused(module, obj)
+
+    # --------------------------------------------------------------- analysis
+    def _retry_decorator(self, func: cst.FunctionDef) -> str | None:
+        for decorator in func.decorators:
+            target = decorator.decorator
+            if isinstance(target, cst.Call):
+                target = target.func
+            for qname in self.get_metadata(QualifiedNameProvider, target, set()):
+                if qname.name.startswith(_RETRY_DECORATOR_PREFIXES):
+                    return self.source_module.code_for_node(target)
+        return None
+
+    def _analyse(self, func: cst.FunctionDef, loop: cst.For | cst.While) -> _Plan:
+        code = self.source_module.code_for_node
+        body = loop.body
+        if not isinstance(body, cst.IndentedBlock):
+            raise Skip("the loop body is on one line")
+        tries = [i for i, s in enumerate(body.body) if isinstance(s, cst.Try | cst.TryStar)]
+        if len(tries) != 1:
+            raise Skip("the loop body has more than one try")
+        index = tries[0]
+        try_ = body.body[index]
+        if isinstance(try_, cst.TryStar):
+            raise Skip("except* is not supported")
+        assert isinstance(try_, cst.Try)
+        pre, post = list(body.body[:index]), list(body.body[index + 1 :])
+        if try_.finalbody is not None:
+            raise Skip("the try has a finally block that runs after every attempt")
+        style = _success_style(try_)
+        assert style is not None
+        if style == "return" and try_.orelse is not None:
+            raise Skip("the try has an else block")
+        attempt_stmts = list(try_.body.body)
+        if style == "break" and try_.orelse is None:
+            attempt_stmts = attempt_stmts[:-1]
+        scope = self.get_metadata(ScopeProvider, func.body, None)
+        if not isinstance(scope, FunctionScope):
+            raise Skip("no function scope")
+        is_async = func.asynchronous is not None
+
+        # The exception handlers: which retry and which give up at once.
+        retry_handlers: list[cst.ExceptHandler] = []
+        give_up: list[str] = []
+        for handler in try_.handlers:
+            if _reraises_only(handler):
+                if handler.type is None:
+                    raise Skip("a bare except re-raises everything")
+                if not retry_handlers:  # after a retrying handler it adds nothing
+                    give_up.extend(self._types(handler.type, scope))
+                continue
+            retry_handlers.append(handler)
+        if not retry_handlers:
+            raise Skip("no handler retries")
+        handler = retry_handlers[0]
+        for other in retry_handlers[1:]:
+            if code(other.body) != code(handler.body) or _as_name(other) != _as_name(handler):
+                raise Skip("two except handlers retry differently")
+        retry_types: list[str] = []
+        for h in retry_handlers:
+            retry_types.extend(
+                self._types(h.type, scope) if h.type is not None else ["BaseException"]
+            )
+        as_name = _as_name(handler)
+
+        # The counters: every name the loop machinery (header, handler, code around the try) sets.
+        machinery = [*pre, *handler.body.body, *post]
+        state = _assigned_names(machinery) - ({as_name} if as_name else set())
+        loop_var: str | None = None
+        values: range | None = None
+        if isinstance(loop, cst.For):
+            loop_var, values = self._range_header(loop, scope)
+            if loop_var is not None:
+                state.add(loop_var)
+        saved = _saved_exception(handler.body.body, as_name)
+        if saved:
+            state.discard(saved)
+
+        attempt_node = try_.body
+        self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop)
+
+        inits, init_stmts = self._initial_values(loop, state, saved)
+        outcome = _Simulation(self, loop, pre, handler, post, as_name, saved, inits).run(values)
+
+        policy = self._policy(outcome, retry_types, give_up, loop)
+        notes: list[str] = []
+        if outcome.jitter:
+            notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
+        if any(self._is_log(s) for s in _small_statements(machinery)):
+            notes.append("log calls between attempts were dropped")
+
+        # When attempts run out: which code runs, and where.
+        exit_ = outcome.exit
+        wrapper_body: list[cst.BaseStatement] = []
+        needs_wrapper = False
+        wrapper_as: str | None = None
+        exhaustion_reads: set[str] = set()
+        if exit_.kind == "fallthrough":
+            else_body = list(loop.orelse.body.body) if isinstance(loop.orelse, cst.Else) else []
+            if else_body and _reraises_saved(else_body[0], saved):
+                exit_ = _Exit("reraise")
+            elif not else_body and style == "return":
+                following = _following(func, loop)
+                if following and _reraises_saved(following[0], saved):
+                    exit_ = _Exit("reraise")
+                else:
+                    needs_wrapper = True
+                    exhaustion_reads = _names_read_in(following, code)
+            elif else_body and _exits(else_body[-1]):
+                needs_wrapper = True
+                wrapper_body = else_body
+                exhaustion_reads = _names_read_in(else_body, code)
+            else:
+                raise Skip("when attempts run out the loop falls through to the code after it")
+            if needs_wrapper and saved:
+                wrapper_as = as_name or "exc"
+                assign = cst.parse_statement(f"{saved} = {wrapper_as}\n")
+                wrapper_body = [assign, *wrapper_body]
+        elif exit_.kind == "code":
+            needs_wrapper = True
+            wrapper_as = as_name
+            wrapper_body = list(exit_.block)
+            exhaustion_reads = _names_read_in(wrapper_body, code)
+            if saved:
+                wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if exhaustion_reads & state:
+            name = sorted(exhaustion_reads & state)[0]
+            raise Skip(f"when attempts run out the code reads the counter `{name}`")
+
+        # Data flow between the attempt body and the rest of the function.
+        stored = self._stored_in(scope, attempt_node)
+        read_outside = self._read_outside(scope, loop, stored)
+        params = self._free_locals(scope, attempt_node, stored)
+        plan = _Plan(
+            policy=policy,
+            notes=notes,
+            style=style,
+            is_async=is_async,
+            give_up=give_up,
+            retry_types=retry_types,
+            needs_wrapper=needs_wrapper,
+            wrapper_as=wrapper_as,
+            wrapper_body=wrapper_body,
+        )
+        if (
+            style == "return"
+            and exit_.kind == "reraise"
+            and self._whole_function(func, loop, init_stmts, saved)
+        ):
+            plan.whole_function = True
+            self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=False)
+            return plan
+        if style == "return" and read_outside:
+            name = sorted(read_outside)[0]
+            raise Skip(f"the attempt body assigns `{name}`, read after the loop")
+        if _uses_zero_arg_super(attempt_node):
+            raise Skip("the attempt body calls super() without arguments")
+        if style == "break" and _contains_return(attempt_stmts):
+            raise Skip("the attempt body both returns and breaks out of the loop")
+        plan.params = params
+        plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
+        plan.step_name = self._step_name(attempt_node, func)
+        plan.top_level = self._top_level(func)
+        keep_saved = bool(saved) and needs_wrapper
+        self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
+        return plan
+
+    def _types(self, expr: cst.BaseExpression, scope: Scope) -> list[str]:
+        elements = (
+            [e.value for e in expr.elements] if isinstance(expr, cst.Tuple | cst.List) else [expr]
+        )
+        out = []
+        for element in elements:
+            root = element
+            while isinstance(root, cst.Attribute):
+                root = root.value
+            if not isinstance(root, cst.Name):
+                raise Skip(
+                    f"exception types `{self.source_module.code_for_node(expr)}` are computed"
+                )
+            if _is_local(scope, root.value):
+                raise Skip(
+                    f"exception types come from `{self.source_module.code_for_node(element)}`, "
+                    "known only at run time"
+                )
+            out.append(self.source_module.code_for_node(element))
+        return out
+
+    def _range_header(self, loop: cst.For, scope: Scope) -> tuple[str | None, range]:
+        iterable = loop.iter
+        is_range = (
+            isinstance(iterable, cst.Call)
+            and isinstance(iterable.func, cst.Name)
+            and iterable.func.value == "range"
+            and not _is_local(scope, "range")
+            and not any(a.keyword or a.star for a in iterable.args)
+            and 1 <= len(iterable.args) <= 2
+        )
+        if not is_range:
+            raise Skip(
+                f"loops over `{self.source_module.code_for_node(iterable)}` rather than over attempts"
+            )
+        assert isinstance(iterable, cst.Call)
+        bounds = [self._constant(a.value, "the attempt count") for a in iterable.args]
+        values = range(*(int(b) for b in bounds))
+        target = loop.target
+        if isinstance(target, cst.Name):
+            return target.value, values
+        raise Skip("the loop target is not a plain name")
+
+    def _constant(self, expr: cst.BaseExpression, what: str) -> ev.Number:
+        source = self.source_module.code_for_node(expr)
+        try:
+            value = ev.evaluate(ev.parse(source), self.constants)
+        except ev.Unknown as unknown:
+            raise Skip(f"{what} depends on `{unknown.what}`, known only at run time") from None
+        if not isinstance(value, int | float):
+            raise Skip(f"{what} is not a number")
+        return value
+
+    def _check_attempt_body(
+        self,
+        attempt_node: cst.BaseSuite,
+        attempt_stmts: list[cst.BaseStatement],
+        style: str,
+        state: set[str],
+        loop: cst.CSTNode,
+    ) -> None:
+        finder = _BodyFinder()
+        for stmt in attempt_stmts:
+            stmt.visit(finder)
+        if finder.yields:
+            raise Skip("the attempt body yields")
+        if finder.loop_exits:
+            raise Skip("the attempt body uses break or continue")
+        if finder.nested_retry:
+            raise Skip("a retry loop inside the attempt body (nested retries)")
+        used = finder.names & state
+        if used:
+            raise Skip(f"the attempt body uses the attempt counter `{sorted(used)[0]}`")
+        if finder.global_decl:
+            raise Skip("the attempt body declares global or nonlocal names")
+
+    def _initial_values(
+        self, loop: cst.CSTNode, state: set[str], saved: str | None
+    ) -> tuple[dict[str, ev.Number], dict[str, cst.SimpleStatementLine]]:
+        """Values of the counters when the loop starts: the last plain assignment before it,
+        in the same block."""
+        values: dict[str, ev.Number] = {}
+        stmts: dict[str, cst.SimpleStatementLine] = {}
+        block = self._block_of(loop)
+        for stmt in block:
+            if stmt is loop:
+                break
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if isinstance(small, cst.Assign) and len(small.targets) == 1:
+                target = small.targets[0].target
+                if isinstance(target, cst.Name) and (
+                    target.value in state or (target.value == saved and _is_none(small.value))
+                ):
+                    try:
+                        value = ev.evaluate(
+                            ev.parse(self.source_module.code_for_node(small.value)),
+                            {**self.constants, **values},
+                        )
+                    except ev.Unknown:
+                        continue
+                    if isinstance(value, int | float) or value is None:
+                        if value is not None:
+                            values[target.value] = value
+                        stmts[target.value] = stmt
+        return values, stmts
+
+    def _policy(
+        self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.CSTNode
+    ) -> Policy:
+        delays = outcome.delays
+        if outcome.attempts is not None:
+            delays = delays[: max(outcome.attempts - 1, 0)]
+        try:
+            initial, factor, cap = fit_delays(delays, unbounded=outcome.attempts is None)
+        except NotABackoff as exc:
+            raise Skip(f"sleep is not a backoff: {exc}") from None
+        return Policy(
+            max_attempts=outcome.attempts,
+            initial_delay=initial,
+            backoff=factor,
+            max_delay=cap,
+            jitter=outcome.jitter,
+            retry_on=retry_on,
+            give_up_on=give_up,
+        )
+
+    def _whole_function(
+        self,
+        func: cst.FunctionDef,
+        loop: cst.CSTNode,
+        init_stmts: dict[str, cst.SimpleStatementLine],
+        saved: str | None,
+    ) -> bool:
+        body = list(func.body.body)
+        if loop not in body:
+            return False
+        if any(isinstance(n, cst.Yield) for n in _walk_own(func.body)):
+            return False
+        index = body.index(loop)
+        before = body[:index]
+        if before and _is_docstring(before[0]):
+            before = before[1:]
+        inits = set(init_stmts.values())
+        return all(stmt in inits for stmt in before)
+
+    def _remove_inits(
+        self,
+        init_stmts: dict[str, cst.SimpleStatementLine],
+        state: set[str],
+        saved: str | None,
+        scope: Scope,
+        loop: cst.CSTNode,
+        keep_saved: bool,
+    ) -> None:
+        loop_range = self._range(loop)
+        for name, stmt in init_stmts.items():
+            if name not in state and not (name == saved and not keep_saved):
+                continue
+            stmt_range = self._range(stmt)
+            others = [
+                a
+                for a in scope.accesses[name]
+                if not _within(self._range(a.node), loop_range)
+                and not _within(self._range(a.node), stmt_range)
+            ]
+            if not others:
+                self.remove_stmts.add(stmt)
+
+    # ----------------------------------------------------------- data flow
+    def _range(self, node: cst.CSTNode) -> CodeRange:
+        return self.get_metadata(PositionProvider, node)
+
+    def _stored_in(self, scope: Scope, region: cst.CSTNode) -> set[str]:
+        region_range = self._range(region)
+        return {
+            a.name
+            for a in scope.assignments
+            if isinstance(a.node, cst.CSTNode) and _within(self._range(a.node), region_range)
+        }
+
+    def _read_outside(self, scope: Scope, loop: cst.CSTNode, stored: set[str]) -> set[str]:
+        loop_range = self._range(loop)
+        out = set()
+        for name in stored:
+            for access in scope.accesses[name]:
+                if not _within(self._range(access.node), loop_range):
+                    out.add(name)
+        return out
+
+    def _first_store(self, scope: Scope, name: str, region: cst.CSTNode) -> tuple[int, int]:
+        region_range = self._range(region)
+        positions = [
+            (r.start.line, r.start.column)
+            for a in scope.assignments[name]
+            if isinstance(a.node, cst.CSTNode) and _within(r := self._range(a.node), region_range)
+        ]
+        return min(positions) if positions else (0, 0)
+
+    def _free_locals(self, scope: Scope, region: cst.BaseSuite, stored: set[str]) -> list[str]:
+        """Names the attempt body reads from the enclosing function(s): the step's parameters.
+        Refuses a name read before the attempt assigns it (carried to the next attempt)."""
+        region_range = self._range(region)
+        enclosing = _function_scopes(scope)
+        found: dict[str, tuple[int, int]] = {}
+        for access in _accesses_within(self, region, region_range):
+            if not any(r.scope in enclosing for r in access.referents):
+                continue
+            name = access.node.value
+            start = self._range(access.node).start
+            position = (start.line, start.column)
+            if name in stored:
+                if position < self._store_statement_end(scope, name, region):
+                    raise Skip(f"the attempt body updates `{name}`, read by the next attempt")
+                continue
+            found.setdefault(name, position)
+        return sorted(found, key=lambda n: found[n])
+
+    def _store_statement_end(self, scope: Scope, name: str, region: cst.CSTNode) -> tuple[int, int]:
+        """Where the first assignment of ``name`` in ``region`` takes effect."""
+        region_range = self._range(region)
+        best: tuple[int, int] | None = None
+        for a in scope.assignments[name]:
+            node = getattr(a, "node", None)
+            if not isinstance(node, cst.CSTNode):
+                continue
+            node_range = self._range(node)
+            if not _within(node_range, region_range):
+                continue
+            holder = self._small_statement_of(node)
+            end = self._range(holder).end if holder is not None else node_range.start
+            point = (end.line, end.column)
+            if best is None or point < best:
+                best = point
+        return best or (0, 0)
+
+    def _small_statement_of(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        current: cst.CSTNode | None = node
+        while current is not None:
+            if isinstance(current, cst.Assign | cst.AugAssign | cst.AnnAssign):
+                return current
+            if isinstance(current, cst.BaseStatement):
+                return None
+            current = self.get_metadata(ParentNodeProvider, current, None)
+        return None
+
+    def _block_of(self, node: cst.CSTNode) -> Sequence[cst.BaseStatement]:
+        parent = self.get_metadata(ParentNodeProvider, node, None)
+        if isinstance(parent, cst.IndentedBlock | cst.Module):
+            return list(parent.body)  # type: ignore[arg-type]
+        return []
+
+    def _top_level(self, node: cst.CSTNode) -> cst.CSTNode:
+        current = node
+        while True:
+            parent = self.get_metadata(ParentNodeProvider, current, None)
+            if parent is None or isinstance(parent, cst.Module):
+                return current
+            current = parent
+
+    def _step_name(self, region: cst.CSTNode, func: cst.FunctionDef) -> str:
+        callee = None
+        for node in _walk_own(region):
+            if isinstance(node, cst.Call):
+                target = node.func
+                if isinstance(target, cst.Name):
+                    callee = target.value
+                elif isinstance(target, cst.Attribute):
+                    callee = target.attr.value
+                if callee:
+                    break
+        base = f"_{(callee or func.name.value).strip('_')}_step"
+        name, n = base, 2
+        while name in self.taken_names:
+            name = f"{base}_{n}"
+            n += 1
+        self.taken_names.add(name)
+        return name
+
+    # ------------------------------------------------------------- helpers
+    def qualified(self, node: cst.CSTNode) -> set[str]:
+        return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
+
+    def is_sleep(self, node: cst.BaseExpression) -> cst.Call | None:
+        call = node.expression if isinstance(node, cst.Await) else node
+        if isinstance(call, cst.Call) and self.qualified(call.func) & _SLEEPS:
+            return call
+        return None
+
+    def _is_log(self, node: cst.BaseSmallStatement) -> bool:
+        if not isinstance(node, cst.Expr) or not isinstance(node.value, cst.Call):
+            return False
+        func = node.value.func
+        if isinstance(func, cst.Name):
+            return func.value == "print"
+        if isinstance(func, cst.Attribute):
+            owner = self.source_module.code_for_node(func.value).lower()
+            if func.attr.value in _LOG_METHODS and "log" in owner:
+                return True
+            return func.attr.value == "warn" and owner == "warnings"
+        return False
+
+
+class _Simulation:
+    """Run the loop's machinery for attempt 1, 2, ... assuming every attempt fails."""
+
+    def __init__(
+        self,
+        codemod: RetryLoopCodemod,
+        loop: cst.For | cst.While,
+        pre: list[cst.BaseStatement],
+        handler: cst.ExceptHandler,
+        post: list[cst.BaseStatement],
+        as_name: str | None,
+        saved: str | None,
+        inits: dict[str, ev.Number],
+    ) -> None:
+        self.cm = codemod
+        self.loop = loop
+        self.pre, self.handler, self.post = pre, list(handler.body.body), post
+        self.as_name, self.saved = as_name, saved
+        self.env: dict[str, ev.Number] = {**codemod.constants, **inits}
+        self.pending = 0.0
+        self.jitter = False
+
+    def run(self, values: range | None) -> _Outcome:
+        delays: list[float] = []
+        n = 0
+        endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
+        loop_var = self.loop.target.value if isinstance(self.loop, cst.For) else None
+        while True:
+            if values is not None:
+                if n >= len(values):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+                assert isinstance(loop_var, str)
+                self.env[loop_var] = values[n]
+            else:
+                assert isinstance(self.loop, cst.While)
+                if not self._eval(self.loop.test, "the loop condition"):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+            n += 1
+            if self._block(self.pre, in_handler=False) is not None:
+                raise Skip("the code before the try leaves the loop")
+            if n > 1:
+                delays.append(self.pending)
+            self.pending = 0.0
+            # attempt n fails
+            result = self._block(self.handler, in_handler=True)
+            if isinstance(result, _Exit):
+                return self._outcome(n, delays, result)
+            if result != "continue":
+                result = self._block(self.post, in_handler=False)
+                if isinstance(result, _Exit):
+                    return self._outcome(n, delays, result)
+            if n >= _MAX_SIMULATED:
+                if endless:
+                    return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+                raise Skip(f"more than {_MAX_SIMULATED} attempts")
+
+    def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
+        if attempts == 0:
+            raise Skip("the loop never runs")
+        return _Outcome(attempts, delays, self.jitter, exit_, self.saved)
+
+    def _is_true_constant(self, test: cst.BaseExpression) -> bool:
+        return (
+            (isinstance(test, cst.Name)
+            and test.value == "True")
+            or (isinstance(test, cst.Integer) and test.value != "0")
+        )
+
+    def _eval(self, expr: cst.BaseExpression, what: str, strip: bool = False) -> Any:
+        tree = ev.parse(self.cm.source_module.code_for_node(expr))
+        if strip:
+            tree, jittered = ev.strip_jitter(tree)
+            self.jitter = self.jitter or jittered
+        try:
+            return ev.evaluate(tree, self.env)
+        except ev.Unknown as unknown:
+            raise Skip(f"{what} depends on `{unknown.what}`") from None
+
+    def _block(
+        self, stmts: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        for stmt in stmts:
+            result = self._statement(stmt, stmts, in_handler)
+            if result is not None:
+                return result
+        return None
+
+    def _statement(
+        self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If):
+            if self._eval(stmt.test, "the retry decision"):
+                return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
+            orelse = stmt.orelse
+            if isinstance(orelse, cst.If):
+                return self._statement(orelse, [orelse], in_handler)
+            if isinstance(orelse, cst.Else):
+                return self._block(orelse.body.body, in_handler)  # type: ignore[arg-type]
+            return None
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            raise Skip(f"the handler runs `{_first_line(code(stmt))}` between attempts")
+        for small in stmt.body:
+            result = self._small(small, block, in_handler)
+            if result is not None:
+                return result
+        return None
+
+    def _small(
+        self, small: cst.BaseSmallStatement, block: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        code = self.cm.source_module.code_for_node
+        if isinstance(small, cst.Pass):
+            return None
+        if isinstance(small, cst.Continue):
+            return "continue"
+        if isinstance(small, cst.Break):
+            raise Skip("the handler breaks out of the loop")
+        if isinstance(small, cst.Expr):
+            sleep = self.cm.is_sleep(small.value)
+            if sleep is not None:
+                if len(sleep.args) != 1:
+                    raise Skip("sleep is not a backoff: unusual sleep call")
+                delay = self._eval(sleep.args[0].value, "sleep is not a backoff: the delay", True)
+                self.pending += float(delay)
+                return None
+            if self.cm._is_log(small):
+                return None
+            raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+        if isinstance(small, cst.Raise):
+            exc = small.exc
+            if exc is None and in_handler:
+                return _Exit("reraise")
+            if isinstance(exc, cst.Name) and exc.value in {self.as_name, self.saved} - {None}:
+                if in_handler or exc.value == self.saved:
+                    return _Exit("reraise")
+            if not in_handler:
+                raise Skip("raises outside the handler when attempts run out")
+            return _Exit("code", block)
+        if isinstance(small, cst.Return):
+            if not in_handler:
+                raise Skip("returns outside the handler when attempts run out")
+            return _Exit("code", block)
+        if isinstance(small, cst.Assign) and len(small.targets) == 1:
+            target = small.targets[0].target
+            if isinstance(target, cst.Name):
+                if target.value == self.saved:
+                    return None
+                value = self._eval(small.value, f"`{target.value}`")
+                self.env[target.value] = value
+                return None
+        if isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Name):
+            name = small.target.value
+            op = _AUG_OPS.get(type(small.operator))
+            if op is None:
+                raise Skip(f"the handler runs `{_first_line(code(small))}`")
+            expr = f"{name} {op} ({code(small.value)})"
+            try:
+                self.env[name] = ev.evaluate(ev.parse(expr), self.env)
+            except ev.Unknown as unknown:
+                raise Skip(f"`{name}` depends on `{unknown.what}`") from None
+            return None
+        raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+_AUG_OPS: dict[type, str] = {
+    cst.AddAssign: "+",
+    cst.SubtractAssign: "-",
+    cst.MultiplyAssign: "*",
+    cst.DivideAssign: "/",
+    cst.FloorDivideAssign: "//",
+    cst.PowerAssign: "**",
+}
+
+
+# ------------------------------------------------------------------ helpers
+def _module_constants(module: cst.Module, scope: GlobalScope) -> dict[str, ev.Number]:
+    constants: dict[str, ev.Number] = {}
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Assign | cst.AnnAssign):
+                targets = (
+                    [t.target for t in small.targets]
+                    if isinstance(small, cst.Assign)
+                    else [small.target]
+                )
+                value = small.value
+                if value is None or len(targets) != 1 or not isinstance(targets[0], cst.Name):
+                    continue
+                name = targets[0].value
+                if len(scope.assignments[name]) != 1:
+                    continue
+                try:
+                    result = ev.evaluate(ev.parse(module.code_for_node(value)), constants)
+                except (ev.Unknown, SyntaxError):
+                    continue
+                if isinstance(result, int | float) and not isinstance(result, bool):
+                    constants[name] = result
+    return constants
+
+
+def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
+    """Loops that look like retries: a try whose success leaves the loop. Not inside nested
+    functions or classes, and not inside another candidate."""
+    for child in node.children:
+        if isinstance(child, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            continue
+        if isinstance(child, cst.For | cst.While) and _is_candidate(child):
+            yield child
+            continue
+        yield from _candidate_loops(child)
+
+
+def _is_candidate(loop: cst.For | cst.While) -> bool:
+    body = loop.body
+    if not isinstance(body, cst.IndentedBlock):
+        return False
+    for stmt in body.body:
+        if isinstance(stmt, cst.Try) and stmt.handlers and _success_style(stmt):
+            return True
+    return False
+
+
+def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
+    if try_.orelse is not None:
+        last = try_.orelse.body.body[-1] if try_.orelse.body.body else None
+        if _last_small_is(last, cst.Break):
+            return "break"
+        return None
+    stmts = try_.body.body
+    if not stmts:
+        return None
+    if _last_small_is(stmts[-1], cst.Return):
+        return "return"
+    if _last_small_is(stmts[-1], cst.Break):
+        return "break"
+    return None
+
+
+def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and bool(stmt.body)
+        and isinstance(stmt.body[-1], kind)
+    )
+
+
+def _attempt_body(loop: cst.For | cst.While, style: str) -> list[cst.BaseStatement]:
+    """The statements of one attempt, from the (updated) loop."""
+    assert isinstance(loop.body, cst.IndentedBlock)
+    try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
+    stmts = list(try_.body.body)
+    if style == "break" and try_.orelse is None:
+        last = stmts[-1]
+        assert isinstance(last, cst.SimpleStatementLine)
+        if len(last.body) == 1:
+            stmts = stmts[:-1]
+        else:
+            stmts[-1] = last.with_changes(body=last.body[:-1])
+    if not stmts:
+        stmts = [cst.SimpleStatementLine([cst.Pass()])]
+    first = stmts[0]
+    return [first.with_changes(leading_lines=[]), *stmts[1:]]
+
+
+def _reraises_only(handler: cst.ExceptHandler) -> bool:
+    stmts = handler.body.body
+    if len(stmts) != 1 or not isinstance(stmts[0], cst.SimpleStatementLine):
+        return False
+    small = stmts[0].body
+    if len(small) != 1 or not isinstance(small[0], cst.Raise):
+        return False
+    exc = small[0].exc
+    return exc is None or (
+        isinstance(exc, cst.Name) and exc.value == _as_name(handler) and small[0].cause is None
+    )
+
+
+def _as_name(handler: cst.ExceptHandler) -> str | None:
+    if handler.name is not None and isinstance(handler.name.name, cst.Name):
+        return handler.name.name.value
+    return None
+
+
+def _saved_exception(stmts: Sequence[cst.BaseStatement], as_name: str | None) -> str | None:
+    """``last_exc = e`` at the top level of the handler."""
+    if as_name is None:
+        return None
+    for stmt in stmts:
+        if m.matches(
+            stmt,
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(target=m.Name())], value=m.Name(as_name))]
+            ),
+        ):
+            assert isinstance(stmt, cst.SimpleStatementLine)
+            small = stmt.body[0]
+            assert isinstance(small, cst.Assign)
+            target = small.targets[0].target
+            assert isinstance(target, cst.Name)
+            return target.value
+    return None
+
+
+def _reraises_saved(stmt: cst.BaseStatement, saved: str | None) -> bool:
+    return saved is not None and m.matches(
+        stmt, m.SimpleStatementLine(body=[m.Raise(exc=m.Name(saved), cause=None)])
+    )
+
+
+def _exits(stmt: cst.BaseStatement) -> bool:
+    return _last_small_is(stmt, cst.Raise) or _last_small_is(stmt, cst.Return)
+
+
+def _following(func: cst.FunctionDef, loop: cst.CSTNode) -> list[cst.BaseStatement]:
+    body = list(func.body.body)
+    if loop in body:
+        return body[body.index(loop) + 1 :]
+    return []
+
+
+def _assigned_names(stmts: Sequence[cst.CSTNode]) -> set[str]:
+    names: set[str] = set()
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if (isinstance(node, cst.AssignTarget) and isinstance(node.target, cst.Name)) or (isinstance(node, cst.AugAssign | cst.AnnAssign) and isinstance(
+                node.target, cst.Name
+            )):
+                names.add(node.target.value)
+    return names
+
+
+def _names_read_in(stmts: Sequence[cst.CSTNode], code: Any) -> set[str]:
+    out: set[str] = set()
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if isinstance(node, cst.Name):
+                out.add(node.value)
+    return out
+
+
+def _small_statements(stmts: Sequence[cst.CSTNode]) -> Iterator[cst.BaseSmallStatement]:
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if isinstance(node, cst.BaseSmallStatement):
+                yield node
+
+
+def _walk_own(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node under ``node``, not descending into nested functions, lambdas or classes."""
+    stack = list(reversed(node.children))
+    while stack:
+        child = stack.pop()
+        yield child
+        if isinstance(child, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            continue
+        stack.extend(reversed(child.children))
+
+
+def _contains_return(stmts: Sequence[cst.CSTNode]) -> bool:
+    return any(isinstance(n, cst.Return) for s in stmts for n in [s, *_walk_own(s)])
+
+
+def _uses_zero_arg_super(node: cst.CSTNode) -> bool:
+    return any(
+        isinstance(n, cst.Call)
+        and isinstance(n.func, cst.Name)
+        and n.func.value == "super"
+        and not n.args
+        for n in _walk_own(node)
+    )
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])) or (
+        m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.ConcatenatedString())]))
+    )
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _is_local(scope: Scope, name: str) -> bool:
+    """``name`` is bound in a function scope enclosing (or equal to) ``scope``."""
+    current: Scope | None = scope
+    while current is not None and not isinstance(current, GlobalScope):
+        if isinstance(current, FunctionScope) and current.assignments[name]:
+            return True
+        parent = current.parent
+        current = parent if parent is not current else None
+    return False
+
+
+def _function_scopes(scope: Scope) -> set[Scope]:
+    """``scope`` and the function scopes enclosing it."""
+    out: set[Scope] = set()
+    current: Scope | None = scope
+    while current is not None and not isinstance(current, GlobalScope):
+        if isinstance(current, FunctionScope):
+            out.add(current)
+        parent = current.parent
+        current = parent if parent is not current else None
+    return out
+
+
+def _within(inner: CodeRange, outer: CodeRange) -> bool:
+    return (inner.start.line, inner.start.column) >= (outer.start.line, outer.start.column) and (
+        inner.end.line,
+        inner.end.column,
+    ) <= (outer.end.line, outer.end.column)
+
+
+def _accesses_within(
+    codemod: RetryLoopCodemod, region: cst.CSTNode, region_range: CodeRange
+) -> Iterator[Any]:
+    scopes: set[Scope] = set()
+    for node in [region, *_walk_all(region)]:
+        scope = codemod.get_metadata(ScopeProvider, node, None)
+        if scope is not None:
+            scopes.add(scope)
+    seen: set[int] = set()
+    for scope in scopes:
+        for access in scope.accesses:
+            node = access.node
+            if id(node) in seen or not isinstance(node, cst.Name):
+                continue
+            seen.add(id(node))
+            position = codemod.get_metadata(PositionProvider, node, None)
+            if position is not None and _within(position, region_range):
+                yield access
+
+
+def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        yield child
+        stack.extend(child.children)
+
+
+def _spacing(top_level: cst.CSTNode | None) -> list[cst.EmptyLine]:
+    """As many blank lines before a new module-level function as before its neighbour."""
+    lines = getattr(top_level, "leading_lines", ())
+    blanks = sum(1 for line in lines if line.comment is None)
+    return [cst.EmptyLine() for _ in range(max(blanks, 1))]
+
+
+def _types_src(types: list[str]) -> str:
+    return types[0] if len(types) == 1 else f"({', '.join(types)})"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+class _BodyFinder(cst.CSTVisitor):
+    """What the attempt body does that a step cannot: yield, leave the loop, nest a retry."""
+
+    def __init__(self) -> None:
+        self.yields = False
+        self.loop_exits = False
+        self.nested_retry = False
+        self.global_decl = False
+        self.names: set[str] = set()
+        self._loops = 0
+        self._functions = 0
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Yield(self, node: cst.Yield) -> None:
+        self.yields = True
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.global_decl = True
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.global_decl = True
+
+    def visit_For(self, node: cst.For) -> None:
+        if _is_candidate(node):
+            self.nested_retry = True
+        self._loops += 1
+
+    def leave_For(self, original_node: cst.For) -> None:
+        self._loops -= 1
+
+    def visit_While(self, node: cst.While) -> None:
+        if _is_candidate(node):
+            self.nested_retry = True
+        self._loops += 1
+
+    def leave_While(self, original_node: cst.While) -> None:
+        self._loops -= 1
+
+    def visit_Break(self, node: cst.Break) -> None:
+        if self._loops == 0:
+            self.loop_exits = True
+
+    def visit_Continue(self, node: cst.Continue) -> None:
+        if self._loops == 0:
+            self.loop_exits = True
+
+
+__all__ = ["RetryLoopCodemod"]
+_ = ast  # the evaluator works on ast trees built from the loop's source
