@@ -1,0 +1,30 @@
+"""libcst codemods that turn hand-rolled retry logic into durable steps.
+
+Each codemod is a :class:`libcst.codemod.VisitorBasedCodemodCommand`, so it runs
+from ``durable codemod`` (see :mod:`codemods.runner`) and from libcst's own
+``python -m libcst.tool codemod -x codemods.retry_loop.RetryLoopCodemod PATH``.
+"""
+
+from __future__ import annotations
+
+from ._base import DurableCodemod, Site
+from .backoff_retry import BackoffCodemod
+from .retry_loop import RetryLoopCodemod
+from .tenacity_retry import TenacityCodemod
+
+#: selector (``--select``, and the name the audit gives the fix) -> codemod class,
+#: in the order they run on a file
+CODEMODS: dict[str, type[DurableCodemod]] = {
+    "retry-loop": RetryLoopCodemod,
+    "tenacity": TenacityCodemod,
+    "backoff": BackoffCodemod,
+}
+
+__all__ = [
+    "CODEMODS",
+    "BackoffCodemod",
+    "DurableCodemod",
+    "RetryLoopCodemod",
+    "Site",
+    "TenacityCodemod",
+]

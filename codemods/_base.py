@@ -11,6 +11,7 @@ from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import GlobalScope, PositionProvider, ScopeProvider
 
+from . import _evaluate as ev
 from ._policy import Policy
 
 SCRATCH_KEY = "durable.sites"
@@ -141,3 +142,31 @@ def _free_name(scope: GlobalScope, wanted: str, fallback: str) -> str:
 def _is_toolkit(node: cst.ImportFrom) -> bool:
     module = node.module
     return isinstance(module, cst.Name) and module.value == "toolkit" and node.relative == ()
+
+
+def module_constants(module: cst.Module, scope: GlobalScope) -> dict[str, ev.Number]:
+    """Module-level names bound once to a number: their values, for evaluating policies."""
+    constants: dict[str, ev.Number] = {}
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Assign | cst.AnnAssign):
+                targets = (
+                    [t.target for t in small.targets]
+                    if isinstance(small, cst.Assign)
+                    else [small.target]
+                )
+                value = small.value
+                if value is None or len(targets) != 1 or not isinstance(targets[0], cst.Name):
+                    continue
+                name = targets[0].value
+                if len(scope.assignments[name]) != 1:
+                    continue
+                try:
+                    result = ev.evaluate(ev.parse(module.code_for_node(value)), constants)
+                except (ev.Unknown, SyntaxError):
+                    continue
+                if isinstance(result, int | float) and not isinstance(result, bool):
+                    constants[name] = result
+    return constants

@@ -41,7 +41,7 @@ from libcst.metadata import (
 )
 
 from . import _evaluate as ev
-from ._base import DurableCodemod
+from ._base import DurableCodemod, module_constants
 from ._policy import NotABackoff, Policy, fit_delays
 
 #: simulate at most this many attempts before calling the loop endless or refusing it
@@ -133,7 +133,7 @@ class RetryLoopCodemod(DurableCodemod):
         scope = self.get_metadata(ScopeProvider, node, None)
         if isinstance(scope, GlobalScope):
             self.taken_names = {a.name for a in scope.assignments}
-            self.constants = _module_constants(node, scope)
+            self.constants = module_constants(node, scope)
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -470,7 +470,8 @@ class RetryLoopCodemod(DurableCodemod):
         )
         if not is_range:
             raise Skip(
-                f"loops over `{self.source_module.code_for_node(iterable)}` rather than over attempts"
+                f"loops over `{self.source_module.code_for_node(iterable)}`"
+                " rather than over attempts"
             )
         assert isinstance(iterable, cst.Call)
         bounds = [self._constant(a.value, "the attempt count") for a in iterable.args]
@@ -803,10 +804,8 @@ class _Simulation:
         return _Outcome(attempts, delays, self.jitter, exit_, self.saved)
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
-        return (
-            (isinstance(test, cst.Name)
-            and test.value == "True")
-            or (isinstance(test, cst.Integer) and test.value != "0")
+        return (isinstance(test, cst.Name) and test.value == "True") or (
+            isinstance(test, cst.Integer) and test.value != "0"
         )
 
     def _eval(self, expr: cst.BaseExpression, what: str, strip: bool = False) -> Any:
@@ -874,9 +873,13 @@ class _Simulation:
             exc = small.exc
             if exc is None and in_handler:
                 return _Exit("reraise")
-            if isinstance(exc, cst.Name) and exc.value in {self.as_name, self.saved} - {None}:
-                if in_handler or exc.value == self.saved:
-                    return _Exit("reraise")
+            names = {self.as_name, self.saved} - {None}
+            if (
+                isinstance(exc, cst.Name)
+                and exc.value in names
+                and (in_handler or exc.value == self.saved)
+            ):
+                return _Exit("reraise")
             if not in_handler:
                 raise Skip("raises outside the handler when attempts run out")
             return _Exit("code", block)
@@ -917,33 +920,6 @@ _AUG_OPS: dict[type, str] = {
 
 
 # ------------------------------------------------------------------ helpers
-def _module_constants(module: cst.Module, scope: GlobalScope) -> dict[str, ev.Number]:
-    constants: dict[str, ev.Number] = {}
-    for stmt in module.body:
-        if not isinstance(stmt, cst.SimpleStatementLine):
-            continue
-        for small in stmt.body:
-            if isinstance(small, cst.Assign | cst.AnnAssign):
-                targets = (
-                    [t.target for t in small.targets]
-                    if isinstance(small, cst.Assign)
-                    else [small.target]
-                )
-                value = small.value
-                if value is None or len(targets) != 1 or not isinstance(targets[0], cst.Name):
-                    continue
-                name = targets[0].value
-                if len(scope.assignments[name]) != 1:
-                    continue
-                try:
-                    result = ev.evaluate(ev.parse(module.code_for_node(value)), constants)
-                except (ev.Unknown, SyntaxError):
-                    continue
-                if isinstance(result, int | float) and not isinstance(result, bool):
-                    constants[name] = result
-    return constants
-
-
 def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
     """Loops that look like retries: a try whose success leaves the loop. Not inside nested
     functions or classes, and not inside another candidate."""
@@ -1068,10 +1044,10 @@ def _assigned_names(stmts: Sequence[cst.CSTNode]) -> set[str]:
     names: set[str] = set()
     for stmt in stmts:
         for node in _walk_own(stmt):
-            if (isinstance(node, cst.AssignTarget) and isinstance(node.target, cst.Name)) or (isinstance(node, cst.AugAssign | cst.AnnAssign) and isinstance(
-                node.target, cst.Name
-            )):
-                names.add(node.target.value)
+            target = getattr(node, "target", None)
+            is_assignment = isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign)
+            if is_assignment and isinstance(target, cst.Name):
+                names.add(target.value)
     return names
 
 

@@ -1,0 +1,224 @@
+"""Run the codemods over files and directories: diff or write, in parallel, never stopping.
+
+Guarantees:
+
+* a file that does not parse, is generated (``@generated``), is excluded or makes a
+  codemod fail is reported and never stops the run;
+* in diff mode no file is written;
+* in write mode a file is written only when its text changed, atomically (a temporary
+  file renamed over it);
+* running twice changes nothing more: the second run finds no rewritable site.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+
+from . import CODEMODS
+from ._base import Site, sites_of
+
+#: the marker of generated files; split so that this file is not taken for one
+GENERATED_MARKER = "@" + "generated"
+SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".svn",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "node_modules",
+    "build",
+    "dist",
+    ".eggs",
+}
+
+Status = Literal["unchanged", "rewritten", "generated", "excluded", "failed"]
+
+
+@dataclass
+class FileResult:
+    """What happened to one file. ``error`` is set for ``failed`` (with the line if known)."""
+
+    path: str
+    status: Status
+    sites: list[Site] = field(default_factory=list)
+    diff: str = ""
+    new_code: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (without the new code)."""
+        return {
+            "path": self.path,
+            "status": self.status,
+            "sites": [s.as_dict() for s in self.sites],
+            "error": self.error,
+        }
+
+
+def iter_python_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Every ``*.py`` file under ``paths``, sorted, skipping VCS, virtualenv and cache folders."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    yield Path(root) / name
+
+
+def is_excluded(path: Path, exclude: Sequence[str]) -> bool:
+    """``path`` matches one of the glob patterns (on the whole path or on any part)."""
+    text = path.as_posix()
+    return any(
+        fnmatch.fnmatch(text, pattern) or any(fnmatch.fnmatch(part, pattern) for part in path.parts)
+        for pattern in exclude
+    )
+
+
+def transform_source(
+    source: str,
+    selectors: Sequence[str] = tuple(CODEMODS),
+    filename: str = "<string>",
+    annotate: bool = False,
+) -> tuple[str, list[Site]]:
+    """Run the selected codemods on ``source``; the new code and the sites, with the line
+    numbers of ``source``. Raises :class:`libcst.ParserSyntaxError` if it does not parse."""
+    code = source
+    sites: list[Site] = []
+    original_lines = source.splitlines()
+    for selector in selectors:
+        context = CodemodContext(filename=filename)
+        codemod = CODEMODS[selector](context, annotate=annotate)
+        module = codemod.transform_module(cst.parse_module(code))
+        stage_sites = sites_of(context)
+        if code != source:
+            lines = _line_map(original_lines, code.splitlines())
+            stage_sites = [_with_line(s, lines.get(s.line, s.line)) for s in stage_sites]
+        sites.extend(stage_sites)
+        code = module.code
+    sites.sort(key=lambda s: (s.line, s.selector))
+    return code, sites
+
+
+def _with_line(site: Site, line: int) -> Site:
+    return Site(site.selector, line, site.action, site.reason, site.notes)
+
+
+def _line_map(original: list[str], current: list[str]) -> dict[int, int]:
+    """1-based line of ``current`` -> the line it came from (or replaced) in ``original``."""
+    mapping: dict[int, int] = {}
+    matcher = difflib.SequenceMatcher(a=original, b=current, autojunk=False)
+    for _tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        for j in range(b0, b1):
+            mapping[j + 1] = min(a0 + (j - b0), max(a1 - 1, a0)) + 1
+    return mapping
+
+
+def process_file(
+    path: str, selectors: Sequence[str], annotate: bool = False, exclude: Sequence[str] = ()
+) -> FileResult:
+    """Read, transform and diff one file; never raises."""
+    if is_excluded(Path(path), exclude):
+        return FileResult(path, "excluded")
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            source = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return FileResult(path, "failed", error=f"cannot read: {exc}")
+    if GENERATED_MARKER in source:
+        return FileResult(path, "generated")
+    try:
+        new_code, sites = transform_source(source, selectors, path, annotate)
+    except cst.ParserSyntaxError as exc:
+        return FileResult(
+            path, "failed", error=f"line {exc.raw_line}: does not parse: {exc.message}"
+        )
+    except Exception as exc:  # a codemod bug must not stop the run
+        return FileResult(path, "failed", error=f"codemod error: {type(exc).__name__}: {exc}")
+    if new_code == source:
+        return FileResult(path, "unchanged", sites)
+    diff = "".join(
+        difflib.unified_diff(
+            source.splitlines(keepends=True),
+            new_code.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
+    return FileResult(path, "rewritten", sites, diff, new_code)
+
+
+def _process_star(args: tuple[str, Sequence[str], bool, Sequence[str]]) -> FileResult:
+    return process_file(*args)
+
+
+def run(
+    paths: Iterable[str | Path],
+    selectors: Sequence[str] = tuple(CODEMODS),
+    *,
+    write: bool = False,
+    jobs: int = 1,
+    annotate: bool = False,
+    exclude: Sequence[str] = (),
+) -> Iterator[FileResult]:
+    """Process every Python file under ``paths``; yields results in path order.
+
+    With ``write`` each changed file is replaced atomically. ``jobs`` > 1 uses that many
+    worker processes.
+    """
+    unknown = [s for s in selectors if s not in CODEMODS]
+    if unknown:
+        raise ValueError(f"unknown codemod {unknown[0]!r}; choose from {', '.join(CODEMODS)}")
+    files = [str(p) for p in iter_python_files(paths)]
+    work = [(f, tuple(selectors), annotate, tuple(exclude)) for f in files]
+    if jobs > 1 and len(work) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            chunk = max(1, min(32, len(work) // (jobs * 4)))
+            for result in pool.map(_process_star, work, chunksize=chunk):
+                yield _finish(result, write)
+    else:
+        for item in work:
+            yield _finish(_process_star(item), write)
+
+
+def _finish(result: FileResult, write: bool) -> FileResult:
+    if write and result.status == "rewritten" and result.new_code is not None:
+        _write_atomically(Path(result.path), result.new_code)
+    return result
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    mode = path.stat().st_mode
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["FileResult", "iter_python_files", "process_file", "run", "transform_source"]

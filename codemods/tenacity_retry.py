@@ -1,0 +1,275 @@
+"""Codemod ``tenacity``: ``@retry(...)`` and ``for attempt in Retrying(...)`` become steps.
+
+Mapped: ``stop_after_attempt``, ``stop_after_delay`` (and ``|`` of both),
+``stop_never``; ``wait_fixed``, ``wait_none``, ``wait_exponential``,
+``wait_random``, ``wait_random_exponential``, ``wait_exponential_jitter`` and
+sums of a deterministic wait and random ones; ``retry_if_exception_type``
+(and ``|``), ``retry_if_not_exception_type``; ``reraise``. Anything else keeps
+the decorator, reported as ``kept`` with the option named.
+
+Random waits are approximated by ``jitter=True`` (delays drawn from
+``[d/2, d]``), said in the report's notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
+from ._policy import Policy
+
+LIB = "tenacity"
+#: the options of ``retry(...)`` that have an equivalent in ``RetryPolicy``
+_MAPPED_OPTIONS = ("stop", "wait", "retry", "reraise")
+
+
+@dataclass
+class _Wait:
+    initial: float = 0.0
+    factor: float = 1.0
+    cap: float | None = None
+    jitter: bool = False
+    notes: list[str] = field(default_factory=list)
+    deterministic: bool = True
+
+
+class TenacityCodemod(DecoratorCodemod):
+    """Rewrite tenacity's ``@retry`` and ``Retrying`` blocks into durable steps."""
+
+    SELECTOR = "tenacity"
+    LIBRARY = LIB
+    DESCRIPTION = "Rewrite tenacity @retry decorators and Retrying blocks into durable steps."
+
+    def __init__(self, context: Any, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        self.catches_retry_error = False
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        self.catches_retry_error = "RetryError" in node.code
+        return True
+
+    def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
+        target = decorator.decorator
+        if self.call_name(target, LIB) != "retry":
+            return None
+        if isinstance(target, cst.Call):
+            return lambda: self.policy(target, "@retry")
+        return lambda: (Policy(max_attempts=None), ["bare @retry: retries forever"])
+
+    # -- Retrying blocks -----------------------------------------------------------
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        updated_node = super().leave_FunctionDef(original_node, updated_node)
+        body = list(original_node.body.body)
+        for index, stmt in enumerate(body):
+            if not isinstance(stmt, cst.For) or self.call_name(stmt.iter, LIB) not in (
+                "Retrying",
+                "AsyncRetrying",
+            ):
+                continue
+            assert isinstance(stmt.iter, cst.Call)
+            try:
+                rewrite = self._retrying_block(original_node, stmt, index)
+                policy, notes = self.policy(stmt.iter, "Retrying(...)")
+            except (Kept, NotRewritten) as exc:
+                action = "kept" if isinstance(exc, Kept) else "skipped"
+                self.record(stmt, action, str(exc))
+                continue
+            self.record(stmt, "rewritten", "Retrying block: the function became a step", notes)
+            self.changed = True
+            new_body = [*list(updated_node.body.body)[:index], *rewrite(updated_node)]
+            return updated_node.with_changes(
+                body=updated_node.body.with_changes(body=new_body),
+                decorators=[*updated_node.decorators, self.decorator_for(policy)],
+            )
+        return updated_node
+
+    def _retrying_block(
+        self, func: cst.FunctionDef, loop: cst.For, index: int
+    ) -> Callable[[cst.FunctionDef], list[cst.BaseStatement]]:
+        body = list(func.body.body)
+        before = body[:index]
+        if before and not (index == 1 and _is_docstring(before[0])):
+            raise NotRewritten("the Retrying block is not the whole body of the function")
+        if index != len(body) - 1:
+            raise NotRewritten("code follows the Retrying block")
+        inner = loop.body.body if isinstance(loop.body, cst.IndentedBlock) else []
+        target = loop.target
+        if (
+            len(inner) != 1
+            or not isinstance(inner[0], cst.With)
+            or len(inner[0].items) != 1
+            or not isinstance(target, cst.Name)
+            or self.code(inner[0].items[0].item) != target.value
+            or inner[0].items[0].asname is not None
+        ):
+            raise NotRewritten("the Retrying loop body is not one `with attempt:` block")
+        if (loop.asynchronous is None) != (func.asynchronous is None):
+            raise NotRewritten("AsyncRetrying in a sync function or Retrying in an async one")
+        if loop.orelse is not None:
+            raise NotRewritten("the Retrying loop has an else block")
+        if target.value in self.code(inner[0].body):
+            raise NotRewritten(f"the attempt body uses `{target.value}`")
+
+        def rewrite(updated: cst.FunctionDef) -> list[cst.BaseStatement]:
+            updated_loop = updated.body.body[index]
+            assert isinstance(updated_loop, cst.For)
+            assert isinstance(updated_loop.body, cst.IndentedBlock)
+            with_ = updated_loop.body.body[0]
+            assert isinstance(with_, cst.With)
+            stmts = list(with_.body.body)
+            first = stmts[0].with_changes(leading_lines=updated_loop.leading_lines)
+            return [first, *stmts[1:]]
+
+        return rewrite
+
+    # -- the policy ----------------------------------------------------------------
+    def policy(self, call: cst.Call, what: str) -> Rewrite:
+        """Map the arguments of ``retry(...)`` / ``Retrying(...)`` to a policy."""
+        args: dict[str, cst.BaseExpression] = {}
+        for arg in call.args:
+            if arg.keyword is None or arg.star:
+                raise Kept(f"{what} gets positional arguments")
+            args[arg.keyword.value] = arg.value
+        for name in args:
+            if name not in _MAPPED_OPTIONS:
+                raise Kept(f"option `{name}=` has no equivalent")
+        notes: list[str] = []
+        policy = Policy(max_attempts=None)
+        if "stop" in args:
+            self._stop(args["stop"], policy)
+        wait = self._wait(args["wait"]) if "wait" in args else _Wait()
+        policy.initial_delay, policy.backoff, policy.max_delay = wait.initial, wait.factor, wait.cap
+        policy.jitter = wait.jitter
+        notes.extend(wait.notes)
+        if "retry" in args:
+            policy.retry_on, policy.give_up_on = self._retry(args["retry"])
+        reraise = args.get("reraise")
+        finite = policy.max_attempts is not None or policy.max_elapsed is not None
+        if reraise is not None and not (
+            isinstance(reraise, cst.Name) and reraise.value in ("True", "False")
+        ):
+            raise Kept(f"reraise={self.code(reraise)} is known only at run time")
+        reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
+        if finite and not reraises:
+            if self.catches_retry_error:
+                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+            notes.append("raises the last exception instead of tenacity.RetryError")
+        if not finite:
+            notes.append("retries forever, as before")
+        return policy, notes
+
+    def _stop(self, expr: cst.BaseExpression, policy: Policy) -> None:
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
+            self._stop(expr.left, policy)
+            self._stop(expr.right, policy)
+            return
+        name = self.call_name(expr, LIB)
+        if name == "stop_never" and not isinstance(expr, cst.Call):
+            return
+        if not isinstance(expr, cst.Call) or name not in ("stop_after_attempt", "stop_after_delay"):
+            raise Kept(f"stop={self.code(expr)} has no equivalent")
+        if name == "stop_after_attempt":
+            args = self.bound_args(expr, ("max_attempt_number",), name)
+            value = int(self.number(args["max_attempt_number"], "stop_after_attempt"))
+            policy.max_attempts = min(value, policy.max_attempts or value)
+        else:
+            args = self.bound_args(expr, ("max_delay",), name)
+            seconds = self.number(args["max_delay"], "stop_after_delay")
+            policy.max_elapsed = min(seconds, policy.max_elapsed or seconds)
+
+    def _wait(self, expr: cst.BaseExpression) -> _Wait:
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+            left, right = self._wait(expr.left), self._wait(expr.right)
+            fixed = [w for w in (left, right) if w.deterministic]
+            if len(fixed) == 2:
+                raise Kept(f"wait={self.code(expr)} adds two deterministic waits")
+            base = fixed[0] if fixed else left
+            return _Wait(
+                base.initial,
+                base.factor,
+                base.cap,
+                True,
+                [*left.notes, *right.notes, "added random wait approximated by jitter=True"],
+                False,
+            )
+        name = self.call_name(expr, LIB)
+        if not isinstance(expr, cst.Call):
+            raise Kept(f"wait={self.code(expr)} has no equivalent")
+        if name == "wait_none":
+            return _Wait()
+        if name == "wait_fixed":
+            args = self.bound_args(expr, ("wait",), name)
+            return _Wait(self.number(args["wait"], "wait_fixed"))
+        if name in ("wait_exponential", "wait_random_exponential"):
+            args = self.bound_args(expr, ("multiplier", "max", "exp_base", "min"), name)
+            wait = self._exponential(args, name, "multiplier")
+            if name == "wait_random_exponential":
+                wait.jitter, wait.deterministic = True, False
+                wait.notes.append("full jitter approximated by jitter=True")
+            return wait
+        if name == "wait_exponential_jitter":
+            args = self.bound_args(
+                expr, ("initial", "max", "exp_base", "jitter", "min", "multiplier"), name
+            )
+            wait = self._exponential(args, name, "initial")
+            wait.jitter = True
+            wait.notes.append("additive jitter approximated by jitter=True")
+            return wait
+        if name == "wait_random":
+            args = self.bound_args(expr, ("min", "max"), name)
+            high = self.number(args["max"], "wait_random") if "max" in args else 1.0
+            return _Wait(high, 1.0, None, True, ["wait_random approximated by jitter=True"], False)
+        raise Kept(f"wait={self.code(expr)} has no equivalent")
+
+    def _exponential(self, args: dict[str, cst.BaseExpression], name: str, first: str) -> _Wait:
+        initial = self.number(args[first], name) if first in args else 1.0
+        if "multiplier" in args and first != "multiplier":
+            initial *= self.number(args["multiplier"], name)
+        factor = self.number(args["exp_base"], name) if "exp_base" in args else 2.0
+        cap = self.number(args["max"], name) if "max" in args else None
+        notes = []
+        if "min" in args:
+            low = self.number(args["min"], name)
+            if low > initial:
+                notes.append(
+                    f"{name} min={low:g} approximated: first delay {low:g}, then x{factor:g}"
+                )
+                initial = low
+        return _Wait(initial, factor, cap, False, notes)
+
+    def _retry(self, expr: cst.BaseExpression) -> tuple[list[str], list[str]]:
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
+            left, right = self._retry(expr.left), self._retry(expr.right)
+            if left[1] or right[1]:
+                raise Kept(f"retry={self.code(expr)} has no equivalent")
+            return [*left[0], *right[0]], []
+        name = self.call_name(expr, LIB)
+        if not isinstance(expr, cst.Call) or name not in (
+            "retry_if_exception_type",
+            "retry_if_not_exception_type",
+        ):
+            raise Kept(f"retry={self.code(expr)} has no equivalent")
+        args = self.bound_args(expr, ("exception_types",), name)
+        types = self.exception_types(args["exception_types"]) if args else ["Exception"]
+        if name == "retry_if_exception_type":
+            return types, []
+        return ["Exception"], types  # tenacity also retried BaseException; the step does not
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    )
+
+
+__all__ = ["TenacityCodemod"]
