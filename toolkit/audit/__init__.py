@@ -1,0 +1,26 @@
+"""``durable audit``: find hand-rolled reliability code and rank it by risk.
+
+Public API::
+
+    from toolkit.audit import run_audit, AuditReport, Hotspot, Risk, Kind
+    report = run_audit(["path/to/legacy"])          # hotspots worst first
+
+The scan reads files only (``ast`` for Python, regular expressions for SQL,
+crontabs and broker configuration); it never imports or runs scanned code,
+and never imports :mod:`codemods` or :mod:`adapters`.
+"""
+
+from toolkit.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
+from toolkit.audit.reports import SCHEMA_VERSION
+from toolkit.audit.scanner import run_audit
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AuditReport",
+    "FileError",
+    "Fix",
+    "Hotspot",
+    "Kind",
+    "Risk",
+    "run_audit",
+]

@@ -1,0 +1,1239 @@
+"""The Python scanner: one ``ast`` pass per file, no imports, no execution.
+
+Fixability mirrors what the codemods (selectors ``retry-loop``, ``tenacity``,
+``backoff``) rewrite and refuse; it is decided here with ``ast`` rules, the
+codemods are never imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from toolkit.audit.effects import Effects, dotted, find_effects
+from toolkit.audit.model import Fix, Hotspot, Kind, Risk
+from toolkit.audit.textscan import (
+    LOCK_COLUMNS,
+    STATUS_COLUMNS,
+    SWEEP_NAME,
+    TextFinding,
+    classify_table,
+    scan_broker_config,
+    scan_sql,
+)
+
+EXCERPT_LINES = 14
+_SLEEPS = frozenset({"sleep", "wait"})
+_LOG_NAMES = re.compile(r"log|warn|debug|info|error|exception|print|critical|metric|incr|stat")
+_RETRYISH = re.compile(r"retr|attempt|tries|try_", re.I)
+_TIME_ATTR = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started|deadline)$")
+_TIME_KW = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started)__lte?$")
+_GUARD_TEXT = re.compile(
+    r"skip_locked|select_for_update|with_for_update|advisory|SKIP LOCKED|NOWAIT|"
+    r"leader|acquire\(|\.lock\(",
+    re.I,
+)
+_SQLISH = re.compile(r"\b(select|update|insert|create\s+table|delete\s+from)\b", re.I)
+_PERIODIC = re.compile(r"periodic|scheduled_job|cron|interval|every|beat", re.I)
+_BEAT_NAMES = re.compile(r"beat_schedule|CELERYBEAT_SCHEDULE|CELERY_BEAT_SCHEDULE", re.I)
+_HARMLESS = frozenset(
+    {"min", "max", "int", "float", "str", "repr", "len", "isinstance", "type", "format", "round",
+     "random.uniform", "random.random", "random.randint", "time.time", "time.monotonic"}
+)  # fmt: skip
+_DJANGO_AGE = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started)__lte?\b")
+_SELECT_BY_STATUS = re.compile(
+    r"\bselect\b[\s\S]*\bfrom\b[\s\S]*\bwhere\b[\s\S]*\b(status|state)\b", re.I
+)
+_MUTATORS = frozenset({"pop", "popleft", "append", "remove", "extend", "insert", "clear", "rotate"})
+
+# resolved decorator name -> library
+_DECORATORS: dict[str, str] = {
+    "tenacity.retry": "tenacity",
+    "backoff.on_exception": "backoff",
+    "backoff.on_predicate": "backoff",
+    "retrying.retry": "retrying",
+    "retry.retry": "retry",
+    "retry.api.retry": "retry",
+    "stamina.retry": "stamina",
+    "oslo_db.api.wrap_db_retry": "oslo.db",
+    "google.api_core.retry.Retry": "google.api_core",
+    "google.api_core.retry_async.AsyncRetry": "google.api_core",
+    "oslo_service.loopingcall.RetryDecorator": "oslo.service",
+}
+_TENACITY_BLOCKS = frozenset({"tenacity.Retrying", "tenacity.AsyncRetrying"})
+
+
+def _excerpt(lines: list[str], start: int, end: int) -> str:
+    chunk = lines[start - 1 : min(end, start - 1 + EXCERPT_LINES)]
+    text = "\n".join(line.rstrip() for line in chunk)
+    if end - start + 1 > EXCERPT_LINES:
+        text += f"\n... ({end - start + 1 - EXCERPT_LINES} more lines)"
+    return text
+
+
+def _walk_local(nodes: list[ast.stmt] | list[ast.AST]) -> Iterator[ast.AST]:
+    """All nodes under ``nodes``, not entering nested functions, lambdas or classes."""
+    stack: list[ast.AST] = list(nodes)
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(
+                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+            ):
+                stack.append(child)
+
+
+def _names_in(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _is_sleep(call: ast.Call) -> bool:
+    name = dotted(call.func)
+    last = name.rsplit(".", 1)[-1]
+    return last in _SLEEPS and (last == "sleep" or name.startswith(("time.", "asyncio.")))
+
+
+def _exits(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Return | ast.Break | ast.Raise)
+
+
+@dataclass
+class _Loop:
+    node: ast.For | ast.AsyncFor | ast.While
+    qualname: str | None
+    func: ast.FunctionDef | ast.AsyncFunctionDef | None
+    parents: list[ast.FunctionDef | ast.AsyncFunctionDef]
+    outer_loops: list[ast.AST] = field(default_factory=list)
+
+
+@dataclass
+class _LoopFacts:
+    pattern: str
+    region: list[ast.stmt]
+    counter: str | None
+    forever: bool
+    sleep: str  # none | constant | exponential | server | other
+    catch: str  # bare | broad | specific | none
+    refusal: str | None
+    silent_give_up: bool
+
+
+class PythonScanner:
+    """Scans one parsed module; ``hotspots`` is filled by :meth:`run`."""
+
+    def __init__(self, path: str, text: str, tree: ast.Module) -> None:
+        self.path = path
+        self.text = text
+        self.lines = text.splitlines()
+        self.tree = tree
+        self.hotspots: list[Hotspot] = []
+        self.imports: dict[str, str] = {}
+        self.funcs: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str, list[ast.AST]]] = []
+        self.classes: list[tuple[ast.ClassDef, str]] = []
+        self.loops: list[_Loop] = []
+        self.consumed: set[int] = set()
+        self.homemade: dict[str, str] = {}
+        self.triggers: dict[str, str] = {}
+        self.sweepers_seen: set[str] = set()
+        self.is_command = "/management/commands/" in "/" + path
+
+    # ------------------------------------------------------------------ setup
+    def _collect(self) -> None:
+        def visit(
+            node: ast.AST,
+            scope: list[str],
+            parents: list[ast.FunctionDef | ast.AsyncFunctionDef],
+            loops: list[ast.AST],
+            ancestors: list[ast.AST],
+        ) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.Import):
+                    for alias in child.names:
+                        self.imports[alias.asname or alias.name.split(".")[0]] = (
+                            alias.name if alias.asname else alias.name.split(".")[0]
+                        )
+                elif isinstance(child, ast.ImportFrom) and child.module:
+                    for alias in child.names:
+                        self.imports[alias.asname or alias.name] = f"{child.module}.{alias.name}"
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    qual = ".".join([*scope, child.name])
+                    self.funcs.append((child, qual, [*ancestors]))
+                    visit(child, [*scope, child.name], [*parents, child], [], [*ancestors, child])
+                elif isinstance(child, ast.ClassDef):
+                    qual = ".".join([*scope, child.name])
+                    self.classes.append((child, qual))
+                    visit(child, [*scope, child.name], parents, [], [*ancestors, child])
+                elif isinstance(child, ast.For | ast.AsyncFor | ast.While):
+                    self.loops.append(
+                        _Loop(
+                            child,
+                            ".".join(scope) or None,
+                            parents[-1] if parents else None,
+                            list(parents),
+                            list(loops),
+                        )
+                    )
+                    visit(child, scope, parents, [*loops, child], ancestors)
+                else:
+                    visit(child, scope, parents, loops, ancestors)
+
+        visit(self.tree, [], [], [], [])
+
+    def resolve(self, node: ast.AST) -> str:
+        """Dotted name of ``node`` with its first segment resolved through the imports."""
+        name = dotted(node.func if isinstance(node, ast.Call) else node)
+        head, _, rest = name.partition(".")
+        full = self.imports.get(head, head)
+        return f"{full}.{rest}" if rest else full
+
+    def add(
+        self,
+        kind: Kind,
+        pattern: str,
+        start: int,
+        end: int,
+        function: str | None,
+        risk: Risk,
+        reason: str,
+        fix: Fix,
+        *,
+        refusal: str | None = None,
+        effects: Effects | None = None,
+        removable: int = 0,
+    ) -> None:
+        self.hotspots.append(
+            Hotspot(
+                kind=kind,
+                pattern=pattern,
+                path=self.path,
+                start_line=start,
+                end_line=end,
+                function=function,
+                excerpt=_excerpt(self.lines, start, end),
+                risk=risk,
+                reason=reason,
+                fix=fix,
+                refusal=refusal,
+                side_effects=effects.labels if effects else (),
+                removable_lines=removable if fix.automatic else 0,
+            )
+        )
+
+    # -------------------------------------------------------------- the run
+    def run(self) -> list[Hotspot]:
+        """Scan the module once and return its hotspots (unsorted)."""
+        self._collect()
+        self._scan_triggers()
+        for func, qual, _ancestors in self.funcs:
+            self._scan_homemade_definition(func, qual)
+        for func, qual, _ancestors in self.funcs:
+            self._scan_decorators(func, qual)
+            self._scan_sweeper(func, qual)
+            self._scan_dead_letter_code(func, qual)
+            self._scan_recursive_retry(func, qual)
+        for loop in self.loops:
+            if id(loop.node) not in self.consumed:
+                self._scan_loop(loop)
+        for cls, qual in self.classes:
+            self._scan_model(cls, qual)
+        self._scan_table_calls()
+        self._scan_strings()
+        return self.hotspots
+
+    # ------------------------------------------------------------ triggers
+    def _scan_triggers(self) -> None:
+        """Record which functions are run on a schedule, and report beat entries."""
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                name = dotted(node.func)
+                last = name.rsplit(".", 1)[-1]
+                if last == "do" and "every" in name and node.args:
+                    target = dotted(node.args[0]).rsplit(".", 1)[-1]
+                    self.triggers[target] = "`schedule` job"
+                elif last in ("add_job", "scheduled_job") and node.args:
+                    target = dotted(node.args[0]).rsplit(".", 1)[-1]
+                    self.triggers[target] = "APScheduler job"
+                elif last == "add_periodic_task" and len(node.args) >= 2:
+                    target = dotted(node.args[1]).split(".()")[0].rsplit(".", 1)[-1]
+                    self.triggers[target] = "Celery beat (add_periodic_task)"
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if isinstance(node.value, ast.Dict) and any(
+                    _BEAT_NAMES.search(dotted(t)) for t in targets
+                ):
+                    self._scan_beat(node.value)
+
+    def _scan_beat(self, schedule: ast.Dict) -> None:
+        for value in schedule.values:
+            if not isinstance(value, ast.Dict):
+                continue
+            for k, v in zip(value.keys, value.values, strict=False):
+                if (
+                    isinstance(k, ast.Constant)
+                    and k.value == "task"
+                    and isinstance(v, ast.Constant)
+                    and isinstance(v.value, str)
+                ):
+                    task = v.value.rsplit(".", 1)[-1]
+                    self.triggers[task] = "Celery beat"
+                    if SWEEP_NAME.search(task):
+                        self.add(
+                            Kind.CRON_SWEEPER,
+                            "celery beat entry",
+                            value.lineno,
+                            value.end_lineno or value.lineno,
+                            None,
+                            Risk.MEDIUM,
+                            f"Celery beat runs `{v.value}` on a timer (a sweeper by its name): "
+                            "time-based recovery can run a job twice",
+                            Fix("adapter", "cron-sweeper", False, "scheduled durable workflow"),
+                        )
+
+    # -------------------------------------------------------- decorators
+    def _scan_homemade_definition(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
+    ) -> None:
+        """A decorator (factory) whose inner wrapper loops over attempts of the wrapped call."""
+        inner = [
+            n
+            for n in ast.walk(func)
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n is not func
+        ]
+        if not inner:
+            return
+        for loop in self.loops:
+            if loop.func not in inner or func not in loop.parents or id(loop.node) in self.consumed:
+                continue
+            facts = self._loop_facts(loop)
+            if facts is None:
+                continue
+            calls_wrapped = any(
+                isinstance(n, ast.Call)
+                and any(isinstance(a, ast.Starred) for a in n.args)
+                and any(kw.arg is None for kw in n.keywords)
+                for n in _walk_local(facts.region)
+            )
+            if not calls_wrapped:
+                continue
+            self.consumed.add(id(loop.node))
+            if func.name in self.homemade:
+                continue
+            self.homemade[func.name] = qual
+            risk, reason = self._retry_risk(facts.forever, facts.sleep, facts.catch, None, "")
+            self.add(
+                Kind.RETRY_DECORATOR,
+                "home-made retry decorator",
+                func.lineno,
+                func.end_lineno or func.lineno,
+                qual,
+                risk,
+                reason,
+                Fix(
+                    "manual",
+                    "@step",
+                    False,
+                    "replace the decorator with @step(retry=RetryPolicy(...)) at its use sites",
+                ),
+                refusal="home-made decorator: no codemod rewrites its definition",
+            )
+            return
+
+    def _scan_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+        for dec in func.decorator_list:
+            full = self.resolve(dec)
+            last = full.rsplit(".", 1)[-1]
+            call = dec if isinstance(dec, ast.Call) else None
+            lib = _DECORATORS.get(full)
+            if lib is None and last == "retry" and full.split(".")[0] in ("tenacity", "backoff"):
+                lib = full.split(".")[0]
+            if lib is not None:
+                self._report_decorator(func, qual, dec, call, lib, full)
+            elif last in ("task", "shared_task") or full.endswith("celery.task"):
+                self._report_celery(func, qual, dec, call)
+            elif dotted(call.func if call else dec).split(".")[0] in self.homemade and (
+                dotted(call.func if call else dec).split(".")[0] != func.name
+            ):
+                name = dotted(call.func if call else dec).split(".")[0]
+                effects = find_effects(func.body)
+                risk, reason = self._effects_risk(effects, Risk.MEDIUM, "home-made retry decorator")
+                self.add(
+                    Kind.RETRY_DECORATOR,
+                    f"@{name} (home-made)",
+                    dec.lineno,
+                    func.end_lineno or func.lineno,
+                    qual,
+                    risk,
+                    reason,
+                    self._fix_for(effects, Fix("manual", "@step", False, "@step(retry=...)")),
+                    effects=effects,
+                )
+            if _PERIODIC.search(full):
+                self.triggers[func.name] = f"@{dotted(call.func if call else dec)}"
+
+    def _report_decorator(
+        self,
+        func: ast.FunctionDef | ast.AsyncFunctionDef,
+        qual: str,
+        dec: ast.expr,
+        call: ast.Call | None,
+        lib: str,
+        full: str,
+    ) -> None:
+        kw = {k.arg: k.value for k in (call.keywords if call else []) if k.arg}
+        args = call.args if call else []
+        forever, sleep, catch = False, "exponential", "specific"
+        refusal: str | None = None
+        selector: str | None = None
+        if lib == "tenacity":
+            selector = "tenacity"
+            forever = "stop" not in kw
+            sleep = "exponential" if "wait" in kw else "none"
+            retry_kw = kw.get("retry")
+            catch = "broad" if retry_kw is None else "specific"
+            if retry_kw is not None and re.search(r"result", ast.unparse(retry_kw)):
+                refusal = "retry decided by the result (polling), not by an exception"
+        elif full == "backoff.on_predicate":
+            selector = "backoff"
+            refusal = "backoff.on_predicate is reported, not rewritten"
+            forever = "max_tries" not in kw and "max_time" not in kw
+        elif lib == "backoff":
+            selector = "backoff"
+            forever = "max_tries" not in kw and "max_time" not in kw
+            if len(args) > 1 and self._broad(args[1]):
+                catch = "broad"
+            wait = self.resolve(args[0]) if args else ""
+            if wait and wait not in ("backoff.expo", "backoff.constant", "backoff.fibo"):
+                refusal = f"wait generator `{dotted(args[0])}` has no RetryPolicy equivalent"
+        elif lib == "retrying":
+            forever = "stop_max_attempt_number" not in kw and "stop_max_delay" not in kw
+            sleep = "exponential" if any(k.startswith("wait") for k in kw) else "none"
+            catch = "specific" if "retry_on_exception" in kw else "broad"
+        elif lib == "retry":
+            tries = kw.get("tries") or (args[1] if len(args) > 1 else None)
+            forever = tries is None or (
+                isinstance(tries, ast.UnaryOp)
+                or (isinstance(tries, ast.Constant) and tries.value == -1)
+            )
+            sleep = "exponential" if "delay" in kw or len(args) > 2 else "none"
+            exc = kw.get("exceptions") or (args[0] if args else None)
+            catch = "broad" if exc is None or self._broad(exc) else "specific"
+        elif lib == "stamina":
+            exc = kw.get("on") or (args[0] if args else None)
+            catch = "broad" if exc is None or self._broad(exc) else "specific"
+        effects = find_effects(func.body)
+        risk, reason = self._retry_risk(forever, sleep, catch, effects, lib)
+        if selector and refusal is None:
+            fix = Fix("codemod", selector, True, f"durable codemod --select {selector}")
+        elif selector:
+            fix = Fix("codemod", selector, False, f"the {selector} codemod refuses: {refusal}")
+        else:
+            refusal = f"no codemod for `{lib}`"
+            fix = Fix("manual", "@step", False, f"replace @{dotted(call.func if call else dec)} "
+                      "with @step(retry=RetryPolicy(...))")  # fmt: skip
+        fix = self._fix_for(effects, fix)
+        start = dec.lineno
+        dec_end = dec.end_lineno or dec.lineno
+        self.add(
+            Kind.RETRY_DECORATOR,
+            f"{lib} @{dotted(call.func if call else dec)}",
+            start,
+            func.end_lineno or start,
+            qual,
+            risk,
+            reason,
+            fix,
+            refusal=refusal,
+            effects=effects,
+            removable=dec_end - start + 1,
+        )
+
+    def _report_celery(
+        self,
+        func: ast.FunctionDef | ast.AsyncFunctionDef,
+        qual: str,
+        dec: ast.expr,
+        call: ast.Call | None,
+    ) -> None:
+        kw = {k.arg: k.value for k in (call.keywords if call else []) if k.arg}
+        self_retry = [
+            n
+            for n in _walk_local(func.body)
+            if isinstance(n, ast.Call) and dotted(n.func).endswith("self.retry")
+        ]
+        if "autoretry_for" not in kw and not self_retry:
+            return
+        max_retries = kw.get("max_retries")
+        for n in self_retry:
+            for k in n.keywords:
+                if k.arg == "max_retries":
+                    max_retries = k.value
+        forever = isinstance(max_retries, ast.Constant) and max_retries.value is None
+        auto = kw.get("autoretry_for")
+        catch = "broad" if auto is not None and self._broad(auto) else "specific"
+        effects = find_effects(func.body)
+        risk, reason = self._retry_risk(forever, "exponential", catch, effects, "celery")
+        pattern = "celery autoretry_for" if auto is not None else "celery self.retry"
+        self.add(
+            Kind.CELERY_RETRY,
+            pattern,
+            dec.lineno,
+            func.end_lineno or dec.lineno,
+            qual,
+            risk,
+            reason,
+            self._fix_for(
+                effects,
+                Fix(
+                    "manual",
+                    "@step",
+                    False,
+                    "run the task body as a durable workflow; "
+                    "its retry options become a RetryPolicy",
+                ),
+            ),
+            refusal="Celery task retries: no codemod",
+            effects=effects,
+        )
+
+    # ------------------------------------------------------------ loops
+    def _broad(self, node: ast.AST | None) -> bool:
+        if node is None:
+            return True
+        names = [dotted(n) for n in (node.elts if isinstance(node, ast.Tuple) else [node])]
+        return any(n.rsplit(".", 1)[-1] in ("Exception", "BaseException") for n in names)
+
+    def _loop_facts(self, loop: _Loop) -> _LoopFacts | None:
+        """The retry shape of a loop, or None when it is not a retry loop."""
+        node = loop.node
+        counter: str | None = None
+        forever = False
+        pattern: str
+        if isinstance(node, ast.For | ast.AsyncFor):
+            it = node.iter
+            target = dotted(node.target)
+            it_name = self.resolve(it) if isinstance(it, ast.Call) else ""
+            if it_name in _TENACITY_BLOCKS:
+                return None
+            if it_name in ("range", "builtins.range", "six.moves.range", "xrange"):
+                pattern, counter = "for-range", target
+            elif it_name in ("itertools.count", "count"):
+                pattern, counter, forever = "for-count", target, True
+            elif _RETRYISH.search(target) or _RETRYISH.search(ast.unparse(it)[:80]):
+                pattern, counter = "for-custom-iterator", target
+            else:
+                return None  # loops over hosts, items, pages: alternatives, not attempts
+        else:
+            test = node.test
+            if isinstance(test, ast.Constant) and test.value:
+                pattern, forever = "while-true", True
+            elif isinstance(test, ast.Compare) and isinstance(test.left, ast.Name):
+                pattern, counter = "while-counter", test.left.id
+            else:
+                pattern = "while-condition"
+        tries = [s for s in node.body if isinstance(s, ast.Try | ast.TryStar)]
+        for s in node.body:
+            if isinstance(s, ast.With | ast.AsyncWith):
+                tries += [b for b in s.body if isinstance(b, ast.Try | ast.TryStar)]
+        if not tries:
+            return None
+        tnode = tries[0]
+        swallowing = [h for h in tnode.handlers if not (h.body and _exits(h.body[-1]))]
+        if not swallowing:
+            return None
+        idx = node.body.index(tnode) if tnode in node.body else -1
+        after = node.body[idx + 1 :] if idx >= 0 else []
+        success_exit = any(_exits(s) and not isinstance(s, ast.Raise) for s in tnode.body) or any(
+            isinstance(s, ast.Return | ast.Break) for s in tnode.orelse
+        )
+        handler_continue = any(
+            isinstance(n, ast.Continue) for h in swallowing for n in _walk_local(h.body)
+        )
+        if not success_exit and handler_continue:
+            success_exit = any(isinstance(s, ast.Return | ast.Break) for s in after)
+        if not success_exit:
+            return None  # polling, worker main loops: exit depends on a result or never
+        # time-bounded while loops (deadline) and counters bound forever-ness
+        if pattern == "while-true":
+            incremented = {
+                n.target.id
+                for n in _walk_local(node.body)
+                if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
+            }
+            bounded = any(
+                isinstance(n, ast.If)
+                and (_names_in(n.test) & incremented)
+                and any(isinstance(x, ast.Raise | ast.Return | ast.Break) for x in n.body)
+                for n in _walk_local(node.body)
+            )
+            if bounded:
+                pattern, forever = "while-true-counter", False
+                counter = next(iter(incremented), None)
+        if pattern == "for-count":
+            forever = not any(
+                isinstance(n, ast.If) and counter in _names_in(n.test)
+                for n in _walk_local(node.body)
+            )
+        # sleep
+        sleeps = [n for n in _walk_local(node.body) if isinstance(n, ast.Call) and _is_sleep(n)]
+        sleep = "none"
+        if sleeps:
+            arg = sleeps[0].args[0] if sleeps[0].args else None
+            sleep = self._sleep_kind(arg, counter, node)
+        # catch
+        catches = ["bare" if h.type is None else "broad" if self._broad(h.type) else "specific"
+                   for h in swallowing]  # fmt: skip
+        catch = "bare" if "bare" in catches else "broad" if "broad" in catches else "specific"
+        region: list[ast.stmt] = list(tnode.body) + list(tnode.orelse)
+        refusal = self._refusal(loop, pattern, tnode, swallowing, counter, sleep, region)
+        silent = not any(isinstance(s, ast.Raise) for s in _walk_local(list(node.body))) and not (
+            node.orelse and any(isinstance(s, ast.Raise) for s in node.orelse)
+        )
+        if silent:
+            nxt = self._next_statement(loop)
+            silent = nxt is None or (
+                isinstance(nxt, ast.Return)
+                and (nxt.value is None or isinstance(nxt.value, ast.Constant))
+            )
+        return _LoopFacts(pattern, region, counter, forever, sleep, catch, refusal, silent)
+
+    def _next_statement(self, loop: _Loop) -> ast.stmt | None:
+        """The statement run after the loop falls through (None: end of the function)."""
+        scope: ast.AST = loop.func or self.tree
+        for parent in ast.walk(scope):
+            for _name, value in ast.iter_fields(parent):
+                if isinstance(value, list) and loop.node in value:
+                    i = value.index(loop.node)
+                    if i + 1 < len(value):
+                        return value[i + 1]
+                    if parent is scope:
+                        return None
+                    return ast.Pass()  # end of an inner block: unknown, not silent
+        return None
+
+    def _sleep_kind(self, arg: ast.AST | None, counter: str | None, loop: ast.AST) -> str:
+        if arg is None or isinstance(arg, ast.Constant):
+            return "constant"
+        text = ast.unparse(arg)
+        names = _names_in(arg)
+        if re.search(r"retry_after|Retry-After|headers|flood|\.seconds|\.delay\b", text, re.I):
+            return "server"
+        if "**" in text or "pow(" in text or (counter and counter in names):
+            return "exponential"
+        if isinstance(arg, ast.Name):
+            multiplied = any(
+                isinstance(n, ast.AugAssign)
+                and isinstance(n.target, ast.Name)
+                and n.target.id == arg.id
+                and isinstance(n.op, ast.Mult)
+                for n in ast.walk(loop)
+            )
+            return "exponential" if multiplied else "constant"
+        if re.search(r"random|uniform|min\(|max\(", text):
+            return "exponential"
+        if isinstance(arg, ast.Attribute | ast.BinOp):
+            return "constant"
+        return "other"
+
+    def _refusal(
+        self,
+        loop: _Loop,
+        pattern: str,
+        tnode: ast.Try | ast.TryStar,
+        swallowing: list[ast.ExceptHandler],
+        counter: str | None,
+        sleep: str,
+        region: list[ast.stmt],
+    ) -> str | None:
+        """Why the ``retry-loop`` codemod would refuse this loop (None: it rewrites it)."""
+        node = loop.node
+        if pattern in ("for-custom-iterator", "for-count", "while-condition", "while-true"):
+            return {
+                "for-custom-iterator": "loops over a custom retry iterator, not range()",
+                "for-count": "unbounded itertools.count() loop",
+                "while-condition": "loop condition is not an attempt counter",
+                "while-true": "while True with no attempt counter",
+            }[pattern]
+        if any(isinstance(n, ast.Yield | ast.YieldFrom) for n in _walk_local(list(node.body))):
+            return "the loop body yields"
+        for outer in loop.outer_loops:
+            if isinstance(outer, ast.For | ast.AsyncFor | ast.While) and any(
+                isinstance(n, ast.Try | ast.TryStar) for n in outer.body
+            ):
+                return "nested retries: this loop runs inside another retry loop"
+        if any(
+            isinstance(n, ast.For | ast.AsyncFor | ast.While) and n is not node
+            for n in _walk_local(list(tnode.body))
+        ) and any(isinstance(n, ast.Try) for n in _walk_local(list(tnode.body))):
+            return "nested retries: the attempt body has its own retry loop"
+        if sleep == "server":
+            return "sleep is not a backoff (delay comes from the server)"
+        if sleep == "other":
+            return "sleep is not a backoff"
+        if counter and any(counter in _names_in(s) for s in tnode.body):
+            return f"the body uses the attempt counter `{counter}`"
+        loaded_before = {
+            n.id
+            for n in _walk_local(list(tnode.body))
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        }
+        for n in _walk_local(list(tnode.body)):
+            if (
+                isinstance(n, ast.AugAssign)
+                and isinstance(n.target, ast.Name)
+                and n.target.id != counter
+            ):
+                return f"the body mutates `{n.target.id}`, read by the next attempt"
+            if (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr in _MUTATORS
+                and isinstance(n.func.value, ast.Name)
+            ):
+                return f"the body mutates `{n.func.value.id}`, read by the next attempt"
+        for h in swallowing:
+            in_sleep = {
+                id(x)
+                for c in _walk_local(list(h.body))
+                if isinstance(c, ast.Call) and _is_sleep(c)
+                for x in ast.walk(c)
+            }
+            for n in _walk_local(list(h.body)):
+                if id(n) in in_sleep:
+                    continue
+                if isinstance(n, ast.Assign | ast.AugAssign):
+                    targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                    for t in targets:
+                        for name in _names_in(t):
+                            if name in loaded_before and name != counter:
+                                return f"the handler changes `{name}` before the next attempt"
+                if isinstance(n, ast.Call) and not _is_sleep(n):
+                    callee = dotted(n.func)
+                    if callee not in _HARMLESS and not _LOG_NAMES.search(callee.lower()):
+                        return f"the handler calls `{callee}` between attempts (repair or failover)"
+        return None
+
+    def _scan_loop(self, loop: _Loop) -> None:
+        node = loop.node
+        if (
+            isinstance(node, ast.For | ast.AsyncFor)
+            and isinstance(node.iter, ast.Call)
+            and self.resolve(node.iter) in _TENACITY_BLOCKS
+        ):
+            self._report_tenacity_block(loop)
+            return
+        facts = self._loop_facts(loop)
+        if facts is None:
+            self._scan_status_code_retry(loop) or self._scan_poller(loop)
+            return
+        effects = find_effects(facts.region)
+        risk, reason = self._retry_risk(facts.forever, facts.sleep, facts.catch, effects, "")
+        if facts.silent_give_up and risk is Risk.LOW:
+            risk, reason = Risk.MEDIUM, "gives up silently: the caller never learns it failed"
+        if facts.refusal is None:
+            fix = Fix("codemod", "retry-loop", True, "durable codemod --select retry-loop")
+        else:
+            fix = Fix("codemod", "retry-loop", False, f"the codemod refuses: {facts.refusal}")
+        fix = self._fix_for(effects, fix)
+        start, end = node.lineno, node.end_lineno or node.lineno
+        body_lines = sum((s.end_lineno or s.lineno) - s.lineno + 1 for s in facts.region)
+        self.add(
+            Kind.RETRY_LOOP,
+            facts.pattern,
+            start,
+            end,
+            loop.qualname,
+            risk,
+            reason,
+            fix,
+            refusal=facts.refusal,
+            effects=effects,
+            removable=max(0, end - start + 1 - body_lines),
+        )
+
+    def _report_tenacity_block(self, loop: _Loop) -> None:
+        node = loop.node
+        assert isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call)
+        call = node.iter
+        kw = {k.arg: k.value for k in call.keywords if k.arg}
+        effects = find_effects(node.body)
+        forever = "stop" not in kw
+        sleep = "exponential" if "wait" in kw else "none"
+        catch = "broad" if "retry" not in kw else "specific"
+        risk, reason = self._retry_risk(forever, sleep, catch, effects, "tenacity")
+        start, end = node.lineno, node.end_lineno or node.lineno
+        self.add(
+            Kind.RETRY_DECORATOR,
+            "tenacity Retrying block",
+            start,
+            end,
+            loop.qualname,
+            risk,
+            reason,
+            self._fix_for(
+                effects, Fix("codemod", "tenacity", True, "durable codemod --select tenacity")
+            ),
+            effects=effects,
+            removable=2,
+        )
+
+    def _scan_status_code_retry(self, loop: _Loop) -> bool:
+        """A retry decided by an HTTP status, not an exception (over range or a counter)."""
+        node = loop.node
+        if isinstance(node, ast.For | ast.AsyncFor):
+            it = self.resolve(node.iter) if isinstance(node.iter, ast.Call) else ""
+            if it not in ("range", "builtins.range"):
+                return False
+        elif not (isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)):
+            return False
+        body = list(node.body)
+        has_sleep = any(isinstance(n, ast.Call) and _is_sleep(n) for n in _walk_local(body))
+        status_exit = any(
+            isinstance(n, ast.If)
+            and re.search(r"status_code|\.ok\b|\.status\b", ast.unparse(n.test))
+            and any(isinstance(x, ast.Return | ast.Break) for x in n.body)
+            for n in _walk_local(body)
+        )
+        effects = find_effects(body)
+        if not (has_sleep and status_exit and effects.labels):
+            return False
+        risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
+        self.add(
+            Kind.RETRY_LOOP,
+            "status-code retry",
+            node.lineno,
+            node.end_lineno or node.lineno,
+            loop.qualname,
+            risk,
+            reason,
+            self._fix_for(
+                effects,
+                Fix(
+                    "codemod", "retry-loop", False, "the codemod refuses: retry decided by a status"
+                ),
+            ),
+            refusal="retry decided by the HTTP status, not by an exception",
+            effects=effects,
+        )
+        return True
+
+    def _scan_poller(self, loop: _Loop) -> bool:
+        """A worker loop that selects job rows by status and sleeps between polls."""
+        node = loop.node
+        if loop.outer_loops or not (
+            isinstance(node, ast.While)
+            or self.resolve(getattr(node, "iter", node)) == "itertools.count"
+        ):
+            return False
+        body = list(node.body)
+        nodes = list(_walk_local(body))
+        if not any(isinstance(n, ast.Call) and _is_sleep(n) for n in nodes):
+            return False
+        query = False
+        for n in nodes:
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+                if n.func.attr in ("filter", "filter_by", "exclude", "where", "select_for_update"):
+                    if any((k.arg or "").split("__")[0] in STATUS_COLUMNS for k in n.keywords):
+                        query = True
+                    if any(
+                        isinstance(a, ast.Compare)
+                        and isinstance(a.left, ast.Attribute)
+                        and a.left.attr in STATUS_COLUMNS
+                        for a in n.args
+                    ):
+                        query = True
+            elif (
+                isinstance(n, ast.Constant)
+                and isinstance(n.value, str)
+                and _SELECT_BY_STATUS.search(n.value)
+            ):
+                query = True
+        if not query:
+            return False
+        src = ast.get_source_segment(self.text, node) or ""
+        guarded = _GUARD_TEXT.search(src) is not None
+        risk = Risk.LOW if guarded else Risk.MEDIUM
+        reason = (
+            "polls a job table by status and claims rows with a lock"
+            if guarded
+            else "polls a job table by status with no row lock: two workers can claim the same job"
+        )
+        self.add(
+            Kind.STATUS_POLLER,
+            "status polling loop",
+            node.lineno,
+            node.end_lineno or node.lineno,
+            loop.qualname,
+            risk,
+            reason,
+            Fix(
+                "adapter",
+                "status-column",
+                False,
+                "rows become durable workflows; workers use leases",
+            ),
+        )
+        return True
+
+    # ------------------------------------------------------------ risk
+    def _effects_risk(self, effects: Effects, default: Risk, what: str) -> tuple[Risk, str]:
+        if effects.external and not effects.idempotency_key:
+            return Risk.HIGH, (
+                f"retries a {effects.external[0]} with no idempotency key (at-least-once)"
+            )
+        if effects.db_write:
+            return Risk.MEDIUM, "retries a database write: a partial attempt may be written twice"
+        return default, what
+
+    def _retry_risk(
+        self, forever: bool, sleep: str, catch: str, effects: Effects | None, lib: str
+    ) -> tuple[Risk, str]:
+        """Rank a retry and say why in one line (the first, worst reason wins)."""
+        external = effects.external if effects else ()
+        keyed = effects.idempotency_key if effects else False
+        if external and not keyed:
+            return Risk.HIGH, f"retries a {external[0]} with no idempotency key (at-least-once)"
+        if forever:
+            return Risk.HIGH, "retries forever: no attempt or time limit"
+        if sleep == "none":
+            return Risk.HIGH, "no backoff between attempts (hot loop)"
+        if catch in ("bare", "broad") and effects and effects.non_idempotent:
+            which = "bare `except:`" if catch == "bare" else "`Exception`"
+            return Risk.HIGH, f"retries on {which} around non-idempotent work"
+        if effects and effects.db_write:
+            return Risk.MEDIUM, "retries a database write: a partial attempt may be written twice"
+        if external:
+            return Risk.MEDIUM, f"retries a {external[0]} (idempotency key present)"
+        if catch in ("bare", "broad"):
+            return Risk.MEDIUM, "catches every exception: bugs are retried too"
+        return Risk.LOW, "bounded retry with backoff on specific exceptions"
+
+    def _fix_for(self, effects: Effects, fix: Fix) -> Fix:
+        """``@transaction`` when the only side effect is a write to the same database."""
+        if effects.db_write and not effects.external:
+            note = "the write and its checkpoint commit together: exactly-once"
+            if fix.automatic:
+                note += f"; then durable codemod --select {fix.name}"
+            return Fix("decorator", "@transaction", False, note)
+        if effects.external and not effects.idempotency_key:
+            note = f"{fix.note}; pass current_step().idempotency_key to the API".lstrip("; ")
+            return Fix(fix.kind, fix.name, fix.automatic, note)
+        return fix
+
+    # ------------------------------------------------------- sweepers & DLQ
+    def _scan_sweeper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+        body = list(func.body)
+        how = None
+        for n in _walk_local(body):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+                attr = n.func.attr
+                chain = ast.unparse(n.func.value) if attr in ("update", "values") else ""
+                if (
+                    attr == "update"
+                    and any(k.arg in STATUS_COLUMNS for k in n.keywords)
+                    and _DJANGO_AGE.search(chain)
+                ):
+                    how = "Django UPDATE of status filtered by age"
+                if attr == "values" and any(k.arg in STATUS_COLUMNS for k in n.keywords):  # noqa: SIM102
+                    if any(
+                        isinstance(c, ast.Compare)
+                        and any(isinstance(o, ast.Lt | ast.LtE) for o in c.ops)
+                        and isinstance(c.left, ast.Attribute)
+                        and _TIME_ATTR.search(c.left.attr)
+                        for c in ast.walk(n.func.value)
+                    ):
+                        how = "SQLAlchemy UPDATE of status filtered by age"
+                if attr == "update" and n.args and isinstance(n.args[0], ast.Dict):
+                    keys = {k.value for k in n.args[0].keys if isinstance(k, ast.Constant)}
+                    keys |= {k.attr for k in n.args[0].keys if isinstance(k, ast.Attribute)}
+                    if keys & STATUS_COLUMNS and any(
+                        isinstance(c, ast.Compare)
+                        and any(isinstance(o, ast.Lt | ast.LtE) for o in c.ops)
+                        and isinstance(c.left, ast.Attribute)
+                        and _TIME_ATTR.search(c.left.attr)
+                        for c in ast.walk(n.func.value)
+                    ):
+                        how = "SQLAlchemy query UPDATE of status filtered by age"
+            elif (
+                isinstance(n, ast.Constant)
+                and isinstance(n.value, str)
+                and len(n.value) > 20
+                and any(f.what == "sweeper-sql" for f in scan_sql(n.value))
+            ):
+                how = "SQL UPDATE of status filtered by age or failure"
+            if how:
+                break
+        if not how:
+            return
+        src = ast.get_source_segment(self.text, func) or ""
+        guarded = _GUARD_TEXT.search(src) is not None
+        trigger = self.triggers.get(func.name)
+        if trigger is None and self.is_command and func.name == "handle":
+            trigger = "management command"
+        if trigger is None:
+            for dec in func.decorator_list:
+                if _PERIODIC.search(self.resolve(dec)):
+                    trigger = f"@{dotted(dec.func if isinstance(dec, ast.Call) else dec)}"
+        run_by = f" ({trigger})" if trigger else ""
+        if guarded:
+            risk = Risk.MEDIUM
+            reason = f"requeues rows by age under a lock{run_by}: recovery by time guesses"
+        else:
+            risk = Risk.HIGH
+            reason = f"requeues rows by age with no lock or lease{run_by}: can run a job twice"
+        self.sweepers_seen.add(func.name)
+        self.add(
+            Kind.CRON_SWEEPER,
+            how,
+            func.lineno,
+            func.end_lineno or func.lineno,
+            qual,
+            risk,
+            reason,
+            Fix(
+                "adapter",
+                "cron-sweeper",
+                False,
+                "scheduled durable workflow; leases recover stuck work",
+            ),
+        )
+
+    def _scan_dead_letter_code(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
+    ) -> None:
+        body = list(func.body)
+        target = None
+        for n in _walk_local(body):
+            if isinstance(n, ast.Call):
+                name = dotted(n.func)
+                parts = name.split(".")
+                if (
+                    len(parts) >= 3
+                    and parts[-2] == "objects"
+                    and parts[-1] in ("create", "bulk_create")
+                ):
+                    found = classify_table(parts[-3], ["error"])
+                    if found and found.what == "dead-letter-table":
+                        target = parts[-3]
+                elif parts[-1] in ("add", "insert") and n.args and isinstance(n.args[0], ast.Call):
+                    cls = dotted(n.args[0].func).rsplit(".", 1)[-1]
+                    found = classify_table(cls, ["error"])
+                    if found and found.what == "dead-letter-table":
+                        target = cls
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) > 12:
+                for f in scan_sql(n.value):
+                    if f.what == "dead-letter-insert":
+                        target = f.name
+            if target:
+                break
+        if not target and func.name in (
+            "on_failure",
+            "on_retry_exhausted",
+            "after_retries_exhausted",
+        ):
+            effects = find_effects(body)
+            if effects.db_write or effects.external:
+                target = "a failure store"
+        if not target:
+            return
+        self.add(
+            Kind.DEAD_LETTER,
+            "failure written to a table" if target != "a failure store" else f"{func.name} hook",
+            func.lineno,
+            func.end_lineno or func.lineno,
+            qual,
+            Risk.MEDIUM,
+            f"writes failed work to {target}: re-running a row repeats every side effect",
+            Fix("adapter", "dead-letter", False, "failed workflows you can inspect and retry"),
+        )
+
+    def _scan_recursive_retry(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
+    ) -> None:
+        for n in _walk_local(list(func.body)):
+            if not isinstance(n, ast.ExceptHandler):
+                continue
+            for c in _walk_local(list(n.body)):
+                if (
+                    isinstance(c, ast.Call)
+                    and dotted(c.func).rsplit(".", 1)[-1] == func.name
+                    and re.search(r"(retr|attempt|tries)\w*\s*-\s*1", ast.unparse(c), re.I)
+                ):
+                    effects = find_effects(func.body)
+                    risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
+                    self.add(
+                        Kind.RETRY_LOOP,
+                        "recursive retry",
+                        func.lineno,
+                        func.end_lineno or func.lineno,
+                        qual,
+                        risk,
+                        reason,
+                        self._fix_for(
+                            effects,
+                            Fix("codemod", "retry-loop", False, "the codemod refuses: recursion"),
+                        ),
+                        refusal="retried by recursion, not a loop",
+                        effects=effects,
+                    )
+                    return
+
+    # ------------------------------------------------------------ tables
+    def _report_table(self, finding: TextFinding, start: int, end: int, pattern: str) -> None:
+        if finding.what == "dead-letter-table":
+            self.add(
+                Kind.DEAD_LETTER,
+                pattern,
+                start,
+                end,
+                None,
+                Risk.LOW,
+                f"failed jobs parked in `{finding.name}`: retried by hand, outside any workflow",
+                Fix("adapter", "dead-letter", False, "import rows as failed workflows"),
+            )
+            return
+        cols = set(finding.detail)
+        locks = sorted(cols & LOCK_COLUMNS)
+        book = ", ".join(c for c in finding.detail if c not in STATUS_COLUMNS)
+        if locks:
+            reason = f"job table `{finding.name}` with time-based locks ({', '.join(locks)}): " \
+                     "stuck rows need a sweeper"  # fmt: skip
+        else:
+            reason = f"job state in a status column with hand-rolled retry bookkeeping ({book})"
+        self.add(
+            Kind.STATUS_TABLE,
+            pattern,
+            start,
+            end,
+            None,
+            Risk.MEDIUM,
+            reason,
+            Fix("adapter", "status-column", False, "each row becomes a durable workflow"),
+        )
+
+    def _scan_model(self, cls: ast.ClassDef, qual: str) -> None:
+        bases = [dotted(b) for b in cls.bases]
+        tablename = None
+        columns: list[str] = []
+        for stmt in cls.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    if target.id == "__tablename__" and isinstance(stmt.value, ast.Constant):
+                        tablename = str(stmt.value.value)
+                    elif isinstance(stmt.value, ast.Call):
+                        columns.append(target.id)
+            elif (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and (stmt.value is not None or "Mapped" in ast.unparse(stmt.annotation))
+            ):
+                columns.append(stmt.target.id)
+        django = any(b.endswith("Model") for b in bases)
+        if not (tablename or django):
+            return
+        finding = classify_table(tablename or cls.name, columns) or (
+            classify_table(cls.name, columns) if tablename else None
+        )
+        if finding:
+            kind = "SQLAlchemy model" if tablename else "Django model"
+            self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
+
+    def _scan_table_calls(self) -> None:
+        for n in ast.walk(self.tree):
+            if not isinstance(n, ast.Call):
+                continue
+            last = dotted(n.func).rsplit(".", 1)[-1]
+            if last in ("Table", "create_table") and n.args and isinstance(n.args[0], ast.Constant):
+                cols = [
+                    a.args[0].value
+                    for a in n.args[1:]
+                    if isinstance(a, ast.Call)
+                    and a.args
+                    and isinstance(a.args[0], ast.Constant)
+                    and isinstance(a.args[0].value, str)
+                ]
+                finding = classify_table(str(n.args[0].value), cols)
+                if finding:
+                    pattern = (
+                        "Alembic create_table" if last == "create_table" else "SQLAlchemy Table"
+                    )
+                    self._report_table(finding, n.lineno, n.end_lineno or n.lineno, pattern)
+            elif last == "CreateModel":
+                kw = {k.arg: k.value for k in n.keywords}
+                name = kw.get("name")
+                fields = kw.get("fields")
+                if isinstance(name, ast.Constant) and isinstance(fields, ast.List | ast.Tuple):
+                    cols = [
+                        str(e.elts[0].value)
+                        for e in fields.elts
+                        if isinstance(e, ast.Tuple)
+                        and e.elts
+                        and isinstance(e.elts[0], ast.Constant)
+                    ]
+                    finding = classify_table(str(name.value), cols)
+                    if finding:
+                        self._report_table(finding, n.lineno, n.end_lineno or n.lineno,
+                                           "Django migration CreateModel")  # fmt: skip
+
+    def _scan_strings(self) -> None:
+        for n in ast.walk(self.tree):
+            if (
+                isinstance(n, ast.Constant)
+                and isinstance(n.value, str)
+                and len(n.value) > 20
+                and "create" in n.value.lower()
+                and _SQLISH.search(n.value)
+            ):
+                for f in scan_sql(n.value):
+                    if f.what in ("status-table", "dead-letter-table"):
+                        start = n.lineno + f.start_line - 1
+                        end = min(n.lineno + f.end_line - 1, n.end_lineno or n.lineno)
+                        self._report_table(f, start, end, "SQL CREATE TABLE")
+        for f in scan_broker_config(self.text):
+            self.add(*_broker_hotspot_args(f))
+
+
+def _broker_hotspot_args(f: TextFinding) -> tuple[Kind, str, int, int, None, Risk, str, Fix]:
+    if f.what == "dlx":
+        return (
+            Kind.DEAD_LETTER,
+            "RabbitMQ dead-letter exchange",
+            f.start_line,
+            f.end_line,
+            None,
+            Risk.LOW,
+            "messages that exhaust broker retries go to a dead-letter exchange",
+            Fix("adapter", "dead-letter", False, "import the DLQ as failed workflows"),
+        )
+    return (
+        Kind.DEAD_LETTER,
+        "SQS redrive policy",
+        f.start_line,
+        f.end_line,
+        None,
+        Risk.LOW,
+        "messages that exhaust receives move to a dead-letter queue",
+        Fix("adapter", "dead-letter", False, "import the DLQ as failed workflows"),
+    )
+
+
+def broker_hotspot(path: str, lines: list[str], f: TextFinding) -> Hotspot:
+    """A dead-letter hotspot for a broker configuration finding in any text file."""
+    kind, pattern, start, end, function, risk, reason, fix = _broker_hotspot_args(f)
+    return Hotspot(kind, pattern, path, start, end, function, _excerpt(lines, start, end),
+                   risk, reason, fix)  # fmt: skip
+
+
+def scan_python_source(path: str, source: bytes) -> tuple[list[Hotspot], int]:
+    """Hotspots in one Python file and its line count. Raises SyntaxError/ValueError."""
+    tree = ast.parse(source, filename=path)
+    text = source.decode("utf-8", errors="replace")
+    return PythonScanner(path, text, tree).run(), text.count("\n") + 1
+
+
+def excerpt(lines: list[str], start: int, end: int) -> str:
+    """The excerpt shown for a hotspot spanning ``start..end`` (capped)."""
+    return _excerpt(lines, start, end)

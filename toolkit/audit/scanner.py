@@ -1,0 +1,240 @@
+"""Find the files, pre-filter them cheaply, scan them in parallel.
+
+Guarantees: a file that cannot be read, decoded or parsed is recorded in
+``AuditReport.errors`` and never stops the run; results do not depend on
+the number of worker processes (hotspots are sorted at the end).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
+from toolkit.audit.pyscan import broker_hotspot, excerpt, scan_python_source
+from toolkit.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
+
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", ".eggs",
+)  # fmt: skip
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".tf", ".toml", ".ini", ".cfg")
+
+# A Python file is parsed only when one of these appears in it (bytes regex,
+# case-insensitive where it matters). A retry loop with no sleep, no retry-ish
+# name and no for-range-try shape is the known blind spot.
+_PY_PREFILTER = re.compile(
+    rb"sleep|retr|attempt|tries|backoff|tenacity|stamina|autoretry|"
+    rb"[Ss]tatus|dead.?letter|[Rr]edrive|[Ff]ailed|[Cc]ron|schedul|periodic|"
+    rb"BaseCommand|create_table|CreateModel|CREATE TABLE|create table|for_update|"
+    rb"for \w+ in range\([^)\n]*\):\s*\n\s+try:"
+)
+_SQL_PREFILTER = re.compile(rb"(?i)create\s+table|update|insert\s+into")
+_CONFIG_PREFILTER = re.compile(
+    rb"x-dead-letter|RedrivePolicy|deadLetterTargetArn|redrive_policy|dead_letter_queue"
+)
+CHUNK = 48
+
+
+@dataclass
+class FileResult:
+    """What one chunk of files produced (picklable, sent back from workers)."""
+
+    files: int = 0
+    parsed: int = 0
+    lines: int = 0
+    hotspots: list[Hotspot] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+
+
+def _is_crontab(path: Path) -> bool:
+    name = path.name.lower()
+    return (
+        name in ("crontab", "cronfile")
+        or name.endswith((".cron", ".crontab"))
+        or (path.parent.name in ("cron.d", "crontabs"))
+    )
+
+
+def discover(paths: Sequence[Path], excludes: Sequence[str] = ()) -> list[tuple[Path, str]]:
+    """(absolute path, report path) of every file the audit reads, sorted.
+
+    Report paths are relative to the argument they were found under (or the
+    file name when a file is given), with ``/`` separators.
+    """
+    patterns = list(DEFAULT_EXCLUDES) + list(excludes)
+
+    def excluded(rel: str, name: str) -> bool:
+        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+
+    found: list[tuple[Path, str]] = []
+    for root in paths:
+        root = Path(root)
+        if root.is_file():
+            found.append((root, root.name))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirnames[:] = sorted(d for d in dirnames if not excluded(rel_dir + d, d))
+            for name in sorted(filenames):
+                p = Path(dirpath, name)
+                if excluded(rel_dir + name, name):
+                    continue
+                if (
+                    name.endswith((".py", ".pyw", ".sql"))
+                    or name.endswith(CONFIG_SUFFIXES)
+                    or (_is_crontab(p))
+                ):
+                    found.append((p, rel_dir + name))
+    return found
+
+
+def _text_hotspots(rel: str, text: str, is_crontab: bool, is_sql: bool) -> list[Hotspot]:
+    lines = text.splitlines()
+    out: list[Hotspot] = []
+    if is_crontab:
+        for f in scan_crontab(text):
+            out.append(
+                Hotspot(Kind.CRON_SWEEPER, "crontab entry", rel, f.start_line, f.end_line, None,
+                        excerpt(lines, f.start_line, f.end_line), Risk.MEDIUM,
+                        f"cron runs `{f.name[:60]}` on a timer: time-based recovery can run "
+                        "a job twice", Fix("adapter", "cron-sweeper", False,
+                                           "scheduled durable workflow, one run per tick"))
+            )  # fmt: skip
+        return out
+    if is_sql:
+        for f in scan_sql(text):
+            ex = excerpt(lines, f.start_line, f.end_line)
+            if f.what == "status-table":
+                book = ", ".join(c for c in f.detail if c not in STATUS_COLUMNS)
+                out.append(Hotspot(Kind.STATUS_TABLE, "SQL CREATE TABLE", rel, f.start_line,
+                                   f.end_line, None, ex, Risk.MEDIUM,
+                                   f"job table `{f.name}` with a status column and retry "
+                                   f"bookkeeping ({book})",
+                                   Fix("adapter", "status-column", False,
+                                       "each row becomes a durable workflow")))  # fmt: skip
+            elif f.what == "dead-letter-table":
+                out.append(Hotspot(Kind.DEAD_LETTER, "SQL CREATE TABLE", rel, f.start_line,
+                                   f.end_line, None, ex, Risk.LOW,
+                                   f"failed jobs parked in `{f.name}`: retried by hand",
+                                   Fix("adapter", "dead-letter", False,
+                                       "import rows as failed workflows")))  # fmt: skip
+            elif f.what == "sweeper-sql":
+                risk = Risk.MEDIUM if f.guarded else Risk.HIGH
+                why = (
+                    "requeues rows by age under a lock: recovery by time guesses"
+                    if f.guarded
+                    else "requeues rows by age with no lock or lease: can run a job twice"
+                )
+                out.append(Hotspot(Kind.CRON_SWEEPER, "SQL UPDATE of status by age", rel,
+                                   f.start_line, f.end_line, None, ex, risk, why,
+                                   Fix("adapter", "cron-sweeper", False,
+                                       "scheduled durable workflow")))  # fmt: skip
+        return out
+    return [broker_hotspot(rel, lines, f) for f in scan_broker_config(text)]
+
+
+def scan_file(path: Path, rel: str) -> FileResult:
+    """Scan one file; never raises for a bad file (the error is in the result)."""
+    res = FileResult(files=1)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        res.errors.append(FileError(rel, None, f"cannot read: {exc.strerror or exc}"))
+        return res
+    name = path.name
+    try:
+        if name.endswith((".py", ".pyw")):
+            res.lines = data.count(b"\n") + 1
+            if not _PY_PREFILTER.search(data):
+                return res
+            hotspots, _ = scan_python_source(rel, data)
+            res.parsed = 1
+            res.hotspots = hotspots
+        else:
+            res.lines = data.count(b"\n") + 1
+            sql = name.endswith(".sql")
+            cron = _is_crontab(path)
+            prefilter = _SQL_PREFILTER if sql else _CONFIG_PREFILTER
+            if not cron and not prefilter.search(data):
+                return res
+            res.parsed = 1
+            res.hotspots = _text_hotspots(rel, data.decode("utf-8", errors="replace"), cron, sql)
+    except SyntaxError as exc:
+        res.parsed = 0
+        res.errors.append(FileError(rel, exc.lineno, f"syntax error: {exc.msg}"))
+    except (ValueError, RecursionError, MemoryError) as exc:
+        res.parsed = 0
+        res.errors.append(FileError(rel, None, f"cannot parse: {type(exc).__name__}: {exc}"))
+    return res
+
+
+def _scan_chunk(items: list[tuple[str, str]]) -> FileResult:
+    total = FileResult()
+    for abs_path, rel in items:
+        r = scan_file(Path(abs_path), rel)
+        total.files += r.files
+        total.parsed += r.parsed
+        total.lines += r.lines
+        total.hotspots += r.hotspots
+        total.errors += r.errors
+    return total
+
+
+def _chunks(items: list[tuple[str, str]], size: int) -> Iterable[list[tuple[str, str]]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def run_audit(
+    paths: Sequence[str | Path],
+    *,
+    jobs: int | None = None,
+    excludes: Sequence[str] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AuditReport:
+    """Audit files and folders; returns the report with hotspots worst first.
+
+    ``jobs`` is the number of worker processes (default: all cores; 1 scans
+    in this process). ``on_progress(done, total)`` is called as files finish.
+    """
+    started = time.perf_counter()
+    roots = [Path(p) for p in paths]
+    files = discover(roots, excludes)
+    report = AuditReport(root=", ".join(str(p) for p in roots))
+    items = [(str(p), rel) for p, rel in files]
+    total = len(items)
+    jobs = jobs or os.cpu_count() or 1
+    done = 0
+    if on_progress:
+        on_progress(0, total)
+
+    def merge(r: FileResult) -> None:
+        nonlocal done
+        report.files_scanned += r.files
+        report.files_parsed += r.parsed
+        report.lines_scanned += r.lines
+        report.hotspots += r.hotspots
+        report.errors += r.errors
+        done += r.files
+        if on_progress:
+            on_progress(done, total)
+
+    if jobs <= 1 or total < 2 * CHUNK:
+        for chunk in _chunks(items, 8):
+            merge(_scan_chunk(chunk))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_scan_chunk, c) for c in _chunks(items, CHUNK)]
+            for fut in as_completed(futures):
+                merge(fut.result())
+    report.seconds = time.perf_counter() - started
+    report.sort()
+    return report

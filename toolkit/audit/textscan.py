@@ -1,0 +1,217 @@
+"""Text scanners: SQL (``CREATE TABLE``, sweeper ``UPDATE``\\s, dead-letter
+``INSERT``\\s), crontab files and broker dead-letter configuration.
+
+These run on ``.sql`` files, crontabs, JSON/YAML/Terraform files and on the
+string constants of Python files; they never execute anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+STATUS_COLUMNS = frozenset(
+    {"status", "state", "job_status", "task_status", "job_state", "task_state", "phase"}
+)
+BOOKKEEPING_COLUMNS = frozenset(
+    {"attempts", "attempt", "attempt_count", "attempts_count", "retries", "retry_count",
+     "retries_count", "num_retries", "num_attempts", "tries", "try_count", "max_attempts",
+     "max_retries", "next_retry_at", "next_attempt_at", "retry_at", "retry_after", "run_after",
+     "next_run_at", "run_at",
+     "last_error", "error_message", "last_exception", "locked_by", "locked_at",
+     "lease_until", "lease_expires_at", "leased_until", "claimed_by", "claimed_at",
+     "heartbeat", "heartbeat_at", "last_heartbeat", "worker_id", "failed_at"}
+)  # fmt: skip
+LOCK_COLUMNS = frozenset({"locked_by", "locked_at", "claimed_by", "claimed_at", "worker_id"})
+_DEAD_NAME = re.compile(
+    r"(^|_)(failed|failures?|dead|dlq|deadletter|dead_?letters?|graveyard|bur(y|ied)|poison)"
+    r"($|_)|^failed|deadletter|dead_letter|failedtask|failedjob|failedmessage",
+    re.I,
+)
+_ERROR_COLUMNS = re.compile(r"error|exception|traceback|reason|payload|args|failed_at|message")
+SWEEP_NAME = re.compile(
+    r"requeue|re_queue|sweep|stuck|stale|reap|rescue|recover|resubmit|redrive|reschedule|"
+    r"orphan|zombie|retry_failed|retry_stuck|reset_(jobs|tasks)|unlock",
+    re.I,
+)
+_TIMEISH = r"\w*(?:_at|_on|time|timestamp|heartbeat|updated|modified|started|created|deadline)\w*"
+_SWEEP_SQL = re.compile(
+    r"\bupdate\s+[\w.\"`\[\]]+\s+set\b[^;]*?\b(?:status|state)\s*=[^;]*?\bwhere\b[^;]*?"
+    r"(?:\b" + _TIMEISH + r"\s*<|(?:now\(\)|current_timestamp|datetime\('now')\s*-|"
+    r"\b(?:status|state)\s*(?:=|in\s*\()\s*'(?:failed|error|errored|stuck|timed_out)')",
+    re.I | re.S,
+)
+SQL_GUARD = re.compile(
+    r"skip\s+locked|nowait|pg_try_advisory|advisory_lock|get_lock\(|for\s+update", re.I
+)
+_DEAD_INSERT = re.compile(
+    r"\binsert\s+into\s+[\"`]?(\w*(?:failed|dead|dlq|graveyard|bur(?:y|ied)|poison)\w*)", re.I
+)
+_CREATE_TABLE = re.compile(
+    r"\bcreate\s+(?:unlogged\s+|temporary\s+|temp\s+)?table\s+(?:if\s+not\s+exists\s+)?"
+    r"([\w.\"`\[\]]+)\s*\(",
+    re.I,
+)
+_CONSTRAINT_WORDS = frozenset(
+    {"primary", "foreign", "unique", "constraint", "check", "key", "index", "exclude", "like"}
+)
+_RABBIT_DLX = re.compile(r"x-dead-letter-(?:exchange|routing-key)")
+_RABBIT_TTL = re.compile(r"x-message-ttl")
+_SQS_REDRIVE = re.compile(r"RedrivePolicy|deadLetterTargetArn|redrive_policy|dead_letter_queue")
+_CRON_LINE = re.compile(
+    r"^\s*(?:@(?:reboot|yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    r"(?:\S+\s+){5})(.*\S)"
+)
+
+
+@dataclass(frozen=True)
+class TextFinding:
+    """A finding in text: what, where (1-based lines), and details."""
+
+    # status-table | dead-letter-table | sweeper-sql | dead-letter-insert | dlx | sqs | cron
+    what: str
+    start_line: int
+    end_line: int
+    name: str
+    detail: tuple[str, ...] = ()
+    guarded: bool = False
+
+
+def line_of(text: str, offset: int) -> int:
+    """1-based line number of ``offset`` in ``text``."""
+    return text.count("\n", 0, offset) + 1
+
+
+def _balanced(text: str, open_at: int) -> int:
+    """Index just past the parenthesis that closes the one at ``open_at`` (or len)."""
+    depth = 0
+    quote: str | None = None
+    for i in range(open_at, len(text)):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return len(text)
+
+
+def _split_top(body: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in body:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def classify_table(name: str, columns: list[str]) -> TextFinding | None:
+    """Decide whether a table is a job table or a dead-letter table.
+
+    A job table has a status-like column *and* retry bookkeeping; a table with
+    only a ``status`` (orders, users) is not reported.
+    """
+    cols = {c.lower() for c in columns}
+    short = name.lower().strip('"`[]').rsplit(".", 1)[-1]
+    if _DEAD_NAME.search(short) and any(_ERROR_COLUMNS.search(c) for c in cols):
+        return TextFinding(
+            "dead-letter-table", 0, 0, short, tuple(sorted(cols & BOOKKEEPING_COLUMNS))
+        )
+    status = cols & STATUS_COLUMNS
+    book = cols & BOOKKEEPING_COLUMNS
+    if status and book:
+        return TextFinding("status-table", 0, 0, short, tuple(sorted(status)) + tuple(sorted(book)))
+    return None
+
+
+def scan_sql(text: str) -> list[TextFinding]:
+    """Job tables, dead-letter tables, sweeper UPDATEs and dead-letter INSERTs in SQL text."""
+    found: list[TextFinding] = []
+    for m in _CREATE_TABLE.finditer(text):
+        end = _balanced(text, m.end() - 1)
+        body = text[m.end() : end - 1]
+        columns = []
+        for part in _split_top(body):
+            words = part.strip().split()
+            if words and words[0].lower() not in _CONSTRAINT_WORDS:
+                columns.append(words[0].strip('"`[]'))
+        table = classify_table(m.group(1), columns)
+        if table:
+            found.append(
+                TextFinding(
+                    table.what,
+                    line_of(text, m.start()),
+                    line_of(text, end),
+                    table.name,
+                    table.detail,
+                )
+            )
+    for m in _SWEEP_SQL.finditer(text):
+        stmt_end = text.find(";", m.end())
+        stmt = text[m.start() : stmt_end if stmt_end != -1 else len(text)]
+        found.append(
+            TextFinding(
+                "sweeper-sql",
+                line_of(text, m.start()),
+                line_of(text, m.start() + len(stmt)),
+                "UPDATE",
+                guarded=SQL_GUARD.search(text) is not None,
+            )
+        )
+    for m in _DEAD_INSERT.finditer(text):
+        line = line_of(text, m.start())
+        found.append(TextFinding("dead-letter-insert", line, line, m.group(1)))
+    return found
+
+
+def scan_broker_config(text: str) -> list[TextFinding]:
+    """RabbitMQ dead-letter arguments and SQS redrive policies.
+
+    A ``x-dead-letter-exchange`` next to ``x-message-ttl`` (within 5 lines) is
+    a delay queue, not a dead-letter queue, and is not reported.
+    """
+    found: list[TextFinding] = []
+    lines = text.splitlines()
+    seen: set[int] = set()
+    for i, line in enumerate(lines):
+        if _RABBIT_DLX.search(line):
+            window = "\n".join(lines[max(0, i - 5) : i + 6])
+            if _RABBIT_TTL.search(window) or any(j in seen for j in range(i - 3, i)):
+                seen.add(i)
+                continue
+            seen.add(i)
+            found.append(TextFinding("dlx", i + 1, i + 1, "x-dead-letter-exchange"))
+        elif _SQS_REDRIVE.search(line):
+            if any(j in seen for j in range(i - 3, i)):
+                seen.add(i)
+                continue
+            seen.add(i)
+            found.append(TextFinding("sqs", i + 1, i + 1, "redrive policy"))
+    return found
+
+
+def scan_crontab(text: str) -> list[TextFinding]:
+    """Crontab entries whose command looks like a sweeper (requeue, stale, stuck...)."""
+    found: list[TextFinding] = []
+    for i, line in enumerate(text.splitlines()):
+        if line.lstrip().startswith("#") or "=" in line.split(" ", 1)[0]:
+            continue
+        m = _CRON_LINE.match(line)
+        if m and SWEEP_NAME.search(m.group(1)):
+            found.append(TextFinding("cron", i + 1, i + 1, m.group(1).strip()))
+    return found
