@@ -52,7 +52,7 @@ class DurableCodemod(VisitorBasedCodemodCommand):
     """Base class: report each site, add ``from toolkit import step, RetryPolicy`` once."""
 
     SELECTOR: ClassVar[str] = ""
-    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider)
+    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (PositionProvider, ScopeProvider)
 
     def __init__(self, context: CodemodContext, annotate: bool = False) -> None:
         super().__init__(context)

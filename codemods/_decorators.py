@@ -10,7 +10,7 @@ decorator stacked on a step would multiply the attempts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import libcst as cst
 from libcst.metadata import GlobalScope, PositionProvider, QualifiedNameProvider, ScopeProvider
@@ -34,7 +34,11 @@ Rewrite = tuple[Policy, list[str]]
 class DecoratorCodemod(DurableCodemod):
     """Base class: subclasses map one decorator call to a :class:`Policy`."""
 
-    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider, QualifiedNameProvider)
+    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
+        PositionProvider,
+        ScopeProvider,
+        QualifiedNameProvider,
+    )
     #: the top-level module whose imports are dropped once unused
     LIBRARY = ""
 

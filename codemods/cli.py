@@ -64,7 +64,7 @@ def codemod(
     selectors = _selectors(select)
     workers = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
     results: list[FileResult] = []
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     for result in run(
         paths, selectors, write=not diff, jobs=workers, annotate=annotate, exclude=exclude
     ):
@@ -83,7 +83,7 @@ def report(results: list[FileResult], write: bool) -> dict[str, object]:
     actions = Counter(s.action for r in results for s in r.sites)
     return {
         "mode": "write" if write else "diff",
-        "files": {"scanned": len(results), **dict(statuses)},
+        "files": {"scanned": len(results), **{str(k): v for k, v in statuses.items()}},
         "sites": dict(actions),
         "results": [r.as_dict() for r in results if r.sites or r.status != "unchanged"],
     }

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import libcst as cst
 import libcst.matchers as m
@@ -109,7 +109,7 @@ class RetryLoopCodemod(DurableCodemod):
 
     SELECTOR = "retry-loop"
     DESCRIPTION = "Rewrite hand-rolled retry loops into durable steps with a RetryPolicy."
-    METADATA_DEPENDENCIES = (
+    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
         PositionProvider,
         ScopeProvider,
         QualifiedNameProvider,
@@ -203,7 +203,7 @@ class RetryLoopCodemod(DurableCodemod):
         assert plan.policy is not None
         self.record(original_node, "rewritten", "the function became a step", plan.notes)
         body = list(updated_node.body.body)
-        keep: list[cst.BaseStatement] = []
+        keep: list[Any] = []
         if body and _is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
@@ -303,7 +303,7 @@ class RetryLoopCodemod(DurableCodemod):
         assert style is not None
         if style == "return" and try_.orelse is not None:
             raise Skip("the try has an else block")
-        attempt_stmts = list(try_.body.body)
+        attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
             attempt_stmts = attempt_stmts[:-1]
         scope = self.get_metadata(ScopeProvider, func.body, None)
@@ -344,7 +344,7 @@ class RetryLoopCodemod(DurableCodemod):
             loop_var, values = self._range_header(loop, scope)
             if loop_var is not None:
                 state.add(loop_var)
-        saved = _saved_exception(handler.body.body, as_name)
+        saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
             state.discard(saved)
 
@@ -368,7 +368,9 @@ class RetryLoopCodemod(DurableCodemod):
         wrapper_as: str | None = None
         exhaustion_reads: set[str] = set()
         if exit_.kind == "fallthrough":
-            else_body = list(loop.orelse.body.body) if isinstance(loop.orelse, cst.Else) else []
+            else_body: list[Any] = (
+                list(loop.orelse.body.body) if isinstance(loop.orelse, cst.Else) else []
+            )
             if else_body and _reraises_saved(else_body[0], saved):
                 exit_ = _Exit("reraise")
             elif not else_body and style == "return":
@@ -617,7 +619,8 @@ class RetryLoopCodemod(DurableCodemod):
         return {
             a.name
             for a in scope.assignments
-            if isinstance(a.node, cst.CSTNode) and _within(self._range(a.node), region_range)
+            if isinstance(node := getattr(a, "node", None), cst.CSTNode)
+            and _within(self._range(node), region_range)
         }
 
     def _read_outside(self, scope: Scope, loop: cst.CSTNode, stored: set[str]) -> set[str]:
@@ -634,7 +637,8 @@ class RetryLoopCodemod(DurableCodemod):
         positions = [
             (r.start.line, r.start.column)
             for a in scope.assignments[name]
-            if isinstance(a.node, cst.CSTNode) and _within(r := self._range(a.node), region_range)
+            if isinstance(node := getattr(a, "node", None), cst.CSTNode)
+            and _within(r := self._range(node), region_range)
         ]
         return min(positions) if positions else (0, 0)
 
@@ -688,7 +692,7 @@ class RetryLoopCodemod(DurableCodemod):
     def _block_of(self, node: cst.CSTNode) -> Sequence[cst.BaseStatement]:
         parent = self.get_metadata(ParentNodeProvider, node, None)
         if isinstance(parent, cst.IndentedBlock | cst.Module):
-            return list(parent.body)  # type: ignore[arg-type]
+            return list(parent.body)
         return []
 
     def _top_level(self, node: cst.CSTNode) -> cst.CSTNode:
@@ -719,6 +723,11 @@ class RetryLoopCodemod(DurableCodemod):
         return name
 
     # ------------------------------------------------------------- helpers
+    @staticmethod
+    def handler_stmts(handler: cst.ExceptHandler) -> list[Any]:
+        """The statements of an except handler."""
+        return list(handler.body.body)
+
     def qualified(self, node: cst.CSTNode) -> set[str]:
         return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
 
@@ -758,7 +767,8 @@ class _Simulation:
     ) -> None:
         self.cm = codemod
         self.loop = loop
-        self.pre, self.handler, self.post = pre, list(handler.body.body), post
+        self.pre, self.post = pre, post
+        self.handler: list[Any] = list(handler.body.body)
         self.as_name, self.saved = as_name, saved
         self.env: dict[str, ev.Number] = {**codemod.constants, **inits}
         self.pending = 0.0
@@ -768,7 +778,8 @@ class _Simulation:
         delays: list[float] = []
         n = 0
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
-        loop_var = self.loop.target.value if isinstance(self.loop, cst.For) else None
+        target = self.loop.target if isinstance(self.loop, cst.For) else None
+        loop_var = target.value if isinstance(target, cst.Name) else None
         while True:
             if values is not None:
                 if n >= len(values):
@@ -966,11 +977,11 @@ def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
     )
 
 
-def _attempt_body(loop: cst.For | cst.While, style: str) -> list[cst.BaseStatement]:
+def _attempt_body(loop: cst.For | cst.While, style: str) -> list[Any]:
     """The statements of one attempt, from the (updated) loop."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
-    stmts = list(try_.body.body)
+    stmts: list[Any] = list(try_.body.body)
     if style == "break" and try_.orelse is None:
         last = stmts[-1]
         assert isinstance(last, cst.SimpleStatementLine)
@@ -1033,8 +1044,8 @@ def _exits(stmt: cst.BaseStatement) -> bool:
     return _last_small_is(stmt, cst.Raise) or _last_small_is(stmt, cst.Return)
 
 
-def _following(func: cst.FunctionDef, loop: cst.CSTNode) -> list[cst.BaseStatement]:
-    body = list(func.body.body)
+def _following(func: cst.FunctionDef, loop: cst.CSTNode) -> list[Any]:
+    body: list[Any] = list(func.body.body)
     if loop in body:
         return body[body.index(loop) + 1 :]
     return []

@@ -78,8 +78,7 @@ class TenacityCodemod(DecoratorCodemod):
                 rewrite = self._retrying_block(original_node, stmt, index)
                 policy, notes = self.policy(stmt.iter, "Retrying(...)")
             except (Kept, NotRewritten) as exc:
-                action = "kept" if isinstance(exc, Kept) else "skipped"
-                self.record(stmt, action, str(exc))
+                self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
                 continue
             self.record(stmt, "rewritten", "Retrying block: the function became a step", notes)
             self.changed = True
@@ -92,7 +91,7 @@ class TenacityCodemod(DecoratorCodemod):
 
     def _retrying_block(
         self, func: cst.FunctionDef, loop: cst.For, index: int
-    ) -> Callable[[cst.FunctionDef], list[cst.BaseStatement]]:
+    ) -> Callable[[cst.FunctionDef], list[Any]]:
         body = list(func.body.body)
         before = body[:index]
         if before and not (index == 1 and _is_docstring(before[0])):
@@ -117,13 +116,13 @@ class TenacityCodemod(DecoratorCodemod):
         if target.value in self.code(inner[0].body):
             raise NotRewritten(f"the attempt body uses `{target.value}`")
 
-        def rewrite(updated: cst.FunctionDef) -> list[cst.BaseStatement]:
+        def rewrite(updated: cst.FunctionDef) -> list[Any]:
             updated_loop = updated.body.body[index]
             assert isinstance(updated_loop, cst.For)
             assert isinstance(updated_loop.body, cst.IndentedBlock)
             with_ = updated_loop.body.body[0]
             assert isinstance(with_, cst.With)
-            stmts = list(with_.body.body)
+            stmts: list[Any] = list(with_.body.body)
             first = stmts[0].with_changes(leading_lines=updated_loop.leading_lines)
             return [first, *stmts[1:]]
 
