@@ -81,6 +81,7 @@ class _Outcome:
     jitter: bool
     exit: _Exit
     saved: str | None
+    capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
 
 
 @dataclass
@@ -329,10 +330,13 @@ class RetryLoopCodemod(DurableCodemod):
             if code(other.body) != code(handler.body) or _as_name(other) != _as_name(handler):
                 raise Skip("two except handlers retry differently")
         retry_types: list[str] = []
+        type_notes: list[str] = []
         for h in retry_handlers:
-            retry_types.extend(
-                self._types(h.type, scope) if h.type is not None else ["BaseException"]
-            )
+            if h.type is None:
+                retry_types.append("Exception")
+                type_notes.append("bare except: KeyboardInterrupt and SystemExit no longer retried")
+            else:
+                retry_types.extend(self._types(h.type, scope))
         as_name = _as_name(handler)
 
         # The counters: every name the loop machinery (header, handler, code around the try) sets.
@@ -349,13 +353,13 @@ class RetryLoopCodemod(DurableCodemod):
             state.discard(saved)
 
         attempt_node = try_.body
-        self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop)
+        self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
 
         inits, init_stmts = self._initial_values(loop, state, saved)
         outcome = _Simulation(self, loop, pre, handler, post, as_name, saved, inits).run(values)
 
         policy = self._policy(outcome, retry_types, give_up, loop)
-        notes: list[str] = []
+        notes: list[str] = list(type_notes)
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
         if any(self._is_log(s) for s in _small_statements(machinery)):
@@ -499,7 +503,7 @@ class RetryLoopCodemod(DurableCodemod):
         attempt_stmts: list[cst.BaseStatement],
         style: str,
         state: set[str],
-        loop: cst.CSTNode,
+        loop_var: str | None,
     ) -> None:
         finder = _BodyFinder()
         for stmt in attempt_stmts:
@@ -512,7 +516,12 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("a retry loop inside the attempt body (nested retries)")
         used = finder.names & state
         if used:
-            raise Skip(f"the attempt body uses the attempt counter `{sorted(used)[0]}`")
+            name = sorted(used)[0]
+            if name == loop_var:
+                raise Skip(f"the attempt body uses the attempt counter `{name}`")
+            raise Skip(f"the attempt body reads `{name}`, which changes between attempts")
+        if finder.asks_user:
+            raise Skip("the attempt body asks for user input (never a durable step)")
         if finder.global_decl:
             raise Skip("the attempt body declares global or nonlocal names")
 
@@ -556,6 +565,8 @@ class RetryLoopCodemod(DurableCodemod):
             delays = delays[: max(outcome.attempts - 1, 0)]
         try:
             initial, factor, cap = fit_delays(delays, unbounded=outcome.attempts is None)
+            if cap is not None and not outcome.capped:
+                raise NotABackoff("delays " + ", ".join(f"{d:g}" for d in delays[:5]))
         except NotABackoff as exc:
             raise Skip(f"sleep is not a backoff: {exc}") from None
         return Policy(
@@ -773,6 +784,7 @@ class _Simulation:
         self.env: dict[str, ev.Number] = {**codemod.constants, **inits}
         self.pending = 0.0
         self.jitter = False
+        self.capped = False
 
     def run(self, values: range | None) -> _Outcome:
         delays: list[float] = []
@@ -812,7 +824,7 @@ class _Simulation:
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
             raise Skip("the loop never runs")
-        return _Outcome(attempts, delays, self.jitter, exit_, self.saved)
+        return _Outcome(attempts, delays, self.jitter, exit_, self.saved, self.capped)
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
@@ -821,6 +833,8 @@ class _Simulation:
 
     def _eval(self, expr: cst.BaseExpression, what: str, strip: bool = False) -> Any:
         tree = ev.parse(self.cm.source_module.code_for_node(expr))
+        if any(isinstance(n, ast.Name) and n.id == "min" for n in ast.walk(tree)):
+            self.capped = True
         if strip:
             tree, jittered = ev.strip_jitter(tree)
             self.jitter = self.jitter or jittered
@@ -912,6 +926,7 @@ class _Simulation:
             if op is None:
                 raise Skip(f"the handler runs `{_first_line(code(small))}`")
             expr = f"{name} {op} ({code(small.value)})"
+            self.capped = self.capped or "min(" in expr
             try:
                 self.env[name] = ev.evaluate(ev.parse(expr), self.env)
             except ev.Unknown as unknown:
@@ -962,11 +977,18 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     stmts = try_.body.body
     if not stmts:
         return None
-    if _last_small_is(stmts[-1], cst.Return):
+    if _ends_with_return(stmts[-1]):
         return "return"
     if _last_small_is(stmts[-1], cst.Break):
         return "break"
     return None
+
+
+def _ends_with_return(stmt: cst.CSTNode) -> bool:
+    """A ``return``, or a ``with`` block that ends with one."""
+    if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
+        return bool(stmt.body.body) and _ends_with_return(stmt.body.body[-1])
+    return _last_small_is(stmt, cst.Return)
 
 
 def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
@@ -1195,6 +1217,7 @@ class _BodyFinder(cst.CSTVisitor):
         self.loop_exits = False
         self.nested_retry = False
         self.global_decl = False
+        self.asks_user = False
         self.names: set[str] = set()
         self._loops = 0
         self._functions = 0
@@ -1217,6 +1240,14 @@ class _BodyFinder(cst.CSTVisitor):
 
     def visit_Yield(self, node: cst.Yield) -> None:
         self.yields = True
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        name = func.value if isinstance(func, cst.Name) else None
+        if isinstance(func, cst.Attribute):
+            name = func.attr.value
+        if name in ("input", "getpass", "raw_input"):
+            self.asks_user = True
 
     def visit_Global(self, node: cst.Global) -> None:
         self.global_decl = True
