@@ -65,6 +65,11 @@ _DECORATORS: dict[str, str] = {
 _TENACITY_BLOCKS = frozenset({"tenacity.Retrying", "tenacity.AsyncRetrying"})
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article."""
+    return ("an " if noun[:1].lower() in "aeiouh" and not noun.startswith("ho") else "a ") + noun
+
+
 def _excerpt(lines: list[str], start: int, end: int) -> str:
     chunk = lines[start - 1 : min(end, start - 1 + EXCERPT_LINES)]
     text = "\n".join(line.rstrip() for line in chunk)
@@ -881,7 +886,7 @@ class PythonScanner:
     def _effects_risk(self, effects: Effects, default: Risk, what: str) -> tuple[Risk, str]:
         if effects.external and not effects.idempotency_key:
             return Risk.HIGH, (
-                f"retries a {effects.external[0]} with no idempotency key (at-least-once)"
+                f"retries {_a(effects.external[0])} with no idempotency key (at-least-once)"
             )
         if effects.db_write:
             return Risk.MEDIUM, "retries a database write: a partial attempt may be written twice"
@@ -894,7 +899,7 @@ class PythonScanner:
         external = effects.external if effects else ()
         keyed = effects.idempotency_key if effects else False
         if external and not keyed:
-            return Risk.HIGH, f"retries a {external[0]} with no idempotency key (at-least-once)"
+            return Risk.HIGH, f"retries {_a(external[0])} with no idempotency key (at-least-once)"
         if forever:
             return Risk.HIGH, "retries forever: no attempt or time limit"
         if sleep == "none":
@@ -905,7 +910,7 @@ class PythonScanner:
         if effects and effects.db_write:
             return Risk.MEDIUM, "retries a database write: a partial attempt may be written twice"
         if external:
-            return Risk.MEDIUM, f"retries a {external[0]} (idempotency key present)"
+            return Risk.MEDIUM, f"retries {_a(external[0])} (idempotency key present)"
         if catch in ("bare", "broad"):
             return Risk.MEDIUM, "catches every exception: bugs are retried too"
         return Risk.LOW, "bounded retry with backoff on specific exceptions"
