@@ -103,6 +103,7 @@ class _Plan:
     give_up: list[str] = field(default_factory=list)
     retry_types: list[str] = field(default_factory=list)
     top_level: cst.CSTNode | None = None
+    machinery: str = ""  # source of the loop code that disappears (header, handlers)
 
 
 class RetryLoopCodemod(DurableCodemod):
@@ -210,7 +211,7 @@ class RetryLoopCodemod(DurableCodemod):
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
         keep.extend(_attempt_body(loop, "return"))
         decorators = [*updated_node.decorators, self.decorator_for(plan.policy)]
-        self._drop_imports()
+        self._drop_imports(plan.machinery)
         return updated_node.with_changes(
             decorators=decorators, body=updated_node.body.with_changes(body=keep)
         )
@@ -235,7 +236,7 @@ class RetryLoopCodemod(DurableCodemod):
             value = ", ".join(plan.outputs)
             body.append(cst.parse_statement(f"return {value}\n"))
         params = cst.Parameters(params=[cst.Param(cst.Name(p)) for p in plan.params])
-        self._drop_imports()
+        self._drop_imports(plan.machinery)
         return cst.FunctionDef(
             name=cst.Name(plan.step_name),
             params=params,
@@ -269,9 +270,13 @@ class RetryLoopCodemod(DurableCodemod):
         last = last.with_changes(body=last.body.with_changes(body=body))
         return [template.with_changes(handlers=[*template.handlers[:-1], last])]
 
-    def _drop_imports(self) -> None:
-        for module, obj in (("time", None), ("time", "sleep"), ("random", None), ("asyncio", None)):
-            self.drop_if_unused(module, obj)
+    def _drop_imports(self, machinery: str) -> None:
+        """Drop ``time`` once unused; ``random``/``asyncio`` only if the loop used them."""
+        self.drop_if_unused("time")
+        self.drop_if_unused("time", "sleep")
+        for module in ("random", "asyncio"):
+            if f"{module}." in machinery:
+                self.drop_if_unused(module)
 
     # --------------------------------------------------------------- analysis
     def _retry_decorator(self, func: cst.FunctionDef) -> str | None:
@@ -410,6 +415,8 @@ class RetryLoopCodemod(DurableCodemod):
         read_outside = self._read_outside(scope, loop, stored)
         params = self._free_locals(scope, attempt_node, stored)
         plan = _Plan(
+            machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *post])))
+            + "".join(code(h) for h in try_.handlers),
             policy=policy,
             notes=notes,
             style=style,

@@ -1,0 +1,909 @@
+"""retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
+
+The cases are modelled on retry loops read in public code (see /work/shared/RETRY-PATTERNS.md):
+for/while counters, for-else, saved exceptions, silent ``return None``, async loops,
+loops inside larger functions and methods; and the look-alikes that are not retries.
+"""
+
+from __future__ import annotations
+
+from codemod_testing import DurableCodemodTest
+
+from codemods.retry_loop import RetryLoopCodemod
+
+
+class TestRewrites(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_if_else_handler(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def if_else_handler(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url)
+        except requests.RequestException as e:
+            if attempt < 2:
+                time.sleep(5)
+            else:
+                raise e
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=5.0,
+        backoff=1.0,
+        retry_on=(requests.RequestException,),
+    )
+)
+def if_else_handler(url):
+    return requests.get(url)
+'''
+        self.assertCodemod(before, after)
+
+    def test_while_counter(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def while_counter(client, key):
+    attempts = 0
+    while attempts < RETRIES:
+        try:
+            return client.fetch(key)
+        except (ConnectionError, TimeoutError):
+            attempts += 1
+            if attempts == RETRIES:
+                raise
+            time.sleep(min(30, 2 * 2 ** attempts))
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=4.0,
+        backoff=2.0,
+        retry_on=(ConnectionError, TimeoutError),
+    )
+)
+def while_counter(client, key):
+    return client.fetch(key)
+'''
+        self.assertCodemod(before, after)
+
+    def test_delay_variable(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def delay_variable(path):
+    delay = 0.5
+    for _ in range(5):
+        try:
+            return open_remote(path)
+        except OSError:
+            log.warning("retrying in %s", delay)
+            time.sleep(delay)
+            delay *= 3
+    raise RuntimeError(f"could not open {path}")
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=0.5,
+        backoff=3.0,
+        retry_on=(OSError,),
+    )
+)
+def _open_remote_step(path):
+    return open_remote(path)
+
+
+def delay_variable(path):
+    try:
+        return _open_remote_step(path)
+    except OSError:
+        pass
+    raise RuntimeError(f"could not open {path}")
+'''
+        self.assertCodemod(before, after)
+
+    def test_jittered(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def jittered(job):
+    for i in range(1, 6):
+        try:
+            return job.submit()
+        except TimeoutError:
+            if i == 5:
+                raise
+            time.sleep(2 ** i + random.uniform(0, 1))
+'''
+        after = '''\
+import asyncio
+import logging
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=2.0,
+        backoff=2.0,
+        jitter=True,
+        retry_on=(TimeoutError,),
+    )
+)
+def jittered(job):
+    return job.submit()
+'''
+        self.assertCodemod(before, after)
+
+    def test_async_fetch(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+async def async_fetch(session, url):
+    for attempt in range(4):
+        try:
+            async with session.get(url) as response:
+                return await response.json()
+        except asyncio.TimeoutError:
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.1 * 2 ** attempt)
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.1,
+        backoff=2.0,
+        retry_on=(asyncio.TimeoutError,),
+    )
+)
+async def async_fetch(session, url):
+    async with session.get(url) as response:
+        return await response.json()
+'''
+        self.assertCodemod(before, after)
+
+    def test_saved_exception(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def saved_exception(conn, sql):
+    last_error = None
+    for attempt in range(3):
+        try:
+            return conn.execute(sql)
+        except OperationalError as exc:
+            last_error = exc
+            time.sleep(1)
+    raise last_error
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OperationalError,),
+    )
+)
+def saved_exception(conn, sql):
+    return conn.execute(sql)
+'''
+        self.assertCodemod(before, after)
+
+    def test_silent_none(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def silent_none(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url).json()
+        except ValueError:
+            time.sleep(1)
+    return None
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ValueError,),
+    )
+)
+def _json_step(url):
+    return requests.get(url).json()
+
+
+def silent_none(url):
+    try:
+        return _json_step(url)
+    except ValueError:
+        pass
+    return None
+'''
+        self.assertCodemod(before, after)
+
+    def test_forever(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def forever(queue):
+    while True:
+        try:
+            return queue.connect()
+        except ConnectionError:
+            time.sleep(10)
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=10.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def forever(queue):
+    return queue.connect()
+'''
+        self.assertCodemod(before, after)
+
+    def test_break_style(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+def break_style(order, payments):
+    amount = order.total
+    receipt = None
+    for attempt in range(3):
+        try:
+            receipt = payments.charge(order.id, amount)
+            status = receipt.status
+            break
+        except PaymentGatewayError:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+    order.mark_paid(receipt, status)
+    return receipt
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(PaymentGatewayError,),
+    )
+)
+def _charge_step(payments, order, amount):
+    receipt = payments.charge(order.id, amount)
+    status = receipt.status
+    return receipt, status
+
+
+def break_style(order, payments):
+    amount = order.total
+    receipt = None
+    receipt, status = _charge_step(payments, order, amount)
+    order.mark_paid(receipt, status)
+    return receipt
+'''
+        self.assertCodemod(before, after)
+
+    def test_client(self) -> None:
+        before = '''\
+import asyncio
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+class Client:
+    def get(self, path):
+        """GET with retries."""
+        for attempt in range(3):
+            try:
+                return self.session.get(self.base + path)
+            except ConnectionError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
+
+    def upload(self, blob):
+        self.prepare(blob)
+        for attempt in range(3):
+            try:
+                self.bucket.put(blob)
+                break
+            except OSError as err:
+                if attempt == 2:
+                    raise UploadFailed(blob.name) from err
+                time.sleep(2)
+        self.notify(blob)
+'''
+        after = '''\
+import asyncio
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _put_step(self, blob):
+    self.bucket.put(blob)
+
+
+class Client:
+    @step(
+        retry=RetryPolicy(
+            max_attempts=3,
+            initial_delay=1.0,
+            backoff=1.0,
+            retry_on=(ConnectionError,),
+        )
+    )
+    def get(self, path):
+        """GET with retries."""
+        return self.session.get(self.base + path)
+
+    def upload(self, blob):
+        self.prepare(blob)
+        try:
+            _put_step(self, blob)
+        except OSError as err:
+            raise UploadFailed(blob.name) from err
+        self.notify(blob)
+'''
+        self.assertCodemod(before, after)
+
+
+
+class TestLeftAlone(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_polling(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def polling(job):
+    while not job.done():
+        time.sleep(1)
+    return job.result()
+'''
+        self.assertUnchanged(before, [])
+
+    def test_tolerant_poll(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def tolerant_poll(client):
+    while True:
+        try:
+            status = client.status()
+            if status == "ready":
+                return status
+        except ConnectionError:
+            pass
+        time.sleep(2)
+'''
+        self.assertUnchanged(before, [])
+
+    def test_pagination(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def pagination(session, url):
+    items = []
+    while url:
+        try:
+            page = session.get(url).json()
+        except ValueError:
+            break
+        items.extend(page["items"])
+        url = page.get("next")
+    return items
+'''
+        self.assertUnchanged(before, [])
+
+    def test_over_hosts(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def over_hosts(hosts, path):
+    for host in hosts:
+        try:
+            return requests.get(host + path)
+        except ConnectionError:
+            time.sleep(1)
+    raise ConnectionError("all hosts down")
+'''
+        self.assertUnchanged(before, ['loops over `hosts` rather than over attempts'])
+
+    def test_shrinking_work(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def shrinking_work(batch):
+    for attempt in range(3):
+        try:
+            batch = [b for b in batch if not b.sent]
+            return send_all(batch)
+        except OSError:
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt body updates `batch`, read by the next attempt'])
+
+    def test_counter_in_body(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def counter_in_body(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url, timeout=5 * (attempt + 1))
+        except requests.Timeout:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt body uses the attempt counter `attempt`'])
+
+    def test_repair_between(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def repair_between(db, row):
+    for attempt in range(3):
+        try:
+            return db.insert(row)
+        except MissingTable:
+            db.create_table()
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the handler runs `db.create_table()` between attempts'])
+
+    def test_result_based(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def result_based(url):
+    for attempt in range(5):
+        try:
+            response = requests.get(url)
+            if response.status_code == 503:
+                time.sleep(1)
+                continue
+            return response
+        except ConnectionError:
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt body uses break or continue'])
+
+    def test_linear_sleep(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def linear_sleep(url):
+    for attempt in range(4):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(attempt + 1)
+'''
+        self.assertUnchanged(before, ['sleep is not a backoff: delays 1, 2, 3'])
+
+    def test_server_delay(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def server_delay(url):
+    for attempt in range(4):
+        try:
+            return requests.get(url)
+        except RateLimited as e:
+            if attempt == 3:
+                raise
+            time.sleep(e.retry_after)
+'''
+        self.assertUnchanged(before, ['sleep is not a backoff: the delay depends on `e.retry_after`'])
+
+    def test_param_count(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def param_count(url, retries=3):
+    for attempt in range(retries):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt count depends on `retries`, known only at run time'])
+
+    def test_generator(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def generator(source):
+    for attempt in range(3):
+        try:
+            for row in source.rows():
+                yield row
+            return
+        except IOError:
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt body yields'])
+
+    def test_decorated_loop(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+@retry
+def decorated_loop(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['nested retries: the function already has @retry'])
+
+    def test_nested_loops(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def nested_loops(url):
+    for outer in range(3):
+        try:
+            for inner in range(3):
+                try:
+                    return requests.get(url)
+                except ConnectionError:
+                    time.sleep(1)
+            return None
+        except OSError:
+            time.sleep(5)
+'''
+        self.assertUnchanged(before, ['a retry loop inside the attempt body (nested retries)'])
+
+    def test_supervisor(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def supervisor(ws_url):
+    while True:
+        try:
+            ws = connect(ws_url)
+            for message in ws:
+                handle(message)
+        except ConnectionError:
+            time.sleep(5)
+'''
+        self.assertUnchanged(before, [])
+
+    def test_state_reset(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def state_reset(client, items):
+    done = 0
+    for attempt in range(3):
+        try:
+            client.send(items[done:])
+            break
+        except OSError:
+            done = client.acked()
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the attempt body reads `done`, which changes between attempts'])
+
+    def test_handler_reads_attempt_var(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def handler_reads_attempt_var(url):
+    response = None
+    for attempt in range(3):
+        try:
+            response = requests.get(url)
+            response.raise_for_status()
+            return response
+        except requests.HTTPError:
+            if response is not None and response.status_code < 500:
+                raise
+            time.sleep(1)
+'''
+        self.assertUnchanged(before, ['the retry decision depends on `response`'])
+
+    def test_read_input(self) -> None:
+        before = '''\
+import time
+
+import requests
+from tenacity import retry
+
+
+def read_input():
+    for attempt in range(3):
+        try:
+            return int(input("number? "))
+        except ValueError:
+            print("try again")
+'''
+        self.assertUnchanged(before, ['the attempt body asks for user input (never a durable step)'])
+
