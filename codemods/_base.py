@@ -70,6 +70,22 @@ class DurableCodemod(VisitorBasedCodemodCommand):
             help="leave a '# durable: ...' comment on each site that is not rewritten",
         )
 
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        """As libcst's, and no blank lines left at the top where a removed import stood."""
+        result = super().transform_module(tree)
+        if result is tree or not result.body or not tree.body:
+            return result
+        first, was_first = result.body[0], tree.body[0]
+        had_blank = any(line.comment is None for line in was_first.leading_lines)
+        lines = list(first.leading_lines)
+        if not had_blank and not result.header and lines and lines[0].comment is None:
+            while lines and lines[0].comment is None:
+                lines.pop(0)
+            result = result.with_changes(
+                body=[first.with_changes(leading_lines=lines), *result.body[1:]]
+            )
+        return result
+
     # -- names -----------------------------------------------------------------
     def visit_Module(self, node: cst.Module) -> bool:
         scope = self.get_metadata(ScopeProvider, node, None)

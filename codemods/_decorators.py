@@ -141,6 +141,12 @@ class DecoratorCodemod(DurableCodemod):
     def code(self, node: cst.CSTNode) -> str:
         return self.source_module.code_for_node(node)
 
+    def constant_name(self, expr: cst.BaseExpression) -> str | None:
+        """The name of the module constant ``expr`` is, if it is one."""
+        if isinstance(expr, cst.Name) and expr.value in self.constants:
+            return expr.value
+        return None
+
     def number(self, expr: cst.BaseExpression, option: str) -> float:
         """A constant number, or :class:`Kept` naming the option."""
         try:

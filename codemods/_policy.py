@@ -33,12 +33,15 @@ class Policy:
     retry_on: list[str] = field(default_factory=lambda: ["Exception"])
     give_up_on: list[str] = field(default_factory=list)
     max_elapsed: float | None = None
+    #: field -> source text to write instead of the number (a module constant's name)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def to_call(self, policy_name: str = "RetryPolicy") -> cst.Call:
         """Build ``RetryPolicy(...)``; every field a reader needs is explicit."""
-        args: list[str] = [f"max_attempts={self.max_attempts!r}"]
-        args.append(f"initial_delay={_num(self.initial_delay)}")
-        args.append(f"backoff={_num(self.backoff)}")
+        src = self.sources
+        args: list[str] = [f"max_attempts={src.get('max_attempts', repr(self.max_attempts))}"]
+        args.append(f"initial_delay={src.get('initial_delay', _num(self.initial_delay))}")
+        args.append(f"backoff={src.get('backoff', _num(self.backoff))}")
         max_delay = self.max_delay
         if max_delay is None and self.backoff > 1 and self.initial_delay > 0:
             # Uncapped growth in the legacy code: keep it uncapped when the
@@ -46,7 +49,9 @@ class Policy:
             largest = self.largest_delay()
             if largest is None or largest > DEFAULT_MAX_DELAY:
                 max_delay = largest if largest is not None else math.inf
-        if max_delay is not None and max_delay != DEFAULT_MAX_DELAY:
+        if "max_delay" in src:
+            args.append(f"max_delay={src['max_delay']}")
+        elif max_delay is not None and max_delay != DEFAULT_MAX_DELAY:
             args.append(f"max_delay={_num(max_delay)}")
         if self.jitter:
             args.append("jitter=True")
@@ -54,7 +59,7 @@ class Policy:
         if self.give_up_on:
             args.append(f"give_up_on={_tuple(self.give_up_on)}")
         if self.max_elapsed is not None:
-            args.append(f"max_elapsed={_num(self.max_elapsed)}")
+            args.append(f"max_elapsed={src.get('max_elapsed', _num(self.max_elapsed))}")
         call = cst.parse_expression(f"{policy_name}({', '.join(args)})")
         assert isinstance(call, cst.Call)
         return call

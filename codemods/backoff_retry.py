@@ -70,8 +70,10 @@ class BackoffCodemod(DecoratorCodemod):
                 notes.append(f"logging option `{name}=` dropped")
             elif name == "max_tries":
                 policy.max_attempts = int(self.number(value, name))
+                self._keep_name(policy, "max_attempts", value)
             elif name == "max_time":
                 policy.max_elapsed = self.number(value, name)
+                self._keep_name(policy, "max_elapsed", value)
             elif name == "jitter":
                 policy.jitter = self._jitter(value)
             elif name == "giveup":
@@ -103,6 +105,11 @@ class BackoffCodemod(DecoratorCodemod):
         if policy.max_attempts is None and policy.max_elapsed is None:
             notes.append("retries forever, as before")
         return policy, notes
+
+    def _keep_name(self, policy: Policy, field: str, value: cst.BaseExpression) -> None:
+        name = self.constant_name(value)
+        if name is not None:
+            policy.sources[field] = name
 
     def _jitter(self, value: cst.BaseExpression) -> bool:
         if isinstance(value, cst.Name) and value.value == "None":

@@ -565,7 +565,7 @@ class RetryLoopCodemod(DurableCodemod):
         return values, stmts
 
     def _policy(
-        self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.CSTNode
+        self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.For | cst.While
     ) -> Policy:
         delays = outcome.delays
         if outcome.attempts is not None:
@@ -576,7 +576,12 @@ class RetryLoopCodemod(DurableCodemod):
                 raise NotABackoff("delays " + ", ".join(f"{d:g}" for d in delays[:5]))
         except NotABackoff as exc:
             raise Skip(f"sleep is not a backoff: {exc}") from None
+        sources = {}
+        for name in sorted(ev.names(ev.parse(self.source_module.code_for_node(loop_header(loop))))):
+            if self.constants.get(name) == outcome.attempts:
+                sources["max_attempts"] = name
         return Policy(
+            sources=sources,
             max_attempts=outcome.attempts,
             initial_delay=initial,
             backoff=factor,
@@ -989,6 +994,11 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     if _last_small_is(stmts[-1], cst.Break):
         return "break"
     return None
+
+
+def loop_header(loop: cst.For | cst.While) -> cst.BaseExpression:
+    """What decides how often the loop runs: ``range(...)`` or the ``while`` test."""
+    return loop.iter if isinstance(loop, cst.For) else loop.test
 
 
 def _ends_with_return(stmt: cst.CSTNode) -> bool:

@@ -178,6 +178,9 @@ class TenacityCodemod(DecoratorCodemod):
             args = self.bound_args(expr, ("max_attempt_number",), name)
             value = int(self.number(args["max_attempt_number"], "stop_after_attempt"))
             policy.max_attempts = min(value, policy.max_attempts or value)
+            name = self.constant_name(args["max_attempt_number"])
+            if name is not None and policy.max_attempts == value:
+                policy.sources["max_attempts"] = name
         else:
             args = self.bound_args(expr, ("max_delay",), name)
             seconds = self.number(args["max_delay"], "stop_after_delay")

@@ -1,6 +1,6 @@
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
-The cases are modelled on retry loops read in public code (see /work/shared/RETRY-PATTERNS.md):
+The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
 for/while counters, for-else, saved exceptions, silent ``return None``, async loops,
 loops inside larger functions and methods; and the look-alikes that are not retries.
 """
@@ -101,7 +101,7 @@ RETRIES = 4
 
 @step(
     retry=RetryPolicy(
-        max_attempts=4,
+        max_attempts=RETRIES,
         initial_delay=4.0,
         backoff=2.0,
         retry_on=(ConnectionError, TimeoutError),

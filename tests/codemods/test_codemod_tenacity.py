@@ -1,0 +1,578 @@
+"""tenacity codemod: decorators and Retrying blocks it rewrites, and those it keeps (with the option).
+"""
+
+from __future__ import annotations
+
+from codemod_testing import DurableCodemodTest
+
+from codemods.tenacity_retry import TenacityCodemod
+
+
+class TestRewrites(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_attempts_and_exponential(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=1, max=10), reraise=True)
+def fetch(url):
+    return requests.get(url)
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=1.0,
+        backoff=2.0,
+        max_delay=10.0,
+        retry_on=(Exception,),
+    )
+)
+def fetch(url):
+    return requests.get(url)
+'''
+        self.assertCodemod(before, after)
+
+    def test_min_wait_approximated(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=1, min=4, max=10), reraise=True)
+def fetch(url):
+    return requests.get(url)
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=4.0,
+        backoff=2.0,
+        max_delay=10.0,
+        retry_on=(Exception,),
+    )
+)
+def fetch(url):
+    return requests.get(url)
+'''
+        self.assertCodemod(before, after)
+
+    def test_module_attribute_and_union_stop(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@tenacity.retry(
+    stop=tenacity.stop_after_attempt(10) | tenacity.stop_after_delay(30),
+    wait=tenacity.wait_fixed(2),
+    retry=tenacity.retry_if_exception_type((IOError, TimeoutError)),
+    reraise=True,
+)
+def sync_inventory(store):
+    return store.sync()
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=10,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(IOError, TimeoutError),
+        max_elapsed=30.0,
+    )
+)
+def sync_inventory(store):
+    return store.sync()
+'''
+        self.assertCodemod(before, after)
+
+    def test_bare_retry_forever(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry
+def connect():
+    return requests.get("http://localhost:8080/health")
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def connect():
+    return requests.get("http://localhost:8080/health")
+'''
+        self.assertCodemod(before, after)
+
+    def test_fixed_plus_random(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry(stop=stop_after_delay(60), wait=wait_fixed(1) + wait_random(0, 2))
+def publish(event):
+    event.send()
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=1.0,
+        jitter=True,
+        retry_on=(Exception,),
+        max_elapsed=60.0,
+    )
+)
+def publish(event):
+    event.send()
+'''
+        self.assertCodemod(before, after)
+
+    def test_random_exponential_async(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry(
+    retry=retry_if_exception_type(ConnectionError),
+    stop=stop_after_attempt(6),
+    wait=wait_random_exponential(multiplier=0.5, max=20),
+    reraise=True,
+)
+async def call_model(client, prompt):
+    return await client.complete(prompt)
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=6,
+        initial_delay=0.5,
+        backoff=2.0,
+        max_delay=20.0,
+        jitter=True,
+        retry_on=(ConnectionError,),
+    )
+)
+async def call_model(client, prompt):
+    return await client.complete(prompt)
+'''
+        self.assertCodemod(before, after)
+
+    def test_not_exception_type(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+@retry(retry=retry_if_not_exception_type(ValueError), stop=stop_after_attempt(4), reraise=True)
+def parse_remote(url):
+    return requests.get(url).json()
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+        give_up_on=(ValueError,),
+    )
+)
+def parse_remote(url):
+    return requests.get(url).json()
+'''
+        self.assertCodemod(before, after)
+
+    def test_stacked_decorators_keep_order(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+class Repo:
+    @staticmethod
+    @retry(stop=stop_after_attempt(2), reraise=True)
+    def load(key):
+        return requests.get(key)
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+class Repo:
+    @staticmethod
+    @step(
+        retry=RetryPolicy(
+            max_attempts=2,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(Exception,),
+        )
+    )
+    def load(key):
+        return requests.get(key)
+'''
+        self.assertCodemod(before, after)
+
+    def test_retrying_block(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+def resize(image):
+    """Resize on the remote worker."""
+    for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_fixed(1), reraise=True):
+        with attempt:
+            return image.remote_resize()
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def resize(image):
+    """Resize on the remote worker."""
+    return image.remote_resize()
+'''
+        self.assertCodemod(before, after)
+
+    def test_async_retrying_block(self) -> None:
+        before = '''\
+import tenacity
+from tenacity import (
+    AsyncRetrying,
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+    wait_random,
+    wait_random_exponential,
+)
+
+import requests
+
+
+async def resize_async(image):
+    async for attempt in AsyncRetrying(stop=stop_after_attempt(3), reraise=True):
+        with attempt:
+            return await image.remote_resize()
+'''
+        after = '''\
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+async def resize_async(image):
+    return await image.remote_resize()
+'''
+        self.assertCodemod(before, after)
+
+
+
+class TestLeftAlone(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_before_sleep_hook(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@retry(stop=stop_after_attempt(3), before_sleep=before_sleep_log(log, logging.WARNING))
+def fetch(url):
+    return url.get()
+'''
+        self.assertUnchanged(before, ['option `before_sleep=` has no equivalent'])
+
+    def test_polling_on_result(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@retry(retry=retry_if_result(lambda r: r is None), wait=wait_fixed(1))
+def wait_for_job(job):
+    return job.result()
+'''
+        self.assertUnchanged(before, ['retry=retry_if_result(lambda r: r is None) has no equivalent'])
+
+    def test_wait_chain(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@retry(wait=wait_chain(wait_fixed(1), wait_fixed(5)), reraise=True)
+def chained(x):
+    return x()
+'''
+        self.assertUnchanged(before, ['wait=wait_chain(wait_fixed(1), wait_fixed(5)) has no equivalent'])
+
+    def test_retry_error_caught(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@retry(stop=stop_after_attempt(ATTEMPTS))
+def flaky(x):
+    return x()
+
+
+def caller(x):
+    try:
+        return flaky(x)
+    except tenacity.RetryError:
+        return None
+'''
+        self.assertUnchanged(before, ['the module handles tenacity.RetryError, raised when attempts run out'])
+
+    def test_retrying_block_with_code_after(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+def partial(job):
+    for attempt in Retrying(stop=stop_after_attempt(3)):
+        with attempt:
+            job.run()
+    job.cleanup()
+'''
+        self.assertUnchanged(before, ['code follows the Retrying block'])
+
+    def test_runtime_attempts(self) -> None:
+        before = '''\
+import logging
+
+import tenacity
+from tenacity import Retrying, before_sleep_log, retry, retry_if_result, stop_after_attempt, wait_chain, wait_fixed
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+def factory(n):
+    @retry(stop=stop_after_attempt(n), reraise=True)
+    def inner(x):
+        return x()
+
+    return inner
+'''
+        self.assertUnchanged(before, ['stop_after_attempt=n is known only at run time'])
+
