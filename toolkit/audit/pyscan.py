@@ -144,6 +144,15 @@ class PythonScanner:
         self.triggers: dict[str, str] = {}
         self.sweepers_seen: set[str] = set()
         self.is_command = "/management/commands/" in "/" + path
+        self.nodes: list[ast.AST] = []
+        self.local: dict[int, list[ast.AST]] = {}
+        low = text.lower()
+        self.may_sweep = "update" in low
+        self.may_dead = (
+            re.search(r"fail|dead|dlq|bury|buried|graveyard|poison|exhaust", low) is not None
+        )
+        self.may_recurse = re.search(r"(retr|attempt|tries)\w*\s*-\s*1", low) is not None
+        self.may_status = "status" in low or "state" in low
 
     # ------------------------------------------------------------------ setup
     def _collect(self) -> None:
@@ -153,8 +162,11 @@ class PythonScanner:
             parents: list[ast.FunctionDef | ast.AsyncFunctionDef],
             loops: list[ast.AST],
             ancestors: list[ast.AST],
+            bucket: list[ast.AST],
         ) -> None:
             for child in ast.iter_child_nodes(node):
+                self.nodes.append(child)
+                bucket.append(child)
                 if isinstance(child, ast.Import):
                     for alias in child.names:
                         self.imports[alias.asname or alias.name.split(".")[0]] = (
@@ -166,11 +178,15 @@ class PythonScanner:
                 if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                     qual = ".".join([*scope, child.name])
                     self.funcs.append((child, qual, [*ancestors]))
-                    visit(child, [*scope, child.name], [*parents, child], [], [*ancestors, child])
+                    own: list[ast.AST] = []
+                    self.local[id(child)] = own
+                    visit(
+                        child, [*scope, child.name], [*parents, child], [], [*ancestors, child], own
+                    )
                 elif isinstance(child, ast.ClassDef):
                     qual = ".".join([*scope, child.name])
                     self.classes.append((child, qual))
-                    visit(child, [*scope, child.name], parents, [], [*ancestors, child])
+                    visit(child, [*scope, child.name], parents, [], [*ancestors, child], bucket)
                 elif isinstance(child, ast.For | ast.AsyncFor | ast.While):
                     self.loops.append(
                         _Loop(
@@ -181,11 +197,11 @@ class PythonScanner:
                             list(loops),
                         )
                     )
-                    visit(child, scope, parents, [*loops, child], ancestors)
+                    visit(child, scope, parents, [*loops, child], ancestors, bucket)
                 else:
-                    visit(child, scope, parents, loops, ancestors)
+                    visit(child, scope, parents, loops, ancestors, bucket)
 
-        visit(self.tree, [], [], [], [])
+        visit(self.tree, [], [], [], [], [])
 
     def resolve(self, node: ast.AST) -> str:
         """Dotted name of ``node`` with its first segment resolved through the imports."""
@@ -232,13 +248,16 @@ class PythonScanner:
         """Scan the module once and return its hotspots (unsorted)."""
         self._collect()
         self._scan_triggers()
+        self._scan_homemade_definitions()
         for func, qual, _ancestors in self.funcs:
-            self._scan_homemade_definition(func, qual)
-        for func, qual, _ancestors in self.funcs:
-            self._scan_decorators(func, qual)
-            self._scan_sweeper(func, qual)
-            self._scan_dead_letter_code(func, qual)
-            self._scan_recursive_retry(func, qual)
+            if func.decorator_list:
+                self._scan_decorators(func, qual)
+            if self.may_sweep:
+                self._scan_sweeper(func, qual)
+            if self.may_dead:
+                self._scan_dead_letter_code(func, qual)
+            if self.may_recurse:
+                self._scan_recursive_retry(func, qual)
         for loop in self.loops:
             if id(loop.node) not in self.consumed:
                 self._scan_loop(loop)
@@ -251,7 +270,7 @@ class PythonScanner:
     # ------------------------------------------------------------ triggers
     def _scan_triggers(self) -> None:
         """Record which functions are run on a schedule, and report beat entries."""
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Call):
                 name = dotted(node.func)
                 last = name.rsplit(".", 1)[-1]
@@ -298,20 +317,14 @@ class PythonScanner:
                         )
 
     # -------------------------------------------------------- decorators
-    def _scan_homemade_definition(
-        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
-    ) -> None:
-        """A decorator (factory) whose inner wrapper loops over attempts of the wrapped call."""
-        inner = [
-            n
-            for n in ast.walk(func)
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n is not func
-        ]
-        if not inner:
-            return
+    def _scan_homemade_definitions(self) -> None:
+        """Decorators (factories) whose inner wrapper loops over attempts of the wrapped call."""
+        quals = {id(f): q for f, q, _ in self.funcs}
         for loop in self.loops:
-            if loop.func not in inner or func not in loop.parents or id(loop.node) in self.consumed:
+            if len(loop.parents) < 2:
                 continue
+            func = loop.parents[0]
+            qual = quals[id(func)]
             facts = self._loop_facts(loop)
             if facts is None:
                 continue
@@ -344,7 +357,6 @@ class PythonScanner:
                 ),
                 refusal="home-made decorator: no codemod rewrites its definition",
             )
-            return
 
     def _scan_decorators(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
         for dec in func.decorator_list:
@@ -465,7 +477,7 @@ class PythonScanner:
         kw = {k.arg: k.value for k in (call.keywords if call else []) if k.arg}
         self_retry = [
             n
-            for n in _walk_local(func.body)
+            for n in self.local[id(func)]
             if isinstance(n, ast.Call) and dotted(n.func).endswith("self.retry")
         ]
         if "autoretry_for" not in kw and not self_retry:
@@ -526,7 +538,7 @@ class PythonScanner:
                 pattern, counter = "for-range", target
             elif it_name in ("itertools.count", "count"):
                 pattern, counter, forever = "for-count", target, True
-            elif _RETRYISH.search(target) or _RETRYISH.search(ast.unparse(it)[:80]):
+            elif _RETRYISH.search(target) or _RETRYISH.search(dotted(it)):
                 pattern, counter = "for-custom-iterator", target
             else:
                 return None  # loops over hosts, items, pages: alternatives, not attempts
@@ -787,6 +799,8 @@ class PythonScanner:
     def _scan_status_code_retry(self, loop: _Loop) -> bool:
         """A retry decided by an HTTP status, not an exception (over range or a counter)."""
         node = loop.node
+        if not self.may_status and ".ok" not in self.text:
+            return False
         if isinstance(node, ast.For | ast.AsyncFor):
             it = self.resolve(node.iter) if isinstance(node.iter, ast.Call) else ""
             if it not in ("range", "builtins.range"):
@@ -827,9 +841,13 @@ class PythonScanner:
     def _scan_poller(self, loop: _Loop) -> bool:
         """A worker loop that selects job rows by status and sleeps between polls."""
         node = loop.node
-        if loop.outer_loops or not (
-            isinstance(node, ast.While)
-            or self.resolve(getattr(node, "iter", node)) == "itertools.count"
+        if (
+            not self.may_status
+            or loop.outer_loops
+            or not (
+                isinstance(node, ast.While)
+                or self.resolve(getattr(node, "iter", node)) == "itertools.count"
+            )
         ):
             return False
         body = list(node.body)
@@ -929,9 +947,8 @@ class PythonScanner:
 
     # ------------------------------------------------------- sweepers & DLQ
     def _scan_sweeper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
-        body = list(func.body)
         how = None
-        for n in _walk_local(body):
+        for n in self.local[id(func)]:
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
                 attr = n.func.attr
                 chain = ast.unparse(n.func.value) if attr in ("update", "values") else ""
@@ -1010,7 +1027,7 @@ class PythonScanner:
     ) -> None:
         body = list(func.body)
         target = None
-        for n in _walk_local(body):
+        for n in self.local[id(func)]:
             if isinstance(n, ast.Call):
                 name = dotted(n.func)
                 parts = name.split(".")
@@ -1057,7 +1074,7 @@ class PythonScanner:
     def _scan_recursive_retry(
         self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
     ) -> None:
-        for n in _walk_local(list(func.body)):
+        for n in self.local[id(func)]:
             if not isinstance(n, ast.ExceptHandler):
                 continue
             for c in _walk_local(list(n.body)):
@@ -1147,7 +1164,9 @@ class PythonScanner:
             self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
 
     def _scan_table_calls(self) -> None:
-        for n in ast.walk(self.tree):
+        if not self.may_status and "fail" not in self.text.lower():
+            return
+        for n in self.nodes:
             if not isinstance(n, ast.Call):
                 continue
             last = dotted(n.func).rsplit(".", 1)[-1]
@@ -1184,7 +1203,7 @@ class PythonScanner:
                                            "Django migration CreateModel")  # fmt: skip
 
     def _scan_strings(self) -> None:
-        for n in ast.walk(self.tree):
+        for n in self.nodes if "create" in self.text.lower() else ():
             if (
                 isinstance(n, ast.Constant)
                 and isinstance(n.value, str)

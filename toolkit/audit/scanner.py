@@ -68,10 +68,13 @@ def discover(paths: Sequence[Path], excludes: Sequence[str] = ()) -> list[tuple[
     Report paths are relative to the argument they were found under (or the
     file name when a file is given), with ``/`` separators.
     """
-    patterns = list(DEFAULT_EXCLUDES) + list(excludes)
+    default = frozenset(DEFAULT_EXCLUDES)
+    patterns = list(excludes)
 
     def excluded(rel: str, name: str) -> bool:
-        return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+        return name in default or any(
+            fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) for p in patterns
+        )
 
     found: list[tuple[Path, str]] = []
     for root in paths:

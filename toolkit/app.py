@@ -1,0 +1,428 @@
+"""The public application object: declare workflows, steps and transactions, run them.
+
+Nothing here speaks SQL: declarations are handed to the engine
+(:mod:`toolkit.engine`), which makes them durable on a storage backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+import sqlalchemy as sa
+
+from .engine import (
+    Executor,
+    StepDef,
+    WorkflowDef,
+    _is_async,
+    _run_var,
+    active_run,
+    run_unrecorded,
+    run_unrecorded_async,
+)
+from .errors import (
+    DurableError,
+    NotRegisteredError,
+    WorkflowConflictError,
+    WorkflowNotFoundError,
+)
+from .handle import WorkflowHandle
+from .records import STATUSES, StepRecord, WorkflowRecord
+from .retry import NO_RETRY, RetryPolicy
+from .serialization import JSONSerializer, Serializer
+from .storage import Storage, open_storage, resolve_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """The default registered name of a function: ``module.qualname``."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+class Durable:
+    """A durable-execution application bound to one database.
+
+    ``url`` is a SQLAlchemy URL (``sqlite:///file.db`` or ``postgresql://...``);
+    without it ``$DURABLE_DATABASE_URL`` is used, else ``sqlite:///.durable/state.db``.
+    A malformed URL fails here; the connection is opened on first use, and an
+    unreachable database fails then with :class:`~toolkit.errors.DatabaseUnavailableError`.
+    ``lease_timeout`` (seconds) is how long a running workflow stays claimed by a
+    process that stopped renewing its lease before another process may take it over.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        lease_timeout: float = 30.0,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if lease_timeout <= 0:
+            raise ValueError("lease_timeout must be positive")
+        self._url = url
+        if url is not None:
+            resolve_url(url)  # a malformed URL fails now, not at first use
+        self.lease_timeout = lease_timeout
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self._workflows: dict[str, WorkflowDef] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._storage: Storage | None = None
+        self._executor: Executor | None = None
+
+    # -- plumbing --
+
+    def _fresh_after_fork(self) -> None:
+        if self._pid != os.getpid():  # engines and threads do not survive a fork
+            self._pid = os.getpid()
+            self._storage = None
+            self._executor = None
+
+    @property
+    def storage(self) -> Storage:
+        """The storage backend, connected and upgraded on first use."""
+        self._fresh_after_fork()
+        if self._storage is None:
+            with self._lock:
+                if self._storage is None:
+                    self._storage = open_storage(self._url)
+        self._storage.ensure_ready()
+        return self._storage
+
+    @property
+    def executor(self) -> Executor:
+        storage = self.storage
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = Executor(
+                        storage, self.serializer, self.lease_timeout, self._workflows.get
+                    )
+        return self._executor
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password hidden."""
+        from .storage import describe_url
+
+        return describe_url(resolve_url(self._url))
+
+    def close(self) -> None:
+        """Stop running workflows in this process and close connections.
+
+        Workflows still running stay ``pending`` and are resumed by ``recover()``
+        or a worker.
+        """
+        if self._executor is not None:
+            self._executor.stop()
+        if self._storage is not None:
+            self._storage.dispose()
+        self._executor = None
+        self._storage = None
+
+    def upgrade(self) -> list[int]:
+        """Create or upgrade the system tables; return the migration versions applied."""
+        self._fresh_after_fork()
+        if self._storage is None:
+            self._storage = open_storage(self._url)
+        return self._storage.upgrade()
+
+    # -- declarations --
+
+    @overload
+    def workflow(self, fn: F, /) -> F: ...
+    @overload
+    def workflow(self, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def workflow(self, fn: Any = None, /, *, name: str | None = None) -> Any:
+        """Declare a workflow: a function whose steps are checkpointed.
+
+        Calling the decorated function outside a workflow runs it durably and
+        waits for its result (``app.run``); inside a workflow it is an ordinary
+        call whose steps belong to the calling workflow.
+        """
+
+        def decorate(func: F) -> F:
+            wf = WorkflowDef(func, name or qualified_name(func), _is_async(func))
+            with self._lock:
+                existing = self._workflows.get(wf.name)
+                if existing is not None and existing.fn is not func:
+                    raise DurableError(f"another function is already registered as {wf.name!r}")
+                self._workflows[wf.name] = wf
+            wrapper: Any
+            if wf.is_async:
+
+                @functools.wraps(func)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if _run_var.get() is not None:
+                        return await func(*args, **kwargs)
+                    return await asyncio.to_thread(self.run, wf.name, *args, **kwargs)
+
+            else:
+
+                @functools.wraps(func)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if _run_var.get() is not None:
+                        return func(*args, **kwargs)
+                    return self.run(wf.name, *args, **kwargs)
+
+            wrapper.__durable_workflow__ = wf
+            return wrapper  # type: ignore[no-any-return]
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+    @overload
+    def step(
+        self, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def step(
+        self, fn: Any = None, /, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Any:
+        """Declare a step: at-least-once work on the outside world.
+
+        Inside a workflow its outcome is checkpointed and replayed after a
+        crash; it may run more than once if the process dies before its
+        checkpoint commits, so hand ``current_step().idempotency_key`` to
+        the APIs it calls. Outside a workflow it runs with its retry policy
+        and records nothing.
+        """
+
+        def decorate(func: F) -> F:
+            sd = StepDef(func, name or qualified_name(func), retry or NO_RETRY, _is_async(func))
+            return _step_wrapper(sd)
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def transaction(self, fn: F, /) -> F: ...
+    @overload
+    def transaction(
+        self, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def transaction(
+        self, fn: Any = None, /, *, retry: RetryPolicy | None = None, name: str | None = None
+    ) -> Any:
+        """Declare a transaction step: exactly-once writes to the workflow's database.
+
+        The function receives a SQLAlchemy ``Connection`` as its first argument
+        (the caller does not pass it). Its writes and the step's checkpoint
+        commit in one database transaction: after any crash, either both are
+        there or neither is, and a committed transaction never runs again.
+        """
+
+        def decorate(func: F) -> F:
+            if _is_async(func):
+                raise TypeError(
+                    f"@transaction function {qualified_name(func)} must be synchronous: "
+                    "it runs inside a database transaction"
+                )
+            sd = StepDef(
+                func, name or qualified_name(func), retry or NO_RETRY, False, "transaction"
+            )
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                run = active_run()
+                if run is not None:
+                    return run.executor.run_transaction(run, sd, args, kwargs)
+                storage = self.storage
+
+                def attempt(*a: Any, **k: Any) -> Any:
+                    with storage.transaction() as conn:
+                        return func(conn, *a, **k)
+
+                return run_unrecorded(StepDef(attempt, sd.name, sd.policy, False), args, kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _workflow_def(self, fn: Callable[..., Any] | str) -> WorkflowDef:
+        if isinstance(fn, str):
+            wf = self._workflows.get(fn)
+            if wf is None:
+                raise NotRegisteredError(f"no workflow named {fn!r} is registered in this app")
+            return wf
+        wf = getattr(fn, "__durable_workflow__", None)
+        if wf is None:
+            raise NotRegisteredError(
+                f"{qualified_name(fn)} is not a workflow: decorate it with @app.workflow()"
+            )
+        if self._workflows.get(wf.name) is not wf:
+            raise NotRegisteredError(f"workflow {wf.name!r} is registered in another app")
+        return wf  # type: ignore[no-any-return]
+
+    # -- running --
+
+    def start(
+        self,
+        fn: Callable[..., Any] | str,
+        *args: Any,
+        workflow_id: str | None = None,
+        **kwargs: Any,
+    ) -> WorkflowHandle:
+        """Start a workflow in this process and return its handle at once.
+
+        Starting an id that already exists starts nothing and returns the
+        handle of the existing run. Arguments must be serializable.
+        """
+        wf = self._workflow_def(fn)
+        executor = self.executor
+        wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
+        inputs = executor.encode_inputs(wf.name, args, kwargs)
+        if not executor.start(wf, wid, inputs):
+            existing = self.storage.get_workflow(wid)
+            if existing is not None and existing.name != wf.name:
+                raise WorkflowConflictError(
+                    f"workflow id {wid!r} is already used by workflow {existing.name!r}, "
+                    f"not {wf.name!r}"
+                )
+        return WorkflowHandle(self, wid)
+
+    def run(
+        self,
+        fn: Callable[..., Any] | str,
+        *args: Any,
+        workflow_id: str | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``start`` then ``result``: run a workflow and return what it returned."""
+        return self.start(fn, *args, workflow_id=workflow_id, **kwargs).result(timeout=timeout)
+
+    def handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an existing workflow. Raises if no such workflow is recorded."""
+        if self.storage.get_workflow(workflow_id) is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        return WorkflowHandle(self, workflow_id)
+
+    def recover(self) -> list[WorkflowHandle]:
+        """Resume every ``pending`` workflow left by a process that died.
+
+        Only workflows registered in this app are taken; each resumes at its
+        first step without a checkpoint. Returns their handles.
+        """
+        ids = self.executor.recover(list(self._workflows))
+        return [WorkflowHandle(self, wid) for wid in ids]
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep durably: the wake-up time is checkpointed, so a restart sleeps only the rest.
+
+        Outside a workflow this is :func:`time.sleep`.
+        """
+        run = active_run()
+        if run is None:
+            time.sleep(seconds)
+        else:
+            run.executor.sleep(run, seconds)
+
+    async def sleep_async(self, seconds: float) -> None:
+        """``sleep`` for ``async def`` workflows."""
+        run = active_run()
+        if run is None:
+            await asyncio.sleep(seconds)
+        else:
+            await run.executor.sleep_async(run, seconds)
+
+    # -- inspecting and controlling --
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow's record. Raises :class:`WorkflowNotFoundError` if there is none."""
+        record = self.storage.get_workflow(workflow_id)
+        if record is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        return record
+
+    def list_workflows(
+        self,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> list[WorkflowRecord]:
+        """Recorded workflows, newest first, optionally filtered by status and name."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}: expected one of {', '.join(STATUSES)}")
+        return self.storage.list_workflows(status=status, name=name, limit=limit)
+
+    def list_steps(self, workflow_id: str) -> list[StepRecord]:
+        """The recorded steps of a workflow, in order."""
+        self.get_workflow(workflow_id)
+        return list(self.storage.load_steps(workflow_id).values())
+
+    def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow that has not finished: it runs no further step.
+
+        A step already running in some process finishes, but its checkpoint
+        is refused (a transaction rolls back). Cancelling a finished workflow
+        changes nothing.
+        """
+        storage = self.storage
+        if not storage.cancel(workflow_id):
+            self.get_workflow(workflow_id)  # raises if it does not exist
+        executor = self._executor
+        run = executor.local_run(workflow_id) if executor is not None else None
+        if run is not None:
+            run.interrupt("it was cancelled")
+
+    def resume(self, workflow_id: str) -> WorkflowHandle:
+        """Run a failed or cancelled workflow again from where it stopped.
+
+        Recorded steps are replayed, not re-run; a step that failed gets a fresh
+        attempt budget. If the workflow is registered in this app it resumes
+        here at once, else it waits for ``recover()`` or a worker that has it.
+        """
+        record = self.get_workflow(workflow_id)
+        if not self.storage.resume(workflow_id):
+            return WorkflowHandle(self, workflow_id)  # not failed or cancelled: nothing to do
+        if record.name in self._workflows:
+            executor = self.executor
+            executor.ensure_alive()
+            if self.storage.claim_workflow(workflow_id, executor.owner, executor.lease_ms):
+                executor.resume_claimed(workflow_id, record.name, record.inputs)
+        return WorkflowHandle(self, workflow_id)
+
+    def _wait(self, workflow_id: str, timeout: float | None) -> Any:
+        executor = self._executor
+        if executor is None:
+            executor = self.executor
+        return executor.wait(workflow_id, timeout)
+
+    def connection(self) -> sa.Engine:
+        """The SQLAlchemy engine of the workflow database (for setup and reads)."""
+        return self.storage.engine
+
+
+def _step_wrapper(sd: StepDef) -> Any:
+    if sd.is_async:
+
+        @functools.wraps(sd.fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = active_run()
+            if run is None:
+                return await run_unrecorded_async(sd, args, kwargs)
+            return await run.executor.run_step_async(run, sd, args, kwargs)
+
+        async_wrapper.__durable_step__ = sd  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(sd.fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        run = active_run()
+        if run is None:
+            return run_unrecorded(sd, args, kwargs)
+        return run.executor.run_step(run, sd, args, kwargs)
+
+    wrapper.__durable_step__ = sd  # type: ignore[attr-defined]
+    return wrapper

@@ -1,0 +1,698 @@
+"""The engine: runs workflows, replays their steps, retries, sleeps and keeps leases.
+
+It sits between the public decorators (:mod:`toolkit.app`) and the SQL
+(:mod:`toolkit.storage`). A workflow runs in a thread of this process (an
+``async def`` workflow in its own event loop in that thread). Its context,
+kept in a context variable, numbers the steps it calls; each step's outcome is
+checkpointed before the workflow goes on, and on replay recorded outcomes are
+returned instead of running the step again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextvars
+import inspect
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    DatabaseUnavailableError,
+    DeterminismError,
+    DurableError,
+    SerializationError,
+    StepFailedError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowInterrupted,
+)
+from .records import StepRecord, error_info
+from .retry import RetryPolicy
+from .serialization import Serializer
+from .storage import Storage, now_ms
+
+log = logging.getLogger("toolkit")
+
+SLEEP_STEP = "toolkit.sleep"
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+# -- declarations ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowDef:
+    """A registered workflow function."""
+
+    fn: Callable[..., Any]
+    name: str
+    is_async: bool
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A declared step (``kind="step"``) or transaction (``kind="transaction"``)."""
+
+    fn: Callable[..., Any]
+    name: str
+    policy: RetryPolicy
+    is_async: bool
+    kind: str = "step"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a running step knows about itself (see :func:`toolkit.current_step`).
+
+    ``idempotency_key`` is ``"<workflow_id>:<step_number>"`` inside a workflow: the
+    same on every attempt and on every replay. Outside a workflow it is a random
+    key that stays the same across the retries of that one call.
+    """
+
+    name: str
+    workflow_id: str | None
+    step_number: int | None
+    attempt: int
+    idempotency_key: str
+
+
+_run_var: contextvars.ContextVar[Run | None] = contextvars.ContextVar("durable_run", default=None)
+_step_var: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "durable_step", default=None
+)
+
+
+def current_step() -> StepInfo:
+    """The step that is running now. Raises :class:`DurableError` outside a step."""
+    info = _step_var.get()
+    if info is None:
+        raise DurableError("current_step() was called outside a step")
+    return info
+
+
+def current_workflow_id() -> str | None:
+    """The id of the workflow running in this context, or ``None``."""
+    run = _run_var.get()
+    return run.workflow_id if run is not None else None
+
+
+# -- one execution of a workflow -----------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str  # succeeded | failed | cancelled | interrupted
+    value: Any = None
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class Run:
+    """One execution of a workflow in this process, fresh or replaying."""
+
+    executor: Executor
+    workflow_id: str
+    name: str
+    recorded: dict[int, StepRecord]
+    next_number: int = 0
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+
+    def take_step_number(self) -> int:
+        self.next_number += 1
+        return self.next_number
+
+    def interrupt(self, reason: str) -> None:
+        self.reason = reason
+        self.interrupted.set()
+
+    def check(self) -> None:
+        if self.interrupted.is_set():
+            raise WorkflowInterrupted(f"workflow {self.workflow_id!r}: {self.reason}")
+
+    def wait_until(self, deadline_ms: int | None) -> None:
+        """Sleep until ``deadline_ms``; wake early and stop if interrupted."""
+        while deadline_ms is not None:
+            remaining = (deadline_ms - now_ms()) / 1000
+            if remaining <= 0:
+                break
+            self.interrupted.wait(remaining)
+            self.check()
+        self.check()
+
+    async def wait_until_async(self, deadline_ms: int | None) -> None:
+        while deadline_ms is not None:
+            remaining = (deadline_ms - now_ms()) / 1000
+            if remaining <= 0:
+                break
+            await asyncio.sleep(min(remaining, 0.25))
+            self.check()
+        self.check()
+
+
+@dataclass
+class _Attempt:
+    number: int  # step number in the workflow
+    attempt: int  # 1-based attempt about to run
+    started_at: int  # ms, first attempt
+    wait_until: int | None = None  # ms, when the next attempt may start
+
+
+class _Refused(Exception):
+    """A checkpoint was refused inside a transaction (rolls the transaction back)."""
+
+
+def _rebuild_error(record: StepRecord) -> BaseException:
+    """The exception of a recorded failed step: builtin types rebuilt, others wrapped."""
+    err = record.error or {}
+    type_name, message = err.get("type", ""), err.get("message", "")
+    cls = getattr(builtins, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:
+            pass
+    return StepFailedError(record.name, type_name, message)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+# -- the executor ------------------------------------------------------------------------
+
+
+class Executor:
+    """Runs workflows of one application in this process and keeps their leases."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        serializer: Serializer,
+        lease_timeout: float,
+        resolve: Callable[[str], WorkflowDef | None],
+    ) -> None:
+        self.storage = storage
+        self.serializer = serializer
+        self.lease_ms = max(int(lease_timeout * 1000), 1)
+        self.resolve = resolve
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._alive = False
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    # -- lifecycle --
+
+    def ensure_alive(self) -> None:
+        """Connect, upgrade the schema if needed, take the liveness lock, start the heartbeat."""
+        if self._alive:
+            return
+        with self._lock:
+            if self._alive:
+                return
+            self.storage.ensure_ready()
+            self.storage.acquire_executor_lock(self.owner)
+            self._heartbeat = threading.Thread(
+                target=self._heartbeat_loop, name="durable-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
+            self._alive = True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for run in list(self._runs.values()):
+            run.interrupt("the executor is stopping")
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(self.lease_ms / 3000, 0.05)
+        while not self._stopping.wait(interval):
+            running = list(self._runs)
+            try:
+                self._reacquire_liveness()
+                held = self.storage.heartbeat(self.owner, self.lease_ms, running)
+            except DurableError as exc:
+                log.warning("heartbeat failed (will retry): %s", exc)
+                continue
+            for workflow_id in running:
+                if workflow_id not in held:
+                    run = self._runs.get(workflow_id)
+                    if run is not None:
+                        run.interrupt("it was cancelled or taken over by another process")
+
+    def _reacquire_liveness(self) -> None:
+        lock_alive = getattr(self.storage, "lock_alive", None)
+        if lock_alive is not None and not lock_alive():
+            self.storage.acquire_executor_lock(self.owner)
+
+    # -- starting and recovering --
+
+    def encode_inputs(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        try:
+            return self.serializer.dumps({"args": list(args), "kwargs": kwargs})
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"the inputs of workflow {name!r} cannot be serialized: {exc}"
+            ) from exc
+
+    def decode_inputs(self, workflow_id: str, text: str | None) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            data = self.serializer.loads(text) if text else {}
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"the recorded inputs of workflow {workflow_id!r} cannot be read back: {exc}"
+            ) from exc
+        return list(data.get("args", [])), dict(data.get("kwargs", {}))
+
+    def start(self, wf: WorkflowDef, workflow_id: str, inputs: str) -> bool:
+        """Record and run a new workflow; ``False`` if the id was already taken."""
+        self.ensure_alive()
+        inserted = self.storage.insert_workflow(
+            workflow_id=workflow_id,
+            name=wf.name,
+            inputs=inputs,
+            status="pending",
+            owner=self.owner,
+            lease_ms=self.lease_ms,
+        )
+        if inserted:
+            args, kwargs = self.decode_inputs(workflow_id, inputs)
+            self.launch(wf, workflow_id, args, kwargs, recorded={})
+        return inserted
+
+    def recover(self, names: list[str]) -> list[str]:
+        """Take over and resume every pending workflow that no live process runs."""
+        self.ensure_alive()
+        claimed = self.storage.claim_orphans(self.owner, names, self.lease_ms)
+        ids = []
+        for workflow_id, name, inputs in claimed:
+            self.resume_claimed(workflow_id, name, inputs)
+            ids.append(workflow_id)
+        return ids
+
+    def resume_claimed(self, workflow_id: str, name: str, inputs: str | None) -> None:
+        """Run a workflow this process has just claimed, replaying its recorded steps."""
+        wf = self.resolve(name)
+        if wf is None:  # claimed by name, so this only happens if the registry changed
+            log.error("workflow %s (%s) is not registered here", workflow_id, name)
+            return
+        try:
+            args, kwargs = self.decode_inputs(workflow_id, inputs)
+            recorded = self.storage.load_steps(workflow_id)
+        except DurableError as exc:
+            self._finish(workflow_id, "failed", None, error_info(exc, ""))
+            return
+        self.launch(wf, workflow_id, args, kwargs, recorded)
+
+    def launch(
+        self,
+        wf: WorkflowDef,
+        workflow_id: str,
+        args: list[Any] | tuple[Any, ...],
+        kwargs: dict[str, Any],
+        recorded: dict[int, StepRecord],
+    ) -> Run:
+        run = Run(self, workflow_id, wf.name, recorded)
+        with self._lock:
+            self._runs[workflow_id] = run
+        thread = threading.Thread(
+            target=self._execute,
+            args=(run, wf, args, kwargs),
+            name=f"durable-workflow-{workflow_id}",
+            daemon=True,
+        )
+        thread.start()
+        return run
+
+    def local_run(self, workflow_id: str) -> Run | None:
+        return self._runs.get(workflow_id)
+
+    # -- running a workflow --
+
+    def _execute(
+        self, run: Run, wf: WorkflowDef, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        token = _run_var.set(run)
+        try:
+            try:
+                if wf.is_async:
+                    value = asyncio.run(wf.fn(*args, **kwargs))
+                else:
+                    value = wf.fn(*args, **kwargs)
+            except WorkflowInterrupted as exc:
+                log.info("%s", exc)
+                run.outcome = Outcome("interrupted")
+                return
+            except Exception as exc:  # the workflow failed: record why
+                info = error_info(exc, traceback.format_exc())
+                run.outcome = self._finish(run.workflow_id, "failed", None, info)
+                return
+            try:
+                output = self.serializer.dumps(value)
+            except (TypeError, ValueError) as exc:
+                err = SerializationError(
+                    f"workflow {run.name!r} ({run.workflow_id!r}) returned a value that "
+                    f"cannot be serialized: {exc}"
+                )
+                run.outcome = self._finish(
+                    run.workflow_id, "failed", None, error_info(err, traceback.format_exc())
+                )
+                return
+            run.outcome = self._finish(run.workflow_id, "succeeded", output, None)
+            if run.outcome.status == "succeeded":
+                run.outcome.value = self.serializer.loads(output)
+        except DatabaseUnavailableError as exc:
+            log.error("workflow %s stopped, the database is unavailable: %s", run.workflow_id, exc)
+            run.outcome = Outcome("interrupted")
+        except BaseException:
+            run.outcome = Outcome("interrupted")
+            raise
+        finally:
+            _run_var.reset(token)
+            with self._lock:
+                self._runs.pop(run.workflow_id, None)
+            run.done.set()
+
+    def _finish(
+        self, workflow_id: str, status: str, output: str | None, error: dict[str, str] | None
+    ) -> Outcome:
+        error_text = self.serializer.dumps(error) if error is not None else None
+        if self.storage.finish_workflow(workflow_id, self.owner, status, output, error_text):
+            return Outcome(status, error=error)
+        return Outcome("interrupted")
+
+    # -- steps --
+
+    def _begin(self, run: Run, name: str) -> tuple[bool, Any, _Attempt]:
+        """Number the step; return (replayed, recorded value, attempt state)."""
+        number = run.take_step_number()
+        record = run.recorded.get(number)
+        if record is None:
+            run.check()
+            return False, None, _Attempt(number, 1, now_ms())
+        if record.name != name:
+            raise DeterminismError(run.workflow_id, number, record.name, name)
+        if record.status == "succeeded":
+            return True, self._load(run, record), _Attempt(number, record.attempts, 0)
+        if record.status == "failed":
+            raise _rebuild_error(record)
+        run.check()
+        started = int(record.started_at.timestamp() * 1000) if record.started_at else now_ms()
+        return False, None, _Attempt(number, record.attempts + 1, started, record.next_attempt_ms)
+
+    def _load(self, run: Run, record: StepRecord) -> Any:
+        try:
+            return self.serializer.loads(record.output) if record.output is not None else None
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"the recorded output of step {record.step_number} ({record.name!r}) of workflow "
+                f"{run.workflow_id!r} cannot be read back: {exc}"
+            ) from exc
+
+    def _params(
+        self,
+        run: Run,
+        name: str,
+        state: _Attempt,
+        status: str,
+        output: str | None = None,
+        error: str | None = None,
+        next_attempt_at: int | None = None,
+    ) -> dict[str, Any]:
+        return self.storage.step_params(
+            workflow_id=run.workflow_id,
+            owner=self.owner,
+            step_number=state.number,
+            name=name,
+            status=status,
+            attempts=state.attempt,
+            output=output,
+            error=error,
+            started_at=state.started_at,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def _checkpoint(self, run: Run, params: dict[str, Any]) -> None:
+        try:
+            accepted = self.storage.record_step(params)
+        except DatabaseUnavailableError as exc:
+            run.interrupt(f"its checkpoint could not be written: {exc}")
+            run.check()
+            return
+        if not accepted:
+            run.interrupt("it was cancelled or taken over by another process")
+            run.check()
+
+    def _serialize_output(self, run: Run, step: StepDef, state: _Attempt, value: Any) -> str:
+        try:
+            return self.serializer.dumps(value)
+        except (TypeError, ValueError) as exc:
+            err = SerializationError(
+                f"{step.kind} {step.name!r} (step {state.number} of workflow "
+                f"{run.workflow_id!r}) returned a value that cannot be serialized: {exc}"
+            )
+            self._checkpoint(
+                run,
+                self._params(
+                    run,
+                    step.name,
+                    state,
+                    "failed",
+                    error=self.serializer.dumps(error_info(err, "")),
+                ),
+            )
+            raise err from exc
+
+    def _after_failure(self, run: Run, step: StepDef, state: _Attempt, exc: Exception) -> float:
+        """Record a failed attempt; return the delay before the next, or re-raise."""
+        elapsed = (now_ms() - state.started_at) / 1000
+        delay = step.policy.next_delay(exc, state.attempt, elapsed)
+        error = self.serializer.dumps(error_info(exc, traceback.format_exc()))
+        if delay is None:
+            self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
+            raise exc
+        wake = now_ms() + int(delay * 1000)
+        self._checkpoint(
+            run, self._params(run, step.name, state, "retrying", error=error, next_attempt_at=wake)
+        )
+        log.info(
+            "step %s of workflow %s failed (attempt %d), retrying in %.3fs: %r",
+            step.name,
+            run.workflow_id,
+            state.attempt,
+            delay,
+            exc,
+        )
+        state.wait_until = wake
+        state.attempt += 1
+        return delay
+
+    def _info(self, run: Run, step: StepDef, state: _Attempt) -> StepInfo:
+        return StepInfo(
+            step.name,
+            run.workflow_id,
+            state.number,
+            state.attempt,
+            f"{run.workflow_id}:{state.number}",
+        )
+
+    def run_step(
+        self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        replayed, value, state = self._begin(run, step.name)
+        if replayed:
+            return value
+        while True:
+            run.wait_until(state.wait_until)
+            token = _step_var.set(self._info(run, step, state))
+            try:
+                result = step.fn(*args, **kwargs)
+            except Exception as exc:
+                self._after_failure(run, step, state, exc)
+                continue
+            finally:
+                _step_var.reset(token)
+            output = self._serialize_output(run, step, state, result)
+            self._checkpoint(run, self._params(run, step.name, state, "succeeded", output=output))
+            return self.serializer.loads(output)
+
+    async def run_step_async(
+        self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        replayed, value, state = self._begin(run, step.name)
+        if replayed:
+            return value
+        while True:
+            await run.wait_until_async(state.wait_until)
+            token = _step_var.set(self._info(run, step, state))
+            try:
+                result = await step.fn(*args, **kwargs)
+            except Exception as exc:
+                self._after_failure(run, step, state, exc)
+                continue
+            finally:
+                _step_var.reset(token)
+            output = self._serialize_output(run, step, state, result)
+            self._checkpoint(run, self._params(run, step.name, state, "succeeded", output=output))
+            return self.serializer.loads(output)
+
+    def run_transaction(
+        self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run a transaction step: its writes and its checkpoint commit together."""
+        replayed, value, state = self._begin(run, step.name)
+        if replayed:
+            return value
+        while True:
+            run.wait_until(state.wait_until)
+            token = _step_var.set(self._info(run, step, state))
+            try:
+                with self.storage.transaction() as conn:
+                    result = step.fn(conn, *args, **kwargs)
+                    try:
+                        output = self.serializer.dumps(result)
+                    except (TypeError, ValueError) as exc:
+                        raise SerializationError(
+                            f"transaction {step.name!r} (step {state.number} of workflow "
+                            f"{run.workflow_id!r}) returned a value that cannot be serialized: "
+                            f"{exc}"
+                        ) from exc
+                    params = self._params(run, step.name, state, "succeeded", output=output)
+                    if not self.storage.record_step_in(conn, params):
+                        raise _Refused
+            except _Refused:
+                run.interrupt("it was cancelled or taken over by another process")
+                run.check()
+            except SerializationError as exc:
+                self._checkpoint(
+                    run,
+                    self._params(
+                        run,
+                        step.name,
+                        state,
+                        "failed",
+                        error=self.serializer.dumps(error_info(exc, "")),
+                    ),
+                )
+                raise
+            except DatabaseUnavailableError as exc:
+                run.interrupt(f"its transaction could not reach the database: {exc}")
+                run.check()
+            except Exception as exc:
+                self._after_failure(run, step, state, exc)
+                continue
+            finally:
+                _step_var.reset(token)
+            return self.serializer.loads(output)
+
+    def sleep(self, run: Run, seconds: float) -> None:
+        wake = self._sleep_checkpoint(run, seconds)
+        run.wait_until(wake)
+
+    async def sleep_async(self, run: Run, seconds: float) -> None:
+        wake = self._sleep_checkpoint(run, seconds)
+        await run.wait_until_async(wake)
+
+    def _sleep_checkpoint(self, run: Run, seconds: float) -> int:
+        """Record the wake-up time once; a replay sleeps only what is left of it."""
+        replayed, value, state = self._begin(run, SLEEP_STEP)
+        if replayed:
+            return int(value)
+        wake = now_ms() + int(seconds * 1000)
+        self._checkpoint(run, self._params(run, SLEEP_STEP, state, "succeeded", output=str(wake)))
+        return wake
+
+    # -- waiting for results --
+
+    def wait(self, workflow_id: str, timeout: float | None) -> Any:
+        """The workflow's result once it has ended; raises if it failed or was cancelled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            run.done.wait(remaining)
+            outcome = run.outcome
+            if outcome is not None and outcome.status == "succeeded":
+                return outcome.value
+            if outcome is not None and outcome.status == "failed":
+                raise WorkflowFailedError(workflow_id, outcome.error)
+        delay = 0.005
+        while True:
+            record = self.storage.get_workflow(workflow_id)
+            if record is None:
+                from .errors import WorkflowNotFoundError
+
+                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+            if record.status == "succeeded":
+                return self.serializer.loads(record.output) if record.output else None
+            if record.status == "failed":
+                raise WorkflowFailedError(workflow_id, record.error)
+            if record.status == "cancelled":
+                raise WorkflowCancelledError(workflow_id)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} did not finish within {timeout}s "
+                    f"(status: {record.status})"
+                )
+            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.25)
+
+
+# -- steps outside any workflow ----------------------------------------------------------
+
+
+def run_unrecorded(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a step with its retry policy and no checkpoint (outside a workflow)."""
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    attempt = 1
+    while True:
+        token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
+        try:
+            return step.fn(*args, **kwargs)
+        except Exception as exc:
+            delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
+            if delay is None:
+                raise
+        finally:
+            _step_var.reset(token)
+        time.sleep(delay)
+        attempt += 1
+
+
+async def run_unrecorded_async(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    key = uuid.uuid4().hex
+    started = time.monotonic()
+    attempt = 1
+    while True:
+        token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
+        try:
+            return await step.fn(*args, **kwargs)
+        except Exception as exc:
+            delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
+            if delay is None:
+                raise
+        finally:
+            _step_var.reset(token)
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+def active_run() -> Run | None:
+    """The workflow run of this context, unless a step is already running (nested calls)."""
+    if _step_var.get() is not None:
+        return None
+    return _run_var.get()

@@ -1,0 +1,100 @@
+"""Exceptions raised by durable-toolkit.
+
+Every error the toolkit raises on purpose derives from :class:`DurableError`.
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Base class of the toolkit's own errors."""
+
+
+class ConfigurationError(DurableError):
+    """The toolkit was configured wrongly (bad database URL, unsupported backend, ...)."""
+
+
+class DatabaseUnavailableError(DurableError):
+    """The database could not be reached or refused the connection."""
+
+
+class SerializationError(DurableError):
+    """A value could not be turned into JSON (or back) by the configured serializer."""
+
+
+class DeterminismError(DurableError):
+    """A workflow's code no longer matches what its recorded run did.
+
+    Replay stopped at ``step_number`` because the code now calls ``current_name``
+    where the recorded run called ``recorded_name``. Nothing recorded was changed.
+    """
+
+    def __init__(
+        self, workflow_id: str, step_number: int, recorded_name: str, current_name: str
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.step_number = step_number
+        self.recorded_name = recorded_name
+        self.current_name = current_name
+        super().__init__(
+            f"workflow {workflow_id!r} changed under its recorded run: step {step_number} "
+            f"was recorded as {recorded_name!r} but the code now calls {current_name!r}. "
+            "Nothing recorded was overwritten; finish this run with the old code, or "
+            "cancel it and start a new workflow."
+        )
+
+
+class WorkflowNotFoundError(DurableError):
+    """No workflow with this id is recorded."""
+
+
+class WorkflowConflictError(DurableError):
+    """A workflow id is already used by a workflow of another name."""
+
+
+class NotRegisteredError(DurableError):
+    """A workflow or step name is not registered in this application."""
+
+
+class WorkflowFailedError(DurableError):
+    """The workflow ended in ``failed``; the recorded error is attached."""
+
+    def __init__(self, workflow_id: str, error: dict[str, str] | None) -> None:
+        self.workflow_id = workflow_id
+        self.error = error or {}
+        self.error_type = self.error.get("type", "")
+        self.error_message = self.error.get("message", "")
+        super().__init__(
+            f"workflow {workflow_id!r} failed: {self.error_type}: {self.error_message}"
+        )
+
+
+class WorkflowCancelledError(DurableError):
+    """The workflow was cancelled before it finished."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"workflow {workflow_id!r} was cancelled")
+
+
+class StepFailedError(DurableError):
+    """Replay of a step whose recorded attempts ended in an exception.
+
+    The original exception object is not stored (nothing is ever unpickled);
+    builtin exception types are rebuilt, any other type is raised as this
+    error carrying the recorded ``error_type`` and message.
+    """
+
+    def __init__(self, step_name: str, error_type: str, message: str) -> None:
+        self.step_name = step_name
+        self.error_type = error_type
+        self.error_message = message
+        super().__init__(f"step {step_name!r} failed: {error_type}: {message}")
+
+
+class WorkflowInterrupted(BaseException):
+    """Stops a workflow's code in this process: it was cancelled, or its lease was lost.
+
+    Derives from BaseException so ``except Exception`` in workflow code does not
+    swallow it. The workflow's durable state is left as it is.
+    """

@@ -1,0 +1,117 @@
+"""PostgreSQL storage through psycopg 3: for production and many workers.
+
+The system tables live in the ``durable`` schema. Hot-path statements are
+prepared on first use (``prepare_threshold=0``) and run in autocommit mode.
+Each executing process holds a session advisory lock derived from its owner
+id, so a process that died (its session closed) is recognised at once,
+without waiting for its leases to expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL
+
+from . import schema
+from .base import Storage
+
+MIGRATION_LOCK_KEY = 0x64757261626C65  # "durable"
+
+
+def owner_lock_key(owner: str) -> int:
+    """The signed 64-bit advisory lock key of an owner id."""
+    return int.from_bytes(
+        hashlib.blake2b(owner.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+class PostgresStorage(Storage):
+    backend = "PostgreSQL"
+
+    def __init__(self, url: URL):
+        common = {"connect_timeout": 10, "application_name": "durable-toolkit"}
+        engine = sa.create_engine(
+            url, connect_args=common, pool_size=10, max_overflow=40, pool_pre_ping=True
+        )
+        hot = sa.create_engine(
+            url,
+            connect_args={**common, "prepare_threshold": 0},
+            isolation_level="AUTOCOMMIT",
+            pool_size=10,
+            max_overflow=40,
+            pool_reset_on_return=None,
+            pool_pre_ping=False,
+        )
+        self._lock_conn: Any = None
+        self._lock_owner: str | None = None
+        super().__init__(url, engine, hot, schema.Names(schema=schema.POSTGRES_SCHEMA, prefix=""))
+
+    def _insert_fn(self) -> Callable[..., Any]:
+        return pg_insert
+
+    def _driver_connection_errors(self) -> tuple[type[BaseException], ...]:
+        return (psycopg.OperationalError, psycopg.InterfaceError)
+
+    def _lock_migrations(self, conn: sa.Connection) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+    def acquire_executor_lock(self, owner: str) -> None:
+        if self._lock_conn is not None and not self._lock_conn.closed:
+            return
+        with self._translate_errors():
+            raw = self.hot_engine.raw_connection()
+        try:
+            raw.detach()  # held for the life of the process, outside the pool
+            cur = raw.cursor()
+            cur.execute("SELECT pg_advisory_lock(%s)", (owner_lock_key(owner),))
+            cur.close()
+        except self._driver_connection_errors() as exc:
+            raw.close()
+            raise self.unavailable(exc) from exc
+        self._lock_conn = raw
+        self._lock_owner = owner
+
+    def lock_alive(self) -> bool:
+        """Whether the liveness session is still open (re-acquire it if not)."""
+        conn = self._lock_conn
+        if conn is None:
+            return False
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            cur.close()
+            return True
+        except self._driver_connection_errors():
+            self._lock_conn = None
+            return False
+
+    def release_executor_lock(self) -> None:
+        if self._lock_conn is not None:
+            try:
+                self._lock_conn.close()
+            except Exception:
+                pass
+            self._lock_conn = None
+
+    def dead_owners(self, owners: Sequence[str]) -> list[str]:
+        keys = {owner_lock_key(o): o for o in owners}
+        raw = self.hot_engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(
+                "SELECT k, pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) AS k",
+                (list(keys),),
+            )
+            taken = [k for k, got in cur.fetchall() if got]
+            if taken:
+                cur.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", (taken,))
+            cur.close()
+        finally:
+            raw.close()
+        return [keys[k] for k in taken]

@@ -1,0 +1,167 @@
+"""The system tables and their versioned migrations.
+
+On PostgreSQL the tables live in their own schema (``durable``); SQLite has no
+schemas, so there they carry a ``durable_`` prefix instead. Migrations are
+plain functions run in order inside one transaction; each applied version is
+recorded in the ``migrations`` table, so ``upgrade`` is idempotent and safe to
+run from several processes at once (the caller serialises them with a lock).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+POSTGRES_SCHEMA = "durable"
+SQLITE_PREFIX = "durable_"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Where the system tables live on one backend."""
+
+    schema: str | None
+    prefix: str
+
+    def table(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+
+def build_tables(names: Names) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table]:
+    """The current shape of the system tables (after every migration)."""
+    md = sa.MetaData(schema=names.schema)
+    workflows = sa.Table(
+        names.table("workflows"),
+        md,
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("inputs", sa.Text),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("queue_name", sa.Text),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("deduplication_id", sa.Text),
+        sa.Column("not_before", sa.BigInteger),
+        sa.Column("owner", sa.Text),
+        sa.Column("lease_expires_at", sa.BigInteger),
+        sa.Column("recoveries", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
+    steps = sa.Table(
+        names.table("steps"),
+        md,
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("step_number", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("started_at", sa.BigInteger, nullable=False),
+        sa.Column("finished_at", sa.BigInteger),
+        sa.Column("next_attempt_at", sa.BigInteger),
+    )
+    migrations = sa.Table(
+        names.table("migrations"),
+        md,
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("applied_at", sa.BigInteger, nullable=False),
+    )
+    return md, workflows, steps, migrations
+
+
+Migration = Callable[[Operations, Names], None]
+
+
+def _v1_core_tables(op: Operations, names: Names) -> None:
+    op.create_table(
+        names.table("workflows"),
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("inputs", sa.Text),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("queue_name", sa.Text),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("deduplication_id", sa.Text),
+        sa.Column("not_before", sa.BigInteger),
+        sa.Column("owner", sa.Text),
+        sa.Column("lease_expires_at", sa.BigInteger),
+        sa.Column("recoveries", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        schema=names.schema,
+    )
+    # Few indexes on the workflow row: the per-step lease and heartbeat updates
+    # touch no indexed column, so PostgreSQL can update the row in place (HOT).
+    op.create_index(
+        names.table("workflows_status_created"),
+        names.table("workflows"),
+        ["status", "created_at"],
+        schema=names.schema,
+    )
+    op.create_table(
+        names.table("steps"),
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("step_number", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("started_at", sa.BigInteger, nullable=False),
+        sa.Column("finished_at", sa.BigInteger),
+        sa.Column("next_attempt_at", sa.BigInteger),
+        schema=names.schema,
+    )
+
+
+MIGRATIONS: list[tuple[int, str, Migration]] = [
+    (1, "workflows and steps", _v1_core_tables),
+]
+"""Every migration, in order. Append only: a released version never changes."""
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def upgrade(conn: sa.Connection, names: Names) -> list[int]:
+    """Apply the migrations missing in this database; return the versions applied.
+
+    Runs inside the caller's transaction, which must already hold the
+    migration lock for this backend.
+    """
+    md, _, _, migrations = build_tables(names)
+    if names.schema is not None:
+        conn.execute(sa.schema.CreateSchema(names.schema, if_not_exists=True))
+    md.create_all(conn, tables=[migrations])
+    applied = set(conn.execute(sa.select(migrations.c.version)).scalars())
+    ops = Operations(MigrationContext.configure(conn))
+    done: list[int] = []
+    for version, description, migrate in MIGRATIONS:
+        if version in applied:
+            continue
+        migrate(ops, names)
+        conn.execute(
+            sa.insert(migrations).values(
+                version=version, description=description, applied_at=int(time.time() * 1000)
+            )
+        )
+        done.append(version)
+    return done
+
+
+def current_version(conn: sa.Connection, names: Names) -> int:
+    """The highest applied migration version, 0 when the tables do not exist yet."""
+    _, _, _, migrations = build_tables(names)
+    if not sa.inspect(conn).has_table(migrations.name, schema=names.schema):
+        return 0
+    return conn.execute(sa.select(sa.func.max(migrations.c.version))).scalar() or 0
