@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -137,11 +137,6 @@ class Durable:
 
     # -- declarations --
 
-    @overload
-    def workflow(self, fn: F, /) -> F: ...
-    @overload
-    def workflow(self, *, name: str | None = None) -> Callable[[F], F]: ...
-
     def workflow(self, fn: Any = None, /, *, name: str | None = None) -> Any:
         """Declare a workflow: a function whose steps are checkpointed.
 
@@ -175,16 +170,9 @@ class Durable:
                     return self.run(wf.name, *args, **kwargs)
 
             wrapper.__durable_workflow__ = wf
-            return wrapper  # type: ignore[no-any-return]
+            return wrapper
 
         return decorate(fn) if fn is not None else decorate
-
-    @overload
-    def step(self, fn: F, /) -> F: ...
-    @overload
-    def step(
-        self, *, retry: RetryPolicy | None = None, name: str | None = None
-    ) -> Callable[[F], F]: ...
 
     def step(
         self, fn: Any = None, /, *, retry: RetryPolicy | None = None, name: str | None = None
@@ -203,13 +191,6 @@ class Durable:
             return _step_wrapper(sd)
 
         return decorate(fn) if fn is not None else decorate
-
-    @overload
-    def transaction(self, fn: F, /) -> F: ...
-    @overload
-    def transaction(
-        self, *, retry: RetryPolicy | None = None, name: str | None = None
-    ) -> Callable[[F], F]: ...
 
     def transaction(
         self, fn: Any = None, /, *, retry: RetryPolicy | None = None, name: str | None = None
@@ -255,14 +236,14 @@ class Durable:
             if wf is None:
                 raise NotRegisteredError(f"no workflow named {fn!r} is registered in this app")
             return wf
-        wf = getattr(fn, "__durable_workflow__", None)
-        if wf is None:
+        declared: WorkflowDef | None = getattr(fn, "__durable_workflow__", None)
+        if declared is None:
             raise NotRegisteredError(
                 f"{qualified_name(fn)} is not a workflow: decorate it with @app.workflow()"
             )
-        if self._workflows.get(wf.name) is not wf:
-            raise NotRegisteredError(f"workflow {wf.name!r} is registered in another app")
-        return wf  # type: ignore[no-any-return]
+        if self._workflows.get(declared.name) is not declared:
+            raise NotRegisteredError(f"workflow {declared.name!r} is registered in another app")
+        return declared
 
     # -- running --
 

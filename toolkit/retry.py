@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 def _as_tuple(value: object) -> tuple[type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
-    result = tuple(value)  # type: ignore[call-overload]
+    result: tuple[type[BaseException], ...] = tuple(value)  # type: ignore[arg-type]
     for item in result:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(f"expected exception classes, got {item!r}")

@@ -9,6 +9,7 @@ without waiting for its leases to expire.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -93,10 +94,8 @@ class PostgresStorage(Storage):
 
     def release_executor_lock(self) -> None:
         if self._lock_conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection may fail
                 self._lock_conn.close()
-            except Exception:
-                pass
             self._lock_conn = None
 
     def dead_owners(self, owners: Sequence[str]) -> list[str]:
