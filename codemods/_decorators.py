@@ -56,6 +56,11 @@ class DecoratorCodemod(DurableCodemod):
             self.constants = module_constants(node, scope)
         return True
 
+    @classmethod
+    def might_apply(cls, source: str) -> bool:
+        """Only a file that names the library can use it."""
+        return cls.LIBRARY in source
+
     # -- to implement ----------------------------------------------------------
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         """A function computing the rewrite if ``decorator`` is one of ours, else None."""

@@ -109,6 +109,21 @@ class _Plan:
 class RetryLoopCodemod(DurableCodemod):
     """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
 
+    @classmethod
+    def might_apply(cls, source: str) -> bool:
+        """Cheap pre-check with :mod:`ast`: is there a loop around a ``try`` at all?"""
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return True  # let libcst report it
+        for node in ast.walk(tree):
+            if isinstance(node, ast.For | ast.AsyncFor | ast.While) and any(
+                isinstance(child, ast.Try) and child.handlers and _ast_leaves_loop(child)
+                for child in node.body
+            ):
+                return True
+        return False
+
     SELECTOR = "retry-loop"
     DESCRIPTION = "Rewrite hand-rolled retry loops into durable steps with a RetryPolicy."
     METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
@@ -800,6 +815,7 @@ class _Simulation:
 
     def run(self, values: range | None) -> _Outcome:
         delays: list[float] = []
+        previous: dict[str, ev.Number] | None = None
         n = 0
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
         target = self.loop.target if isinstance(self.loop, cst.For) else None
@@ -828,6 +844,11 @@ class _Simulation:
                 result = self._block(self.post, in_handler=False)
                 if isinstance(result, _Exit):
                     return self._outcome(n, delays, result)
+            snapshot = dict(self.env)
+            if snapshot == previous:
+                # nothing changes from one failure to the next: it retries forever
+                return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+            previous = snapshot
             if n >= _MAX_SIMULATED:
                 if endless:
                     return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
@@ -994,6 +1015,16 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     if _last_small_is(stmts[-1], cst.Break):
         return "break"
     return None
+
+
+def _ast_leaves_loop(try_: ast.Try) -> bool:
+    """The ast twin of :func:`_success_style`: success ends in return or break."""
+    if try_.orelse:
+        return isinstance(try_.orelse[-1], ast.Break)
+    last: ast.stmt | None = try_.body[-1] if try_.body else None
+    while isinstance(last, ast.With | ast.AsyncWith) and last.body:
+        last = last.body[-1]
+    return isinstance(last, ast.Return | ast.Break)
 
 
 def loop_header(loop: cst.For | cst.While) -> cst.BaseExpression:
@@ -1298,4 +1329,3 @@ class _BodyFinder(cst.CSTVisitor):
 
 
 __all__ = ["RetryLoopCodemod"]
-_ = ast  # the evaluator works on ast trees built from the loop's source

@@ -107,6 +107,8 @@ def transform_source(
     sites: list[Site] = []
     original_lines = source.splitlines()
     for selector in selectors:
+        if not CODEMODS[selector].might_apply(code):
+            continue
         context = CodemodContext(filename=filename)
         codemod = CODEMODS[selector](context, annotate=annotate)
         module = codemod.transform_module(cst.parse_module(code))
