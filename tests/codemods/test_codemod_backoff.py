@@ -1,18 +1,17 @@
-"""backoff codemod: on_exception decorators it rewrites, and those it keeps or reports.
-"""
+
+"""backoff codemod: on_exception decorators it rewrites, and those it keeps or reports."""
 
 from __future__ import annotations
 
-from codemod_testing import DurableCodemodTest
-
 from codemods.backoff_retry import BackoffCodemod
+from codemods.testing import DurableCodemodTest
 
 
 class TestRewrites(DurableCodemodTest):
     TRANSFORM = BackoffCodemod
 
     def test_expo_defaults(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 import requests
 
@@ -22,8 +21,8 @@ MAX_TRIES = 8
 @backoff.on_exception(backoff.expo, requests.exceptions.RequestException, max_tries=MAX_TRIES)
 def get_url(url):
     return requests.get(url)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -42,11 +41,11 @@ MAX_TRIES = 8
 )
 def get_url(url):
     return requests.get(url)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_expo_no_jitter_with_cap(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 import requests
 
@@ -63,8 +62,8 @@ MAX_TRIES = 8
 )
 def sync(client):
     return client.sync()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -82,11 +81,11 @@ MAX_TRIES = 8
 )
 def sync(client):
     return client.sync()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_constant_with_giveup(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 import requests
 
@@ -103,8 +102,8 @@ MAX_TRIES = 8
 )
 def poll_upload(session, upload_id):
     return session.check(upload_id)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -123,11 +122,11 @@ MAX_TRIES = 8
 )
 def poll_upload(session, upload_id):
     return session.check(upload_id)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_fibo_async_logger_dropped(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 import requests
 
@@ -137,8 +136,8 @@ MAX_TRIES = 8
 @backoff.on_exception(backoff.fibo, OSError, max_tries=6, logger=None)
 async def read_sensor(sensor):
     return await sensor.read()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -156,66 +155,66 @@ MAX_TRIES = 8
 )
 async def read_sensor(sensor):
     return await sensor.read()
-'''
+"""
         self.assertCodemod(before, after)
-
 
 
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = BackoffCodemod
 
     def test_on_predicate(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 
 
 @backoff.on_predicate(backoff.fibo, lambda x: x is None, max_value=13)
 def poll_for_message(queue):
     return queue.get()
-'''
-        self.assertUnchanged(before, ['on_predicate retries on a return value, not an exception'])
+"""
+        self.assertUnchanged(before, ["on_predicate retries on a return value, not an exception"])
 
     def test_on_backoff_hook(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 
 
 @backoff.on_exception(backoff.expo, Exception, on_backoff=lambda d: print(d))
 def send(x):
     return x.send()
-'''
-        self.assertUnchanged(before, ['option `on_backoff=` has no equivalent'])
+"""
+        self.assertUnchanged(before, ["option `on_backoff=` has no equivalent"])
 
     def test_giveup_predicate(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 
 
 @backoff.on_exception(backoff.expo, Exception, giveup=lambda e: e.response.status_code < 500)
 def fetch(x):
     return x.get()
-'''
-        self.assertUnchanged(before, ['giveup=lambda e: e.response.status_code < 500 has no equivalent'])
+"""
+        self.assertUnchanged(
+            before, ["giveup=lambda e: e.response.status_code < 500 has no equivalent"]
+        )
 
     def test_raise_on_giveup_false(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 
 
 @backoff.on_exception(backoff.constant, Exception, raise_on_giveup=False, max_tries=3)
 def best_effort(x):
     return x.get()
-'''
-        self.assertUnchanged(before, ['raise_on_giveup=False has no equivalent'])
+"""
+        self.assertUnchanged(before, ["raise_on_giveup=False has no equivalent"])
 
     def test_runtime_wait_generator(self) -> None:
-        before = '''\
+        before = """\
 import backoff
 
 
 @backoff.on_exception(backoff.runtime, Exception, value=lambda r: r.headers["Retry-After"])
 def throttled(x):
     return x.get()
-'''
-        self.assertUnchanged(before, ['wait generator backoff.runtime has no equivalent'])
-
+"""
+        self.assertUnchanged(before, ["wait generator backoff.runtime has no equivalent"])

@@ -1,3 +1,4 @@
+
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
 The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
@@ -7,16 +8,15 @@ loops inside larger functions and methods; and the look-alikes that are not retr
 
 from __future__ import annotations
 
-from codemod_testing import DurableCodemodTest
-
 from codemods.retry_loop import RetryLoopCodemod
+from codemods.testing import DurableCodemodTest
 
 
 class TestRewrites(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
 
     def test_if_else_handler(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -37,8 +37,8 @@ def if_else_handler(url):
                 time.sleep(5)
             else:
                 raise e
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -60,11 +60,11 @@ RETRIES = 4
 )
 def if_else_handler(url):
     return requests.get(url)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_while_counter(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -86,8 +86,8 @@ def while_counter(client, key):
             if attempts == RETRIES:
                 raise
             time.sleep(min(30, 2 * 2 ** attempts))
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -109,11 +109,11 @@ RETRIES = 4
 )
 def while_counter(client, key):
     return client.fetch(key)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_delay_variable(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -135,8 +135,8 @@ def delay_variable(path):
             time.sleep(delay)
             delay *= 3
     raise RuntimeError(f"could not open {path}")
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -166,11 +166,11 @@ def delay_variable(path):
     except OSError:
         pass
     raise RuntimeError(f"could not open {path}")
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_jittered(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -190,8 +190,8 @@ def jittered(job):
             if i == 5:
                 raise
             time.sleep(2 ** i + random.uniform(0, 1))
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 
@@ -213,11 +213,11 @@ RETRIES = 4
 )
 def jittered(job):
     return job.submit()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_async_fetch(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -238,8 +238,8 @@ async def async_fetch(session, url):
             if attempt == 3:
                 raise
             await asyncio.sleep(0.1 * 2 ** attempt)
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -262,11 +262,11 @@ RETRIES = 4
 async def async_fetch(session, url):
     async with session.get(url) as response:
         return await response.json()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_saved_exception(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -287,8 +287,8 @@ def saved_exception(conn, sql):
             last_error = exc
             time.sleep(1)
     raise last_error
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -310,11 +310,11 @@ RETRIES = 4
 )
 def saved_exception(conn, sql):
     return conn.execute(sql)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_silent_none(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -333,8 +333,8 @@ def silent_none(url):
         except ValueError:
             time.sleep(1)
     return None
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -364,11 +364,11 @@ def silent_none(url):
     except ValueError:
         pass
     return None
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_forever(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -386,8 +386,8 @@ def forever(queue):
             return queue.connect()
         except ConnectionError:
             time.sleep(10)
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -409,11 +409,11 @@ RETRIES = 4
 )
 def forever(queue):
     return queue.connect()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_break_style(self) -> None:
-        before = '''\
+        before = """\
 import asyncio
 import logging
 import random
@@ -439,8 +439,8 @@ def break_style(order, payments):
             time.sleep(2)
     order.mark_paid(receipt, status)
     return receipt
-'''
-        after = '''\
+"""
+        after = """\
 import asyncio
 import logging
 import random
@@ -472,7 +472,7 @@ def break_style(order, payments):
     receipt, status = _charge_step(payments, order, amount)
     order.mark_paid(receipt, status)
     return receipt
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_client(self) -> None:
@@ -559,12 +559,11 @@ class Client:
         self.assertCodemod(before, after)
 
 
-
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
 
     def test_polling(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -575,11 +574,11 @@ def polling(job):
     while not job.done():
         time.sleep(1)
     return job.result()
-'''
+"""
         self.assertUnchanged(before, [])
 
     def test_tolerant_poll(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -595,11 +594,11 @@ def tolerant_poll(client):
         except ConnectionError:
             pass
         time.sleep(2)
-'''
+"""
         self.assertUnchanged(before, [])
 
     def test_pagination(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -616,11 +615,11 @@ def pagination(session, url):
         items.extend(page["items"])
         url = page.get("next")
     return items
-'''
+"""
         self.assertUnchanged(before, [])
 
     def test_over_hosts(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -634,11 +633,11 @@ def over_hosts(hosts, path):
         except ConnectionError:
             time.sleep(1)
     raise ConnectionError("all hosts down")
-'''
-        self.assertUnchanged(before, ['loops over `hosts` rather than over attempts'])
+"""
+        self.assertUnchanged(before, ["loops over `hosts` rather than over attempts"])
 
     def test_shrinking_work(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -652,11 +651,11 @@ def shrinking_work(batch):
             return send_all(batch)
         except OSError:
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt body updates `batch`, read by the next attempt'])
+"""
+        self.assertUnchanged(before, ["the attempt body updates `batch`, read by the next attempt"])
 
     def test_counter_in_body(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -671,11 +670,11 @@ def counter_in_body(url):
             if attempt == 2:
                 raise
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt body uses the attempt counter `attempt`'])
+"""
+        self.assertUnchanged(before, ["the attempt body uses the attempt counter `attempt`"])
 
     def test_repair_between(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -689,11 +688,11 @@ def repair_between(db, row):
         except MissingTable:
             db.create_table()
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the handler runs `db.create_table()` between attempts'])
+"""
+        self.assertUnchanged(before, ["the handler runs `db.create_table()` between attempts"])
 
     def test_result_based(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -710,11 +709,11 @@ def result_based(url):
             return response
         except ConnectionError:
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt body uses break or continue'])
+"""
+        self.assertUnchanged(before, ["the attempt body uses break or continue"])
 
     def test_linear_sleep(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -729,11 +728,11 @@ def linear_sleep(url):
             if attempt == 3:
                 raise
             time.sleep(attempt + 1)
-'''
-        self.assertUnchanged(before, ['sleep is not a backoff: delays 1, 2, 3'])
+"""
+        self.assertUnchanged(before, ["sleep is not a backoff: delays 1, 2, 3"])
 
     def test_server_delay(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -748,11 +747,13 @@ def server_delay(url):
             if attempt == 3:
                 raise
             time.sleep(e.retry_after)
-'''
-        self.assertUnchanged(before, ['sleep is not a backoff: the delay depends on `e.retry_after`'])
+"""
+        self.assertUnchanged(
+            before, ["sleep is not a backoff: the delay depends on `e.retry_after`"]
+        )
 
     def test_param_count(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -767,11 +768,13 @@ def param_count(url, retries=3):
             if attempt == retries - 1:
                 raise
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt count depends on `retries`, known only at run time'])
+"""
+        self.assertUnchanged(
+            before, ["the attempt count depends on `retries`, known only at run time"]
+        )
 
     def test_generator(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -786,11 +789,11 @@ def generator(source):
             return
         except IOError:
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt body yields'])
+"""
+        self.assertUnchanged(before, ["the attempt body yields"])
 
     def test_decorated_loop(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -804,11 +807,11 @@ def decorated_loop(url):
             return requests.get(url)
         except ConnectionError:
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['nested retries: the function already has @retry'])
+"""
+        self.assertUnchanged(before, ["nested retries: the function already has @retry"])
 
     def test_nested_loops(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -826,11 +829,11 @@ def nested_loops(url):
             return None
         except OSError:
             time.sleep(5)
-'''
-        self.assertUnchanged(before, ['a retry loop inside the attempt body (nested retries)'])
+"""
+        self.assertUnchanged(before, ["a retry loop inside the attempt body (nested retries)"])
 
     def test_supervisor(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -845,11 +848,11 @@ def supervisor(ws_url):
                 handle(message)
         except ConnectionError:
             time.sleep(5)
-'''
+"""
         self.assertUnchanged(before, [])
 
     def test_state_reset(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -865,11 +868,13 @@ def state_reset(client, items):
         except OSError:
             done = client.acked()
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the attempt body reads `done`, which changes between attempts'])
+"""
+        self.assertUnchanged(
+            before, ["the attempt body reads `done`, which changes between attempts"]
+        )
 
     def test_handler_reads_attempt_var(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -887,11 +892,11 @@ def handler_reads_attempt_var(url):
             if response is not None and response.status_code < 500:
                 raise
             time.sleep(1)
-'''
-        self.assertUnchanged(before, ['the retry decision depends on `response`'])
+"""
+        self.assertUnchanged(before, ["the retry decision depends on `response`"])
 
     def test_read_input(self) -> None:
-        before = '''\
+        before = """\
 import time
 
 import requests
@@ -904,6 +909,7 @@ def read_input():
             return int(input("number? "))
         except ValueError:
             print("try again")
-'''
-        self.assertUnchanged(before, ['the attempt body asks for user input (never a durable step)'])
-
+"""
+        self.assertUnchanged(
+            before, ["the attempt body asks for user input (never a durable step)"]
+        )

@@ -1,18 +1,17 @@
-"""tenacity codemod: decorators and Retrying blocks it rewrites, and those it keeps (with the option).
-"""
+# ruff: noqa: E501  (the cases are source files quoted verbatim)
+"""tenacity codemod: decorators and Retrying blocks it rewrites, and those it keeps (with the option)."""
 
 from __future__ import annotations
 
-from codemod_testing import DurableCodemodTest
-
 from codemods.tenacity_retry import TenacityCodemod
+from codemods.testing import DurableCodemodTest
 
 
 class TestRewrites(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
 
     def test_attempts_and_exponential(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -34,8 +33,8 @@ import requests
 @retry(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=1, max=10), reraise=True)
 def fetch(url):
     return requests.get(url)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -51,11 +50,11 @@ from toolkit import RetryPolicy, step
 )
 def fetch(url):
     return requests.get(url)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_min_wait_approximated(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -77,8 +76,8 @@ import requests
 @retry(stop=stop_after_attempt(3), wait=wait_exponential(multiplier=1, min=4, max=10), reraise=True)
 def fetch(url):
     return requests.get(url)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -94,11 +93,11 @@ from toolkit import RetryPolicy, step
 )
 def fetch(url):
     return requests.get(url)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_module_attribute_and_union_stop(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -125,8 +124,8 @@ import requests
 )
 def sync_inventory(store):
     return store.sync()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -142,11 +141,11 @@ from toolkit import RetryPolicy, step
 )
 def sync_inventory(store):
     return store.sync()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_bare_retry_forever(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -168,8 +167,8 @@ import requests
 @retry
 def connect():
     return requests.get("http://localhost:8080/health")
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -184,11 +183,11 @@ from toolkit import RetryPolicy, step
 )
 def connect():
     return requests.get("http://localhost:8080/health")
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_fixed_plus_random(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -210,8 +209,8 @@ import requests
 @retry(stop=stop_after_delay(60), wait=wait_fixed(1) + wait_random(0, 2))
 def publish(event):
     event.send()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -228,11 +227,11 @@ from toolkit import RetryPolicy, step
 )
 def publish(event):
     event.send()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_random_exponential_async(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -259,8 +258,8 @@ import requests
 )
 async def call_model(client, prompt):
     return await client.complete(prompt)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -277,11 +276,11 @@ from toolkit import RetryPolicy, step
 )
 async def call_model(client, prompt):
     return await client.complete(prompt)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_not_exception_type(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -303,8 +302,8 @@ import requests
 @retry(retry=retry_if_not_exception_type(ValueError), stop=stop_after_attempt(4), reraise=True)
 def parse_remote(url):
     return requests.get(url).json()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -320,11 +319,11 @@ from toolkit import RetryPolicy, step
 )
 def parse_remote(url):
     return requests.get(url).json()
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_stacked_decorators_keep_order(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -348,8 +347,8 @@ class Repo:
     @retry(stop=stop_after_attempt(2), reraise=True)
     def load(key):
         return requests.get(key)
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -366,7 +365,7 @@ class Repo:
     )
     def load(key):
         return requests.get(key)
-'''
+"""
         self.assertCodemod(before, after)
 
     def test_retrying_block(self) -> None:
@@ -415,7 +414,7 @@ def resize(image):
         self.assertCodemod(before, after)
 
     def test_async_retrying_block(self) -> None:
-        before = '''\
+        before = """\
 import tenacity
 from tenacity import (
     AsyncRetrying,
@@ -438,8 +437,8 @@ async def resize_async(image):
     async for attempt in AsyncRetrying(stop=stop_after_attempt(3), reraise=True):
         with attempt:
             return await image.remote_resize()
-'''
-        after = '''\
+"""
+        after = """\
 import requests
 from toolkit import RetryPolicy, step
 
@@ -454,16 +453,15 @@ from toolkit import RetryPolicy, step
 )
 async def resize_async(image):
     return await image.remote_resize()
-'''
+"""
         self.assertCodemod(before, after)
-
 
 
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
 
     def test_before_sleep_hook(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -476,11 +474,11 @@ ATTEMPTS = 3
 @retry(stop=stop_after_attempt(3), before_sleep=before_sleep_log(log, logging.WARNING))
 def fetch(url):
     return url.get()
-'''
-        self.assertUnchanged(before, ['option `before_sleep=` has no equivalent'])
+"""
+        self.assertUnchanged(before, ["option `before_sleep=` has no equivalent"])
 
     def test_polling_on_result(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -493,11 +491,13 @@ ATTEMPTS = 3
 @retry(retry=retry_if_result(lambda r: r is None), wait=wait_fixed(1))
 def wait_for_job(job):
     return job.result()
-'''
-        self.assertUnchanged(before, ['retry=retry_if_result(lambda r: r is None) has no equivalent'])
+"""
+        self.assertUnchanged(
+            before, ["retry=retry_if_result(lambda r: r is None) has no equivalent"]
+        )
 
     def test_wait_chain(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -510,11 +510,13 @@ ATTEMPTS = 3
 @retry(wait=wait_chain(wait_fixed(1), wait_fixed(5)), reraise=True)
 def chained(x):
     return x()
-'''
-        self.assertUnchanged(before, ['wait=wait_chain(wait_fixed(1), wait_fixed(5)) has no equivalent'])
+"""
+        self.assertUnchanged(
+            before, ["wait=wait_chain(wait_fixed(1), wait_fixed(5)) has no equivalent"]
+        )
 
     def test_retry_error_caught(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -534,11 +536,13 @@ def caller(x):
         return flaky(x)
     except tenacity.RetryError:
         return None
-'''
-        self.assertUnchanged(before, ['the module handles tenacity.RetryError, raised when attempts run out'])
+"""
+        self.assertUnchanged(
+            before, ["the module handles tenacity.RetryError, raised when attempts run out"]
+        )
 
     def test_retrying_block_with_code_after(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -553,11 +557,11 @@ def partial(job):
         with attempt:
             job.run()
     job.cleanup()
-'''
-        self.assertUnchanged(before, ['code follows the Retrying block'])
+"""
+        self.assertUnchanged(before, ["code follows the Retrying block"])
 
     def test_runtime_attempts(self) -> None:
-        before = '''\
+        before = """\
 import logging
 
 import tenacity
@@ -573,6 +577,5 @@ def factory(n):
         return x()
 
     return inner
-'''
-        self.assertUnchanged(before, ['stop_after_attempt=n is known only at run time'])
-
+"""
+        self.assertUnchanged(before, ["stop_after_attempt=n is known only at run time"])

@@ -1,4 +1,4 @@
-"""Helpers shared by the codemod tests (CodemodTest style: source before and after)."""
+"""Test helpers for codemods in libcst's CodemodTest style: the source before and after."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import textwrap
 import libcst as cst
 from libcst.codemod import CodemodContext, CodemodTest
 
-from codemods._base import Site, sites_of
+from ._base import Site, sites_of
 
 
 class DurableCodemodTest(CodemodTest):
@@ -15,7 +15,7 @@ class DurableCodemodTest(CodemodTest):
 
     def run_codemod(self, before: str, **kwargs: object) -> tuple[str, list[Site]]:
         context = CodemodContext(filename="case.py")
-        transform = self.TRANSFORM(context, **kwargs)  # type: ignore[call-arg]
+        transform = self.TRANSFORM(context, **kwargs)
         module = transform.transform_module(cst.parse_module(textwrap.dedent(before)))
         return module.code, sites_of(context)
 
