@@ -9,8 +9,9 @@ tables that are not job tables and a TTL delay queue: none may be reported.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from audit_expect import EXPECTED_ERRORS, LEGACY, expected_findings
 
 from toolkit.audit import AuditReport, Kind, Risk, run_audit
 
@@ -19,8 +20,9 @@ def _actual(report: AuditReport) -> set[tuple[str, int, str, str, bool]]:
     return {(h.path, h.start_line, h.kind.value, h.risk.value, h.fixable) for h in report.hotspots}
 
 
-def test_every_expected_hotspot_is_found_and_nothing_else(legacy_report: AuditReport) -> None:
-    expected = expected_findings()
+def test_every_expected_hotspot_is_found_and_nothing_else(
+    legacy_report: AuditReport, expected: set[tuple[str, int, str, str, bool]]
+) -> None:
     actual = _actual(legacy_report)
     assert sorted(expected - actual) == [], "missed or misranked"
     assert sorted(actual - expected) == [], "unexpected (false positive or misranked)"
@@ -32,9 +34,11 @@ def test_every_kind_is_covered(legacy_report: AuditReport) -> None:
     assert {h.risk for h in legacy_report.hotspots} == set(Risk)
 
 
-def test_unparsable_files_are_reported_and_do_not_stop_the_run(legacy_report: AuditReport) -> None:
-    assert {(e.path, e.line) for e in legacy_report.errors} == EXPECTED_ERRORS
-    assert legacy_report.files_scanned == len([p for p in LEGACY.rglob("*") if p.is_file()])
+def test_unparsable_files_are_reported_and_do_not_stop_the_run(
+    legacy_report: AuditReport, legacy: Path, expected_errors: set[tuple[str, int]]
+) -> None:
+    assert {(e.path, e.line) for e in legacy_report.errors} == expected_errors
+    assert legacy_report.files_scanned == len([p for p in legacy.rglob("*") if p.is_file()])
 
 
 def test_hotspots_are_sorted_worst_first(legacy_report: AuditReport) -> None:
@@ -86,17 +90,21 @@ def test_reasons_fixes_and_excerpts(legacy_report: AuditReport) -> None:
     assert predicate.fix.name == "backoff" and not predicate.fixable
 
 
-def test_summary_counts(legacy_report: AuditReport) -> None:
+def test_summary_counts(
+    legacy_report: AuditReport,
+    expected: set[tuple[str, int, str, str, bool]],
+    expected_errors: set[tuple[str, int]],
+) -> None:
     s = legacy_report.summary()
-    assert s["hotspots"] == len(expected_findings())
-    assert s["fixable_by_codemod"] == sum(1 for f in expected_findings() if f[4])
+    assert s["hotspots"] == len(expected)
+    assert s["fixable_by_codemod"] == sum(1 for f in expected if f[4])
     assert sum(s["by_risk"].values()) == s["hotspots"]
     assert s["retry_lines_removable"] > 0
-    assert s["files_failed"] == len(EXPECTED_ERRORS)
+    assert s["files_failed"] == len(expected_errors)
 
 
-def test_ids_are_stable_and_unique(legacy_report: AuditReport) -> None:
-    again = run_audit([LEGACY], jobs=1)
+def test_ids_are_stable_and_unique(legacy_report: AuditReport, legacy: Path) -> None:
+    again = run_audit([legacy], jobs=1)
     assert [h.id for h in again.hotspots] == [h.id for h in legacy_report.hotspots]
     assert len({h.id for h in again.hotspots}) == len(again.hotspots)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from audit_expect import LEGACY
 from rich.console import Console
 
 from toolkit.audit import AuditReport, run_audit
@@ -42,8 +41,10 @@ def test_json_schema_rejects_a_broken_report(legacy_report: AuditReport) -> None
         jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
 
 
-def test_sarif_validates_against_the_sarif_2_1_0_schema(legacy_report: AuditReport) -> None:
-    doc = json.loads(render_sarif(legacy_report, LEGACY))
+def test_sarif_validates_against_the_sarif_2_1_0_schema(
+    legacy_report: AuditReport, legacy: Path
+) -> None:
+    doc = json.loads(render_sarif(legacy_report, legacy))
     schema = json.loads(schema_path("sarif-2.1.0.json").read_text())
     validator_cls = jsonschema.validators.validator_for(schema)
     validator_cls.check_schema(schema)

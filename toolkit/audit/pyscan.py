@@ -982,6 +982,7 @@ class PythonScanner:
                 isinstance(n, ast.Constant)
                 and isinstance(n.value, str)
                 and len(n.value) > 20
+                and "update" in n.value.lower()
                 and any(f.what == "sweeper-sql" for f in scan_sql(n.value))
             ):
                 how = "SQL UPDATE of status filtered by age or failure"
@@ -1044,7 +1045,12 @@ class PythonScanner:
                     found = classify_table(cls, ["error"])
                     if found and found.what == "dead-letter-table":
                         target = cls
-            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) > 12:
+            elif (
+                isinstance(n, ast.Constant)
+                and isinstance(n.value, str)
+                and len(n.value) > 12
+                and "insert" in n.value.lower()
+            ):
                 for f in scan_sql(n.value):
                     if f.what == "dead-letter-insert":
                         target = f.name
@@ -1216,6 +1222,11 @@ class PythonScanner:
                         start = n.lineno + f.start_line - 1
                         end = min(n.lineno + f.end_line - 1, n.end_lineno or n.lineno)
                         self._report_table(f, start, end, "SQL CREATE TABLE")
+        if not any(
+            lit in self.text
+            for lit in ("x-dead-letter", "edrive", "deadLetterTargetArn", "dead_letter_queue")
+        ):
+            return
         for f in scan_broker_config(self.text):
             self.add(*_broker_hotspot_args(f))
 

@@ -26,19 +26,42 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 )  # fmt: skip
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".tf", ".toml", ".ini", ".cfg")
 
-# A Python file is parsed only when one of these appears in it (bytes regex,
-# case-insensitive where it matters). A retry loop with no sleep, no retry-ish
-# name and no for-range-try shape is the known blind spot.
-_PY_PREFILTER = re.compile(
-    rb"sleep|retr|attempt|tries|backoff|tenacity|stamina|autoretry|"
-    rb"[Ss]tatus|dead.?letter|[Rr]edrive|[Ff]ailed|[Cc]ron|schedul|periodic|"
-    rb"BaseCommand|create_table|CreateModel|CREATE TABLE|create table|for_update|"
-    rb"for \w+ in range\([^)\n]*\):\s*\n\s+try:"
+# A Python file is parsed only when it may hold a hotspot. Literal ``in``
+# tests on bytes first (fast), a regex only to confirm an ambiguous literal.
+# Known blind spot: a retry loop with no sleep, no retry-ish name and not the
+# `for x in range(n): try:` shape.
+_PY_LITERALS = (
+    b"sleep", b"retry", b"Retry", b"retries", b"Retries", b"RETRY", b"backoff", b"tenacity",
+    b"stamina", b"dead_letter", b"dead-letter", b"DeadLetter", b"deadletter", b"edrive",
+    b"dlq", b"DLQ", b"cron", b"schedul", b"BaseCommand", b"on_failure", b"failed_",
+)  # fmt: skip
+_PY_FAILED = re.compile(rb"Failed[A-Z_]")
+_PY_COUNTER = re.compile(
+    rb"for \w*(?:attempt|tries)\w* in|while \w*(?:attempt|tries)|(?:attempt|tries)\w* *[+-]= *1"
 )
+_PY_RANGE_TRY = re.compile(rb"for \w+ in range\([^)\n]*\):[ \t]*\r?\n[ \t]+try:")
+_PY_STATUS = (b"tatus", b"state", b"STATE")
+_PY_STATUS_MORE = (
+    b"lock", b"lease", b"heartbeat", b"last_error", b"run_at", b"attempt", b"tries", b"stale",
+    b"stuck", b"cutoff", b"timedelta", b"interval", b"__lt", b"SKIP LOCKED", b"skip_locked",
+)  # fmt: skip
+
+
+def worth_parsing(data: bytes) -> bool:
+    """The cheap text pre-filter: False when the file cannot hold a hotspot we detect."""
+    if any(lit in data for lit in _PY_LITERALS):
+        return True
+    if b"Failed" in data and _PY_FAILED.search(data):
+        return True
+    if (b"attempt" in data or b"tries" in data) and _PY_COUNTER.search(data):
+        return True
+    if b"try:" in data and b"range(" in data and _PY_RANGE_TRY.search(data):
+        return True
+    return any(lit in data for lit in _PY_STATUS) and any(lit in data for lit in _PY_STATUS_MORE)
+
+
 _SQL_PREFILTER = re.compile(rb"(?i)create\s+table|update|insert\s+into")
-_CONFIG_PREFILTER = re.compile(
-    rb"x-dead-letter|RedrivePolicy|deadLetterTargetArn|redrive_policy|dead_letter_queue"
-)
+_CONFIG_LITERALS = (b"x-dead-letter", b"edrive", b"deadLetterTargetArn", b"dead_letter_queue")
 CHUNK = 48
 
 
@@ -156,7 +179,7 @@ def scan_file(path: Path, rel: str) -> FileResult:
     try:
         if name.endswith((".py", ".pyw")):
             res.lines = data.count(b"\n") + 1
-            if not _PY_PREFILTER.search(data):
+            if not worth_parsing(data):
                 return res
             hotspots, _ = scan_python_source(rel, data)
             res.parsed = 1
@@ -165,8 +188,11 @@ def scan_file(path: Path, rel: str) -> FileResult:
             res.lines = data.count(b"\n") + 1
             sql = name.endswith(".sql")
             cron = _is_crontab(path)
-            prefilter = _SQL_PREFILTER if sql else _CONFIG_PREFILTER
-            if not cron and not prefilter.search(data):
+            if sql:
+                keep = _SQL_PREFILTER.search(data) is not None
+            else:
+                keep = cron or any(lit in data for lit in _CONFIG_LITERALS)
+            if not keep:
                 return res
             res.parsed = 1
             res.hotspots = _text_hotspots(rel, data.decode("utf-8", errors="replace"), cron, sql)
