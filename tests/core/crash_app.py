@@ -1,0 +1,109 @@
+"""A program for crash tests: runs a workflow and dies where it is told to.
+
+Usage: python crash_app.py URL MODE WORKFLOW_ID SCENARIO WORKDIR
+MODE is ``run`` (start the workflow and wait for it) or ``recover`` (call
+``app.recover()`` and print the result of WORKFLOW_ID as JSON). The process
+kills itself when it reaches the point named by $CRASH_AT (``os._exit``), or
+writes WORKDIR/ready-<point> and sleeps when $HANG_AT names it (the test then
+sends SIGKILL). Every execution of a step appends a line to WORKDIR/calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from toolkit import Durable, RetryPolicy, current_step
+
+url, mode, workflow_id, scenario, workdir = sys.argv[1:6]
+WORK = Path(workdir)
+app = Durable(url, lease_timeout=30)
+
+
+def point(name: str) -> None:
+    """A place where this process may be told to die."""
+    if os.environ.get("CRASH_AT") == name:
+        os._exit(17)
+    if os.environ.get("HANG_AT") == name:
+        (WORK / f"ready-{name}").write_text(str(os.getpid()))
+        time.sleep(600)
+
+
+def called(what: str) -> None:
+    with open(WORK / "calls", "a") as f:
+        f.write(what + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@app.step(name="numbered")
+def numbered(i: int) -> int:
+    called(f"step{i}:{current_step().idempotency_key}")
+    point(f"step{i}")
+    return i * 10
+
+
+@app.transaction(name="pay")
+def pay(conn: sa.Connection, order: str) -> str:
+    called("pay")
+    conn.execute(sa.text("INSERT INTO payments (order_id) VALUES (:o)"), {"o": order})
+    point("in-pay")
+    return f"paid-{order}"
+
+
+@app.step(name="always_fails", retry=RetryPolicy(max_attempts=4, initial_delay=0.05, backoff=1))
+def always_fails() -> None:
+    n = current_step().attempt
+    called(f"fail{n}")
+    point(f"fail-attempt{n}")
+    raise OSError(f"attempt {n} failed")
+
+
+@app.workflow(name="ten_steps")
+def ten_steps() -> list[int]:
+    return [numbered(i) for i in range(1, 11)]
+
+
+@app.workflow(name="payment")
+def payment(order: str) -> str:
+    a = numbered(1)
+    receipt = pay(order)
+    point("after-pay")
+    b = numbered(2)
+    return f"{receipt}:{a + b}"
+
+
+@app.workflow(name="retries")
+def retries() -> None:
+    always_fails()
+
+
+@app.workflow(name="sleeper")
+def sleeper() -> float:
+    numbered(1)
+    app.sleep(3)
+    return time.time()
+
+
+WORKFLOWS = {"ten_steps": ten_steps, "payment": payment, "retries": retries, "sleeper": sleeper}
+ARGS = {"payment": ("o-1",)}
+
+if mode == "run":
+    handle = app.start(WORKFLOWS[scenario], *ARGS.get(scenario, ()), workflow_id=workflow_id)
+    handle.result(timeout=60)
+    print(json.dumps({"finished_in": "run"}))
+elif mode == "recover":
+    handles = app.recover()
+    out: dict[str, object] = {"recovered": [h.workflow_id for h in handles]}
+    try:
+        out["result"] = app.handle(workflow_id).result(timeout=60)
+    except Exception as exc:  # report, the test decides
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["status"] = app.handle(workflow_id).status()
+    print(json.dumps(out))
+app.close()
