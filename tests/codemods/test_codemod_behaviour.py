@@ -345,10 +345,13 @@ def test_rewritten_code_behaves_the_same(name: str, sleeps: list[float]) -> None
     assert rewritten != source, f"{name} was not rewritten: {sites}"
     assert "from toolkit import" in rewritten
     for scenario in SCENARIOS:
-        if scenario == "not retried":
-            make = lambda: Flaky(1, error=LookupError)  # noqa: E731
-        else:
-            make = lambda: Flaky(scenario)  # type: ignore[arg-type]  # noqa: E731
+
+        def make(scenario: int | str | None = scenario) -> Flaky:
+            if scenario == "not retried":
+                return Flaky(1, error=LookupError)
+            assert not isinstance(scenario, str)
+            return Flaky(scenario)
+
         before = _run(source, call, make(), sleeps)
         after = _run(rewritten, call, make(), sleeps)
         where = f"{name}, scenario {scenario!r}\n{rewritten}"
