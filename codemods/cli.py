@@ -95,21 +95,23 @@ def print_summary(results: list[FileResult], write: bool, quiet: bool = False) -
     statuses = Counter(r.status for r in results)
     actions = Counter(s.action for r in results for s in r.sites)
     if not quiet:
-        table = Table(title="Sites not rewritten", show_lines=False, expand=False)
-        table.add_column("file:line", overflow="fold")
-        table.add_column("codemod")
-        table.add_column("action")
-        table.add_column("reason", overflow="fold")
-        for result in results:
-            for site in result.sites:
-                if site.action != "rewritten":
-                    table.add_row(
-                        f"{result.path}:{site.line}", site.selector, site.action, site.reason
-                    )
-            if result.status == "failed":
-                table.add_row(result.path, "-", "failed", result.error or "")
-        if table.row_count:
+        rows: list[tuple[str, str, str, str]] = [
+            (f"{result.path}:{site.line}", site.selector, site.action, site.reason)
+            for result in results
+            for site in result.sites
+            if site.action != "rewritten"
+        ]
+        rows += [(r.path, "-", "failed", r.error or "") for r in results if r.status == "failed"]
+        if rows and console.is_terminal:
+            table = Table(title="Sites not rewritten")
+            for column in ("file:line", "codemod", "action", "reason"):
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*row)
             console.print(table)
+        else:  # one grep-friendly line per site
+            for where, selector, action, reason in rows:
+                console.print(f"{where}: {selector}: {action}: {reason}", markup=False)
     verb = "rewritten" if write else "would be rewritten"
     console.print(
         f"{len(results)} files scanned: {statuses['rewritten']} {verb}, "
@@ -120,6 +122,3 @@ def print_summary(results: list[FileResult], write: bool, quiet: bool = False) -
         f"sites: {actions['rewritten']} rewritten, {actions['skipped']} skipped, "
         f"{actions['kept']} kept (option without an equivalent)"
     )
-    for result in results:
-        if result.status == "failed":
-            console.print(f"failed: {result.path}: {result.error}")
