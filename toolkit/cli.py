@@ -8,9 +8,17 @@ never imports them at module load.
 from __future__ import annotations
 
 import importlib
+from datetime import datetime
 from typing import Any
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .app import Durable
+from .errors import DurableError
+from .records import STATUSES
 
 # name -> "module:attribute" of a click command, imported only when used.
 LAZY_COMMANDS: dict[str, str] = {
@@ -49,3 +57,206 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="durable-toolkit")
 def main() -> None:
     """durable: move hand-rolled retry logic to durable execution."""
+
+
+# -- shared options -------------------------------------------------------------------
+
+database_url_option = click.option(
+    "--database-url",
+    envvar="DURABLE_DATABASE_URL",
+    default=None,
+    metavar="URL",
+    help="Database of the workflow state (default: $DURABLE_DATABASE_URL, "
+    "else sqlite:///.durable/state.db).",
+)
+
+
+def _app(database_url: str | None) -> Durable:
+    try:
+        return Durable(database_url)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    if text is None:
+        return ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "pending": "cyan",
+    "enqueued": "blue",
+}
+
+
+# -- durable db ------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The system tables."""
+
+
+@db.command("upgrade")
+@database_url_option
+def db_upgrade(database_url: str | None) -> None:
+    """Create or upgrade the system tables to the latest version."""
+    app = _app(database_url)
+    try:
+        applied = app.upgrade()
+        version = app.storage.schema_version()
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}: now at version {version}")
+    else:
+        click.echo(f"already at version {version}")
+
+
+# -- durable workflows -------------------------------------------------------------------
+
+
+@main.group()
+def workflows() -> None:
+    """Inspect and control workflows."""
+
+
+@workflows.command("list")
+@database_url_option
+@click.option("--status", type=click.Choice(STATUSES), help="Only workflows in this status.")
+@click.option("--name", help="Only workflows of this name.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
+def workflows_list(
+    database_url: str | None, status: str | None, name: str | None, limit: int
+) -> None:
+    """List workflows, newest first."""
+    app = _app(database_url)
+    try:
+        records = app.list_workflows(status=status, name=name, limit=limit)
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("workflow id", "name", "status", "created", "updated", "error"):
+        table.add_column(column)
+    for r in records:
+        error = f"{r.error.get('type', '')}: {r.error.get('message', '')}" if r.error else ""
+        style = _STATUS_STYLE.get(r.status, "")
+        table.add_row(
+            r.workflow_id,
+            r.name,
+            f"[{style}]{r.status}[/]" if style else r.status,
+            _when(r.created_at),
+            _when(r.updated_at),
+            _short(error),
+        )
+    console = Console()
+    if records:
+        console.print(table)
+    else:
+        console.print("no workflows")
+
+
+@workflows.command("show")
+@database_url_option
+@click.argument("workflow_id")
+def workflows_show(database_url: str | None, workflow_id: str) -> None:
+    """Show one workflow: its inputs, result or error, and every step with its attempts."""
+    app = _app(database_url)
+    try:
+        record = app.get_workflow(workflow_id)
+        steps = app.list_steps(workflow_id)
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    console = Console()
+    console.print(f"[bold]{record.workflow_id}[/]  {record.name}")
+    console.print(f"status:   {record.status}")
+    console.print(f"created:  {_when(record.created_at)}   updated: {_when(record.updated_at)}")
+    if record.queue_name:
+        console.print(f"queue:    {record.queue_name}")
+    if record.owner:
+        console.print(f"owner:    {record.owner} (lease until {_when(record.lease_expires_at)})")
+    if record.recoveries:
+        console.print(f"recovered {record.recoveries} time(s) after a crash")
+    console.print(f"inputs:   {_short(record.inputs, 200)}", markup=False)
+    if record.output is not None:
+        console.print(f"output:   {_short(record.output, 200)}", markup=False)
+    if record.error:
+        console.print(
+            f"error:    {record.error.get('type', '')}: {record.error.get('message', '')}",
+            markup=False,
+            style="red",
+        )
+        if record.error.get("traceback"):
+            console.print(record.error["traceback"].rstrip(), markup=False, style="dim")
+    table = Table(box=box.SIMPLE_HEAD, title="steps", title_justify="left")
+    for column in ("#", "name", "status", "attempts", "output / error", "finished"):
+        table.add_column(column)
+    for s in steps:
+        detail = (
+            f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
+        )
+        if s.status == "retrying" and s.next_attempt_at:
+            detail = f"{detail}  (next attempt {_when(s.next_attempt_at)})"
+        table.add_row(
+            str(s.step_number),
+            s.name,
+            s.status,
+            str(s.attempts),
+            _short(detail, 80),
+            _when(s.finished_at),
+        )
+    console.print(table if steps else "no steps recorded")
+
+
+@workflows.command("cancel")
+@database_url_option
+@click.argument("workflow_id")
+def workflows_cancel(database_url: str | None, workflow_id: str) -> None:
+    """Cancel a workflow: it runs no further step."""
+    app = _app(database_url)
+    try:
+        app.cancel(workflow_id)
+        status = app.get_workflow(workflow_id).status
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    click.echo(f"{workflow_id}: {status}")
+
+
+@workflows.command("resume")
+@database_url_option
+@click.argument("workflow_id")
+def workflows_resume(database_url: str | None, workflow_id: str) -> None:
+    """Resume a failed or cancelled workflow from where it stopped.
+
+    The workflow becomes pending; a process that has its code (``recover()``
+    or a worker) runs it, replaying the steps already recorded.
+    """
+    app = _app(database_url)
+    try:
+        app.resume(workflow_id)
+        status = app.get_workflow(workflow_id).status
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    click.echo(f"{workflow_id}: {status}")

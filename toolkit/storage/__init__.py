@@ -38,7 +38,7 @@ def resolve_url(url: str | URL | None = None) -> URL:
     text = url if url is not None else (os.environ.get(ENV_VAR) or DEFAULT_URL)
     try:
         parsed = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         shown = _mask(str(text))
         raise ConfigurationError(
             f"invalid database URL {shown!r}: expected sqlite:///path/to/file.db or "
