@@ -23,6 +23,8 @@ Everything else is left alone and reported with its reason.
 from __future__ import annotations
 
 import ast
+import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -117,10 +119,7 @@ class RetryLoopCodemod(DurableCodemod):
         except (SyntaxError, ValueError):
             return True  # let libcst report it
         for node in ast.walk(tree):
-            if isinstance(node, ast.For | ast.AsyncFor | ast.While) and any(
-                isinstance(child, ast.Try) and child.handlers and _ast_leaves_loop(child)
-                for child in node.body
-            ):
+            if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
         return False
 
@@ -159,6 +158,8 @@ class RetryLoopCodemod(DurableCodemod):
             return True
         decorated = self._retry_decorator(node)
         for loop in loops:
+            if not self._retry_like(loop):
+                continue  # a search or polling loop: not a retry, nothing to report
             if decorated:
                 plan = _Plan(reason=f"nested retries: the function already has @{decorated}")
             else:
@@ -761,6 +762,22 @@ class RetryLoopCodemod(DurableCodemod):
         return name
 
     # ------------------------------------------------------------- helpers
+    def _retry_like(self, loop: cst.For | cst.While) -> bool:
+        """Does the loop retry at all (a counted header, retry words, a sleep between tries)?
+        The same test as the file pre-check, on the loop's own source."""
+        source = self.source_module.code_for_node(loop.with_changes(leading_lines=[]))
+        is_async = getattr(loop, "asynchronous", None) is not None or "await" in source
+        prefix = "async def _():\n" if is_async else ""
+        body = textwrap.indent(source, "    ") if prefix else source
+        try:
+            tree = ast.parse(prefix + body)
+        except SyntaxError:
+            return True
+        node = tree.body[0]
+        if isinstance(node, ast.AsyncFunctionDef):
+            node = node.body[0]
+        return isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node)
+
     @staticmethod
     def handler_stmts(handler: cst.ExceptHandler) -> list[Any]:
         """The statements of an except handler."""
@@ -1015,6 +1032,42 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     if _last_small_is(stmts[-1], cst.Break):
         return "break"
     return None
+
+
+_RETRY_WORDS = re.compile(r"attempt|retr|tries|tried", re.IGNORECASE)
+
+
+def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
+    """The ast twin of :meth:`RetryLoopCodemod._retry_like` (the file pre-check)."""
+    tries = [
+        child
+        for child in loop.body
+        if isinstance(child, ast.Try) and child.handlers and _ast_leaves_loop(child)
+    ]
+    if len(tries) != 1:
+        return bool(tries)  # several: analysed (and reported) by libcst
+    header = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else loop.test
+    target = ast.unparse(loop.target) if isinstance(loop, ast.For | ast.AsyncFor) else ""
+    if (
+        isinstance(header, ast.Call)
+        and isinstance(header.func, ast.Name)
+        and header.func.id == "range"
+    ):
+        return True
+    if _RETRY_WORDS.search(ast.unparse(header) + " " + target):
+        return True
+    machinery: list[ast.AST] = [s for s in loop.body if s is not tries[0]]
+    machinery += tries[0].handlers
+    for node in machinery:
+        for sub in ast.walk(node):
+            func = sub.func if isinstance(sub, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "sleep":
+                return True
+            if isinstance(func, ast.Name) and func.id == "sleep":
+                return True
+            if isinstance(sub, ast.AugAssign) and isinstance(loop, ast.While):
+                return True
+    return False
 
 
 def _ast_leaves_loop(try_: ast.Try) -> bool:
