@@ -9,6 +9,7 @@ decorator stacked on a step would multiply the attempts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -58,8 +59,9 @@ class DecoratorCodemod(DurableCodemod):
 
     @classmethod
     def might_apply(cls, source: str) -> bool:
-        """Only a file that names the library can use it."""
-        return cls.LIBRARY in source
+        """Only a file that imports the library can use it."""
+        pattern = rf"^\s*(from|import)\s+{re.escape(cls.LIBRARY)}\b"
+        return re.search(pattern, source, re.MULTILINE) is not None
 
     # -- to implement ----------------------------------------------------------
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
