@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python bench/audit_bench.py --setup          # download the corpus (PyPI wheels)
     .venv/bin/python bench/audit_bench.py [--jobs N] [--repeat 3]
 
-The corpus is unpacked under ``bench/corpus/`` (gitignored): wheels of
+The corpus is unpacked under ``bench/corpus/audit/`` (gitignored): wheels of
 django, sqlalchemy, sympy and celery, about 1.2 million lines of Python.
 Prints files/s, lines/s and wall time per run, the machine and the date.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from toolkit.audit import run_audit
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE / "corpus"
+CORPUS = HERE / "corpus" / "audit"
 PACKAGES = ("django==5.2.19", "sqlalchemy==2.1.9", "sympy==1.14.0", "celery==5.7.0")
 
 

@@ -8,6 +8,7 @@ codemods are never imported.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,21 @@ _GUARD_TEXT = re.compile(
 )
 _SQLISH = re.compile(r"\b(select|update|insert|create\s+table|delete\s+from)\b", re.I)
 _PERIODIC = re.compile(r"periodic|scheduled_job|cron|interval|every|beat", re.I)
+_TRANSIENT = re.compile(
+    r"Connection|Timeout|TimedOut|Unavailable|Throttl|RateLimit|Transient|Temporar|Retry|"
+    r"Deadlock|OperationalError|InterfaceError|HTTPError|URLError|RequestException|^OSError$|"
+    r"^IOError$|^error$|socket|BrokenPipe|Disconnect|Network|ServerError|ServiceError|"
+    r"APIError|ClientError|BotoCoreError|Busy|LockError|Refused|Reset"
+)
+_SWEEP_HINT = re.compile(r"update")
+_AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
+_DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
+_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries)\w*\s*-\s*1")
+_CREATE_TABLE_TEXT = re.compile(r"create\s+(?:\w+\s+)?table", re.I)
+_TABLE_CALL = re.compile(r"\bTable\(|create_table\(|CreateModel\(")
+_TRIGGER_TEXT = re.compile(
+    r"\.do\(|add_job|scheduled_job|add_periodic_task|beat_schedule|BEAT_SCHEDULE", re.I
+)
 _BEAT_NAMES = re.compile(r"beat_schedule|CELERYBEAT_SCHEDULE|CELERY_BEAT_SCHEDULE", re.I)
 _HARMLESS = frozenset(
     {"min", "max", "int", "float", "str", "repr", "len", "isinstance", "type", "format", "round",
@@ -63,6 +79,27 @@ _DECORATORS: dict[str, str] = {
     "oslo_service.loopingcall.RetryDecorator": "oslo.service",
 }
 _TENACITY_BLOCKS = frozenset({"tenacity.Retrying", "tenacity.AsyncRetrying"})
+
+
+def _hit_lines(text: str, pattern: re.Pattern[str]) -> list[int]:
+    """Sorted 1-based line numbers where ``pattern`` matches in ``text``."""
+    lines: list[int] = []
+    last_pos, last_line = 0, 1
+    for m in pattern.finditer(text):
+        last_line += text.count("\n", last_pos, m.start())
+        last_pos = m.start()
+        if not lines or lines[-1] != last_line:
+            lines.append(last_line)
+    return lines
+
+
+def _in_range(lines: list[int], node: ast.stmt) -> bool:
+    """True when one of ``lines`` falls inside ``node`` (decorators included)."""
+    if not lines:
+        return False
+    start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    i = bisect.bisect_left(lines, start)
+    return i < len(lines) and lines[i] <= (node.end_lineno or node.lineno)
 
 
 def _a(noun: str) -> str:
@@ -144,49 +181,47 @@ class PythonScanner:
         self.triggers: dict[str, str] = {}
         self.sweepers_seen: set[str] = set()
         self.is_command = "/management/commands/" in "/" + path
-        self.nodes: list[ast.AST] = []
+        self._nodes: list[ast.AST] | None = None
         self.local: dict[int, list[ast.AST]] = {}
         low = text.lower()
-        self.may_sweep = "update" in low
-        self.may_dead = (
-            re.search(r"fail|dead|dlq|bury|buried|graveyard|poison|exhaust", low) is not None
+        self.may_status = "status" in low or "state" in low
+        self.sweep_lines = (
+            _hit_lines(low, _SWEEP_HINT)
+            if self.may_status and "update" in low and _AGE_HINT.search(low)
+            else []
         )
-        self.may_recurse = re.search(r"(retr|attempt|tries)\w*\s*-\s*1", low) is not None
+        self.dead_lines = _hit_lines(low, _DEAD_HINT)
+        self.recurse_lines = _hit_lines(low, _RECURSE_HINT)
         self.may_status = "status" in low or "state" in low
 
     # ------------------------------------------------------------------ setup
     def _collect(self) -> None:
+        """One pass over the statements (not expressions): imports, defs, classes, loops."""
+
         def visit(
-            node: ast.AST,
+            stmts: list[ast.stmt],
             scope: list[str],
             parents: list[ast.FunctionDef | ast.AsyncFunctionDef],
             loops: list[ast.AST],
-            ancestors: list[ast.AST],
-            bucket: list[ast.AST],
         ) -> None:
-            for child in ast.iter_child_nodes(node):
-                self.nodes.append(child)
-                bucket.append(child)
+            for child in stmts:
                 if isinstance(child, ast.Import):
                     for alias in child.names:
                         self.imports[alias.asname or alias.name.split(".")[0]] = (
                             alias.name if alias.asname else alias.name.split(".")[0]
                         )
-                elif isinstance(child, ast.ImportFrom) and child.module:
-                    for alias in child.names:
-                        self.imports[alias.asname or alias.name] = f"{child.module}.{alias.name}"
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    qual = ".".join([*scope, child.name])
-                    self.funcs.append((child, qual, [*ancestors]))
-                    own: list[ast.AST] = []
-                    self.local[id(child)] = own
-                    visit(
-                        child, [*scope, child.name], [*parents, child], [], [*ancestors, child], own
-                    )
+                elif isinstance(child, ast.ImportFrom):
+                    if child.module:
+                        for alias in child.names:
+                            self.imports[alias.asname or alias.name] = (
+                                f"{child.module}.{alias.name}"
+                            )
+                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    self.funcs.append((child, ".".join([*scope, child.name]), []))
+                    visit(child.body, [*scope, child.name], [*parents, child], [])
                 elif isinstance(child, ast.ClassDef):
-                    qual = ".".join([*scope, child.name])
-                    self.classes.append((child, qual))
-                    visit(child, [*scope, child.name], parents, [], [*ancestors, child], bucket)
+                    self.classes.append((child, ".".join([*scope, child.name])))
+                    visit(child.body, [*scope, child.name], parents, [])
                 elif isinstance(child, ast.For | ast.AsyncFor | ast.While):
                     self.loops.append(
                         _Loop(
@@ -197,11 +232,33 @@ class PythonScanner:
                             list(loops),
                         )
                     )
-                    visit(child, scope, parents, [*loops, child], ancestors, bucket)
+                    visit(child.body, scope, parents, [*loops, child])
+                    visit(child.orelse, scope, parents, loops)
                 else:
-                    visit(child, scope, parents, loops, ancestors, bucket)
+                    for name in ("body", "orelse", "finalbody"):
+                        sub = getattr(child, name, None)
+                        if sub:
+                            visit(sub, scope, parents, loops)
+                    for h in getattr(child, "handlers", ()):
+                        visit(h.body, scope, parents, loops)
+                    for case in getattr(child, "cases", ()):
+                        visit(case.body, scope, parents, loops)
 
-        visit(self.tree, [], [], [], [], [])
+        visit(self.tree.body, [], [], [])
+
+    @property
+    def nodes(self) -> list[ast.AST]:
+        """Every node of the module (computed on first use)."""
+        if self._nodes is None:
+            self._nodes = list(ast.walk(self.tree))
+        return self._nodes
+
+    def local_nodes(self, func: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.AST]:
+        """Nodes of ``func``'s body, nested defs excluded (cached)."""
+        key = id(func)
+        if key not in self.local:
+            self.local[key] = list(_walk_local(list(func.body)))
+        return self.local[key]
 
     def resolve(self, node: ast.AST) -> str:
         """Dotted name of ``node`` with its first segment resolved through the imports."""
@@ -252,11 +309,11 @@ class PythonScanner:
         for func, qual, _ancestors in self.funcs:
             if func.decorator_list:
                 self._scan_decorators(func, qual)
-            if self.may_sweep:
+            if _in_range(self.sweep_lines, func):
                 self._scan_sweeper(func, qual)
-            if self.may_dead:
+            if _in_range(self.dead_lines, func):
                 self._scan_dead_letter_code(func, qual)
-            if self.may_recurse:
+            if _in_range(self.recurse_lines, func):
                 self._scan_recursive_retry(func, qual)
         for loop in self.loops:
             if id(loop.node) not in self.consumed:
@@ -270,6 +327,8 @@ class PythonScanner:
     # ------------------------------------------------------------ triggers
     def _scan_triggers(self) -> None:
         """Record which functions are run on a schedule, and report beat entries."""
+        if not _TRIGGER_TEXT.search(self.text):
+            return
         for node in self.nodes:
             if isinstance(node, ast.Call):
                 name = dotted(node.func)
@@ -477,7 +536,7 @@ class PythonScanner:
         kw = {k.arg: k.value for k in (call.keywords if call else []) if k.arg}
         self_retry = [
             n
-            for n in self.local[id(func)]
+            for n in self.local_nodes(func)
             if isinstance(n, ast.Call) and dotted(n.func).endswith("self.retry")
         ]
         if "autoretry_for" not in kw and not self_retry:
@@ -604,6 +663,8 @@ class PythonScanner:
                    for h in swallowing]  # fmt: skip
         catch = "bare" if "bare" in catches else "broad" if "broad" in catches else "specific"
         region: list[ast.stmt] = list(tnode.body) + list(tnode.orelse)
+        if sleep == "none" and not self._looks_transient(node, swallowing, counter, region):
+            return None  # trying alternatives or repairing input, not retrying a failure
         refusal = self._refusal(loop, pattern, tnode, swallowing, counter, sleep, region)
         silent = not any(isinstance(s, ast.Raise) for s in _walk_local(list(node.body))) and not (
             node.orelse and any(isinstance(s, ast.Raise) for s in node.orelse)
@@ -615,6 +676,39 @@ class PythonScanner:
                 and (nxt.value is None or isinstance(nxt.value, ast.Constant))
             )
         return _LoopFacts(pattern, region, counter, forever, sleep, catch, refusal, silent)
+
+    def _looks_transient(
+        self,
+        node: ast.AST,
+        swallowing: list[ast.ExceptHandler],
+        counter: str | None,
+        region: list[ast.stmt],
+    ) -> bool:
+        """Evidence that a loop without a sleep retries a transient failure.
+
+        Any of: a transient-looking exception type, a retry-ish counter or bound
+        name, a side effect in an attempt body that catches every exception.
+        """
+        for h in swallowing:
+            if h.type is None:
+                continue
+            types = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+            for t in types:
+                if _TRANSIENT.search(dotted(t).rsplit(".", 1)[-1]):
+                    return True
+        head = ""
+        if isinstance(node, ast.For | ast.AsyncFor):
+            head = (
+                dotted(node.iter.args[0])
+                if isinstance(node.iter, ast.Call) and node.iter.args
+                else ""
+            )
+        elif isinstance(node, ast.While):
+            head = " ".join(sorted(_names_in(node.test)))
+        if _RETRYISH.search(f"{counter or ''} {head}"):
+            return True
+        broad = any(h.type is None or self._broad(h.type) for h in swallowing)
+        return broad and bool(find_effects(region).labels)
 
     def _next_statement(self, loop: _Loop) -> ast.stmt | None:
         """The statement run after the loop falls through (None: end of the function)."""
@@ -948,7 +1042,7 @@ class PythonScanner:
     # ------------------------------------------------------- sweepers & DLQ
     def _scan_sweeper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
         how = None
-        for n in self.local[id(func)]:
+        for n in self.local_nodes(func):
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
                 attr = n.func.attr
                 chain = ast.unparse(n.func.value) if attr in ("update", "values") else ""
@@ -1028,7 +1122,7 @@ class PythonScanner:
     ) -> None:
         body = list(func.body)
         target = None
-        for n in self.local[id(func)]:
+        for n in self.local_nodes(func):
             if isinstance(n, ast.Call):
                 name = dotted(n.func)
                 parts = name.split(".")
@@ -1080,7 +1174,7 @@ class PythonScanner:
     def _scan_recursive_retry(
         self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
     ) -> None:
-        for n in self.local[id(func)]:
+        for n in self.local_nodes(func):
             if not isinstance(n, ast.ExceptHandler):
                 continue
             for c in _walk_local(list(n.body)):
@@ -1170,7 +1264,7 @@ class PythonScanner:
             self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
 
     def _scan_table_calls(self) -> None:
-        if not self.may_status and "fail" not in self.text.lower():
+        if not _TABLE_CALL.search(self.text):
             return
         for n in self.nodes:
             if not isinstance(n, ast.Call):
@@ -1209,7 +1303,7 @@ class PythonScanner:
                                            "Django migration CreateModel")  # fmt: skip
 
     def _scan_strings(self) -> None:
-        for n in self.nodes if "create" in self.text.lower() else ():
+        for n in self.nodes if _CREATE_TABLE_TEXT.search(self.text) else ():
             if (
                 isinstance(n, ast.Constant)
                 and isinstance(n.value, str)

@@ -40,10 +40,14 @@ _PY_COUNTER = re.compile(
     rb"for \w*(?:attempt|tries)\w* in|while \w*(?:attempt|tries)|(?:attempt|tries)\w* *[+-]= *1"
 )
 _PY_RANGE_TRY = re.compile(rb"for \w+ in range\([^)\n]*\):[ \t]*\r?\n[ \t]+try:")
-_PY_STATUS = (b"tatus", b"state", b"STATE")
+_PY_STATUS = (
+    b"tatus", b"state =", b"state=", b"state:", b'"state"', b"'state'", b"state varchar",
+    b"state text", b"STATE",
+)  # fmt: skip
 _PY_STATUS_MORE = (
-    b"lock", b"lease", b"heartbeat", b"last_error", b"run_at", b"attempt", b"tries", b"stale",
-    b"stuck", b"cutoff", b"timedelta", b"interval", b"__lt", b"SKIP LOCKED", b"skip_locked",
+    b"locked", b"_lock", b"lock_", b"lease_", b"_lease", b"leased", b"heartbeat", b"last_error",
+    b"run_at", b"attempts", b"retry_count", b"stale", b"stuck", b"cutoff", b"timedelta", b"__lt",
+    b"SKIP LOCKED", b"skip_locked", b"for_update",
 )  # fmt: skip
 
 
