@@ -87,7 +87,14 @@ def main() -> None:
     parser.add_argument("--package", action="append", help="NAME==VERSION to download")
     parser.add_argument("--path", action="append", help="an existing folder to scan")
     parser.add_argument("--jobs", type=int, action="append", help="worker processes")
+    parser.add_argument(
+        "--no-precheck",
+        action="store_true",
+        help="run libcst on every file (the cost of a file that holds retry code)",
+    )
     args = parser.parse_args()
+    if args.no_precheck:
+        os.environ["DURABLE_CODEMOD_NO_PRECHECK"] = "1"
     corpora: list[tuple[str, Path]] = [(p, Path(p)) for p in args.path or []]
     if not corpora:
         corpora = [(spec, fetch(spec)) for spec in (args.package or DEFAULT_PACKAGES)]

@@ -456,6 +456,9 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
         if _uses_zero_arg_super(attempt_node):
             raise Skip("the attempt body calls super() without arguments")
+        mangled = _private_name(attempt_node)
+        if mangled is not None:
+            raise Skip(f"the attempt body uses the class-private name `{mangled}`")
         if style == "break" and _contains_return(attempt_stmts):
             raise Skip("the attempt body both returns and breaks out of the loop")
         plan.params = params
@@ -1052,6 +1055,7 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
         isinstance(header, ast.Call)
         and isinstance(header.func, ast.Name)
         and header.func.id == "range"
+        and len(header.args) <= 2
     ):
         return True
     if _RETRY_WORDS.search(ast.unparse(header) + " " + target):
@@ -1224,6 +1228,14 @@ def _uses_zero_arg_super(node: cst.CSTNode) -> bool:
         and not n.args
         for n in _walk_own(node)
     )
+
+
+def _private_name(node: cst.CSTNode) -> str | None:
+    """A ``__name`` that Python mangles inside a class: it breaks outside the class."""
+    for n in _walk_all(node):
+        if isinstance(n, cst.Name) and n.value.startswith("__") and not n.value.endswith("__"):
+            return n.value
+    return None
 
 
 def _is_docstring(stmt: cst.CSTNode) -> bool:

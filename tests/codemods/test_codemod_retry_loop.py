@@ -1,3 +1,4 @@
+
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
 The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
@@ -912,3 +913,26 @@ def read_input():
         self.assertUnchanged(
             before, ["the attempt body asks for user input (never a durable step)"]
         )
+
+    def test_private_name_in_method(self) -> None:
+        before = """\
+import time
+
+import requests
+from tenacity import retry
+
+
+class Vault:
+    def unlock(self, code):
+        self.prepare()
+        for attempt in range(3):
+            try:
+                self.__door.open(code)
+                break
+            except TimeoutError:
+                time.sleep(1)
+        else:
+            raise TimeoutError("door stuck")
+        return self.__door
+"""
+        self.assertUnchanged(before, ["the attempt body uses the class-private name `__door`"])

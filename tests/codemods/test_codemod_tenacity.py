@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the cases are source files quoted verbatim)
-"""tenacity codemod: decorators and Retrying blocks it rewrites, and those it keeps (with the option)."""
+"""tenacity codemod: decorators and Retrying blocks it rewrites, and those it keeps."""
 
 from __future__ import annotations
 
