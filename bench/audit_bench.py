@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -54,6 +55,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--setup", action="store_true", help="download and unpack the corpus")
@@ -70,9 +78,12 @@ def main() -> None:
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"corpus: {', '.join(p.name for p in roots)}")
     for i in range(args.repeat):
+        load = os.getloadavg()[0]
+        c0 = _cpu()
         t0 = time.perf_counter()
         report = run_audit(roots, jobs=args.jobs)
         wall = time.perf_counter() - t0
+        cpu = _cpu() - c0
         s = report.summary()
         print(
             f"run {i + 1}: {s['files_scanned']} files ({s['files_parsed']} parsed after the "
@@ -80,7 +91,8 @@ def main() -> None:
             f"{s['files_scanned'] / wall:,.0f} files/s, {s['lines_scanned'] / wall:,.0f} lines/s; "
             f"{s['hotspots']} hotspots (high {s['by_risk']['high']}, medium "
             f"{s['by_risk']['medium']}, low {s['by_risk']['low']}), "
-            f"{s['files_failed']} files not parsed"
+            f"{s['files_failed']} files not parsed; CPU {cpu:.2f}s (all processes), "
+            f"load average before the run {load:.1f}"
         )
 
 

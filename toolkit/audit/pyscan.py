@@ -49,10 +49,9 @@ _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
 _RECURSE_HINT = re.compile(r"(?:retr|attempt|tries)\w*\s*-\s*1")
 _CREATE_TABLE_TEXT = re.compile(r"create\s+(?:\w+\s+)?table", re.I)
-_TABLE_CALL = re.compile(r"\bTable\(|create_table\(|CreateModel\(")
-_TRIGGER_TEXT = re.compile(
-    r"\.do\(|add_job|scheduled_job|add_periodic_task|beat_schedule|BEAT_SCHEDULE", re.I
-)
+_TABLE_CALL = ("Table(", "create_table(", "CreateModel(")
+_TRIGGER_TEXT = (".do(", "add_job", "scheduled_job", "add_periodic_task", "beat_schedule",
+                 "BEAT_SCHEDULE")  # fmt: skip
 _BEAT_NAMES = re.compile(r"beat_schedule|CELERYBEAT_SCHEDULE|CELERY_BEAT_SCHEDULE", re.I)
 _HARMLESS = frozenset(
     {"min", "max", "int", "float", "str", "repr", "len", "isinstance", "type", "format", "round",
@@ -327,7 +326,7 @@ class PythonScanner:
     # ------------------------------------------------------------ triggers
     def _scan_triggers(self) -> None:
         """Record which functions are run on a schedule, and report beat entries."""
-        if not _TRIGGER_TEXT.search(self.text):
+        if not any(lit in self.text for lit in _TRIGGER_TEXT):
             return
         for node in self.nodes:
             if isinstance(node, ast.Call):
@@ -1264,7 +1263,7 @@ class PythonScanner:
             self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
 
     def _scan_table_calls(self) -> None:
-        if not _TABLE_CALL.search(self.text):
+        if not any(lit in self.text for lit in _TABLE_CALL):
             return
         for n in self.nodes:
             if not isinstance(n, ast.Call):

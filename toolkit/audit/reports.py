@@ -75,23 +75,26 @@ def render_terminal(report: AuditReport, console: Console, limit: int | None = N
     if kinds:
         console.print(f"by kind: {kinds}")
     if report.hotspots:
+        wide = console.width >= 140
         table = Table(show_lines=False, header_style="bold")
         table.add_column("Risk", no_wrap=True)
         table.add_column("Kind", no_wrap=True)
-        table.add_column("Location", overflow="fold")
-        table.add_column("Function", overflow="fold")
+        table.add_column("Location", overflow="fold", no_wrap=not wide)
+        if wide:
+            table.add_column("Function", overflow="fold")
         table.add_column("Fix", overflow="fold")
-        table.add_column("Why", overflow="fold")
+        table.add_column("Why", overflow="fold", ratio=2)
         shown = report.hotspots if limit is None else report.hotspots[:limit]
         for h in shown:
-            table.add_row(
+            cells = [
                 Text(h.risk.value, style=RISK_STYLE[h.risk]),
                 h.kind.value,
                 _location(h),
-                h.function or "",
+                *([h.function or ""] if wide else []),
                 h.fix.label(),
                 h.reason,
-            )
+            ]
+            table.add_row(*cells)
         console.print(table)
         if limit is not None and len(report.hotspots) > limit:
             console.print(f"... and {len(report.hotspots) - limit} more (use --format json|html)")

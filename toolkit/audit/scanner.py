@@ -36,8 +36,11 @@ _PY_LITERALS = (
     b"dlq", b"DLQ", b"cron", b"schedul", b"BaseCommand", b"on_failure", b"failed_",
 )  # fmt: skip
 _PY_FAILED = re.compile(rb"Failed[A-Z_]")
-_PY_COUNTER = re.compile(
-    rb"for \w*(?:attempt|tries)\w* in|while \w*(?:attempt|tries)|(?:attempt|tries)\w* *[+-]= *1"
+_PY_COUNTER = (  # each starts with a literal, so the regex engine scans fast
+    re.compile(rb"attempt\w* *[+-]= *1"),
+    re.compile(rb"tries\w* *[+-]= *1"),
+    re.compile(rb"for \w*(?:attempt|tries)\w* in"),
+    re.compile(rb"while \w*(?:attempt|tries)"),
 )
 _PY_RANGE_TRY = re.compile(rb"for \w+ in range\([^)\n]*\):[ \t]*\r?\n[ \t]+try:")
 _PY_STATUS = (
@@ -57,7 +60,7 @@ def worth_parsing(data: bytes) -> bool:
         return True
     if b"Failed" in data and _PY_FAILED.search(data):
         return True
-    if (b"attempt" in data or b"tries" in data) and _PY_COUNTER.search(data):
+    if (b"attempt" in data or b"tries" in data) and any(r.search(data) for r in _PY_COUNTER):
         return True
     if b"try:" in data and b"range(" in data and _PY_RANGE_TRY.search(data):
         return True
