@@ -44,6 +44,11 @@ _TRANSIENT = re.compile(
     r"^IOError$|^error$|socket|BrokenPipe|Disconnect|Network|ServerError|ServiceError|"
     r"APIError|ClientError|BotoCoreError|Busy|LockError|Refused|Reset"
 )
+_TIME_BOUND = re.compile(
+    r"time\(\)|monotonic\(\)|perf_counter\(\)|now\(\)|deadline|timeout|elapsed|budget|"
+    r"expire|max_time|max_delay",
+    re.I,
+)
 _SWEEP_HINT = re.compile(r"update")
 _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
@@ -646,6 +651,13 @@ class PythonScanner:
             if bounded:
                 pattern, forever = "while-true-counter", False
                 counter = next(iter(incremented), None)
+            elif any(
+                isinstance(n, ast.If)
+                and _TIME_BOUND.search(ast.unparse(n.test))
+                and any(isinstance(x, ast.Raise | ast.Return | ast.Break) for x in n.body)
+                for n in _walk_local(node.body)
+            ):
+                pattern, forever = "while-true-deadline", False
         if pattern == "for-count":
             forever = not any(
                 isinstance(n, ast.If) and counter in _names_in(n.test)
@@ -759,8 +771,15 @@ class PythonScanner:
     ) -> str | None:
         """Why the ``retry-loop`` codemod would refuse this loop (None: it rewrites it)."""
         node = loop.node
-        if pattern in ("for-custom-iterator", "for-count", "while-condition", "while-true"):
+        if pattern in (
+            "for-custom-iterator",
+            "for-count",
+            "while-condition",
+            "while-true",
+            "while-true-deadline",
+        ):
             return {
+                "while-true-deadline": "a time budget, not an attempt counter",
                 "for-custom-iterator": "loops over a custom retry iterator, not range()",
                 "for-count": "unbounded itertools.count() loop",
                 "while-condition": "loop condition is not an attempt counter",
