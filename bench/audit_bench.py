@@ -23,7 +23,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit.audit import run_audit
+from toolkit.audit import run_audit, scanner
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus" / "audit"
@@ -67,10 +67,17 @@ def main() -> None:
     parser.add_argument("--setup", action="store_true", help="download and unpack the corpus")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--parse-all",
+        action="store_true",
+        help="switch the text pre-filter off (parse every Python file) to measure what it saves",
+    )
     args = parser.parse_args()
     if args.setup:
         setup()
         return
+    if args.parse_all:
+        scanner.worth_parsing = lambda data: True  # workers are forked: they inherit it
     roots = [p for p in sorted(CORPUS.iterdir()) if p.is_dir() and p.name != "_wheels"]
     if not roots:
         sys.exit("no corpus: run with --setup first")
