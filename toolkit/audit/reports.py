@@ -79,7 +79,7 @@ def render_terminal(report: AuditReport, console: Console, limit: int | None = N
         table = Table(show_lines=False, header_style="bold")
         table.add_column("Risk", no_wrap=True)
         table.add_column("Kind", no_wrap=True)
-        table.add_column("Location", overflow="fold", no_wrap=not wide)
+        table.add_column("Location", overflow="fold", ratio=1)
         if wide:
             table.add_column("Function", overflow="fold")
         table.add_column("Fix", overflow="fold")
