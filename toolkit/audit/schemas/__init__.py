@@ -1,0 +1,1 @@
+"""Data: the JSON schemas of the audit reports (see SOURCES.md)."""

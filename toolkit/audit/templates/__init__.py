@@ -1,0 +1,1 @@
+"""Data: the jinja2 template of the HTML report."""
