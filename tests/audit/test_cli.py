@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from toolkit.audit import run_audit
+from toolkit.audit.cli import audit
 from toolkit.cli import main
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
@@ -107,3 +109,11 @@ def test_audit_does_not_import_codemods_or_adapters() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_docs_cover_every_option() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    for param in audit.params:
+        if isinstance(param, click.Option):
+            for opt in [*param.opts, *param.secondary_opts]:
+                assert f"`{opt}" in text, f"docs/audit.md does not document {opt}"
