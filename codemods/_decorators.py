@@ -18,7 +18,7 @@ from libcst.metadata import GlobalScope, PositionProvider, QualifiedNameProvider
 
 from . import _evaluate as ev
 from ._base import DurableCodemod, module_constants
-from ._policy import Policy
+from ._policy import AmbiguousTypes, Policy, check_types
 
 
 class Kept(Exception):
@@ -84,6 +84,13 @@ class DecoratorCodemod(DurableCodemod):
                 continue
             try:
                 policy, notes = rewrite()
+                check_types(policy.retry_on)
+                check_types(policy.give_up_on)
+            except AmbiguousTypes as ambiguous:
+                reason = str(ambiguous)
+                self.record(original, "kept", reason)
+                decorators.append(updated)
+                continue
             except Kept as kept:
                 reason = str(kept)
                 self.record(original, "kept", reason)

@@ -177,6 +177,26 @@ def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
     raise Unknown(ast.unparse(node))
 
 
+class _Flatten(ast.NodeTransformer):
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        parts: list[str] = [node.attr]
+        value: ast.expr = node.value
+        while isinstance(value, ast.Attribute):
+            parts.append(value.attr)
+            value = value.value
+        if isinstance(value, ast.Name):
+            parts.append(value.id)
+            return ast.copy_location(ast.Name(id=".".join(reversed(parts)), ctx=node.ctx), node)
+        return self.generic_visit(node)
+
+
+def flatten_attributes(node: ast.expr) -> ast.expr:
+    """``self.max_retries`` becomes one name, ``"self.max_retries"``, to look up in an env."""
+    result = _Flatten().visit(node)
+    assert isinstance(result, ast.expr)
+    return result
+
+
 def names(node: ast.AST) -> set[str]:
     """Every plain name the expression reads."""
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}

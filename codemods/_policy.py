@@ -55,9 +55,9 @@ class Policy:
             args.append(f"max_delay={_num(max_delay)}")
         if self.jitter:
             args.append("jitter=True")
-        args.append(f"retry_on={_tuple(self.retry_on)}")
+        args.append(f"retry_on={_types(self.retry_on)}")
         if self.give_up_on:
-            args.append(f"give_up_on={_tuple(self.give_up_on)}")
+            args.append(f"give_up_on={_types(self.give_up_on)}")
         if self.max_elapsed is not None:
             args.append(f"max_elapsed={src.get('max_elapsed', _num(self.max_elapsed))}")
         call = cst.parse_expression(f"{policy_name}({', '.join(args)})")
@@ -116,9 +116,30 @@ def _num(value: float) -> str:
     return repr(round(float(value), 6))
 
 
-def _tuple(items: list[str]) -> str:
+def looks_like_class(source: str) -> bool:
+    """``ConnectionError``, ``requests.RequestException``: a CapWords last part. A name in
+    capitals (``RETRYABLE``) or lower case (``self.retry_on``) may hold a tuple of classes."""
+    last = source.rsplit(".", 1)[-1]
+    return last[:1].isupper() and not last.isupper() and last.isidentifier()
+
+
+class AmbiguousTypes(ValueError):
+    """Several exception expressions, one of which may be a tuple: they cannot be joined."""
+
+
+def check_types(items: list[str]) -> None:
+    """Raise :class:`AmbiguousTypes` unless ``items`` can be written as one tuple."""
+    if len(items) > 1:
+        for item in items:
+            if not looks_like_class(item):
+                raise AmbiguousTypes(f"exception types `{item}` may be a tuple")
+
+
+def _types(items: list[str]) -> str:
+    """``(A,)`` / ``(A, B)``; a lone expression that may hold a tuple is written as is
+    (``RetryPolicy`` accepts a class or a tuple)."""
     if len(items) == 1:
-        return f"({items[0]},)"
+        return f"({items[0]},)" if looks_like_class(items[0]) else items[0]
     return f"({', '.join(items)})"
 
 

@@ -23,6 +23,7 @@ Everything else is left alone and reported with its reason.
 from __future__ import annotations
 
 import ast
+import math
 import re
 import textwrap
 from collections.abc import Iterator, Sequence
@@ -44,12 +45,15 @@ from libcst.metadata import (
 
 from . import _evaluate as ev
 from ._base import DurableCodemod, module_constants
-from ._policy import NotABackoff, Policy, fit_delays
+from ._policy import AmbiguousTypes, NotABackoff, Policy, check_types, fit_delays
 
 #: simulate at most this many attempts before calling the loop endless or refusing it
 _MAX_SIMULATED = 1000
 #: delays kept to fit the backoff of an endless loop
 _FIT_WINDOW = 64
+#: the values a run-time symbol takes in the simulation: a baseline and two variations
+_PROBE, _PROBES = 6, (7, 12)
+_NAME_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 _LOG_METHODS = {
     "debug",
@@ -68,6 +72,14 @@ _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "to
 
 class Skip(Exception):
     """The loop is not rewritten; the message is the reason shown to the user."""
+
+
+class _NeedsValue(Skip):
+    """The simulation met a value it does not know (``what``: a name or ``self.attr``)."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__(message)
+        self.what = what
 
 
 @dataclass
@@ -106,6 +118,7 @@ class _Plan:
     retry_types: list[str] = field(default_factory=list)
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
+    nested: bool = False  # the step is defined in the function, before the loop
 
 
 class RetryLoopCodemod(DurableCodemod):
@@ -194,14 +207,19 @@ class RetryLoopCodemod(DurableCodemod):
             return self.annotated(updated, plan.reason)
         if plan.whole_function:
             return updated  # the enclosing function is rewritten in leave_FunctionDef
-        assert plan.policy is not None and plan.top_level is not None
+        assert plan.policy is not None
         self.record(
             original, "rewritten", f"attempt body extracted into {plan.step_name}()", plan.notes
         )
         attempt_body = _attempt_body(updated, plan.style)
         func = self._step_function(plan, attempt_body)
-        self.new_functions.setdefault(plan.top_level, []).append(func)
         replacement = self._call_site(plan, updated)
+        if plan.nested:
+            func = func.with_changes(leading_lines=updated.leading_lines)
+            first = replacement[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+            return cst.FlattenSentinel([func, first, *replacement[1:]])
+        assert plan.top_level is not None
+        self.new_functions.setdefault(plan.top_level, []).append(func)
         first = replacement[0].with_changes(leading_lines=updated.leading_lines)
         return cst.FlattenSentinel([first, *replacement[1:]])
 
@@ -334,6 +352,7 @@ class RetryLoopCodemod(DurableCodemod):
         is_async = func.asynchronous is not None
 
         # The exception handlers: which retry and which give up at once.
+        self._local_types = False
         retry_handlers: list[cst.ExceptHandler] = []
         give_up: list[str] = []
         for handler in try_.handlers:
@@ -359,27 +378,57 @@ class RetryLoopCodemod(DurableCodemod):
             else:
                 retry_types.extend(self._types(h.type, scope))
         as_name = _as_name(handler)
+        try:
+            check_types(retry_types)
+            check_types(give_up)
+        except AmbiguousTypes as exc:
+            raise Skip(str(exc)) from None
 
         # The counters: every name the loop machinery (header, handler, code around the try) sets.
         machinery = [*pre, *handler.body.body, *post]
         state = _assigned_names(machinery) - ({as_name} if as_name else set())
         loop_var: str | None = None
-        values: range | None = None
         if isinstance(loop, cst.For):
-            loop_var, values = self._range_header(loop, scope)
-            if loop_var is not None:
-                state.add(loop_var)
+            loop_var = self._range_header(loop, scope)
+            state.add(loop_var)
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
             state.discard(saved)
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        stored = self._stored_in(scope, attempt_node)
+        self._assigned_attributes = {
+            code(t.target)
+            for t in _walk_all(attempt_node)
+            if isinstance(t, cst.AssignTarget | cst.AugAssign)
+            and isinstance(t.target, cst.Attribute)
+        }
 
         inits, init_stmts = self._initial_values(loop, state, saved)
-        outcome = _Simulation(self, loop, pre, handler, post, as_name, saved, inits).run(values)
 
-        policy = self._policy(outcome, retry_types, give_up, loop)
+        def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
+            sim = _Simulation(self, loop, pre, handler, post, as_name, saved, inits, symbols)
+            return sim.run()
+
+        # Values known only at run time (a parameter, ``self.retries``) become symbols.
+        symbols: dict[str, ev.Number] = {}
+        while True:
+            try:
+                outcome = simulate(symbols)
+                break
+            except _NeedsValue as need:
+                if need.what in symbols or len(symbols) >= 4:
+                    raise Skip(str(need)) from None
+                machinery_names = state | {n for n in (saved, as_name) if n}
+                if not self._runtime_value(need.what, scope, machinery_names, stored):
+                    raise Skip(str(need)) from None
+                symbols[need.what] = _PROBE
+        if symbols:
+            policy = self._symbolic_policy(simulate, symbols, retry_types, give_up)
+        else:
+            policy = self._policy(outcome, retry_types, give_up, loop)
+        nested = bool(symbols) or self._local_types
         notes: list[str] = list(type_notes)
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
@@ -427,7 +476,6 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(f"when attempts run out the code reads the counter `{name}`")
 
         # Data flow between the attempt body and the rest of the function.
-        stored = self._stored_in(scope, attempt_node)
         read_outside = self._read_outside(scope, loop, stored)
         params = self._free_locals(scope, attempt_node, stored)
         plan = _Plan(
@@ -442,10 +490,12 @@ class RetryLoopCodemod(DurableCodemod):
             needs_wrapper=needs_wrapper,
             wrapper_as=wrapper_as,
             wrapper_body=wrapper_body,
+            nested=nested,
         )
         if (
             style == "return"
             and exit_.kind == "reraise"
+            and not nested
             and self._whole_function(func, loop, init_stmts, saved)
         ):
             plan.whole_function = True
@@ -456,15 +506,19 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
         if _uses_zero_arg_super(attempt_node):
             raise Skip("the attempt body calls super() without arguments")
-        mangled = _private_name(attempt_node)
+        mangled = None if nested else _private_name(attempt_node)
         if mangled is not None:
             raise Skip(f"the attempt body uses the class-private name `{mangled}`")
         if style == "break" and _contains_return(attempt_stmts):
             raise Skip("the attempt body both returns and breaks out of the loop")
-        plan.params = params
+        plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
-        plan.step_name = self._step_name(attempt_node, func)
-        plan.top_level = self._top_level(func)
+        plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
+        plan.top_level = None if nested else self._top_level(func)
+        if nested:
+            plan.notes.append(
+                "the step is defined in the function: its policy uses run-time values"
+            )
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
         return plan
@@ -483,14 +537,12 @@ class RetryLoopCodemod(DurableCodemod):
                     f"exception types `{self.source_module.code_for_node(expr)}` are computed"
                 )
             if _is_local(scope, root.value):
-                raise Skip(
-                    f"exception types come from `{self.source_module.code_for_node(element)}`, "
-                    "known only at run time"
-                )
+                self._local_types = True  # known at run time: the step is defined in place
             out.append(self.source_module.code_for_node(element))
         return out
 
-    def _range_header(self, loop: cst.For, scope: Scope) -> tuple[str | None, range]:
+    def _range_header(self, loop: cst.For, scope: Scope) -> str:
+        """The loop variable of ``for <name> in range(...)``; the bounds are simulated."""
         iterable = loop.iter
         is_range = (
             isinstance(iterable, cst.Call)
@@ -505,23 +557,10 @@ class RetryLoopCodemod(DurableCodemod):
                 f"loops over `{self.source_module.code_for_node(iterable)}`"
                 " rather than over attempts"
             )
-        assert isinstance(iterable, cst.Call)
-        bounds = [self._constant(a.value, "the attempt count") for a in iterable.args]
-        values = range(*(int(b) for b in bounds))
         target = loop.target
         if isinstance(target, cst.Name):
-            return target.value, values
+            return target.value
         raise Skip("the loop target is not a plain name")
-
-    def _constant(self, expr: cst.BaseExpression, what: str) -> ev.Number:
-        source = self.source_module.code_for_node(expr)
-        try:
-            value = ev.evaluate(ev.parse(source), self.constants)
-        except ev.Unknown as unknown:
-            raise Skip(f"{what} depends on `{unknown.what}`, known only at run time") from None
-        if not isinstance(value, int | float):
-            raise Skip(f"{what} is not a number")
-        return value
 
     def _check_attempt_body(
         self,
@@ -553,39 +592,44 @@ class RetryLoopCodemod(DurableCodemod):
 
     def _initial_values(
         self, loop: cst.CSTNode, state: set[str], saved: str | None
-    ) -> tuple[dict[str, ev.Number], dict[str, cst.SimpleStatementLine]]:
-        """Values of the counters when the loop starts: the last plain assignment before it,
-        in the same block."""
-        values: dict[str, ev.Number] = {}
+    ) -> tuple[list[tuple[str, cst.BaseExpression]], dict[str, cst.SimpleStatementLine]]:
+        """The counters' assignments before the loop, in the same block (``attempts = 0``,
+        ``tries, delay = retries, base``), in order; evaluated by the simulation."""
+        inits: list[tuple[str, cst.BaseExpression]] = []
         stmts: dict[str, cst.SimpleStatementLine] = {}
-        block = self._block_of(loop)
-        for stmt in block:
+        for stmt in self._block_of(loop):
             if stmt is loop:
                 break
             if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
                 continue
             small = stmt.body[0]
-            if isinstance(small, cst.Assign) and len(small.targets) == 1:
-                target = small.targets[0].target
-                if isinstance(target, cst.Name) and (
-                    target.value in state or (target.value == saved and _is_none(small.value))
-                ):
-                    try:
-                        value = ev.evaluate(
-                            ev.parse(self.source_module.code_for_node(small.value)),
-                            {**self.constants, **values},
-                        )
-                    except ev.Unknown:
-                        continue
-                    if isinstance(value, int | float) or value is None:
-                        if value is not None:
-                            values[target.value] = value
-                        stmts[target.value] = stmt
-        return values, stmts
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target, value = small.targets[0].target, small.value
+            pairs: list[tuple[cst.BaseExpression, cst.BaseExpression]] = [(target, value)]
+            if isinstance(target, cst.Tuple) and isinstance(value, cst.Tuple):
+                if len(target.elements) != len(value.elements):
+                    continue
+                pairs = [
+                    (t.value, v.value) for t, v in zip(target.elements, value.elements, strict=True)
+                ]
+            names = [t.value for t, _ in pairs if isinstance(t, cst.Name)]
+            if len(names) != len(pairs):
+                continue
+            wanted = [n for n in names if n in state or n == saved]
+            if not wanted:
+                continue
+            if len(wanted) != len(names):
+                continue  # a statement that also sets something else stays as it is
+            for (_, expr), name in zip(pairs, names, strict=True):
+                if name == saved and not _is_none(expr):
+                    break
+                inits.append((name, expr))
+                stmts[name] = stmt
+        return inits, stmts
 
-    def _policy(
-        self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.For | cst.While
-    ) -> Policy:
+    def _fit(self, outcome: _Outcome) -> tuple[float, float, float | None]:
+        """``(initial_delay, backoff, max_delay)`` of the delays the simulation recorded."""
         delays = outcome.delays
         if outcome.attempts is not None:
             delays = delays[: max(outcome.attempts - 1, 0)]
@@ -595,6 +639,12 @@ class RetryLoopCodemod(DurableCodemod):
                 raise NotABackoff("delays " + ", ".join(f"{d:g}" for d in delays[:5]))
         except NotABackoff as exc:
             raise Skip(f"sleep is not a backoff: {exc}") from None
+        return initial, factor, cap
+
+    def _policy(
+        self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.For | cst.While
+    ) -> Policy:
+        initial, factor, cap = self._fit(outcome)
         sources = {}
         for name in sorted(ev.names(ev.parse(self.source_module.code_for_node(loop_header(loop))))):
             if self.constants.get(name) == outcome.attempts:
@@ -609,6 +659,69 @@ class RetryLoopCodemod(DurableCodemod):
             retry_on=retry_on,
             give_up_on=give_up,
         )
+
+    def _runtime_value(
+        self, what: str, scope: Scope, machinery: set[str], stored: set[str]
+    ) -> bool:
+        """``what`` (``retries``, ``self.max_retries``) is a value of the function that the
+        loop only reads: the policy can name it when the step is defined in place."""
+        if not _NAME_PATH.fullmatch(what):
+            return False
+        root = what.split(".", 1)[0]
+        if root in machinery or root in stored or not _is_local(scope, root):
+            return False
+        return "." not in what or what not in self._assigned_attributes
+
+    def _symbolic_policy(
+        self,
+        simulate: Any,
+        symbols: dict[str, ev.Number],
+        retry_on: list[str],
+        give_up: list[str],
+    ) -> Policy:
+        """Simulate with each run-time value varied; each field of the policy must be a
+        constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``)."""
+        base = simulate(symbols)
+        fields = {"base": self._fields(base)}
+        for name in symbols:
+            for probe in _PROBES:
+                outcome = simulate({**symbols, name: probe})
+                if outcome.exit.kind != base.exit.kind:
+                    raise Skip(f"what happens when attempts run out depends on `{name}`")
+                fields[f"{name}={probe}"] = self._fields(outcome)
+        sources: dict[str, str] = {}
+        for index, field_name in enumerate(
+            ("max_attempts", "initial_delay", "backoff", "max_delay")
+        ):
+            depends = [
+                name
+                for name in symbols
+                if any(fields[f"{name}={p}"][index] != fields["base"][index] for p in _PROBES)
+            ]
+            if len(depends) > 1:
+                raise Skip(f"the {field_name} depends on both `{depends[0]}` and `{depends[1]}`")
+            if depends:
+                name = depends[0]
+                values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
+                sources[field_name] = _expression_of(field_name, name, values)
+        attempts, initial, factor, cap = fields["base"]
+        policy = Policy(
+            sources=sources,
+            max_attempts=attempts,
+            initial_delay=initial or 0.0,
+            backoff=factor or 1.0,
+            max_delay=cap,
+            jitter=base.jitter,
+            retry_on=retry_on,
+            give_up_on=give_up,
+        )
+        if cap is None and (factor or 1.0) > 1 and sources:
+            policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped
+        return policy
+
+    def _fields(self, outcome: _Outcome) -> tuple[Any, Any, Any, Any]:
+        initial, factor, cap = self._fit(outcome)
+        return outcome.attempts, initial, factor, cap
 
     def _whole_function(
         self,
@@ -638,18 +751,24 @@ class RetryLoopCodemod(DurableCodemod):
         loop: cst.CSTNode,
         keep_saved: bool,
     ) -> None:
+        """Drop the counters' initial assignments that nothing but the loop reads."""
         loop_range = self._range(loop)
+        by_stmt: dict[cst.SimpleStatementLine, list[str]] = {}
         for name, stmt in init_stmts.items():
-            if name not in state and not (name == saved and not keep_saved):
-                continue
+            by_stmt.setdefault(stmt, []).append(name)
+        for stmt, names in by_stmt.items():
             stmt_range = self._range(stmt)
-            others = [
-                a
-                for a in scope.accesses[name]
-                if not _within(self._range(a.node), loop_range)
-                and not _within(self._range(a.node), stmt_range)
-            ]
-            if not others:
+
+            def unused(name: str, stmt_range: CodeRange = stmt_range) -> bool:
+                if name not in state and not (name == saved and not keep_saved):
+                    return False
+                return not any(
+                    not _within(self._range(a.node), loop_range)
+                    and not _within(self._range(a.node), stmt_range)
+                    for a in scope.accesses[name]
+                )
+
+            if all(unused(name) for name in names):
                 self.remove_stmts.add(stmt)
 
     # ----------------------------------------------------------- data flow
@@ -745,7 +864,9 @@ class RetryLoopCodemod(DurableCodemod):
                 return current
             current = parent
 
-    def _step_name(self, region: cst.CSTNode, func: cst.FunctionDef) -> str:
+    def _step_name(
+        self, region: cst.CSTNode, func: cst.FunctionDef, scope: Scope | None = None
+    ) -> str:
         callee = None
         for node in _walk_own(region):
             if isinstance(node, cst.Call):
@@ -758,7 +879,7 @@ class RetryLoopCodemod(DurableCodemod):
                     break
         base = f"_{(callee or func.name.value).strip('_')}_step"
         name, n = base, 2
-        while name in self.taken_names:
+        while name in self.taken_names or (scope is not None and scope.assignments[name]):
             name = f"{base}_{n}"
             n += 1
         self.taken_names.add(name)
@@ -821,25 +942,38 @@ class _Simulation:
         post: list[cst.BaseStatement],
         as_name: str | None,
         saved: str | None,
-        inits: dict[str, ev.Number],
+        inits: list[tuple[str, cst.BaseExpression]],
+        symbols: dict[str, ev.Number],
     ) -> None:
         self.cm = codemod
         self.loop = loop
         self.pre, self.post = pre, post
         self.handler: list[Any] = list(handler.body.body)
         self.as_name, self.saved = as_name, saved
-        self.env: dict[str, ev.Number] = {**codemod.constants, **inits}
+        self.symbols = symbols
+        self.env: dict[str, ev.Number] = {**codemod.constants, **symbols}
+        for name, expr in inits:
+            value = self._eval(expr, f"the initial value of `{name}`")
+            if value is not None:
+                self.env[name] = value
         self.pending = 0.0
         self.jitter = False
         self.capped = False
 
-    def run(self, values: range | None) -> _Outcome:
+    def run(self) -> _Outcome:
         delays: list[float] = []
         previous: dict[str, ev.Number] | None = None
         n = 0
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
-        target = self.loop.target if isinstance(self.loop, cst.For) else None
-        loop_var = target.value if isinstance(target, cst.Name) else None
+        values: range | None = None
+        loop_var: str | None = None
+        if isinstance(self.loop, cst.For):
+            assert isinstance(self.loop.target, cst.Name) and isinstance(self.loop.iter, cst.Call)
+            loop_var = self.loop.target.value
+            bounds = [self._eval(a.value, "the attempt count") for a in self.loop.iter.args]
+            if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+                raise Skip("the attempt count is not a whole number")
+            values = range(*bounds)
         while True:
             if values is not None:
                 if n >= len(values):
@@ -885,16 +1019,20 @@ class _Simulation:
         )
 
     def _eval(self, expr: cst.BaseExpression, what: str, strip: bool = False) -> Any:
-        tree = ev.parse(self.cm.source_module.code_for_node(expr))
+        return self._eval_source(self.cm.source_module.code_for_node(expr), what, strip)
+
+    def _eval_source(self, source: str, what: str, strip: bool = False) -> Any:
+        tree = ev.parse(source)
         if any(isinstance(n, ast.Name) and n.id == "min" for n in ast.walk(tree)):
             self.capped = True
         if strip:
             tree, jittered = ev.strip_jitter(tree)
             self.jitter = self.jitter or jittered
+        tree = ev.flatten_attributes(tree)
         try:
             return ev.evaluate(tree, self.env)
         except ev.Unknown as unknown:
-            raise Skip(f"{what} depends on `{unknown.what}`") from None
+            raise _NeedsValue(f"{what} depends on `{unknown.what}`", unknown.what) from None
 
     def _block(
         self, stmts: Sequence[cst.BaseStatement], in_handler: bool
@@ -910,6 +1048,11 @@ class _Simulation:
     ) -> _Exit | Literal["continue"] | None:
         code = self.cm.source_module.code_for_node
         if isinstance(stmt, cst.If):
+            test = ev.flatten_attributes(ev.parse(code(stmt.test)))
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                test = test.operand
+            if isinstance(test, ast.Name) and test.id in self.symbols:
+                raise Skip(f"the retry depends on the flag `{test.id}`")
             if self._eval(stmt.test, "the retry decision"):
                 return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
             orelse = stmt.orelse
@@ -979,11 +1122,7 @@ class _Simulation:
             if op is None:
                 raise Skip(f"the handler runs `{_first_line(code(small))}`")
             expr = f"{name} {op} ({code(small.value)})"
-            self.capped = self.capped or "min(" in expr
-            try:
-                self.env[name] = ev.evaluate(ev.parse(expr), self.env)
-            except ev.Unknown as unknown:
-                raise Skip(f"`{name}` depends on `{unknown.what}`") from None
+            self.env[name] = self._eval_source(expr, f"`{name}`")
             return None
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
 
@@ -1304,6 +1443,23 @@ def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         child = stack.pop()
         yield child
         stack.extend(child.children)
+
+
+def _expression_of(field_name: str, name: str, values: list[Any]) -> str:
+    """The source of a field that follows run-time value ``name``: its values at the
+    probes (``_PROBE``, then ``_PROBES``) must be ``name + c`` (attempts) or ``k * name``."""
+    xs = [_PROBE, *_PROBES]
+    if any(v is None for v in values):
+        raise Skip(f"the {field_name} depends on `{name}` in a way a policy cannot express")
+    offsets = {v - x for v, x in zip(values, xs, strict=True)}
+    if field_name == "max_attempts" and len(offsets) == 1:
+        c = int(offsets.pop())
+        return name if c == 0 else f"{name} {'+' if c > 0 else '-'} {abs(c)}"
+    ratios = {round(v / x, 9) for v, x in zip(values, xs, strict=True)}
+    if field_name != "max_attempts" and len(ratios) == 1:
+        k = ratios.pop()
+        return name if k == 1 else f"{k:g} * {name}"
+    raise Skip(f"the {field_name} depends on `{name}` in a way a policy cannot express")
 
 
 def _spacing(top_level: cst.CSTNode | None) -> list[cst.EmptyLine]:

@@ -20,7 +20,7 @@ from typing import Any
 import libcst as cst
 
 from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
-from ._policy import Policy
+from ._policy import AmbiguousTypes, Policy, check_types
 
 LIB = "tenacity"
 #: the options of ``retry(...)`` that have an equivalent in ``RetryPolicy``
@@ -77,7 +77,9 @@ class TenacityCodemod(DecoratorCodemod):
             try:
                 rewrite = self._retrying_block(original_node, stmt, index)
                 policy, notes = self.policy(stmt.iter, "Retrying(...)")
-            except (Kept, NotRewritten) as exc:
+                check_types(policy.retry_on)
+                check_types(policy.give_up_on)
+            except (Kept, NotRewritten, AmbiguousTypes) as exc:
                 self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
                 continue
             self.record(stmt, "rewritten", "Retrying block: the function became a step", notes)

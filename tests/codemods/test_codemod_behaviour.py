@@ -266,6 +266,93 @@ case(
     lambda ns, dep: asyncio.run(ns["fetch"](dep)),
 )
 case(
+    "count_from_a_parameter",
+    """
+    import time
+
+    def fetch(dep, retries=4, base_delay=0.5):
+        for attempt in range(retries):
+            try:
+                return dep.call()
+            except ConnectionError:
+                if attempt == retries - 1:
+                    raise
+                time.sleep(base_delay * 2 ** attempt)
+    """,
+    lambda ns, dep: ns["fetch"](dep, retries=5, base_delay=0.25),
+)
+case(
+    "policy_from_self_attributes",
+    """
+    import time
+
+    class Uploader:
+        max_retries = 3
+        backoff_factor = 0.1
+        retry_errors = (ConnectionError, TimeoutError)
+
+        def __init__(self, dep):
+            self.dep = dep
+
+        def upload(self, blob):
+            for attempt in range(self.max_retries + 1):
+                try:
+                    return self.dep.call(blob)
+                except self.retry_errors:
+                    if attempt == self.max_retries:
+                        raise
+                    time.sleep(self.backoff_factor * 2 ** attempt)
+    """,
+    lambda ns, dep: ns["Uploader"](dep).upload("b"),
+)
+case(
+    "decorator_factory_with_unguarded_last_call",
+    """
+    import functools
+    import time
+
+    def retry(tries=4, delay=3, backoff=2):
+        def deco_retry(f):
+            @functools.wraps(f)
+            def f_retry(*args, **kwargs):
+                mtries, mdelay = tries, delay
+                while mtries > 1:
+                    try:
+                        return f(*args, **kwargs)
+                    except (ConnectionError, TimeoutError):
+                        time.sleep(mdelay)
+                        mtries -= 1
+                        mdelay *= backoff
+                return f(*args, **kwargs)
+
+            return f_retry
+
+        return deco_retry
+
+    def fetch(dep):
+        return retry(tries=4, delay=1, backoff=3)(dep.call)()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "exception_tuple_constant",
+    """
+    import time
+
+    TRANSIENT = (ConnectionError, TimeoutError)
+
+    def ping(dep):
+        for attempt in range(3):
+            try:
+                return dep.call()
+            except TRANSIENT:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
+    """,
+    lambda ns, dep: ns["ping"](dep),
+)
+case(
     "tenacity_decorator",
     """
     from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential

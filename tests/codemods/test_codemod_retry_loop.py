@@ -1,4 +1,3 @@
-
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
 The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
@@ -18,6 +17,7 @@ class TestRewrites(DurableCodemodTest):
     def test_if_else_handler(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -26,6 +26,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def if_else_handler(url):
@@ -40,6 +41,7 @@ def if_else_handler(url):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -48,6 +50,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -66,6 +69,7 @@ def if_else_handler(url):
     def test_while_counter(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -74,6 +78,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def while_counter(client, key):
@@ -89,6 +94,7 @@ def while_counter(client, key):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -97,6 +103,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -115,6 +122,7 @@ def while_counter(client, key):
     def test_delay_variable(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -123,6 +131,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def delay_variable(path):
@@ -138,6 +147,7 @@ def delay_variable(path):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -146,6 +156,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -172,6 +183,7 @@ def delay_variable(path):
     def test_jittered(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -180,6 +192,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def jittered(job):
@@ -193,6 +206,7 @@ def jittered(job):
 """
         after = """\
 import asyncio
+import functools
 import logging
 
 import requests
@@ -200,6 +214,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -219,6 +234,7 @@ def jittered(job):
     def test_async_fetch(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -227,6 +243,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 async def async_fetch(session, url):
@@ -241,6 +258,7 @@ async def async_fetch(session, url):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -249,6 +267,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -268,6 +287,7 @@ async def async_fetch(session, url):
     def test_saved_exception(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -276,6 +296,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def saved_exception(conn, sql):
@@ -290,6 +311,7 @@ def saved_exception(conn, sql):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -298,6 +320,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -316,6 +339,7 @@ def saved_exception(conn, sql):
     def test_silent_none(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -324,6 +348,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def silent_none(url):
@@ -336,6 +361,7 @@ def silent_none(url):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -344,6 +370,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -370,6 +397,7 @@ def silent_none(url):
     def test_forever(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -378,6 +406,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def forever(queue):
@@ -389,6 +418,7 @@ def forever(queue):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -397,6 +427,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -415,6 +446,7 @@ def forever(queue):
     def test_break_style(self) -> None:
         before = """\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -423,6 +455,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 def break_style(order, payments):
@@ -442,6 +475,7 @@ def break_style(order, payments):
 """
         after = """\
 import asyncio
+import functools
 import logging
 import random
 
@@ -450,6 +484,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -478,6 +513,7 @@ def break_style(order, payments):
     def test_client(self) -> None:
         before = '''\
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -486,6 +522,7 @@ import requests
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 class Client:
@@ -513,6 +550,7 @@ class Client:
 '''
         after = '''\
 import asyncio
+import functools
 import logging
 import random
 
@@ -521,6 +559,7 @@ from toolkit import RetryPolicy, step
 
 log = logging.getLogger(__name__)
 RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
 
 
 @step(
@@ -556,6 +595,243 @@ class Client:
             raise UploadFailed(blob.name) from err
         self.notify(blob)
 '''
+        self.assertCodemod(before, after)
+
+    def test_param_count(self) -> None:
+        before = """\
+import asyncio
+import functools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def param_count(url, retries=3):
+    for attempt in range(retries):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            if attempt == retries - 1:
+                raise
+            time.sleep(1)
+"""
+        after = """\
+import asyncio
+import functools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def param_count(url, retries=3):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=retries,
+            initial_delay=1.0,
+            backoff=1.0,
+            retry_on=(ConnectionError,),
+        )
+    )
+    def _get_step():
+        return requests.get(url)
+
+    return _get_step()
+"""
+        self.assertCodemod(before, after)
+
+    def test_runtime_attributes(self) -> None:
+        before = """\
+import asyncio
+import functools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+class Uploader:
+    def upload(self, blob):
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self.bucket.put(blob)
+            except self.retry_errors:
+                if attempt == self.max_retries:
+                    raise
+                time.sleep(self.backoff_factor * 2 ** attempt)
+"""
+        after = """\
+import asyncio
+import functools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+class Uploader:
+    def upload(self, blob):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.max_retries + 1,
+                initial_delay=self.backoff_factor,
+                backoff=2.0,
+                max_delay=float("inf"),
+                retry_on=self.retry_errors,
+            )
+        )
+        def _put_step():
+            return self.bucket.put(blob)
+
+        return _put_step()
+"""
+        self.assertCodemod(before, after)
+
+    def test_decorator_factory_while(self) -> None:
+        before = """\
+import asyncio
+import functools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def retry(tries=4, delay=3, backoff=2):
+    def deco_retry(f):
+        @functools.wraps(f)
+        def f_retry(*args, **kwargs):
+            mtries, mdelay = tries, delay
+            while mtries > 1:
+                try:
+                    return f(*args, **kwargs)
+                except RETRYABLE:
+                    time.sleep(mdelay)
+                    mtries -= 1
+                    mdelay *= backoff
+            return f(*args, **kwargs)
+
+        return f_retry
+
+    return deco_retry
+"""
+        after = """\
+import asyncio
+import functools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def retry(tries=4, delay=3, backoff=2):
+    def deco_retry(f):
+        @functools.wraps(f)
+        def f_retry(*args, **kwargs):
+            @step(
+                retry=RetryPolicy(
+                    max_attempts=tries - 1,
+                    initial_delay=delay,
+                    backoff=backoff,
+                    max_delay=float("inf"),
+                    retry_on=RETRYABLE,
+                )
+            )
+            def _f_step():
+                return f(*args, **kwargs)
+
+            try:
+                return _f_step()
+            except RETRYABLE:
+                pass
+            return f(*args, **kwargs)
+
+        return f_retry
+
+    return deco_retry
+"""
+        self.assertCodemod(before, after)
+
+    def test_tuple_constant(self) -> None:
+        before = """\
+import asyncio
+import functools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def tuple_constant(conn):
+    for attempt in range(RETRIES):
+        try:
+            return conn.ping()
+        except RETRYABLE:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(1)
+"""
+        after = """\
+import asyncio
+import functools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=RETRIES,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=RETRYABLE,
+    )
+)
+def tuple_constant(conn):
+    return conn.ping()
+"""
         self.assertCodemod(before, after)
 
 
@@ -752,27 +1028,6 @@ def server_delay(url):
             before, ["sleep is not a backoff: the delay depends on `e.retry_after`"]
         )
 
-    def test_param_count(self) -> None:
-        before = """\
-import time
-
-import requests
-from tenacity import retry
-
-
-def param_count(url, retries=3):
-    for attempt in range(retries):
-        try:
-            return requests.get(url)
-        except ConnectionError:
-            if attempt == retries - 1:
-                raise
-            time.sleep(1)
-"""
-        self.assertUnchanged(
-            before, ["the attempt count depends on `retries`, known only at run time"]
-        )
-
     def test_generator(self) -> None:
         before = """\
 import time
@@ -936,3 +1191,43 @@ class Vault:
         return self.__door
 """
         self.assertUnchanged(before, ["the attempt body uses the class-private name `__door`"])
+
+    def test_runtime_flag(self) -> None:
+        before = """\
+import time
+
+import requests
+from tenacity import retry
+
+
+def flag(url, retries, jitter):
+    for attempt in range(retries):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            if jitter:
+                time.sleep(1)
+            else:
+                time.sleep(2)
+"""
+        self.assertUnchanged(before, ["the retry depends on the flag `jitter`"])
+
+    def test_ambiguous_types(self) -> None:
+        before = """\
+import time
+
+import requests
+from tenacity import retry
+
+
+ERRORS = (OSError, ValueError)
+
+
+def ambiguous(conn):
+    for attempt in range(3):
+        try:
+            return conn.ping()
+        except (ERRORS, KeyError):
+            time.sleep(1)
+"""
+        self.assertUnchanged(before, ["exception types `ERRORS` may be a tuple"])
