@@ -921,14 +921,18 @@ class PythonScanner:
             return False
         body = list(node.body)
         has_sleep = any(isinstance(n, ast.Call) and _is_sleep(n) for n in _walk_local(body))
-        status_exit = any(
-            isinstance(n, ast.If)
-            and re.search(r"status_code|\.ok\b|\.status\b", ast.unparse(n.test))
-            and any(isinstance(x, ast.Return | ast.Break) for x in n.body)
+        tests = [
+            ast.unparse(n.test)
             for n in _walk_local(body)
-        )
+            if isinstance(n, ast.If) and any(isinstance(x, ast.Return | ast.Break) for x in n.body)
+        ]
+        tests = [t for t in tests if re.search(r"status_code|\.ok\b|\.status\b", t)]
         effects = find_effects(body)
-        if not (has_sleep and status_exit and effects.labels):
+        if not (has_sleep and tests and effects.labels):
+            return False
+        # waiting for a 200 from a GET is a readiness poll; a retry looks at 429/5xx
+        # or repeats a call with side effects
+        if not effects.external and not any(re.search(r"\b(429|5\d\d)\b", t) for t in tests):
             return False
         risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
         self.add(
