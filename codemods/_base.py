@@ -191,3 +191,13 @@ def module_constants(module: cst.Module, scope: GlobalScope) -> dict[str, ev.Num
                 if isinstance(result, int | float) and not isinstance(result, bool):
                     constants[name] = result
     return constants
+
+
+def is_docstring(stmt: cst.CSTNode) -> bool:
+    """A statement that is only a string: a docstring when it comes first."""
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, cst.SimpleString | cst.ConcatenatedString)
+    )

@@ -44,7 +44,7 @@ from libcst.metadata import (
 )
 
 from . import _evaluate as ev
-from ._base import DurableCodemod, module_constants
+from ._base import DurableCodemod, is_docstring, module_constants
 from ._policy import AmbiguousTypes, NotABackoff, Policy, check_types, fit_delays
 
 #: simulate at most this many attempts before calling the loop endless or refusing it
@@ -240,7 +240,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.record(original_node, "rewritten", "the function became a step", plan.notes)
         body = list(updated_node.body.body)
         keep: list[Any] = []
-        if body and _is_docstring(body[0]):
+        if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
         keep.extend(_attempt_body(loop, "return"))
@@ -737,7 +737,7 @@ class RetryLoopCodemod(DurableCodemod):
             return False
         index = body.index(loop)
         before = body[:index]
-        if before and _is_docstring(before[0]):
+        if before and is_docstring(before[0]):
             before = before[1:]
         inits = set(init_stmts.values())
         return all(stmt in inits for stmt in before)
@@ -1375,12 +1375,6 @@ def _private_name(node: cst.CSTNode) -> str | None:
         if isinstance(n, cst.Name) and n.value.startswith("__") and not n.value.endswith("__"):
             return n.value
     return None
-
-
-def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.SimpleString())])) or (
-        m.matches(stmt, m.SimpleStatementLine(body=[m.Expr(value=m.ConcatenatedString())]))
-    )
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:

@@ -48,6 +48,9 @@ SKIP_DIRS = {
     ".eggs",
 }
 
+#: below this many files, starting worker processes costs more than it saves
+_MIN_FILES_PER_POOL = 8
+
 Status = Literal["unchanged", "rewritten", "generated", "excluded", "failed"]
 
 
@@ -194,7 +197,7 @@ def run(
         raise ValueError(f"unknown codemod {unknown[0]!r}; choose from {', '.join(CODEMODS)}")
     files = [str(p) for p in iter_python_files(paths)]
     work = [(f, tuple(selectors), annotate, tuple(exclude)) for f in files]
-    if jobs > 1 and len(work) > 1:
+    if jobs > 1 and len(work) >= _MIN_FILES_PER_POOL:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             chunk = max(1, min(32, len(work) // (jobs * 4)))
             for result in pool.map(_process_star, work, chunksize=chunk):

@@ -19,6 +19,7 @@ from typing import Any
 
 import libcst as cst
 
+from ._base import is_docstring
 from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
 from ._policy import AmbiguousTypes, Policy, check_types
 
@@ -96,7 +97,7 @@ class TenacityCodemod(DecoratorCodemod):
     ) -> Callable[[cst.FunctionDef], list[Any]]:
         body = list(func.body.body)
         before = body[:index]
-        if before and not (index == 1 and _is_docstring(before[0])):
+        if before and not (index == 1 and is_docstring(before[0])):
             raise NotRewritten("the Retrying block is not the whole body of the function")
         if index != len(body) - 1:
             raise NotRewritten("code follows the Retrying block")
@@ -265,15 +266,6 @@ class TenacityCodemod(DecoratorCodemod):
         if name == "retry_if_exception_type":
             return types, []
         return ["Exception"], types  # tenacity also retried BaseException; the step does not
-
-
-def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return (
-        isinstance(stmt, cst.SimpleStatementLine)
-        and len(stmt.body) == 1
-        and isinstance(stmt.body[0], cst.Expr)
-        and isinstance(stmt.body[0].value, cst.SimpleString | cst.ConcatenatedString)
-    )
 
 
 __all__ = ["TenacityCodemod"]

@@ -120,11 +120,13 @@ def test_unknown_selector_is_a_usage_error(project: Path) -> None:
 
 
 def test_parallel_run_gives_the_same_report(project: Path) -> None:
+    for n in range(6):  # enough files for a worker pool
+        (project / "pkg" / f"copy{n}.py").write_text(LOOP)
     one = json.loads(invoke(str(project), "--json", "--jobs", "1")[1])
     two = json.loads(invoke(str(project), "--json", "--jobs", "2")[1])
     assert one == two
-    assert one["files"]["scanned"] == 6
-    assert one["sites"] == {"rewritten": 3, "skipped": 1}
+    assert one["files"]["scanned"] == 12
+    assert one["sites"] == {"rewritten": 9, "skipped": 1}
 
 
 def test_annotate_leaves_one_comment_per_skipped_site(project: Path) -> None:
