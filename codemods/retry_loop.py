@@ -124,6 +124,15 @@ class _Plan:
 class RetryLoopCodemod(DurableCodemod):
     """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
 
+    SELECTOR = "retry-loop"
+    DESCRIPTION = "Rewrite hand-rolled retry loops into durable steps with a RetryPolicy."
+    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
+        PositionProvider,
+        ScopeProvider,
+        QualifiedNameProvider,
+        ParentNodeProvider,
+    )
+
     @classmethod
     def might_apply(cls, source: str) -> bool:
         """Cheap pre-check with :mod:`ast`: is there a loop around a ``try`` at all?"""
@@ -135,15 +144,6 @@ class RetryLoopCodemod(DurableCodemod):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
         return False
-
-    SELECTOR = "retry-loop"
-    DESCRIPTION = "Rewrite hand-rolled retry loops into durable steps with a RetryPolicy."
-    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
-        PositionProvider,
-        ScopeProvider,
-        QualifiedNameProvider,
-        ParentNodeProvider,
-    )
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
@@ -253,13 +253,11 @@ class RetryLoopCodemod(DurableCodemod):
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if not self.new_functions:
             return updated_node
+        # Top-level statements are never added or removed here, so they pair up one to one.
         body: list[cst.BaseStatement] = []
-        for original, updated in zip(original_node.body, updated_node.body, strict=False):
-            for func in self.new_functions.get(original, []):
-                body.append(func)
+        for original, updated in zip(original_node.body, updated_node.body, strict=True):
+            body.extend(self.new_functions.get(original, []))
             body.append(updated)
-        if len(updated_node.body) != len(original_node.body):  # pragma: no cover - defensive
-            return updated_node
         return updated_node.with_changes(body=body)
 
     # --------------------------------------------------------------- building
@@ -318,8 +316,15 @@ class RetryLoopCodemod(DurableCodemod):
             target = decorator.decorator
             if isinstance(target, cst.Call):
                 target = target.func
-            for qname in self.get_metadata(QualifiedNameProvider, target, set()):
-                if qname.name.startswith(_RETRY_DECORATOR_PREFIXES):
+            names = {q.name for q in self.get_metadata(QualifiedNameProvider, target, set())}
+            names.add(self.source_module.code_for_node(target))
+            for name in names:
+                last = name.rsplit(".", 1)[-1].lower()
+                if (
+                    name.startswith(_RETRY_DECORATOR_PREFIXES)
+                    or "retry" in last
+                    or "backoff" in last
+                ):
                     return self.source_module.code_for_node(target)
         return None
 
