@@ -68,6 +68,7 @@ _LOG_METHODS = {
 }
 _SLEEPS = {"time.sleep", "asyncio.sleep"}
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
+_RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
 
 
 class Skip(Exception):
@@ -320,11 +321,7 @@ class RetryLoopCodemod(DurableCodemod):
             names.add(self.source_module.code_for_node(target))
             for name in names:
                 last = name.rsplit(".", 1)[-1].lower()
-                if (
-                    name.startswith(_RETRY_DECORATOR_PREFIXES)
-                    or "retry" in last
-                    or "backoff" in last
-                ):
+                if name.startswith(_RETRY_DECORATOR_PREFIXES) or _RETRY_DECORATOR.search(last):
                     return self.source_module.code_for_node(target)
         return None
 

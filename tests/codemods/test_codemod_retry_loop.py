@@ -1,3 +1,4 @@
+
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
 The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
@@ -1231,3 +1232,21 @@ def ambiguous(conn):
             time.sleep(1)
 """
         self.assertUnchanged(before, ["exception types `ERRORS` may be a tuple"])
+
+    def test_home_made_retry_decorator(self) -> None:
+        before = """\
+import time
+
+import requests
+from tenacity import retry
+
+
+@with_retries(3)
+def doubled(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url)
+        except ConnectionError:
+            time.sleep(1)
+"""
+        self.assertUnchanged(before, ["nested retries: the function already has @with_retries"])
