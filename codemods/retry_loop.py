@@ -554,7 +554,13 @@ class RetryLoopCodemod(DurableCodemod):
             and not any(a.keyword or a.star for a in iterable.args)
             and 1 <= len(iterable.args) <= 2
         )
-        if not is_range:
+        is_count = (
+            isinstance(iterable, cst.Call)
+            and "itertools.count" in self.qualified(iterable.func)
+            and not any(a.keyword or a.star for a in iterable.args)
+            and len(iterable.args) <= 1
+        )
+        if not (is_range or is_count):
             raise Skip(
                 f"loops over `{self.source_module.code_for_node(iterable)}`"
                 " rather than over attempts"
@@ -975,7 +981,12 @@ class _Simulation:
             bounds = [self._eval(a.value, "the attempt count") for a in self.loop.iter.args]
             if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
                 raise Skip("the attempt count is not a whole number")
-            values = range(*bounds)
+            if "itertools.count" in self.cm.qualified(self.loop.iter.func):
+                endless = True  # count(start): a counter without end
+                start = bounds[0] if bounds else 0
+                values = range(start, start + _MAX_SIMULATED + 1)
+            else:
+                values = range(*bounds)
         while True:
             if values is not None:
                 if n >= len(values):

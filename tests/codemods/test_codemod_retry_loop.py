@@ -19,6 +19,7 @@ class TestRewrites(DurableCodemodTest):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -43,6 +44,7 @@ def if_else_handler(url):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -71,6 +73,7 @@ def if_else_handler(url):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -96,6 +99,7 @@ def while_counter(client, key):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -124,6 +128,7 @@ def while_counter(client, key):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -149,6 +154,7 @@ def delay_variable(path):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -185,6 +191,7 @@ def delay_variable(path):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -208,6 +215,7 @@ def jittered(job):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 
 import requests
@@ -236,6 +244,7 @@ def jittered(job):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -260,6 +269,7 @@ async def async_fetch(session, url):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -289,6 +299,7 @@ async def async_fetch(session, url):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -313,6 +324,7 @@ def saved_exception(conn, sql):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -341,6 +353,7 @@ def saved_exception(conn, sql):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -363,6 +376,7 @@ def silent_none(url):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -399,6 +413,7 @@ def silent_none(url):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -420,6 +435,7 @@ def forever(queue):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -448,6 +464,7 @@ def forever(queue):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -477,6 +494,7 @@ def break_style(order, payments):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -515,6 +533,7 @@ def break_style(order, payments):
         before = '''\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -552,6 +571,7 @@ class Client:
         after = '''\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -602,6 +622,7 @@ class Client:
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -625,6 +646,7 @@ def param_count(url, retries=3):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -656,6 +678,7 @@ def param_count(url, retries=3):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -680,6 +703,7 @@ class Uploader:
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -713,6 +737,7 @@ class Uploader:
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -745,6 +770,7 @@ def retry(tries=4, delay=3, backoff=2):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -788,6 +814,7 @@ def retry(tries=4, delay=3, backoff=2):
         before = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -811,6 +838,7 @@ def tuple_constant(conn):
         after = """\
 import asyncio
 import functools
+import itertools
 import logging
 import random
 
@@ -831,6 +859,59 @@ RETRYABLE = (ConnectionError, TimeoutError)
     )
 )
 def tuple_constant(conn):
+    return conn.ping()
+"""
+        self.assertCodemod(before, after)
+
+    def test_itertools_count(self) -> None:
+        before = """\
+import asyncio
+import functools
+import itertools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def with_count(conn):
+    for attempt in itertools.count(1):
+        try:
+            return conn.ping()
+        except ConnectionError:
+            if attempt >= RETRIES:
+                raise
+            time.sleep(0.5)
+"""
+        after = """\
+import asyncio
+import functools
+import itertools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.5,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def with_count(conn):
     return conn.ping()
 """
         self.assertCodemod(before, after)
