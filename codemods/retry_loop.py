@@ -304,12 +304,15 @@ class RetryLoopCodemod(DurableCodemod):
         return [template.with_changes(handlers=[*template.handlers[:-1], last])]
 
     def _drop_imports(self, machinery: str) -> None:
-        """Drop ``time`` once unused; ``random``/``asyncio`` only if the loop used them."""
+        """Drop ``time`` once unused; ``random``, ``asyncio``, ``itertools`` only if the loop
+        used them."""
         self.drop_if_unused("time")
         self.drop_if_unused("time", "sleep")
-        for module in ("random", "asyncio"):
+        for module in ("random", "asyncio", "itertools"):
             if f"{module}." in machinery:
                 self.drop_if_unused(module)
+        if "count(" in machinery:
+            self.drop_if_unused("itertools", "count")
 
     # --------------------------------------------------------------- analysis
     def _retry_decorator(self, func: cst.FunctionDef) -> str | None:

@@ -891,7 +891,6 @@ def with_count(conn):
         after = """\
 import asyncio
 import functools
-import itertools
 import logging
 import random
 
