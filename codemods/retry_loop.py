@@ -244,7 +244,12 @@ class RetryLoopCodemod(DurableCodemod):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        keep.extend(_attempt_body(loop, "return"))
+        attempt = _attempt_body(loop, "return")
+        # comments above the loop now stand above the attempt's first statement
+        above = [line for line in loop.leading_lines if line.comment is not None]
+        first = attempt[0]
+        keep.append(first.with_changes(leading_lines=[*above, *first.leading_lines]))
+        keep.extend(attempt[1:])
         decorators = [*updated_node.decorators, self.decorator_for(plan.policy)]
         self._drop_imports(plan.machinery)
         return updated_node.with_changes(
@@ -1274,7 +1279,8 @@ def _attempt_body(loop: cst.For | cst.While, style: str) -> list[Any]:
     if not stmts:
         stmts = [cst.SimpleStatementLine([cst.Pass()])]
     first = stmts[0]
-    return [first.with_changes(leading_lines=[]), *stmts[1:]]
+    comments = [line for line in first.leading_lines if line.comment is not None]
+    return [first.with_changes(leading_lines=comments), *stmts[1:]]
 
 
 def _reraises_only(handler: cst.ExceptHandler) -> bool:

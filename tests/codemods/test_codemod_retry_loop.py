@@ -915,6 +915,63 @@ def with_count(conn):
 """
         self.assertCodemod(before, after)
 
+    def test_comments_survive(self) -> None:
+        before = """\
+import asyncio
+import functools
+import itertools
+import logging
+import random
+import time
+
+import requests
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+def commented(conn):
+    # three tries, the broker is flaky on deploys
+    for attempt in range(3):
+        try:
+            # the only call that can fail
+            return conn.publish()  # idempotent on the broker side
+        except ConnectionError:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+"""
+        after = """\
+import asyncio
+import functools
+import itertools
+import logging
+import random
+
+import requests
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+RETRIES = 4
+RETRYABLE = (ConnectionError, TimeoutError)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def commented(conn):
+    # three tries, the broker is flaky on deploys
+    # the only call that can fail
+    return conn.publish()  # idempotent on the broker side
+"""
+        self.assertCodemod(before, after)
+
 
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
