@@ -126,7 +126,9 @@ class TenacityCodemod(DecoratorCodemod):
             with_ = updated_loop.body.body[0]
             assert isinstance(with_, cst.With)
             stmts: list[Any] = list(with_.body.body)
-            first = stmts[0].with_changes(leading_lines=updated_loop.leading_lines)
+            first = stmts[0].with_changes(
+                leading_lines=[*updated_loop.leading_lines, *stmts[0].leading_lines]
+            )
             return [first, *stmts[1:]]
 
         return rewrite
