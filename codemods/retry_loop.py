@@ -521,6 +521,11 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(f"the attempt body uses the class-private name `{mangled}`")
         if style == "break" and _contains_return(attempt_stmts):
             raise Skip("the attempt body both returns and breaks out of the loop")
+        shared = _assigned_names(attempt_stmts) & _declared_global(func)
+        if shared:
+            raise Skip(
+                f"the attempt body assigns `{sorted(shared)[0]}`, declared global or nonlocal"
+            )
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
         plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
@@ -1389,6 +1394,15 @@ def _uses_zero_arg_super(node: cst.CSTNode) -> bool:
         and not n.args
         for n in _walk_own(node)
     )
+
+
+def _declared_global(func: cst.FunctionDef) -> set[str]:
+    """Names the function declares ``global`` or ``nonlocal``."""
+    out: set[str] = set()
+    for node in _walk_own(func.body):
+        if isinstance(node, cst.Global | cst.Nonlocal):
+            out.update(item.name.value for item in node.names)
+    return out
 
 
 def _private_name(node: cst.CSTNode) -> str | None:

@@ -1387,3 +1387,30 @@ def doubled(url):
             time.sleep(1)
 """
         self.assertUnchanged(before, ["nested retries: the function already has @with_retries"])
+
+    def test_global_state(self) -> None:
+        before = """\
+import time
+
+import requests
+from tenacity import retry
+
+
+_cache = None
+
+
+def warm(url):
+    global _cache
+    print("warming")
+    for attempt in range(3):
+        try:
+            _cache = requests.get(url)
+            break
+        except ConnectionError:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+"""
+        self.assertUnchanged(
+            before, ["the attempt body assigns `_cache`, declared global or nonlocal"]
+        )
