@@ -1,4 +1,3 @@
-
 """backoff codemod: on_exception decorators it rewrites, and those it keeps or reports."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-
 """retry-loop codemod: each shape it rewrites, and each it must leave alone (with its reason).
 
 The cases are modelled on retry loops read in public code (see RETRY-PATTERNS.md in shared/):
