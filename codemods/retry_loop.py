@@ -463,11 +463,11 @@ class RetryLoopCodemod(DurableCodemod):
                     exit_ = _Exit("reraise")
                 else:
                     needs_wrapper = True
-                    exhaustion_reads = _names_read_in(following, code)
+                    exhaustion_reads = _names_read_in(following)
             elif else_body and _exits(else_body[-1]):
                 needs_wrapper = True
                 wrapper_body = else_body
-                exhaustion_reads = _names_read_in(else_body, code)
+                exhaustion_reads = _names_read_in(else_body)
             else:
                 raise Skip("when attempts run out the loop falls through to the code after it")
             if needs_wrapper and saved:
@@ -478,7 +478,7 @@ class RetryLoopCodemod(DurableCodemod):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
-            exhaustion_reads = _names_read_in(wrapper_body, code)
+            exhaustion_reads = _names_read_in(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
         if exhaustion_reads & state:
@@ -1355,7 +1355,7 @@ def _assigned_names(stmts: Sequence[cst.CSTNode]) -> set[str]:
     return names
 
 
-def _names_read_in(stmts: Sequence[cst.CSTNode], code: Any) -> set[str]:
+def _names_read_in(stmts: Sequence[cst.CSTNode]) -> set[str]:
     out: set[str] = set()
     for stmt in stmts:
         for node in _walk_own(stmt):
