@@ -12,7 +12,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .handle import WorkflowHandle
+from .queues import Queue, Schedule
 from .records import STATUSES, StepRecord, WorkflowRecord
 from .retry import NO_RETRY, RetryPolicy
 from .serialization import JSONSerializer, Serializer
@@ -73,6 +75,8 @@ class Durable:
         self.lease_timeout = lease_timeout
         self.serializer: Serializer = serializer or JSONSerializer()
         self._workflows: dict[str, WorkflowDef] = {}
+        self._queues: dict[str, Queue] = {}
+        self._schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._storage: Storage | None = None
@@ -230,6 +234,157 @@ class Durable:
 
         return decorate(fn) if fn is not None else decorate
 
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> Queue:
+        """Declare a queue (see :class:`~toolkit.queues.Queue` for the limits)."""
+        queue = Queue(name, concurrency, worker_concurrency, rate_limit, app=self)
+        existing = self._queues.get(name)
+        if existing is not None and existing != queue:
+            raise DurableError(f"queue {name!r} is already declared with other limits")
+        self._queues[name] = queue
+        return queue
+
+    @property
+    def queues(self) -> dict[str, Queue]:
+        """The declared queues by name."""
+        return dict(self._queues)
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The declared schedules by name."""
+        return dict(self._schedules)
+
+    def scheduled(
+        self, cron: str, *, name: str | None = None, catch_up: bool = False
+    ) -> Callable[[F], F]:
+        """Declare a workflow run on a cron timetable (UTC), once per tick across all workers.
+
+        The function receives the tick as an aware UTC ``datetime``. Workers
+        (``durable worker``) fire the ticks; ``catch_up`` says whether a worker
+        that was down runs every missed tick or only the latest.
+        """
+
+        def decorate(func: F) -> F:
+            schedule = Schedule(name or qualified_name(func), cron, catch_up)
+
+            if _is_async(func):
+
+                async def run_tick_async(tick: str) -> Any:
+                    return await func(datetime.fromisoformat(tick))
+
+                wf = WorkflowDef(run_tick_async, schedule.name, True)
+            else:
+
+                def run_tick(tick: str) -> Any:
+                    return func(datetime.fromisoformat(tick))
+
+                wf = WorkflowDef(run_tick, schedule.name, False)
+            with self._lock:
+                if schedule.name in self._workflows:
+                    raise DurableError(f"{schedule.name!r} is already registered")
+                self._workflows[schedule.name] = wf
+                self._schedules[schedule.name] = schedule
+            return func
+
+        return decorate
+
+    def schedule_row(self, schedule: Schedule, tick_ms: int) -> dict[str, Any]:
+        """The workflow row of one tick: its id makes the tick unique."""
+        tick = datetime.fromtimestamp(tick_ms / 1000, tz=UTC).isoformat()
+        return {
+            "workflow_id": f"{schedule.name}@{tick}",
+            "name": schedule.name,
+            "inputs": self.executor.encode_inputs(schedule.name, (tick,), {}),
+        }
+
+    def _enqueue(
+        self,
+        queue: Queue,
+        fn: Callable[..., Any] | str,
+        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        *,
+        workflow_ids: Sequence[str] | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        deduplication_ids: Sequence[str] | None = None,
+    ) -> list[WorkflowHandle]:
+        wf = self._workflow_def(fn)
+        executor = self.executor
+        run = active_run()
+        not_before = int((time.time() + delay) * 1000) if delay else None
+        rows: list[dict[str, Any]] = []
+        for i, (args, kwargs) in enumerate(calls):
+            if workflow_ids is not None:
+                wid = workflow_ids[i]
+            elif run is not None:  # deterministic, so a replay enqueues nothing new
+                wid = f"{run.workflow_id}:{run.take_step_number()}"
+            else:
+                wid = str(uuid.uuid4())
+            rows.append(
+                {
+                    "workflow_id": wid,
+                    "name": wf.name,
+                    "inputs": executor.encode_inputs(wf.name, args, kwargs),
+                    "queue_name": queue.name,
+                    "priority": priority,
+                    "deduplication_id": deduplication_ids[i] if deduplication_ids else None,
+                    "not_before": not_before,
+                }
+            )
+        storage = self.storage
+        inserted = storage.enqueue_many(rows)
+        storage.wakeups.signal("queue", queue.name)
+        handles = []
+        for row in rows:
+            wid = row["workflow_id"]
+            dedup = row["deduplication_id"]
+            if wid not in inserted and dedup is not None:
+                wid = storage.live_duplicate(queue.name, dedup) or wid
+            handles.append(WorkflowHandle(self, wid))
+        return handles
+
+    # -- messages and events --
+
+    def send(self, workflow_id: str, topic: str, value: Any) -> None:
+        """Send a message to a workflow; it takes it with ``recv(topic)``.
+
+        Inside a workflow the send is a step that commits with its checkpoint,
+        so a replay does not send it again.
+        """
+        run = active_run()
+        executor = run.executor if run is not None else self.executor
+        executor.send(run, workflow_id, topic, value)
+
+    def recv(self, topic: str, timeout: float = 60.0) -> Any:
+        """Inside a workflow: the next message sent to it on ``topic``, or ``None`` on timeout.
+
+        The message is consumed exactly once: taking it and checkpointing it
+        commit together.
+        """
+        run = active_run()
+        if run is None:
+            raise DurableError("recv() must be called inside a workflow")
+        return run.executor.recv(run, topic, timeout)
+
+    def set_event(self, key: str, value: Any) -> None:
+        """Inside a workflow: publish ``value`` under ``key`` for ``get_event`` readers."""
+        run = active_run()
+        if run is None:
+            raise DurableError("set_event() must be called inside a workflow")
+        run.executor.set_event(run, key, value)
+
+    def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        """A workflow's event value, waiting up to ``timeout`` seconds; ``None`` if never set."""
+        run = active_run()
+        executor = run.executor if run is not None else self.executor
+        return executor.get_event(run, workflow_id, key, timeout)
+
     def _workflow_def(self, fn: Callable[..., Any] | str) -> WorkflowDef:
         if isinstance(fn, str):
             wf = self._workflows.get(fn)
@@ -261,7 +416,13 @@ class Durable:
         """
         wf = self._workflow_def(fn)
         executor = self.executor
-        wid = workflow_id if workflow_id is not None else str(uuid.uuid4())
+        run = active_run()
+        if workflow_id is not None:
+            wid = workflow_id
+        elif run is not None:  # deterministic, so a replay starts nothing new
+            wid = f"{run.workflow_id}:{run.take_step_number()}"
+        else:
+            wid = str(uuid.uuid4())
         inputs = executor.encode_inputs(wf.name, args, kwargs)
         if not executor.start(wf, wid, inputs):
             existing = self.storage.get_workflow(wid)

@@ -169,6 +169,10 @@ class _Attempt:
     wait_until: int | None = None  # ms, when the next attempt may start
 
 
+class _NotYet(Exception):
+    """An internal step is not ready yet (rolls its transaction back)."""
+
+
 class _Refused(Exception):
     """A checkpoint was refused inside a transaction (rolls the transaction back)."""
 
@@ -213,6 +217,7 @@ class Executor:
         self._alive = False
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.on_finished: list[Callable[[Run], None]] = []
 
     # -- lifecycle --
 
@@ -242,15 +247,14 @@ class Executor:
             running = list(self._runs)
             try:
                 self._reacquire_liveness()
-                held = self.storage.heartbeat(self.owner, self.lease_ms, running)
+                lost = self.storage.heartbeat(self.owner, self.lease_ms, running)
             except DurableError as exc:
                 log.warning("heartbeat failed (will retry): %s", exc)
                 continue
-            for workflow_id in running:
-                if workflow_id not in held:
-                    run = self._runs.get(workflow_id)
-                    if run is not None:
-                        run.interrupt("it was cancelled or taken over by another process")
+            for workflow_id in lost:
+                run = self._runs.get(workflow_id)
+                if run is not None:
+                    run.interrupt("it was cancelled or taken over by another process")
 
     def _reacquire_liveness(self) -> None:
         lock_alive = getattr(self.storage, "lock_alive", None)
@@ -339,6 +343,17 @@ class Executor:
     def local_run(self, workflow_id: str) -> Run | None:
         return self._runs.get(workflow_id)
 
+    def running_ids(self) -> list[str]:
+        return list(self._runs)
+
+    def launch_claimed(self, workflow_id: str, name: str, inputs: str | None) -> Run | None:
+        """Run a workflow just claimed from a queue or a schedule: it has no steps yet."""
+        wf = self.resolve(name)
+        if wf is None:
+            return None
+        args, kwargs = self.decode_inputs(workflow_id, inputs)
+        return self.launch(wf, workflow_id, args, kwargs, recorded={})
+
     # -- running a workflow --
 
     def _execute(
@@ -354,6 +369,7 @@ class Executor:
             except WorkflowInterrupted as exc:
                 log.info("%s", exc)
                 run.outcome = Outcome("interrupted")
+                self._give_up(run)
                 return
             except Exception as exc:  # the workflow failed: record why
                 info = error_info(exc, traceback.format_exc())
@@ -376,6 +392,7 @@ class Executor:
         except DatabaseUnavailableError as exc:
             log.error("workflow %s stopped, the database is unavailable: %s", run.workflow_id, exc)
             run.outcome = Outcome("interrupted")
+            self._give_up(run)
         except BaseException:
             run.outcome = Outcome("interrupted")
             raise
@@ -384,6 +401,19 @@ class Executor:
             with self._lock:
                 self._runs.pop(run.workflow_id, None)
             run.done.set()
+            for listener in list(self.on_finished):
+                listener(run)
+
+    def _give_up(self, run: Run) -> None:
+        """Release a workflow this process stopped running, so that it is taken over at once.
+
+        Best effort: if the database cannot be reached, the lease (no longer
+        renewed for this run) expires instead.
+        """
+        try:
+            self.storage.release(self.owner, [run.workflow_id])
+        except DurableError as exc:
+            log.warning("could not release %s, its lease will expire: %s", run.workflow_id, exc)
 
     def _finish(
         self, workflow_id: str, status: str, output: str | None, error: dict[str, str] | None
@@ -613,6 +643,126 @@ class Executor:
         wake = now_ms() + int(seconds * 1000)
         self._checkpoint(run, self._params(run, SLEEP_STEP, state, "succeeded", output=str(wake)))
         return wake
+
+    # -- messages and events --
+
+    def _internal_tx(
+        self,
+        run: Run,
+        name: str,
+        body: Callable[[Any], tuple[bool, str | None]],
+        wait: Callable[[], None] | None = None,
+    ) -> Any:
+        """An internal step whose effect commits with its checkpoint.
+
+        ``body(conn)`` returns (done, output JSON). When done, the checkpoint is
+        written in the same transaction; when not, the transaction is rolled
+        back, ``wait()`` is called and ``body`` runs again in a new transaction.
+        """
+        replayed, value, state = self._begin(run, name)
+        if replayed:
+            return value
+        while True:
+            done, output = False, None
+            try:
+                with self.storage.transaction() as conn:
+                    done, output = body(conn)
+                    if not done:
+                        raise _NotYet  # roll back whatever body did
+                    params = self._params(run, name, state, "succeeded", output=output)
+                    if not self.storage.record_step_in(conn, params):
+                        raise _Refused
+            except _NotYet:
+                pass
+            except _Refused:
+                run.interrupt("it was cancelled or taken over by another process")
+                run.check()
+            except DatabaseUnavailableError as exc:
+                run.interrupt(f"its transaction could not reach the database: {exc}")
+                run.check()
+            if done:
+                return self.serializer.loads(output) if output is not None else None
+            assert wait is not None
+            wait()
+            run.check()
+
+    def send(self, run: Run | None, workflow_id: str, topic: str, value: Any) -> None:
+        try:
+            text = self.serializer.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"the message for topic {topic!r} cannot be serialized: {exc}"
+            ) from exc
+        if run is None:
+            self.storage.send_message(workflow_id, topic, text)
+            return
+
+        def body(conn: Any) -> tuple[bool, str | None]:
+            self.storage.send_message(workflow_id, topic, text, conn=conn)
+            return True, None
+
+        self._internal_tx(run, "toolkit.send", body)
+
+    def recv(self, run: Run, topic: str, timeout: float) -> Any:
+        """Take the next message of ``topic`` sent to this workflow, or ``None`` on timeout.
+
+        Taking the message and checkpointing it commit together: a message is
+        consumed exactly once. The timeout is not durable: after a crash the
+        wait starts again.
+        """
+        deadline = time.monotonic() + timeout
+        poll = self.storage.poll_interval
+
+        def body(conn: Any) -> tuple[bool, str | None]:
+            found, text = self.storage.take_message(conn, run.workflow_id, topic)
+            if found:
+                return True, text
+            if time.monotonic() >= deadline:
+                return True, "null"
+            return False, None
+
+        def wait() -> None:
+            pause = min(poll, max(deadline - time.monotonic(), 0))
+            self.storage.wakeups.wait("inbox", run.workflow_id, pause)
+
+        self.storage.start_listening()
+        return self._internal_tx(run, "toolkit.recv", body, wait)
+
+    def set_event(self, run: Run, key: str, value: Any) -> None:
+        try:
+            text = self.serializer.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(
+                f"the value of event {key!r} cannot be serialized: {exc}"
+            ) from exc
+
+        def body(conn: Any) -> tuple[bool, str | None]:
+            self.storage.set_event(conn, run.workflow_id, key, text)
+            return True, None
+
+        self._internal_tx(run, "toolkit.set_event", body)
+
+    def get_event(self, run: Run | None, workflow_id: str, key: str, timeout: float) -> Any:
+        """The value of another workflow's event, waiting up to ``timeout``; ``None`` if unset."""
+        if run is not None:
+            replayed, value, state = self._begin(run, "toolkit.get_event")
+            if replayed:
+                return value
+        deadline = time.monotonic() + timeout
+        self.storage.start_listening()
+        while True:
+            found, text = self.storage.get_event(workflow_id, key)
+            if found or time.monotonic() >= deadline:
+                break
+            wait = min(self.storage.poll_interval, max(deadline - time.monotonic(), 0))
+            self.storage.wakeups.wait("inbox", workflow_id, wait)
+            if run is not None:
+                run.check()
+        output = text if found else "null"
+        if run is not None:
+            params = self._params(run, "toolkit.get_event", state, "succeeded", output)
+            self._checkpoint(run, params)
+        return self.serializer.loads(output) if output is not None else None
 
     # -- waiting for results --
 

@@ -45,16 +45,32 @@ class Storage:
     """
 
     backend = "base"
+    poll_interval = 1.0
+    """Seconds between database polls when no wake-up arrives."""
 
     def __init__(self, url: URL, engine: sa.Engine, hot_engine: sa.Engine, names: schema.Names):
         self.url = url
         self.engine = engine
         self.hot_engine = hot_engine
         self.names = names
-        _, self.workflows, self.steps, self.migrations = schema.build_tables(names)
+        tables = schema.build_tables(names)
+        self.workflows, self.steps, self.migrations = (
+            tables.workflows,
+            tables.steps,
+            tables.migrations,
+        )
+        self.schedules, self.messages, self.events = (
+            tables.schedules,
+            tables.messages,
+            tables.events,
+        )
         self._ready = False
         self._ready_lock = threading.Lock()
+        self.wakeups = Wakeups()
         self._compile_hot_statements()
+
+    def start_listening(self) -> None:
+        """Deliver wake-ups from other processes (PostgreSQL LISTEN); a no-op elsewhere."""
 
     # -- connection and schema ------------------------------------------------
 
@@ -334,12 +350,25 @@ class Storage:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """A connection in a transaction that commits on success, rolls back on error."""
+        """A connection in a transaction that commits on success, rolls back on error.
+
+        A failure to connect, or a connection lost midway, raises
+        :class:`DatabaseUnavailableError`; any other database error (a missing
+        table, a deadlock, a serialization failure) is raised as it is.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            conn = self.engine.connect()
         except _CONNECTION_ERRORS as exc:
             raise self.unavailable(exc) from exc
+        try:
+            with conn.begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self.unavailable(exc) from exc
+            raise
+        finally:
+            conn.close()
 
     def _run(self, fn: Callable[[sa.Connection], T]) -> T:
         with self.transaction() as conn:
@@ -483,26 +512,26 @@ class Storage:
             return conn.execute(stmt).rowcount == 1
 
     def heartbeat(self, owner: str, lease_ms: int, running: Sequence[str]) -> set[str]:
-        """Extend this owner's leases; return the running ids it no longer holds."""
+        """Extend the leases of the workflows this owner runs; return those it no longer holds.
+
+        Only ``running`` workflows are renewed: a workflow this process stopped
+        running keeps its lease until it expires, then anyone may take it over.
+        """
+        if not running:
+            return set()
         w = self.workflows
-        now = now_ms()
+        stmt = (
+            sa.update(w)
+            .where(
+                w.c.workflow_id.in_(list(running)),
+                w.c.owner == owner,
+                w.c.status == "pending",
+            )
+            .values(lease_expires_at=now_ms() + lease_ms)
+            .returning(w.c.workflow_id)
+        )
         with self.transaction() as conn:
-            conn.execute(
-                sa.update(w)
-                .where(w.c.owner == owner, w.c.status == "pending")
-                .values(lease_expires_at=now + lease_ms)
-            )
-            if not running:
-                return set()
-            held = set(
-                conn.execute(
-                    sa.select(w.c.workflow_id).where(
-                        w.c.workflow_id.in_(list(running)),
-                        w.c.owner == owner,
-                        w.c.status == "pending",
-                    )
-                ).scalars()
-            )
+            held = set(conn.execute(stmt).scalars())
         return set(running) - held
 
     def still_runs(self, workflow_id: str, owner: str) -> bool:
@@ -565,3 +594,338 @@ class Storage:
                 .values(status="retrying", attempts=0, finished_at=None, next_attempt_at=None)
             )
         return True
+
+    # -- queues -------------------------------------------------------------------
+
+    def enqueue_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert enqueued workflows in batches; return the ids actually inserted.
+
+        A row whose id exists, or whose deduplication id is live in its queue,
+        is skipped (nothing changes for it).
+        """
+        w = self.workflows
+        now = now_ms()
+        inserted: set[str] = set()
+        full = [
+            {
+                "workflow_id": r["workflow_id"],
+                "name": r["name"],
+                "status": "enqueued",
+                "inputs": r["inputs"],
+                "queue_name": r["queue_name"],
+                "priority": r.get("priority", 0),
+                "deduplication_id": r.get("deduplication_id"),
+                "not_before": r.get("not_before"),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in rows
+        ]
+        ins = self._insert_fn()
+        with self.transaction() as conn:
+            for start in range(0, len(full), 500):
+                chunk = full[start : start + 500]
+                stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
+                inserted.update(conn.execute(stmt).scalars())
+            self._notify_queue(conn, {r["queue_name"] for r in full})
+        return inserted
+
+    def _notify_queue(self, conn: sa.Connection, queues: set[str]) -> None:
+        """Wake workers waiting for these queues (PostgreSQL: NOTIFY at commit)."""
+
+    def live_duplicate(self, queue_name: str, deduplication_id: str) -> str | None:
+        """The id of the enqueued or running workflow holding this deduplication id."""
+        w = self.workflows
+        with self._translate_errors(), self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(w.c.workflow_id).where(
+                    w.c.queue_name == queue_name,
+                    w.c.deduplication_id == deduplication_id,
+                    w.c.status.in_(["enqueued", "pending"]),
+                )
+            ).scalar()
+
+    def _lock_queue(self, conn: sa.Connection, queue_name: str) -> None:
+        """Serialise claims on one queue across processes (backend-specific)."""
+
+    def claim_from_queue(
+        self,
+        *,
+        owner: str,
+        queue_name: str,
+        names: Sequence[str],
+        want: int,
+        lease_ms: int,
+        concurrency: int | None,
+        rate_limit: tuple[int, float] | None,
+    ) -> list[tuple[str, str, str | None, int]]:
+        """Start up to ``want`` runnable enqueued workflows of a queue, in priority order.
+
+        Runs under a per-queue lock so that the queue's global concurrency and
+        rate limit hold across every worker. Returns (id, name, inputs, due time in ms).
+        """
+        if want <= 0 or not names:
+            return []
+        w = self.workflows
+        now = now_ms()
+        with self.transaction() as conn:
+            self._lock_queue(conn, queue_name)
+            if concurrency is not None:
+                running = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        w.c.queue_name == queue_name, w.c.status == "pending"
+                    )
+                ).scalar_one()
+                want = min(want, concurrency - running)
+            if rate_limit is not None:
+                limit, period = rate_limit
+                started = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        w.c.queue_name == queue_name,
+                        w.c.started_at >= now - int(period * 1000),
+                    )
+                ).scalar_one()
+                want = min(want, limit - started)
+            if want <= 0:
+                return []
+            candidates = (
+                sa.select(w.c.workflow_id)
+                .where(
+                    w.c.status == "enqueued",
+                    w.c.queue_name == queue_name,
+                    w.c.name.in_(list(names)),
+                    sa.or_(w.c.not_before.is_(None), w.c.not_before <= now),
+                )
+                .order_by(w.c.priority.desc(), w.c.created_at, w.c.workflow_id)
+                .limit(want)
+                .with_for_update(skip_locked=True)
+            )
+            stmt = (
+                sa.update(w)
+                .where(w.c.workflow_id.in_(candidates.scalar_subquery()))
+                .values(
+                    status="pending",
+                    owner=owner,
+                    lease_expires_at=now + lease_ms,
+                    started_at=now,
+                    updated_at=now,
+                )
+                .returning(
+                    w.c.workflow_id,
+                    w.c.name,
+                    w.c.inputs,
+                    w.c.priority,
+                    w.c.created_at,
+                    w.c.not_before,
+                )
+            )
+            rows = sorted(conn.execute(stmt), key=lambda r: (-r.priority, r.created_at))
+            return [
+                (r.workflow_id, r.name, r.inputs, max(r.created_at, r.not_before or 0))
+                for r in rows
+            ]
+
+    def next_due(self, queue_names: Sequence[str]) -> int | None:
+        """The earliest ``not_before`` of a delayed enqueued workflow in these queues."""
+        w = self.workflows
+        with self._translate_errors(), self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(w.c.not_before)).where(
+                    w.c.status == "enqueued",
+                    w.c.queue_name.in_(list(queue_names)),
+                    w.c.not_before > now_ms(),
+                )
+            ).scalar()
+
+    def release(self, owner: str, workflow_ids: Sequence[str]) -> int:
+        """Give up running workflows (clean shutdown): they stay pending, claimable at once."""
+        if not workflow_ids:
+            return 0
+        w = self.workflows
+        with self.transaction() as conn:
+            return conn.execute(
+                sa.update(w)
+                .where(
+                    w.c.owner == owner,
+                    w.c.status == "pending",
+                    w.c.workflow_id.in_(list(workflow_ids)),
+                )
+                .values(owner=None, lease_expires_at=None, updated_at=now_ms())
+            ).rowcount
+
+    def queue_stats(self) -> list[dict[str, Any]]:
+        """Per queue: enqueued (runnable and delayed), running, oldest enqueued time."""
+        w = self.workflows
+        now = now_ms()
+        query = (
+            sa.select(
+                w.c.queue_name,
+                sa.func.sum(sa.case((w.c.status == "enqueued", 1), else_=0)).label("enqueued"),
+                sa.func.sum(
+                    sa.case((sa.and_(w.c.status == "enqueued", w.c.not_before > now), 1), else_=0)
+                ).label("delayed"),
+                sa.func.sum(sa.case((w.c.status == "pending", 1), else_=0)).label("running"),
+                sa.func.min(sa.case((w.c.status == "enqueued", w.c.created_at))).label("oldest"),
+            )
+            .where(w.c.queue_name.is_not(None), w.c.status.in_(["enqueued", "pending"]))
+            .group_by(w.c.queue_name)
+            .order_by(w.c.queue_name)
+        )
+        with self._translate_errors(), self.engine.connect() as conn:
+            return [
+                {
+                    "queue": r.queue_name,
+                    "enqueued": int(r.enqueued or 0),
+                    "delayed": int(r.delayed or 0),
+                    "running": int(r.running or 0),
+                    "oldest": from_ms(r.oldest),
+                }
+                for r in conn.execute(query)
+            ]
+
+    # -- schedules ------------------------------------------------------------------
+
+    def schedule_ticks(
+        self,
+        *,
+        schedule: str,
+        plan: Callable[[int | None], tuple[list[int], int]],
+        make_row: Callable[[int], dict[str, Any]],
+        owner: str,
+        lease_ms: int,
+    ) -> list[tuple[str, int]]:
+        """Record the due ticks of a schedule; return (workflow id, tick) of those this call won.
+
+        ``plan(last_tick)`` returns the ticks to fire and the tick to record as the
+        last one seen (ticks are epoch milliseconds).
+        Each tick's workflow id is unique, so a tick becomes exactly one workflow
+        however many workers race for it; the winner owns it and runs it.
+        """
+        s, w = self.schedules, self.workflows
+        ins = self._insert_fn()
+        now = now_ms()
+        won: list[tuple[str, int]] = []
+        with self.transaction() as conn:
+            self._lock_queue(conn, f"schedule:{schedule}")
+            last = conn.execute(sa.select(s.c.last_tick).where(s.c.name == schedule)).scalar()
+            ticks, seen = plan(last)
+            if last is not None and seen <= last:
+                return []
+            for tick in ticks:
+                row = make_row(tick)
+                stmt = (
+                    ins(w)
+                    .values(
+                        **row,
+                        status="pending",
+                        owner=owner,
+                        lease_expires_at=now + lease_ms,
+                        started_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                if conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount == 1:
+                    won.append((row["workflow_id"], tick))
+            upsert = ins(s).values(name=schedule, last_tick=seen)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[s.c.name], set_={"last_tick": upsert.excluded.last_tick}
+            )
+            conn.execute(upsert)
+        return won
+
+    # -- messages and events ----------------------------------------------------------
+
+    def send_message(
+        self, workflow_id: str, topic: str, value: str, conn: sa.Connection | None = None
+    ) -> None:
+        """Put a message in a workflow's inbox (inside ``conn``'s transaction if given)."""
+        m = self.messages
+        stmt = sa.insert(m).values(
+            workflow_id=workflow_id, topic=topic, value=value, created_at=now_ms()
+        )
+        if conn is not None:
+            conn.execute(stmt)
+            self._notify_inbox(conn, workflow_id)
+            return
+        with self.transaction() as tx:
+            tx.execute(stmt)
+            self._notify_inbox(tx, workflow_id)
+
+    def _notify_inbox(self, conn: sa.Connection, workflow_id: str) -> None:
+        """Wake a workflow waiting in ``recv`` (PostgreSQL: NOTIFY at commit)."""
+
+    def take_message(self, conn: sa.Connection, workflow_id: str, topic: str) -> tuple[bool, Any]:
+        """Delete and return the oldest message of a topic, inside ``conn``'s transaction."""
+        m = self.messages
+        oldest = (
+            sa.select(m.c.message_id, m.c.value)
+            .where(m.c.workflow_id == workflow_id, m.c.topic == topic)
+            .order_by(m.c.message_id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        row = conn.execute(oldest).first()
+        if row is None:
+            return False, None
+        conn.execute(sa.delete(m).where(m.c.message_id == row.message_id))
+        return True, row.value
+
+    def set_event(self, conn: sa.Connection, workflow_id: str, key: str, value: str) -> None:
+        e = self.events
+        ins = self._insert_fn()
+        stmt = ins(e).values(workflow_id=workflow_id, key=key, value=value, updated_at=now_ms())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[e.c.workflow_id, e.c.key],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        conn.execute(stmt)
+        self._notify_inbox(conn, workflow_id)
+
+    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        e = self.events
+        with self._translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(e.c.value).where(e.c.workflow_id == workflow_id, e.c.key == key)
+            ).first()
+        return (True, row.value) if row is not None else (False, None)
+
+
+class Wakeups:
+    """In-process wake-up signals, keyed by channel and name (a queue, a workflow id).
+
+    Waiters always re-check the database after waking and wake on their own
+    after their timeout, so a lost signal only costs latency, never correctness.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[tuple[str, str], threading.Event] = {}
+
+    def event(self, channel: str, name: str) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault((channel, name), threading.Event())
+
+    def signal(self, channel: str, name: str) -> None:
+        with self._lock:
+            event = self._events.get((channel, name))
+        if event is not None:
+            event.set()
+
+    def signal_all(self) -> None:
+        with self._lock:
+            events = list(self._events.values())
+        for event in events:
+            event.set()
+
+    def bind(self, channel: str, name: str, event: threading.Event) -> None:
+        """Make ``event`` the one signalled for (channel, name)."""
+        with self._lock:
+            self._events[(channel, name)] = event
+
+    def wait(self, channel: str, name: str, timeout: float) -> bool:
+        event = self.event(channel, name)
+        woke = event.wait(timeout)
+        event.clear()
+        return woke

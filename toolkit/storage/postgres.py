@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +25,10 @@ from . import schema
 from .base import Storage
 
 MIGRATION_LOCK_KEY = 0x64757261626C65  # "durable"
+QUEUE_CHANNEL = "durable_queue"
+INBOX_CHANNEL = "durable_inbox"
+
+log = logging.getLogger("toolkit.storage")
 
 
 def owner_lock_key(owner: str) -> int:
@@ -51,6 +57,9 @@ class PostgresStorage(Storage):
         )
         self._lock_conn: Any = None
         self._lock_owner: str | None = None
+        self._listener: threading.Thread | None = None
+        self._listen_lock = threading.Lock()
+        self._closing = threading.Event()
         super().__init__(url, engine, hot, schema.Names(schema=schema.POSTGRES_SCHEMA, prefix=""))
 
     def _insert_fn(self) -> Callable[..., Any]:
@@ -61,6 +70,46 @@ class PostgresStorage(Storage):
 
     def _lock_migrations(self, conn: sa.Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+    def _lock_queue(self, conn: sa.Connection, queue_name: str) -> None:
+        key = sa.func.hashtext(sa.literal(f"durable-queue:{queue_name}", sa.Text))
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    def _notify_queue(self, conn: sa.Connection, queues: set[str]) -> None:
+        for queue in sorted(queues):
+            conn.execute(sa.select(sa.func.pg_notify(QUEUE_CHANNEL, queue)))
+
+    def _notify_inbox(self, conn: sa.Connection, workflow_id: str) -> None:
+        conn.execute(sa.select(sa.func.pg_notify(INBOX_CHANNEL, workflow_id)))
+
+    def start_listening(self) -> None:
+        with self._listen_lock:
+            if self._listener is not None and self._listener.is_alive():
+                return
+            self._listener = threading.Thread(
+                target=self._listen_loop, name="durable-listen", daemon=True
+            )
+            self._listener.start()
+
+    def _listen_loop(self) -> None:
+        """LISTEN for wake-ups; reconnect with backoff when the connection drops."""
+        delay = 0.1
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("LISTEN durable_queue")  # QUEUE_CHANNEL
+                    conn.execute("LISTEN durable_inbox")  # INBOX_CHANNEL
+                    delay = 0.1
+                    self.wakeups.signal_all()  # anything may have happened while deaf
+                    while not self._closing.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            channel = "queue" if note.channel == QUEUE_CHANNEL else "inbox"
+                            self.wakeups.signal(channel, note.payload)
+            except psycopg.Error as exc:
+                log.warning("listening for wake-ups failed, retrying in %.1fs: %s", delay, exc)
+                self._closing.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def acquire_executor_lock(self, owner: str) -> None:
         if self._lock_conn is not None and not self._lock_conn.closed:
@@ -91,6 +140,10 @@ class PostgresStorage(Storage):
         except self._driver_connection_errors():
             self._lock_conn = None
             return False
+
+    def dispose(self) -> None:
+        self._closing.set()
+        super().dispose()
 
     def release_executor_lock(self) -> None:
         if self._lock_conn is not None:

@@ -22,6 +22,19 @@ SQLITE_PREFIX = "durable_"
 
 
 @dataclass(frozen=True)
+class Tables:
+    """The system tables of one backend."""
+
+    metadata: sa.MetaData
+    workflows: sa.Table
+    steps: sa.Table
+    migrations: sa.Table
+    schedules: sa.Table
+    messages: sa.Table
+    events: sa.Table
+
+
+@dataclass(frozen=True)
 class Names:
     """Where the system tables live on one backend."""
 
@@ -32,7 +45,7 @@ class Names:
         return f"{self.prefix}{name}"
 
 
-def build_tables(names: Names) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table]:
+def build_tables(names: Names) -> Tables:
     """The current shape of the system tables (after every migration)."""
     md = sa.MetaData(schema=names.schema)
     workflows = sa.Table(
@@ -53,6 +66,7 @@ def build_tables(names: Names) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Tabl
         sa.Column("recoveries", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.Column("started_at", sa.BigInteger),
     )
     steps = sa.Table(
         names.table("steps"),
@@ -68,6 +82,34 @@ def build_tables(names: Names) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Tabl
         sa.Column("finished_at", sa.BigInteger),
         sa.Column("next_attempt_at", sa.BigInteger),
     )
+    schedules = sa.Table(
+        names.table("schedules"),
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("last_tick", sa.BigInteger, nullable=False),
+    )
+    messages = sa.Table(
+        names.table("messages"),
+        md,
+        sa.Column(
+            "message_id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("workflow_id", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("value", sa.Text),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    events = sa.Table(
+        names.table("events"),
+        md,
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
     migrations = sa.Table(
         names.table("migrations"),
         md,
@@ -75,7 +117,7 @@ def build_tables(names: Names) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Tabl
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("applied_at", sa.BigInteger, nullable=False),
     )
-    return md, workflows, steps, migrations
+    return Tables(md, workflows, steps, migrations, schedules, messages, events)
 
 
 Migration = Callable[[Operations, Names], None]
@@ -125,8 +167,78 @@ def _v1_core_tables(op: Operations, names: Names) -> None:
     )
 
 
+def _v2_queues_schedules_messages(op: Operations, names: Names) -> None:
+    wf = names.table("workflows")
+    op.add_column(wf, sa.Column("started_at", sa.BigInteger), schema=names.schema)
+    # Claiming from a queue: runnable rows in priority order (partial: small, and
+    # only status changes into and out of 'enqueued' touch it).
+    enqueued = sa.text("status = 'enqueued'")
+    op.create_index(
+        names.table("workflows_queue_claim"),
+        wf,
+        ["queue_name", sa.text("priority DESC"), "created_at"],
+        schema=names.schema,
+        postgresql_where=enqueued,
+        sqlite_where=enqueued,
+    )
+    live = sa.text("deduplication_id IS NOT NULL AND status IN ('enqueued', 'pending')")
+    op.create_index(
+        names.table("workflows_dedup"),
+        wf,
+        ["queue_name", "deduplication_id"],
+        unique=True,
+        schema=names.schema,
+        postgresql_where=live,
+        sqlite_where=live,
+    )
+    queued = sa.text("queue_name IS NOT NULL")
+    op.create_index(
+        names.table("workflows_queue_started"),
+        wf,
+        ["queue_name", "started_at"],
+        schema=names.schema,
+        postgresql_where=queued,
+        sqlite_where=queued,
+    )
+    op.create_table(
+        names.table("schedules"),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("last_tick", sa.BigInteger, nullable=False),
+        schema=names.schema,
+    )
+    op.create_table(
+        names.table("messages"),
+        sa.Column(
+            "message_id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("workflow_id", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("value", sa.Text),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        schema=names.schema,
+    )
+    op.create_index(
+        names.table("messages_inbox"),
+        names.table("messages"),
+        ["workflow_id", "topic", "message_id"],
+        schema=names.schema,
+    )
+    op.create_table(
+        names.table("events"),
+        sa.Column("workflow_id", sa.Text, primary_key=True),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        schema=names.schema,
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "workflows and steps", _v1_core_tables),
+    (2, "queues, schedules, messages and events", _v2_queues_schedules_messages),
 ]
 """Every migration, in order. Append only: a released version never changes."""
 
@@ -139,7 +251,8 @@ def upgrade(conn: sa.Connection, names: Names) -> list[int]:
     Runs inside the caller's transaction, which must already hold the
     migration lock for this backend.
     """
-    md, _, _, migrations = build_tables(names)
+    tables = build_tables(names)
+    md, migrations = tables.metadata, tables.migrations
     if names.schema is not None:
         conn.execute(sa.schema.CreateSchema(names.schema, if_not_exists=True))
     md.create_all(conn, tables=[migrations])
@@ -161,7 +274,7 @@ def upgrade(conn: sa.Connection, names: Names) -> list[int]:
 
 def current_version(conn: sa.Connection, names: Names) -> int:
     """The highest applied migration version, 0 when the tables do not exist yet."""
-    _, _, _, migrations = build_tables(names)
+    migrations = build_tables(names).migrations
     if not sa.inspect(conn).has_table(migrations.name, schema=names.schema):
         return 0
     return conn.execute(sa.select(sa.func.max(migrations.c.version))).scalar() or 0

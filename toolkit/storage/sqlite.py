@@ -38,6 +38,7 @@ def _configure(dbapi_connection: Any, _record: Any) -> None:
 
 class SQLiteStorage(Storage):
     backend = "SQLite"
+    poll_interval = 0.2  # no LISTEN/NOTIFY: poll, cheaply, on the local file
 
     def __init__(self, url: URL):
         database = url.database or ""

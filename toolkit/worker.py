@@ -1,0 +1,244 @@
+"""Workers: processes that claim queued workflows, fire schedules and take over orphans.
+
+Any number of workers may share one PostgreSQL database (SQLite: one). A
+worker claims work with a lease in one statement (``FOR UPDATE SKIP LOCKED``
+on PostgreSQL, under a per-queue lock so global limits hold), renews its
+leases by a heartbeat, and takes over workflows whose owner died or whose lease
+expired. It wakes on LISTEN/NOTIFY (PostgreSQL) or by polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from collections import deque
+from dataclasses import dataclass, field
+
+from .app import Durable
+from .engine import Run
+from .errors import DurableError
+from .storage import now_ms
+
+log = logging.getLogger("toolkit.worker")
+
+DEFAULT_WORKER_CONCURRENCY = 16
+"""Per-queue cap in one worker when the queue declares no ``worker_concurrency``."""
+
+
+@dataclass
+class WorkerStats:
+    """What a worker has done since it started."""
+
+    claimed: int = 0
+    recovered: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    scheduled: int = 0
+    last_lag: float = 0.0
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    """The enqueue-to-start lags of the last 1,000 claims, in seconds."""
+
+
+class Worker:
+    """Runs the workflows of ``app`` from its queues and schedules, in this process.
+
+    ``queues`` limits the worker to those queue names (default: every queue the
+    app declares). ``poll_interval`` is the longest it sleeps without a wake-up.
+    """
+
+    def __init__(
+        self,
+        app: Durable,
+        queues: Sequence[str] | None = None,
+        *,
+        poll_interval: float | None = None,
+        shutdown_grace: float = 30.0,
+        schedules: bool = True,
+    ) -> None:
+        self.app = app
+        declared = app.queues
+        names = list(queues) if queues is not None else list(declared)
+        unknown = [q for q in names if q not in declared]
+        if unknown:
+            raise DurableError(
+                f"queue(s) {', '.join(unknown)} not declared in the app "
+                f"(declared: {', '.join(declared) or 'none'})"
+            )
+        self.queues = [declared[q] for q in names]
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.run_schedules = schedules
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._running: dict[str, set[str]] = {q.name: set() for q in self.queues}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- control --
+
+    def start(self) -> Worker:
+        """Run the worker loop in a background thread."""
+        self._thread = threading.Thread(target=self.run, name="durable-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; wait up to ``grace`` seconds for running workflows, release the rest.
+
+        Released workflows stay ``pending`` with no owner, so another worker
+        takes them over at once and resumes them from their last checkpoint.
+        """
+        if grace is not None:
+            self.shutdown_grace = grace
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- the loop --
+
+    def run(self) -> None:
+        """Claim and run work until ``stop()`` (or SIGTERM via the CLI)."""
+        app, executor = self.app, self.app.executor
+        storage = app.storage
+        executor.ensure_alive()
+        storage.start_listening()
+        for queue in self.queues:
+            storage.wakeups.bind("queue", queue.name, self._wake)
+        executor.on_finished.append(self._finished)
+        poll = self.poll_interval if self.poll_interval is not None else storage.poll_interval
+        recovery_every = max(min(executor.lease_ms / 2000, 5.0), 0.05)
+        next_recovery = 0.0
+        backoff = 0.1
+        log.info(
+            "worker %s serving %s on %s",
+            executor.owner,
+            ", ".join(q.name for q in self.queues) or "no queues",
+            app.url,
+        )
+        try:
+            while not self._stop.is_set():
+                wait = poll
+                try:
+                    if time.monotonic() >= next_recovery:
+                        self._recover()
+                        next_recovery = time.monotonic() + recovery_every
+                    wait = min(wait, self._fire_schedules())
+                    wait = min(wait, self._claim())
+                    backoff = 0.1
+                except DurableError as exc:
+                    log.warning("database unavailable, retrying in %.1fs: %s", backoff, exc)
+                    wait = backoff
+                    backoff = min(backoff * 2, 30.0)
+                self._wake.wait(max(wait, 0.0))
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def _recover(self) -> None:
+        ids = self.app.executor.recover(list(self.app._workflows))
+        if ids:
+            self.stats.recovered += len(ids)
+            log.info("took over %d workflow(s) left by dead or expired owners", len(ids))
+
+    def _fire_schedules(self) -> float:
+        """Start the due ticks this worker wins; return seconds until the next tick."""
+        if not self.run_schedules or not self.app.schedules:
+            return float("inf")
+        app, executor = self.app, self.app.executor
+        now = now_ms()
+        nearest = float("inf")
+        for schedule in app.schedules.values():
+            won = app.storage.schedule_ticks(
+                schedule=schedule.name,
+                plan=lambda last, s=schedule: s.plan(last, now_ms()),  # type: ignore[misc]
+                make_row=lambda tick, s=schedule: app.schedule_row(s, tick),  # type: ignore[misc]
+                owner=executor.owner,
+                lease_ms=executor.lease_ms,
+            )
+            for workflow_id, _tick in won:
+                row = app.schedule_row(schedule, _tick)
+                executor.launch_claimed(workflow_id, schedule.name, row["inputs"])
+                self.stats.scheduled += 1
+                log.info("schedule %s: started %s", schedule.name, workflow_id)
+            nearest = min(nearest, (schedule.next_tick(now) - now) / 1000)
+        return max(nearest, 0.01)
+
+    def _claim(self) -> float:
+        """Claim what the limits allow from each queue; return how long to sleep."""
+        app, executor = self.app, self.app.executor
+        names = list(app._workflows)
+        wait = float("inf")
+        for queue in self.queues:
+            cap = queue.worker_concurrency or DEFAULT_WORKER_CONCURRENCY
+            with self._lock:
+                free = cap - len(self._running[queue.name])
+            if free <= 0:
+                continue
+            claimed = app.storage.claim_from_queue(
+                owner=executor.owner,
+                queue_name=queue.name,
+                names=names,
+                want=free,
+                lease_ms=executor.lease_ms,
+                concurrency=queue.concurrency,
+                rate_limit=queue.rate_limit,
+            )
+            now = now_ms()
+            for workflow_id, name, inputs, due in claimed:
+                with self._lock:
+                    self._running[queue.name].add(workflow_id)
+                lag = max(now - due, 0) / 1000
+                self.stats.claimed += 1
+                self.stats.last_lag = lag
+                self.stats.lags.append(lag)
+                log.info("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
+                if executor.launch_claimed(workflow_id, name, inputs) is None:
+                    with self._lock:
+                        self._running[queue.name].discard(workflow_id)
+            if queue.rate_limit is not None and len(claimed) < free:
+                wait = min(wait, queue.rate_limit[1] / max(queue.rate_limit[0], 1))
+        next_due = app.storage.next_due([q.name for q in self.queues]) if self.queues else None
+        if next_due is not None:
+            wait = min(wait, max((next_due - now_ms()) / 1000, 0.0))
+        return wait
+
+    def _finished(self, run: Run) -> None:
+        with self._lock:
+            for running in self._running.values():
+                running.discard(run.workflow_id)
+        status = run.outcome.status if run.outcome is not None else "interrupted"
+        if status == "succeeded":
+            self.stats.succeeded += 1
+            log.info("finished %s: succeeded", run.workflow_id)
+        elif status == "failed":
+            self.stats.failed += 1
+            error = run.outcome.error if run.outcome is not None else None
+            log.warning("finished %s: failed: %s", run.workflow_id, (error or {}).get("message"))
+        else:
+            self.stats.interrupted += 1
+        self._wake.set()
+
+    def _shutdown(self) -> None:
+        executor = self.app.executor
+        deadline = time.monotonic() + self.shutdown_grace
+        while executor.running_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = executor.running_ids()
+        if left:
+            try:
+                released = self.app.storage.release(executor.owner, left)
+                log.info("released %d running workflow(s) for other workers", released)
+            except DurableError as exc:
+                log.warning("could not release running workflows: %s", exc)
+            for workflow_id in left:
+                run = executor.local_run(workflow_id)
+                if run is not None:
+                    run.interrupt("the worker is shutting down")
+        if self._finished in executor.on_finished:
+            executor.on_finished.remove(self._finished)
+        log.info("worker %s stopped", executor.owner)
