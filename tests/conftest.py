@@ -95,7 +95,7 @@ def postgres_admin_url() -> Iterator[str]:
             with source() as found:
                 yield found
                 return
-        except Exception as exc:  # noqa: BLE001 - try the next source
+        except Exception as exc:
             errors.append(f"{source.__name__}: {exc}")
     pytest.skip("no PostgreSQL: set $DURABLE_TEST_POSTGRES_URL (" + "; ".join(errors) + ")")
 

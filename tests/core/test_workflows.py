@@ -153,7 +153,11 @@ def test_exhausted_retries_fail_the_workflow_with_the_error(app: Durable):
 def test_give_up_on_and_retry_on_stop_retries_at_once(app: Durable):
     calls = []
 
-    @app.step(retry=RetryPolicy(max_attempts=5, retry_on=(OSError,), give_up_on=(FileNotFoundError,), **FAST))
+    policy = RetryPolicy(
+        max_attempts=5, retry_on=(OSError,), give_up_on=(FileNotFoundError,), **FAST
+    )
+
+    @app.step(retry=policy)
     def step(exc: str) -> None:
         calls.append(exc)
         raise {"missing": FileNotFoundError, "value": ValueError}[exc](exc)
