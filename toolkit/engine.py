@@ -14,6 +14,7 @@ import asyncio
 import builtins
 import contextvars
 import inspect
+import json
 import logging
 import os
 import socket
@@ -418,7 +419,7 @@ class Executor:
     def _finish(
         self, workflow_id: str, status: str, output: str | None, error: dict[str, str] | None
     ) -> Outcome:
-        error_text = self.serializer.dumps(error) if error is not None else None
+        error_text = json.dumps(error) if error is not None else None
         if self.storage.finish_workflow(workflow_id, self.owner, status, output, error_text):
             return Outcome(status, error=error)
         return Outcome("interrupted")
@@ -435,7 +436,9 @@ class Executor:
         if record.name != name:
             raise DeterminismError(run.workflow_id, number, record.name, name)
         if record.status == "succeeded":
-            return True, self._load(run, record), _Attempt(number, record.attempts, 0)
+            # Internal values (a sleep's wake-up time) are plain text, not user values.
+            value = int(record.output or 0) if name == SLEEP_STEP else self._load(run, record)
+            return True, value, _Attempt(number, record.attempts, 0)
         if record.status == "failed":
             raise _rebuild_error(record)
         run.check()
@@ -500,7 +503,7 @@ class Executor:
                     step.name,
                     state,
                     "failed",
-                    error=self.serializer.dumps(error_info(err, "")),
+                    error=json.dumps(error_info(err, "")),
                 ),
             )
             raise err from exc
@@ -509,7 +512,7 @@ class Executor:
         """Record a failed attempt; return the delay before the next, or re-raise."""
         elapsed = (now_ms() - state.started_at) / 1000
         delay = step.policy.next_delay(exc, state.attempt, elapsed)
-        error = self.serializer.dumps(error_info(exc, traceback.format_exc()))
+        error = json.dumps(error_info(exc, traceback.format_exc()))
         if delay is None:
             self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
             raise exc
@@ -613,7 +616,7 @@ class Executor:
                         step.name,
                         state,
                         "failed",
-                        error=self.serializer.dumps(error_info(exc, "")),
+                        error=json.dumps(error_info(exc, "")),
                     ),
                 )
                 raise

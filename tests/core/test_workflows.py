@@ -496,3 +496,53 @@ def test_calling_a_workflow_function_runs_it_durably(app: Durable):
 
     assert add(2, 3) == 5
     assert app.list_workflows()[0].status == "succeeded"
+
+
+def test_sql_error_in_a_transaction_goes_through_the_retry_policy(app: Durable):
+    attempts = []
+
+    @app.transaction(retry=RetryPolicy(max_attempts=2, **FAST))
+    def broken(conn: sa.Connection) -> None:
+        attempts.append(1)
+        conn.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
+
+    @app.workflow()
+    def wf() -> None:
+        broken()
+
+    with pytest.raises(WorkflowFailedError):
+        app.run(wf, workflow_id="sql-err", timeout=10)
+    assert len(attempts) == 2
+    assert app.get_workflow("sql-err").status == "failed"
+
+
+def test_a_non_json_serializer_replays_sleeps_and_errors(make_app):
+    import base64
+    import json
+
+    class Base64JSON:
+        def dumps(self, value: object) -> str:
+            return base64.b64encode(json.dumps(value).encode()).decode()
+
+        def loads(self, data: str) -> object:
+            return json.loads(base64.b64decode(data))
+
+    app = make_app(serializer=Base64JSON())
+    broken = {"yes": True}
+
+    @app.step()
+    def last() -> str:
+        if broken["yes"]:
+            raise OSError("not yet")
+        return "done"
+
+    @app.workflow()
+    def wf() -> str:
+        app.sleep(0.01)
+        return last()
+
+    with pytest.raises(WorkflowFailedError) as info:
+        app.run(wf, workflow_id="b64", timeout=10)
+    assert info.value.error_message == "not yet"
+    broken["yes"] = False
+    assert app.resume("b64").result(timeout=10) == "done"  # replays the sleep

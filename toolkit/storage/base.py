@@ -591,7 +591,13 @@ class Storage:
                 .where(
                     s.c.workflow_id == workflow_id, s.c.step_number == last, s.c.status == "failed"
                 )
-                .values(status="retrying", attempts=0, finished_at=None, next_attempt_at=None)
+                .values(
+                    status="retrying",
+                    attempts=0,
+                    started_at=now,  # a fresh budget: attempts and max_elapsed
+                    finished_at=None,
+                    next_attempt_at=None,
+                )
             )
         return True
 
