@@ -1,0 +1,109 @@
+"""Queues, an in-process worker, messages and events on both backends (first tests of issue 3)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+
+import pytest
+
+from toolkit import Durable
+from toolkit.queues import Schedule
+from toolkit.worker import Worker
+
+
+@pytest.fixture
+def worker_app(make_app) -> Durable:
+    return make_app(lease_timeout=2.0)
+
+
+def test_enqueue_runs_on_a_worker_with_priority_and_dedup(worker_app: Durable):
+    app = worker_app
+    order: list[str] = []
+    jobs = app.queue("jobs", worker_concurrency=1)
+
+    @app.workflow(name="job")
+    def job(name: str) -> str:
+        order.append(name)
+        return name
+
+    low = jobs.enqueue(job, "low", priority=0)
+    high = jobs.enqueue(job, "high", priority=5)
+    first = jobs.enqueue(job, "dup", deduplication_id="d-1")
+    second = jobs.enqueue(job, "dup-again", deduplication_id="d-1")
+    assert first.workflow_id == second.workflow_id
+    assert low.status() == "enqueued"
+
+    worker = Worker(app).start()
+    try:
+        assert high.result(timeout=20) == "high"
+        assert low.result(timeout=20) == "low"
+        assert second.result(timeout=20) == "dup"
+    finally:
+        worker.stop(grace=5)
+    assert order[0] == "high"
+    assert "dup-again" not in order
+
+
+def test_global_concurrency_and_delay(worker_app: Durable):
+    app = worker_app
+    limited = app.queue("limited", concurrency=2, worker_concurrency=5)
+    lock = threading.Lock()
+    running = {"now": 0, "max": 0}
+
+    @app.workflow(name="busy")
+    def busy() -> None:
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(0.1)
+        with lock:
+            running["now"] -= 1
+
+    handles = limited.enqueue_many(busy, [() for _ in range(8)])
+    enqueued_at = time.time()
+    delayed = limited.enqueue(busy, delay=1.0)
+    worker = Worker(app).start()
+    try:
+        for handle in [*handles, delayed]:
+            handle.result(timeout=30)
+    finally:
+        worker.stop(grace=5)
+    assert running["max"] == 2
+    started = app.get_workflow(delayed.workflow_id)
+    assert started.status == "succeeded"
+    assert started.updated_at.timestamp() >= enqueued_at + 1.0
+
+
+def test_send_recv_and_events(worker_app: Durable):
+    app = worker_app
+
+    @app.workflow(name="approval")
+    def approval() -> str:
+        app.set_event("state", "waiting")
+        decision = app.recv("decision", timeout=20)
+        app.set_event("state", decision)
+        return str(decision)
+
+    handle = app.start(approval, workflow_id="approve-1")
+    assert app.get_event("approve-1", "state", timeout=10) == "waiting"
+    app.send("approve-1", "decision", "approved")
+    assert handle.result(timeout=20) == "approved"
+    assert app.get_event("approve-1", "state", timeout=1) == "approved"
+    assert app.get_event("approve-1", "missing", timeout=0.1) is None
+
+
+def test_schedule_plan_fires_each_tick_once():
+    every_minute = Schedule("s", "* * * * *")
+    ms = 60_000
+    base = int(datetime(2026, 1, 1).timestamp() * 1000) // ms * ms
+    fire, seen = every_minute.plan(None, base + 10)
+    assert fire == [] and seen == base
+    fire, seen = every_minute.plan(base, base + 3 * ms + 5)
+    assert fire == [base + 3 * ms] and seen == base + 3 * ms  # no catch-up: the latest only
+    catch_up = Schedule("c", "* * * * *", catch_up=True)
+    fire, _ = catch_up.plan(base, base + 3 * ms + 5)
+    assert fire == [base + ms, base + 2 * ms, base + 3 * ms]
+    with pytest.raises(ValueError, match="invalid cron"):
+        Schedule("bad", "every minute")
