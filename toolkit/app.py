@@ -112,6 +112,18 @@ class Durable:
                     )
         return self._executor
 
+    def configure(self, *, url: str | None = None, lease_timeout: float | None = None) -> None:
+        """Override the database URL or lease timeout before first use (``durable worker``)."""
+        if self._storage is not None:
+            raise DurableError("configure() must be called before the app first uses its database")
+        if url is not None:
+            resolve_url(url)
+            self._url = url
+        if lease_timeout is not None:
+            if lease_timeout <= 0:
+                raise ValueError("lease_timeout must be positive")
+            self.lease_timeout = lease_timeout
+
     @property
     def url(self) -> str:
         """The database URL with its password hidden."""

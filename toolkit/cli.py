@@ -210,9 +210,7 @@ def workflows_show(database_url: str | None, workflow_id: str) -> None:
     for column in ("#", "name", "status", "attempts", "output / error", "finished"):
         table.add_column(column)
     for s in steps:
-        detail = (
-            f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
-        )
+        detail = f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
         if s.status == "retrying" and s.next_attempt_at:
             detail = f"{detail}  (next attempt {_when(s.next_attempt_at)})"
         table.add_row(
@@ -248,7 +246,7 @@ def workflows_cancel(database_url: str | None, workflow_id: str) -> None:
 def workflows_resume(database_url: str | None, workflow_id: str) -> None:
     """Resume a failed or cancelled workflow from where it stopped.
 
-    The workflow becomes pending; a process that has its code (``recover()``
+    The workflow becomes pending; a process that has its code (recover()
     or a worker) runs it, replaying the steps already recorded.
     """
     app = _app(database_url)
@@ -260,3 +258,126 @@ def workflows_resume(database_url: str | None, workflow_id: str) -> None:
     finally:
         app.close()
     click.echo(f"{workflow_id}: {status}")
+
+
+# -- durable worker / queues --------------------------------------------------------------
+
+
+def _load_app(path: str) -> Durable:
+    import sys
+
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise click.ClickException(f"--app must look like package.module:app, not {path!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, Durable):
+        raise click.ClickException(f"{path} is not a toolkit.Durable application")
+    return app
+
+
+@main.command("worker")
+@database_url_option
+@click.option(
+    "--app",
+    "app_path",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The Durable application to serve, e.g. myproject.jobs:app.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Serve this queue (repeat for several; default: every queue the app declares).",
+)
+@click.option(
+    "--lease-timeout",
+    type=float,
+    default=None,
+    help="Seconds a claimed workflow stays leased without a heartbeat (default: the app's).",
+)
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds to let running workflows finish before releasing them.",
+)
+def worker_command(
+    database_url: str | None,
+    app_path: str,
+    queues: tuple[str, ...],
+    lease_timeout: float | None,
+    shutdown_grace: float,
+) -> None:
+    """Run workflows from the app's queues and schedules until SIGTERM or Ctrl-C.
+
+    Logs what it claims, finishes and fails, with the lag from enqueue to start.
+    """
+    import logging
+    import signal
+
+    from .worker import Worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = _load_app(app_path)
+    try:
+        app.configure(url=database_url, lease_timeout=lease_timeout)
+        worker = Worker(app, list(queues) or None, shutdown_grace=shutdown_grace)
+    except (DurableError, ValueError) as exc:
+        raise _fail(exc) from exc
+
+    def stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("toolkit.worker").info("signal %d: stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+
+
+@main.group()
+def queues() -> None:
+    """Inspect queues."""
+
+
+@queues.command("list")
+@database_url_option
+def queues_list(database_url: str | None) -> None:
+    """Depth and age per queue: enqueued (of which delayed), running, oldest waiting."""
+    app = _app(database_url)
+    try:
+        stats = app.storage.queue_stats()
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+    console = Console()
+    if not stats:
+        console.print("no queued or running workflows")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("queue", "enqueued", "delayed", "running", "oldest enqueued"):
+        table.add_column(column)
+    for row in stats:
+        table.add_row(
+            row["queue"],
+            str(row["enqueued"]),
+            str(row["delayed"]),
+            str(row["running"]),
+            _when(row["oldest"]),
+        )
+    console.print(table)
