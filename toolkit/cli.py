@@ -7,7 +7,9 @@ never imports them at module load.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +84,18 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+@contextlib.contextmanager
+def _open_app(database_url: str | None) -> Iterator[Durable]:
+    """An app on the database; its errors become one-line CLI errors; closed after."""
+    app = _app(database_url)
+    try:
+        yield app
+    except DurableError as exc:
+        raise _fail(exc) from exc
+    finally:
+        app.close()
+
+
 def _when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
@@ -113,14 +127,9 @@ def db() -> None:
 @database_url_option
 def db_upgrade(database_url: str | None) -> None:
     """Create or upgrade the system tables to the latest version."""
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         applied = app.upgrade()
         version = app.storage.schema_version()
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     if applied:
         click.echo(f"applied migrations {', '.join(map(str, applied))}: now at version {version}")
     else:
@@ -144,13 +153,8 @@ def workflows_list(
     database_url: str | None, status: str | None, name: str | None, limit: int
 ) -> None:
     """List workflows, newest first."""
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         records = app.list_workflows(status=status, name=name, limit=limit)
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("workflow id", "name", "status", "created", "updated", "error"):
         table.add_column(column)
@@ -177,14 +181,9 @@ def workflows_list(
 @click.argument("workflow_id")
 def workflows_show(database_url: str | None, workflow_id: str) -> None:
     """Show one workflow: its inputs, result or error, and every step with its attempts."""
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         record = app.get_workflow(workflow_id)
         steps = app.list_steps(workflow_id)
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     console = Console()
     console.print(f"[bold]{record.workflow_id}[/]  {record.name}")
     console.print(f"status:   {record.status}")
@@ -229,14 +228,9 @@ def workflows_show(database_url: str | None, workflow_id: str) -> None:
 @click.argument("workflow_id")
 def workflows_cancel(database_url: str | None, workflow_id: str) -> None:
     """Cancel a workflow: it runs no further step."""
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         app.cancel(workflow_id)
         status = app.get_workflow(workflow_id).status
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     click.echo(f"{workflow_id}: {status}")
 
 
@@ -249,14 +243,9 @@ def workflows_resume(database_url: str | None, workflow_id: str) -> None:
     The workflow becomes pending; a process that has its code (recover()
     or a worker) runs it, replaying the steps already recorded.
     """
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         app.resume(workflow_id)
         status = app.get_workflow(workflow_id).status
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     click.echo(f"{workflow_id}: {status}")
 
 
@@ -358,13 +347,8 @@ def queues() -> None:
 @database_url_option
 def queues_list(database_url: str | None) -> None:
     """Depth and age per queue: enqueued (of which delayed), running, oldest waiting."""
-    app = _app(database_url)
-    try:
+    with _open_app(database_url) as app:
         stats = app.storage.queue_stats()
-    except DurableError as exc:
-        raise _fail(exc) from exc
-    finally:
-        app.close()
     console = Console()
     if not stats:
         console.print("no queued or running workflows")

@@ -35,6 +35,7 @@ from .errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowInterrupted,
+    WorkflowNotFoundError,
 )
 from .records import StepRecord, error_info
 from .retry import RetryPolicy
@@ -785,8 +786,6 @@ class Executor:
         while True:
             record = self.storage.get_workflow(workflow_id)
             if record is None:
-                from .errors import WorkflowNotFoundError
-
                 raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
             if record.status == "succeeded":
                 return self.serializer.loads(record.output) if record.output else None

@@ -160,11 +160,10 @@ class Worker:
                 owner=executor.owner,
                 lease_ms=executor.lease_ms,
             )
-            for workflow_id, _tick in won:
-                row = app.schedule_row(schedule, _tick)
-                executor.launch_claimed(workflow_id, schedule.name, row["inputs"])
+            for row in won:
+                executor.launch_claimed(row["workflow_id"], schedule.name, row["inputs"])
                 self.stats.scheduled += 1
-                log.info("schedule %s: started %s", schedule.name, workflow_id)
+                log.info("schedule %s: started %s", schedule.name, row["workflow_id"])
             nearest = min(nearest, (schedule.next_tick(now) - now) / 1000)
         return max(nearest, 0.01)
 

@@ -370,10 +370,6 @@ class Storage:
         finally:
             conn.close()
 
-    def _run(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self.transaction() as conn:
-            return fn(conn)
-
     # -- reads ------------------------------------------------------------------
 
     def _workflow_record(self, row: sa.Row[Any]) -> WorkflowRecord:
@@ -533,17 +529,6 @@ class Storage:
         with self.transaction() as conn:
             held = set(conn.execute(stmt).scalars())
         return set(running) - held
-
-    def still_runs(self, workflow_id: str, owner: str) -> bool:
-        """Whether ``owner`` still holds this ``pending`` workflow."""
-        w = self.workflows
-        with self._translate_errors(), self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(w.c.workflow_id).where(
-                    w.c.workflow_id == workflow_id, w.c.owner == owner, w.c.status == "pending"
-                )
-            ).first()
-        return row is not None
 
     # -- control ------------------------------------------------------------------
 
@@ -799,8 +784,8 @@ class Storage:
         make_row: Callable[[int], dict[str, Any]],
         owner: str,
         lease_ms: int,
-    ) -> list[tuple[str, int]]:
-        """Record the due ticks of a schedule; return (workflow id, tick) of those this call won.
+    ) -> list[dict[str, Any]]:
+        """Record the due ticks of a schedule; return the workflow rows this call won.
 
         ``plan(last_tick)`` returns the ticks to fire and the tick to record as the
         last one seen (ticks are epoch milliseconds).
@@ -810,7 +795,7 @@ class Storage:
         s, w = self.schedules, self.workflows
         ins = self._insert_fn()
         now = now_ms()
-        won: list[tuple[str, int]] = []
+        won: list[dict[str, Any]] = []
         with self.transaction() as conn:
             self._lock_queue(conn, f"schedule:{schedule}")
             last = conn.execute(sa.select(s.c.last_tick).where(s.c.name == schedule)).scalar()
@@ -833,7 +818,7 @@ class Storage:
                     .on_conflict_do_nothing()
                 )
                 if conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount == 1:
-                    won.append((row["workflow_id"], tick))
+                    won.append(row)
             upsert = ins(s).values(name=schedule, last_tick=seen)
             upsert = upsert.on_conflict_do_update(
                 index_elements=[s.c.name], set_={"last_tick": upsert.excluded.last_tick}
