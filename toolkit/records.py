@@ -45,6 +45,8 @@ class WorkflowRecord:
     owner: str | None
     lease_expires_at: datetime | None
     recoveries: int
+    started_at: datetime | None = None
+    """When a worker (or ``start``) last began running it; ``None`` while enqueued."""
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,7 @@ class Storage:
             owner=row.owner,
             lease_expires_at=from_ms(row.lease_expires_at),
             recoveries=row.recoveries,
+            started_at=from_ms(row.started_at),
         )
 
     def _step_record(self, row: sa.Row[Any]) -> StepRecord:
@@ -881,6 +882,75 @@ class Storage:
                 sa.select(e.c.value).where(e.c.workflow_id == workflow_id, e.c.key == key)
             ).first()
         return (True, row.value) if row is not None else (False, None)
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def insert_failed_workflows(
+        self, rows: Sequence[dict[str, Any]], conn: sa.Connection | None = None
+    ) -> set[str]:
+        """Insert workflows that already ended ``failed`` (imported dead letters).
+
+        Each row has ``workflow_id``, ``name``, ``inputs``, ``error`` (JSON text) and
+        ``failed_at`` (epoch ms, kept as the creation and update time). A row whose id
+        exists is skipped, so importing twice creates nothing new. Runs inside
+        ``conn``'s transaction when given (the caller commits), else commits itself.
+        Returns the ids actually inserted.
+        """
+        w = self.workflows
+        full = [
+            {
+                "workflow_id": r["workflow_id"],
+                "name": r["name"],
+                "status": "failed",
+                "inputs": r["inputs"],
+                "error": r["error"],
+                "created_at": r["failed_at"],
+                "updated_at": r["failed_at"],
+            }
+            for r in rows
+        ]
+        ins = self._insert_fn()
+        inserted: set[str] = set()
+
+        def insert(c: sa.Connection) -> None:
+            for start in range(0, len(full), 500):
+                chunk = full[start : start + 500]
+                stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
+                inserted.update(c.execute(stmt).scalars())
+
+        if not full:
+            return inserted
+        if conn is not None:
+            insert(conn)
+        else:
+            with self.transaction() as tx:
+                insert(tx)
+        return inserted
+
+    def delete_workflows(self, workflow_ids: Sequence[str], *, status: str) -> list[str]:
+        """Delete the workflows among ``workflow_ids`` that are in ``status``.
+
+        Their steps, messages and events go with them, in one transaction. A
+        workflow whose status changed meanwhile is left alone. Returns the ids deleted.
+        """
+        w, s, m, e = self.workflows, self.steps, self.messages, self.events
+        deleted: list[str] = []
+        with self.transaction() as conn:
+            for start in range(0, len(workflow_ids), 500):
+                chunk = list(workflow_ids[start : start + 500])
+                gone = list(
+                    conn.execute(
+                        sa.delete(w)
+                        .where(w.c.workflow_id.in_(chunk), w.c.status == status)
+                        .returning(w.c.workflow_id)
+                    ).scalars()
+                )
+                if not gone:
+                    continue
+                for table in (s, m, e):
+                    conn.execute(sa.delete(table).where(table.c.workflow_id.in_(gone)))
+                deleted.extend(gone)
+        return deleted
 
 
 class Wakeups:
