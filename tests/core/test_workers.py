@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +131,7 @@ def statuses(names: tuple[str, ...] = ()) -> Counter[str]:
 def test_sigkill_chaos_every_workflow_succeeds_exactly_once(pg_db, workers):
     """Workers die by SIGKILL at random moments; nothing runs twice, nothing is lost."""
     total = 300
-    handles = worker_app.work.enqueue_many(
-        worker_app.chaos, [(n,) for n in range(total)]
-    )
+    handles = worker_app.work.enqueue_many(worker_app.chaos, [(n,) for n in range(total)])
     ids = {h.workflow_id for h in handles}
     pool = [workers.spawn("work") for _ in range(3)]
     rng = random.Random(7)
@@ -195,9 +194,7 @@ def test_lost_connections_are_reestablished(pg_db, workers, postgres_admin_url):
     proc = workers.spawn("work")
     dbname = pg_db.url.database
     kicked = 0
-    with psycopg.connect(
-        str(pg_db.url.set(drivername="postgresql")), autocommit=True
-    ) as admin:
+    with psycopg.connect(str(pg_db.url.set(drivername="postgresql")), autocommit=True) as admin:
         for _ in range(4):
             time.sleep(0.4)
             kicked += len(
@@ -276,11 +273,9 @@ def test_a_worker_that_was_down_catches_up_or_skips(db, workers, mode):
     workers.spawn(WORKER_APP_SCHEDULE=mode)
     time.sleep(1.5)
     assert workers.terminate_all() == [0]
-    seconds = sorted(
-        int(datetime.fromisoformat(r.label).timestamp()) for r in effect_rows(db)
-    )
+    seconds = sorted(int(datetime.fromisoformat(r.label).timestamp()) for r in effect_rows(db))
     assert len(seconds) == len(set(seconds))
-    gaps = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(seconds)]
     if mode == "catch-up":
         assert gaps and set(gaps) == {1}, seconds
     else:
