@@ -298,16 +298,29 @@ def _load_app(path: str) -> Durable:
     show_default=True,
     help="On SIGTERM, seconds to let running workflows finish before releasing them.",
 )
+@click.option(
+    "--report-every",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between summary lines (claimed, finished, failed, lag percentiles).",
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also log every claim and every finished workflow."
+)
 def worker_command(
     database_url: str | None,
     app_path: str,
     queues: tuple[str, ...],
     lease_timeout: float | None,
     shutdown_grace: float,
+    report_every: float,
+    verbose: bool,
 ) -> None:
     """Run workflows from the app's queues and schedules until SIGTERM or Ctrl-C.
 
-    Logs what it claims, finishes and fails, with the lag from enqueue to start.
+    Logs a summary of what it claimed, finished and failed, with the lag from
+    enqueue to start, every --report-every seconds; failures at once.
     """
     import logging
     import signal
@@ -317,10 +330,14 @@ def worker_command(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if verbose:
+        logging.getLogger("toolkit.worker").setLevel(logging.DEBUG)
     app = _load_app(app_path)
     try:
         app.configure(url=database_url, lease_timeout=lease_timeout)
-        worker = Worker(app, list(queues) or None, shutdown_grace=shutdown_grace)
+        worker = Worker(
+            app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every
+        )
     except (DurableError, ValueError) as exc:
         raise _fail(exc) from exc
 

@@ -41,12 +41,29 @@ class WorkerStats:
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     """The enqueue-to-start lags of the last 1,000 claims, in seconds."""
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "claimed": self.claimed,
+            "recovered": self.recovered,
+            "scheduled": self.scheduled,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "interrupted": self.interrupted,
+        }
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
+
 
 class Worker:
     """Runs the workflows of ``app`` from its queues and schedules, in this process.
 
     ``queues`` limits the worker to those queue names (default: every queue the
     app declares). ``poll_interval`` is the longest it sleeps without a wake-up.
+    Every ``report_every`` seconds with activity it logs one summary line
+    (claimed, finished, failed, lag percentiles) on the ``toolkit.worker``
+    logger at INFO; each claim and finish is logged at DEBUG.
     """
 
     def __init__(
@@ -57,6 +74,7 @@ class Worker:
         poll_interval: float | None = None,
         shutdown_grace: float = 30.0,
         schedules: bool = True,
+        report_every: float = 10.0,
     ) -> None:
         self.app = app
         declared = app.queues
@@ -71,7 +89,11 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.run_schedules = schedules
+        self.report_every = report_every
         self.stats = WorkerStats()
+        self._reported = self.stats.counts()
+        self._reported_at = time.monotonic()
+        self._interval_lags: deque[float] = deque(maxlen=100_000)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._running: dict[str, set[str]] = {q.name: set() for q in self.queues}
@@ -113,6 +135,7 @@ class Worker:
         poll = self.poll_interval if self.poll_interval is not None else storage.poll_interval
         recovery_every = max(min(executor.lease_ms / 2000, 5.0), 0.05)
         next_recovery = 0.0
+        next_report = time.monotonic() + self.report_every
         backoff = 0.1
         log.info(
             "worker %s serving %s on %s",
@@ -134,10 +157,33 @@ class Worker:
                     log.warning("database unavailable, retrying in %.1fs: %s", backoff, exc)
                     wait = backoff
                     backoff = min(backoff * 2, 30.0)
+                if time.monotonic() >= next_report:
+                    self._report()
+                    next_report = time.monotonic() + self.report_every
+                wait = min(wait, next_report - time.monotonic())
                 self._wake.wait(max(wait, 0.0))
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _report(self) -> None:
+        """Log what happened since the last report, if anything did."""
+        counts, now = self.stats.counts(), time.monotonic()
+        delta = {k: counts[k] - self._reported[k] for k in counts}
+        elapsed = now - self._reported_at
+        self._reported, self._reported_at = counts, now
+        lags = sorted(self._interval_lags)
+        self._interval_lags.clear()
+        if not any(delta.values()):
+            return
+        running = len(self.app.executor.running_ids())
+        summary = ", ".join(f"{k} {v}" for k, v in delta.items() if v)
+        if lags:
+            summary += (
+                f"; lag p50 {_percentile(lags, 0.5):.3f}s p95 {_percentile(lags, 0.95):.3f}s"
+                f" max {lags[-1]:.3f}s"
+            )
+        log.info("last %.1fs: %s; running %d", elapsed, summary, running)
 
     def _recover(self) -> None:
         ids = self.app.executor.recover(list(self.app._workflows))
@@ -163,7 +209,7 @@ class Worker:
             for row in won:
                 executor.launch_claimed(row["workflow_id"], schedule.name, row["inputs"])
                 self.stats.scheduled += 1
-                log.info("schedule %s: started %s", schedule.name, row["workflow_id"])
+                log.debug("schedule %s: started %s", schedule.name, row["workflow_id"])
             nearest = min(nearest, (schedule.next_tick(now) - now) / 1000)
         return max(nearest, 0.01)
 
@@ -195,7 +241,8 @@ class Worker:
                 self.stats.claimed += 1
                 self.stats.last_lag = lag
                 self.stats.lags.append(lag)
-                log.info("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
+                self._interval_lags.append(lag)
+                log.debug("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
                 if executor.launch_claimed(workflow_id, name, inputs) is None:
                     with self._lock:
                         self._running[queue.name].discard(workflow_id)
@@ -213,11 +260,18 @@ class Worker:
         status = run.outcome.status if run.outcome is not None else "interrupted"
         if status == "succeeded":
             self.stats.succeeded += 1
-            log.info("finished %s: succeeded", run.workflow_id)
+            log.debug("finished %s: succeeded", run.workflow_id)
         elif status == "failed":
             self.stats.failed += 1
             error = run.outcome.error if run.outcome is not None else None
-            log.warning("finished %s: failed: %s", run.workflow_id, (error or {}).get("message"))
+            error = error or {}
+            log.warning(
+                "finished %s (%s): failed: %s: %s",
+                run.workflow_id,
+                run.name,
+                error.get("type", "error"),
+                error.get("message"),
+            )
         else:
             self.stats.interrupted += 1
         self._wake.set()
@@ -240,4 +294,5 @@ class Worker:
                     run.interrupt("the worker is shutting down")
         if self._finished in executor.on_finished:
             executor.on_finished.remove(self._finished)
+        self._report()
         log.info("worker %s stopped", executor.owner)
