@@ -595,6 +595,11 @@ class Storage:
         A row whose id exists, or whose deduplication id is live in its queue,
         is skipped (nothing changes for it).
         """
+        with self.transaction() as conn:
+            return self.enqueue_in(conn, rows)
+
+    def enqueue_in(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """``enqueue_many`` inside the caller's transaction: the rows commit with it."""
         w = self.workflows
         now = now_ms()
         inserted: set[str] = set()
@@ -614,12 +619,11 @@ class Storage:
             for r in rows
         ]
         ins = self._insert_fn()
-        with self.transaction() as conn:
-            for start in range(0, len(full), 500):
-                chunk = full[start : start + 500]
-                stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
-                inserted.update(conn.execute(stmt).scalars())
-            self._notify_queue(conn, {r["queue_name"] for r in full})
+        for start in range(0, len(full), 500):
+            chunk = full[start : start + 500]
+            stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
+            inserted.update(conn.execute(stmt).scalars())
+        self._notify_queue(conn, {r["queue_name"] for r in full})
         return inserted
 
     def _notify_queue(self, conn: sa.Connection, queues: set[str]) -> None:
