@@ -895,12 +895,13 @@ class Storage:
         """Insert workflows that already ended ``failed`` (imported dead letters).
 
         Each row has ``workflow_id``, ``name``, ``inputs``, ``error`` (JSON text) and
-        ``failed_at`` (epoch ms, kept as the creation and update time). A row whose id
+        ``failed_at`` (epoch ms, kept as the creation and update time), and may have
+        ``events``: ``{key: value text}`` set on the workflow with it. A row whose id
         exists is skipped, so importing twice creates nothing new. Runs inside
         ``conn``'s transaction when given (the caller commits), else commits itself.
         Returns the ids actually inserted.
         """
-        w = self.workflows
+        w, e = self.workflows, self.events
         full = [
             {
                 "workflow_id": r["workflow_id"],
@@ -915,12 +916,22 @@ class Storage:
         ]
         ins = self._insert_fn()
         inserted: set[str] = set()
+        now = now_ms()
 
         def insert(c: sa.Connection) -> None:
             for start in range(0, len(full), 500):
                 chunk = full[start : start + 500]
                 stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
                 inserted.update(c.execute(stmt).scalars())
+            events = [
+                {"workflow_id": r["workflow_id"], "key": k, "value": v, "updated_at": now}
+                for r in rows
+                if r["workflow_id"] in inserted
+                for k, v in (r.get("events") or {}).items()
+            ]
+            for start in range(0, len(events), 500):
+                stmt = ins(e).values(events[start : start + 500]).on_conflict_do_nothing()
+                c.execute(stmt)
 
         if not full:
             return inserted
@@ -930,6 +941,19 @@ class Storage:
             with self.transaction() as tx:
                 insert(tx)
         return inserted
+
+    def get_events(self, key: str, workflow_ids: Sequence[str]) -> dict[str, str | None]:
+        """The value of event ``key`` of each of these workflows that has it."""
+        e = self.events
+        found: dict[str, str | None] = {}
+        with self._translate_errors(), self.engine.connect() as conn:
+            for start in range(0, len(workflow_ids), 500):
+                chunk = list(workflow_ids[start : start + 500])
+                query = sa.select(e.c.workflow_id, e.c.value).where(
+                    e.c.key == key, e.c.workflow_id.in_(chunk)
+                )
+                found.update({r.workflow_id: r.value for r in conn.execute(query)})
+        return found
 
     def delete_workflows(self, workflow_ids: Sequence[str], *, status: str) -> list[str]:
         """Delete the workflows among ``workflow_ids`` that are in ``status``.
