@@ -132,7 +132,7 @@ class Worker:
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
         executor.on_finished.append(self._finished)
-        poll = self.poll_interval if self.poll_interval is not None else storage.poll_interval
+        poll = self.poll_interval if self.poll_interval is not None else storage.idle_poll_interval
         recovery_every = max(min(executor.lease_ms / 2000, 5.0), 0.05)
         next_recovery = 0.0
         next_report = time.monotonic() + self.report_every
@@ -143,25 +143,34 @@ class Worker:
             ", ".join(q.name for q in self.queues) or "no queues",
             app.url,
         )
+        look_at = 0.0  # when the next full look (recover, schedules, claim) is due
+        last_token: object = None
+        woken = True
         try:
             while not self._stop.is_set():
-                wait = poll
-                try:
-                    if time.monotonic() >= next_recovery:
-                        self._recover()
-                        next_recovery = time.monotonic() + recovery_every
-                    wait = min(wait, self._fire_schedules())
-                    wait = min(wait, self._claim())
-                    backoff = 0.1
-                except DurableError as exc:
-                    log.warning("database unavailable, retrying in %.1fs: %s", backoff, exc)
-                    wait = backoff
-                    backoff = min(backoff * 2, 30.0)
+                token = storage.change_token()
+                if woken or token != last_token or time.monotonic() >= look_at:
+                    wait = poll
+                    try:
+                        if time.monotonic() >= next_recovery:
+                            self._recover()
+                            next_recovery = time.monotonic() + recovery_every
+                        wait = min(wait, self._fire_schedules())
+                        wait = min(wait, self._claim())
+                        backoff = 0.1
+                    except DurableError as exc:
+                        log.warning("database unavailable, retrying in %.1fs: %s", backoff, exc)
+                        wait = backoff
+                        backoff = min(backoff * 2, 30.0)
+                    last_token = storage.change_token()  # our own writes included
+                    look_at = time.monotonic() + wait
                 if time.monotonic() >= next_report:
                     self._report()
                     next_report = time.monotonic() + self.report_every
-                wait = min(wait, next_report - time.monotonic())
-                self._wake.wait(max(wait, 0.0))
+                sleep = min(look_at, next_report) - time.monotonic()
+                if token is not None:  # a cheap local glance at the database file
+                    sleep = min(sleep, storage.glance_interval)
+                woken = self._wake.wait(max(sleep, 0.0))
                 self._wake.clear()
         finally:
             self._shutdown()

@@ -46,6 +46,10 @@ class Storage:
 
     backend = "base"
     poll_interval = 1.0
+    idle_poll_interval = 1.0
+    """How long an idle worker sleeps between looks at its queues when nothing wakes it."""
+    glance_interval = 0.2
+    """How often an idle worker compares :meth:`change_token` (where there is one)."""
     """Seconds between database polls when no wake-up arrives."""
 
     def __init__(self, url: URL, engine: sa.Engine, hot_engine: sa.Engine, names: schema.Names):
@@ -71,6 +75,13 @@ class Storage:
 
     def start_listening(self) -> None:
         """Deliver wake-ups from other processes (PostgreSQL LISTEN); a no-op elsewhere."""
+
+    def change_token(self) -> object:
+        """A cheap value that changes when another process may have written; ``None``: no such.
+
+        Lets an idle worker look at the database only when something changed.
+        """
+        return None
 
     # -- connection and schema ------------------------------------------------
 

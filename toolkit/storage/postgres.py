@@ -40,6 +40,7 @@ def owner_lock_key(owner: str) -> int:
 
 class PostgresStorage(Storage):
     backend = "PostgreSQL"
+    idle_poll_interval = 5.0  # LISTEN/NOTIFY wakes workers; the poll is only a fallback
 
     def __init__(self, url: URL):
         common = {"connect_timeout": 10, "application_name": "durable-toolkit"}

@@ -39,6 +39,7 @@ def _configure(dbapi_connection: Any, _record: Any) -> None:
 class SQLiteStorage(Storage):
     backend = "SQLite"
     poll_interval = 0.2  # no LISTEN/NOTIFY: poll, cheaply, on the local file
+    idle_poll_interval = 5.0  # between full looks; change_token() is glanced at in between
 
     def __init__(self, url: URL):
         database = url.database or ""
@@ -80,6 +81,18 @@ class SQLiteStorage(Storage):
 
     def _driver_connection_errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.OperationalError,)
+
+    def change_token(self) -> object:
+        """The size and modification time of the database and its WAL: every commit moves them."""
+        token = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                token.append(None)
+            else:
+                token.append((st.st_mtime_ns, st.st_size))
+        return tuple(token)
 
     @property
     def lock_path(self) -> Path:
