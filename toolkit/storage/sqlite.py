@@ -84,7 +84,7 @@ class SQLiteStorage(Storage):
 
     def change_token(self) -> object:
         """The size and modification time of the database and its WAL: every commit moves them."""
-        token = []
+        token: list[tuple[int, int] | None] = []
         for path in (self.path, self.path.with_name(self.path.name + "-wal")):
             try:
                 st = os.stat(path)
