@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
+
+if TYPE_CHECKING:  # alembic is imported only when a migration is missing (it is large)
+    from alembic.operations import Operations
 
 POSTGRES_SCHEMA = "durable"
 SQLITE_PREFIX = "durable_"
@@ -120,7 +122,7 @@ def build_tables(names: Names) -> Tables:
     return Tables(md, workflows, steps, migrations, schedules, messages, events)
 
 
-Migration = Callable[[Operations, Names], None]
+Migration = Callable[["Operations", Names], None]
 
 
 def _v1_core_tables(op: Operations, names: Names) -> None:
@@ -257,11 +259,15 @@ def upgrade(conn: sa.Connection, names: Names) -> list[int]:
         conn.execute(sa.schema.CreateSchema(names.schema, if_not_exists=True))
     md.create_all(conn, tables=[migrations])
     applied = set(conn.execute(sa.select(migrations.c.version)).scalars())
+    missing = [m for m in MIGRATIONS if m[0] not in applied]
+    if not missing:
+        return []
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
     ops = Operations(MigrationContext.configure(conn))
     done: list[int] = []
-    for version, description, migrate in MIGRATIONS:
-        if version in applied:
-            continue
+    for version, description, migrate in missing:
         migrate(ops, names)
         conn.execute(
             sa.insert(migrations).values(
