@@ -24,9 +24,11 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .handle import WorkflowHandle
+from .queues import Queue, Schedule
 from .records import StepRecord, WorkflowRecord
 from .retry import RetryPolicy
 from .serialization import JSONSerializer, Serializer
+from .worker import Worker, WorkerStats
 
 default_app = Durable()
 """The application behind the module-level decorators."""
@@ -43,12 +45,16 @@ __all__ = [
     "DurableError",
     "JSONSerializer",
     "NotRegisteredError",
+    "Queue",
     "RetryPolicy",
+    "Schedule",
     "SerializationError",
     "Serializer",
     "StepFailedError",
     "StepInfo",
     "StepRecord",
+    "Worker",
+    "WorkerStats",
     "WorkflowCancelledError",
     "WorkflowConflictError",
     "WorkflowFailedError",
