@@ -1234,6 +1234,13 @@ class StatusColumnAdapter:
         restarted = [wid for wid, _, again in plan if again and wid in inserted]
         return ClaimReport(started, restarted, live)
 
+    def due_rows(self) -> int:
+        """How many rows are pending and due now (a plain count: no lock)."""
+        legacy = self.legacy
+        with legacy.reading() as conn:
+            query = sa.select(sa.func.count()).select_from(legacy.table)
+            return int(conn.execute(query.where(legacy.due(datetime.now(UTC)))).scalar_one())
+
     def live_workflows(self) -> list[str]:
         """Ids of this adapter's workflows that are enqueued or running."""
         records = self.app.storage.list_workflows(status=list(LIVE), name=self.workflow_name)
@@ -1340,12 +1347,10 @@ class Takeover:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            report = self.adapter.claim()
-            if (
-                not report.started
-                and not report.already_running
-                and not (self.adapter.live_workflows())
-            ):
+            self.adapter.claim()
+            # Plain reads, not the claim's SKIP LOCKED one: a row another poller is
+            # enqueueing right now is still seen as due.
+            if self.adapter.due_rows() == 0 and not self.adapter.live_workflows():
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
