@@ -208,7 +208,7 @@ def test_shadow_reports_and_changes_nothing(legacy_url, make_jobs, sqlite_app):
             row(3),
             row(4, next_retry_at=ago(minutes=-30)),  # due in 30 minutes
             row(5, attempts=3, last_error="HTTP 500"),  # past a budget of 3
-            row(6, "working", locked_by="worker-7", locked_at=ago(hours=2), updated_at=ago(hours=2)),
+            row(6, "working", locked_by="worker-7", locked_at=ago(hours=2)),
             row(7, "working", locked_by="worker-2", locked_at=ago(minutes=1)),
             row(8, "finished", attempts=1),
             row(9, "dead", attempts=3, last_error="gave up"),
@@ -413,9 +413,7 @@ def test_row_taken_by_a_legacy_worker_after_the_claim_is_left_alone(tmp_path, ma
         assert adapter.claim().already_running == ["jobs:1"]
         engine = engine_for(legacy)
         with engine.begin() as conn:  # the old worker, still running, grabs the row
-            conn.execute(
-                sa.update(table).values(status="working", locked_by="legacy-worker-3")
-            )
+            conn.execute(sa.update(table).values(status="working", locked_by="legacy-worker-3"))
         engine.dispose()
         with adapter.takeover(poll_interval=0.1) as takeover:
             assert takeover.wait_idle(timeout=30)
