@@ -19,9 +19,10 @@ class Queue:
 
     ``concurrency``: at most this many of the queue's workflows run at once,
     across all workers. ``worker_concurrency``: at most this many in one worker
-    process. ``rate_limit=(n, seconds)``: at most ``n`` starts in any window of
-    ``seconds``, across all workers. Higher ``priority`` starts first; equal
-    priorities start in enqueue order.
+    process (default 16). ``rate_limit=(n, seconds)``: at most ``n`` starts in
+    any window of ``seconds``, across all workers. Higher ``priority`` starts
+    first; equal priorities start in enqueue order (to the millisecond; the
+    rows of one ``enqueue_many`` share their enqueue time).
     """
 
     name: str
@@ -77,7 +78,11 @@ class Queue:
         priority: int = 0,
         delay: float | None = None,
     ) -> list[WorkflowHandle]:
-        """Enqueue one workflow per argument tuple, in one transaction (batch insert)."""
+        """Enqueue one workflow per argument tuple, in one transaction (batch insert).
+
+        The rows share one enqueue time: among equal priorities they start in
+        no particular order.
+        """
         assert self.app is not None
         return self.app._enqueue(
             self, fn, [(tuple(c), {}) for c in calls], priority=priority, delay=delay
