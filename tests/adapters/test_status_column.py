@@ -423,3 +423,167 @@ def test_row_taken_by_a_legacy_worker_after_the_claim_is_left_alone(tmp_path, ma
     finally:
         app.close()
         adapter.legacy.dispose()
+
+
+# -- a takeover process killed mid-way -------------------------------------------------------
+
+TAKEOVER_PROGRAM = """
+import json, os, sys, time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from adapters.status_column import LegacyColumns, StatusColumnAdapter, StatusValues
+from toolkit import Durable, current_step
+
+system, legacy, workdir = sys.argv[1:4]
+WORK = Path(workdir)
+app = Durable(system, lease_timeout=2.0)
+
+
+@app.transaction(name="record_effect")
+def record_effect(conn, job_id):
+    conn.execute(sa.text("INSERT INTO effects (job_id) VALUES (:j)"), {"j": job_id})
+
+
+@app.step(name="send")
+def send(job_id):
+    with open(WORK / "calls", "a") as f:
+        f.write(f"{job_id} {current_step().idempotency_key}\\n")
+        f.flush()
+        os.fsync(f.fileno())
+    if os.environ.get("HANG_AT") == str(job_id):
+        (WORK / "ready").write_text(str(os.getpid()))
+        time.sleep(600)
+    return f"sent {job_id}"
+
+
+def process(job):
+    record_effect(job["id"])
+    return send(job["id"])
+
+
+adapter = StatusColumnAdapter(
+    app,
+    None if legacy == "same" else legacy,
+    table="jobs",
+    key="id",
+    status=StatusValues(
+        pending="queued", running="working", done="finished", failed="dead", other=("cancelled",)
+    ),
+    columns=LegacyColumns(
+        attempts="attempts", last_error="last_error", next_retry_at="next_retry_at",
+        locked_by="locked_by", locked_at="locked_at", updated_at="updated_at",
+    ),
+    workflow=process,
+    queue=app.queue("jobs", worker_concurrency=2),
+)
+
+if os.environ.get("EXIT_AFTER_LEGACY_COMMIT"):
+    # Die between the two commits of a cross-database write-back: the legacy UPDATE
+    # of row N's "done" has committed, its checkpoint has not.
+    import contextlib
+
+    writing = adapter.legacy.writing
+
+    @contextlib.contextmanager
+    def crash_after_commit():
+        with writing() as conn:
+            yield conn
+        try:
+            step = current_step()
+        except Exception:  # the claim writes outside any step
+            return
+        target = "jobs:" + os.environ["EXIT_AFTER_LEGACY_COMMIT"]
+        if step.name == "legacy.jobs.done" and step.workflow_id == target:
+            os._exit(17)
+
+    adapter.legacy.writing = crash_after_commit
+
+with adapter.takeover(poll_interval=0.1) as takeover:
+    idle = takeover.wait_idle(timeout=90)
+print(json.dumps({"idle": idle}))
+app.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "crash"),
+    [("same", "sigkill-in-handler"), ("mariadb", "sigkill-in-handler"), ("mariadb", "exit")],
+)
+def test_takeover_process_killed_mid_way(where, crash, db_url, make_jobs, tmp_path, request):
+    """A takeover process dies at row 4; a second process finishes every row exactly once.
+
+    ``sigkill-in-handler``: SIGKILL inside row 4's handler step. ``exit``: the
+    process exits between the legacy commit of row 4's ``done`` write-back and
+    its checkpoint (the window of the cross-database arrangement).
+    """
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    legacy = db_url if where == "same" else request.getfixturevalue("mariadb_url")
+    Durable(db_url).upgrade()
+    make_jobs(legacy, [row(i) for i in range(1, 7)])
+    engine = engine_for(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE effects (job_id INTEGER NOT NULL)"))
+    program = tmp_path / "takeover.py"
+    program.write_text(TAKEOVER_PROGRAM)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root}
+    argv = [sys.executable, str(program), db_url, "same" if where == "same" else legacy]
+    argv.append(str(tmp_path))
+
+    if crash == "exit":
+        died = subprocess.run(
+            argv, env={**env, "EXIT_AFTER_LEGACY_COMMIT": "4"}, capture_output=True, timeout=120
+        )
+        assert died.returncode == 17, died.stderr.decode()
+        assert rows_by_id(legacy)[4]["status"] == "finished"  # the legacy commit survived
+        probe = Durable(db_url)
+        assert probe.get_workflow("jobs:4").status == "pending"  # its checkpoint did not
+        probe.close()
+    else:
+        first = subprocess.Popen(
+            argv, env={**env, "HANG_AT": "4"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists():
+            assert first.poll() is None, first.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the takeover never reached row 4"
+            time.sleep(0.02)
+        assert dashboard(legacy)["working"] >= 1
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        assert rows_by_id(legacy)[4]["status"] == "working"  # died holding it
+
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout.strip().splitlines()[-1]) == {"idle": True}
+
+    assert dashboard(legacy) == {"finished": 6}
+    rows = rows_by_id(legacy)
+    assert all(r["attempts"] == 1 and r["locked_by"] is None for r in rows.values())
+    with engine.connect() as conn:
+        effects = Counter(conn.execute(sa.text("SELECT job_id FROM effects")).scalars())
+    engine.dispose()
+    assert effects == {i: 1 for i in range(1, 7)}  # the @transaction: exactly once
+    calls = (tmp_path / "calls").read_text().split("\n")
+    sends = Counter(line.split()[0] for line in calls if line)
+    if crash == "exit":
+        assert sends == {str(i): 1 for i in range(1, 7)}  # died after the handler's checkpoint
+    else:
+        assert sends == {**{str(i): 1 for i in range(1, 7)}, "4": 2}  # a step: at least once
+        assert len({line for line in calls if line.startswith("4 ")}) == 1  # same key
+    app = Durable(db_url)
+    try:
+        records = app.list_workflows(name="legacy.jobs")
+        assert sorted(r.workflow_id for r in records) == [f"jobs:{i}" for i in range(1, 7)]
+        assert {r.status for r in records} == {"succeeded"}
+    finally:
+        app.close()
