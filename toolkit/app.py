@@ -58,6 +58,10 @@ class Durable:
     unreachable database fails then with :class:`~toolkit.errors.DatabaseUnavailableError`.
     ``lease_timeout`` (seconds) is how long a running workflow stays claimed by a
     process that stopped renewing its lease before another process may take it over.
+    ``max_recoveries`` is how many times a workflow may be taken over from a
+    process that died (or lost its lease) while running it; one more and it is
+    failed with :class:`~toolkit.errors.RecoveryLimitError` instead of crashing
+    yet another process (``None``: no limit). A clean shutdown does not count.
     """
 
     def __init__(
@@ -66,9 +70,13 @@ class Durable:
         *,
         lease_timeout: float = 30.0,
         serializer: Serializer | None = None,
+        max_recoveries: int | None = 20,
     ) -> None:
         if lease_timeout <= 0:
             raise ValueError("lease_timeout must be positive")
+        if max_recoveries is not None and max_recoveries < 0:
+            raise ValueError("max_recoveries must be >= 0 or None")
+        self.max_recoveries = max_recoveries
         self._url = url
         if url is not None:
             resolve_url(url)  # a malformed URL fails now, not at first use
@@ -108,7 +116,11 @@ class Durable:
             with self._lock:
                 if self._executor is None:
                     self._executor = Executor(
-                        storage, self.serializer, self.lease_timeout, self._workflows.get
+                        storage,
+                        self.serializer,
+                        self.lease_timeout,
+                        self._workflows.get,
+                        max_recoveries=self.max_recoveries,
                     )
         return self._executor
 

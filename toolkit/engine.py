@@ -30,6 +30,7 @@ from .errors import (
     DatabaseUnavailableError,
     DeterminismError,
     DurableError,
+    RecoveryLimitError,
     SerializationError,
     StepFailedError,
     WorkflowCancelledError,
@@ -208,8 +209,10 @@ class Executor:
         serializer: Serializer,
         lease_timeout: float,
         resolve: Callable[[str], WorkflowDef | None],
+        max_recoveries: int | None = None,
     ) -> None:
         self.storage = storage
+        self.max_recoveries = max_recoveries
         self.serializer = serializer
         self.lease_ms = max(int(lease_timeout * 1000), 1)
         self.resolve = resolve
@@ -303,10 +306,24 @@ class Executor:
         self.ensure_alive()
         claimed = self.storage.claim_orphans(self.owner, names, self.lease_ms)
         ids = []
-        for workflow_id, name, inputs in claimed:
+        for workflow_id, name, inputs, recoveries in claimed:
+            if self.max_recoveries is not None and recoveries > self.max_recoveries:
+                self._give_up_poison(workflow_id, name, recoveries)
+                continue
             self.resume_claimed(workflow_id, name, inputs)
             ids.append(workflow_id)
         return ids
+
+    def _give_up_poison(self, workflow_id: str, name: str, recoveries: int) -> None:
+        """Fail a workflow whose runs keep dying with their process, instead of running it again."""
+        message = (
+            f"the process running workflow {workflow_id!r} ({name}) died {recoveries} times; "
+            f"max_recoveries is {self.max_recoveries}. Fix the cause, then "
+            "`durable workflows resume` it"
+        )
+        log.error("%s", message)
+        error = error_info(RecoveryLimitError(message), "")
+        self._finish(workflow_id, "failed", None, error)
 
     def resume_claimed(self, workflow_id: str, name: str, inputs: str | None) -> None:
         """Run a workflow this process has just claimed, replaying its recorded steps."""

@@ -77,6 +77,14 @@ class WorkflowCancelledError(DurableError):
         super().__init__(f"workflow {workflow_id!r} was cancelled")
 
 
+class RecoveryLimitError(DurableError):
+    """A workflow's process died more than ``max_recoveries`` times while running it.
+
+    Recorded as the error of a workflow that was failed instead of being taken
+    over again (a poison workflow: one whose step crashes the process).
+    """
+
+
 class StepFailedError(DurableError):
     """Replay of a step whose recorded attempts ended in an exception.
 

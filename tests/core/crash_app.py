@@ -22,7 +22,7 @@ from toolkit import Durable, RetryPolicy, current_step
 
 url, mode, workflow_id, scenario, workdir = sys.argv[1:6]
 WORK = Path(workdir)
-app = Durable(url, lease_timeout=30)
+app = Durable(url, lease_timeout=30, max_recoveries=int(os.environ.get("MAX_RECOVERIES", "20")))
 
 
 def point(name: str) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from toolkit import Durable
+
 APP = Path(__file__).with_name("crash_app.py")
 
 
@@ -159,3 +161,27 @@ def test_durable_sleep_resumes_with_what_is_left(db_url, tmp_path):
     # It woke at the recorded time (about 3 s after the sleep began), not 3 s after recovery.
     assert result["result"] >= started_sleeping + 2.5
     assert calls(tmp_path) == ["step1:wf-sleep:1"]
+
+
+def test_a_workflow_that_kills_every_process_fails_after_max_recoveries(db_url, tmp_path):
+    """A poison workflow fails with RecoveryLimitError instead of crashing worker after worker."""
+    poison = {"CRASH_AT": "step2", "MAX_RECOVERIES": "2"}
+    code, _, err = run(db_url, "run", "wf-poison", "ten_steps", tmp_path, **poison)
+    assert code == 17, err
+    for _ in range(2):  # recovered twice, dies twice
+        code, _, err = run(db_url, "recover", "wf-poison", "ten_steps", tmp_path, **poison)
+        assert code == 17, err
+    code, out, err = run(db_url, "recover", "wf-poison", "ten_steps", tmp_path, **poison)
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["recovered"] == [] and result["status"] == "failed"
+    assert "died 3 times; max_recoveries is 2" in result["error"]
+    assert sum(c.startswith("step2") for c in calls(tmp_path)) == 3  # not a fourth time
+    # Resume starts the count again; with the cause fixed (no crash), it finishes.
+    app = Durable(db_url)
+    try:
+        app.resume("wf-poison")
+    finally:
+        app.close()
+    result = recover(db_url, "wf-poison", "ten_steps", tmp_path)
+    assert result["status"] == "succeeded"

@@ -454,11 +454,13 @@ class Storage:
 
     def claim_orphans(
         self, owner: str, names: Sequence[str], lease_ms: int, limit: int = 1000
-    ) -> list[tuple[str, str, str | None]]:
-        """Take over ``pending`` workflows nobody alive runs; return (id, name, inputs).
+    ) -> list[tuple[str, str, str | None, int]]:
+        """Take over ``pending`` workflows nobody alive runs; return (id, name, inputs, recoveries).
 
         A workflow is an orphan when it has no owner, its lease expired, or its
-        owner's process is provably gone.
+        owner's process is provably gone. ``recoveries`` counts the takeovers
+        from a dead or expired owner (a workflow released by a clean shutdown
+        has no owner and is not counted).
         """
         if not names:
             return []
@@ -499,13 +501,13 @@ class Storage:
             .values(
                 owner=owner,
                 lease_expires_at=now + lease_ms,
-                recoveries=w.c.recoveries + 1,
+                recoveries=w.c.recoveries + sa.case((w.c.owner.is_(None), 0), else_=1),
                 updated_at=now,
             )
-            .returning(w.c.workflow_id, w.c.name, w.c.inputs)
+            .returning(w.c.workflow_id, w.c.name, w.c.inputs, w.c.recoveries)
         )
         with self.transaction() as conn:
-            return [(r.workflow_id, r.name, r.inputs) for r in conn.execute(stmt)]
+            return [(r.workflow_id, r.name, r.inputs, r.recoveries) for r in conn.execute(stmt)]
 
     def claim_workflow(self, workflow_id: str, owner: str, lease_ms: int) -> bool:
         """Take a ``pending`` workflow that has no owner (after ``resume``)."""
@@ -559,7 +561,8 @@ class Storage:
         """Make a failed or cancelled workflow ``pending`` again, with no owner.
 
         Recorded steps stay as they are, except a failed last step, which gets
-        a fresh attempt budget so that it runs again.
+        a fresh attempt budget so that it runs again. The recovery count starts
+        again from zero.
         """
         w, s = self.workflows, self.steps
         now = now_ms()
@@ -573,6 +576,7 @@ class Storage:
                     error=None,
                     owner=None,
                     lease_expires_at=None,
+                    recoveries=0,
                     updated_at=now,
                 )
             ).rowcount
