@@ -100,7 +100,9 @@ def test_list_workflows_filters(app: Durable):
     with pytest.raises(WorkflowFailedError):
         app.run(bad, workflow_id="bad-1")
     assert {r.workflow_id for r in app.list_workflows(status="succeeded")} == {
-        "ok-0", "ok-1", "ok-2",
+        "ok-0",
+        "ok-1",
+        "ok-2",
     }
     assert [r.workflow_id for r in app.list_workflows(name="bad")] == ["bad-1"]
     assert len(app.list_workflows(limit=2)) == 2
