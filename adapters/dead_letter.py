@@ -471,7 +471,7 @@ class DeadLetterTable:
         if needed:
             raise DeadLetterError(
                 f"exporting into {self.qualified_name} needs values for the column(s) "
-                f"{', '.join(needed)}: give them in export_values"
+                f"{', '.join(needed)}: give them in export_values (--set COLUMN=VALUE)"
             )
 
     # -- import --

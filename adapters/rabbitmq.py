@@ -118,7 +118,7 @@ def message_digest(properties: dict[str, Any], body: bytes) -> str:
     h = hashlib.sha256(canonical.encode("utf-8"))
     h.update(b"\0")
     h.update(body)
-    return h.hexdigest()[:32]
+    return h.hexdigest()[:20]
 
 
 class RabbitMQDeadLetters:
@@ -248,7 +248,7 @@ class RabbitMQDeadLetters:
             name=self.workflow,
             payload=payload,
             error_type=f"rabbitmq {reason}",
-            message=f"dead-lettered from queue {where!r} ({reason}, {count} time(s))",
+            message=f"{reason} in queue {where!r}, {count} time(s)",
             failed_at_ms=failed_ms,
             details=details,
         )

@@ -26,6 +26,7 @@ from .records import STATUSES
 LAZY_COMMANDS: dict[str, str] = {
     "codemod": "codemods.cli:codemod",
     "audit": "toolkit.audit.cli:audit",
+    "dlq": "adapters.cli:dlq",
 }
 
 
