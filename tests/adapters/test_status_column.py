@@ -6,6 +6,7 @@ The legacy values are deliberately not the role names (``queued``/``working``/
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -75,9 +76,9 @@ def engine_for(url: str) -> sa.Engine:
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
-@pytest.fixture
-def make_jobs() -> Iterator[Callable[..., sa.Table]]:
-    """Create the legacy ``jobs`` table in a database and fill it."""
+@contextlib.contextmanager
+def jobs_maker() -> Iterator[Callable[..., sa.Table]]:
+    """Create the legacy ``jobs`` table in a database and fill it (engines closed after)."""
     engines: list[sa.Engine] = []
 
     def make(url: str, rows: list[dict[str, Any]], name: str = "jobs") -> sa.Table:
@@ -91,9 +92,17 @@ def make_jobs() -> Iterator[Callable[..., sa.Table]]:
                 conn.execute(table.insert(), rows)
         return table
 
-    yield make
-    for engine in engines:
-        engine.dispose()
+    try:
+        yield make
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.fixture
+def make_jobs() -> Iterator[Callable[..., sa.Table]]:
+    with jobs_maker() as make:
+        yield make
 
 
 def snapshot(url: str, table: str = "jobs") -> list[tuple[Any, ...]]:
