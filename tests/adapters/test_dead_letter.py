@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 
 from adapters.dead_letter import (
     DeadLetterError,
@@ -34,44 +32,6 @@ LEGACY_WHERE = ["same", "sqlite", "postgres", "mariadb"]
 
 T1 = datetime(2024, 1, 2, 3, 4, 5)
 T2 = datetime(2024, 2, 3, 4, 5, 6)
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-@pytest.fixture(scope="module")
-def legacy_postgres(postgres_admin_url: str) -> Iterator[str]:
-    """A PostgreSQL database of its own for legacy tables (not the system one)."""
-    name = f"legacy_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq(postgres_admin_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield sa.make_url(postgres_admin_url).set(database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(_libpq(postgres_admin_url), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@pytest.fixture(scope="module")
-def legacy_mariadb() -> Iterator[str]:
-    """A fresh MariaDB database, or skip."""
-    pymysql = pytest.importorskip("pymysql")
-    try:
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-    except pymysql.err.OperationalError as exc:
-        pytest.skip(f"no MariaDB at 127.0.0.1:3306 ({exc})")
-    name = f"legacy_{uuid.uuid4().hex[:12]}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")  # a fresh uuid name, not user input
-    try:
-        yield f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
 
 
 @dataclass
@@ -100,9 +60,9 @@ def legacy(request: pytest.FixtureRequest, app: Durable, tmp_path: Any) -> Itera
         if where == "sqlite":
             url = f"sqlite:///{tmp_path}/legacy.db"
         elif where == "postgres":
-            url = request.getfixturevalue("legacy_postgres")
+            url = request.getfixturevalue("legacy_postgres_url")  # tests/adapters/conftest.py
         else:
-            url = request.getfixturevalue("legacy_mariadb")
+            url = request.getfixturevalue("mariadb_url")
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     md = sa.MetaData()
     table = sa.Table(
@@ -345,3 +305,19 @@ def test_purge_deletes_failed_workflows_only(app: Durable, legacy: Legacy) -> No
     assert [w.workflow_id for w in app.list_workflows()] == [f"dlq:{name}:1"]
     assert app.storage.get_events("durable.dead_letter", [f"dlq:{name}:2"]) == {}
     assert len(legacy.rows()) == 3
+
+
+def test_a_retry_without_the_code_waits_for_a_process_that_has_it(
+    make_app: Any, legacy: Legacy
+) -> None:
+    console = make_app()  # like `durable dlq retry`: no workflow code
+    _adapter(console, legacy, "send_mail").import_rows()
+    name = legacy.table.name
+    assert retry_dead_letter(console, f"dlq:{name}:1").status() == "pending"
+
+    seen: list[Any] = []
+    worker = make_app(lease_timeout=2.0)
+    _send_mail(worker, seen)
+    (handle,) = worker.recover()
+    assert handle.result(timeout=30) == "sent to a@example.com"
+    assert seen == [{"to": "a@example.com"}]
