@@ -1109,7 +1109,7 @@ class StatusColumnAdapter:
             database=legacy.describe(),
             arrangement=self.arrangement,
             promise=self.promise,
-            counts={self._label(v): n for v, n in counts.items()},
+            counts={self._label(v): counts[v] for v in self._ordered(counts)},
             would_start=list(would),
             would_start_total=int(would_total),
             not_due=int(not_due),
@@ -1125,6 +1125,11 @@ class StatusColumnAdapter:
             failed_total=counts.get(st.failed, 0),
             taken_at=now,
         )
+
+    def _ordered(self, counts: dict[Any, int]) -> list[Any]:
+        """Status values in role order: pending, running, done, failed, then the others."""
+        declared = self.legacy.status.declared
+        return sorted(counts, key=lambda v: declared.index(v) if v in declared else len(declared))
 
     def _label(self, value: Any) -> str:
         st = self.legacy.status
