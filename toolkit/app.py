@@ -11,7 +11,6 @@ import functools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,6 +34,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .handle import WorkflowHandle
+from .ids import new_workflow_id
 from .queues import Queue, Schedule
 from .records import STATUSES, StepRecord, WorkflowRecord
 from .retry import NO_RETRY, RetryPolicy
@@ -349,7 +349,7 @@ class Durable:
             elif run is not None:  # deterministic, so a replay enqueues nothing new
                 wid = f"{run.workflow_id}:{run.take_step_number()}"
             else:
-                wid = str(uuid.uuid4())
+                wid = new_workflow_id()
             rows.append(
                 {
                     "workflow_id": wid,
@@ -367,11 +367,33 @@ class Durable:
         handles = []
         for row in rows:
             wid = row["workflow_id"]
-            dedup = row["deduplication_id"]
-            if wid not in inserted and dedup is not None:
-                wid = storage.live_duplicate(queue.name, dedup) or wid
+            if wid not in inserted:
+                wid = self._existing_for(queue, row)
             handles.append(WorkflowHandle(self, wid))
         return handles
+
+    def _existing_for(self, queue: Queue, row: dict[str, Any]) -> str:
+        """The workflow that stands for a row ``enqueue_many`` did not insert."""
+        storage = self.storage
+        for _ in range(3):
+            dedup = row["deduplication_id"]
+            if dedup is not None:
+                holder = storage.live_duplicate(queue.name, dedup)
+                if holder is not None:
+                    return holder
+            existing = storage.get_workflow(row["workflow_id"])
+            if existing is not None:
+                if existing.name != row["name"]:
+                    raise WorkflowConflictError(
+                        f"workflow id {row['workflow_id']!r} is already used by workflow "
+                        f"{existing.name!r}, not {row['name']!r}"
+                    )
+                return existing.workflow_id
+            # The deduplication holder ended between our insert and our look: insert again.
+            if storage.enqueue_many([row]):
+                storage.wakeups.signal("queue", queue.name)
+                return str(row["workflow_id"])
+        raise DurableError(f"could not enqueue {row['workflow_id']!r}: its dedup holder churns")
 
     # -- messages and events --
 
@@ -446,7 +468,7 @@ class Durable:
         elif run is not None:  # deterministic, so a replay starts nothing new
             wid = f"{run.workflow_id}:{run.take_step_number()}"
         else:
-            wid = str(uuid.uuid4())
+            wid = new_workflow_id()
         inputs = executor.encode_inputs(wf.name, args, kwargs)
         if not executor.start(wf, wid, inputs):
             existing = self.storage.get_workflow(wid)
@@ -480,8 +502,8 @@ class Durable:
         Only workflows registered in this app are taken; each resumes at its
         first step without a checkpoint. Returns their handles.
         """
-        ids = self.executor.recover(list(self._workflows))
-        return [WorkflowHandle(self, wid) for wid in ids]
+        resumed = self.executor.recover(list(self._workflows))
+        return [WorkflowHandle(self, orphan.workflow_id) for orphan in resumed]
 
     def sleep(self, seconds: float) -> None:
         """Sleep durably: the wake-up time is checkpointed, so a restart sleeps only the rest.

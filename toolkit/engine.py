@@ -42,6 +42,7 @@ from .records import StepRecord, error_info
 from .retry import RetryPolicy
 from .serialization import Serializer
 from .storage import Storage, now_ms
+from .storage.base import Orphan
 
 log = logging.getLogger("toolkit")
 
@@ -301,18 +302,21 @@ class Executor:
             self.launch(wf, workflow_id, args, kwargs, recorded={})
         return inserted
 
-    def recover(self, names: list[str]) -> list[str]:
+    def recover(
+        self, names: list[str], before_launch: Callable[[Orphan], None] | None = None
+    ) -> list[Orphan]:
         """Take over and resume every pending workflow that no live process runs."""
         self.ensure_alive()
-        claimed = self.storage.claim_orphans(self.owner, names, self.lease_ms)
-        ids = []
-        for workflow_id, name, inputs, recoveries in claimed:
-            if self.max_recoveries is not None and recoveries > self.max_recoveries:
-                self._give_up_poison(workflow_id, name, recoveries)
+        resumed = []
+        for orphan in self.storage.claim_orphans(self.owner, names, self.lease_ms):
+            if self.max_recoveries is not None and orphan.recoveries > self.max_recoveries:
+                self._give_up_poison(orphan.workflow_id, orphan.name, orphan.recoveries)
                 continue
-            self.resume_claimed(workflow_id, name, inputs)
-            ids.append(workflow_id)
-        return ids
+            if before_launch is not None:
+                before_launch(orphan)
+            self.resume_claimed(orphan.workflow_id, orphan.name, orphan.inputs)
+            resumed.append(orphan)
+        return resumed
 
     def _give_up_poison(self, workflow_id: str, name: str, recoveries: int) -> None:
         """Fail a workflow whose runs keep dying with their process, instead of running it again."""

@@ -20,6 +20,7 @@ from .app import Durable
 from .engine import Run
 from .errors import DurableError
 from .storage import now_ms
+from .storage.base import Orphan
 
 log = logging.getLogger("toolkit.worker")
 
@@ -97,13 +98,19 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._running: dict[str, set[str]] = {q.name: set() for q in self.queues}
+        self._mine: set[str] = set()  # every workflow this worker launched and still runs
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- control --
 
     def start(self) -> Worker:
-        """Run the worker loop in a background thread."""
+        """Run the worker loop in a background thread.
+
+        Connecting (and, on SQLite, taking the one-executing-process lock)
+        happens here, so a refusal raises in the caller.
+        """
+        self.app.executor.ensure_alive()
         self._thread = threading.Thread(target=self.run, name="durable-worker", daemon=True)
         self._thread.start()
         return self
@@ -195,10 +202,17 @@ class Worker:
         log.info("last %.1fs: %s; running %d", elapsed, summary, running)
 
     def _recover(self) -> None:
-        ids = self.app.executor.recover(list(self.app._workflows))
-        if ids:
-            self.stats.recovered += len(ids)
-            log.info("took over %d workflow(s) left by dead or expired owners", len(ids))
+        def adopt(orphan: Orphan) -> None:
+            with self._lock:
+                self._mine.add(orphan.workflow_id)
+                # Taken-over queue work counts against this worker's cap for that queue.
+                if orphan.queue_name in self._running:
+                    self._running[orphan.queue_name].add(orphan.workflow_id)
+
+        resumed = self.app.executor.recover(list(self.app._workflows), before_launch=adopt)
+        if resumed:
+            self.stats.recovered += len(resumed)
+            log.info("took over %d workflow(s) left by dead or expired owners", len(resumed))
 
     def _fire_schedules(self) -> float:
         """Start the due ticks this worker wins; return seconds until the next tick."""
@@ -216,6 +230,8 @@ class Worker:
                 lease_ms=executor.lease_ms,
             )
             for row in won:
+                with self._lock:
+                    self._mine.add(row["workflow_id"])
                 executor.launch_claimed(row["workflow_id"], schedule.name, row["inputs"])
                 self.stats.scheduled += 1
                 log.debug("schedule %s: started %s", schedule.name, row["workflow_id"])
@@ -246,6 +262,7 @@ class Worker:
             for workflow_id, name, inputs, due in claimed:
                 with self._lock:
                     self._running[queue.name].add(workflow_id)
+                    self._mine.add(workflow_id)
                 lag = max(now - due, 0) / 1000
                 self.stats.claimed += 1
                 self.stats.last_lag = lag
@@ -255,6 +272,7 @@ class Worker:
                 if executor.launch_claimed(workflow_id, name, inputs) is None:
                     with self._lock:
                         self._running[queue.name].discard(workflow_id)
+                        self._mine.discard(workflow_id)
             if queue.rate_limit is not None and len(claimed) < free:
                 wait = min(wait, queue.rate_limit[1] / max(queue.rate_limit[0], 1))
         next_due = app.storage.next_due([q.name for q in self.queues]) if self.queues else None
@@ -264,6 +282,9 @@ class Worker:
 
     def _finished(self, run: Run) -> None:
         with self._lock:
+            if run.workflow_id not in self._mine:
+                return  # started in this process by someone else (``app.start``)
+            self._mine.discard(run.workflow_id)
             for running in self._running.values():
                 running.discard(run.workflow_id)
         status = run.outcome.status if run.outcome is not None else "interrupted"
@@ -287,10 +308,15 @@ class Worker:
 
     def _shutdown(self) -> None:
         executor = self.app.executor
+
+        def mine() -> list[str]:
+            with self._lock:
+                return list(self._mine)
+
         deadline = time.monotonic() + self.shutdown_grace
-        while executor.running_ids() and time.monotonic() < deadline:
+        while mine() and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = executor.running_ids()
+        left = mine()  # workflows others started in this process are not ours to release
         if left:
             try:
                 released = self.app.storage.release(executor.owner, left)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from toolkit import Durable
+from toolkit import Durable, WorkflowConflictError
 from toolkit.queues import Schedule
 from toolkit.worker import Worker
 
@@ -107,3 +107,55 @@ def test_schedule_plan_fires_each_tick_once():
     assert fire == [base + ms, base + 2 * ms, base + 3 * ms]
     with pytest.raises(ValueError, match="invalid cron"):
         Schedule("bad", "every minute")
+
+
+def test_a_batch_starts_in_the_order_it_was_given(worker_app: Durable):
+    app = worker_app
+    serial = app.queue("serial", worker_concurrency=1)
+    order: list[int] = []
+
+    @app.workflow(name="ordered")
+    def ordered(n: int) -> None:
+        order.append(n)
+
+    handles = serial.enqueue_many(ordered, [(n,) for n in range(12)])
+    worker = Worker(app).start()
+    try:
+        for handle in handles:
+            handle.result(timeout=30)
+    finally:
+        worker.stop(grace=5)
+    assert order == list(range(12))
+
+
+def test_stopping_a_worker_leaves_workflows_it_did_not_start_alone(worker_app: Durable):
+    app = worker_app
+    app.queue("idle")
+
+    @app.workflow(name="direct")
+    def direct() -> str:
+        time.sleep(0.5)
+        return "done"
+
+    worker = Worker(app).start()
+    handle = app.start(direct)
+    worker.stop(grace=0.05)
+    assert handle.result(timeout=20) == "done"
+    record = app.get_workflow(handle.workflow_id)
+    assert record.started_at is not None and record.started_at >= record.created_at
+
+
+def test_enqueue_with_an_id_used_by_another_workflow_is_refused(worker_app: Durable):
+    app = worker_app
+    jobs = app.queue("jobs")
+
+    @app.workflow(name="first")
+    def first() -> None: ...
+
+    @app.workflow(name="second")
+    def second() -> None: ...
+
+    assert jobs.enqueue(first, workflow_id="w-1").workflow_id == "w-1"
+    assert jobs.enqueue(first, workflow_id="w-1").workflow_id == "w-1"  # the same: a no-op
+    with pytest.raises(WorkflowConflictError, match="already used by workflow 'first'"):
+        jobs.enqueue(second, workflow_id="w-1")

@@ -310,3 +310,25 @@ def test_a_second_sqlite_worker_is_refused(db, workers, backend):
     assert second.returncode != 0
     assert "SQLite supports one executing process" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_taken_over_work_counts_against_the_worker_cap(db, workers):
+    """A worker that takes over a dead worker's queue work claims no more than its cap allows."""
+    handles = worker_app.capped.enqueue_many(worker_app.busy, [(1.5,)] * 4)
+    first = workers.spawn("capped")
+    wait_for(lambda: len(effect_rows(db)) >= 2, 60)  # worker_concurrency=2: two started
+    workers.kill(first)
+    taken_over_at = time.time()
+    second = workers.spawn("capped")
+    for handle in handles:
+        handle.result(timeout=60)
+    assert workers.terminate_all() == [0]
+    spans: dict[str, dict[str, Any]] = {}
+    for row in effect_rows(db):
+        spans.setdefault(row.workflow_id, {})[row.label] = row
+    assert {s["stop"].pid for s in spans.values()} == {second.pid}
+    intervals = [
+        (s["start"].at if s["start"].pid == second.pid else taken_over_at, s["stop"].at)
+        for s in spans.values()
+    ]
+    assert _max_overlap(intervals) <= 2

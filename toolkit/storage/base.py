@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -36,6 +36,16 @@ def now_ms() -> int:
 def describe_url(url: URL) -> str:
     """The URL with its password hidden, for messages and logs."""
     return url.render_as_string(hide_password=True)
+
+
+class Orphan(NamedTuple):
+    """A workflow taken over from a dead, expired or departed owner."""
+
+    workflow_id: str
+    name: str
+    inputs: str | None
+    recoveries: int
+    queue_name: str | None
 
 
 class Storage:
@@ -208,6 +218,7 @@ class Storage:
                         "lease_expires_at",
                         "created_at",
                         "updated_at",
+                        "started_at",
                     )
                 }
             )
@@ -293,6 +304,7 @@ class Storage:
                 "lease_expires_at": (now + lease_ms) if lease_ms is not None else None,
                 "created_at": now,
                 "updated_at": now,
+                "started_at": now if status == "pending" else None,
             },
         )
         return count == 1
@@ -454,8 +466,8 @@ class Storage:
 
     def claim_orphans(
         self, owner: str, names: Sequence[str], lease_ms: int, limit: int = 1000
-    ) -> list[tuple[str, str, str | None, int]]:
-        """Take over ``pending`` workflows nobody alive runs; return (id, name, inputs, recoveries).
+    ) -> list[Orphan]:
+        """Take over ``pending`` workflows nobody alive runs; return what was taken.
 
         A workflow is an orphan when it has no owner, its lease expired, or its
         owner's process is provably gone. ``recoveries`` counts the takeovers
@@ -504,10 +516,10 @@ class Storage:
                 recoveries=w.c.recoveries + sa.case((w.c.owner.is_(None), 0), else_=1),
                 updated_at=now,
             )
-            .returning(w.c.workflow_id, w.c.name, w.c.inputs, w.c.recoveries)
+            .returning(w.c.workflow_id, w.c.name, w.c.inputs, w.c.recoveries, w.c.queue_name)
         )
         with self.transaction() as conn:
-            return [(r.workflow_id, r.name, r.inputs, r.recoveries) for r in conn.execute(stmt)]
+            return [Orphan(*row) for row in conn.execute(stmt)]
 
     def claim_workflow(self, workflow_id: str, owner: str, lease_ms: int) -> bool:
         """Take a ``pending`` workflow that has no owner (after ``resume``)."""
