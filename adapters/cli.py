@@ -193,13 +193,9 @@ def _register_republishers(app: Durable, ids: list[str], amqp_url: str | None) -
         record = app.storage.get_workflow(wid)
         if record is not None and record.name.startswith(REPUBLISH_PREFIX):
             queues.add(record.name[len(REPUBLISH_PREFIX) :])
-    registered = set(app._workflows)
-    for queue in sorted(queues):
-        if f"{REPUBLISH_PREFIX}{queue}" in registered:
-            continue
-        if amqp_url is None:
-            continue
-        RabbitMQDeadLetters(app, url=amqp_url, queue=queue)
+    if amqp_url is not None:
+        for queue in sorted(queues):
+            RabbitMQDeadLetters(app, url=amqp_url, queue=queue)  # no-op if the app has it
 
 
 @dlq.command("retry")

@@ -146,7 +146,9 @@ class RabbitMQDeadLetters:
         self.queue = queue
         self.republishes = workflow is None
         self.workflow = workflow_name(workflow) if workflow is not None else self.republish_name
-        if self.republishes:
+        # One republish workflow per queue and app: a second adapter on the same queue
+        # reuses the first one's (and its broker).
+        if self.republishes and self.republish_name not in app._workflows:
             self._register_republish(publish_retry or RetryPolicy(max_attempts=5))
 
     @property
