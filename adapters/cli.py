@@ -253,7 +253,7 @@ def dlq_retry(
             handles.append((handle, app.get_workflow(wid).name))
         for handle, wf_name in handles:
             wid = handle.workflow_id
-            if wf_name not in app._workflows:
+            if not app.has_workflow(wf_name):
                 click.echo(f"{wid}: pending (a worker serving {wf_name} will run it)")
                 continue
             try:

@@ -51,7 +51,7 @@ from toolkit.errors import (
 )
 from toolkit.queues import Queue
 from toolkit.retry import NO_RETRY
-from toolkit.storage import describe_url, resolve_url
+from toolkit.storage import describe_url
 from toolkit.worker import Worker
 
 log = logging.getLogger("adapters.status_column")
@@ -184,7 +184,7 @@ def same_database(a: URL, b: URL) -> bool:
 
 def app_url(app: Durable) -> URL:
     """The workflow database's URL (with its password: it is never printed)."""
-    return resolve_url(getattr(app, "_url", None))
+    return app.database_url
 
 
 class LegacyTable:

@@ -143,6 +143,19 @@ class Durable:
 
         return describe_url(resolve_url(self._url))
 
+    @property
+    def database_url(self) -> sa.URL:
+        """The database URL as a SQLAlchemy ``URL``, resolved without connecting.
+
+        It carries the password (to connect elsewhere to the same database);
+        its ``str()`` hides it.
+        """
+        return resolve_url(self._url)
+
+    def has_workflow(self, name: str) -> bool:
+        """Whether a workflow of that name is registered in this app (this process has its code)."""
+        return name in self._workflows
+
     def close(self) -> None:
         """Stop running workflows in this process and close connections.
 
@@ -557,10 +570,12 @@ class Durable:
         changes nothing.
         """
         storage = self.storage
-        if not storage.cancel(workflow_id):
-            self.get_workflow(workflow_id)  # raises if it does not exist
         executor = self._executor
         run = executor.local_run(workflow_id) if executor is not None else None
+        if run is not None:  # steps that already returned here keep their checkpoints
+            run.executor.flush(run, quiet=True)
+        if not storage.cancel(workflow_id):
+            self.get_workflow(workflow_id)  # raises if it does not exist
         if run is not None:
             run.interrupt("it was cancelled")
 
