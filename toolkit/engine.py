@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import contextvars
 import inspect
 import json
@@ -132,8 +133,15 @@ class Run:
     reason: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """Checkpoints of steps that ran last, not written yet (see ``Executor.flush``);
+    more than one only when steps run concurrently (``asyncio.gather``)."""
+    writing: threading.Lock = field(default_factory=threading.Lock)
+    """Held while held-back checkpoints are written, so ``cancel`` waits for them."""
 
     def take_step_number(self) -> int:
+        if self.pending:  # anything durable the workflow does next comes after them
+            self.executor.flush(self)
         self.next_number += 1
         return self.next_number
 
@@ -396,7 +404,7 @@ class Executor:
                 return
             except Exception as exc:  # the workflow failed: record why
                 info = error_info(exc, traceback.format_exc())
-                run.outcome = self._finish(run.workflow_id, "failed", None, info)
+                run.outcome = self._finish(run.workflow_id, "failed", None, info, run=run)
                 return
             try:
                 output = self.serializer.dumps(value)
@@ -405,11 +413,10 @@ class Executor:
                     f"workflow {run.name!r} ({run.workflow_id!r}) returned a value that "
                     f"cannot be serialized: {exc}"
                 )
-                run.outcome = self._finish(
-                    run.workflow_id, "failed", None, error_info(err, traceback.format_exc())
-                )
+                info = error_info(err, traceback.format_exc())
+                run.outcome = self._finish(run.workflow_id, "failed", None, info, run=run)
                 return
-            run.outcome = self._finish(run.workflow_id, "succeeded", output, None)
+            run.outcome = self._finish(run.workflow_id, "succeeded", output, None, run=run)
             if run.outcome.status == "succeeded":
                 run.outcome.value = self.serializer.loads(output)
         except DatabaseUnavailableError as exc:
@@ -433,18 +440,72 @@ class Executor:
         Best effort: if the database cannot be reached, the lease (no longer
         renewed for this run) expires instead.
         """
+        with contextlib.suppress(DurableError, WorkflowInterrupted):
+            self.flush(run)  # keep the last step's outcome if we still may
         try:
             self.storage.release(self.owner, [run.workflow_id])
         except DurableError as exc:
             log.warning("could not release %s, its lease will expire: %s", run.workflow_id, exc)
 
     def _finish(
-        self, workflow_id: str, status: str, output: str | None, error: dict[str, str] | None
+        self,
+        workflow_id: str,
+        status: str,
+        output: str | None,
+        error: dict[str, str] | None,
+        run: Run | None = None,
     ) -> Outcome:
+        """End the workflow; a held-back checkpoint of its last step commits with it."""
         error_text = json.dumps(error) if error is not None else None
-        if self.storage.finish_workflow(workflow_id, self.owner, status, output, error_text):
+        if run is None:
+            return self._end(workflow_id, status, output, error, error_text, None)
+        with run.writing:
+            step = None
+            if run.pending:
+                *earlier, step = run.pending
+                run.pending.clear()
+                for params in earlier:
+                    if not self.storage.record_step(params):
+                        return Outcome("interrupted")
+            return self._end(workflow_id, status, output, error, error_text, step)
+
+    def _end(
+        self,
+        workflow_id: str,
+        status: str,
+        output: str | None,
+        error: dict[str, str] | None,
+        error_text: str | None,
+        step: dict[str, Any] | None,
+    ) -> Outcome:
+        if self.storage.finish_workflow(
+            workflow_id, self.owner, status, output, error_text, step=step
+        ):
             return Outcome(status, error=error)
         return Outcome("interrupted")
+
+    def flush(self, run: Run, quiet: bool = False) -> None:
+        """Write the held-back checkpoint of the step that ran last.
+
+        A step's checkpoint is held back until the workflow's next durable act
+        (a step, transaction, sleep, message, event or child workflow numbers
+        itself first, see ``Run.take_step_number``) or its end, where it commits
+        in the same statement as the end. Only deterministic workflow code runs
+        in between, so a crash there re-runs that one step on recovery, which
+        its at-least-once promise allows; a step never runs before the
+        checkpoint of the step before it is durable.
+
+        ``quiet`` (another thread, e.g. ``cancel`` in this process): write what
+        may still be written, raise nothing.
+        """
+        with run.writing:
+            while run.pending:
+                params = run.pending.pop(0)
+                if not quiet:
+                    self._checkpoint(run, params)
+                    continue
+                with contextlib.suppress(DurableError):
+                    self.storage.record_step(params)
 
     # -- steps --
 
@@ -580,7 +641,7 @@ class Executor:
             finally:
                 _step_var.reset(token)
             output = self._serialize_output(run, step, state, result)
-            self._checkpoint(run, self._params(run, step.name, state, "succeeded", output=output))
+            run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
             return self.serializer.loads(output)
 
     async def run_step_async(
@@ -600,7 +661,7 @@ class Executor:
             finally:
                 _step_var.reset(token)
             output = self._serialize_output(run, step, state, result)
-            self._checkpoint(run, self._params(run, step.name, state, "succeeded", output=output))
+            run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
             return self.serializer.loads(output)
 
     def run_transaction(

@@ -29,6 +29,19 @@ T = TypeVar("T")
 _CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
+HOT_CONNECTIONS_KEPT = 32
+"""Idle driver connections kept for the hot statements (more are closed after use)."""
+
+
+class HotStatement(NamedTuple):
+    """A hot-path statement compiled once: its SQL, constants and (numbered) parameter order."""
+
+    name: str
+    sql: str
+    constants: dict[str, Any]
+    order: tuple[str, ...]
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -81,6 +94,8 @@ class Storage:
         self._ready = False
         self._ready_lock = threading.Lock()
         self.wakeups = Wakeups()
+        self._hot_free: list[Any] = []
+        self._hot_closed = False
         self._compile_hot_statements()
 
     def start_listening(self) -> None:
@@ -146,6 +161,7 @@ class Storage:
     def dispose(self) -> None:
         self.release_executor_lock()
         self.engine.dispose()
+        self._hot_dispose()
         self.hot_engine.dispose()
 
     # -- executor liveness (backend-specific) ---------------------------------
@@ -240,35 +256,103 @@ class Storage:
                 updated_at=sa.bindparam("now"),
             )
         )
-        self._record_step_sql = self._compile(stmt)
-        self._insert_workflow_sql = self._compile(insert_wf)
-        self._finish_workflow_sql = self._compile(finish)
+        self._record_step_sql = self._compile(stmt, "durable_record_step")
+        self._insert_workflow_sql = self._compile(insert_wf, "durable_insert_workflow")
+        self._finish_workflow_sql = self._compile(finish, "durable_finish_workflow")
+        # The last step's checkpoint and the workflow's end in one commit (see finish_workflow).
+        self._finish_with_step_sql = self._compile_finish_with_step(stmt)
 
-    def _compile(self, stmt: sa.Executable) -> tuple[str, dict[str, Any]]:
+    def _compile_finish_with_step(self, record_step: Any) -> HotStatement | None:
+        """One statement that records a step and ends its workflow, or None (two statements).
+
+        Where the dialect allows data-modifying CTEs (PostgreSQL), the workflow
+        row is updated only if the step row was written: both or neither.
+        """
+        return None
+
+    def _compile(self, stmt: sa.Executable, name: str = "") -> HotStatement:
         """SQL text for the driver, with the values of the statement's own constants."""
         compiled = stmt.compile(dialect=self._hot_dialect())  # type: ignore[attr-defined]
-        return str(compiled), dict(compiled.params)
+        order = tuple(compiled.positiontup or ())
+        return HotStatement(name, str(compiled), dict(compiled.params), order)
 
-    def _hot(self, statement: tuple[str, dict[str, Any]], params: dict[str, Any]) -> int:
+    # Driver connections for the hot statements, kept in a free list: taking one
+    # is a list pop (atomic under the GIL), far cheaper than a pool checkout.
+
+    _hot_begin = "BEGIN"
+
+    def _hot(self, statement: HotStatement, params: dict[str, Any]) -> int:
         """Run one compiled statement in autocommit mode; return the row count."""
-        sql, constants = statement
-        params = {**constants, **params}
+        return self._hot_run(lambda conn: self._hot_execute(conn, statement, params))
+
+    def _hot_run(self, work: Callable[[Any], T]) -> T:
+        try:
+            conn = self._hot_free.pop()
+        except IndexError:
+            conn = self._hot_connect()
+        try:
+            result = work(conn)
+        except BaseException:
+            self._hot_discard(conn)  # its state is unknown: never reuse it
+            raise
+        if self._hot_closed or len(self._hot_free) >= HOT_CONNECTIONS_KEPT:
+            self._hot_discard(conn)
+        else:
+            self._hot_free.append(conn)
+        return result
+
+    def _hot_connect(self) -> Any:
+        """A new driver connection in autocommit mode, owned by the free list."""
         try:
             raw = self.hot_engine.raw_connection()
         except _CONNECTION_ERRORS as exc:
             raise self.unavailable(exc) from exc
+        raw.detach()  # ours from now on: closed by _hot_discard, never returned to the pool
+        return raw
+
+    def _hot_discard(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _hot_dispose(self) -> None:
+        self._hot_closed = True
+        while self._hot_free:
+            self._hot_discard(self._hot_free.pop())
+
+    def _hot_execute(self, conn: Any, statement: HotStatement, params: dict[str, Any]) -> int:
+        """Run one statement on a hot connection (DB-API, named parameters)."""
         try:
-            cur = raw.cursor()
+            cur = conn.cursor()
             try:
-                cur.execute(sql, params)
+                cur.execute(statement.sql, {**statement.constants, **params})
                 return int(cur.rowcount)
             finally:
                 cur.close()
         except self._driver_connection_errors() as exc:
-            raw.invalidate()
             raise self.unavailable(exc) from exc
-        finally:
-            raw.close()
+
+    def _hot_transaction(self, steps: Sequence[tuple[HotStatement, dict[str, Any]]]) -> bool:
+        """Run statements in one transaction; stop and roll back at the first that changes
+        no row. ``True`` when every statement changed a row (and it committed)."""
+
+        def work(conn: Any) -> bool:
+            try:
+                cur = conn.cursor()
+                try:
+                    cur.execute(self._hot_begin)
+                    for statement, params in steps:
+                        cur.execute(statement.sql, {**statement.constants, **params})
+                        if cur.rowcount != 1:
+                            cur.execute("ROLLBACK")
+                            return False
+                    cur.execute("COMMIT")
+                    return True
+                finally:
+                    cur.close()
+            except self._driver_connection_errors() as exc:
+                raise self.unavailable(exc) from exc
+
+        return self._hot_run(work)
 
     def _driver_connection_errors(self) -> tuple[type[BaseException], ...]:
         return ()
@@ -351,23 +435,42 @@ class Storage:
         return conn.execute(self.record_step_stmt, params).rowcount == 1
 
     def finish_workflow(
-        self, workflow_id: str, owner: str, status: str, output: str | None, error: str | None
+        self,
+        workflow_id: str,
+        owner: str,
+        status: str,
+        output: str | None,
+        error: str | None,
+        step: dict[str, Any] | None = None,
     ) -> bool:
-        """Record the end of a workflow this owner runs; ``False`` if it no longer runs it."""
-        return (
-            self._hot(
-                self._finish_workflow_sql,
-                {
-                    "wid": workflow_id,
-                    "me": owner,
-                    "status": status,
-                    "output": output,
-                    "error": error,
-                    "now": now_ms(),
-                },
+        """Record the end of a workflow this owner runs; ``False`` if it no longer runs it.
+
+        With ``step`` (the parameters of a step checkpoint, see :meth:`step_params`)
+        the step is recorded in the same commit: both or neither.
+        """
+        finish = {
+            "wid": workflow_id,
+            "me": owner,
+            "status": status,
+            "output": output,
+            "error": error,
+            "now": now_ms(),
+        }
+        if step is None:
+            return self._hot(self._finish_workflow_sql, finish) == 1
+        combined = self._finish_with_step_sql
+        if combined is None:
+            return self._hot_transaction(
+                [(self._record_step_sql, step), (self._finish_workflow_sql, finish)]
             )
-            == 1
-        )
+        both = {
+            **step,
+            "wf_status": status,
+            "wf_output": output,
+            "wf_error": error,
+            "now": finish["now"],
+        }
+        return self._hot(combined, both) == 1
 
     # -- transactions -----------------------------------------------------------
 

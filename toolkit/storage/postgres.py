@@ -18,11 +18,13 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import URL
 
 from . import schema
-from .base import Storage
+from .base import HotStatement, Storage
 
 MIGRATION_LOCK_KEY = 0x64757261626C65  # "durable"
 QUEUE_CHANNEL = "durable_queue"
@@ -36,6 +38,22 @@ def owner_lock_key(owner: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(owner.encode(), digest_size=8).digest(), "big", signed=True
     )
+
+
+class _HotConnection:
+    """A psycopg connection of the hot path and the statements prepared on it."""
+
+    __slots__ = ("encoding", "pgconn", "prepared", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw  # the detached SQLAlchemy connection: close() closes the driver's
+        driver = raw.dbapi_connection
+        self.pgconn = driver.pgconn
+        self.encoding = driver.info.encoding
+        self.prepared: set[bytes] = set()
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class PostgresStorage(Storage):
@@ -65,6 +83,64 @@ class PostgresStorage(Storage):
 
     def _insert_fn(self) -> Callable[..., Any]:
         return pg_insert
+
+    # -- hot path: prepared statements run through libpq, one blocking call each ---------
+
+    def _hot_dialect(self) -> sa.Dialect:
+        # $1, $2...: the statements are prepared by name on each hot connection.
+        return PGDialect_psycopg(paramstyle="numeric_dollar")
+
+    def _compile_finish_with_step(self, record_step: Any) -> HotStatement | None:
+        w = self.workflows
+        written = record_step.returning(self.steps.c.step_number).cte("step_written")
+        stmt = (
+            sa.update(w)
+            .where(
+                w.c.workflow_id == sa.bindparam("workflow_id"),
+                w.c.owner == sa.bindparam("owner"),
+                w.c.status == "pending",
+                sa.exists(sa.select(written.c.step_number)),
+            )
+            .values(
+                status=sa.bindparam("wf_status"),
+                output=sa.bindparam("wf_output"),
+                error=sa.bindparam("wf_error"),
+                owner=sa.null(),
+                lease_expires_at=sa.null(),
+                updated_at=sa.bindparam("now"),
+            )
+        )
+        return self._compile(stmt, "durable_finish_with_step")
+
+    def _hot_connect(self) -> Any:
+        return _HotConnection(super()._hot_connect())
+
+    def _hot_execute(self, conn: Any, statement: HotStatement, params: dict[str, Any]) -> int:
+        """Run a statement prepared on this connection: one libpq call, the GIL released."""
+        pgconn, encoding, prepared = conn.pgconn, conn.encoding, conn.prepared
+        name = statement.name.encode()
+        try:
+            if name not in prepared:
+                self._hot_check(pgconn, pgconn.prepare(name, statement.sql.encode(encoding)))
+                prepared.add(name)
+            constants = statement.constants
+            values = []
+            for key in statement.order:
+                value = params[key] if key in params else constants[key]
+                values.append(None if value is None else str(value).encode(encoding))
+            result = pgconn.exec_prepared(name, values)
+        except self._driver_connection_errors() as exc:
+            raise self.unavailable(exc) from exc
+        self._hot_check(pgconn, result, encoding)
+        return int(result.command_tuples or 0)
+
+    def _hot_check(self, pgconn: Any, result: Any, encoding: str = "utf-8") -> None:
+        if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            return
+        error = psycopg.errors.error_from_result(result, encoding=encoding)
+        if pgconn.status == pq.ConnStatus.BAD:
+            raise self.unavailable(error) from error
+        raise error
 
     def _driver_connection_errors(self) -> tuple[type[BaseException], ...]:
         return (psycopg.OperationalError, psycopg.InterfaceError)

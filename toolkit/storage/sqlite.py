@@ -82,6 +82,8 @@ class SQLiteStorage(Storage):
     def _driver_connection_errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.OperationalError,)
 
+    _hot_begin = "BEGIN IMMEDIATE"  # take the write lock now: wait on busy_timeout, never fail
+
     def change_token(self) -> object:
         """The size and modification time of the database and its WAL: every commit moves them."""
         token: list[tuple[int, int] | None] = []
