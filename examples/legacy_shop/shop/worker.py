@@ -20,6 +20,8 @@ from .handlers import run_job
 log = logging.getLogger("shop.worker")
 
 MAX_ATTEMPTS = 5
+# A failed job waits RETRY_BASE_SECONDS * 2**attempts before its next attempt (2, 4, 8, 16 s).
+RETRY_BASE_SECONDS = float(os.environ.get("SHOP_RETRY_BASE_SECONDS", "1"))
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -79,7 +81,10 @@ def work_once(eng: sa.Engine) -> bool:
                 )
                 status, next_retry = "failed", None
             else:
-                status, next_retry = "pending", _now() + dt.timedelta(seconds=2**attempts)
+                status, next_retry = (
+                    "pending",
+                    _now() + dt.timedelta(seconds=RETRY_BASE_SECONDS * 2**attempts),
+                )
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id)
