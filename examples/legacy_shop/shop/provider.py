@@ -7,9 +7,13 @@ with HTTP 422 (a card cannot be charged nothing). Every request it answers
 successfully is appended to ``$PROVIDER_LOG`` (one JSON line), which is how the
 walk-through counts charges: a charge made twice is a customer billed twice.
 A request repeated with an ``Idempotency-Key`` it has answered before gets the
-same answer again and is not logged again (``server.replayed`` counts them).
-``latency`` makes every request take that long (``server.in_flight`` counts the
-requests being answered, by path).
+same answer again and is not logged again (``server.replayed`` lists those keys).
+
+For the tests: ``latency`` delays every successful answer after the work is
+done and logged; ``server.answers.clear()`` holds them back until
+``server.answers.set()``; ``server.in_flight[path]`` lists the idempotency keys
+of the requests done but not yet answered (the caller does not know yet that
+the charge went through).
 
 Run it on its own with ``python -m shop.provider [--port 8765] [--failure-rate 0.3]``.
 """
@@ -24,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -35,42 +39,46 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         with server.lock:
-            server.in_flight[self.path] += 1
-        try:
-            self._answer(body)
-        finally:
-            with server.lock:
-                server.in_flight[self.path] -= 1
-
-    def _answer(self, body: dict[str, object]) -> None:
-        if self.server.latency:
-            time.sleep(self.server.latency)
-        with self.server.lock:
-            failed = self.server.rng.random() < self.server.failure_rate
+            failed = server.rng.random() < server.failure_rate
         if failed:
-            self.send_response(503)
-            self.end_headers()
+            self._send(503)
             return
         amount = body.get("amount", 1)
         if self.path == "/charge" and not (isinstance(amount, int) and amount > 0):
-            self.send_response(422)
-            self.end_headers()
+            self._send(422)
             return
         key = self.headers.get("Idempotency-Key")
-        with self.server.lock:
-            if key and key in self.server.seen:
-                answer = self.server.seen[key]
-                self.server.replayed += 1
+        with server.lock:
+            if key and key in server.seen:
+                answer = server.seen[key]
+                server.replayed.append(key)
             else:
-                answer = {"id": uuid.uuid4().hex[:12], "path": self.path, "request": body}
+                answer = {
+                    "id": uuid.uuid4().hex[:12],
+                    "path": self.path,
+                    "key": key,
+                    "request": body,
+                }
                 if key:
-                    self.server.seen[key] = answer
-                if self.server.log_path:
-                    with open(self.server.log_path, "a") as log:
+                    server.seen[key] = answer
+                if server.log_path:
+                    with open(server.log_path, "a") as log:
                         log.write(json.dumps(answer) + "\n")
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+            server.in_flight[self.path].append(key)
+        try:  # done; the answer takes a while to come back
+            if server.latency:
+                time.sleep(server.latency)
+            server.answers.wait()
+        finally:
+            with server.lock:
+                server.in_flight[self.path].remove(key)
+        with contextlib.suppress(OSError):  # the caller may have died meanwhile
+            self._send(200, json.dumps(answer).encode())
+
+    def _send(self, status: int, data: bytes = b"") -> None:
+        self.send_response(status)
+        if data:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -91,8 +99,10 @@ class _ProviderServer(ThreadingHTTPServer):
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.seen: dict[str, dict[str, object]] = {}
-        self.in_flight: Counter[str] = Counter()
-        self.replayed = 0
+        self.in_flight: defaultdict[str, list[str | None]] = defaultdict(list)
+        self.replayed: list[str] = []
+        self.answers = threading.Event()
+        self.answers.set()
         self.log_path = os.environ.get("PROVIDER_LOG")
 
 
