@@ -730,7 +730,6 @@ class Storage:
 
     def enqueue_in(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """``enqueue_many`` inside the caller's transaction: the rows commit with it."""
-        w = self.workflows
         now = now_ms()
         inserted: set[str] = set()
         full = [
@@ -748,12 +747,19 @@ class Storage:
             }
             for r in rows
         ]
+        inserted.update(self._insert_enqueued(conn, full))
+        self._notify_queue(conn, {r["queue_name"] for r in full})
+        return inserted
+
+    def _insert_enqueued(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert full workflow rows, skipping conflicts; return the ids inserted."""
+        w = self.workflows
         ins = self._insert_fn()
-        for start in range(0, len(full), 500):
-            chunk = full[start : start + 500]
+        inserted: set[str] = set()
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
             stmt = ins(w).values(chunk).on_conflict_do_nothing().returning(w.c.workflow_id)
             inserted.update(conn.execute(stmt).scalars())
-        self._notify_queue(conn, {r["queue_name"] for r in full})
         return inserted
 
     def _notify_queue(self, conn: sa.Connection, queues: set[str]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg import pq
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import URL
@@ -38,6 +39,18 @@ def owner_lock_key(owner: str) -> int:
     return int.from_bytes(
         hashlib.blake2b(owner.encode(), digest_size=8).digest(), "big", signed=True
     )
+
+
+ENQUEUE_COLUMNS = (
+    "workflow_id",
+    "name",
+    "inputs",
+    "queue_name",
+    "priority",
+    "deduplication_id",
+    "not_before",
+)
+"""The per-row columns of a batch enqueue, sent as one array each."""
 
 
 class _HotConnection:
@@ -79,6 +92,7 @@ class PostgresStorage(Storage):
         self._listener: threading.Thread | None = None
         self._listen_lock = threading.Lock()
         self._closing = threading.Event()
+        self._enqueue_stmt: Any = None
         super().__init__(url, engine, hot, schema.Names(schema=schema.POSTGRES_SCHEMA, prefix=""))
 
     def _insert_fn(self) -> Callable[..., Any]:
@@ -114,6 +128,41 @@ class PostgresStorage(Storage):
 
     def _hot_connect(self) -> Any:
         return _HotConnection(super()._hot_connect())
+
+    def _insert_enqueued(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """One INSERT ... SELECT FROM unnest(arrays): a single statement for any batch size."""
+        if not rows:
+            return set()
+        stmt = self._enqueue_stmt
+        if stmt is None:
+            w = self.workflows
+            arrays = {
+                name: sa.bindparam(name, type_=ARRAY(w.c[name].type)) for name in ENQUEUE_COLUMNS
+            }
+            source = (
+                sa.func.unnest(*arrays.values())
+                .table_valued(*ENQUEUE_COLUMNS)
+                .render_derived(name="batch")
+            )
+            columns = [*ENQUEUE_COLUMNS, "status", "created_at", "updated_at"]
+            select = sa.select(
+                *(source.c[name] for name in ENQUEUE_COLUMNS),
+                sa.bindparam("status", type_=sa.Text),
+                sa.bindparam("created_at", type_=sa.BigInteger),
+                sa.bindparam("updated_at", type_=sa.BigInteger),
+            )
+            stmt = self._enqueue_stmt = (
+                pg_insert(w)
+                .from_select(columns, select)
+                .on_conflict_do_nothing()
+                .returning(w.c.workflow_id)
+            )
+        first = rows[0]
+        params: dict[str, Any] = {name: [r[name] for r in rows] for name in ENQUEUE_COLUMNS}
+        params.update(
+            status=first["status"], created_at=first["created_at"], updated_at=first["updated_at"]
+        )
+        return set(conn.execute(stmt, params).scalars())
 
     def _hot_execute(self, conn: Any, statement: HotStatement, params: dict[str, Any]) -> int:
         """Run a statement prepared on this connection: one libpq call, the GIL released."""

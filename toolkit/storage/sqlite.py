@@ -84,6 +84,29 @@ class SQLiteStorage(Storage):
 
     _hot_begin = "BEGIN IMMEDIATE"  # take the write lock now: wait on busy_timeout, never fail
 
+    def _insert_enqueued(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """One prepared INSERT per row on the driver connection (sqlite3 caches it)."""
+        if not rows:
+            return set()
+        w = self.workflows
+        stmt = sqlite_insert(w).values({name: sa.bindparam(name) for name in rows[0]})
+        sql = self._compile(stmt.on_conflict_do_nothing()).sql
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        inserted: set[str] = set()
+        try:
+            cur = driver.cursor()
+            try:
+                for row in rows:
+                    cur.execute(sql, row)
+                    if cur.rowcount == 1:
+                        inserted.add(row["workflow_id"])
+            finally:
+                cur.close()
+        except sqlite3.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+        return inserted
+
     def change_token(self) -> object:
         """The size and modification time of the database and its WAL: every commit moves them."""
         token: list[tuple[int, int] | None] = []
