@@ -35,9 +35,14 @@ class JSONSerializer:
     ) -> None:
         self._default = default
         self._object_hook = object_hook
+        # Built once: json.dumps/loads with options build a new encoder on every call.
+        self._encode = json.JSONEncoder(
+            default=default, separators=(",", ":"), allow_nan=False
+        ).encode
+        self._decode = json.JSONDecoder(object_hook=object_hook).decode
 
     def dumps(self, value: Any) -> str:
-        return json.dumps(value, default=self._default, separators=(",", ":"), allow_nan=False)
+        return self._encode(value)
 
     def loads(self, data: str) -> Any:
-        return json.loads(data, object_hook=self._object_hook)
+        return self._decode(data)
