@@ -48,6 +48,8 @@ from .storage.base import Orphan
 log = logging.getLogger("toolkit")
 
 SLEEP_STEP = "toolkit.sleep"
+RECENT_OUTCOMES = 1024
+"""Outcomes of workflows that succeeded in this process kept for ``wait`` (no read)."""
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -232,6 +234,7 @@ class Executor:
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.on_finished: list[Callable[[Run], None]] = []
+        self._succeeded: dict[str, Outcome] = {}
 
     # -- lifecycle --
 
@@ -430,6 +433,11 @@ class Executor:
             _run_var.reset(token)
             with self._lock:
                 self._runs.pop(run.workflow_id, None)
+                if run.outcome is not None and run.outcome.status == "succeeded":
+                    # A caller that asks after the run ended gets it without a read.
+                    self._succeeded[run.workflow_id] = run.outcome
+                    if len(self._succeeded) > RECENT_OUTCOMES:
+                        del self._succeeded[next(iter(self._succeeded))]
             run.done.set()
             for listener in list(self.on_finished):
                 listener(run)
@@ -864,6 +872,10 @@ class Executor:
                 return outcome.value
             if outcome is not None and outcome.status == "failed":
                 raise WorkflowFailedError(workflow_id, outcome.error)
+        else:
+            succeeded = self._succeeded.get(workflow_id)  # a succeeded workflow stays so
+            if succeeded is not None:
+                return succeeded.value
         delay = 0.005
         while True:
             record = self.storage.get_workflow(workflow_id)
