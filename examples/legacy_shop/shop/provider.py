@@ -7,7 +7,8 @@ with HTTP 422 (a card cannot be charged nothing). Every request it answers
 successfully is appended to ``$PROVIDER_LOG`` (one JSON line), which is how the
 walk-through counts charges: a charge made twice is a customer billed twice.
 A request repeated with an ``Idempotency-Key`` it has answered before gets the
-same answer again and is not logged again (``server.replayed`` lists those keys).
+same answer again, and nothing is done again: its log line says ``"replay": true``
+(``server.replayed`` lists those keys).
 
 For the tests: ``latency`` delays every successful answer after the work is
 done and logged; ``server.answers.clear()`` holds them back until
@@ -28,7 +29,7 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -52,6 +53,9 @@ class _Handler(BaseHTTPRequestHandler):
             if key and key in server.seen:
                 answer = server.seen[key]
                 server.replayed.append(key)
+                if server.log_path:
+                    with open(server.log_path, "a") as log:
+                        log.write(json.dumps({**answer, "replay": True}) + "\n")
             else:
                 answer = {
                     "id": uuid.uuid4().hex[:12],
@@ -115,13 +119,35 @@ def serve(
     return server
 
 
+def summarise(log_path: str) -> None:
+    """What the provider did, from its log: requests per path, repeats, customers billed twice."""
+    with open(log_path) as log:
+        done = [json.loads(line) for line in log]
+    replays = [e for e in done if e.get("replay")]
+    done = [e for e in done if not e.get("replay")]
+    paths = Counter(e["path"] for e in done)
+    charges = Counter(e["request"]["order"] for e in done if e["path"] == "/charge")
+    print(", ".join(f"{path} {n}" for path, n in sorted(paths.items())))
+    print(f"charged orders: {len(charges)}")
+    if replays:
+        keys = ", ".join(f"{e['path']} {e['key']}" for e in replays)
+        print(f"repeated with the same idempotency key, answered, not done again: {keys}")
+    twice = sorted((order, n) for order, n in charges.items() if n > 1)
+    billed = ", ".join(f"order {order} ({n} charges)" for order, n in twice)
+    print(f"billed more than once: {billed or 'nobody'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="The flaky payment/shipping/mail provider.")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--failure-rate", type=float, default=0.3)
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--summary", metavar="LOG", help="summarise a $PROVIDER_LOG and exit")
     args = parser.parse_args()
+    if args.summary:
+        summarise(args.summary)
+        return
     server = _ProviderServer(args.port, args.failure_rate, args.seed, args.latency)
     print(f"provider on http://127.0.0.1:{server.server_address[1]}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
