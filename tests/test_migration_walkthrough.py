@@ -316,14 +316,17 @@ def walk(shop: Shop, provider: Any, *, postgres: bool) -> None:
     assert f'payload:  {{"order_id": {order_id}}}' in shown
     retried = shop.run(*DURABLE, "dlq", "retry", *ids).stdout
     assert retried.count("pending (a worker serving fulfil_order will run it)") == 2
-    wait_for(lambda: {o["state"] for o in shop.rows("orders")} == {"shipped"}, 120, "the retries")
+
+    def succeeded(wid: str) -> bool:
+        return "status:   succeeded" in shop.run(*DURABLE, "workflows", "show", wid).stdout
+
+    wait_for(lambda: all(succeeded(wid) for wid in ids), 120, "the retried dead letters")
+    assert {o["state"] for o in shop.rows("orders")} == {"shipped"}
     assert "no dead letters" in shop.run(*DURABLE, "dlq", "list").stdout
     assert "imported 0 dead letter(s)" in shop.run(*imp).stdout
     calls = Counter((e["path"], e["request"]["order"]) for e in shop.provider_log())
     for key in free_legacy:
         assert calls["/charge", key] == 0 and calls["/ship", key] == 1, calls
-    for wid in ids:
-        assert "status:   succeeded" in shop.run(*DURABLE, "workflows", "show", wid).stdout
 
     # -- 6. The end: the poller and the workers stop cleanly. --
     for proc in shop.procs:
