@@ -592,11 +592,17 @@ def cell(values: list[float] | None) -> str:
     return fmt(med) if len(values) == 1 else f"{fmt(med)} ({fmt(lo)}-{fmt(hi)})"
 
 
-def ratio(a: list[float] | None, b: list[float] | None) -> str:
-    if not a or not b:
+def ratio(a: list[float] | None, b: list[float] | None, per: int = 1) -> str:
+    """Median (min-max) of per-round ratios: round r of ``a`` over the mean of ``b``'s
+    ``per`` samples of round r (the ceiling is measured twice a round)."""
+    if not a or not b or len(b) < per * len(a):
         return "-"
-    mb = statistics.median(b)
-    return f"{statistics.median(a) / mb:.2f}x" if mb else "-"
+    rounds = [statistics.mean(b[i * per : (i + 1) * per]) for i in range(len(a))]
+    values = [x / y for x, y in zip(a, rounds, strict=True) if y]
+    if not values:
+        return "-"
+    med, lo, hi = summarize(values)
+    return f"{med:.2f}x" if len(values) == 1 else f"{med:.2f}x ({lo:.2f}-{hi:.2f})"
 
 
 def table_rows(results: dict[str, dict[str, list[float]]]) -> list[list[str]]:
@@ -609,9 +615,10 @@ def table_rows(results: dict[str, dict[str, list[float]]]) -> list[list[str]]:
         lite = results.get("SQLite ours", {}).get(key)
         if key == "ceiling":
             ours, lite = pg_ceiling, lite_ceiling
-        vs_ceiling = "-"
+        vs_ceiling = lite_vs_ceiling = "-"
         if key in ("ten_steps_s", "one_wf_s"):
-            vs_ceiling = ratio(ours, pg_ceiling)
+            vs_ceiling = ratio(ours, pg_ceiling, per=2)
+            lite_vs_ceiling = ratio(lite, lite_ceiling)
         rows.append(
             [
                 f"{label} ({unit})",
@@ -620,6 +627,7 @@ def table_rows(results: dict[str, dict[str, list[float]]]) -> list[list[str]]:
                 ratio(ours, dbos) if key != "ceiling" else "-",
                 vs_ceiling,
                 cell(lite),
+                lite_vs_ceiling,
             ]
         )
     return rows
@@ -632,6 +640,7 @@ HEADERS = [
     "ours/DBOS",
     "ours/ceiling",
     "SQLite: ours",
+    "SQLite ours/ceiling",
 ]
 
 
