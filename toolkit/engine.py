@@ -14,6 +14,7 @@ import asyncio
 import builtins
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -48,6 +49,8 @@ from .storage.base import Orphan
 log = logging.getLogger("toolkit")
 
 SLEEP_STEP = "toolkit.sleep"
+IDLE_THREAD_SECONDS = 10.0
+"""How long a workflow thread whose run ended waits for another run before it exits."""
 RECENT_OUTCOMES = 1024
 """Outcomes of workflows that succeeded in this process kept for ``wait`` (no read)."""
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -208,6 +211,53 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+class _Threads:
+    """Threads for workflow runs, without limit: a thread whose run ended waits a while
+    for the next one, since handing a run over costs far less than starting a thread.
+
+    Each run gets a fresh context (as a new thread would); thread-local data of
+    libraries may outlive a run on its thread, as in any thread pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_IdleThread] = []
+
+    def submit(self, job: Callable[[], None], name: str) -> None:
+        with self._lock:
+            idle = self._idle.pop() if self._idle else None
+        if idle is not None:
+            idle.job = (job, name)
+            idle.wake.set()
+            return
+        threading.Thread(target=self._loop, args=(job, name), name=name, daemon=True).start()
+
+    def _loop(self, job: Callable[[], None], name: str) -> None:
+        me = _IdleThread()
+        thread = threading.current_thread()
+        while True:
+            thread.name = name
+            contextvars.Context().run(job)
+            me.job = None
+            me.wake.clear()
+            with self._lock:
+                self._idle.append(me)
+            if not me.wake.wait(IDLE_THREAD_SECONDS):
+                with self._lock:
+                    if me in self._idle:  # nobody handed us a run: exit
+                        self._idle.remove(me)
+                        return
+                me.wake.wait()  # a run was handed over just as we gave up waiting
+            assert me.job is not None
+            job, name = me.job
+
+
+@dataclass
+class _IdleThread:
+    wake: threading.Event = field(default_factory=threading.Event)
+    job: tuple[Callable[[], None], str] | None = None
+
+
 # -- the executor ------------------------------------------------------------------------
 
 
@@ -235,6 +285,7 @@ class Executor:
         self._heartbeat: threading.Thread | None = None
         self.on_finished: list[Callable[[Run], None]] = []
         self._succeeded: dict[str, Outcome] = {}
+        self._threads = _Threads()
 
     # -- lifecycle --
 
@@ -365,13 +416,10 @@ class Executor:
         run = Run(self, workflow_id, wf.name, recorded)
         with self._lock:
             self._runs[workflow_id] = run
-        thread = threading.Thread(
-            target=self._execute,
-            args=(run, wf, args, kwargs),
-            name=f"durable-workflow-{workflow_id}",
-            daemon=True,
+        self._threads.submit(
+            functools.partial(self._execute, run, wf, args, kwargs),
+            f"durable-workflow-{workflow_id}",
         )
-        thread.start()
         return run
 
     def local_run(self, workflow_id: str) -> Run | None:
