@@ -249,11 +249,19 @@ def dlq_retry(
         _register_republishers(app, ids, amqp_url)
         handles = []
         for wid in ids:
-            handle = retry_dead_letter(app, wid)
+            try:
+                handle = retry_dead_letter(app, wid)
+            except DeadLetterError as exc:  # e.g. already retried: carry on with the others
+                failures += 1
+                click.echo(f"{wid}: skipped: {exc}")
+                continue
             handles.append((handle, app.get_workflow(wid).name))
         for handle, wf_name in handles:
             wid = handle.workflow_id
-            if not app.has_workflow(wf_name):
+            record = app.get_workflow(wid)
+            if not app.has_workflow(wf_name) or (
+                record.status == "pending" and record.owner is None
+            ):
                 click.echo(f"{wid}: pending (a worker serving {wf_name} will run it)")
                 continue
             try:
@@ -267,7 +275,9 @@ def dlq_retry(
             except TimeoutError:
                 click.echo(f"{wid}: still running after {wait:g}s (it goes on in a worker)")
     if failures:
-        raise click.ClickException(f"{failures} of {len(ids)} retried dead letter(s) failed again")
+        raise click.ClickException(
+            f"{failures} of {len(ids)} dead letter(s) failed again or could not be retried"
+        )
 
 
 @dlq.command("purge")

@@ -28,6 +28,7 @@ from .engine import (
     run_unrecorded_async,
 )
 from .errors import (
+    ConfigurationError,
     DurableError,
     NotRegisteredError,
     WorkflowConflictError,
@@ -584,14 +585,19 @@ class Durable:
 
         Recorded steps are replayed, not re-run; a step that failed gets a fresh
         attempt budget. If the workflow is registered in this app it resumes
-        here at once, else it waits for ``recover()`` or a worker that has it.
+        here at once, else it waits for ``recover()`` or a worker that has it
+        (also when another process holds the SQLite database for running
+        workflows: that process takes it over).
         """
         record = self.get_workflow(workflow_id)
         if not self.storage.resume(workflow_id):
             return WorkflowHandle(self, workflow_id)  # not failed or cancelled: nothing to do
         if record.name in self._workflows:
             executor = self.executor
-            executor.ensure_alive()
+            try:
+                executor.ensure_alive()
+            except ConfigurationError:  # SQLite: another process runs workflows; it takes this
+                return WorkflowHandle(self, workflow_id)
             if self.storage.claim_workflow(workflow_id, executor.owner, executor.lease_ms):
                 executor.resume_claimed(workflow_id, record.name, record.inputs)
         return WorkflowHandle(self, workflow_id)

@@ -548,3 +548,36 @@ def test_a_non_json_serializer_replays_sleeps_and_errors(make_app):
     assert info.value.error_message == "not yet"
     broken["yes"] = False
     assert app.resume("b64").result(timeout=10) == "done"  # replays the sleep
+
+
+def test_resume_while_another_process_holds_sqlite_leaves_it_to_that_process(make_app, backend):
+    if backend != "sqlite":
+        pytest.skip("the one-executing-process rule is SQLite's")
+    outcome = {"fail": True}
+
+    def declare(app):
+        @app.workflow(name="flaky")
+        def flaky() -> str:
+            if outcome["fail"]:
+                raise ValueError("not yet")
+            return "ok"
+
+        return flaky
+
+    first = make_app()
+    flaky = declare(first)
+    handle = first.start(flaky, workflow_id="flaky-1")
+    with pytest.raises(WorkflowFailedError):
+        handle.result(timeout=10)
+    first.close()
+
+    holder = make_app()  # a worker, say: it holds the SQLite file for running workflows
+    declare(holder)
+    holder.executor.ensure_alive()
+    outcome["fail"] = False
+    other = make_app()
+    declare(other)
+    other.resume("flaky-1")  # cannot run it here: no error, it waits for the holder
+    assert other.get_workflow("flaky-1").status == "pending"
+    assert [h.workflow_id for h in holder.recover()] == ["flaky-1"]
+    assert holder.handle("flaky-1").result(timeout=10) == "ok"
