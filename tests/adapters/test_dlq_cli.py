@@ -137,7 +137,7 @@ def test_import_list_show_retry_purge(
     ran = _dlq(runner, db_url, "retry", "--all", "--app", handlers)
     assert ran.exit_code == 1  # one of them fails again
     assert "dlq:failed_jobs:2: failed again: ValueError: still broken" in ran.output
-    assert "Error: 1 of 1 retried dead letter(s) failed again" in ran.output
+    assert "Error: 1 of 1 dead letter(s) failed again or could not be retried" in ran.output
     # the pending one is not a dead letter any more: retry --all took only the failed one
     app = Durable(db_url)
     try:
