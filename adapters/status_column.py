@@ -1224,6 +1224,12 @@ class StatusColumnAdapter:
                 live.append(self.workflow_id(key, generation))
             else:
                 plan.append((self.workflow_id(key, generation + 1), key, True))
+        restarts = [key for _, key, again in plan if again]
+        if restarts and self.legacy.backend == "sqlite" and not self.same_database:
+            # No row locks here: the row was read as pending before its workflow ended,
+            # which wrote its end back to the legacy row first. Read the row again.
+            still = self._still_due(restarts)
+            plan = [p for p in plan if not p[2] or p[1] in still]
         executor = self.app.executor
         rows = [
             {
@@ -1238,6 +1244,15 @@ class StatusColumnAdapter:
         started = [wid for wid, _, _ in plan if wid in inserted]
         restarted = [wid for wid, _, again in plan if again and wid in inserted]
         return ClaimReport(started, restarted, live)
+
+    def _still_due(self, keys: list[Any]) -> set[Any]:
+        legacy = self.legacy
+        t = legacy.table
+        query = sa.select(t.c[legacy.key]).where(
+            t.c[legacy.key].in_(keys), legacy.due(datetime.now(UTC))
+        )
+        with legacy.reading() as conn:
+            return set(conn.execute(query).scalars())
 
     def due_rows(self) -> int:
         """How many rows are pending and due now (a plain count: no lock)."""
