@@ -501,7 +501,9 @@ def measure_recovery(system: str, url: str, args: argparse.Namespace, tmp: Path)
         [*base, "--child", "victim"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        _wait_for(marker.exists, 60, "the victim to reach step 2")
+        _wait_for(lambda: marker.exists() or victim.poll() is not None, 60, "the victim")
+        if not marker.exists():
+            raise RuntimeError(f"the victim exited: {victim.communicate()[1][-2000:]!r}")
         _wait_for(Path(f"{marker}.ready").exists, 60, "the rescuer")
         victim.send_signal(signal.SIGKILL)
         victim.wait(30)
