@@ -318,6 +318,10 @@ class Worker:
             time.sleep(0.05)
         left = mine()  # workflows others started in this process are not ours to release
         if left:
+            for workflow_id in left:  # keep the last finished step of each, if it is held back
+                run = executor.local_run(workflow_id)
+                if run is not None:
+                    executor.flush(run, quiet=True)
             try:
                 released = self.app.storage.release(executor.owner, left)
                 log.info("released %d running workflow(s) for other workers", released)
