@@ -160,8 +160,13 @@ class Worker:
                     wait = poll
                     try:
                         if time.monotonic() >= next_recovery:
-                            self._recover()
                             next_recovery = time.monotonic() + recovery_every
+                            expires_in = self._recover()
+                            if expires_in is not None:  # look again right after it runs out
+                                next_recovery = min(
+                                    next_recovery, time.monotonic() + expires_in + 0.005
+                                )
+                        wait = min(wait, next_recovery - time.monotonic())
                         wait = min(wait, self._fire_schedules())
                         wait = min(wait, self._claim())
                         backoff = 0.1
@@ -201,7 +206,9 @@ class Worker:
             )
         log.info("last %.1fs: %s; running %d", elapsed, summary, running)
 
-    def _recover(self) -> None:
+    def _recover(self) -> float | None:
+        """Take over orphans; return seconds until another owner's earliest lease runs out."""
+
         def adopt(orphan: Orphan) -> None:
             with self._lock:
                 self._mine.add(orphan.workflow_id)
@@ -213,6 +220,9 @@ class Worker:
         if resumed:
             self.stats.recovered += len(resumed)
             log.info("took over %d workflow(s) left by dead or expired owners", len(resumed))
+        app = self.app
+        expires = app.storage.next_foreign_expiry(app.executor.owner, list(app._workflows))
+        return None if expires is None else max((expires - now_ms()) / 1000, 0.0)
 
     def _fire_schedules(self) -> float:
         """Start the due ticks this worker wins; return seconds until the next tick."""

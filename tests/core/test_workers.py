@@ -332,3 +332,23 @@ def test_taken_over_work_counts_against_the_worker_cap(db, workers):
         for s in spans.values()
     ]
     assert _max_overlap(intervals) <= 2
+
+
+def test_a_frozen_worker_loses_its_lease_and_cannot_write_after_it(pg_db, workers):
+    """SIGSTOP a worker mid-step: its lease (2 s) runs out, another worker takes the workflow
+    over; after SIGCONT the frozen one's checkpoints and transactions are refused (fenced)."""
+    handle = worker_app.work.enqueue(worker_app.busy, 4.0)
+    frozen = workers.spawn("work")
+    wait_for(lambda: len(effect_rows(pg_db)) >= 1, 60)  # started: inside the 4 s pause
+    rescuer = workers.spawn("work")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        assert handle.result(timeout=60) is None
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    time.sleep(5.0)  # the frozen worker wakes, ends its pause, tries to checkpoint
+    rows = effect_rows(pg_db)
+    assert Counter(r.label for r in rows) == {"start": 1, "stop": 1}
+    assert {r.pid for r in rows if r.label == "stop"} == {rescuer.pid}
+    assert frozen.poll() is None, "the fenced worker carries on"
+    assert workers.terminate_all() == [0, 0]

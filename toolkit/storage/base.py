@@ -624,6 +624,22 @@ class Storage:
         with self.transaction() as conn:
             return [Orphan(*row) for row in conn.execute(stmt)]
 
+    def next_foreign_expiry(self, owner: str, names: Sequence[str]) -> int | None:
+        """When the earliest lease of another owner's running workflow (of ``names``) runs out."""
+        if not names:
+            return None
+        w = self.workflows
+        with self._translate_errors(), self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(w.c.lease_expires_at)).where(
+                    w.c.status == "pending",
+                    w.c.owner.is_not(None),
+                    w.c.owner != owner,
+                    w.c.name.in_(list(names)),
+                )
+            ).scalar()
+        return int(value) if value is not None else None
+
     def claim_workflow(self, workflow_id: str, owner: str, lease_ms: int) -> bool:
         """Take a ``pending`` workflow that has no owner (after ``resume``)."""
         w = self.workflows
