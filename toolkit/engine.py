@@ -659,7 +659,7 @@ class Executor:
         self._checkpoint(
             run, self._params(run, step.name, state, "retrying", error=error, next_attempt_at=wake)
         )
-        log.info(
+        log.warning(
             "step %s of workflow %s failed (attempt %d), retrying in %.3fs: %r",
             step.name,
             run.workflow_id,
@@ -961,6 +961,9 @@ def run_unrecorded(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any])
             delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
             if delay is None:
                 raise
+            log.warning(
+                "step %s failed (attempt %d), retrying in %.3fs: %r", step.name, attempt, delay, exc
+            )
         finally:
             _step_var.reset(token)
         time.sleep(delay)
@@ -979,6 +982,9 @@ async def run_unrecorded_async(step: StepDef, args: tuple[Any, ...], kwargs: dic
             delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
             if delay is None:
                 raise
+            log.warning(
+                "step %s failed (attempt %d), retrying in %.3fs: %r", step.name, attempt, delay, exc
+            )
         finally:
             _step_var.reset(token)
         await asyncio.sleep(delay)
