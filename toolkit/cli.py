@@ -14,9 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from .app import Durable
 from .errors import DurableError
@@ -154,6 +151,10 @@ def workflows_list(
     database_url: str | None, status: str | None, name: str | None, limit: int
 ) -> None:
     """List workflows, newest first."""
+    from rich import box  # imported here: a worker process never needs it
+    from rich.console import Console
+    from rich.table import Table
+
     with _open_app(database_url) as app:
         records = app.list_workflows(status=status, name=name, limit=limit)
     table = Table(box=box.SIMPLE_HEAD)
@@ -182,6 +183,10 @@ def workflows_list(
 @click.argument("workflow_id")
 def workflows_show(database_url: str | None, workflow_id: str) -> None:
     """Show one workflow: its inputs, result or error, and every step with its attempts."""
+    from rich import box  # imported here: a worker process never needs it
+    from rich.console import Console
+    from rich.table import Table
+
     with _open_app(database_url) as app:
         record = app.get_workflow(workflow_id)
         steps = app.list_steps(workflow_id)
@@ -365,6 +370,10 @@ def queues() -> None:
 @database_url_option
 def queues_list(database_url: str | None) -> None:
     """Depth and age per queue: enqueued (of which delayed), running, oldest waiting."""
+    from rich import box  # imported here: a worker process never needs it
+    from rich.console import Console
+    from rich.table import Table
+
     with _open_app(database_url) as app:
         stats = app.storage.queue_stats()
     console = Console()

@@ -6,8 +6,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from croniter import croniter
-
 if TYPE_CHECKING:
     from .app import Durable
     from .handle import WorkflowHandle
@@ -103,12 +101,16 @@ class Schedule:
     max_catch_up: int = 100
 
     def __post_init__(self) -> None:
+        from croniter import croniter  # imported only by apps with schedules
+
         if not croniter.is_valid(self.cron):
             raise ValueError(f"invalid cron expression {self.cron!r} for schedule {self.name!r}")
 
     def plan(self, last_ms: int | None, now_ms: int) -> tuple[list[int], int]:
         """The ticks to fire now and the tick to remember as the last one seen (ms, UTC)."""
         from datetime import UTC, datetime
+
+        from croniter import croniter
 
         now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
         if last_ms is None:  # a new schedule starts at the next tick
@@ -131,6 +133,8 @@ class Schedule:
 
     def next_tick(self, now_ms: int) -> int:
         from datetime import UTC, datetime
+
+        from croniter import croniter
 
         now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
         return int(croniter(self.cron, now).get_next(datetime).timestamp() * 1000)
