@@ -592,6 +592,9 @@ class Durable:
         record = self.get_workflow(workflow_id)
         if not self.storage.resume(workflow_id):
             return WorkflowHandle(self, workflow_id)  # not failed or cancelled: nothing to do
+        if record.queue_name is not None and record.started_at is None:
+            self.storage.wakeups.signal("queue", record.queue_name)
+            return WorkflowHandle(self, workflow_id)  # back in its queue, never started
         if record.name in self._workflows:
             executor = self.executor
             try:

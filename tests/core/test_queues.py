@@ -159,3 +159,23 @@ def test_enqueue_with_an_id_used_by_another_workflow_is_refused(worker_app: Dura
     assert jobs.enqueue(first, workflow_id="w-1").workflow_id == "w-1"  # the same: a no-op
     with pytest.raises(WorkflowConflictError, match="already used by workflow 'first'"):
         jobs.enqueue(second, workflow_id="w-1")
+
+
+def test_a_workflow_cancelled_while_enqueued_resumes_into_its_queue(worker_app: Durable):
+    app = worker_app
+    jobs = app.queue("jobs")
+
+    @app.workflow(name="later")
+    def later() -> str:
+        return "ran"
+
+    handle = jobs.enqueue(later)
+    app.cancel(handle.workflow_id)
+    assert handle.status() == "cancelled"
+    app.resume(handle.workflow_id)
+    assert handle.status() == "enqueued"  # not run here, outside the queue's limits
+    worker = Worker(app).start()
+    try:
+        assert handle.result(timeout=20) == "ran"
+    finally:
+        worker.stop(grace=5)

@@ -693,7 +693,8 @@ class Storage:
 
         Recorded steps stay as they are, except a failed last step, which gets
         a fresh attempt budget so that it runs again. The recovery count starts
-        again from zero.
+        again from zero. A queued workflow that never started (cancelled while
+        ``enqueued``) goes back to ``enqueued``, under its queue's limits.
         """
         w, s = self.workflows, self.steps
         now = now_ms()
@@ -702,7 +703,13 @@ class Storage:
                 sa.update(w)
                 .where(w.c.workflow_id == workflow_id, w.c.status.in_(["failed", "cancelled"]))
                 .values(
-                    status="pending",
+                    status=sa.case(
+                        (
+                            sa.and_(w.c.queue_name.is_not(None), w.c.started_at.is_(None)),
+                            "enqueued",
+                        ),
+                        else_="pending",
+                    ),
                     output=None,
                     error=None,
                     owner=None,
