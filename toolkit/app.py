@@ -86,6 +86,7 @@ class Durable:
         self._workflows: dict[str, WorkflowDef] = {}
         self._queues: dict[str, Queue] = {}
         self._schedules: dict[str, Schedule] = {}
+        self._pollers: list[tuple[Callable[[], Any], float]] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._storage: Storage | None = None
@@ -297,6 +298,24 @@ class Durable:
     def schedules(self) -> dict[str, Schedule]:
         """The declared schedules by name."""
         return dict(self._schedules)
+
+    def poll(self, fn: Callable[[], Any], *, every: float = 1.0) -> None:
+        """Have every worker of this app call ``fn()`` about every ``every`` seconds.
+
+        For work that starts workflows from outside the queues, such as an
+        adapter's ``claim`` of a legacy table: ``app.poll(adapter.claim)``
+        makes ``durable worker`` the whole deployment. Each worker calls it in
+        its own loop, so ``fn`` must be safe to run in several processes at
+        once; an exception is logged and the next call happens on time.
+        """
+        if every <= 0:
+            raise ValueError("every must be positive")
+        self._pollers.append((fn, every))
+
+    @property
+    def pollers(self) -> list[tuple[Callable[[], Any], float]]:
+        """The functions registered with :meth:`poll` and their intervals."""
+        return list(self._pollers)
 
     def scheduled(
         self, cron: str, *, name: str | None = None, catch_up: bool = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .app import Durable
 from .engine import Run
-from .errors import DurableError
+from .errors import DatabaseUnavailableError, DurableError
 from .storage import now_ms
 from .storage.base import Orphan
 
@@ -98,7 +98,8 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._running: dict[str, set[str]] = {q.name: set() for q in self.queues}
-        self._mine: set[str] = set()  # every workflow this worker launched and still runs
+        self._mine: set[str] = set()
+        self._poll_due: dict[int, float] = {}  # every workflow this worker launched and still runs
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -168,6 +169,7 @@ class Worker:
                                 )
                         wait = min(wait, next_recovery - time.monotonic())
                         wait = min(wait, self._fire_schedules())
+                        wait = min(wait, self._run_pollers())
                         wait = min(wait, self._claim())
                         backoff = 0.1
                     except DurableError as exc:
@@ -223,6 +225,24 @@ class Worker:
         app = self.app
         expires = app.storage.next_foreign_expiry(app.executor.owner, list(app._workflows))
         return None if expires is None else max((expires - now_ms()) / 1000, 0.0)
+
+    def _run_pollers(self) -> float:
+        """Call the app's due pollers; return seconds until the next one is due."""
+        now = time.monotonic()
+        wait = float("inf")
+        for index, (fn, every) in enumerate(self.app.pollers):
+            due = self._poll_due.get(index, 0.0)
+            if now >= due:
+                try:
+                    fn()
+                except DatabaseUnavailableError:
+                    raise  # the database is down: the loop backs off
+                except Exception:
+                    log.exception("poller %s failed", getattr(fn, "__qualname__", fn))
+                due = time.monotonic() + every
+                self._poll_due[index] = due
+            wait = min(wait, max(due - time.monotonic(), 0.0))
+        return wait
 
     def _fire_schedules(self) -> float:
         """Start the due ticks this worker wins; return seconds until the next tick."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -599,3 +600,32 @@ def test_takeover_process_killed_mid_way(where, crash, db_url, make_jobs, tmp_pa
         assert {r.status for r in records} == {"succeeded"}
     finally:
         app.close()
+
+
+def test_workers_poll_the_table_when_the_app_says_so(db_url, make_jobs):
+    """``app.poll(adapter.claim)``: a plain worker claims and runs the legacy rows, no poller."""
+    from toolkit import Worker
+
+    make_jobs(db_url, [row(i) for i in range(1, 6)])
+    app = Durable(db_url, lease_timeout=2.0)
+    done: list[str] = []
+    jobs = StatusColumnAdapter(
+        app,
+        None,  # the legacy table lives in the workflow database
+        table="jobs",
+        key="id",
+        status=STATUS,
+        columns=COLUMNS,
+        handler=lambda r: done.append(r["payload"]),
+    )
+    app.poll(jobs.claim, every=0.1)
+    worker = Worker(app).start()
+    try:
+        deadline = time.monotonic() + 60
+        while dashboard(db_url) != {STATUS.done: 5}:
+            assert time.monotonic() < deadline, dashboard(db_url)
+            time.sleep(0.05)
+    finally:
+        worker.stop(grace=5)
+        app.close()
+    assert sorted(done) == [f"p{i}" for i in range(1, 6)]
