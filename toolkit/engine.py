@@ -391,19 +391,28 @@ class Executor:
         error = error_info(RecoveryLimitError(message), "")
         self._finish(workflow_id, "failed", None, error)
 
-    def resume_claimed(self, workflow_id: str, name: str, inputs: str | None) -> None:
+    def resume_claimed(self, workflow_id: str, name: str, inputs: str | None) -> Run | None:
         """Run a workflow this process has just claimed, replaying its recorded steps."""
+        return self._launch_claimed(workflow_id, name, inputs, replay=True)
+
+    def launch_claimed(self, workflow_id: str, name: str, inputs: str | None) -> Run | None:
+        """Run a workflow just claimed from a queue or a schedule: it has no steps yet."""
+        return self._launch_claimed(workflow_id, name, inputs, replay=False)
+
+    def _launch_claimed(
+        self, workflow_id: str, name: str, inputs: str | None, replay: bool
+    ) -> Run | None:
         wf = self.resolve(name)
         if wf is None:  # claimed by name, so this only happens if the registry changed
             log.error("workflow %s (%s) is not registered here", workflow_id, name)
-            return
+            return None
         try:
             args, kwargs = self.decode_inputs(workflow_id, inputs)
-            recorded = self.storage.load_steps(workflow_id)
-        except DurableError as exc:
+            recorded = self.storage.load_steps(workflow_id) if replay else {}
+        except DurableError as exc:  # e.g. inputs that cannot be decoded: fail, not retry
             self._finish(workflow_id, "failed", None, error_info(exc, ""))
-            return
-        self.launch(wf, workflow_id, args, kwargs, recorded)
+            return None
+        return self.launch(wf, workflow_id, args, kwargs, recorded)
 
     def launch(
         self,
@@ -427,14 +436,6 @@ class Executor:
 
     def running_ids(self) -> list[str]:
         return list(self._runs)
-
-    def launch_claimed(self, workflow_id: str, name: str, inputs: str | None) -> Run | None:
-        """Run a workflow just claimed from a queue or a schedule: it has no steps yet."""
-        wf = self.resolve(name)
-        if wf is None:
-            return None
-        args, kwargs = self.decode_inputs(workflow_id, inputs)
-        return self.launch(wf, workflow_id, args, kwargs, recorded={})
 
     # -- running a workflow --
 

@@ -179,3 +179,31 @@ def test_a_workflow_cancelled_while_enqueued_resumes_into_its_queue(worker_app: 
         assert handle.result(timeout=20) == "ran"
     finally:
         worker.stop(grace=5)
+
+
+def test_a_queued_workflow_whose_inputs_cannot_be_read_fails_once(worker_app: Durable):
+    """Undecodable recorded inputs fail the workflow; the worker neither stalls nor retries it."""
+    import sqlalchemy as sa
+
+    from toolkit import WorkflowFailedError
+
+    app = worker_app
+    jobs = app.queue("jobs")
+
+    @app.workflow(name="echo")
+    def echo(n: int) -> int:
+        return n
+
+    broken = jobs.enqueue(echo, 1)
+    w = app.storage.workflows
+    with app.storage.transaction() as conn:  # as if written by another serializer
+        conn.execute(sa.update(w).where(w.c.workflow_id == broken.workflow_id).values(inputs="{"))
+    fine = jobs.enqueue(echo, 2)
+    worker = Worker(app).start()
+    try:
+        assert fine.result(timeout=20) == 2
+        with pytest.raises(WorkflowFailedError, match="cannot be read back"):
+            broken.result(timeout=20)
+    finally:
+        worker.stop(grace=5)
+    assert app.get_workflow(broken.workflow_id).recoveries == 0
