@@ -43,9 +43,7 @@ from .status_column import (
     StatusValues,
     _fmt_age,
     _keys,
-    app_url,
     json_key,
-    same_database,
 )
 
 log = logging.getLogger("adapters.cron_sweeper")
@@ -193,16 +191,9 @@ class CronSweeper:
         else:
             if table is None or key is None or status is None:
                 raise ValueError("give table=, key= and status= (or adapter=)")
-            system = app_url(app)
-            self.legacy = LegacyTable(
-                legacy_url if legacy_url is not None else system,
-                table,
-                key=key,
-                status=status,
-                columns=columns,
-                schema=schema,
+            self.legacy, self.same_database = LegacyTable.for_app(
+                app, legacy_url, table, key=key, status=status, columns=columns, schema=schema
             )
-            self.same_database = same_database(self.legacy.url, system)
         self.app = app
         self.adapter = adapter
         self.cron = cron

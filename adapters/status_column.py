@@ -222,6 +222,31 @@ class LegacyTable:
         self._table: sa.Table | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_app(
+        cls,
+        app: Durable,
+        legacy_url: str | URL | None,
+        table: str,
+        *,
+        key: str,
+        status: StatusValues,
+        columns: LegacyColumns | None = None,
+        schema: str | None = None,
+    ) -> tuple[LegacyTable, bool]:
+        """The table (``legacy_url=None``: in the app's own database) and whether it
+        shares the app's database (then write-backs commit with the checkpoints)."""
+        system = app_url(app)
+        legacy = cls(
+            legacy_url if legacy_url is not None else system,
+            table,
+            key=key,
+            status=status,
+            columns=columns,
+            schema=schema,
+        )
+        return legacy, same_database(legacy.url, system)
+
     def __repr__(self) -> str:
         return f"LegacyTable({self.qualified_name!r} at {self.describe()})"
 
@@ -525,12 +550,7 @@ def _retry_delay(
         give_up = any(c.__name__ == name for c in policy.give_up_on)
         if give_up or not named(policy.retry_on):
             return None
-        if policy.max_attempts is not None and attempt >= policy.max_attempts:
-            return None
-        delay = policy.delay(attempt)
-        if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
-            return None
-        return delay
+        return policy.budget_delay(attempt, elapsed)
     return policy.next_delay(exc, attempt, elapsed)
 
 
@@ -752,16 +772,9 @@ class StatusColumnAdapter:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.app = app
-        system = app_url(app)
-        self.legacy = LegacyTable(
-            legacy_url if legacy_url is not None else system,
-            table,
-            key=key,
-            status=status,
-            columns=columns,
-            schema=schema,
+        self.legacy, self.same_database = LegacyTable.for_app(
+            app, legacy_url, table, key=key, status=status, columns=columns, schema=schema
         )
-        self.same_database = same_database(self.legacy.url, system)
         self.name = name or table
         if ":" in self.name or "#" in self.name:
             raise ValueError(f"adapter name {self.name!r} must not contain ':' or '#'")

@@ -75,6 +75,10 @@ class RetryPolicy:
         """The delay before the next attempt, or ``None`` when ``exc`` must be raised."""
         if not self.retryable(exc):
             return None
+        return self.budget_delay(attempt, elapsed)
+
+    def budget_delay(self, attempt: int, elapsed: float) -> float | None:
+        """The delay after failed attempt ``attempt`` if the budget (attempts, elapsed) allows."""
         if self.max_attempts is not None and attempt >= self.max_attempts:
             return None
         delay = self.delay(attempt)

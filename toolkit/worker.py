@@ -98,8 +98,8 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._running: dict[str, set[str]] = {q.name: set() for q in self.queues}
-        self._mine: set[str] = set()
-        self._poll_due: dict[int, float] = {}  # every workflow this worker launched and still runs
+        self._mine: set[str] = set()  # every workflow this worker launched and still runs
+        self._poll_due: dict[int, float] = {}  # poller index -> when it is due (monotonic)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 

@@ -66,7 +66,9 @@ def always_fails() -> None:
 
 @app.workflow(name="ten_steps")
 def ten_steps() -> list[int]:
-    return [numbered(i) for i in range(1, 11)]
+    values = [numbered(i) for i in range(1, 11)]
+    point("after-last-step")  # workflow code: step 10's checkpoint is still held back
+    return values
 
 
 @app.workflow(name="payment")

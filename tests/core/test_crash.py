@@ -74,6 +74,19 @@ def test_exit_inside_step_k_resumes_without_repeating_earlier_steps(db_url, tmp_
         assert lines.count(f"step{i}:wf-ten:{i}") == expected, lines
 
 
+def test_exit_after_the_last_step_reruns_only_that_step(db_url, tmp_path):
+    """The last step's checkpoint commits with the workflow's end: a crash in between
+    re-runs that one step (at least once, same key), never the ones before it."""
+    code, _, err = run(db_url, "run", "wf-end", "ten_steps", tmp_path, CRASH_AT="after-last-step")
+    assert code == 17, err
+    result = recover(db_url, "wf-end", "ten_steps", tmp_path)
+    assert result["status"] == "succeeded"
+    assert result["result"] == [i * 10 for i in range(1, 11)]
+    lines = calls(tmp_path)
+    for i in range(1, 11):
+        assert lines.count(f"step{i}:wf-end:{i}") == (2 if i == 10 else 1), lines
+
+
 def test_sigkill_inside_a_step_resumes(db_url, tmp_path):
     proc = spawn(db_url, "run", "wf-kill", "ten_steps", tmp_path, HANG_AT="step6")
     kill_when_ready(proc, tmp_path / "ready-step6")
