@@ -188,20 +188,18 @@ class Storage:
     def _compile_hot_statements(self) -> None:
         w, s = self.workflows, self.steps
         ins = self._insert_fn()
-        typed: dict[str, sa.types.TypeEngine[Any]] = {c.name: c.type for c in s.columns}
+        # The workflow's key comes from its row, which must still be pending with this
+        # owner: a checkpoint of a cancelled or taken-over run inserts nothing.
+        typed = {c.name: c.type for c in s.columns if c.name != "wf_key"}
         params = [sa.cast(sa.bindparam(name), typed[name]) for name in typed]
-        fence = (
-            sa.select(sa.literal(1))
-            .where(
-                w.c.workflow_id == sa.bindparam("workflow_id"),
-                w.c.owner == sa.bindparam("owner"),
-                w.c.status == "pending",
-            )
-            .exists()
+        source = sa.select(w.c.wf_key, *params).where(
+            w.c.workflow_id == sa.bindparam("workflow_id"),
+            w.c.owner == sa.bindparam("owner"),
+            w.c.status == "pending",
         )
-        stmt = ins(s).from_select(list(typed), sa.select(*params).where(fence))
+        stmt = ins(s).from_select(["wf_key", *typed], source)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[s.c.workflow_id, s.c.step_number],
+            index_elements=[s.c.wf_key, s.c.step_number],
             set_={
                 name: stmt.excluded[name]
                 for name in (
@@ -218,6 +216,7 @@ class Storage:
         self.record_step_stmt = stmt.execution_options(preserve_rowcount=True)
         insert_wf = (
             ins(w)
+            .inline()  # no RETURNING of the generated key: nothing reads it
             .values(
                 {
                     name: sa.bindparam(name)
@@ -515,9 +514,9 @@ class Storage:
             started_at=from_ms(row.started_at),
         )
 
-    def _step_record(self, row: sa.Row[Any]) -> StepRecord:
+    def _step_record(self, workflow_id: str, row: sa.Row[Any]) -> StepRecord:
         return StepRecord(
-            workflow_id=row.workflow_id,
+            workflow_id=workflow_id,
             step_number=row.step_number,
             name=row.name,
             status=row.status,
@@ -561,9 +560,17 @@ class Storage:
     def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
         """Every recorded step of a workflow, by step number (the replay read)."""
         s = self.steps
-        query = sa.select(s).where(s.c.workflow_id == workflow_id).order_by(s.c.step_number)
+        query = (
+            sa.select(s).where(s.c.wf_key == self._key_of(workflow_id)).order_by(s.c.step_number)
+        )
         with self._translate_errors(), self.engine.connect() as conn:
-            return {row.step_number: self._step_record(row) for row in conn.execute(query)}
+            rows = conn.execute(query)
+            return {row.step_number: self._step_record(workflow_id, row) for row in rows}
+
+    def _key_of(self, workflow_id: str) -> sa.ScalarSelect[Any]:
+        """The integer key of a workflow, as a subquery (steps refer to workflows by it)."""
+        w = self.workflows
+        return sa.select(w.c.wf_key).where(w.c.workflow_id == workflow_id).scalar_subquery()
 
     # -- ownership ----------------------------------------------------------------
 
@@ -720,16 +727,12 @@ class Storage:
             ).rowcount
             if changed != 1:
                 return False
-            last = (
-                sa.select(sa.func.max(s.c.step_number))
-                .where(s.c.workflow_id == workflow_id)
-                .scalar_subquery()
-            )
+            key = conn.execute(sa.select(self._key_of(workflow_id))).scalar_one()
+            last = sa.select(sa.func.max(s.c.step_number)).where(s.c.wf_key == key)
             conn.execute(
                 sa.update(s)
-                .where(
-                    s.c.workflow_id == workflow_id, s.c.step_number == last, s.c.status == "failed"
-                )
+                .where(s.c.wf_key == key, s.c.step_number == last.scalar_subquery())
+                .where(s.c.status == "failed")
                 .values(
                     status="retrying",
                     attempts=0,
@@ -1125,18 +1128,18 @@ class Storage:
         with self.transaction() as conn:
             for start in range(0, len(workflow_ids), 500):
                 chunk = list(workflow_ids[start : start + 500])
-                gone = list(
-                    conn.execute(
-                        sa.delete(w)
-                        .where(w.c.workflow_id.in_(chunk), w.c.status == status)
-                        .returning(w.c.workflow_id)
-                    ).scalars()
-                )
+                gone = conn.execute(
+                    sa.delete(w)
+                    .where(w.c.workflow_id.in_(chunk), w.c.status == status)
+                    .returning(w.c.workflow_id, w.c.wf_key)
+                ).all()
                 if not gone:
                     continue
-                for table in (s, m, e):
-                    conn.execute(sa.delete(table).where(table.c.workflow_id.in_(gone)))
-                deleted.extend(gone)
+                ids = [row.workflow_id for row in gone]
+                conn.execute(sa.delete(s).where(s.c.wf_key.in_([row.wf_key for row in gone])))
+                for table in (m, e):
+                    conn.execute(sa.delete(table).where(table.c.workflow_id.in_(ids)))
+                deleted.extend(ids)
         return deleted
 
 

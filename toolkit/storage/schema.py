@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # alembic is imported only when a migration is missing (it is
 POSTGRES_SCHEMA = "durable"
 SQLITE_PREFIX = "durable_"
 
+_KEY_TYPE = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+"""Integer surrogate keys: BIGSERIAL on PostgreSQL, a rowid alias on SQLite."""
+
 
 @dataclass(frozen=True)
 class Tables:
@@ -53,7 +56,10 @@ def build_tables(names: Names) -> Tables:
     workflows = sa.Table(
         names.table("workflows"),
         md,
-        sa.Column("workflow_id", sa.Text, primary_key=True),
+        # The surrogate key the steps refer to: 8 bytes per step row and index
+        # entry instead of the workflow id's text (SQLite: the rowid).
+        sa.Column("wf_key", _KEY_TYPE, primary_key=True, autoincrement=True),
+        sa.Column("workflow_id", sa.Text, nullable=False, unique=True),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("inputs", sa.Text),
@@ -73,16 +79,16 @@ def build_tables(names: Names) -> Tables:
     steps = sa.Table(
         names.table("steps"),
         md,
-        sa.Column("workflow_id", sa.Text, primary_key=True),
-        sa.Column("step_number", sa.Integer, primary_key=True),
-        sa.Column("name", sa.Text, nullable=False),
-        sa.Column("status", sa.Text, nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("output", sa.Text),
-        sa.Column("error", sa.Text),
+        sa.Column("wf_key", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("step_number", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("started_at", sa.BigInteger, nullable=False),
         sa.Column("finished_at", sa.BigInteger),
         sa.Column("next_attempt_at", sa.BigInteger),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
     )
     schedules = sa.Table(
         names.table("schedules"),
@@ -95,7 +101,7 @@ def build_tables(names: Names) -> Tables:
         md,
         sa.Column(
             "message_id",
-            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            _KEY_TYPE,
             primary_key=True,
             autoincrement=True,
         ),
@@ -212,7 +218,7 @@ def _v2_queues_schedules_messages(op: Operations, names: Names) -> None:
         names.table("messages"),
         sa.Column(
             "message_id",
-            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            _KEY_TYPE,
             primary_key=True,
             autoincrement=True,
         ),
@@ -238,9 +244,149 @@ def _v2_queues_schedules_messages(op: Operations, names: Names) -> None:
     )
 
 
+_V2_WORKFLOW_COLUMNS = (
+    "workflow_id",
+    "name",
+    "status",
+    "inputs",
+    "output",
+    "error",
+    "queue_name",
+    "priority",
+    "deduplication_id",
+    "not_before",
+    "owner",
+    "lease_expires_at",
+    "recoveries",
+    "created_at",
+    "updated_at",
+    "started_at",
+)
+_V2_STEP_COLUMNS = (
+    "step_number",
+    "started_at",
+    "finished_at",
+    "next_attempt_at",
+    "attempts",
+    "name",
+    "status",
+    "output",
+    "error",
+)
+
+
+def _v3_integer_workflow_keys(op: Operations, names: Names) -> None:
+    """Steps refer to their workflow by an integer key instead of its text id.
+
+    Both tables are rebuilt (SQLite cannot change a primary key in place): the
+    old ones are renamed, the new ones created and filled, the old dropped.
+    Existing workflows get keys in creation order.
+    """
+    schema_name, wf, st = names.schema, names.table("workflows"), names.table("steps")
+    old_wf, old_st = names.table("workflows_v2"), names.table("steps_v2")
+    op.rename_table(wf, old_wf, schema=schema_name)
+    op.rename_table(st, old_st, schema=schema_name)
+    new_wf = op.create_table(
+        wf,
+        sa.Column("wf_key", _KEY_TYPE, autoincrement=True),
+        sa.Column("workflow_id", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("inputs", sa.Text),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("queue_name", sa.Text),
+        sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("deduplication_id", sa.Text),
+        sa.Column("not_before", sa.BigInteger),
+        sa.Column("owner", sa.Text),
+        sa.Column("lease_expires_at", sa.BigInteger),
+        sa.Column("recoveries", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.Column("started_at", sa.BigInteger),
+        sa.PrimaryKeyConstraint("wf_key", name=names.table("workflows_pk")),
+        sa.UniqueConstraint("workflow_id", name=names.table("workflows_workflow_id")),
+        schema=schema_name,
+    )
+    # Fixed-width columns first: no alignment padding between them on PostgreSQL.
+    new_st = op.create_table(
+        st,
+        sa.Column("wf_key", sa.BigInteger, nullable=False, autoincrement=False),
+        sa.Column("step_number", sa.Integer, nullable=False, autoincrement=False),
+        sa.Column("started_at", sa.BigInteger, nullable=False),
+        sa.Column("finished_at", sa.BigInteger),
+        sa.Column("next_attempt_at", sa.BigInteger),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("output", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.PrimaryKeyConstraint("wf_key", "step_number", name=names.table("steps_pk")),
+        schema=schema_name,
+    )
+    old_w = sa.table(old_wf, *(sa.column(c) for c in _V2_WORKFLOW_COLUMNS), schema=schema_name)
+    old_s = sa.table(
+        old_st,
+        sa.column("workflow_id"),
+        *(sa.column(c) for c in _V2_STEP_COLUMNS),
+        schema=schema_name,
+    )
+    op.execute(
+        sa.insert(new_wf).from_select(
+            list(_V2_WORKFLOW_COLUMNS),
+            sa.select(*(old_w.c[c] for c in _V2_WORKFLOW_COLUMNS)).order_by(
+                old_w.c.created_at, old_w.c.workflow_id
+            ),
+        )
+    )
+    op.execute(
+        sa.insert(new_st).from_select(
+            ["wf_key", *_V2_STEP_COLUMNS],
+            sa.select(new_wf.c.wf_key, *(old_s.c[c] for c in _V2_STEP_COLUMNS)).join_from(
+                old_s, new_wf, new_wf.c.workflow_id == old_s.c.workflow_id
+            ),
+        )
+    )
+    op.drop_table(old_st, schema=schema_name)
+    op.drop_table(old_wf, schema=schema_name)  # with its indexes: recreated below
+    op.create_index(
+        names.table("workflows_status_created"), wf, ["status", "created_at"], schema=schema_name
+    )
+    enqueued = sa.text("status = 'enqueued'")
+    op.create_index(
+        names.table("workflows_queue_claim"),
+        wf,
+        ["queue_name", sa.text("priority DESC"), "created_at"],
+        schema=schema_name,
+        postgresql_where=enqueued,
+        sqlite_where=enqueued,
+    )
+    live = sa.text("deduplication_id IS NOT NULL AND status IN ('enqueued', 'pending')")
+    op.create_index(
+        names.table("workflows_dedup"),
+        wf,
+        ["queue_name", "deduplication_id"],
+        unique=True,
+        schema=schema_name,
+        postgresql_where=live,
+        sqlite_where=live,
+    )
+    queued = sa.text("queue_name IS NOT NULL")
+    op.create_index(
+        names.table("workflows_queue_started"),
+        wf,
+        ["queue_name", "started_at"],
+        schema=schema_name,
+        postgresql_where=queued,
+        sqlite_where=queued,
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "workflows and steps", _v1_core_tables),
     (2, "queues, schedules, messages and events", _v2_queues_schedules_messages),
+    (3, "integer workflow keys for steps", _v3_integer_workflow_keys),
 ]
 """Every migration, in order. Append only: a released version never changes."""
 
