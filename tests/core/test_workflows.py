@@ -256,6 +256,65 @@ def test_failed_transaction_rolls_back_and_retries(app: Durable):
         assert conn.execute(sa.text("SELECT count(*) FROM ledger")).scalar() == 1
 
 
+def test_the_step_before_a_transaction_commits_with_it(app: Durable):
+    """One commit for a step and the transaction after it: inside the transaction the
+    step's checkpoint is written but not yet visible to others."""
+    seen: list[tuple[list[str], list[str]]] = []
+    s, w = app.storage.steps, app.storage.workflows
+    query = sa.select(s.c.name).join(w, w.c.wf_key == s.c.wf_key).where(w.c.workflow_id == "t1")
+    outsider = sa.create_engine(app.storage.url)  # a plain reader, beside the writer
+
+    @app.step()
+    def reserve() -> str:
+        return "r-1"
+
+    @app.transaction()
+    def record(conn: sa.Connection, reservation: str) -> str:
+        with outsider.connect() as other:
+            others = list(other.execute(query).scalars())
+        mine = [name.rsplit(".", 1)[-1] for name in conn.execute(query).scalars()]
+        seen.append((mine, others))
+        return f"recorded {reservation}"
+
+    @app.workflow()
+    def wf() -> str:
+        return record(reserve())
+
+    assert app.run(wf, workflow_id="t1", timeout=10) == "recorded r-1"
+    outsider.dispose()
+    assert seen == [(["reserve"], [])]
+    assert [step.status for step in app.list_steps("t1")] == ["succeeded", "succeeded"]
+
+
+def test_a_failing_transaction_keeps_the_step_before_it(app: Durable):
+    runs: list[str] = []
+
+    @app.step()
+    def reserve() -> str:
+        runs.append("reserve")
+        return "r-1"
+
+    @app.transaction(retry=RetryPolicy(max_attempts=2, **FAST))
+    def record(conn: sa.Connection, reservation: str) -> str:
+        runs.append("record")
+        raise OSError("constraint says no")
+
+    @app.workflow()
+    def wf() -> str:
+        return record(reserve())
+
+    with pytest.raises(WorkflowFailedError, match="constraint says no"):
+        app.run(wf, workflow_id="t2", timeout=10)
+    steps = app.list_steps("t2")
+    assert [(s.status, s.attempts) for s in steps] == [("succeeded", 1), ("failed", 2)]
+    assert runs == ["reserve", "record", "record"]
+    # Resumed: the recorded step is replayed, only the transaction runs again.
+    runs.clear()
+    with pytest.raises(WorkflowFailedError):
+        app.resume("t2").result(timeout=10)
+    assert runs == ["record", "record"]
+
+
 def test_changed_code_stops_replay_with_a_clear_error(make_app):
     first = make_app()
 
