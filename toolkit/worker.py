@@ -173,7 +173,12 @@ class Worker:
                         wait = min(wait, self._claim())
                         backoff = 0.1
                     except DurableError as exc:
-                        log.warning("database unavailable, retrying in %.1fs: %s", backoff, exc)
+                        what = (
+                            "database unavailable"
+                            if isinstance(exc, DatabaseUnavailableError)
+                            else "worker pass failed"
+                        )
+                        log.warning("%s, retrying in %.1fs: %s", what, backoff, exc)
                         wait = backoff
                         backoff = min(backoff * 2, 30.0)
                     last_token = storage.change_token()  # our own writes included
