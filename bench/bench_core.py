@@ -322,6 +322,23 @@ def child_rescuer(args: argparse.Namespace) -> dict[str, float]:
     os._exit(0)  # DBOS and our executor both keep threads; the DB is dropped anyway
 
 
+def child_dbos_setup(args: argparse.Namespace) -> dict[str, float]:
+    _dbos_setup(args.url, executor_id="setup")  # creates DBOS's system tables
+    print(json.dumps({}), flush=True)
+    os._exit(0)
+
+
+def _prepare_schema(system: str, url: str) -> None:
+    """Create the system tables before the workers start, as a deploy does
+    (``durable db upgrade``): the workers measured are the steady-state ones, not
+    the one that also loaded the migration code."""
+    if system == "dbos":
+        cmd = [PY, __file__, "--child", "dbos-setup", "--system", "dbos", "--url", url]
+    else:
+        cmd = [DURABLE, "db", "upgrade", "--database-url", url]
+    subprocess.run(cmd, cwd=HERE, check=True, capture_output=True, timeout=120)
+
+
 def child_dbos_worker(args: argparse.Namespace) -> dict[str, float]:
     d = _dbos_setup(args.url, executor_id=f"worker-{os.getpid()}")
     d["DBOS"].register_queue(args.queue)
@@ -337,6 +354,7 @@ CHILDREN: dict[str, Callable[[argparse.Namespace], dict[str, float]]] = {
     "victim": child_victim,
     "rescuer": child_rescuer,
     "dbos-worker": child_dbos_worker,
+    "dbos-setup": child_dbos_setup,
 }
 
 
@@ -432,6 +450,7 @@ def measure_queue(
 
     procs: list[subprocess.Popen[Any]] = []
     logs = []
+    _prepare_schema(system, url)
     try:
         for k in range(workers):
             log = tmp / f"{system}-worker-{k}-{uuid.uuid4().hex[:6]}.log"
