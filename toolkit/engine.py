@@ -144,10 +144,8 @@ class Run:
     writing: threading.Lock = field(default_factory=threading.Lock)
     """Held while held-back checkpoints are written, so ``cancel`` waits for them."""
 
-    def take_step_number(self, *, flush: bool = True) -> int:
-        """The next step number; first writes held-back checkpoints unless ``flush`` is
-        false (a ``@transaction`` writes them in its own commit)."""
-        if flush and self.pending:  # anything durable the workflow does next comes after them
+    def take_step_number(self) -> int:
+        if self.pending:  # anything durable the workflow does next comes after them
             self.executor.flush(self)
         self.next_number += 1
         return self.next_number
@@ -552,8 +550,7 @@ class Executor:
         in the same statement as the end. Only deterministic workflow code runs
         in between, so a crash there re-runs that one step on recovery, which
         its at-least-once promise allows; a step never runs before the
-        checkpoint of the step before it is durable (a ``@transaction`` writes
-        it in its own commit, see ``run_transaction``).
+        checkpoint of the step before it is durable.
 
         ``quiet`` (another thread, e.g. ``cancel`` in this process): write what
         may still be written, raise nothing.
@@ -569,16 +566,10 @@ class Executor:
 
     # -- steps --
 
-    def _begin(self, run: Run, name: str, *, carry: bool = False) -> tuple[bool, Any, _Attempt]:
-        """Number the step; return (replayed, recorded value, attempt state).
-
-        ``carry``: leave held-back checkpoints in ``run.pending`` when the step is
-        not replayed (the caller commits them with its own transaction).
-        """
-        number = run.take_step_number(flush=not carry)
+    def _begin(self, run: Run, name: str) -> tuple[bool, Any, _Attempt]:
+        """Number the step; return (replayed, recorded value, attempt state)."""
+        number = run.take_step_number()
         record = run.recorded.get(number)
-        if record is not None and run.pending:
-            self.flush(run)  # replaying: nothing to carry
         if record is None:
             run.check()
             return False, None, _Attempt(number, 1, now_ms())
@@ -733,26 +724,15 @@ class Executor:
     def run_transaction(
         self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Run a transaction step: its writes and its checkpoint commit together.
-
-        The held-back checkpoint of the step before it (see ``flush``) is written
-        first in the same transaction: one commit for both. If the transaction
-        fails, it rolls back with it and is written on its own before the failure
-        is recorded. Either way the step before is durable no later than the
-        transaction's effects.
-        """
-        replayed, value, state = self._begin(run, step.name, carry=True)
+        """Run a transaction step: its writes and its checkpoint commit together."""
+        replayed, value, state = self._begin(run, step.name)
         if replayed:
             return value
         while True:
             run.wait_until(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
-            carried = list(run.pending)
             try:
                 with self.storage.transaction() as conn:
-                    for before in carried:
-                        if not self.storage.record_step_in(conn, before):
-                            raise _Refused
                     result = step.fn(conn, *args, **kwargs)
                     try:
                         output = self.serializer.dumps(result)
@@ -769,7 +749,6 @@ class Executor:
                 run.interrupt("it was cancelled or taken over by another process")
                 run.check()
             except SerializationError as exc:
-                self.flush(run)  # the carried checkpoints rolled back: write them now
                 self._checkpoint(
                     run,
                     self._params(
@@ -785,19 +764,11 @@ class Executor:
                 run.interrupt(f"its transaction could not reach the database: {exc}")
                 run.check()
             except Exception as exc:
-                self.flush(run)
                 self._after_failure(run, step, state, exc)
                 continue
             finally:
                 _step_var.reset(token)
-            self._forget(run, carried)
             return self.serializer.loads(output)
-
-    def _forget(self, run: Run, written: list[dict[str, Any]]) -> None:
-        """Drop held-back checkpoints that a committed transaction wrote."""
-        if written:
-            with run.writing:
-                run.pending[:] = [p for p in run.pending if not any(p is w for w in written)]
 
     def sleep(self, run: Run, seconds: float) -> None:
         wake = self._sleep_checkpoint(run, seconds)

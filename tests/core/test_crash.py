@@ -129,9 +129,8 @@ def test_transaction_is_exactly_once_across_a_crash(db_url, tmp_path, where):
     assert _payments(db_url) == ["o-1"]
     lines = calls(tmp_path)
     assert lines.count("pay") == (2 if where == "in-pay" else 1)
-    # Step 1's checkpoint commits with the transaction after it: killed inside the
-    # transaction, both rolled back and step 1 ran again (at least once, same key).
-    assert lines.count("step1:wf-pay:1") == (2 if where == "in-pay" else 1)
+    # Step 1's checkpoint committed before the transaction began: never run again.
+    assert lines.count("step1:wf-pay:1") == 1
 
 
 def test_sigkill_inside_a_transaction_leaves_no_write(db_url, tmp_path):
