@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -76,10 +77,13 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         return True
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
-        """As libcst's, and no blank lines left at the top where a removed import stood."""
+        """As libcst's, with the import block kept in its sections: no blank lines left at
+        the top where a removed import stood, the blank line above a removed import kept
+        for the one after it, and ``from toolkit import`` set apart from a stdlib block."""
         result = super().transform_module(tree)
         if result is tree or not result.body or not tree.body:
             return result
+        result = _keep_import_sections(tree, result)
         first, was_first = result.body[0], tree.body[0]
         had_blank = any(line.comment is None for line in was_first.leading_lines)
         lines = list(first.leading_lines)
@@ -148,6 +152,67 @@ class DurableCodemod(VisitorBasedCodemodCommand):
             return node
         comment = cst.EmptyLine(comment=cst.Comment(text))
         return node.with_changes(leading_lines=[*leading, comment])
+
+
+_BLANK = cst.EmptyLine(indent=False)
+
+
+def _import_section(stmt: cst.CSTNode) -> str | None:
+    """``future``, ``stdlib`` or ``other`` for a top-level import line, else None."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return None
+    node = stmt.body[0]
+    if isinstance(node, cst.Import):
+        name = node.names[0].name
+    elif isinstance(node, cst.ImportFrom):
+        if node.relative or node.module is None:
+            return "other"
+        name = node.module
+    else:
+        return None
+    head: cst.BaseExpression = name
+    while isinstance(head, cst.Attribute):
+        head = head.value
+    top = head.value if isinstance(head, cst.Name) else ""
+    if top == "__future__":
+        return "future"
+    return "stdlib" if top in sys.stdlib_module_names else "other"
+
+
+def _bare(stmt: cst.SimpleStatementLine | cst.BaseCompoundStatement) -> str:
+    return cst.Module(body=[stmt.with_changes(leading_lines=[])]).code
+
+
+def _blank_above(stmt: cst.SimpleStatementLine | cst.BaseCompoundStatement) -> bool:
+    return any(line.comment is None for line in stmt.leading_lines)
+
+
+def _keep_import_sections(before: cst.Module, after: cst.Module) -> cst.Module:
+    """Blank lines between import sections that removing or adding imports disturbed.
+
+    Only the import lines next to a removed or added import are touched: a file whose
+    sections were not separated before keeps its layout.
+    """
+    old = [_bare(stmt) for stmt in before.body]
+    old_set = set(old)
+    inherit: set[str] = set()  # imports that follow a removed import with a blank line above
+    kept = {_bare(stmt) for stmt in after.body}
+    for i, stmt in enumerate(before.body[:-1]):
+        if _import_section(stmt) and old[i] not in kept and _blank_above(stmt):
+            follower = before.body[i + 1]
+            if _import_section(follower) and not _blank_above(follower):
+                inherit.add(old[i + 1])
+    body = list(after.body)
+    for i, stmt in enumerate(body):
+        section = _import_section(stmt)
+        if section is None or i == 0 or _blank_above(stmt):
+            continue
+        code = _bare(stmt)
+        added = code not in old_set
+        previous = _import_section(body[i - 1])
+        if code in inherit or (added and previous is not None and previous != section):
+            body[i] = stmt.with_changes(leading_lines=[_BLANK, *stmt.leading_lines])
+    return after.with_changes(body=body)
 
 
 def _free_name(scope: GlobalScope, wanted: str, fallback: str) -> str:

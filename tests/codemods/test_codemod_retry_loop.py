@@ -972,6 +972,86 @@ def commented(conn):
         self.assertCodemod(before, after)
 
 
+class TestImportPlacement(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_toolkit_import_is_set_apart_from_the_stdlib_block(self) -> None:
+        before = """\
+import time
+
+
+def fetch(get):
+    for attempt in range(3):
+        try:
+            return get()
+        except OSError:
+            if attempt == 2:
+                raise
+            time.sleep(1)
+
+
+def stamp():
+    return time.time()
+"""
+        after = """\
+import time
+
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def fetch(get):
+    return get()
+
+
+def stamp():
+    return time.time()
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_file_without_sections_keeps_its_layout(self) -> None:
+        before = """\
+import os
+import time
+import requests
+
+
+def fetch(url):
+    for attempt in range(3):
+        try:
+            return requests.get(url, timeout=os.cpu_count())
+        except requests.ConnectionError:
+            if attempt == 2:
+                raise
+            time.sleep(2 ** attempt)
+"""
+        after = """\
+import os
+import requests
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=2.0,
+        retry_on=(requests.ConnectionError,),
+    )
+)
+def fetch(url):
+    return requests.get(url, timeout=os.cpu_count())
+"""
+        self.assertCodemod(before, after)
+
+
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
 

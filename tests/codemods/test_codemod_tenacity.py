@@ -456,6 +456,49 @@ async def resize_async(image):
 """
         self.assertCodemod(before, after)
 
+    def test_import_sections_stay_apart(self) -> None:
+        """The blank line above a removed import stays, so the sections stay separated."""
+        before = """\
+\"\"\"Module doc.\"\"\"
+from __future__ import annotations
+
+import logging
+
+import tenacity
+from myapp import client
+
+log = logging.getLogger(__name__)
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3))
+def call():
+    return client.get()
+"""
+        after = """\
+\"\"\"Module doc.\"\"\"
+from __future__ import annotations
+
+import logging
+
+from myapp import client
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def call():
+    return client.get()
+"""
+        self.assertCodemod(before, after)
+
 
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
