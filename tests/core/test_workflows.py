@@ -283,6 +283,29 @@ def test_the_step_before_a_transaction_is_durable_before_it_runs(app: Durable):
     assert seen == [["reserve"]]
 
 
+def test_reads_through_the_app_inside_a_transaction_do_not_wait(app: Durable):
+    """On SQLite the transaction holds the write lock; the app's reads must not queue on it."""
+    seen: list[tuple[str, list[str]]] = []
+
+    @app.step(name="reserve")
+    def reserve() -> str:
+        return "r-1"
+
+    @app.transaction(name="record")
+    def record(conn: sa.Connection, reservation: str) -> str:
+        status = app.get_workflow("t3").status
+        seen.append((status, [step.name for step in app.list_steps("t3")]))
+        return reservation
+
+    @app.workflow()
+    def wf() -> str:
+        return record(reserve())
+
+    # Waiting on the write lock would take the 30 s busy timeout: far past this one.
+    assert app.run(wf, workflow_id="t3", timeout=20) == "r-1"
+    assert seen == [("pending", ["reserve"])]
+
+
 def test_a_failing_transaction_keeps_the_step_before_it(app: Durable):
     runs: list[str] = []
 

@@ -78,6 +78,9 @@ class Storage:
     def __init__(self, url: URL, engine: sa.Engine, hot_engine: sa.Engine, names: schema.Names):
         self.url = url
         self.engine = engine
+        self.read_engine = engine.execution_options(durable_read_only=True)
+        """The same pool, for reads: on SQLite they do not take the write lock, so a
+        read inside a ``@transaction`` (which holds it) does not wait for itself."""
         self.hot_engine = hot_engine
         self.names = names
         tables = schema.build_tables(names)
@@ -134,7 +137,7 @@ class Storage:
         with self._ready_lock:
             if self._ready:
                 return
-            with self._translate_errors(), self.engine.connect() as conn:
+            with self._translate_errors(), self.read_engine.connect() as conn:
                 version = schema.current_version(conn, self.names)
             if version < schema.LATEST_VERSION:
                 self.upgrade()
@@ -152,7 +155,7 @@ class Storage:
             return schema.upgrade(conn, self.names)
 
     def schema_version(self) -> int:
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             return schema.current_version(conn, self.names)
 
     def _lock_migrations(self, conn: sa.Connection) -> None:
@@ -530,7 +533,7 @@ class Storage:
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
         w = self.workflows
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             row = conn.execute(sa.select(w).where(w.c.workflow_id == workflow_id)).first()
         return self._workflow_record(row) if row is not None else None
 
@@ -554,7 +557,7 @@ class Storage:
             query = query.where(w.c.queue_name == queue_name)
         if limit is not None:
             query = query.limit(limit)
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             return [self._workflow_record(row) for row in conn.execute(query)]
 
     def load_steps(self, workflow_id: str) -> dict[int, StepRecord]:
@@ -563,7 +566,7 @@ class Storage:
         query = (
             sa.select(s).where(s.c.wf_key == self._key_of(workflow_id)).order_by(s.c.step_number)
         )
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             rows = conn.execute(query)
             return {row.step_number: self._step_record(workflow_id, row) for row in rows}
 
@@ -588,7 +591,7 @@ class Storage:
             return []
         w = self.workflows
         now = now_ms()
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             others = list(
                 conn.execute(
                     sa.select(w.c.owner)
@@ -636,7 +639,7 @@ class Storage:
         if not names:
             return None
         w = self.workflows
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             value = conn.execute(
                 sa.select(sa.func.min(w.c.lease_expires_at)).where(
                     w.c.status == "pending",
@@ -767,7 +770,8 @@ class Storage:
                 "queue_name": r["queue_name"],
                 "priority": r.get("priority", 0),
                 "deduplication_id": r.get("deduplication_id"),
-                "not_before": r.get("not_before"),
+                # Counted from the same instant as created_at.
+                "not_before": now + r["delay_ms"] if r.get("delay_ms") else None,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -794,7 +798,7 @@ class Storage:
     def live_duplicate(self, queue_name: str, deduplication_id: str) -> str | None:
         """The id of the enqueued or running workflow holding this deduplication id."""
         w = self.workflows
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             return conn.execute(
                 sa.select(w.c.workflow_id).where(
                     w.c.queue_name == queue_name,
@@ -886,7 +890,7 @@ class Storage:
     def next_due(self, queue_names: Sequence[str]) -> int | None:
         """The earliest ``not_before`` of a delayed enqueued workflow in these queues."""
         w = self.workflows
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             return conn.execute(
                 sa.select(sa.func.min(w.c.not_before)).where(
                     w.c.status == "enqueued",
@@ -929,7 +933,7 @@ class Storage:
             .group_by(w.c.queue_name)
             .order_by(w.c.queue_name)
         )
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             return [
                 {
                     "queue": r.queue_name,
@@ -1043,7 +1047,7 @@ class Storage:
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
         e = self.events
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             row = conn.execute(
                 sa.select(e.c.value).where(e.c.workflow_id == workflow_id, e.c.key == key)
             ).first()
@@ -1108,7 +1112,7 @@ class Storage:
         """The value of event ``key`` of each of these workflows that has it."""
         e = self.events
         found: dict[str, str | None] = {}
-        with self._translate_errors(), self.engine.connect() as conn:
+        with self._translate_errors(), self.read_engine.connect() as conn:
             for start in range(0, len(workflow_ids), 500):
                 chunk = list(workflow_ids[start : start + 500])
                 query = sa.select(e.c.workflow_id, e.c.value).where(

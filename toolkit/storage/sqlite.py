@@ -74,7 +74,10 @@ class SQLiteStorage(Storage):
 
         @event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at once (they queue on the busy timeout instead
+            # of failing on a lock upgrade); readers read a WAL snapshot and never wait.
+            read_only = conn.get_execution_options().get("durable_read_only", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         hot = sa.create_engine(
             url, connect_args=args, pool_size=10, max_overflow=40, pool_reset_on_return=None
