@@ -374,7 +374,7 @@ class Durable:
         wf = self._workflow_def(fn)
         executor = self.executor
         run = active_run()
-        not_before = int((time.time() + delay) * 1000) if delay else None
+        delay_ms = int(delay * 1000) if delay else None
         rows: list[dict[str, Any]] = []
         for i, (args, kwargs) in enumerate(calls):
             if workflow_ids is not None:
@@ -391,7 +391,7 @@ class Durable:
                     "queue_name": queue.name,
                     "priority": priority,
                     "deduplication_id": deduplication_ids[i] if deduplication_ids else None,
-                    "not_before": not_before,
+                    "delay_ms": delay_ms,
                 }
             )
         storage = self.storage
