@@ -147,3 +147,24 @@ def test_migrated_schema_matches_a_fresh_one(make_app, db_url):
     } <= indexes
     tables = set(inspector.get_table_names(schema=w.schema))
     assert not {t for t in tables if t.endswith("_v2")}, tables
+
+
+def test_keys_are_never_reused(make_app):
+    """Step rows left behind by a hand-written DELETE never attach to a new workflow."""
+    app = make_app()
+
+    @app.step(name="k.step")
+    def one() -> int:
+        return 1
+
+    @app.workflow(name="k.flow")
+    def flow() -> int:
+        return one()
+
+    app.run(flow, workflow_id="k-1")
+    app.run(flow, workflow_id="k-2")
+    w = app.storage.workflows
+    with app.storage.engine.begin() as conn:
+        conn.execute(sa.delete(w).where(w.c.workflow_id == "k-2"))  # its steps stay behind
+    assert app.run(flow, workflow_id="k-3", timeout=10) == 1
+    assert [s.step_number for s in app.list_steps("k-3")] == [1]

@@ -79,8 +79,10 @@ class Storage:
         self.url = url
         self.engine = engine
         self.read_engine = engine.execution_options(durable_read_only=True)
-        """The same pool, for reads: on SQLite they do not take the write lock, so a
-        read inside a ``@transaction`` (which holds it) does not wait for itself."""
+        """The same pool, for reads only: on SQLite its transactions do not take the
+        write lock (a read inside a ``@transaction``, which holds it, does not wait
+        for itself), so a write through it would fail at once with "database is
+        locked" instead of queueing. Writes go through :meth:`transaction`."""
         self.hot_engine = hot_engine
         self.names = names
         tables = schema.build_tables(names)

@@ -75,6 +75,7 @@ def build_tables(names: Names) -> Tables:
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("started_at", sa.BigInteger),
+        sqlite_autoincrement=True,
     )
     steps = sa.Table(
         names.table("steps"),
@@ -280,7 +281,9 @@ def _v3_integer_workflow_keys(op: Operations, names: Names) -> None:
 
     Both tables are rebuilt (SQLite cannot change a primary key in place): the
     old ones are renamed, the new ones created and filled, the old dropped.
-    Existing workflows get keys in creation order.
+    Existing workflows get keys in creation order; step rows whose workflow
+    no longer exists are not copied. Keys are never reused (SQLite:
+    AUTOINCREMENT), so stray step rows can never attach to a new workflow.
     """
     schema_name, wf, st = names.schema, names.table("workflows"), names.table("steps")
     old_wf, old_st = names.table("workflows_v2"), names.table("steps_v2")
@@ -308,6 +311,7 @@ def _v3_integer_workflow_keys(op: Operations, names: Names) -> None:
         sa.PrimaryKeyConstraint("wf_key", name=names.table("workflows_pk")),
         sa.UniqueConstraint("workflow_id", name=names.table("workflows_workflow_id")),
         schema=schema_name,
+        sqlite_autoincrement=True,  # never reuse a deleted workflow's key (as PostgreSQL)
     )
     # Fixed-width columns first: no alignment padding between them on PostgreSQL.
     new_st = op.create_table(
