@@ -212,7 +212,98 @@ def _keep_import_sections(before: cst.Module, after: cst.Module) -> cst.Module:
         previous = _import_section(body[i - 1])
         if code in inherit or (added and previous is not None and previous != section):
             body[i] = stmt.with_changes(leading_lines=[_BLANK, *stmt.leading_lines])
-    return after.with_changes(body=body)
+    return after.with_changes(body=_place_toolkit_import(before, body, old_set))
+
+
+def _import_blocks(body: list[Any]) -> list[tuple[int, int]]:
+    """(start, end) of each run of top-level import lines with no blank line between."""
+    blocks: list[tuple[int, int]] = []
+    i = 0
+    while i < len(body):
+        if _import_section(body[i]) is None:
+            i += 1
+            continue
+        start, i = i, i + 1
+        while i < len(body) and _import_section(body[i]) and not _blank_above(body[i]):
+            i += 1
+        blocks.append((start, i))
+    return blocks
+
+
+def _from_module(stmt: Any) -> str | None:
+    node = stmt.body[0]
+    if isinstance(node, cst.ImportFrom) and not node.relative and node.module is not None:
+        return cst.Module(body=[]).code_for_node(node.module)
+    return None
+
+
+def _place_toolkit_import(before: cst.Module, body: list[Any], old_set: set[str]) -> list[Any]:
+    """Move an added ``from toolkit import`` into the third-party block, in sorted order.
+
+    The block is the one a removed third-party import (tenacity, backoff) stood in,
+    else the first block of absolute non-stdlib imports (third-party comes before the
+    project's own by convention); with neither, it stays where it is, set apart.
+    """
+    added = [
+        i
+        for i, stmt in enumerate(body)
+        if _import_section(stmt) == "other"
+        and _from_module(stmt) == "toolkit"
+        and _bare(stmt) not in old_set
+    ]
+    if len(added) != 1:
+        return body
+    rest = body[: added[0]] + body[added[0] + 1 :]
+    blocks = _import_blocks(rest)
+    codes = [_bare(stmt) for stmt in rest]
+    target: tuple[int, int] | None = None
+    kept = set(codes)
+    old_body = list(before.body)
+    for i, stmt in enumerate(old_body):  # a removed third-party import: its block
+        if _import_section(stmt) != "other" or _bare(stmt) in kept:
+            continue
+        neighbours = []  # the import lines beside it in its own block
+        if i > 0 and not _blank_above(stmt):
+            neighbours.append(old_body[i - 1])
+        if i + 1 < len(old_body) and not _blank_above(old_body[i + 1]):
+            neighbours.append(old_body[i + 1])
+        survivors = [o for o in neighbours if _import_section(o) and _bare(o) in kept]
+        if survivors:
+            at = codes.index(_bare(survivors[0]))
+            target = next((b for b in blocks if b[0] <= at < b[1]), None)
+            break
+        # Its block is gone: no way to tell third-party from the project's own
+        # imports here: the fallback below (the first absolute non-stdlib block).
+    if target is None:
+        target = next(
+            (
+                b
+                for b in blocks
+                if all(
+                    _import_section(rest[k]) == "other" and not rest[k].body[0].relative
+                    if isinstance(rest[k].body[0], cst.ImportFrom)
+                    else _import_section(rest[k]) == "other"
+                    for k in range(*b)
+                )
+            ),
+            None,
+        )
+    if target is None:
+        return body
+    start, end = target
+    at = end
+    for k in range(start, end):
+        module = _from_module(rest[k])
+        if module is not None and module > "toolkit":
+            at = k
+            break
+    stmt = body[added[0]]
+    if at == start:  # first of its block: it takes the block's leading lines
+        stmt = stmt.with_changes(leading_lines=rest[start].leading_lines)
+        rest[start] = rest[start].with_changes(leading_lines=[])
+    else:
+        stmt = stmt.with_changes(leading_lines=[])
+    return [*rest[:at], stmt, *rest[at:]]
 
 
 def _free_name(scope: GlobalScope, wanted: str, fallback: str) -> str:

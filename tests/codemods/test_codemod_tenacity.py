@@ -500,6 +500,50 @@ def call():
         self.assertCodemod(before, after)
 
 
+class TestImportPlacement(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_toolkit_import_is_sorted_into_the_block_of_the_removed_import(self) -> None:
+        before = """\
+import time
+
+import requests
+import tenacity
+from zmq import Context
+
+from myapp import client
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3))
+def call():
+    time.sleep(0)
+    return client.get(requests, Context)
+"""
+        after = """\
+import time
+
+import requests
+from toolkit import RetryPolicy, step
+from zmq import Context
+
+from myapp import client
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def call():
+    time.sleep(0)
+    return client.get(requests, Context)
+"""
+        self.assertCodemod(before, after)
+
+
 class TestLeftAlone(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
 
