@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
@@ -212,7 +213,7 @@ def _keep_import_sections(before: cst.Module, after: cst.Module) -> cst.Module:
         previous = _import_section(body[i - 1])
         if code in inherit or (added and previous is not None and previous != section):
             body[i] = stmt.with_changes(leading_lines=[_BLANK, *stmt.leading_lines])
-    return after.with_changes(body=_place_toolkit_import(before, body, old_set))
+    return after.with_changes(body=_place_toolkit_import(before.body, old, body))
 
 
 def _import_blocks(body: list[Any]) -> list[tuple[int, int]]:
@@ -230,6 +231,12 @@ def _import_blocks(body: list[Any]) -> list[tuple[int, int]]:
     return blocks
 
 
+def _absolute_other(stmt: Any) -> bool:
+    """A non-stdlib import that is not relative (third-party, or the project's own)."""
+    node = stmt.body[0] if _import_section(stmt) == "other" else None
+    return node is not None and not (isinstance(node, cst.ImportFrom) and node.relative)
+
+
 def _from_module(stmt: Any) -> str | None:
     node = stmt.body[0]
     if isinstance(node, cst.ImportFrom) and not node.relative and node.module is not None:
@@ -237,67 +244,54 @@ def _from_module(stmt: Any) -> str | None:
     return None
 
 
-def _place_toolkit_import(before: cst.Module, body: list[Any], old_set: set[str]) -> list[Any]:
+def _removed_import_block(
+    before: Sequence[Any], old: list[str], codes: list[str], blocks: list[tuple[int, int]]
+) -> tuple[int, int] | None:
+    """The block (in ``codes``) where a removed third-party import stood beside survivors."""
+    kept = set(codes)
+    for i, stmt in enumerate(before):
+        if _import_section(stmt) != "other" or old[i] in kept:
+            continue
+        beside = []  # the import lines next to it in its own block
+        if i > 0 and not _blank_above(stmt):
+            beside.append(i - 1)
+        if i + 1 < len(before) and not _blank_above(before[i + 1]):
+            beside.append(i + 1)
+        for j in beside:
+            if _import_section(before[j]) and old[j] in kept:
+                at = codes.index(old[j])
+                return next((b for b in blocks if b[0] <= at < b[1]), None)
+    return None
+
+
+def _place_toolkit_import(before: Sequence[Any], old: list[str], body: list[Any]) -> list[Any]:
     """Move an added ``from toolkit import`` into the third-party block, in sorted order.
 
     The block is the one a removed third-party import (tenacity, backoff) stood in,
     else the first block of absolute non-stdlib imports (third-party comes before the
-    project's own by convention); with neither, it stays where it is, set apart.
+    project's own by convention; nothing here tells them apart); with neither, it
+    stays where it is, set apart.
     """
+    old_set = set(old)
     added = [
         i
         for i, stmt in enumerate(body)
         if _import_section(stmt) == "other"
-        and _from_module(stmt) == "toolkit"
+        and _is_toolkit(stmt.body[0])
         and _bare(stmt) not in old_set
     ]
     if len(added) != 1:
         return body
+    stmt = body[added[0]]
     rest = body[: added[0]] + body[added[0] + 1 :]
     blocks = _import_blocks(rest)
-    codes = [_bare(stmt) for stmt in rest]
-    target: tuple[int, int] | None = None
-    kept = set(codes)
-    old_body = list(before.body)
-    for i, stmt in enumerate(old_body):  # a removed third-party import: its block
-        if _import_section(stmt) != "other" or _bare(stmt) in kept:
-            continue
-        neighbours = []  # the import lines beside it in its own block
-        if i > 0 and not _blank_above(stmt):
-            neighbours.append(old_body[i - 1])
-        if i + 1 < len(old_body) and not _blank_above(old_body[i + 1]):
-            neighbours.append(old_body[i + 1])
-        survivors = [o for o in neighbours if _import_section(o) and _bare(o) in kept]
-        if survivors:
-            at = codes.index(_bare(survivors[0]))
-            target = next((b for b in blocks if b[0] <= at < b[1]), None)
-            break
-        # Its block is gone: no way to tell third-party from the project's own
-        # imports here: the fallback below (the first absolute non-stdlib block).
-    if target is None:
-        target = next(
-            (
-                b
-                for b in blocks
-                if all(
-                    _import_section(rest[k]) == "other" and not rest[k].body[0].relative
-                    if isinstance(rest[k].body[0], cst.ImportFrom)
-                    else _import_section(rest[k]) == "other"
-                    for k in range(*b)
-                )
-            ),
-            None,
-        )
+    target = _removed_import_block(before, old, [_bare(s) for s in rest], blocks) or next(
+        (b for b in blocks if all(_absolute_other(rest[k]) for k in range(*b))), None
+    )
     if target is None:
         return body
     start, end = target
-    at = end
-    for k in range(start, end):
-        module = _from_module(rest[k])
-        if module is not None and module > "toolkit":
-            at = k
-            break
-    stmt = body[added[0]]
+    at = next((k for k in range(start, end) if (_from_module(rest[k]) or "") > "toolkit"), end)
     if at == start:  # first of its block: it takes the block's leading lines
         stmt = stmt.with_changes(leading_lines=rest[start].leading_lines)
         rest[start] = rest[start].with_changes(leading_lines=[])
@@ -316,7 +310,9 @@ def _free_name(scope: GlobalScope, wanted: str, fallback: str) -> str:
     return wanted
 
 
-def _is_toolkit(node: cst.ImportFrom) -> bool:
+def _is_toolkit(node: cst.CSTNode) -> bool:
+    if not isinstance(node, cst.ImportFrom):
+        return False
     module = node.module
     return isinstance(module, cst.Name) and module.value == "toolkit" and node.relative == ()
 

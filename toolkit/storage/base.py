@@ -732,7 +732,7 @@ class Storage:
             ).rowcount
             if changed != 1:
                 return False
-            key = conn.execute(sa.select(self._key_of(workflow_id))).scalar_one()
+            key = self._key_of(workflow_id)
             last = sa.select(sa.func.max(s.c.step_number)).where(s.c.wf_key == key)
             conn.execute(
                 sa.update(s)
