@@ -585,14 +585,14 @@ def test_takeover_process_killed_mid_way(where, crash, db_url, make_jobs, tmp_pa
     assert effects == {i: 1 for i in range(1, 7)}  # the @transaction: exactly once
     calls = (tmp_path / "calls").read_text().split("\n")
     sends = Counter(line.split()[0] for line in calls if line)
-    if crash == "exit":
-        assert sends == {str(i): 1 for i in range(1, 7)}  # died after the handler's checkpoint
-    else:
-        # A step is at least once: row 4 (killed in its handler) ran twice; another row
-        # in flight at the kill (the worker runs several) may have run twice too.
-        assert sends["4"] == 2 and set(sends) == {str(i) for i in range(1, 7)}
-        for key in sends:  # a re-run of a row's handler reuses its idempotency key
-            assert len({line for line in calls if line.startswith(f"{key} ")}) == 1
+    # A step is at least once. Row 4 died after its handler's checkpoint ("exit": its
+    # handler ran once) or inside the handler ("sigkill": twice). The worker runs two
+    # rows at a time, so the other row in flight when the process died may run twice.
+    assert sends["4"] == (1 if crash == "exit" else 2)
+    assert set(sends) == {str(i) for i in range(1, 7)}
+    assert sum(sends.values()) - sends["4"] <= 5 + 1
+    for key in sends:  # a re-run of a row's handler reuses its idempotency key
+        assert len({line for line in calls if line.startswith(f"{key} ")}) == 1
     app = Durable(db_url)
     try:
         records = app.list_workflows(name="legacy.jobs")
