@@ -603,17 +603,19 @@ class Durable:
         """Run a failed or cancelled workflow again from where it stopped.
 
         Recorded steps are replayed, not re-run; a step that failed gets a fresh
-        attempt budget. If the workflow is registered in this app it resumes
-        here at once, else it waits for ``recover()`` or a worker that has it
-        (also when another process holds the SQLite database for running
-        workflows: that process takes it over).
+        attempt budget. A queued workflow goes back to its queue (``enqueued``)
+        and runs on a worker, under the queue's limits. Any other workflow
+        resumes here at once if it is registered in this app, else it waits
+        for ``recover()`` or a worker that has it (also when another process
+        holds the SQLite database for running workflows: that process takes
+        it over).
         """
         record = self.get_workflow(workflow_id)
         if not self.storage.resume(workflow_id):
             return WorkflowHandle(self, workflow_id)  # not failed or cancelled: nothing to do
-        if record.queue_name is not None and record.started_at is None:
+        if record.queue_name is not None:
             self.storage.wakeups.signal("queue", record.queue_name)
-            return WorkflowHandle(self, workflow_id)  # back in its queue, never started
+            return WorkflowHandle(self, workflow_id)  # back in its queue
         if record.name in self._workflows:
             executor = self.executor
             try:

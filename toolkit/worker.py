@@ -294,7 +294,7 @@ class Worker:
                 rate_limit=queue.rate_limit,
             )
             now = now_ms()
-            for workflow_id, name, inputs, due in claimed:
+            for workflow_id, name, inputs, due, replay in claimed:
                 with self._lock:
                     self._running[queue.name].add(workflow_id)
                     self._mine.add(workflow_id)
@@ -304,7 +304,8 @@ class Worker:
                 self.stats.lags.append(lag)
                 self._interval_lags.append(lag)
                 log.debug("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
-                if executor.launch_claimed(workflow_id, name, inputs) is None:
+                launch = executor.resume_claimed if replay else executor.launch_claimed
+                if launch(workflow_id, name, inputs) is None:
                     with self._lock:
                         self._running[queue.name].discard(workflow_id)
                         self._mine.discard(workflow_id)

@@ -181,6 +181,58 @@ def test_a_workflow_cancelled_while_enqueued_resumes_into_its_queue(worker_app: 
         worker.stop(grace=5)
 
 
+def test_a_resumed_queued_workflow_goes_back_to_its_queue_and_replays(worker_app: Durable):
+    """Resume puts a started queued workflow under its queue's limits again, not beside them."""
+    app = worker_app
+    jobs = app.queue("jobs", concurrency=1)
+    calls = {"charge": 0, "ship": 0}
+    ship_works = threading.Event()
+    release_blocker = threading.Event()
+
+    @app.step(name="charge")
+    def charge() -> str:
+        calls["charge"] += 1
+        return "charged"
+
+    @app.step(name="ship")
+    def ship() -> str:
+        calls["ship"] += 1
+        if not ship_works.is_set():
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+    @app.workflow(name="order")
+    def order() -> list[str]:
+        return [charge(), ship()]
+
+    @app.workflow(name="blocker")
+    def blocker() -> str:
+        release_blocker.wait(30)
+        return "done"
+
+    handle = jobs.enqueue(order)
+    worker = Worker(app).start()
+    try:
+        with pytest.raises(Exception, match="carrier down"):
+            handle.result(timeout=20)
+        held = jobs.enqueue(blocker)
+        deadline = time.monotonic() + 20
+        while held.status() != "pending":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        ship_works.set()
+        app.resume(handle.workflow_id)
+        time.sleep(0.5)  # the blocker holds the queue's only slot
+        assert handle.status() == "enqueued"
+        release_blocker.set()
+        assert handle.result(timeout=20) == ["charged", "shipped"]
+    finally:
+        release_blocker.set()
+        worker.stop(grace=5)
+    assert calls == {"charge": 1, "ship": 2}  # the recorded step replayed, the failed one re-ran
+    assert [s.name for s in app.list_steps(handle.workflow_id)] == ["charge", "ship"]
+
+
 def test_a_queued_workflow_whose_inputs_cannot_be_read_fails_once(worker_app: Durable):
     """Undecodable recorded inputs fail the workflow; the worker neither stalls nor retries it."""
     import sqlalchemy as sa

@@ -61,6 +61,18 @@ class Orphan(NamedTuple):
     queue_name: str | None
 
 
+class ClaimedWorkflow(NamedTuple):
+    """A workflow just claimed from its queue."""
+
+    workflow_id: str
+    name: str
+    inputs: str | None
+    due_ms: int
+    """When it could first have started: its ``created_at`` or its ``not_before``."""
+    replay: bool
+    """It has recorded steps (it was resumed): load them before running it."""
+
+
 class Storage:
     """The system tables of one database, behind plain methods.
 
@@ -705,8 +717,8 @@ class Storage:
 
         Recorded steps stay as they are, except a failed last step, which gets
         a fresh attempt budget so that it runs again. The recovery count starts
-        again from zero. A queued workflow that never started (cancelled while
-        ``enqueued``) goes back to ``enqueued``, under its queue's limits.
+        again from zero. A queued workflow goes back to ``enqueued``, under its
+        queue's limits; the worker that claims it replays its recorded steps.
         """
         w, s = self.workflows, self.steps
         now = now_ms()
@@ -715,13 +727,7 @@ class Storage:
                 sa.update(w)
                 .where(w.c.workflow_id == workflow_id, w.c.status.in_(["failed", "cancelled"]))
                 .values(
-                    status=sa.case(
-                        (
-                            sa.and_(w.c.queue_name.is_not(None), w.c.started_at.is_(None)),
-                            "enqueued",
-                        ),
-                        else_="pending",
-                    ),
+                    status=sa.case((w.c.queue_name.is_not(None), "enqueued"), else_="pending"),
                     output=None,
                     error=None,
                     owner=None,
@@ -729,9 +735,12 @@ class Storage:
                     recoveries=0,
                     updated_at=now,
                 )
-            ).rowcount
-            if changed != 1:
+                .returning(w.c.status, w.c.queue_name)
+            ).first()
+            if changed is None:
                 return False
+            if changed.status == "enqueued":
+                self._notify_queue(conn, {changed.queue_name})
             key = self._key_of(workflow_id)
             last = sa.select(sa.func.max(s.c.step_number)).where(s.c.wf_key == key)
             conn.execute(
@@ -822,15 +831,17 @@ class Storage:
         lease_ms: int,
         concurrency: int | None,
         rate_limit: tuple[int, float] | None,
-    ) -> list[tuple[str, str, str | None, int]]:
+    ) -> list[ClaimedWorkflow]:
         """Start up to ``want`` runnable enqueued workflows of a queue, in priority order.
 
         Runs under a per-queue lock so that the queue's global concurrency and
-        rate limit hold across every worker. Returns (id, name, inputs, due time in ms).
+        rate limit hold across every worker (a resumed workflow counts as a new
+        start). ``ClaimedWorkflow.replay`` says the workflow has recorded steps
+        (it was resumed), so its runner must load them first.
         """
         if want <= 0 or not names:
             return []
-        w = self.workflows
+        w, s = self.workflows, self.steps
         now = now_ms()
         with self.transaction() as conn:
             self._lock_queue(conn, queue_name)
@@ -881,11 +892,19 @@ class Storage:
                     w.c.priority,
                     w.c.created_at,
                     w.c.not_before,
+                    # One index probe in the same statement: a fresh workflow has no steps.
+                    sa.exists().where(s.c.wf_key == w.c.wf_key).label("replay"),
                 )
             )
             rows = sorted(conn.execute(stmt), key=lambda r: (-r.priority, r.created_at))
             return [
-                (r.workflow_id, r.name, r.inputs, max(r.created_at, r.not_before or 0))
+                ClaimedWorkflow(
+                    r.workflow_id,
+                    r.name,
+                    r.inputs,
+                    max(r.created_at, r.not_before or 0),
+                    bool(r.replay),
+                )
                 for r in rows
             ]
 
