@@ -15,6 +15,7 @@ from libcst.metadata import GlobalScope, PositionProvider, ScopeProvider
 
 from . import _evaluate as ev
 from ._policy import Policy
+from ._project import first_party_modules
 
 SCRATCH_KEY = "durable.sites"
 ANNOTATION_PREFIX = "# durable: "
@@ -84,7 +85,8 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         result = super().transform_module(tree)
         if result is tree or not result.body or not tree.body:
             return result
-        result = _keep_import_sections(tree, result)
+        first_party = first_party_modules(self.context.filename or "")
+        result = _keep_import_sections(tree, result, first_party)
         first, was_first = result.body[0], tree.body[0]
         had_blank = any(line.comment is None for line in was_first.leading_lines)
         lines = list(first.leading_lines)
@@ -188,7 +190,9 @@ def _blank_above(stmt: cst.SimpleStatementLine | cst.BaseCompoundStatement) -> b
     return any(line.comment is None for line in stmt.leading_lines)
 
 
-def _keep_import_sections(before: cst.Module, after: cst.Module) -> cst.Module:
+def _keep_import_sections(
+    before: cst.Module, after: cst.Module, first_party: frozenset[str] = frozenset()
+) -> cst.Module:
     """Blank lines between import sections that removing or adding imports disturbed.
 
     Only the import lines next to a removed or added import are touched: a file whose
@@ -213,7 +217,7 @@ def _keep_import_sections(before: cst.Module, after: cst.Module) -> cst.Module:
         previous = _import_section(body[i - 1])
         if code in inherit or (added and previous is not None and previous != section):
             body[i] = stmt.with_changes(leading_lines=[_BLANK, *stmt.leading_lines])
-    return after.with_changes(body=_place_toolkit_import(before.body, old, body))
+    return after.with_changes(body=_place_toolkit_import(before.body, old, body, first_party))
 
 
 def _import_blocks(body: list[Any]) -> list[tuple[int, int]]:
@@ -235,6 +239,22 @@ def _absolute_other(stmt: Any) -> bool:
     """A non-stdlib import that is not relative (third-party, or the project's own)."""
     node = stmt.body[0] if _import_section(stmt) == "other" else None
     return node is not None and not (isinstance(node, cst.ImportFrom) and node.relative)
+
+
+def _imported_module(stmt: Any) -> str:
+    """The dotted module of an absolute import line ("" for a relative one)."""
+    node = stmt.body[0]
+    if isinstance(node, cst.Import):
+        return cst.Module(body=[]).code_for_node(node.names[0].name)
+    return _from_module(stmt) or ""
+
+
+def _project_own(stmt: Any, first_party: frozenset[str]) -> bool:
+    """A relative import, or one of a module ``first_party`` names (or a submodule of it)."""
+    if _import_section(stmt) != "other":
+        return False
+    module = _imported_module(stmt)
+    return not module or any(module == n or module.startswith(n + ".") for n in first_party)
 
 
 def _from_module(stmt: Any) -> str | None:
@@ -264,13 +284,17 @@ def _removed_import_block(
     return None
 
 
-def _place_toolkit_import(before: Sequence[Any], old: list[str], body: list[Any]) -> list[Any]:
+def _place_toolkit_import(
+    before: Sequence[Any], old: list[str], body: list[Any], first_party: frozenset[str]
+) -> list[Any]:
     """Move an added ``from toolkit import`` into the third-party block, in sorted order.
 
     The block is the one a removed third-party import (tenacity, backoff) stood in,
-    else the first block of absolute non-stdlib imports (third-party comes before the
-    project's own by convention; nothing here tells them apart); with neither, it
-    stays where it is, set apart.
+    else the first block of absolute imports that are neither stdlib nor the
+    project's own (``first_party``). With no such block but a block of the
+    project's own, it becomes a block of its own just before that one. Else the
+    first block of absolute non-stdlib imports (the project does not separate
+    them, or no project was found); with none, it stays where it is, set apart.
     """
     old_set = set(old)
     added = [
@@ -285,9 +309,25 @@ def _place_toolkit_import(before: Sequence[Any], old: list[str], body: list[Any]
     stmt = body[added[0]]
     rest = body[: added[0]] + body[added[0] + 1 :]
     blocks = _import_blocks(rest)
+
+    def third_party(k: int) -> bool:
+        return _absolute_other(rest[k]) and not _project_own(rest[k], first_party)
+
     target = _removed_import_block(before, old, [_bare(s) for s in rest], blocks) or next(
-        (b for b in blocks if all(_absolute_other(rest[k]) for k in range(*b))), None
+        (b for b in blocks if all(third_party(k) for k in range(*b))), None
     )
+    own = next(
+        (b for b in blocks if all(_project_own(rest[k], first_party) for k in range(*b))), None
+    )
+    if target is None and first_party and own is not None:
+        start = own[0]  # a block of its own: the blank lines above the project's block
+        leading = rest[start].leading_lines
+        stmt = stmt.with_changes(leading_lines=[line for line in leading if line.comment is None])
+        comments = [line for line in leading if line.comment is not None]
+        rest[start] = rest[start].with_changes(leading_lines=[_BLANK, *comments])
+        return [*rest[:start], stmt, *rest[start:]]
+    if target is None:  # e.g. one block mixing third-party and the project's own
+        target = next((b for b in blocks if all(_absolute_other(rest[k]) for k in range(*b))), None)
     if target is None:
         return body
     start, end = target
