@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from rich.console import Console
 
 from toolkit import Durable, WorkflowFailedError
-from toolkit.cli import _load_app, _short, _when, database_url_option
+from toolkit.cli import database_url_option, load_app, local_time, short_text
 from toolkit.errors import DurableError, WorkflowCancelledError
 
 from .dead_letter import (
@@ -40,7 +40,7 @@ def _session(database_url: str | None, app_path: str | None = None) -> Iterator[
     """The app (``--app`` or a bare one on ``--database-url``); errors become one line."""
     try:
         if app_path is not None:
-            app = _load_app(app_path)
+            app = load_app(app_path)
             app.configure(url=database_url)
         else:
             app = Durable(database_url)
@@ -92,8 +92,8 @@ def dlq_list(database_url: str | None, name: str | None, limit: int) -> None:
     width = max(len(d.workflow_id) for d in letters)
     for d in letters:
         origin = "" if d.source == "native" else f"  from {d.source}"
-        click.echo(f"{d.workflow_id:<{width}}  {_when(d.failed_at)}  {d.name}{origin}")
-        click.echo(f"    {_short(_list_error(d), 96)}")
+        click.echo(f"{d.workflow_id:<{width}}  {local_time(d.failed_at)}  {d.name}{origin}")
+        click.echo(f"    {short_text(_list_error(d), 96)}")
 
 
 def _show_details(console: Console, details: dict[str, Any]) -> None:
@@ -149,11 +149,11 @@ def dlq_show(database_url: str | None, workflow_id: str) -> None:
     console.print(f"[bold]{d.workflow_id}[/]  {d.name}")
     console.print(f"status:   {d.status}")
     console.print(f"source:   {d.source}")
-    console.print(f"failed:   {_when(d.failed_at)}")
+    console.print(f"failed:   {local_time(d.failed_at)}")
     _show_details(console, d.details)
-    console.print(f"payload:  {_short(payload, 400)}", markup=False)
+    console.print(f"payload:  {short_text(payload, 400)}", markup=False)
     if d.record.output is not None:
-        console.print(f"output:   {_short(d.record.output, 200)}", markup=False)
+        console.print(f"output:   {short_text(d.record.output, 200)}", markup=False)
     if d.error_type or d.error_message:
         console.print(f"error:    {_error_text(d)}", markup=False, style="red")
         if d.traceback:
@@ -162,7 +162,7 @@ def dlq_show(database_url: str | None, workflow_id: str) -> None:
         detail = f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
         console.print(
             f"step {s.step_number} {s.name}: {s.status} after {s.attempts} attempt(s) "
-            f"{_short(detail, 80)}",
+            f"{short_text(detail, 80)}",
             markup=False,
         )
 

@@ -94,11 +94,13 @@ def _open_app(database_url: str | None) -> Iterator[Durable]:
         app.close()
 
 
-def _when(value: datetime | None) -> str:
+def local_time(value: datetime | None) -> str:
+    """A timestamp in local time for tables ("" for none). Shared by every command group."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def _short(text: str | None, width: int = 60) -> str:
+def short_text(text: str | None, width: int = 60) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis ("" for None)."""
     if text is None:
         return ""
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -167,9 +169,9 @@ def workflows_list(
             r.workflow_id,
             r.name,
             f"[{style}]{r.status}[/]" if style else r.status,
-            _when(r.created_at),
-            _when(r.updated_at),
-            _short(error),
+            local_time(r.created_at),
+            local_time(r.updated_at),
+            short_text(error),
         )
     console = Console()
     if records:
@@ -193,16 +195,18 @@ def workflows_show(database_url: str | None, workflow_id: str) -> None:
     console = Console()
     console.print(f"[bold]{record.workflow_id}[/]  {record.name}")
     console.print(f"status:   {record.status}")
-    console.print(f"created:  {_when(record.created_at)}   updated: {_when(record.updated_at)}")
+    created, updated = local_time(record.created_at), local_time(record.updated_at)
+    console.print(f"created:  {created}   updated: {updated}")
     if record.queue_name:
         console.print(f"queue:    {record.queue_name}")
     if record.owner:
-        console.print(f"owner:    {record.owner} (lease until {_when(record.lease_expires_at)})")
+        lease = local_time(record.lease_expires_at)
+        console.print(f"owner:    {record.owner} (lease until {lease})")
     if record.recoveries:
         console.print(f"recovered {record.recoveries} time(s) after a crash")
-    console.print(f"inputs:   {_short(record.inputs, 200)}", markup=False)
+    console.print(f"inputs:   {short_text(record.inputs, 200)}", markup=False)
     if record.output is not None:
-        console.print(f"output:   {_short(record.output, 200)}", markup=False)
+        console.print(f"output:   {short_text(record.output, 200)}", markup=False)
     if record.error:
         console.print(
             f"error:    {record.error.get('type', '')}: {record.error.get('message', '')}",
@@ -217,14 +221,14 @@ def workflows_show(database_url: str | None, workflow_id: str) -> None:
     for s in steps:
         detail = f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
         if s.status == "retrying" and s.next_attempt_at:
-            detail = f"{detail}  (next attempt {_when(s.next_attempt_at)})"
+            detail = f"{detail}  (next attempt {local_time(s.next_attempt_at)})"
         table.add_row(
             str(s.step_number),
             s.name,
             s.status,
             str(s.attempts),
-            _short(detail, 80),
-            _when(s.finished_at),
+            short_text(detail, 80),
+            local_time(s.finished_at),
         )
     console.print(table if steps else "no steps recorded")
 
@@ -258,7 +262,9 @@ def workflows_resume(database_url: str | None, workflow_id: str) -> None:
 # -- durable worker / queues --------------------------------------------------------------
 
 
-def _load_app(path: str) -> Durable:
+def load_app(path: str) -> Durable:
+    """The ``Durable`` app at ``package.module:attr`` (the current directory importable),
+    or a one-line ``ClickException``."""
     import sys
 
     module_name, _, attr = path.partition(":")
@@ -338,7 +344,7 @@ def worker_command(
     )
     if verbose:
         logging.getLogger("toolkit.worker").setLevel(logging.DEBUG)
-    app = _load_app(app_path)
+    app = load_app(app_path)
     try:
         app.configure(url=database_url, lease_timeout=lease_timeout)
         worker = Worker(
@@ -389,6 +395,6 @@ def queues_list(database_url: str | None) -> None:
             str(row["enqueued"]),
             str(row["delayed"]),
             str(row["running"]),
-            _when(row["oldest"]),
+            local_time(row["oldest"]),
         )
     console.print(table)
