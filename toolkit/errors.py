@@ -49,7 +49,8 @@ class WorkflowNotFoundError(DurableError):
 
 
 class WorkflowConflictError(DurableError):
-    """A workflow id is already used by a workflow of another name."""
+    """A workflow id is already used by a workflow of another name, or a resumed
+    workflow's deduplication id is held by another live workflow of its queue."""
 
 
 class NotRegisteredError(DurableError):

@@ -233,6 +233,26 @@ def test_a_resumed_queued_workflow_goes_back_to_its_queue_and_replays(worker_app
     assert [s.name for s in app.list_steps(handle.workflow_id)] == ["charge", "ship"]
 
 
+def test_resume_refuses_while_another_workflow_holds_the_deduplication_id(worker_app: Durable):
+    app = worker_app
+    jobs = app.queue("jobs")
+
+    @app.workflow(name="sync")
+    def sync() -> str:
+        return "synced"
+
+    first = jobs.enqueue(sync, deduplication_id="nightly")
+    app.cancel(first.workflow_id)
+    second = jobs.enqueue(sync, deduplication_id="nightly")  # the id is free again
+    assert second.workflow_id != first.workflow_id
+    with pytest.raises(WorkflowConflictError, match=f"held by workflow '{second.workflow_id}'"):
+        app.resume(first.workflow_id)
+    assert first.status() == "cancelled"  # nothing changed
+    app.cancel(second.workflow_id)
+    app.resume(first.workflow_id)
+    assert first.status() == "enqueued"
+
+
 def test_a_queued_workflow_whose_inputs_cannot_be_read_fails_once(worker_app: Durable):
     """Undecodable recorded inputs fail the workflow; the worker neither stalls nor retries it."""
     import sqlalchemy as sa

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from ..errors import DatabaseUnavailableError, DurableError
+from ..errors import DatabaseUnavailableError, DurableError, WorkflowConflictError
 from ..records import StepRecord, WorkflowRecord, from_ms, parse_error
 from . import schema
 
@@ -719,7 +719,32 @@ class Storage:
         a fresh attempt budget so that it runs again. The recovery count starts
         again from zero. A queued workflow goes back to ``enqueued``, under its
         queue's limits; the worker that claims it replays its recorded steps.
+        Raises ``WorkflowConflictError`` (and changes nothing) if its
+        deduplication id is held by another live workflow of its queue.
         """
+        try:
+            return self._resume(workflow_id)
+        except sa.exc.IntegrityError as exc:
+            w = self.workflows
+            with self._translate_errors(), self.read_engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(w.c.queue_name, w.c.deduplication_id).where(
+                        w.c.workflow_id == workflow_id
+                    )
+                ).first()
+            if row is None or row.deduplication_id is None:
+                raise
+            holder = self.live_duplicate(row.queue_name, row.deduplication_id)
+            if holder is None:
+                raise
+            raise WorkflowConflictError(
+                f"workflow {workflow_id!r} cannot be resumed: its deduplication id "
+                f"{row.deduplication_id!r} is held by workflow {holder!r} of queue "
+                f"{row.queue_name!r}, which is still enqueued or running; resume it once "
+                "that one has ended"
+            ) from exc
+
+    def _resume(self, workflow_id: str) -> bool:
         w, s = self.workflows, self.steps
         now = now_ms()
         with self.transaction() as conn:
