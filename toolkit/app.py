@@ -611,20 +611,49 @@ class Durable:
         it over).
         """
         record = self.get_workflow(workflow_id)
-        if not self.storage.resume(workflow_id):
-            return WorkflowHandle(self, workflow_id)  # not failed or cancelled: nothing to do
+        if self.storage.resume(workflow_id):
+            self._run_unowned(workflow_id, record)
+        # else not failed or cancelled: nothing to do
+        return WorkflowHandle(self, workflow_id)
+
+    def fork(
+        self, workflow_id: str, from_step: int, *, new_id: str | None = None
+    ) -> WorkflowHandle:
+        """Restart a workflow from step ``from_step``, as a new workflow.
+
+        The new workflow (id ``new_id``, else a fresh one) has the same
+        name and inputs. The checkpoints of the steps numbered below
+        ``from_step`` are copied, so those steps are replayed, not re-run;
+        ``from_step`` and every step after it run again. The original, whatever
+        its status, is left as it is. The new workflow runs like a resumed one:
+        back through its queue if the original came from one, else here at
+        once if registered in this app, else by ``recover()`` or a worker.
+        Step numbers are those of ``list_steps`` (the first step is 1).
+        """
+        if from_step < 1:
+            raise ValueError(f"from_step must be 1 or more, not {from_step}")
+        if new_id is None:
+            new_id = new_workflow_id()
+        record = self.storage.fork(workflow_id, new_id, from_step)
+        if record is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
+        self._run_unowned(new_id, record)
+        return WorkflowHandle(self, new_id)
+
+    def _run_unowned(self, workflow_id: str, record: WorkflowRecord) -> None:
+        """Run a workflow just made runnable with no owner (resumed or forked from ``record``)."""
         if record.queue_name is not None:
             self.storage.wakeups.signal("queue", record.queue_name)
-            return WorkflowHandle(self, workflow_id)  # back in its queue
-        if record.name in self._workflows:
-            executor = self.executor
-            try:
-                executor.ensure_alive()
-            except ConfigurationError:  # SQLite: another process runs workflows; it takes this
-                return WorkflowHandle(self, workflow_id)
-            if self.storage.claim_workflow(workflow_id, executor.owner, executor.lease_ms):
-                executor.resume_claimed(workflow_id, record.name, record.inputs)
-        return WorkflowHandle(self, workflow_id)
+            return  # in its queue: a worker claims it under the queue's limits
+        if record.name not in self._workflows:
+            return  # for recover() or a worker that has its code
+        executor = self.executor
+        try:
+            executor.ensure_alive()
+        except ConfigurationError:  # SQLite: another process runs workflows; it takes this
+            return
+        if self.storage.claim_workflow(workflow_id, executor.owner, executor.lease_ms):
+            executor.resume_claimed(workflow_id, record.name, record.inputs)
 
     def _wait(self, workflow_id: str, timeout: float | None) -> Any:
         executor = self._executor

@@ -259,6 +259,32 @@ def workflows_resume(database_url: str | None, workflow_id: str) -> None:
     click.echo(f"{workflow_id}: {status}")
 
 
+@workflows.command("fork")
+@database_url_option
+@click.argument("workflow_id")
+@click.option(
+    "--from-step",
+    type=click.IntRange(min=1),
+    required=True,
+    help="The first step to run again (numbers as in 'durable workflows show').",
+)
+@click.option("--new-id", default=None, help="Id of the new workflow (default: a fresh one).")
+def workflows_fork(
+    database_url: str | None, workflow_id: str, from_step: int, new_id: str | None
+) -> None:
+    """Restart a workflow from a step, as a new workflow; the original stays as it is.
+
+    The new workflow has the same inputs and the recorded outputs of the
+    steps before --from-step (replayed, not re-run). A process that has its
+    code (recover() or a worker) runs it; one from a queue goes back to it.
+    Prints the new workflow's id and status.
+    """
+    with _open_app(database_url) as app:
+        handle = app.fork(workflow_id, from_step, new_id=new_id)
+        status = handle.status()
+    click.echo(f"{handle.workflow_id}: {status}")
+
+
 # -- durable worker / queues --------------------------------------------------------------
 
 

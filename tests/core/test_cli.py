@@ -57,6 +57,16 @@ def test_list_show_cancel_resume(runner, app: Durable, db_url):
     cancelled = runner.invoke(main, ["workflows", "cancel", "order-7", "--database-url", db_url])
     assert "order-7: cancelled" in cancelled.output
 
+    fork = ["workflows", "fork", "order-7", "--database-url", db_url]
+    forked = runner.invoke(main, [*fork, "--from-step", "1", "--new-id", "order-7b"])
+    assert forked.exit_code == 0, forked.output
+    assert forked.output == "order-7b: pending\n"  # for a process that has the code
+    assert app.get_workflow("order-7").status == "cancelled"
+    refused = runner.invoke(main, [*fork, "--from-step", "2"])  # step 1 failed: cannot replay
+    assert refused.exit_code == 1
+    assert "step 1 (flaky)" in refused.output and "Traceback" not in refused.output
+    assert runner.invoke(main, [*fork, "--from-step", "0"]).exit_code == 2
+
 
 def test_unknown_workflow_is_a_clear_error(runner, db_url):
     result = runner.invoke(main, ["workflows", "show", "missing", "--database-url", db_url])

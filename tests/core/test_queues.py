@@ -233,6 +233,40 @@ def test_a_resumed_queued_workflow_goes_back_to_its_queue_and_replays(worker_app
     assert [s.name for s in app.list_steps(handle.workflow_id)] == ["charge", "ship"]
 
 
+def test_a_fork_of_a_queued_workflow_runs_through_its_queue(worker_app: Durable):
+    app = worker_app
+    jobs = app.queue("jobs")
+    calls: list[str] = []
+
+    @app.step(name="a")
+    def a() -> str:
+        calls.append("a")
+        return "a"
+
+    @app.step(name="b")
+    def b() -> str:
+        calls.append("b")
+        return "b"
+
+    @app.workflow(name="ab")
+    def ab() -> str:
+        return a() + b()
+
+    original = jobs.enqueue(ab)
+    worker = Worker(app).start()
+    try:
+        assert original.result(timeout=20) == "ab"
+        worker.stop(grace=5)
+        fork = app.fork(original.workflow_id, from_step=2)
+        assert fork.status() == "enqueued"  # not run here, outside the queue's limits
+        assert app.get_workflow(fork.workflow_id).queue_name == "jobs"
+        worker = Worker(app).start()
+        assert fork.result(timeout=20) == "ab"
+    finally:
+        worker.stop(grace=5)
+    assert calls == ["a", "b", "b"]
+
+
 def test_resume_refuses_while_another_workflow_holds_the_deduplication_id(worker_app: Durable):
     app = worker_app
     jobs = app.queue("jobs")

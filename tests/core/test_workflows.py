@@ -15,12 +15,14 @@ import toolkit
 from toolkit import (
     DeterminismError,
     Durable,
+    DurableError,
     JSONSerializer,
     RetryPolicy,
     SerializationError,
     WorkflowCancelledError,
     WorkflowConflictError,
     WorkflowFailedError,
+    WorkflowNotFoundError,
     current_step,
 )
 
@@ -546,6 +548,71 @@ def test_resume_a_failed_workflow_reruns_only_the_failed_step(app: Durable):
     broken["yes"] = False
     assert app.resume("resume-2").result(timeout=10) == 3
     assert ran == ["first", "second", "second", "second"]
+
+
+def test_fork_restarts_a_succeeded_workflow_from_step_n_as_a_new_one(app: Durable):
+    """Steps before N are replayed from the copied checkpoints; N and after run again."""
+    ran = []
+
+    @app.step()
+    def fetch(n: int) -> int:
+        ran.append(f"fetch{n}")
+        return n * 10
+
+    @app.transaction()
+    def store(conn: sa.Connection, value: int) -> int:
+        ran.append(f"store{value}")
+        return value + 1
+
+    @app.workflow()
+    def pipeline(n: int) -> list[int]:
+        return [fetch(n), store(n), fetch(n + 1)]
+
+    assert app.run(pipeline, 1, workflow_id="fork-src", timeout=10) == [10, 2, 20]
+    assert ran == ["fetch1", "store1", "fetch2"]
+    ran.clear()
+    handle = app.fork("fork-src", from_step=2, new_id="fork-copy")
+    assert handle.workflow_id == "fork-copy"
+    assert handle.result(timeout=10) == [10, 2, 20]
+    assert ran == ["store1", "fetch2"]  # step 1 replayed, the @transaction re-ran
+    copy, original = app.list_steps("fork-copy"), app.list_steps("fork-src")
+    assert [s.step_number for s in copy] == [1, 2, 3]
+    assert copy[0].output == original[0].output
+    assert app.get_workflow("fork-src").status == "succeeded"  # untouched
+    assert app.get_workflow("fork-copy").inputs == app.get_workflow("fork-src").inputs
+
+
+def test_fork_refuses_what_it_cannot_replay(app: Durable):
+    @app.step()
+    def ok() -> int:
+        return 1
+
+    @app.step()
+    def broken() -> int:
+        raise OSError("down")
+
+    @app.workflow()
+    def wf() -> int:
+        return ok() + broken() + ok()
+
+    with pytest.raises(WorkflowFailedError):
+        app.run(wf, workflow_id="fork-failed", timeout=10)
+    refusal = r"step 2 \(.*broken\) .* did not succeed \(failed\).*from step 2"
+    with pytest.raises(DurableError, match=refusal):
+        app.fork("fork-failed", from_step=3)
+    with pytest.raises(WorkflowNotFoundError):
+        app.fork("no-such-workflow", from_step=1)
+    with pytest.raises(WorkflowConflictError, match="already used"):
+        app.fork("fork-failed", from_step=2, new_id="fork-failed")
+    with pytest.raises(ValueError, match="1 or more"):
+        app.fork("fork-failed", from_step=0)
+    assert app.list_workflows(name=app.get_workflow("fork-failed").name)[0].workflow_id == (
+        "fork-failed"
+    )  # nothing was created by the refused forks
+    assert len(app.list_workflows(name=app.get_workflow("fork-failed").name)) == 1
+    # From the failed step: the first step is replayed, the failed one runs again.
+    with pytest.raises(WorkflowFailedError, match="down"):
+        app.fork("fork-failed", from_step=2).result(timeout=10)
 
 
 def test_nested_step_runs_inside_its_parent(app: Durable):

@@ -782,6 +782,71 @@ class Storage:
             )
         return True
 
+    def fork(self, workflow_id: str, new_id: str, from_step: int) -> WorkflowRecord | None:
+        """Copy a workflow as ``new_id`` with the checkpoints of its steps before ``from_step``.
+
+        The copy has the same name, inputs, queue and priority, and no owner:
+        ``pending``, or ``enqueued`` if the original came from a queue. One
+        transaction: all of it or nothing. Returns the original's record, or
+        ``None`` if there is no workflow ``workflow_id``. Raises
+        ``WorkflowConflictError`` if ``new_id`` is taken, ``DurableError`` if a
+        step before ``from_step`` did not succeed (it cannot be replayed).
+        """
+        w, s = self.workflows, self.steps
+        now = now_ms()
+        ins = self._insert_fn()
+        step_columns = [c.name for c in s.columns if c.name != "wf_key"]
+        with self.transaction() as conn:
+            source = conn.execute(sa.select(w).where(w.c.workflow_id == workflow_id)).first()
+            if source is None:
+                return None
+            unfinished = conn.execute(
+                sa.select(s.c.step_number, s.c.name, s.c.status)
+                .where(
+                    s.c.wf_key == source.wf_key,
+                    s.c.step_number < from_step,
+                    s.c.status != "succeeded",
+                )
+                .order_by(s.c.step_number)
+                .limit(1)
+            ).first()
+            if unfinished is not None:
+                raise DurableError(
+                    f"step {unfinished.step_number} ({unfinished.name}) of workflow "
+                    f"{workflow_id!r} did not succeed ({unfinished.status}), so it cannot be "
+                    f"replayed: fork from step {unfinished.step_number} or an earlier one"
+                )
+            queued = source.queue_name is not None
+            created = conn.execute(
+                ins(w)
+                .values(
+                    workflow_id=new_id,
+                    name=source.name,
+                    status="enqueued" if queued else "pending",
+                    inputs=source.inputs,
+                    queue_name=source.queue_name,
+                    priority=source.priority,
+                    created_at=now,
+                    updated_at=now,
+                    started_at=None if queued else now,
+                )
+                .on_conflict_do_nothing(index_elements=[w.c.workflow_id])
+                .returning(w.c.wf_key)
+            ).scalar()
+            if created is None:
+                raise WorkflowConflictError(f"workflow id {new_id!r} is already used")
+            conn.execute(
+                sa.insert(s).from_select(
+                    ["wf_key", *step_columns],
+                    sa.select(
+                        sa.literal(created, s.c.wf_key.type), *(s.c[c] for c in step_columns)
+                    ).where(s.c.wf_key == source.wf_key, s.c.step_number < from_step),
+                )
+            )
+            if queued:
+                self._notify_queue(conn, {source.queue_name})
+            return self._workflow_record(source)
+
     # -- queues -------------------------------------------------------------------
 
     def enqueue_many(self, rows: Sequence[dict[str, Any]]) -> set[str]:
