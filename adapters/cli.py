@@ -259,6 +259,11 @@ def dlq_retry(
         for handle, wf_name in handles:
             wid = handle.workflow_id
             record = app.get_workflow(wid)
+            if record.status == "enqueued":  # back in its queue, under its limits
+                click.echo(
+                    f"{wid}: enqueued (a worker serving queue {record.queue_name} will run it)"
+                )
+                continue
             if not app.has_workflow(wf_name) or (
                 record.status == "pending" and record.owner is None
             ):

@@ -142,12 +142,14 @@ def get_dead_letter(app: Durable, workflow_id: str) -> DeadLetter:
 
 
 def retry_dead_letter(app: Durable, workflow_id: str) -> WorkflowHandle:
-    """Retry a failed workflow: it becomes ``pending`` and runs again.
+    """Retry a failed workflow: it runs again (``app.resume``).
 
     Recorded steps are replayed and the failed step gets a fresh attempt budget;
     an imported dead letter has no steps, so its workflow runs from the start
-    with the legacy payload. If the workflow is registered in ``app`` it runs in
-    this process at once, else a worker (or ``recover()``) that has it runs it.
+    with the legacy payload. One that came from a queue goes back to it
+    (``enqueued``) and a worker serving the queue runs it, under the queue's
+    limits. Any other runs in this process at once if registered in ``app``,
+    else a worker (or ``recover()``) that has it runs it.
     """
     record = app.get_workflow(workflow_id)
     if record.status != "failed":

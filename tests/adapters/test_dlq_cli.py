@@ -171,6 +171,39 @@ def test_retry_with_the_app_succeeds(
     assert "status:   succeeded" in shown.output and "sent to a@example.com" in shown.output
 
 
+def test_retry_of_a_queued_dead_letter_goes_back_to_its_queue(
+    runner: CliRunner, db_url: str, handlers: str
+) -> None:
+    """Even with --app: a worker serving the queue runs it, under the queue's limits."""
+    from toolkit.worker import Worker
+
+    app = Durable(db_url)  # the same workflow as the handlers module's app
+
+    @app.workflow(name="send_mail")
+    def send_mail(payload: dict[str, Any]) -> str:
+        raise ValueError("still broken")
+
+    mail = app.queue("mail", rate_limit=(10, 1.0))
+    handle = mail.enqueue(send_mail, {"to": "c@example.com"})
+    worker = Worker(app).start()
+    try:
+        with pytest.raises(Exception, match="still broken"):
+            handle.result(timeout=20)
+        worker.stop(grace=5)
+        ran = _dlq(runner, db_url, "retry", handle.workflow_id, "--app", handlers, "--wait", "30")
+        assert ran.exit_code == 0, ran.output
+        assert ran.output == (
+            f"{handle.workflow_id}: enqueued (a worker serving queue mail will run it)\n"
+        )
+        assert handle.status() == "enqueued"
+        worker = Worker(app).start()
+        with pytest.raises(Exception, match="still broken"):  # ran again, through the queue
+            handle.result(timeout=20)
+    finally:
+        worker.stop(grace=5)
+        app.close()
+
+
 def test_export_table(runner: CliRunner, db_url: str, legacy_db: str, handlers: str) -> None:
     app = Durable(db_url)
     try:

@@ -267,6 +267,54 @@ def test_a_fork_of_a_queued_workflow_runs_through_its_queue(worker_app: Durable)
     assert calls == ["a", "b", "b"]
 
 
+def test_a_claim_replays_only_workflows_with_recorded_steps(worker_app: Durable):
+    """The claim's replay flag (SQLite computes it apart: its RETURNING is unqualified)."""
+    app = worker_app
+    jobs = app.queue("jobs")
+
+    @app.step(name="work")
+    def work() -> int:
+        return 1
+
+    @app.workflow(name="job")
+    def job() -> int:
+        return work()
+
+    def claim() -> list:
+        return app.storage.claim_from_queue(
+            owner="test-owner",
+            queue_name="jobs",
+            names=["job"],
+            want=5,
+            lease_ms=60_000,
+            concurrency=None,
+            rate_limit=None,
+        )
+
+    app.run(job, workflow_id="done-before")  # the steps table is not empty
+    fresh = jobs.enqueue(job)
+    [claimed] = claim()
+    assert (claimed.workflow_id, claimed.replay) == (fresh.workflow_id, False)
+    app.cancel(fresh.workflow_id)
+    time.sleep(0.05)
+    resumed_at = time.time() * 1000
+    app.resume(fresh.workflow_id)
+    [claimed] = claim()
+    assert (claimed.workflow_id, claimed.replay) == (fresh.workflow_id, False)
+    assert claimed.due_ms >= resumed_at  # its lag counts from the resume, not the enqueue
+    app.cancel(fresh.workflow_id)
+
+    ran = jobs.enqueue(job)
+    worker = Worker(app).start()
+    try:
+        assert ran.result(timeout=20) == 1
+    finally:
+        worker.stop(grace=5)
+    forked = app.fork(ran.workflow_id, from_step=2)  # step 1 copied: it must be replayed
+    [claimed] = claim()
+    assert (claimed.workflow_id, claimed.replay) == (forked.workflow_id, True)
+
+
 def test_resume_refuses_while_another_workflow_holds_the_deduplication_id(worker_app: Durable):
     app = worker_app
     jobs = app.queue("jobs")

@@ -297,6 +297,11 @@ class Storage:
 
     _hot_begin = "BEGIN"
 
+    _correlated_returning = True
+    """The dialect keeps table names in a ``RETURNING`` subquery (SQLAlchemy renders
+    SQLite's unqualified, which would make a correlated subquery compare a column
+    with itself)."""
+
     def _hot(self, statement: HotStatement, params: dict[str, Any]) -> int:
         """Run one compiled statement in autocommit mode; return the row count."""
         return self._hot_run(lambda conn: self._hot_execute(conn, statement, params))
@@ -753,6 +758,8 @@ class Storage:
                 .where(w.c.workflow_id == workflow_id, w.c.status.in_(["failed", "cancelled"]))
                 .values(
                     status=sa.case((w.c.queue_name.is_not(None), "enqueued"), else_="pending"),
+                    # Due again from now: a worker's claim lag counts from the resume.
+                    not_before=sa.case((w.c.queue_name.is_not(None), now), else_=w.c.not_before),
                     output=None,
                     error=None,
                     owner=None,
@@ -982,18 +989,35 @@ class Storage:
                     w.c.priority,
                     w.c.created_at,
                     w.c.not_before,
-                    # One index probe in the same statement: a fresh workflow has no steps.
-                    sa.exists().where(s.c.wf_key == w.c.wf_key).label("replay"),
+                    w.c.wf_key,
+                    *(
+                        # One index probe in the same statement: a fresh workflow has no steps.
+                        [sa.exists().where(s.c.wf_key == w.c.wf_key).label("replay")]
+                        if self._correlated_returning
+                        else []
+                    ),
                 )
             )
             rows = sorted(conn.execute(stmt), key=lambda r: (-r.priority, r.created_at))
+            if self._correlated_returning:
+                with_steps = {r.wf_key for r in rows if r.replay}
+            elif rows:
+                with_steps = set(
+                    conn.execute(
+                        sa.select(s.c.wf_key)
+                        .distinct()
+                        .where(s.c.wf_key.in_([r.wf_key for r in rows]))
+                    ).scalars()
+                )
+            else:
+                with_steps = set()
             return [
                 ClaimedWorkflow(
                     r.workflow_id,
                     r.name,
                     r.inputs,
                     max(r.created_at, r.not_before or 0),
-                    bool(r.replay),
+                    r.wf_key in with_steps,
                 )
                 for r in rows
             ]

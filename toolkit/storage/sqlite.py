@@ -100,6 +100,7 @@ class SQLiteStorage(Storage):
         return (sqlite3.OperationalError,)
 
     _hot_begin = "BEGIN IMMEDIATE"  # take the write lock now: wait on busy_timeout, never fail
+    _correlated_returning = False
 
     def _hot_run(self, work: Callable[[Any], T]) -> T:
         # SQLite has one writer at a time: threads of this process queue on a lock
