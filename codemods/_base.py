@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -250,11 +251,17 @@ def _imported_module(stmt: Any) -> str:
 
 
 def _project_own(stmt: Any, first_party: frozenset[str]) -> bool:
-    """A relative import, or one of a module ``first_party`` names (or a submodule of it)."""
+    """A relative import, or one of a module ``first_party`` names or matches (a glob)."""
     if _import_section(stmt) != "other":
         return False
     module = _imported_module(stmt)
-    return not module or any(module == n or module.startswith(n + ".") for n in first_party)
+    return not module or any(_names_module(name, module) for name in first_party)
+
+
+def _names_module(name: str, module: str) -> bool:
+    if any(ch in name for ch in "*?["):
+        return fnmatch.fnmatchcase(module, name) or fnmatch.fnmatchcase(module.split(".")[0], name)
+    return module == name or module.startswith(name + ".")
 
 
 def _from_module(stmt: Any) -> str | None:
@@ -319,7 +326,7 @@ def _place_toolkit_import(
     own = next(
         (b for b in blocks if all(_project_own(rest[k], first_party) for k in range(*b))), None
     )
-    if target is None and first_party and own is not None:
+    if target is None and own is not None:
         start = own[0]  # a block of its own: the blank lines above the project's block
         leading = rest[start].leading_lines
         stmt = stmt.with_changes(leading_lines=[line for line in leading if line.comment is None])
@@ -331,7 +338,10 @@ def _place_toolkit_import(
     if target is None:
         return body
     start, end = target
-    at = next((k for k in range(start, end) if (_from_module(rest[k]) or "") > "toolkit"), end)
+    # isort and ruff compare module names without case by default
+    at = next(
+        (k for k in range(start, end) if (_from_module(rest[k]) or "").lower() > "toolkit"), end
+    )
     if at == start:  # first of its block: it takes the block's leading lines
         stmt = stmt.with_changes(leading_lines=rest[start].leading_lines)
         rest[start] = rest[start].with_changes(leading_lines=[])

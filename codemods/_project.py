@@ -30,19 +30,38 @@ ROOT_MARKERS = (
 
 
 def first_party_modules(filename: str) -> frozenset[str]:
-    """Top-level module names that are the project's own, for a file on disk.
+    """Module names (or glob patterns) that are the project's own, for a file on disk.
 
-    Empty when ``filename`` is not an existing file (source given as a string)
-    or no project root is found above it. Unreadable settings are ignored.
+    The project root is the nearest directory above the file whose settings
+    configure ruff or isort, else the nearest one with any marker. The
+    package the file itself belongs to is always the project's own (ruff's
+    ``detect-same-package``). Empty when ``filename`` is not an existing file
+    (source given as a string). Unreadable settings are ignored.
     """
     path = Path(filename)
     if not path.is_file():
         return frozenset()
     directory = path.resolve().parent
+    return _own_package(directory) | _first_party_at(directory)
+
+
+@functools.lru_cache(maxsize=256)
+def _first_party_at(directory: Path) -> frozenset[str]:
+    nearest = None
     for candidate in (directory, *directory.parents):
-        if any((candidate / marker).exists() for marker in ROOT_MARKERS):
+        if _settings(candidate):  # configures ruff or isort
             return _first_party(candidate)
-    return frozenset()
+        if nearest is None and any((candidate / marker).exists() for marker in ROOT_MARKERS):
+            nearest = candidate
+    return _first_party(nearest) if nearest is not None else frozenset()
+
+
+def _own_package(directory: Path) -> frozenset[str]:
+    """The top-level package that holds ``directory`` (directories with ``__init__.py``)."""
+    top = None
+    while (directory / "__init__.py").is_file():
+        top, directory = directory.name, directory.parent
+    return frozenset([top]) if top is not None and top.isidentifier() else frozenset()
 
 
 @functools.lru_cache(maxsize=32)
@@ -52,6 +71,7 @@ def _first_party(root: Path) -> frozenset[str]:
     sources: list[str] = []
     for settings in _settings(root):
         known.update(_names(settings.get("known_first_party")))
+        known.update(_names(settings.get("known_local_folder")))
         third.update(_names(settings.get("known_third_party")))
         sources.extend(_names(settings.get("src")))
     found: set[str] = set()
@@ -67,22 +87,28 @@ def _first_party(root: Path) -> frozenset[str]:
 
 
 def _settings(root: Path) -> list[dict[str, Any]]:
-    """The isort settings of every settings file at ``root``, with isort's key names."""
+    """The isort settings of every file at ``root`` that configures ruff or isort, with
+    isort's key names (a ``pyproject.toml`` without either table has none)."""
     found: list[dict[str, Any]] = []
     pyproject = _toml(root / "pyproject.toml")
     tool = pyproject.get("tool", {})
-    ruff = tool.get("ruff", {})
-    for table in (ruff, _toml(root / "ruff.toml"), _toml(root / ".ruff.toml")):
+    ruff_tables = [tool["ruff"]] if "ruff" in tool else []
+    for name in ("ruff.toml", ".ruff.toml"):
+        if (root / name).is_file():
+            ruff_tables.append(_toml(root / name))
+    for table in ruff_tables:
         lint_isort = {**table.get("isort", {}), **table.get("lint", {}).get("isort", {})}
         found.append(
             {
                 "known_first_party": lint_isort.get("known-first-party"),
                 "known_third_party": lint_isort.get("known-third-party"),
+                "known_local_folder": lint_isort.get("known-local-folder"),
                 "src": table.get("src"),
             }
         )
-    isort = tool.get("isort", {})
-    found.append({**isort, "src": isort.get("src_paths")})
+    if "isort" in tool:
+        isort = tool["isort"]
+        found.append({**isort, "src": isort.get("src_paths")})
     for name, section in (
         (".isort.cfg", "settings"),
         ("setup.cfg", "isort"),
@@ -117,4 +143,4 @@ def _names(value: Any) -> list[str]:
         items = [str(item) for item in value]
     else:
         return []
-    return [item.strip().removesuffix(".*") for item in items if item.strip()]
+    return [item.strip() for item in items if item.strip()]

@@ -117,3 +117,84 @@ def test_unreadable_settings_are_ignored(tmp_path: Path):
     module = make_project(tmp_path, {"pyproject.toml": "not [toml", "setup.cfg": "no section"})
     (tmp_path / "shop").mkdir()
     assert first_party_modules(str(module)) >= {"shop", "app"}
+
+
+def ruff_isort_clean(project: Path, module: Path) -> None:
+    check = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--select", "I", str(module)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def rewrite(module: Path, source: str) -> str:
+    module.parent.mkdir(parents=True, exist_ok=True)
+    module.write_text(source)
+    code, _ = transform_source(source, ["tenacity"], filename=str(module))
+    module.write_text(code)
+    return code
+
+
+def test_the_settings_of_an_outer_project_apply_to_a_nested_one(tmp_path: Path):
+    """A workspace member's own pyproject.toml without ruff settings: ruff reads the root's."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.ruff.lint.isort]\nknown-first-party = ["shop"]\n'
+    )
+    member = tmp_path / "services" / "api"
+    member.mkdir(parents=True)
+    (member / "pyproject.toml").write_text("[project]\nname = 'api'\n")
+    code = rewrite(member / "api_main.py", LEGACY)
+    assert code.startswith(REWRITTEN_IMPORTS), code
+    ruff_isort_clean(tmp_path, member / "api_main.py")
+
+
+def test_the_files_own_package_is_first_party(tmp_path: Path):
+    """A package outside the root and src/ (ruff's detect-same-package)."""
+    (tmp_path / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
+    for name in ("__init__", "db", "payments"):
+        (tmp_path / "lib" / "shop").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lib" / "shop" / f"{name}.py").write_text("")
+    module = tmp_path / "lib" / "shop" / "billing.py"
+    code = rewrite(module, LEGACY)
+    assert code.startswith(REWRITTEN_IMPORTS), code
+    ruff_isort_clean(tmp_path, module)
+
+
+def test_glob_patterns_and_relative_imports(tmp_path: Path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.ruff.lint.isort]\nknown-first-party = ["shop*"]\n'
+    )
+    source = LEGACY.replace("from shop.db", "from shop_db").replace(
+        "from shop.payments", "from .payments"
+    )
+    module = tmp_path / "app" / "billing.py"
+    code = rewrite(module, source)
+    expected = "from toolkit import RetryPolicy, step\n\nfrom shop_db import save\nfrom .payments"
+    assert expected in code, code
+
+
+def test_relative_imports_are_the_projects_own_without_any_project(tmp_path: Path):
+    source = (
+        "import logging\n\nfrom tenacity import retry, stop_after_attempt\n\n"
+        "from .db import charge, save\n\n\n"
+        "@retry(stop=stop_after_attempt(3), reraise=True)\ndef pay(order):\n"
+        "    logging.info('paying')\n    save(order)\n    return charge(order)\n"
+    )
+    module = tmp_path / "loose" / "billing.py"
+    assert first_party_modules(str(module)) == frozenset()
+    code = rewrite(module, source)
+    assert code.startswith(
+        "import logging\n\nfrom toolkit import RetryPolicy, step\n\nfrom .db import"
+    ), code
+
+
+def test_names_sort_without_case_as_isort_and_ruff_do(tmp_path: Path):
+    source = LEGACY.replace(
+        "from tenacity import retry, stop_after_attempt\n",
+        "from tenacity import retry, stop_after_attempt\nfrom Xlib import display\n",
+    )
+    make_project(tmp_path, LAYOUTS["ruff known-first-party"])
+    code = rewrite(tmp_path / "app" / "billing.py", source)
+    assert "from toolkit import RetryPolicy, step\nfrom Xlib import display\n" in code, code
