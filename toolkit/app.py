@@ -611,6 +611,12 @@ class Durable:
         it over).
         """
         record = self.get_workflow(workflow_id)
+        executor = self._executor
+        if executor is not None and executor.stopping_here(workflow_id):
+            raise DurableError(
+                f"workflow {workflow_id!r} is still stopping in this process (its current "
+                "step has not returned yet); resume it once its handle's result() has raised"
+            )
         if self.storage.resume(workflow_id):
             self._run_unowned(workflow_id, record)
         # else not failed or cancelled: nothing to do

@@ -376,8 +376,8 @@ class Executor:
                 continue
             if before_launch is not None:
                 before_launch(orphan)
-            self.resume_claimed(orphan.workflow_id, orphan.name, orphan.inputs)
-            resumed.append(orphan)
+            if self.resume_claimed(orphan.workflow_id, orphan.name, orphan.inputs) is not None:
+                resumed.append(orphan)
         return resumed
 
     def _give_up_poison(self, workflow_id: str, name: str, recoveries: int) -> None:
@@ -406,6 +406,12 @@ class Executor:
         if wf is None:  # claimed by name, so this only happens if the registry changed
             log.error("workflow %s (%s) is not registered here", workflow_id, name)
             return None
+        if self.stopping_here(workflow_id):
+            # A cancelled run of it is still finishing its step in this process: never
+            # two runs of one workflow at once (their checkpoints share this owner).
+            log.info("workflow %s is still stopping here; it is left for a later pass", workflow_id)
+            self.storage.release(self.owner, [workflow_id])
+            return None
         try:
             args, kwargs = self.decode_inputs(workflow_id, inputs)
             recorded = self.storage.load_steps(workflow_id) if replay else {}
@@ -433,6 +439,12 @@ class Executor:
 
     def local_run(self, workflow_id: str) -> Run | None:
         return self._runs.get(workflow_id)
+
+    def stopping_here(self, workflow_id: str) -> bool:
+        """A run of this workflow is still going in this process (e.g. cancelled, its
+        current step not yet returned)."""
+        run = self._runs.get(workflow_id)
+        return run is not None and not run.done.is_set()
 
     def running_ids(self) -> list[str]:
         return list(self._runs)

@@ -216,7 +216,10 @@ class Worker:
     def _recover(self) -> float | None:
         """Take over orphans; return seconds until another owner's earliest lease runs out."""
 
+        adopted: list[str] = []
+
         def adopt(orphan: Orphan) -> None:
+            adopted.append(orphan.workflow_id)
             with self._lock:
                 self._mine.add(orphan.workflow_id)
                 # Taken-over queue work counts against this worker's cap for that queue.
@@ -224,6 +227,13 @@ class Worker:
                     self._running[orphan.queue_name].add(orphan.workflow_id)
 
         resumed = self.app.executor.recover(list(self.app._workflows), before_launch=adopt)
+        launched = {orphan.workflow_id for orphan in resumed}
+        with self._lock:
+            for workflow_id in adopted:
+                if workflow_id not in launched:  # not run after all (see _launch_claimed)
+                    self._mine.discard(workflow_id)
+                    for running in self._running.values():
+                        running.discard(workflow_id)
         if resumed:
             self.stats.recovered += len(resumed)
             log.info("took over %d workflow(s) left by dead or expired owners", len(resumed))
@@ -320,6 +330,9 @@ class Worker:
         with self._lock:
             if run.workflow_id not in self._mine:
                 return  # started in this process by someone else (``app.start``)
+            newer = self.app.executor.local_run(run.workflow_id)
+            if newer is not None and newer is not run:
+                return  # a stopped run's successor already runs it: that one counts
             self._mine.discard(run.workflow_id)
             for running in self._running.values():
                 running.discard(run.workflow_id)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from toolkit import Durable, WorkflowConflictError
+from toolkit import Durable, DurableError, WorkflowConflictError
 from toolkit.queues import Schedule
 from toolkit.worker import Worker
 
@@ -313,6 +313,51 @@ def test_a_claim_replays_only_workflows_with_recorded_steps(worker_app: Durable)
     forked = app.fork(ran.workflow_id, from_step=2)  # step 1 copied: it must be replayed
     [claimed] = claim()
     assert (claimed.workflow_id, claimed.replay) == (forked.workflow_id, True)
+
+
+def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable, make_app):
+    """Cancelled while its step runs, resumed elsewhere: the worker waits for the old run."""
+    app = worker_app
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    @app.step(name="slow")
+    def slow() -> str:
+        calls.append("slow")
+        entered.set()
+        release.wait(20)
+        return "slow"
+
+    @app.step(name="after")
+    def after() -> str:
+        calls.append("after")
+        return "after"
+
+    @app.workflow(name="two_steps")
+    def two_steps() -> list[str]:
+        return [slow(), after()]
+
+    worker = Worker(app).start()
+    try:
+        handle = app.start(two_steps, workflow_id="stop-1")
+        assert entered.wait(10)
+        entered.clear()
+        app.cancel("stop-1")
+        with pytest.raises(DurableError, match="still stopping in this process"):
+            app.resume("stop-1")
+        other = make_app(lease_timeout=2.0)  # another process, as far as ownership goes
+        other.resume("stop-1")  # pending, no owner: this worker's next orphan pass sees it
+        time.sleep(2.5)  # a takeover pass or two while the old run is still in its step
+        assert calls == ["slow"]
+        assert app.get_workflow("stop-1").status == "pending"
+        release.set()
+        assert handle.result(timeout=20) == ["slow", "after"]
+    finally:
+        release.set()
+        worker.stop(grace=5)
+    # The cancelled run's step ran to its end, then the resumed run ran it again
+    # (at least once); never two runs at once, never a third.
+    assert calls == ["slow", "slow", "after"]
 
 
 def test_resume_refuses_while_another_workflow_holds_the_deduplication_id(worker_app: Durable):
