@@ -597,7 +597,7 @@ class Durable:
         if not storage.cancel(workflow_id):
             self.get_workflow(workflow_id)  # raises if it does not exist
         if run is not None:
-            run.interrupt("it was cancelled")
+            run.interrupt("it was cancelled", lost=True)
 
     def resume(self, workflow_id: str) -> WorkflowHandle:
         """Run a failed or cancelled workflow again from where it stopped.
@@ -612,7 +612,8 @@ class Durable:
         """
         record = self.get_workflow(workflow_id)
         executor = self._executor
-        if executor is not None and executor.stopping_here(workflow_id):
+        stoppable = record.status in ("failed", "cancelled")
+        if stoppable and executor is not None and executor.stopping_here(workflow_id):
             raise DurableError(
                 f"workflow {workflow_id!r} is still stopping in this process (its current "
                 "step has not returned yet); resume it once its handle's result() has raised"

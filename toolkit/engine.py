@@ -44,7 +44,7 @@ from .records import StepRecord, error_info
 from .retry import RetryPolicy
 from .serialization import Serializer
 from .storage import Storage, now_ms
-from .storage.base import Orphan
+from .storage.base import SET_EVENT_STEP, Orphan
 
 log = logging.getLogger("toolkit")
 
@@ -135,6 +135,8 @@ class Run:
     recorded: dict[int, StepRecord]
     next_number: int = 0
     interrupted: threading.Event = field(default_factory=threading.Event)
+    lost: bool = False
+    """Interrupted because it is no longer ours (cancelled or taken over): nothing to release."""
     reason: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
@@ -150,8 +152,9 @@ class Run:
         self.next_number += 1
         return self.next_number
 
-    def interrupt(self, reason: str) -> None:
+    def interrupt(self, reason: str, lost: bool = False) -> None:
         self.reason = reason
+        self.lost = self.lost or lost
         self.interrupted.set()
 
     def check(self) -> None:
@@ -322,7 +325,7 @@ class Executor:
             for workflow_id in lost:
                 run = self._runs.get(workflow_id)
                 if run is not None:
-                    run.interrupt("it was cancelled or taken over by another process")
+                    run.interrupt("it was cancelled or taken over by another process", lost=True)
 
     def _reacquire_liveness(self) -> None:
         lock_alive = getattr(self.storage, "lock_alive", None)
@@ -406,11 +409,17 @@ class Executor:
         if wf is None:  # claimed by name, so this only happens if the registry changed
             log.error("workflow %s (%s) is not registered here", workflow_id, name)
             return None
-        if self.stopping_here(workflow_id):
-            # A cancelled run of it is still finishing its step in this process: never
-            # two runs of one workflow at once (their checkpoints share this owner).
+        current = self._runs.get(workflow_id)
+        if current is not None and not current.done.is_set():
+            # Never two runs of one workflow at once here: their checkpoints share this owner.
+            if not current.interrupted.is_set():
+                return None  # our own run, alive: the claim only renewed its lease
+            # A cancelled run is still finishing its step: leave it for a later pass.
             log.info("workflow %s is still stopping here; it is left for a later pass", workflow_id)
-            self.storage.release(self.owner, [workflow_id])
+            try:
+                self.storage.release(self.owner, [workflow_id])
+            except DurableError as exc:
+                log.warning("could not release %s, its lease will expire: %s", workflow_id, exc)
             return None
         try:
             args, kwargs = self.decode_inputs(workflow_id, inputs)
@@ -511,6 +520,8 @@ class Executor:
         """
         with contextlib.suppress(DurableError, WorkflowInterrupted):
             self.flush(run)  # keep the last step's outcome if we still may
+        if run.lost:
+            return  # cancelled or taken over: releasing could drop a newer claim of ours
         try:
             self.storage.release(self.owner, [run.workflow_id])
         except DurableError as exc:
@@ -637,7 +648,7 @@ class Executor:
             run.check()
             return
         if not accepted:
-            run.interrupt("it was cancelled or taken over by another process")
+            run.interrupt("it was cancelled or taken over by another process", lost=True)
             run.check()
 
     def _serialize_output(self, run: Run, step: StepDef, state: _Attempt, value: Any) -> str:
@@ -758,7 +769,7 @@ class Executor:
                     if not self.storage.record_step_in(conn, params):
                         raise _Refused
             except _Refused:
-                run.interrupt("it was cancelled or taken over by another process")
+                run.interrupt("it was cancelled or taken over by another process", lost=True)
                 run.check()
             except SerializationError as exc:
                 self._checkpoint(
@@ -830,7 +841,7 @@ class Executor:
             except _NotYet:
                 pass
             except _Refused:
-                run.interrupt("it was cancelled or taken over by another process")
+                run.interrupt("it was cancelled or taken over by another process", lost=True)
                 run.check()
             except DatabaseUnavailableError as exc:
                 run.interrupt(f"its transaction could not reach the database: {exc}")
@@ -895,7 +906,7 @@ class Executor:
             self.storage.set_event(conn, run.workflow_id, key, text)
             return True, None
 
-        self._internal_tx(run, "toolkit.set_event", body)
+        self._internal_tx(run, SET_EVENT_STEP, body)
 
     def get_event(self, run: Run | None, workflow_id: str, key: str, timeout: float) -> Any:
         """The value of another workflow's event, waiting up to ``timeout``; ``None`` if unset."""

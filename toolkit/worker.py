@@ -219,8 +219,10 @@ class Worker:
         adopted: list[str] = []
 
         def adopt(orphan: Orphan) -> None:
-            adopted.append(orphan.workflow_id)
             with self._lock:
+                if orphan.workflow_id in self._mine:
+                    return  # its run is still going here (see _launch_claimed)
+                adopted.append(orphan.workflow_id)
                 self._mine.add(orphan.workflow_id)
                 # Taken-over queue work counts against this worker's cap for that queue.
                 if orphan.queue_name in self._running:
@@ -306,6 +308,7 @@ class Worker:
             now = now_ms()
             for workflow_id, name, inputs, due, replay in claimed:
                 with self._lock:
+                    tracked = workflow_id in self._mine  # a run of it still going here
                     self._running[queue.name].add(workflow_id)
                     self._mine.add(workflow_id)
                 lag = max(now - due, 0) / 1000
@@ -315,7 +318,7 @@ class Worker:
                 self._interval_lags.append(lag)
                 log.debug("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
                 launch = executor.resume_claimed if replay else executor.launch_claimed
-                if launch(workflow_id, name, inputs) is None:
+                if launch(workflow_id, name, inputs) is None and not tracked:
                     with self._lock:
                         self._running[queue.name].discard(workflow_id)
                         self._mine.discard(workflow_id)

@@ -360,6 +360,55 @@ def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable,
     assert calls == ["slow", "slow", "after"]
 
 
+@pytest.mark.slow
+def test_a_live_run_whose_lease_lapsed_keeps_running_alone(make_app):
+    """Our own orphan pass re-claims a lapsed lease of a run still going here: it only
+    renews the lease; no second run, no release, the worker still counts it."""
+    import sqlalchemy as sa
+
+    app = make_app(lease_timeout=30.0)  # orphan pass every 5 s, heartbeat every 10 s
+    jobs = app.queue("jobs", worker_concurrency=2)
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    @app.step(name="slow")
+    def slow() -> str:
+        calls.append("slow")
+        entered.set()
+        release.wait(30)
+        return "slow"
+
+    @app.step(name="after")
+    def after() -> str:
+        calls.append("after")
+        return "after"
+
+    @app.workflow(name="lapse")
+    def lapse() -> list[str]:
+        return [slow(), after()]
+
+    worker = Worker(app).start()
+    try:
+        handle = jobs.enqueue(lapse)
+        assert entered.wait(10)
+        w = app.storage.workflows
+        with app.storage.transaction() as conn:  # as if heartbeats had failed for a while
+            conn.execute(
+                sa.update(w).where(w.c.workflow_id == handle.workflow_id).values(lease_expires_at=0)
+            )
+        time.sleep(6)  # the worker's next orphan pass takes the expired lease: its own
+        record = app.get_workflow(handle.workflow_id)
+        assert record.owner == app.executor.owner and record.lease_expires_at is not None
+        assert worker.stats.recovered == 0
+        release.set()
+        assert handle.result(timeout=20) == ["slow", "after"]
+    finally:
+        release.set()
+        worker.stop(grace=5)
+    assert calls == ["slow", "after"]
+    assert worker.stats.succeeded == 1
+
+
 def test_resume_refuses_while_another_workflow_holds_the_deduplication_id(worker_app: Durable):
     app = worker_app
     jobs = app.queue("jobs")

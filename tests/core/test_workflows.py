@@ -582,37 +582,94 @@ def test_fork_restarts_a_succeeded_workflow_from_step_n_as_a_new_one(app: Durabl
     assert app.get_workflow("fork-copy").inputs == app.get_workflow("fork-src").inputs
 
 
-def test_fork_refuses_what_it_cannot_replay(app: Durable):
+def test_fork_replays_failures_and_refuses_unfinished_steps(app: Durable):
+    calls = {"broken": 0, "flaky": 0}
+
     @app.step()
     def ok() -> int:
         return 1
 
     @app.step()
     def broken() -> int:
+        calls["broken"] += 1
         raise OSError("down")
 
     @app.workflow()
     def wf() -> int:
-        return ok() + broken() + ok()
+        try:
+            broken()
+        except OSError:
+            return ok() + 10  # the failure is caught: another path
+        return ok()
 
-    with pytest.raises(WorkflowFailedError):
-        app.run(wf, workflow_id="fork-failed", timeout=10)
-    refusal = r"step 2 \(.*broken\) .* did not succeed \(failed\).*from step 2"
+    assert app.run(wf, workflow_id="fork-caught", timeout=10) == 11
+    # Step 1 failed and was caught: its failure replays, it does not run again.
+    assert app.fork("fork-caught", from_step=2).result(timeout=10) == 11
+    assert calls["broken"] == 1
+
+    @app.step(retry=RetryPolicy(max_attempts=3, initial_delay=60.0))
+    def flaky() -> int:
+        calls["flaky"] += 1
+        raise OSError("later")
+
+    @app.workflow()
+    def waits() -> int:
+        return flaky() + ok()
+
+    handle = app.start(waits, workflow_id="fork-retrying")
+    deadline = time.monotonic() + 10
+    while not app.list_steps("fork-retrying"):  # attempt 1 failed, the next waits 60 s
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    app.cancel("fork-retrying")
+    with pytest.raises(WorkflowCancelledError):
+        handle.result(timeout=10)
+    refusal = r"step 1 \(.*flaky\) .* has not finished \(retrying\).*from step 1"
     with pytest.raises(DurableError, match=refusal):
-        app.fork("fork-failed", from_step=3)
+        app.fork("fork-retrying", from_step=2)
     with pytest.raises(WorkflowNotFoundError):
         app.fork("no-such-workflow", from_step=1)
     with pytest.raises(WorkflowConflictError, match="already used"):
-        app.fork("fork-failed", from_step=2, new_id="fork-failed")
+        app.fork("fork-retrying", from_step=1, new_id="fork-caught")
     with pytest.raises(ValueError, match="1 or more"):
-        app.fork("fork-failed", from_step=0)
-    assert app.list_workflows(name=app.get_workflow("fork-failed").name)[0].workflow_id == (
-        "fork-failed"
-    )  # nothing was created by the refused forks
-    assert len(app.list_workflows(name=app.get_workflow("fork-failed").name)) == 1
-    # From the failed step: the first step is replayed, the failed one runs again.
-    with pytest.raises(WorkflowFailedError, match="down"):
-        app.fork("fork-failed", from_step=2).result(timeout=10)
+        app.fork("fork-retrying", from_step=0)
+    assert len(app.list_workflows(name=app.get_workflow("fork-retrying").name)) == 1
+
+
+def test_fork_sets_the_events_of_replayed_steps_under_its_own_id(app: Durable):
+    @app.step()
+    def work() -> str:
+        return "w"
+
+    @app.workflow()
+    def reports() -> str:
+        app.set_event("progress", "half")
+        return work()
+
+    app.run(reports, workflow_id="ev-src", timeout=10)
+    forked = app.fork("ev-src", from_step=2, new_id="ev-copy")
+    assert forked.result(timeout=10) == "w"
+    assert app.get_event("ev-copy", "progress") == "half"
+
+
+def test_resume_of_a_running_workflow_changes_nothing(app: Durable):
+    release = threading.Event()
+
+    @app.step()
+    def hold() -> str:
+        release.wait(10)
+        return "held"
+
+    @app.workflow()
+    def running() -> str:
+        return hold()
+
+    handle = app.start(running, workflow_id="still-running")
+    try:
+        assert app.resume("still-running").workflow_id == "still-running"  # no error
+    finally:
+        release.set()
+    assert handle.result(timeout=10) == "held"
 
 
 def test_nested_step_runs_inside_its_parent(app: Durable):

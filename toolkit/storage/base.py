@@ -29,6 +29,9 @@ T = TypeVar("T")
 _CONNECTION_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
+SET_EVENT_STEP = "toolkit.set_event"
+"""The step name under which ``set_event`` records itself (see ``Storage.fork``)."""
+
 HOT_CONNECTIONS_KEPT = 32
 """Idle driver connections kept for the hot statements (more are closed after use)."""
 
@@ -797,7 +800,9 @@ class Storage:
         transaction: all of it or nothing. Returns the original's record, or
         ``None`` if there is no workflow ``workflow_id``. Raises
         ``WorkflowConflictError`` if ``new_id`` is taken, ``DurableError`` if a
-        step before ``from_step`` did not succeed (it cannot be replayed).
+        step before ``from_step`` has not finished (``retrying``: nothing to
+        replay). Steps that set an event are not copied: they run again in the
+        copy, so its events exist under its own id.
         """
         w, s = self.workflows, self.steps
         now = now_ms()
@@ -812,7 +817,7 @@ class Storage:
                 .where(
                     s.c.wf_key == source.wf_key,
                     s.c.step_number < from_step,
-                    s.c.status != "succeeded",
+                    s.c.status.not_in(["succeeded", "failed"]),  # a failure replays too
                 )
                 .order_by(s.c.step_number)
                 .limit(1)
@@ -820,7 +825,7 @@ class Storage:
             if unfinished is not None:
                 raise DurableError(
                     f"step {unfinished.step_number} ({unfinished.name}) of workflow "
-                    f"{workflow_id!r} did not succeed ({unfinished.status}), so it cannot be "
+                    f"{workflow_id!r} has not finished ({unfinished.status}), so it cannot be "
                     f"replayed: fork from step {unfinished.step_number} or an earlier one"
                 )
             queued = source.queue_name is not None
@@ -847,7 +852,11 @@ class Storage:
                     ["wf_key", *step_columns],
                     sa.select(
                         sa.literal(created, s.c.wf_key.type), *(s.c[c] for c in step_columns)
-                    ).where(s.c.wf_key == source.wf_key, s.c.step_number < from_step),
+                    ).where(
+                        s.c.wf_key == source.wf_key,
+                        s.c.step_number < from_step,
+                        s.c.name != SET_EVENT_STEP,
+                    ),
                 )
             )
             if queued:
