@@ -233,6 +233,8 @@ class PostgresStorage(Storage):
                             channel = "queue" if note.channel == QUEUE_CHANNEL else "inbox"
                             self.wakeups.signal(channel, note.payload)
             except psycopg.Error as exc:
+                if self._closing.is_set():
+                    return  # closed meanwhile (its connection may be gone with the database)
                 log.warning("listening for wake-ups failed, retrying in %.1fs: %s", delay, exc)
                 self._closing.wait(delay)
                 delay = min(delay * 2, 30.0)
