@@ -37,7 +37,7 @@ from .errors import (
 from .handle import WorkflowHandle
 from .ids import new_workflow_id
 from .queues import Queue, Schedule
-from .records import STATUSES, StepRecord, WorkflowRecord
+from .records import RESUMABLE_STATUSES, STATUSES, StepRecord, WorkflowRecord
 from .retry import NO_RETRY, RetryPolicy
 from .serialization import JSONSerializer, Serializer
 from .storage import Storage, open_storage, resolve_url
@@ -612,7 +612,7 @@ class Durable:
         """
         record = self.get_workflow(workflow_id)
         executor = self._executor
-        stoppable = record.status in ("failed", "cancelled")
+        stoppable = record.status in RESUMABLE_STATUSES
         if stoppable and executor is not None and executor.stopping_here(workflow_id):
             raise DurableError(
                 f"workflow {workflow_id!r} is still stopping in this process (its current "

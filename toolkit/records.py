@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 STATUSES = ("enqueued", "pending", "succeeded", "failed", "cancelled")
+RESUMABLE_STATUSES = ("failed", "cancelled")
+"""What ``resume`` makes runnable again; in any other status it changes nothing."""
 """Every workflow status. ``pending`` means started and not finished."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -315,9 +316,9 @@ def test_a_claim_replays_only_workflows_with_recorded_steps(worker_app: Durable)
     assert (claimed.workflow_id, claimed.replay) == (forked.workflow_id, True)
 
 
-def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable, make_app):
-    """Cancelled while its step runs, resumed elsewhere: the worker waits for the old run."""
-    app = worker_app
+def slow_then_after(app: Durable, name: str) -> tuple[Any, threading.Event, threading.Event, list]:
+    """A workflow ``name``: step "slow" (sets ``entered``, waits for ``release``), then
+    step "after"; every step body appends its name to ``calls``."""
     entered, release = threading.Event(), threading.Event()
     calls: list[str] = []
 
@@ -325,7 +326,7 @@ def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable,
     def slow() -> str:
         calls.append("slow")
         entered.set()
-        release.wait(20)
+        release.wait(30)
         return "slow"
 
     @app.step(name="after")
@@ -333,10 +334,36 @@ def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable,
         calls.append("after")
         return "after"
 
-    @app.workflow(name="two_steps")
-    def two_steps() -> list[str]:
+    @app.workflow(name=name)
+    def workflow() -> list[str]:
         return [slow(), after()]
 
+    return workflow, entered, release, calls
+
+
+def test_a_cancelled_run_releases_nothing_on_its_way_out(worker_app: Durable, make_app):
+    """Its exit must not drop a newer claim of the same process (they share one owner)."""
+    app = worker_app
+    two_steps, entered, release, _calls = slow_then_after(app, "two_steps")
+    app.start(two_steps, workflow_id="lost-1")
+    try:
+        assert entered.wait(10)
+        old_run = app.executor.local_run("lost-1")
+        assert old_run is not None
+        app.cancel("lost-1")
+        make_app(lease_timeout=2.0).resume("lost-1")  # resumed by another process
+        executor = app.executor  # a takeover of ours lands while the old run is in its step
+        assert app.storage.claim_workflow("lost-1", executor.owner, executor.lease_ms)
+    finally:
+        release.set()
+    assert old_run.done.wait(10)  # the cancelled run has stopped
+    assert app.get_workflow("lost-1").owner == executor.owner  # the newer claim stands
+
+
+def test_a_workflow_never_runs_twice_at_once_in_one_process(worker_app: Durable, make_app):
+    """Cancelled while its step runs, resumed elsewhere: the worker waits for the old run."""
+    app = worker_app
+    two_steps, entered, release, calls = slow_then_after(app, "two_steps")
     worker = Worker(app).start()
     try:
         handle = app.start(two_steps, workflow_id="stop-1")
@@ -368,25 +395,7 @@ def test_a_live_run_whose_lease_lapsed_keeps_running_alone(make_app):
 
     app = make_app(lease_timeout=30.0)  # orphan pass every 5 s, heartbeat every 10 s
     jobs = app.queue("jobs", worker_concurrency=2)
-    entered, release = threading.Event(), threading.Event()
-    calls: list[str] = []
-
-    @app.step(name="slow")
-    def slow() -> str:
-        calls.append("slow")
-        entered.set()
-        release.wait(30)
-        return "slow"
-
-    @app.step(name="after")
-    def after() -> str:
-        calls.append("after")
-        return "after"
-
-    @app.workflow(name="lapse")
-    def lapse() -> list[str]:
-        return [slow(), after()]
-
+    lapse, entered, release, calls = slow_then_after(app, "lapse")
     worker = Worker(app).start()
     try:
         handle = jobs.enqueue(lapse)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from ..errors import DatabaseUnavailableError, DurableError, WorkflowConflictError
-from ..records import StepRecord, WorkflowRecord, from_ms, parse_error
+from ..records import RESUMABLE_STATUSES, StepRecord, WorkflowRecord, from_ms, parse_error
 from . import schema
 
 log = logging.getLogger("toolkit.storage")
@@ -758,7 +758,7 @@ class Storage:
         with self.transaction() as conn:
             changed = conn.execute(
                 sa.update(w)
-                .where(w.c.workflow_id == workflow_id, w.c.status.in_(["failed", "cancelled"]))
+                .where(w.c.workflow_id == workflow_id, w.c.status.in_(RESUMABLE_STATUSES))
                 .values(
                     status=sa.case((w.c.queue_name.is_not(None), "enqueued"), else_="pending"),
                     # Due again from now: a worker's claim lag counts from the resume.
