@@ -23,7 +23,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit.audit import run_audit, scanner
+from codemods.audit import run_audit, scanner
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus" / "audit"

@@ -22,7 +22,7 @@ from .records import STATUSES
 # name -> "module:attribute" of a click command, imported only when used.
 LAZY_COMMANDS: dict[str, str] = {
     "codemod": "codemods.cli:codemod",
-    "audit": "toolkit.audit.cli:audit",
+    "audit": "codemods.audit.cli:audit",
     "dlq": "adapters.cli:dlq",
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.audit import AuditReport, run_audit
+from codemods.audit import AuditReport, run_audit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LEGACY = FIXTURES / "legacy"

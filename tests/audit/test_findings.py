@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.audit import AuditReport, Kind, Risk, run_audit
+from codemods.audit import AuditReport, Kind, Risk, run_audit
 
 
 def _actual(report: AuditReport) -> set[tuple[str, int, str, str, bool]]:

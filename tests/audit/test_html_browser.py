@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.audit import AuditReport
-from toolkit.audit.model import KIND_TITLES
-from toolkit.audit.reports import render_html
+from codemods.audit import AuditReport
+from codemods.audit.model import KIND_TITLES
+from codemods.audit.reports import render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

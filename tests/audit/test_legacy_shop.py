@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from toolkit.audit import run_audit
-from toolkit.audit.reports import render_json, schema_path
+from codemods.audit import run_audit
+from codemods.audit.reports import render_json, schema_path
 
 LEGACY_SHOP = Path(__file__).resolve().parents[2] / "examples" / "legacy_shop"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.audit import run_audit
-from toolkit.audit.scanner import worth_parsing
+from codemods.audit import run_audit
+from codemods.audit.scanner import worth_parsing
 
 PARSED = {
     "no-sleep-range-try": "for i in range(3):\n    try:\n        return f()\n"

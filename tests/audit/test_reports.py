@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from rich.console import Console
 
-from toolkit.audit import AuditReport, run_audit
-from toolkit.audit.reports import (
+from codemods.audit import AuditReport, run_audit
+from codemods.audit.reports import (
     render_html,
     render_json,
     render_markdown,

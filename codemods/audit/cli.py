@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from toolkit.audit.model import Risk
-from toolkit.audit.reports import (
+from codemods.audit.model import Risk
+from codemods.audit.reports import (
     FORMATS,
     render_html,
     render_json,
@@ -18,7 +18,7 @@ from toolkit.audit.reports import (
     render_sarif,
     render_terminal,
 )
-from toolkit.audit.scanner import run_audit
+from codemods.audit.scanner import run_audit
 
 
 @click.command("audit")

@@ -2,7 +2,7 @@
 
 Public API::
 
-    from toolkit.audit import run_audit, AuditReport, Hotspot, Risk, Kind
+    from codemods.audit import run_audit, AuditReport, Hotspot, Risk, Kind
     report = run_audit(["path/to/legacy"])          # hotspots worst first
 
 The scan reads files only (``ast`` for Python, regular expressions for SQL,
@@ -10,9 +10,9 @@ crontabs and broker configuration); it never imports or runs scanned code,
 and never imports :mod:`codemods` or :mod:`adapters`.
 """
 
-from toolkit.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
-from toolkit.audit.reports import SCHEMA_VERSION
-from toolkit.audit.scanner import run_audit
+from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
+from codemods.audit.reports import SCHEMA_VERSION
+from codemods.audit.scanner import run_audit
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -16,9 +16,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
-from toolkit.audit.pyscan import broker_hotspot, excerpt, scan_python_source
-from toolkit.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
+from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
+from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python_source
+from codemods.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox",

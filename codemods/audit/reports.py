@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.audit.model import KIND_TITLES, AuditReport, Hotspot, Kind, Risk
+from codemods.audit.model import KIND_TITLES, AuditReport, Hotspot, Kind, Risk
 
 SCHEMA_VERSION = "1.0"
 FORMATS = ("terminal", "markdown", "json", "sarif", "html")
@@ -46,8 +46,8 @@ def tool_version() -> str:
 
 
 def schema_path(name: str = "audit-report.v1.schema.json") -> Path:
-    """Path of a schema file shipped in ``toolkit/audit/schemas``."""
-    return Path(str(files("toolkit.audit").joinpath("schemas", name)))
+    """Path of a schema file shipped in ``codemods/audit/schemas``."""
+    return Path(str(files("codemods.audit").joinpath("schemas", name)))
 
 
 def _location(h: Hotspot) -> str:
@@ -296,7 +296,7 @@ def _chart(report: AuditReport) -> dict[str, Any]:
 def render_html(report: AuditReport) -> str:
     """One self-contained HTML page (inline CSS and SVG, no scripts, no network)."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("toolkit.audit", "templates"),
+        loader=jinja2.PackageLoader("codemods.audit", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
     )

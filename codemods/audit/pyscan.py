@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from toolkit.audit.effects import Effects, dotted, find_effects
-from toolkit.audit.model import Fix, Hotspot, Kind, Risk
-from toolkit.audit.textscan import (
+from codemods.audit.effects import Effects, dotted, find_effects
+from codemods.audit.model import Fix, Hotspot, Kind, Risk
+from codemods.audit.textscan import (
     LOCK_COLUMNS,
     STATUS_COLUMNS,
     SWEEP_NAME,
