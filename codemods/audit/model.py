@@ -72,7 +72,7 @@ class Fix:
 class Hotspot:
     """One place in the code with hand-rolled reliability logic.
 
-    Lines are 1-based and inclusive; ``path`` is relative to the scan root,
+    Lines are 1-based and inclusive, columns 0-based; ``path`` is relative to the scan root,
     with ``/`` separators. ``removable_lines`` counts the lines of retry
     code that the fix deletes (0 when the fix is an adapter).
     """
@@ -90,6 +90,13 @@ class Hotspot:
     refusal: str | None = None
     side_effects: tuple[str, ...] = ()
     removable_lines: int = 0
+    #: 0-based columns of the site's first and last line (``end_col`` exclusive)
+    start_col: int = 0
+    end_col: int = 0
+    #: the project's own retry helper, decorator or facade this use site goes through
+    group: str | None = None
+    #: why the site got its risk level, one plain sentence each
+    why: tuple[str, ...] = ()
 
     @property
     def fixable(self) -> bool:
