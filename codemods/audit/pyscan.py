@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from codemods.audit.effects import Effects, dotted, find_effects
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
+from codemods.audit.newsyntax import parse_python
 from codemods.audit.textscan import (
     LOCK_COLUMNS,
     STATUS_COLUMNS,
@@ -1380,7 +1381,7 @@ def broker_hotspot(path: str, lines: list[str], f: TextFinding) -> Hotspot:
 
 def scan_python_source(path: str, source: bytes) -> tuple[list[Hotspot], int]:
     """Hotspots in one Python file and its line count. Raises SyntaxError/ValueError."""
-    tree = ast.parse(source, filename=path)
+    tree = parse_python(source, path)  # ast, or libcst for syntax newer than this Python
     text = source.decode("utf-8", errors="replace")
     return PythonScanner(path, text, tree).run(), text.count("\n") + 1
 
