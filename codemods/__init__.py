@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._base import DurableCodemod, Site
 from .backoff_retry import BackoffCodemod
+from .decisions import decide
 from .retry_loop import RetryLoopCodemod
 from .tenacity_retry import TenacityCodemod
 
@@ -27,4 +28,5 @@ __all__ = [
     "RetryLoopCodemod",
     "Site",
     "TenacityCodemod",
+    "decide",
 ]

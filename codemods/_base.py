@@ -38,6 +38,11 @@ class Site:
     action: Action
     reason: str
     notes: tuple[str, ...] = ()
+    #: last line of the site (the loop, the decorated function), 0 when unknown
+    end_line: int = 0
+    #: a short human summary of the policy read ("5 attempts, 1s doubling to 60s, on
+    #: ConnectionError"), "" when nothing could be read
+    policy: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -137,10 +142,16 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         action: Action,
         reason: str,
         notes: tuple[str, ...] | list[str] = (),
+        policy: str = "",
+        end: cst.CSTNode | None = None,
     ) -> None:
-        """Add a report entry for ``node``; also a libcst warning so ``libcst.tool`` shows it."""
+        """Add a report entry for ``node`` (lines up to the end of ``end`` or ``node``);
+        also a libcst warning so ``libcst.tool`` shows it."""
         line = self.line_of(node)
-        sites_of(self.context).append(Site(self.SELECTOR, line, action, reason, tuple(notes)))
+        end_line = int(self.get_metadata(PositionProvider, end or node).end.line)
+        sites_of(self.context).append(
+            Site(self.SELECTOR, line, action, reason, tuple(notes), end_line, policy)
+        )
         if action != "rewritten":
             self.warn(f"line {line}: {self.SELECTOR}: {action}: {reason}")
 

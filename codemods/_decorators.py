@@ -88,20 +88,27 @@ class DecoratorCodemod(DurableCodemod):
                 check_types(policy.give_up_on)
             except AmbiguousTypes as ambiguous:
                 reason = str(ambiguous)
-                self.record(original, "kept", reason)
+                self.record(original, "kept", reason, end=original_node)
                 decorators.append(updated)
                 continue
             except Kept as kept:
                 reason = str(kept)
-                self.record(original, "kept", reason)
+                self.record(original, "kept", reason, end=original_node)
                 decorators.append(updated)
                 continue
             except NotRewritten as skipped:
                 reason = str(skipped)
-                self.record(original, "skipped", reason)
+                self.record(original, "skipped", reason, end=original_node)
                 decorators.append(updated)
                 continue
-            self.record(original, "rewritten", "decorator replaced by a step", notes)
+            self.record(
+                original,
+                "rewritten",
+                "decorator replaced by a step",
+                notes,
+                policy.summary(),
+                original_node,
+            )
             new = self.decorator_for(policy).with_changes(leading_lines=updated.leading_lines)
             decorators.append(new)
             changed = True

@@ -64,6 +64,39 @@ class Policy:
         assert isinstance(call, cst.Call)
         return call
 
+    def summary(self) -> str:
+        """A short human summary: ``5 attempts, 1s doubling to 60s, on ConnectionError``."""
+        src = self.sources
+        if "max_attempts" in src:
+            parts = [f"{src['max_attempts']} attempts"]
+        elif self.max_attempts is None:
+            parts = ["unlimited attempts"]
+        else:
+            parts = [f"{self.max_attempts} attempt{'s' if self.max_attempts != 1 else ''}"]
+        first = src.get("initial_delay") or _secs(self.initial_delay)
+        if self.initial_delay == 0 and "initial_delay" not in src:
+            delay = "no delay"
+        elif self.backoff == 1 and "backoff" not in src:
+            delay = f"{first} apart"
+        elif self.backoff == 2:
+            delay = f"{first} doubling"
+        else:
+            delay = f"{first} x{src.get('backoff') or f'{self.backoff:g}'}"
+        cap = src.get("max_delay") or (
+            _secs(self.max_delay) if self.max_delay is not None and self.backoff > 1 else ""
+        )
+        if cap and delay != "no delay":
+            delay += f" to {cap}"
+        if self.jitter:
+            delay += " with jitter"
+        parts.append(delay)
+        if self.max_elapsed is not None:
+            parts.append(f"within {src.get('max_elapsed') or _secs(self.max_elapsed)}")
+        parts.append("on " + ", ".join(self.retry_on))
+        if self.give_up_on:
+            parts.append("not on " + ", ".join(self.give_up_on))
+        return ", ".join(parts)
+
     def largest_delay(self) -> float | None:
         """The longest delay the policy can ask for before its last attempt, None if unbounded."""
         if self.backoff <= 1 or self.initial_delay == 0:
@@ -90,6 +123,10 @@ class Policy:
         stmt = cst.parse_statement(f"{text}\ndef _(): pass\n")
         assert isinstance(stmt, cst.FunctionDef)
         return stmt.decorators[0]
+
+
+def _secs(value: float) -> str:
+    return "unbounded" if math.isinf(value) else f"{value:g}s"
 
 
 def _split_args(text: str) -> list[str]:

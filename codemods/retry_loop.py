@@ -210,7 +210,11 @@ class RetryLoopCodemod(DurableCodemod):
             return updated  # the enclosing function is rewritten in leave_FunctionDef
         assert plan.policy is not None
         self.record(
-            original, "rewritten", f"attempt body extracted into {plan.step_name}()", plan.notes
+            original,
+            "rewritten",
+            f"attempt body extracted into {plan.step_name}()",
+            plan.notes,
+            plan.policy.summary(),
         )
         attempt_body = _attempt_body(updated, plan.style)
         func = self._step_function(plan, attempt_body)
@@ -238,7 +242,13 @@ class RetryLoopCodemod(DurableCodemod):
         if plan is None:
             return updated_node
         assert plan.policy is not None
-        self.record(original_node, "rewritten", "the function became a step", plan.notes)
+        self.record(
+            original_node,
+            "rewritten",
+            "the function became a step",
+            plan.notes,
+            plan.policy.summary(),
+        )
         body = list(updated_node.body.body)
         keep: list[Any] = []
         if body and is_docstring(body[0]):

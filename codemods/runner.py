@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -119,15 +119,19 @@ def transform_source(
         stage_sites = sites_of(context)
         if code != source:
             lines = _line_map(original_lines, code.splitlines())
-            stage_sites = [_with_line(s, lines.get(s.line, s.line)) for s in stage_sites]
+            stage_sites = [_with_lines(s, lines) for s in stage_sites]
         sites.extend(stage_sites)
         code = module.code
     sites.sort(key=lambda s: (s.line, s.selector))
     return code, sites
 
 
-def _with_line(site: Site, line: int) -> Site:
-    return Site(site.selector, line, site.action, site.reason, site.notes)
+def _with_lines(site: Site, lines: dict[int, int]) -> Site:
+    return replace(
+        site,
+        line=lines.get(site.line, site.line),
+        end_line=lines.get(site.end_line, site.end_line) if site.end_line else 0,
+    )
 
 
 def _line_map(original: list[str], current: list[str]) -> dict[int, int]:

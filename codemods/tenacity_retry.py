@@ -83,7 +83,13 @@ class TenacityCodemod(DecoratorCodemod):
             except (Kept, NotRewritten, AmbiguousTypes) as exc:
                 self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
                 continue
-            self.record(stmt, "rewritten", "Retrying block: the function became a step", notes)
+            self.record(
+                stmt,
+                "rewritten",
+                "Retrying block: the function became a step",
+                notes,
+                policy.summary(),
+            )
             self.changed = True
             new_body = [*list(updated_node.body.body)[:index], *rewrite(updated_node)]
             return updated_node.with_changes(
