@@ -395,7 +395,11 @@ class Durable:
                 }
             )
         storage = self.storage
-        inserted = storage.enqueue_many(rows)
+        inserted = (
+            storage.enqueue_many(rows)
+            if run is None
+            else executor.wait_for_database(run, lambda: storage.enqueue_many(rows))
+        )
         storage.wakeups.signal("queue", queue.name)
         handles = []
         for row in rows:
@@ -503,7 +507,12 @@ class Durable:
         else:
             wid = new_workflow_id()
         inputs = executor.encode_inputs(wf.name, args, kwargs)
-        if not executor.start(wf, wid, inputs):
+        started = (
+            executor.start(wf, wid, inputs)
+            if run is None
+            else executor.wait_for_database(run, lambda: executor.start(wf, wid, inputs))
+        )
+        if not started:
             existing = self.storage.get_workflow(wid)
             if existing is not None and existing.name != wf.name:
                 raise WorkflowConflictError(

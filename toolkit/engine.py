@@ -26,7 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import (
     DatabaseUnavailableError,
@@ -47,6 +47,8 @@ from .storage import Storage, now_ms
 from .storage.base import SET_EVENT_STEP, Orphan
 
 log = logging.getLogger("toolkit")
+
+T = TypeVar("T")
 
 SLEEP_STEP = "toolkit.sleep"
 IDLE_THREAD_SECONDS = 10.0
@@ -289,6 +291,9 @@ class Executor:
         self.on_finished: list[Callable[[Run], None]] = []
         self._succeeded: dict[str, Outcome] = {}
         self._threads = _Threads()
+        # After an outage, live peers need one heartbeat to take their liveness lock
+        # again: judge nobody dead or expired before that (see DatabaseHealth.settled).
+        storage.health.settle_seconds = max(2.0, self.lease_ms / 3000 + 1.0)
 
     # -- lifecycle --
 
@@ -313,24 +318,39 @@ class Executor:
             run.interrupt("the executor is stopping")
 
     def _heartbeat_loop(self) -> None:
+        """Renew this process's leases and liveness lock until it stops; never dies.
+
+        While the database is unavailable it retries every half second, so that
+        leases and the lock are back within a second of the database's return.
+        """
         interval = max(self.lease_ms / 3000, 0.05)
-        while not self._stopping.wait(interval):
+        wait = interval
+        while not self._stopping.wait(wait):
             running = list(self._runs)
             try:
                 self._reacquire_liveness()
                 lost = self.storage.heartbeat(self.owner, self.lease_ms, running)
-            except DurableError as exc:
-                log.warning("heartbeat failed (will retry): %s", exc)
+            except DatabaseUnavailableError:
+                wait = min(interval, 0.5)  # logged once per outage by the storage's health
                 continue
+            except Exception as exc:  # unexpected: say so once per kind, keep beating
+                log.warning("heartbeat failed (will retry): %s: %s", type(exc).__name__, exc)
+                wait = min(interval, 0.5)
+                continue
+            wait = interval
             for workflow_id in lost:
                 run = self._runs.get(workflow_id)
                 if run is not None:
                     run.interrupt("it was cancelled or taken over by another process", lost=True)
 
     def _reacquire_liveness(self) -> None:
+        """Take the liveness lock again if its session was lost (database restart,
+        killed connection); peers may have lost theirs too, so the health waits
+        before anyone is judged dead."""
         lock_alive = getattr(self.storage, "lock_alive", None)
         if lock_alive is not None and not lock_alive():
             self.storage.acquire_executor_lock(self.owner)
+            self.storage.health.session_lost()
 
     # -- starting and recovering --
 
@@ -370,10 +390,18 @@ class Executor:
     def recover(
         self, names: list[str], before_launch: Callable[[Orphan], None] | None = None
     ) -> list[Orphan]:
-        """Take over and resume every pending workflow that no live process runs."""
+        """Take over and resume every pending workflow that no live process runs.
+
+        Right after a database outage (or a lost liveness session) only unowned
+        workflows and this process's own are taken: other owners get time to
+        reconnect first, so a live process never loses its work to an outage.
+        """
         self.ensure_alive()
+        self._reacquire_liveness()
+        foreign = self.storage.health.settled
         resumed = []
-        for orphan in self.storage.claim_orphans(self.owner, names, self.lease_ms):
+        orphans = self.storage.claim_orphans(self.owner, names, self.lease_ms, foreign=foreign)
+        for orphan in orphans:
             if self.max_recoveries is not None and orphan.recoveries > self.max_recoveries:
                 self._give_up_poison(orphan.workflow_id, orphan.name, orphan.recoveries)
                 continue
@@ -424,6 +452,8 @@ class Executor:
         try:
             args, kwargs = self.decode_inputs(workflow_id, inputs)
             recorded = self.storage.load_steps(workflow_id) if replay else {}
+        except DatabaseUnavailableError:
+            raise  # nothing is wrong with the workflow: its lease expires, it is claimed again
         except DurableError as exc:  # e.g. inputs that cannot be decoded: fail, not retry
             self._finish(workflow_id, "failed", None, error_info(exc, ""))
             return None
@@ -496,6 +526,10 @@ class Executor:
             log.error("workflow %s stopped, the database is unavailable: %s", run.workflow_id, exc)
             run.outcome = Outcome("interrupted")
             self._give_up(run)
+        except WorkflowInterrupted as exc:  # stopped while its end waited for the database
+            log.info("%s", exc)
+            run.outcome = Outcome("interrupted")
+            self._give_up(run)
         except BaseException:
             run.outcome = Outcome("interrupted")
             raise
@@ -545,9 +579,25 @@ class Executor:
                 *earlier, step = run.pending
                 run.pending.clear()
                 for params in earlier:
-                    if not self.storage.record_step(params):
+                    if not self._write(
+                        run,
+                        functools.partial(self.storage.record_step, params),
+                        functools.partial(self._step_recorded, run, params),
+                    ):
                         return Outcome("interrupted")
-            return self._end(workflow_id, status, output, error, error_text, step)
+
+            def end() -> bool:
+                return self.storage.finish_workflow(
+                    workflow_id, self.owner, status, output, error_text, step=step
+                )
+
+            def ended() -> bool:
+                record = self.storage.get_workflow(workflow_id)
+                return record is not None and record.status == status
+
+            if self._write(run, end, ended):
+                return Outcome(status, error=error)
+            return Outcome("interrupted")
 
     def _end(
         self,
@@ -576,16 +626,23 @@ class Executor:
         checkpoint of the step before it is durable.
 
         ``quiet`` (another thread, e.g. ``cancel`` in this process): write what
-        may still be written, raise nothing.
+        may still be written, raise nothing, and give up after a few seconds if the
+        run's own thread is busy writing (it may be waiting out a database outage).
         """
+        if quiet:
+            if not run.writing.acquire(timeout=5.0):
+                return
+            try:
+                while run.pending:
+                    params = run.pending.pop(0)
+                    with contextlib.suppress(DurableError):
+                        self.storage.record_step(params)
+            finally:
+                run.writing.release()
+            return
         with run.writing:
             while run.pending:
-                params = run.pending.pop(0)
-                if not quiet:
-                    self._checkpoint(run, params)
-                    continue
-                with contextlib.suppress(DurableError):
-                    self.storage.record_step(params)
+                self._checkpoint(run, run.pending.pop(0))
 
     # -- steps --
 
@@ -641,15 +698,76 @@ class Executor:
         )
 
     def _checkpoint(self, run: Run, params: dict[str, Any]) -> None:
-        try:
-            accepted = self.storage.record_step(params)
-        except DatabaseUnavailableError as exc:
-            run.interrupt(f"its checkpoint could not be written: {exc}")
-            run.check()
-            return
+        accepted = self._write(
+            run,
+            functools.partial(self.storage.record_step, params),
+            functools.partial(self._step_recorded, run, params),
+        )
         if not accepted:
             run.interrupt("it was cancelled or taken over by another process", lost=True)
             run.check()
+
+    # -- database outages: a run waits for the database, its code never sees them --
+
+    def _wait_out_outage(self, run: Run, tries: int) -> None:
+        """Wait before trying a write of ``run`` again (at most a second: work resumes
+        within a second of the database's return); stop if the run is interrupted."""
+        run.interrupted.wait(min(0.05 * 2**tries, 1.0))
+        run.check()
+
+    def wait_for_database(self, run: Run, call: Callable[[], T]) -> T:
+        """``call()`` on behalf of ``run``, retried until the database answers (so the
+        workflow's code never sees an outage); ``call`` must be safe to repeat."""
+        tries = 0
+        while True:
+            try:
+                return call()
+            except DatabaseUnavailableError:
+                tries += 1
+                self._wait_out_outage(run, tries)
+
+    def _write(self, run: Run, write: Callable[[], bool], confirm: Callable[[], bool]) -> bool:
+        """A write of ``run``'s state, retried until the database answers; ``False`` when
+        it was refused (the run is no longer ours).
+
+        After a lost connection the first try may have committed unseen, so a later
+        refusal is checked with ``confirm`` (a read of what is recorded) before it
+        counts as one.
+        """
+        uncertain = False
+        tries = 0
+        while True:
+            try:
+                if write():
+                    return True
+                return uncertain and self.wait_for_database(run, confirm)
+            except DatabaseUnavailableError:
+                uncertain = True
+                tries += 1
+                self._wait_out_outage(run, tries)
+
+    def _step_recorded(self, run: Run, params: dict[str, Any]) -> bool:
+        """Whether exactly this checkpoint is recorded, on a workflow this process still runs."""
+        record = self.storage.get_workflow(run.workflow_id)
+        if record is None or record.status != "pending" or record.owner != self.owner:
+            return False
+        step = self.storage.load_steps(run.workflow_id).get(params["step_number"])
+        return (
+            step is not None
+            and step.name == params["name"]
+            and step.status == params["status"]
+            and step.attempts == params["attempts"]
+        )
+
+    def _committed_output(self, run: Run, number: int, name: str) -> StepRecord | None:
+        """The succeeded record of step ``number`` if a transaction whose commit was not
+        acknowledged did commit (read once the database answers again)."""
+        load = functools.partial(self.storage.load_steps, run.workflow_id)
+        steps = self.wait_for_database(run, load)
+        record = steps.get(number)
+        if record is not None and record.status == "succeeded" and record.name == name:
+            return record
+        return None
 
     def _serialize_output(self, run: Run, step: StepDef, state: _Attempt, value: Any) -> str:
         try:
@@ -751,6 +869,7 @@ class Executor:
         replayed, value, state = self._begin(run, step.name)
         if replayed:
             return value
+        outages = 0
         while True:
             run.wait_until(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
@@ -783,9 +902,15 @@ class Executor:
                     ),
                 )
                 raise
-            except DatabaseUnavailableError as exc:
-                run.interrupt(f"its transaction could not reach the database: {exc}")
-                run.check()
+            except DatabaseUnavailableError:
+                # Not a failed attempt: wait for the database, then see whether the
+                # commit went through unacknowledged before running the body again.
+                outages += 1
+                self._wait_out_outage(run, outages)
+                committed = self._committed_output(run, state.number, step.name)
+                if committed is not None:
+                    return self._load(run, committed)
+                continue
             except Exception as exc:
                 self._after_failure(run, step, state, exc)
                 continue
@@ -828,6 +953,7 @@ class Executor:
         replayed, value, state = self._begin(run, name)
         if replayed:
             return value
+        outages = 0
         while True:
             done, output = False, None
             try:
@@ -843,9 +969,13 @@ class Executor:
             except _Refused:
                 run.interrupt("it was cancelled or taken over by another process", lost=True)
                 run.check()
-            except DatabaseUnavailableError as exc:
-                run.interrupt(f"its transaction could not reach the database: {exc}")
-                run.check()
+            except DatabaseUnavailableError:
+                outages += 1
+                self._wait_out_outage(run, outages)
+                committed = self._committed_output(run, state.number, name)
+                if committed is not None:
+                    return self.serializer.loads(committed.output) if committed.output else None
+                continue
             if done:
                 return self.serializer.loads(output) if output is not None else None
             assert wait is not None

@@ -9,6 +9,7 @@ expired. It wakes on LISTEN/NOTIFY (PostgreSQL) or by polling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -102,6 +103,7 @@ class Worker:
         self._poll_due: dict[int, float] = {}  # poller index -> when it is due (monotonic)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
 
     # -- control --
 
@@ -109,9 +111,11 @@ class Worker:
         """Run the worker loop in a background thread.
 
         Connecting (and, on SQLite, taking the one-executing-process lock)
-        happens here, so a refusal raises in the caller.
+        happens here, so a refusal raises in the caller. A database that cannot
+        be reached is not a refusal: the worker waits for it.
         """
-        self.app.executor.ensure_alive()
+        with contextlib.suppress(DatabaseUnavailableError):  # run() waits for it
+            self.app.executor.ensure_alive()
         self._thread = threading.Thread(target=self.run, name="durable-worker", daemon=True)
         self._thread.start()
         return self
@@ -133,9 +137,11 @@ class Worker:
 
     def run(self) -> None:
         """Claim and run work until ``stop()`` (or SIGTERM via the CLI)."""
+        if not self._connect():
+            log.info("worker stopped before the database could be reached")
+            return
         app, executor = self.app, self.app.executor
         storage = app.storage
-        executor.ensure_alive()
         storage.start_listening()
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
@@ -172,13 +178,14 @@ class Worker:
                         wait = min(wait, self._run_pollers())
                         wait = min(wait, self._claim())
                         backoff = 0.1
-                    except DurableError as exc:
-                        what = (
-                            "database unavailable"
-                            if isinstance(exc, DatabaseUnavailableError)
-                            else "worker pass failed"
-                        )
-                        log.warning("%s, retrying in %.1fs: %s", what, backoff, exc)
+                    except DatabaseUnavailableError as exc:
+                        # Logged once per outage by the storage; look again soon, so that
+                        # work resumes within a second of the database's return.
+                        log.debug("database unavailable, retrying in %.1fs: %s", backoff, exc)
+                        wait = backoff
+                        backoff = min(backoff * 2, 1.0)
+                    except Exception as exc:  # never let the loop die: say it, back off
+                        self._warn_once("worker pass failed", exc)
                         wait = backoff
                         backoff = min(backoff * 2, 30.0)
                     last_token = storage.change_token()  # our own writes included
@@ -193,6 +200,31 @@ class Worker:
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _connect(self) -> bool:
+        """Connect and take the liveness lock, waiting while the database is unavailable;
+        ``False`` if stopped first."""
+        wait = 0.1
+        while True:
+            try:
+                self.app.executor.ensure_alive()
+                return True
+            except DatabaseUnavailableError:
+                pass  # the storage logged it, once
+            if self._stop.wait(wait):
+                return False
+            wait = min(wait * 2, 1.0)
+
+    def _warn_once(self, what: str, exc: BaseException) -> None:
+        """One line per distinct error (a traceback with -v); repeats at DEBUG only."""
+        text = f"{what}: {type(exc).__name__}: {exc}".splitlines()[0]
+        if text in self._warned:
+            log.debug("%s (again)", text)
+            return
+        if len(self._warned) > 1000:
+            self._warned.clear()
+        self._warned.add(text)
+        log.warning("%s", text, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _report(self) -> None:
         """Log what happened since the last report, if anything did."""
@@ -254,8 +286,8 @@ class Worker:
                     fn()
                 except DatabaseUnavailableError:
                     raise  # the database is down: the loop backs off
-                except Exception:
-                    log.exception("poller %s failed", getattr(fn, "__qualname__", fn))
+                except Exception as exc:
+                    self._warn_once(f"poller {getattr(fn, '__qualname__', fn)} failed", exc)
                 due = time.monotonic() + every
                 self._poll_due[index] = due
             wait = min(wait, max(due - time.monotonic(), 0.0))

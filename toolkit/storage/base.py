@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 from ..errors import DatabaseUnavailableError, DurableError, WorkflowConflictError
 from ..records import RESUMABLE_STATUSES, StepRecord, WorkflowRecord, from_ms, parse_error
 from . import schema
+from .health import DatabaseHealth
 
 log = logging.getLogger("toolkit.storage")
 
@@ -100,6 +101,7 @@ class Storage:
         locked" instead of queueing. Writes go through :meth:`transaction`."""
         self.hot_engine = hot_engine
         self.names = names
+        self.health = DatabaseHealth(describe_url(url))
         tables = schema.build_tables(names)
         self.workflows, self.steps, self.migrations = (
             tables.workflows,
@@ -134,18 +136,25 @@ class Storage:
         return describe_url(self.url)
 
     def unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
+        """The toolkit's error for a lost or refused connection (and note the outage)."""
         reason = getattr(exc, "orig", None) or exc
         text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        self.health.failed(text)
         return DatabaseUnavailableError(
             f"cannot use the {self.backend} database at {self.describe()}: {text}"
         )
+
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """Exceptions (SQLAlchemy's and the driver's) that mean the connection is unusable."""
+        return _CONNECTION_ERRORS + self._driver_connection_errors()
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
         try:
             yield
-        except _CONNECTION_ERRORS as exc:
+        except self.connection_errors() as exc:
             raise self.unavailable(exc) from exc
+        self.health.succeeded()
 
     def ensure_ready(self) -> None:
         """Connect once and apply missing migrations (first use upgrades automatically)."""
@@ -316,9 +325,13 @@ class Storage:
             conn = self._hot_connect()
         try:
             result = work(conn)
+        except self._driver_connection_errors() as exc:
+            self._hot_discard(conn)
+            raise self.unavailable(exc) from exc
         except BaseException:
             self._hot_discard(conn)  # its state is unknown: never reuse it
             raise
+        self.health.succeeded()
         if self._hot_closed or len(self._hot_free) >= HOT_CONNECTIONS_KEPT:
             self._hot_discard(conn)
         else:
@@ -329,7 +342,7 @@ class Storage:
         """A new driver connection in autocommit mode, owned by the free list."""
         try:
             raw = self.hot_engine.raw_connection()
-        except _CONNECTION_ERRORS as exc:
+        except self.connection_errors() as exc:
             raise self.unavailable(exc) from exc
         raw.detach()  # ours from now on: closed by _hot_discard, never returned to the pool
         return raw
@@ -508,17 +521,19 @@ class Storage:
         """
         try:
             conn = self.engine.connect()
-        except _CONNECTION_ERRORS as exc:
+        except self.connection_errors() as exc:
             raise self.unavailable(exc) from exc
         try:
             with conn.begin():
                 yield conn
         except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
+            if exc.connection_invalidated:  # lost, not an error of the SQL that ran
                 raise self.unavailable(exc) from exc
             raise
         finally:
-            conn.close()
+            with contextlib.suppress(Exception):  # closing a dead connection may fail
+                conn.close()
+        self.health.succeeded()
 
     # -- reads ------------------------------------------------------------------
 
@@ -600,44 +615,51 @@ class Storage:
     # -- ownership ----------------------------------------------------------------
 
     def claim_orphans(
-        self, owner: str, names: Sequence[str], lease_ms: int, limit: int = 1000
+        self,
+        owner: str,
+        names: Sequence[str],
+        lease_ms: int,
+        limit: int = 1000,
+        *,
+        foreign: bool = True,
     ) -> list[Orphan]:
         """Take over ``pending`` workflows nobody alive runs; return what was taken.
 
         A workflow is an orphan when it has no owner, its lease expired, or its
         owner's process is provably gone. ``recoveries`` counts the takeovers
-        from a dead or expired owner (a workflow released by a clean shutdown
-        has no owner and is not counted).
+        from another owner, dead or expired (a workflow released by a clean
+        shutdown has no owner, and one of ``owner``'s own is not counted).
+        ``foreign=False`` takes only unowned workflows and ``owner``'s own
+        expired ones: right after a database outage, when other owners may be
+        alive but not yet reconnected.
         """
         if not names:
             return []
         w = self.workflows
         now = now_ms()
-        with self._translate_errors(), self.read_engine.connect() as conn:
-            others = list(
-                conn.execute(
-                    sa.select(w.c.owner)
-                    .where(
-                        w.c.status == "pending",
-                        w.c.owner.is_not(None),
-                        w.c.owner != owner,
-                        w.c.lease_expires_at >= now,
-                    )
-                    .distinct()
-                ).scalars()
+        if foreign:
+            with self._translate_errors(), self.read_engine.connect() as conn:
+                others = list(
+                    conn.execute(
+                        sa.select(w.c.owner)
+                        .where(
+                            w.c.status == "pending",
+                            w.c.owner.is_not(None),
+                            w.c.owner != owner,
+                            w.c.lease_expires_at >= now,
+                        )
+                        .distinct()
+                    ).scalars()
+                )
+            dead = self.dead_owners(others) if others else []
+            orphaned = sa.or_(w.c.owner.is_(None), w.c.lease_expires_at < now, w.c.owner.in_(dead))
+        else:
+            orphaned = sa.or_(
+                w.c.owner.is_(None), sa.and_(w.c.owner == owner, w.c.lease_expires_at < now)
             )
-        dead = self.dead_owners(others) if others else []
         candidates = (
             sa.select(w.c.workflow_id)
-            .where(
-                w.c.status == "pending",
-                w.c.name.in_(list(names)),
-                sa.or_(
-                    w.c.owner.is_(None),
-                    w.c.lease_expires_at < now,
-                    w.c.owner.in_(dead),
-                ),
-            )
+            .where(w.c.status == "pending", w.c.name.in_(list(names)), orphaned)
             .order_by(w.c.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -648,7 +670,8 @@ class Storage:
             .values(
                 owner=owner,
                 lease_expires_at=now + lease_ms,
-                recoveries=w.c.recoveries + sa.case((w.c.owner.is_(None), 0), else_=1),
+                recoveries=w.c.recoveries
+                + sa.case((w.c.owner.is_(None), 0), (w.c.owner == owner, 0), else_=1),
                 updated_at=now,
             )
             .returning(w.c.workflow_id, w.c.name, w.c.inputs, w.c.recoveries, w.c.queue_name)

@@ -127,7 +127,12 @@ class PostgresStorage(Storage):
         return self._compile(stmt, "durable_finish_with_step")
 
     def _hot_connect(self) -> Any:
-        return _HotConnection(super()._hot_connect())
+        raw = super()._hot_connect()
+        try:
+            return _HotConnection(raw)
+        except self._driver_connection_errors() as exc:
+            self._hot_discard(raw)
+            raise self.unavailable(exc) from exc
 
     def _insert_enqueued(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
         """One INSERT ... SELECT FROM unnest(arrays): a single statement for any batch size."""
@@ -235,9 +240,18 @@ class PostgresStorage(Storage):
             except psycopg.Error as exc:
                 if self._closing.is_set():
                     return  # closed meanwhile (its connection may be gone with the database)
-                log.warning("listening for wake-ups failed, retrying in %.1fs: %s", delay, exc)
+                if isinstance(exc, self._driver_connection_errors()):
+                    self.unavailable(exc)  # logged once per outage, by the health
+                else:
+                    log.warning("listening for wake-ups failed, retrying in %.1fs: %s", delay, exc)
+                # Short waits: wake-ups must resume within a second of the database's return.
                 self._closing.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 1.0)
+            except Exception:  # never let the listener die: polling would be all that is left
+                if self._closing.is_set():
+                    return
+                log.exception("listening for wake-ups failed unexpectedly; retrying")
+                self._closing.wait(1.0)
 
     def acquire_executor_lock(self, owner: str) -> None:
         if self._lock_conn is not None and not self._lock_conn.closed:
@@ -250,7 +264,8 @@ class PostgresStorage(Storage):
             cur.execute("SELECT pg_advisory_lock(%s)", (owner_lock_key(owner),))
             cur.close()
         except self._driver_connection_errors() as exc:
-            raw.close()
+            with contextlib.suppress(Exception):
+                raw.close()
             raise self.unavailable(exc) from exc
         self._lock_conn = raw
         self._lock_owner = owner
@@ -265,8 +280,10 @@ class PostgresStorage(Storage):
             cur.execute("SELECT 1")
             cur.close()
             return True
-        except self._driver_connection_errors():
+        except Exception:  # any failure: the session is not to be trusted
             self._lock_conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
             return False
 
     def dispose(self) -> None:
@@ -280,18 +297,25 @@ class PostgresStorage(Storage):
             self._lock_conn = None
 
     def dead_owners(self, owners: Sequence[str]) -> list[str]:
+        """Owners whose liveness lock is free, on a server up long enough that a live
+        owner would have taken it again after a restart (see ``DatabaseHealth``)."""
         keys = {owner_lock_key(o): o for o in owners}
-        raw = self.hot_engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            cur.execute(
-                "SELECT k, pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) AS k",
-                (list(keys),),
-            )
-            taken = [k for k, got in cur.fetchall() if got]
+        with self._translate_errors(), self.engine.connect() as conn:
+            uptime = conn.exec_driver_sql(
+                "SELECT extract(epoch FROM now() - pg_postmaster_start_time())"
+            ).scalar()
+            if uptime is None or float(uptime) < self.health.settle_seconds:
+                conn.rollback()
+                return []
+            rows = conn.exec_driver_sql(
+                "SELECT k, pg_try_advisory_lock(k) FROM unnest(%(keys)s::bigint[]) AS k",
+                {"keys": list(keys)},
+            ).all()
+            taken = [k for k, got in rows if got]
             if taken:
-                cur.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", (taken,))
-            cur.close()
-        finally:
-            raw.close()
+                conn.exec_driver_sql(
+                    "SELECT pg_advisory_unlock(k) FROM unnest(%(keys)s::bigint[]) AS k",
+                    {"keys": taken},
+                )
+            conn.rollback()
         return [keys[k] for k in taken]

@@ -1,0 +1,282 @@
+"""Database restarts and outages under real ``durable worker`` processes.
+
+Each test owns a PostgreSQL cluster (tests/pg_cluster.py: never the shared
+server) and stops or restarts it while several workers run long workflows
+(slow steps, durable sleeps, transactions) and short ones, sometimes with
+SIGKILLs of workers too. Afterwards every workflow succeeded with the right
+result, each ``@transaction`` effect happened exactly once, no workflow was
+counted as recovered unless its worker was killed, every worker is still alive
+and exits 0 on SIGTERM, and the logs hold no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests import pg_cluster  # noqa: E402
+from tests.core import outage_app  # noqa: E402
+
+APP = "tests.core.outage_app:app"
+LEASE = "3"
+
+pytestmark = [pytest.mark.postgres]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the condition"
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[pg_cluster.OwnedCluster]:
+    why = pg_cluster.available()
+    if why:
+        pytest.skip(why)
+    owned = pg_cluster.OwnedCluster()
+    owned.start()
+    try:
+        yield owned
+    finally:
+        owned.destroy()
+
+
+@pytest.fixture
+def url(cluster: pg_cluster.OwnedCluster) -> Iterator[str]:
+    """A fresh database in the owned cluster, with the effects table."""
+    if not _accepting(cluster.url):
+        cluster.start()
+    name = f"outage_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    db_url = cluster.url.rsplit("/", 1)[0] + "/" + name
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    outage_app.metadata.create_all(engine)
+    engine.dispose()
+    outage_app.app.configure(url=db_url)
+    yield db_url
+    outage_app.app.close()
+
+
+def _accepting(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+class Workers:
+    def __init__(self, url: str, logs: Path) -> None:
+        self.url, self.logs = url, logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, wait_serving: bool = True) -> subprocess.Popen[bytes]:
+        log = self.logs / f"worker-{len(self.procs) + 1}.log"
+        args = [sys.executable, "-m", "toolkit", "worker", "--app", APP, "--lease-timeout", LEASE]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env={**os.environ, "DURABLE_DATABASE_URL": self.url},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        proc.log = log  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        if wait_serving:
+            wait_for(lambda: proc.poll() is not None or "serving" in log.read_text(), 60)
+            assert proc.poll() is None, log.read_text()
+        return proc
+
+    def logs_text(self) -> str:
+        return "\n".join(
+            f"--- {p.log}\n{p.log.read_text()}"  # type: ignore[attr-defined]
+            for p in self.procs
+        )
+
+
+@pytest.fixture
+def workers(url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(url, tmp_path)
+    yield pool
+    for proc in pool.procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _effects(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [tuple(r) for r in conn.execute("SELECT workflow_id, label FROM effects")]
+
+
+def _enqueue_load(prefix: str) -> dict[str, object]:
+    """Long, short and fallback workflows; returns workflow id -> expected result."""
+    expected: dict[str, object] = {}
+    q = outage_app.work
+    for i in range(8):
+        wid = q.enqueue(outage_app.long, i, workflow_id=f"{prefix}-long-{i}").workflow_id
+        expected[wid] = i * 10
+    for i in range(3):
+        wid = q.enqueue(outage_app.fallback, i, workflow_id=f"{prefix}-fallback-{i}").workflow_id
+        expected[wid] = "ok"
+    for i in range(20):
+        wid = q.enqueue(outage_app.short, i, workflow_id=f"{prefix}-short-{i}").workflow_id
+        expected[wid] = i + 1
+    return expected
+
+
+def _expected_labels(workflow_id: str) -> set[str]:
+    if "-long-" in workflow_id:
+        return {"begin", *(f"round-{i}" for i in range(6))}
+    if "-fallback-" in workflow_id:
+        return {"done"}
+    return {"only"}
+
+
+def _check_outcome(url: str, expected: dict[str, object], workers: Workers, killed: int) -> None:
+    app = outage_app.app
+
+    def finished() -> bool:
+        records = app.list_workflows(limit=10_000)
+        return sum(r.status in ("succeeded", "failed", "cancelled") for r in records) >= len(
+            expected
+        )
+
+    try:
+        wait_for(finished, 120, every=0.25)
+    except AssertionError:
+        raise AssertionError(
+            f"not all workflows finished: {Counter(r.status for r in app.list_workflows())}\n"
+            + workers.logs_text()[-6000:]
+        ) from None
+    records = {r.workflow_id: r for r in app.list_workflows(limit=10_000)}
+    bad = {wid: (r.status, r.error) for wid, r in records.items() if r.status != "succeeded"}
+    assert not bad, f"{bad}\n{workers.logs_text()[-6000:]}"
+    for wid, value in expected.items():
+        assert app.handle(wid).result(timeout=5) == value, wid
+    rows = Counter(_effects(url))
+    doubled = {k: n for k, n in rows.items() if n != 1}
+    assert not doubled, f"transaction effects not exactly once: {doubled}"
+    for wid in expected:
+        labels = {label for (w, label) in rows if w == wid}
+        assert labels == _expected_labels(wid), (wid, labels)
+    recovered = {wid: r.recoveries for wid, r in records.items() if r.recoveries}
+    if not killed:
+        assert not recovered, f"live workers' workflows were counted as recovered: {recovered}"
+    for proc in workers.procs[: len(workers.procs)]:
+        if getattr(proc, "killed", False):
+            continue
+        assert proc.poll() is None, f"a worker exited: {proc.log.read_text()}"  # type: ignore[attr-defined]
+    text = workers.logs_text()
+    assert "Traceback" not in text, text[-6000:]
+    assert "RecoveryLimitError" not in text
+
+
+def _first_success_after(back: float, timeout: float = 30.0) -> float:
+    """Seconds from ``back`` (time.time()) to the first effect committed after it."""
+    deadline = time.monotonic() + timeout
+    url = outage_app.app.url
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(str(url).replace("+psycopg", ""), connect_timeout=2) as conn:
+                row = conn.execute("SELECT min(at) FROM effects WHERE at > %s", (back,)).fetchone()
+            if row and row[0] is not None:
+                return float(row[0]) - back
+        except psycopg.Error:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no effect committed after the database came back")
+
+
+def _terminate_cleanly(workers: Workers) -> None:
+    live = [p for p in workers.procs if p.poll() is None]
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+    for proc in live:
+        assert proc.wait(timeout=60) == 0, proc.log.read_text()  # type: ignore[attr-defined]
+
+
+FAULTS = {
+    "crash-restart": lambda c: c.restart("immediate"),
+    "fast-restart": lambda c: c.restart("fast"),
+    "postmaster-sigkill": lambda c: (c.kill_postmaster(), time.sleep(3), c.start()),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_workers_ride_out_a_restart(fault, cluster, url, workers):
+    for _ in range(3):
+        workers.spawn()
+    expected = _enqueue_load(fault)
+    time.sleep(2.0)  # long workflows are mid-way: in steps, sleeps, transactions
+    FAULTS[fault](cluster)
+    back = time.time()
+    assert _first_success_after(back) < 2.0
+    _check_outcome(url, expected, workers, killed=0)
+    _terminate_cleanly(workers)
+
+
+@pytest.mark.slow
+def test_workers_ride_out_a_30_second_outage_with_worker_kills(cluster, url, workers):
+    for _ in range(3):
+        workers.spawn()
+    expected = _enqueue_load("stop30")
+    time.sleep(2.0)
+    cluster.stop("fast")
+    time.sleep(10)
+    victim = workers.procs[0]
+    victim.send_signal(signal.SIGKILL)  # a worker dies during the outage
+    victim.wait()
+    victim.killed = True  # type: ignore[attr-defined]
+    workers.spawn(wait_serving=False)  # and a new one starts while the database is down
+    time.sleep(20)
+    cluster.start()
+    back = time.time()
+    assert _first_success_after(back) < 2.0
+    time.sleep(1.0)
+    second = workers.procs[1]
+    second.send_signal(signal.SIGKILL)  # and one dies after it is back
+    second.wait()
+    second.killed = True  # type: ignore[attr-defined]
+    _check_outcome(url, expected, workers, killed=2)
+    newcomer = workers.procs[3]
+    assert newcomer.poll() is None and "serving" in newcomer.log.read_text()  # type: ignore[attr-defined]
+    _terminate_cleanly(workers)
+
+
+@pytest.mark.slow
+def test_a_worker_started_while_the_database_is_down_waits_for_it(cluster, url, workers):
+    cluster.stop("fast")
+    try:
+        proc = workers.spawn(wait_serving=False)
+        time.sleep(4)
+        assert proc.poll() is None, proc.log.read_text()  # type: ignore[attr-defined]
+    finally:
+        cluster.start()
+    wait_for(lambda: "serving" in proc.log.read_text(), 30)  # type: ignore[attr-defined]
+    handle = outage_app.work.enqueue(outage_app.short, 41, workflow_id="late-short")
+    assert handle.result(timeout=30) == 42
+    text = workers.logs_text()
+    assert "Traceback" not in text, text
+    _terminate_cleanly(workers)
