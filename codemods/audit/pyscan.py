@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from codemods.audit import jobscan
 from codemods.audit.effects import Effects, dotted, find_effects
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
 from codemods.audit.newsyntax import parse_python
@@ -185,6 +186,9 @@ class PythonScanner:
         self.homemade: dict[str, str] = {}
         self.triggers: dict[str, str] = {}
         self.sweepers_seen: set[str] = set()
+        self.job_classes: set[str] = set()
+        self.reported_funcs: set[int] = set()
+        self.func_class: dict[int, str] = {}
         self.is_command = "/management/commands/" in "/" + path
         self._nodes: list[ast.AST] | None = None
         self.local: dict[int, list[ast.AST]] = {}
@@ -197,11 +201,14 @@ class PythonScanner:
         )
         self.dead_lines = _hit_lines(low, _DEAD_HINT)
         self.recurse_lines = _hit_lines(low, _RECURSE_HINT)
+        self.job_lines = _hit_lines(low, jobscan.HINT)
         self.may_status = "status" in low or "state" in low
 
     # ------------------------------------------------------------------ setup
     def _collect(self) -> None:
         """One pass over the statements (not expressions): imports, defs, classes, loops."""
+
+        class_names: set[str] = set()
 
         def visit(
             stmts: list[ast.stmt],
@@ -223,9 +230,12 @@ class PythonScanner:
                             )
                 elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
                     self.funcs.append((child, ".".join([*scope, child.name]), []))
+                    if scope and scope[-1] in class_names:
+                        self.func_class[id(child)] = scope[-1]
                     visit(child.body, [*scope, child.name], [*parents, child], [])
                 elif isinstance(child, ast.ClassDef):
                     self.classes.append((child, ".".join([*scope, child.name])))
+                    class_names.add(child.name)
                     visit(child.body, [*scope, child.name], parents, [])
                 elif isinstance(child, ast.For | ast.AsyncFor | ast.While):
                     self.loops.append(
@@ -286,7 +296,21 @@ class PythonScanner:
         refusal: str | None = None,
         effects: Effects | None = None,
         removable: int = 0,
+        why: tuple[str, ...] = (),
+        group: str | None = None,
+        node: ast.AST | None = None,
     ) -> None:
+        if not why:
+            why = (reason[:1].upper() + reason[1:] + ".",)
+        start_col = end_col = 0
+        if node is not None:
+            start_col = getattr(node, "col_offset", 0) or 0
+            end_col = getattr(node, "end_col_offset", 0) or 0
+        elif 0 < start <= len(self.lines):
+            line = self.lines[start - 1]
+            start_col = len(line) - len(line.lstrip())
+            last = self.lines[end - 1] if 0 < end <= len(self.lines) else line
+            end_col = len(last.rstrip())
         self.hotspots.append(
             Hotspot(
                 kind=kind,
@@ -302,6 +326,10 @@ class PythonScanner:
                 refusal=refusal,
                 side_effects=effects.labels if effects else (),
                 removable_lines=removable if fix.automatic else 0,
+                start_col=start_col,
+                end_col=end_col,
+                group=group,
+                why=why,
             )
         )
 
@@ -311,7 +339,11 @@ class PythonScanner:
         self._collect()
         self._scan_triggers()
         self._scan_homemade_definitions()
+        for cls, qual in self.classes:
+            if not self._scan_model(cls, qual) and _in_range(self.job_lines, cls):
+                jobscan.scan_class(self, cls, qual)
         for func, qual, _ancestors in self.funcs:
+            before = len(self.hotspots)
             if func.decorator_list:
                 self._scan_decorators(func, qual)
             if _in_range(self.sweep_lines, func):
@@ -320,11 +352,19 @@ class PythonScanner:
                 self._scan_dead_letter_code(func, qual)
             if _in_range(self.recurse_lines, func):
                 self._scan_recursive_retry(func, qual)
+            if len(self.hotspots) > before:
+                self.reported_funcs.add(id(func))
         for loop in self.loops:
             if id(loop.node) not in self.consumed:
                 self._scan_loop(loop)
-        for cls, qual in self.classes:
-            self._scan_model(cls, qual)
+        adapter_kinds = (Kind.STATUS_POLLER, Kind.STATUS_TABLE, Kind.CRON_SWEEPER, Kind.DEAD_LETTER)
+        taken = sorted(h.start_line for h in self.hotspots if h.kind in adapter_kinds)
+        for func, qual, _ancestors in self.funcs:
+            if id(func) in self.reported_funcs or not _in_range(self.job_lines, func):
+                continue
+            if _in_range(taken, func):
+                continue  # one finding per site: a poller loop inside was reported
+            jobscan.scan_function(self, func, qual, self.func_class.get(id(func)))
         self._scan_table_calls()
         self._scan_strings()
         return self.hotspots
@@ -1258,7 +1298,8 @@ class PythonScanner:
             Fix("adapter", "status-column", False, "each row becomes a durable workflow"),
         )
 
-    def _scan_model(self, cls: ast.ClassDef, qual: str) -> None:
+    def _scan_model(self, cls: ast.ClassDef, qual: str) -> bool:
+        """Report a model class that is a job or dead-letter table; True when reported."""
         bases = [dotted(b) for b in cls.bases]
         tablename = None
         columns: list[str] = []
@@ -1266,7 +1307,9 @@ class PythonScanner:
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                 target = stmt.targets[0]
                 if isinstance(target, ast.Name):
-                    if target.id == "__tablename__" and isinstance(stmt.value, ast.Constant):
+                    if target.id in ("__tablename__", "_name") and isinstance(
+                        stmt.value, ast.Constant
+                    ):
                         tablename = str(stmt.value.value)
                     elif isinstance(stmt.value, ast.Call):
                         columns.append(target.id)
@@ -1278,13 +1321,17 @@ class PythonScanner:
                 columns.append(stmt.target.id)
         django = any(b.endswith("Model") for b in bases)
         if not (tablename or django):
-            return
+            return False
         finding = classify_table(tablename or cls.name, columns) or (
             classify_table(cls.name, columns) if tablename else None
         )
-        if finding:
-            kind = "SQLAlchemy model" if tablename else "Django model"
-            self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
+        if not finding:
+            return False
+        kind = "Django model" if django else "SQLAlchemy model"
+        if finding.what == "status-table":
+            self.job_classes.add(cls.name)
+        self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
+        return True
 
     def _scan_table_calls(self) -> None:
         if not any(lit in self.text for lit in _TABLE_CALL):

@@ -120,22 +120,55 @@ def _split_top(body: str) -> list[str]:
     return parts
 
 
+_JOB_TABLE_NAME = re.compile(r"job|queue|worker|outbox", re.I)
+_TASK_TABLE_NAME = re.compile(r"task|message|mail|deliver", re.I)
+SCHEDULE_COLUMNS = frozenset(
+    {"run_at", "execute_at", "scheduled", "scheduled_at", "scheduled_time", "schedule_at",
+     "eta", "dequeued_at", "enqueued_at", "date_enqueued", "locked_at", "locked_by", "lock",
+     "locked_until", "lease_until", "lease_expires_at", "leased_until", "heartbeat",
+     "heartbeat_at", "last_heartbeat", "next_retry_at", "next_attempt_at", "retry_at",
+     "retry_time", "run_after", "next_run_at", "worker", "worker_id", "worker_pid",
+     "started", "started_at", "date_started", "expected_at", "expire_at", "expires_at"}
+)  # fmt: skip
+_QUEUE_COLUMNS = frozenset({"queue", "queue_name", "q_name", "channel", "payload"})
+_TRACE_COLUMNS = frozenset({"traceback", "last_error", "error", "exc_info", "exc_message",
+                            "error_message", "last_exception", "exception"})  # fmt: skip
+
+
 def classify_table(name: str, columns: list[str]) -> TextFinding | None:
     """Decide whether a table is a job table or a dead-letter table.
 
-    A job table has a status-like column *and* retry bookkeeping; a table with
-    only a ``status`` (orders, users) is not reported.
+    A job table has a status-like column *and* retry bookkeeping (or an error
+    column), or a job-like name (jobs, tasks, queue, messages, deliveries)
+    with a status or scheduling column, or queue and scheduling columns; a
+    table with only a ``status`` (orders, users) is not reported. A failed-work
+    table with its own retry schedule is a job table too.
     """
     cols = {c.lower() for c in columns}
     short = name.lower().strip('"`[]').rsplit(".", 1)[-1]
-    if _DEAD_NAME.search(short) and any(_ERROR_COLUMNS.search(c) for c in cols):
-        return TextFinding(
-            "dead-letter-table", 0, 0, short, tuple(sorted(cols & BOOKKEEPING_COLUMNS))
-        )
     status = cols & STATUS_COLUMNS
     book = cols & BOOKKEEPING_COLUMNS
-    if status and book:
-        return TextFinding("status-table", 0, 0, short, tuple(sorted(status)) + tuple(sorted(book)))
+    sched = cols & SCHEDULE_COLUMNS
+    if (
+        _DEAD_NAME.search(short)
+        and any(_ERROR_COLUMNS.search(c) for c in cols)
+        and not (cols & {"retry_time", "next_retry_at", "retry_at"})
+    ):
+        return TextFinding("dead-letter-table", 0, 0, short, tuple(sorted(book)))
+    jobish = _JOB_TABLE_NAME.search(short) is not None
+    if (
+        (status and (book or cols & _TRACE_COLUMNS))
+        or (jobish and (status or sched or book))
+        or (
+            _TASK_TABLE_NAME.search(short)
+            and (status or book)
+            and (book or sched or cols & (_TRACE_COLUMNS | _QUEUE_COLUMNS))
+        )
+        or (cols & _QUEUE_COLUMNS and sched)
+        or (_DEAD_NAME.search(short) and sched)
+    ):
+        extra = tuple(sorted((book | sched | (cols & _TRACE_COLUMNS)) - status))
+        return TextFinding("status-table", 0, 0, short, tuple(sorted(status)) + extra)
     return None
 
 

@@ -1,0 +1,405 @@
+"""Job-table code, sweepers and dead-letter code, read one function at a time.
+
+The shapes (from real projects): a sweeper selects rows by status or age and
+requeues, fails or deletes them (ORM loops, two-step batches, bulk updates,
+periodic tasks, management commands); job-table code claims rows
+(``select_for_update``, ``FOR UPDATE SKIP LOCKED``, compare-and-swap
+updates), moves them through states, re-schedules them, or loops over them
+as a worker; dead-letter code parks, lists, names or redrives failed work.
+
+Each function gives at most one finding (the first of sweeper, dead letter,
+job code that applies). Pure ``ast`` and regular expressions; the words are
+evidence, the structure decides: a name alone never reports a function.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from codemods.audit.effects import dotted
+from codemods.audit.model import Fix, Kind, Risk
+
+if TYPE_CHECKING:
+    from codemods.audit.pyscan import PythonScanner
+
+Func = ast.FunctionDef | ast.AsyncFunctionDef
+
+#: a cheap first look: functions whose lines hold none of these are skipped
+HINT = re.compile(
+    r"status|state|requeue|sweep|stuck|stale|stalled|expire|clean|purge|prune|orphan|reap|"
+    r"dead|dlq|fail|nack|bury|buried|job|queue|claim|for update|skip locked|heartbeat|lease|"
+    r"periodic|retry|retries|deferred|pending|timeout"
+)
+SWEEP_NAME = re.compile(
+    r"requeue|re_queue|sweep|stuck|stale|stalled|reap|rescue|recover|resubmit|redrive|"
+    r"orphan|zombie|retry_(?:failed|stuck|deferred|pending|stalled)|reset_\w*(?:status|state|jobs|tasks)|"
+    r"cleanup|clean_up|^_?clean_|expire|expired|prune|purge|garbage|timeouts?$|_timeouts?_|"
+    r"pending_deletes|unconfirmed|abandoned|fail_if|release_funds|delete_old|remove_old",
+    re.I,
+)
+_AGE = re.compile(
+    r"timedelta|older|is_older_than|expire|stale|stuck|stalled|heartbeat|_before\b|cutoff|"
+    r"timeout|deadline|utcnow\(\)\s*-|now\(\)\s*-|__lte?\b|\blast_seen|interval\b|_ttl\b|"
+    r"updated_at\s*<|abandon|until\b|_delta\b",
+    re.I,
+)
+_STATE_NAME = re.compile(r"^(?:\w+_)?(?:status|state)(?:es)?$|^(?:status|state)__\w+$", re.I)
+_STATE_VALUE = re.compile(
+    r"(?:^|_)(?:queued|requeued|pending|running|processing|failed|failure|error|errored|"
+    r"retry|retrying|deferred|started|doing|todo|enqueued|ready|done|complete|completed|"
+    r"succeeded|cancell?ed|aborted|aborting|expired|stuck|building|in_progress|deleting|"
+    r"creating|timed_out|dead|unconfirmed|wait\w*)$",
+    re.I,
+)
+_WRITE_CALLS = frozenset(
+    {"save", "update", "delete", "write", "unlink", "requeue", "retry", "retry_job", "fail",
+     "abort", "reset", "cancel", "bulk_update", "execute", "commit", "destroy", "set_failed",
+     "set_pending", "set_enqueued", "set_done", "set_started", "process_event", "enqueue",
+     "release", "finish", "finish_job", "defer", "postpone", "zrem", "move_to", "delete_many"}
+)  # fmt: skip
+_PERIODIC = re.compile(r"periodic|scheduled_job|\bcron\b|beat|every|interval", re.I)
+_JOB_WORDS = re.compile(r"job|task|message|delivery|queue|mail|email|outbox|work", re.I)
+_CLAIM = re.compile(
+    r"select_for_update|with_for_update|for\s+update|skip[\s_]locked|nowait|\bdequeue|fetch_job|"
+    r"acquire_one|_pull_item|\bclaim|lock__lt|lock_until|leased?_until",
+    re.I,
+)
+_RETRY_BOOK = re.compile(
+    r"attempts?\b|retries\b|retry_count|retried|number_of_retries|retry_at|schedule_at|"
+    r"scheduled_time|next_retry|run_after|execute_at|postpone|\beta\b|retry_job|retry_in",
+    re.I,
+)
+_WORKER_CALL = re.compile(
+    r"process_job|run_once|run_available|fetch_and_process|send_all|send_queued|dequeue|"
+    r"fetch_job|process_next|work_once|handle_job|_process",
+    re.I,
+)
+_DEAD_WORDS = re.compile(
+    r"dead[\s_-]?letter|\bdlq\b|deadletter|\.xq\b|graveyard|\bbur(?:y|ied)\b|poison|"
+    r"failed_?job|failedjobregistry|failed_registry|failure_ttl|cell0|redrive",
+    re.I,
+)
+_DEAD_NAME = re.compile(
+    r"^(?:on_failure|_?handle_\w*fail\w*|on_\w*fail\w*|\w*_on_failure\w*|_?nack|_?bury\w*|"
+    r"requeue\w*|redrive\w*|retry_failed\w*|\w*dead_?letter\w*|\w*dlq\w*|xq_name|"
+    r"_?message_\w*fail\w*|\w*_failed_jobs?|save_task)$",
+    re.I,
+)
+_DEAD_CLASS = re.compile(
+    r"^(?:Failed\w*|\w*Failed(?:Job|Task|Entry|Message|Delivery)s?\w*|Failure|\w*DeadLetter\w*|"
+    r"\w*Dlq\w*|RetryFailed\w*|\w*Graveyard\w*)$"
+)
+_SQL_WRITE = re.compile(r"\b(?:update\s+[\w.\"]+\s+set|delete\s+from)\b", re.I)
+_SQL_STATUS = re.compile(r"\bwhere\b[\s\S]*\b(?:status|state)\b", re.I)
+_GUARD = re.compile(
+    r"skip_locked|select_for_update|with_for_update|advisory|SKIP LOCKED|NOWAIT|leader|"
+    r"acquire\(|\.lock\(|_lock\(|thread_lock|maintenance_lock|synchronized|race_preventer|"
+    r"FOR UPDATE",
+    re.I,
+)
+
+
+_COMMENT = re.compile(r"(?m)#[^\n'\"]*$")
+
+
+@dataclass
+class _Facts:
+    """What one function's code shows (computed once)."""
+
+    text: str
+    name: str
+    status_sel: int = 0  # status/state used as a filter or compared
+    transitions: int = 0  # status/state written
+    writes: int = 0  # saves, updates, deletes, requeues...
+    deletes: int = 0
+    loops: int = 0
+    worker_loop: bool = False
+    sql_sweep: bool = False
+    trigger: str | None = None
+    dead_calls: int = 0
+
+
+def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
+    f = _Facts(text=text, name=func.name)
+    for n in sc.local_nodes(func):
+        if isinstance(n, ast.Call):
+            last = dotted(n.func).rsplit(".", 1)[-1]
+            if last in _WRITE_CALLS:
+                f.writes += 1
+                if last in ("delete", "unlink", "destroy", "delete_many", "zrem"):
+                    f.deletes += 1
+            if last == "fail" and isinstance(n.func, ast.Attribute):
+                f.dead_calls += 1
+            for kw in n.keywords:
+                if kw.arg and _STATE_NAME.match(kw.arg):
+                    if last in ("update", "values", "write"):
+                        f.transitions += 1
+                    else:
+                        f.status_sel += 1
+        elif isinstance(n, ast.Dict):
+            for k in n.keys:
+                if (
+                    isinstance(k, ast.Constant)
+                    and isinstance(k.value, str)
+                    and _STATE_NAME.match(k.value)
+                ):
+                    f.status_sel += 1
+        elif isinstance(n, ast.Tuple) and len(n.elts) == 3:
+            k = n.elts[0]  # Odoo domain term ('state', '=', 'started')
+            if (
+                isinstance(k, ast.Constant)
+                and isinstance(k.value, str)
+                and _STATE_NAME.match(k.value)
+            ):
+                f.status_sel += 1
+        elif isinstance(n, ast.Compare):
+            for side in [n.left, *n.comparators]:
+                name = side.attr if isinstance(side, ast.Attribute) else None
+                if isinstance(side, ast.Subscript) and isinstance(side.slice, ast.Constant):
+                    name = str(side.slice.value)
+                if name and _STATE_NAME.match(name):
+                    f.status_sel += 1
+        elif isinstance(n, ast.Assign):
+            for t in n.targets:
+                if isinstance(t, ast.Attribute) and _STATE_NAME.match(t.attr):
+                    f.transitions += 1
+        elif isinstance(n, ast.For | ast.AsyncFor):
+            f.loops += 1
+        elif isinstance(n, ast.While):
+            f.loops += 1
+            if any(
+                isinstance(c, ast.Call) and _WORKER_CALL.search(dotted(c.func)) for c in ast.walk(n)
+            ):
+                f.worker_loop = True
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) > 20:
+            low = n.value.lower()
+            if _SQL_WRITE.search(low) and (_SQL_STATUS.search(low) or _AGE.search(low)):
+                f.sql_sweep = True
+                f.writes += 1
+                f.deletes += "delete from" in low
+            elif "select" in low and _SQL_STATUS.search(low):
+                f.status_sel += 1
+    f.trigger = _trigger(sc, func)
+    return f
+
+
+def _trigger(sc: PythonScanner, func: Func) -> str | None:
+    trigger = sc.triggers.get(func.name)
+    if trigger:
+        return trigger
+    for dec in func.decorator_list:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        name = dotted(target)
+        if _PERIODIC.search(name) or (
+            isinstance(dec, ast.Call)
+            and any(k.arg in ("cron", "schedule", "spacing", "run_every") for k in dec.keywords)
+        ):
+            return f"@{name}"
+    if sc.is_command and func.name == "handle":
+        return "management command"
+    return None
+
+
+def _sweep_command(sc: PythonScanner, func: Func) -> bool:
+    """A management command whose file is named like a sweeper (``retry_deferred.py``)."""
+    if not (sc.is_command and func.name == "handle"):
+        return False
+    stem = sc.path.rsplit("/", 1)[-1].removesuffix(".py")
+    return SWEEP_NAME.search(stem) is not None
+
+
+def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
+    named = SWEEP_NAME.search(func.name) is not None or _sweep_command(sc, func)
+    doc = ast.get_docstring(func) or ""
+    age = _AGE.search(f.text) is not None
+    acts = f.writes > 0 or f.transitions > 0 or f.sql_sweep
+    selects = f.status_sel > 0 or f.transitions > 0
+    if not (
+        f.sql_sweep
+        or (named and (selects or age) and (acts or age))
+        or (named and acts and re.search(r"stuck|stale|abandon|orphan|dead", doc, re.I))
+        or (f.trigger and selects and acts)
+        or (f.trigger and age and acts and f.loops)
+        or (_sweep_command(sc, func) and f.writes)
+    ):
+        return False
+    guarded = _GUARD.search(f.text) is not None or any(
+        re.search(r"synchroni|lock|leader", dotted(d.func if isinstance(d, ast.Call) else d), re.I)
+        for d in func.decorator_list
+    )
+    run_by = f" ({f.trigger})" if f.trigger else ""
+    why: list[str] = []
+    if f.deletes and not f.transitions:
+        what = "deletes rows by age or state"
+        risk = Risk.LOW if guarded or not selects else Risk.MEDIUM
+        why.append(
+            "It deletes old or finished rows on a timer; a scheduled durable workflow runs "
+            "it exactly once per tick."
+        )
+    elif guarded:
+        what, risk = "moves stuck rows under a lock", Risk.MEDIUM
+        why.append(
+            "It decides by a timestamp or a state that work is stuck and takes it over; "
+            "a lock keeps two sweepers apart, but a slow job can still be taken over."
+        )
+    else:
+        what, risk = "moves stuck rows with no lock or lease", Risk.HIGH
+        why.append(
+            "It decides by a timestamp or a state that work is stuck and requeues or fails it "
+            "with no lock or lease: a job that is only slow can run twice."
+        )
+    if f.trigger:
+        why.append(f"It runs on a timer ({f.trigger}).")
+    sc.sweepers_seen.add(func.name)
+    sc.add(
+        Kind.CRON_SWEEPER,
+        "sweeper " + ("SQL" if f.sql_sweep else "function"),
+        func.lineno,
+        func.end_lineno or func.lineno,
+        qual,
+        risk,
+        f"{what}{run_by}",
+        Fix(
+            "adapter",
+            "cron-sweeper",
+            False,
+            "scheduled durable workflow; leases recover stuck work",
+        ),
+        why=tuple(why),
+    )
+    return True
+
+
+def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
+    # broker arguments (x-dead-letter-exchange) are reported by the broker scan
+    words = _DEAD_WORDS.search(func.name + "\n" + f.text.replace("x-dead-letter", "")) is not None
+    named = _DEAD_NAME.match(func.name) is not None
+    failing = f.dead_calls > 0 and re.search(r"retr|exhaust|max_", f.text, re.I) is not None
+    if not (words or failing or (named and (f.writes or f.transitions or "fail" in f.text))):
+        return False
+    if not (words or failing or named):
+        return False
+    if (
+        named
+        and not words
+        and not failing
+        and func.name.startswith("on_")
+        and not (f.writes or f.transitions)
+    ):
+        return False
+    how = (
+        "redrives failed work"
+        if re.search(r"requeue|redrive|retry", func.name, re.I)
+        else "handles failed work (dead letter)"
+    )
+    sc.add(
+        Kind.DEAD_LETTER,
+        "dead-letter code",
+        func.lineno,
+        func.end_lineno or func.lineno,
+        qual,
+        Risk.MEDIUM if f.writes or f.transitions else Risk.LOW,
+        how,
+        Fix("adapter", "dead-letter", False, "failed workflows you can inspect and retry"),
+        why=(
+            "Work that failed is parked here and retried by hand or by a script; "
+            "re-running it repeats every side effect it had already done."
+            if f.writes or f.transitions
+            else "It names, lists or routes failed work: the dead-letter adapter imports it "
+            "as failed workflows you can inspect and retry.",
+        ),
+    )
+    return True
+
+
+def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | None) -> bool:
+    ctx = _JOB_WORDS.search(f"{cls or ''} {func.name}") is not None or (
+        cls is not None and cls in sc.job_classes
+    )
+    if not ctx:
+        ctx = len(_JOB_WORDS.findall(f.text)) >= 3
+    if not ctx:
+        return False
+    claim = _CLAIM.search(f.text) is not None
+    book = _RETRY_BOOK.search(f.text) is not None
+    in_model = cls is not None and cls in sc.job_classes
+    if not (
+        (claim and (f.status_sel or f.transitions or f.writes))
+        or f.worker_loop
+        or (f.transitions and (book or f.status_sel or claim or in_model))
+        or (f.status_sel and book and f.writes)
+        or (
+            f.status_sel >= 1
+            and re.search(r"scheduled?_(?:time|at)|run_after|eta", f.text) is not None
+        )
+    ):
+        return False
+    if f.worker_loop:
+        what, pattern = "a worker loop over a job table", "job worker loop"
+    elif claim:
+        what, pattern = "claims job rows", "job claim"
+    else:
+        what, pattern = "moves job rows through their states by hand", "job state transitions"
+    guarded = re.search(r"skip[\s_]locked|nowait", f.text, re.I) is not None
+    sc.add(
+        Kind.STATUS_POLLER,
+        pattern,
+        func.lineno,
+        func.end_lineno or func.lineno,
+        qual,
+        Risk.LOW if guarded else Risk.MEDIUM,
+        what,
+        Fix("adapter", "status-column", False, "rows become durable workflows; workers use leases"),
+        why=(
+            "Job state lives in a status column that this code reads and writes by hand; "
+            + (
+                "rows are claimed with SKIP LOCKED/NOWAIT, so two workers do not take one job."
+                if guarded
+                else "a crash between the claim and the final update leaves the row stuck "
+                "until a sweeper guesses it is dead."
+            ),
+        ),
+    )
+    return True
+
+
+def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> bool:
+    """Report ``func`` as a sweeper, dead-letter or job-table code; True when reported."""
+    start = min([func.lineno] + [d.lineno for d in func.decorator_list])
+    text = "\n".join(sc.lines[start - 1 : func.end_lineno or func.lineno])
+    text = _COMMENT.sub("", text)  # words in comments are no evidence
+    f = _facts(sc, func, text)
+    return (
+        _sweeper(sc, func, qual, f)
+        or _dead_letter(sc, func, qual, f)
+        or _job_code(sc, func, qual, f, cls)
+    )
+
+
+def scan_class(sc: PythonScanner, cls: ast.ClassDef, qual: str) -> bool:
+    """A failed-work class (``FailedJobRegistry``, a ``Failure`` proxy model, a redrive API)."""
+    if not _DEAD_CLASS.match(cls.name):
+        return False
+    if any(re.search(r"(Error|Exception|Warning)$", dotted(b)) for b in cls.bases):
+        return False
+    if not any(isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Assign)
+               for s in cls.body):  # fmt: skip
+        return False
+    sc.add(
+        Kind.DEAD_LETTER,
+        "failed-work class",
+        cls.lineno,
+        cls.end_lineno or cls.lineno,
+        qual,
+        Risk.LOW,
+        f"`{cls.name}` holds or serves failed work for retry by hand",
+        Fix("adapter", "dead-letter", False, "import rows as failed workflows"),
+        why=(
+            "Failed work is kept here and retried by hand, outside any workflow; the "
+            "dead-letter adapter makes each entry a failed workflow you can inspect and retry.",
+        ),
+    )
+    return True
