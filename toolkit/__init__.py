@@ -17,6 +17,7 @@ from .errors import (
     DurableError,
     NotRegisteredError,
     RecoveryLimitError,
+    RetriesExhausted,
     SerializationError,
     StepFailedError,
     WorkflowCancelledError,
@@ -27,7 +28,7 @@ from .errors import (
 from .handle import WorkflowHandle
 from .queues import Queue, Schedule
 from .records import StepRecord, WorkflowRecord
-from .retry import RetryPolicy
+from .retry import RetryPolicy, RetryState
 from .serialization import JSONSerializer, Serializer
 from .worker import Worker, WorkerStats
 
@@ -48,7 +49,9 @@ __all__ = [
     "NotRegisteredError",
     "Queue",
     "RecoveryLimitError",
+    "RetriesExhausted",
     "RetryPolicy",
+    "RetryState",
     "Schedule",
     "SerializationError",
     "Serializer",

@@ -24,6 +24,7 @@ from .engine import (
     _is_async,
     _run_var,
     active_run,
+    reject_in_transaction,
     run_unrecorded,
     run_unrecorded_async,
 )
@@ -264,8 +265,8 @@ class Durable:
                 storage = self.storage
 
                 def attempt(*a: Any, **k: Any) -> Any:
-                    with storage.transaction() as conn:
-                        return func(conn, *a, **k)
+                    with storage.transaction() as conn:  # a rejected result rolls back
+                        return reject_in_transaction(sd.policy, func(conn, *a, **k))
 
                 return run_unrecorded(StepDef(attempt, sd.name, sd.policy, False), args, kwargs)
 

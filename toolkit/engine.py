@@ -33,6 +33,7 @@ from .errors import (
     DeterminismError,
     DurableError,
     RecoveryLimitError,
+    RetriesExhausted,
     SerializationError,
     StepFailedError,
     WorkflowCancelledError,
@@ -41,7 +42,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .records import StepRecord, error_info
-from .retry import RetryPolicy
+from .retry import RetryPolicy, short_repr
 from .serialization import Serializer
 from .storage import Storage, now_ms
 from .storage.base import SET_EVENT_STEP, Orphan
@@ -199,10 +200,48 @@ class _Refused(Exception):
     """A checkpoint was refused inside a transaction (rolls the transaction back)."""
 
 
+class _Rejected(Exception):
+    """A transaction's result that ``retry_on_result`` rejected (rolls the attempt back)."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+
+class _HookFailed(Exception):
+    """``retry_on_result`` raised inside a transaction: rolls it back and ends the step."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def reject_in_transaction(policy: RetryPolicy, result: Any) -> Any:
+    """Return ``result``, or raise (rolling the open transaction back) when
+    ``policy.retry_on_result`` rejects it: a rejected attempt writes nothing."""
+    try:
+        rejected = policy.rejects(result)
+    except Exception as exc:
+        raise _HookFailed(exc) from exc
+    if rejected:
+        raise _Rejected(result)
+    return result
+
+
+def _attempt_error(exc: BaseException | None, result: Any) -> str:
+    """The recorded error of a failed attempt (an exception, or a rejected result)."""
+    if exc is not None:
+        return json.dumps(error_info(exc, traceback.format_exc()))
+    message = f"retry_on_result matched the result {short_repr(result)}"
+    return json.dumps({"type": "retry_on_result", "message": message, "traceback": ""})
+
+
 def _rebuild_error(record: StepRecord) -> BaseException:
     """The exception of a recorded failed step: builtin types rebuilt, others wrapped."""
     err = record.error or {}
     type_name, message = err.get("type", ""), err.get("message", "")
+    if type_name == "toolkit.errors.RetriesExhausted":  # raised again as the same type
+        exhausted = RetriesExhausted(record.name, record.attempts)
+        exhausted.args = (message,)
+        return exhausted
     cls = getattr(builtins, type_name, None)
     if isinstance(cls, type) and issubclass(cls, Exception):
         try:
@@ -769,13 +808,15 @@ class Executor:
             return record
         return None
 
-    def _serialize_output(self, run: Run, step: StepDef, state: _Attempt, value: Any) -> str:
+    def _serialize_output(
+        self, run: Run, step: StepDef, state: _Attempt, value: Any, source: str = ""
+    ) -> str:
         try:
             return self.serializer.dumps(value)
         except (TypeError, ValueError) as exc:
             err = SerializationError(
                 f"{step.kind} {step.name!r} (step {state.number} of workflow "
-                f"{run.workflow_id!r}) returned a value that cannot be serialized: {exc}"
+                f"{run.workflow_id!r}){source} returned a value that cannot be serialized: {exc}"
             )
             self._checkpoint(
                 run,
@@ -789,29 +830,74 @@ class Executor:
             )
             raise err from exc
 
-    def _after_failure(self, run: Run, step: StepDef, state: _Attempt, exc: Exception) -> float:
-        """Record a failed attempt; return the delay before the next, or re-raise."""
+    def _after_failure(
+        self,
+        run: Run,
+        step: StepDef,
+        state: _Attempt,
+        exc: Exception | None,
+        result: Any = None,
+    ) -> tuple[bool, Any]:
+        """Record a failed attempt: it raised ``exc``, or (``exc=None``) returned
+        ``result``, which ``retry_on_result`` rejected. The policy decides.
+
+        Returns ``(False, None)`` when another attempt follows (at
+        ``state.wait_until``; ``before_retry`` has run, live only: replay never
+        reruns past attempts) or ``(True, value)`` when ``on_give_up`` supplied the
+        step's result (checkpointed as its output); else records the step as
+        failed and raises.
+        """
+        policy = step.policy
         elapsed = (now_ms() - state.started_at) / 1000
-        delay = step.policy.next_delay(exc, state.attempt, elapsed)
-        error = json.dumps(error_info(exc, traceback.format_exc()))
-        if delay is None:
+        try:
+            decision = policy.decide(step.name, state.attempt, elapsed, exc, result)
+            if decision.retry:
+                policy.prepare_retry(decision)
+            else:
+                value = policy.give_up(decision)
+        except Exception as end:
+            error = json.dumps(error_info(end, traceback.format_exc()))
             self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
-            raise exc
+            raise
+        if not decision.retry:
+            output = self._serialize_output(run, step, state, value, "'s on_give_up")
+            run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
+            return True, self.serializer.loads(output)
+        delay = decision.state.delay or 0.0
         wake = now_ms() + int(delay * 1000)
+        error = _attempt_error(exc, result)
         self._checkpoint(
             run, self._params(run, step.name, state, "retrying", error=error, next_attempt_at=wake)
         )
         log.warning(
-            "step %s of workflow %s failed (attempt %d), retrying in %.3fs: %r",
+            "step %s of workflow %s %s (attempt %d), retrying in %.3fs: %s",
             step.name,
             run.workflow_id,
+            "failed" if exc is not None else "returned a value retry_on_result rejects",
             state.attempt,
             delay,
-            exc,
+            repr(exc) if exc is not None else short_repr(result),
         )
         state.wait_until = wake
         state.attempt += 1
-        return delay
+        return False, None
+
+    def _after_result(
+        self, run: Run, step: StepDef, state: _Attempt, result: Any
+    ) -> tuple[bool, Any]:
+        """An attempt returned ``result``: the step's value, unless ``retry_on_result``
+        rejects it (then as :meth:`_after_failure`)."""
+        try:
+            rejected = step.policy.rejects(result)
+        except Exception as end:
+            error = json.dumps(error_info(end, traceback.format_exc()))
+            self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
+            raise
+        if rejected:
+            return self._after_failure(run, step, state, None, result)
+        output = self._serialize_output(run, step, state, result)
+        run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
+        return True, self.serializer.loads(output)
 
     def _info(self, run: Run, step: StepDef, state: _Attempt) -> StepInfo:
         return StepInfo(
@@ -831,16 +917,17 @@ class Executor:
         while True:
             run.wait_until(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
-            try:
-                result = step.fn(*args, **kwargs)
-            except Exception as exc:
-                self._after_failure(run, step, state, exc)
-                continue
+            try:  # the policy's hooks run in the step's context too
+                try:
+                    result = step.fn(*args, **kwargs)
+                except Exception as exc:
+                    done, value = self._after_failure(run, step, state, exc)
+                else:
+                    done, value = self._after_result(run, step, state, result)
             finally:
                 _step_var.reset(token)
-            output = self._serialize_output(run, step, state, result)
-            run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
-            return self.serializer.loads(output)
+            if done:
+                return value
 
     async def run_step_async(
         self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -851,16 +938,17 @@ class Executor:
         while True:
             await run.wait_until_async(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
-            try:
-                result = await step.fn(*args, **kwargs)
-            except Exception as exc:
-                self._after_failure(run, step, state, exc)
-                continue
+            try:  # the policy's hooks run in the step's context too
+                try:
+                    result = await step.fn(*args, **kwargs)
+                except Exception as exc:
+                    done, value = self._after_failure(run, step, state, exc)
+                else:
+                    done, value = self._after_result(run, step, state, result)
             finally:
                 _step_var.reset(token)
-            output = self._serialize_output(run, step, state, result)
-            run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
-            return self.serializer.loads(output)
+            if done:
+                return value
 
     def run_transaction(
         self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -875,7 +963,7 @@ class Executor:
             token = _step_var.set(self._info(run, step, state))
             try:
                 with self.storage.transaction() as conn:
-                    result = step.fn(conn, *args, **kwargs)
+                    result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
                     try:
                         output = self.serializer.dumps(result)
                     except (TypeError, ValueError) as exc:
@@ -911,8 +999,19 @@ class Executor:
                 if committed is not None:
                     return self._load(run, committed)
                 continue
+            except _HookFailed as failed:
+                error = json.dumps(error_info(failed.error, traceback.format_exc()))
+                self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
+                raise failed.error from None
+            except _Rejected as rejected:
+                done, value = self._after_failure(run, step, state, None, rejected.result)
+                if done:
+                    return value
+                continue
             except Exception as exc:
-                self._after_failure(run, step, state, exc)
+                done, value = self._after_failure(run, step, state, exc)
+                if done:
+                    return value
                 continue
             finally:
                 _step_var.reset(token)
@@ -1102,6 +1201,39 @@ class Executor:
 # -- steps outside any workflow ----------------------------------------------------------
 
 
+def _unrecorded_outcome(
+    step: StepDef,
+    attempt: int,
+    started: float,
+    exc: Exception | None,
+    result: Any = None,
+    rejected: bool = False,
+) -> tuple[bool, Any]:
+    """After attempt ``attempt`` outside a workflow: ``(True, value)`` to return,
+    ``(False, delay)`` to wait and try again; raises to end the step."""
+    policy = step.policy
+    if exc is None and not rejected and not policy.rejects(result):
+        return True, result
+    decision = policy.decide(step.name, attempt, time.monotonic() - started, exc, result)
+    if not decision.retry:
+        return True, policy.give_up(decision)
+    policy.prepare_retry(decision)
+    delay = decision.state.delay or 0.0
+    if exc is not None:
+        log.warning(
+            "step %s failed (attempt %d), retrying in %.3fs: %r", step.name, attempt, delay, exc
+        )
+    else:
+        log.warning(
+            "step %s returned a value retry_on_result rejects (attempt %d), retrying in %.3fs: %s",
+            step.name,
+            attempt,
+            delay,
+            short_repr(result),
+        )
+    return False, delay
+
+
 def run_unrecorded(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run a step with its retry policy and no checkpoint (outside a workflow)."""
     key = uuid.uuid4().hex
@@ -1109,18 +1241,24 @@ def run_unrecorded(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any])
     attempt = 1
     while True:
         token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
-        try:
-            return step.fn(*args, **kwargs)
-        except Exception as exc:
-            delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
-            if delay is None:
-                raise
-            log.warning(
-                "step %s failed (attempt %d), retrying in %.3fs: %r", step.name, attempt, delay, exc
-            )
+        try:  # the policy's hooks run in the step's context too
+            try:
+                result = step.fn(*args, **kwargs)
+            except _HookFailed as failed:
+                raise failed.error from None
+            except _Rejected as rejected:
+                done, value = _unrecorded_outcome(
+                    step, attempt, started, None, rejected.result, True
+                )
+            except Exception as exc:
+                done, value = _unrecorded_outcome(step, attempt, started, exc)
+            else:
+                done, value = _unrecorded_outcome(step, attempt, started, None, result)
         finally:
             _step_var.reset(token)
-        time.sleep(delay)
+        if done:
+            return value
+        time.sleep(value)
         attempt += 1
 
 
@@ -1130,18 +1268,18 @@ async def run_unrecorded_async(step: StepDef, args: tuple[Any, ...], kwargs: dic
     attempt = 1
     while True:
         token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
-        try:
-            return await step.fn(*args, **kwargs)
-        except Exception as exc:
-            delay = step.policy.next_delay(exc, attempt, time.monotonic() - started)
-            if delay is None:
-                raise
-            log.warning(
-                "step %s failed (attempt %d), retrying in %.3fs: %r", step.name, attempt, delay, exc
-            )
+        try:  # the policy's hooks run in the step's context too
+            try:
+                result = await step.fn(*args, **kwargs)
+            except Exception as exc:
+                done, value = _unrecorded_outcome(step, attempt, started, exc)
+            else:
+                done, value = _unrecorded_outcome(step, attempt, started, None, result)
         finally:
             _step_var.reset(token)
-        await asyncio.sleep(delay)
+        if done:
+            return value
+        await asyncio.sleep(value)
         attempt += 1
 
 

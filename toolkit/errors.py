@@ -5,6 +5,8 @@ Every error the toolkit raises on purpose derives from :class:`DurableError`.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class DurableError(Exception):
     """Base class of the toolkit's own errors."""
@@ -107,3 +109,30 @@ class WorkflowInterrupted(BaseException):
     Derives from BaseException so ``except Exception`` in workflow code does not
     swallow it. The workflow's durable state is left as it is.
     """
+
+
+class RetriesExhausted(DurableError):
+    """A step's returned value still matched ``retry_on_result`` after its last attempt
+    (and its policy has no ``on_give_up``). ``attempts`` is how many ran;
+    ``last_result`` the value the last one returned (not recorded when replayed)."""
+
+    def __init__(self, step_name: str, attempts: int, last_result: object = None) -> None:
+        self.step_name = step_name
+        self.attempts = attempts
+        self.last_result = last_result
+        shortener = reprlib.Repr()
+        shortener.maxstring = shortener.maxother = 80
+        shown = " ".join(shortener.repr(last_result).split())
+        super().__init__(
+            f"step {step_name!r} gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
+            f"retry_on_result still matched its result {shown}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.step_name, self.attempts, self.last_result))
+
+
+class InvalidIdError(DurableError, ValueError):
+    """An id, deduplication id, topic or event key the database could not store as given
+    (not a string, empty, a NUL character, a lone surrogate, or too long); refused
+    before any SQL runs, on every backend alike."""

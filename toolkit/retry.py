@@ -1,9 +1,21 @@
-"""Retry policies: how often and how patiently a step is tried again."""
+"""Retry policies: how often and how patiently a step is tried again.
+
+:class:`RetryPolicy` is the one place that decides what follows a failed attempt
+(an exception, or a returned value ``retry_on_result`` rejects): another attempt
+after some delay, or the end of the step (raise, or ``on_give_up``'s fallback
+value). The engine runs the attempts, records them and waits; it asks the policy.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RetriesExhausted
 
 
 def _as_tuple(value: object) -> tuple[type[BaseException], ...]:
@@ -16,20 +28,71 @@ def _as_tuple(value: object) -> tuple[type[BaseException], ...]:
     return result
 
 
+def short_repr(value: Any, limit: int = 80) -> str:
+    """A one-line, bounded ``repr`` for messages and logs."""
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = limit
+    text = shortener.repr(value)
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """What the hooks of a :class:`RetryPolicy` are told about a failed attempt.
+
+    ``attempt`` is the attempt that just failed (1-based); ``exception`` what it
+    raised, or ``None`` when ``retry_on_result`` rejected its return value
+    ``result`` (else ``None``); ``delay`` the wait before the next attempt
+    (``None`` in ``on_give_up``); ``elapsed`` the seconds since the first attempt.
+    """
+
+    step: str
+    attempt: int
+    exception: BaseException | None
+    result: Any
+    delay: float | None
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's verdict on a failed attempt (see :meth:`RetryPolicy.decide`).
+
+    ``retry``: wait ``state.delay`` seconds and try again. Otherwise the step ends:
+    ``exhausted`` says whether the budget ran out (``on_give_up`` applies) or
+    the failure is one the policy never retries.
+    """
+
+    retry: bool
+    exhausted: bool
+    state: RetryState
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a failed step is tried again.
 
-    Attempt ``n`` (1-based) raised ``exc``:
+    An attempt fails when it raises an ``Exception`` or when ``retry_on_result``
+    returns true for its return value. After failed attempt ``n`` (1-based):
 
-    * ``exc`` is an instance of ``give_up_on``, or not of ``retry_on``: it is raised at once;
-    * ``n == max_attempts``, or waiting would pass ``max_elapsed`` seconds since the
-      first attempt: ``exc`` is raised;
-    * otherwise the step sleeps ``min(max_delay, initial_delay * backoff ** (n - 1))``
-      seconds (with ``jitter``, a uniform draw from half that delay up to it) and tries again.
+    * an exception that is an instance of ``give_up_on``, of none of
+      ``retry_on``, or that ``retry_if`` rejects, is raised at once (no
+      ``on_give_up``);
+    * when ``n == max_attempts``, or waiting would pass ``max_elapsed`` seconds
+      since the first attempt, the budget is spent: ``on_give_up(state)``'s
+      value becomes the step's result if it is set, else the exception is
+      raised (or :class:`RetriesExhausted` for a rejected result);
+    * otherwise ``before_retry(state)`` runs, the step waits the delay and tries again.
+
+    The delay is ``delay_from(exc)`` when that returns a number, else
+    ``initial_delay * backoff ** (n - 1) + increment * (n - 1)`` (with
+    ``jitter``, a uniform draw from half of it up to it) plus a uniform draw in
+    ``[0, random_delay]``; then capped by ``max_delay`` (``random_delay`` is
+    added after the cap).
 
     ``max_attempts=None`` retries until ``max_elapsed`` runs out, or forever.
-    Inside a workflow the attempt count and the next attempt's time are durable.
+    Inside a workflow the attempt count and the next attempt's time are
+    durable, and ``on_give_up``'s value is checkpointed as the step's output.
     """
 
     max_attempts: int | None = 3
@@ -40,6 +103,13 @@ class RetryPolicy:
     retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
     give_up_on: tuple[type[BaseException], ...] = field(default=())
     max_elapsed: float | None = None
+    retry_if: Callable[[BaseException], bool] | None = None
+    retry_on_result: Callable[[Any], bool] | None = None
+    increment: float = 0.0
+    random_delay: float = 0.0
+    delay_from: Callable[[BaseException], float | None] | None = None
+    before_retry: Callable[[RetryState], None] | None = None
+    on_give_up: Callable[[RetryState], Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", _as_tuple(self.retry_on))
@@ -48,43 +118,123 @@ class RetryPolicy:
             raise ValueError("max_attempts must be at least 1 (or None for no limit)")
         if self.initial_delay < 0 or self.max_delay < 0:
             raise ValueError("delays must not be negative")
+        if self.initial_delay > self.max_delay:
+            raise ValueError(
+                f"initial_delay ({self.initial_delay:g} s) is longer than max_delay "
+                f"({self.max_delay:g} s), which caps every delay: set "
+                f"max_delay={self.initial_delay:g} (or more) to wait that long"
+            )
         if self.backoff <= 0:
             raise ValueError("backoff must be positive (1.0 keeps the delay constant)")
         if self.max_elapsed is not None and self.max_elapsed < 0:
             raise ValueError("max_elapsed must not be negative")
+        if self.increment < 0:
+            raise ValueError(f"increment must not be negative (got {self.increment:g})")
+        if self.random_delay < 0:
+            raise ValueError(f"random_delay must not be negative (got {self.random_delay:g})")
+        for name in ("retry_if", "retry_on_result", "delay_from", "before_retry", "on_give_up"):
+            hook = getattr(self, name)
+            if hook is not None and not callable(hook):
+                raise ValueError(f"{name} must be a callable or None, got {short_repr(hook)}")
+
+    # -- delays --
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based), jitter applied."""
-        exponent = max(attempt - 1, 0)
+        """Seconds to wait after failed attempt ``attempt`` (1-based) by the delay law:
+        capped by ``max_delay``, ``jitter`` and ``random_delay`` applied."""
+        steps = max(attempt - 1, 0)
         try:
-            base = self.initial_delay * self.backoff**exponent
+            base = self.initial_delay * self.backoff**steps + self.increment * steps
         except OverflowError:
             base = self.max_delay
-        base = min(self.max_delay, base)
+        base = float(min(self.max_delay, base))
         if self.jitter and base > 0:
-            return random.uniform(base / 2, base)
+            base = random.uniform(base / 2, base)
+        if self.random_delay > 0:
+            base += random.uniform(0, self.random_delay)
         return base
+
+    def supplied_delay(self, exc: BaseException | None) -> float | None:
+        """The delay ``delay_from`` reads from ``exc`` (capped by ``max_delay``), or ``None``."""
+        if exc is None or self.delay_from is None:
+            return None
+        supplied = self.delay_from(exc)
+        if supplied is None:
+            return None
+        if isinstance(supplied, bool) or not isinstance(supplied, (int, float)):
+            raise TypeError(
+                f"delay_from returned {short_repr(supplied)}: expected seconds (a number) or None"
+            )
+        if math.isnan(supplied):
+            raise ValueError("delay_from returned NaN: expected seconds (a number) or None")
+        return min(self.max_delay, max(0.0, float(supplied)))
+
+    # -- decisions --
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` may be retried at all (ignoring the attempt budget)."""
         if isinstance(exc, self.give_up_on):
             return False
-        return isinstance(exc, self.retry_on)
+        if not isinstance(exc, self.retry_on):
+            return False
+        return self.retry_if is None or bool(self.retry_if(exc))
+
+    def rejects(self, result: Any) -> bool:
+        """Whether a returned value counts as a failed attempt (``retry_on_result``)."""
+        return self.retry_on_result is not None and bool(self.retry_on_result(result))
 
     def next_delay(self, exc: BaseException, attempt: int, elapsed: float) -> float | None:
         """The delay before the next attempt, or ``None`` when ``exc`` must be raised."""
         if not self.retryable(exc):
             return None
-        return self.budget_delay(attempt, elapsed)
+        return self.budget_delay(attempt, elapsed, exc)
 
-    def budget_delay(self, attempt: int, elapsed: float) -> float | None:
-        """The delay after failed attempt ``attempt`` if the budget (attempts, elapsed) allows."""
+    def budget_delay(
+        self, attempt: int, elapsed: float, exc: BaseException | None = None
+    ) -> float | None:
+        """The delay after failed attempt ``attempt`` if the budget (attempts, elapsed)
+        allows, else ``None``; ``exc`` may supply the delay (``delay_from``)."""
         if self.max_attempts is not None and attempt >= self.max_attempts:
             return None
-        delay = self.delay(attempt)
+        delay = self.supplied_delay(exc)
+        if delay is None:
+            delay = self.delay(attempt)
         if self.max_elapsed is not None and elapsed + delay > self.max_elapsed:
             return None
         return delay
+
+    def decide(
+        self,
+        step: str,
+        attempt: int,
+        elapsed: float,
+        exception: BaseException | None = None,
+        result: Any = None,
+    ) -> Decision:
+        """The verdict on failed attempt ``attempt`` of ``step``: it raised
+        ``exception``, or (``exception=None``) returned ``result``, which
+        ``retry_on_result`` rejected."""
+        if exception is not None and not self.retryable(exception):
+            return Decision(False, False, RetryState(step, attempt, exception, None, None, elapsed))
+        delay = self.budget_delay(attempt, elapsed, exception)
+        state = RetryState(step, attempt, exception, result, delay, elapsed)
+        return Decision(delay is not None, delay is None, state)
+
+    def prepare_retry(self, decision: Decision) -> None:
+        """Run ``before_retry`` before the wait that follows a retried attempt."""
+        if self.before_retry is not None:
+            self.before_retry(decision.state)
+
+    def give_up(self, decision: Decision) -> Any:
+        """End a step whose attempt failed for good: ``on_give_up``'s value when the
+        budget ran out and it is set; else raise the attempt's exception, or
+        :class:`RetriesExhausted` for a rejected result."""
+        state = decision.state
+        if decision.exhausted and self.on_give_up is not None:
+            return self.on_give_up(state)
+        if state.exception is not None:
+            raise state.exception
+        raise RetriesExhausted(state.step, state.attempt, state.result)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
