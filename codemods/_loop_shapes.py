@@ -1,0 +1,421 @@
+"""Loop forms of hand-rolled retries: which loops are candidates, how a ``try`` leaves the
+loop, what the attempt body reads and writes (the ``retry-loop`` codemod's syntax helpers)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import libcst as cst
+import libcst.matchers as m
+from libcst.metadata import (
+    CodeRange,
+    FunctionScope,
+    GlobalScope,
+    PositionProvider,
+    Scope,
+    ScopeProvider,
+)
+
+if TYPE_CHECKING:
+    from .retry_loop import RetryLoopCodemod
+
+
+def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
+    """Loops that look like retries: a try whose success leaves the loop. Not inside nested
+    functions or classes, and not inside another candidate."""
+    for child in node.children:
+        if isinstance(child, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            continue
+        if isinstance(child, cst.For | cst.While) and _is_candidate(child):
+            yield child
+            continue
+        yield from _candidate_loops(child)
+
+
+def _is_candidate(loop: cst.For | cst.While) -> bool:
+    body = loop.body
+    if not isinstance(body, cst.IndentedBlock):
+        return False
+    for stmt in body.body:
+        if isinstance(stmt, cst.Try) and stmt.handlers and _success_style(stmt):
+            return True
+    return False
+
+
+def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
+    if try_.orelse is not None:
+        last = try_.orelse.body.body[-1] if try_.orelse.body.body else None
+        if _last_small_is(last, cst.Break):
+            return "break"
+        return None
+    stmts = try_.body.body
+    if not stmts:
+        return None
+    if _ends_with_return(stmts[-1]):
+        return "return"
+    if _last_small_is(stmts[-1], cst.Break):
+        return "break"
+    return None
+
+
+_RETRY_WORDS = re.compile(r"attempt|retr|tries|tried", re.IGNORECASE)
+
+
+def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
+    """The ast twin of :meth:`RetryLoopCodemod._retry_like` (the file pre-check)."""
+    tries = [
+        child
+        for child in loop.body
+        if isinstance(child, ast.Try) and child.handlers and _ast_leaves_loop(child)
+    ]
+    if len(tries) != 1:
+        return bool(tries)  # several: analysed (and reported) by libcst
+    header = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else loop.test
+    target = ast.unparse(loop.target) if isinstance(loop, ast.For | ast.AsyncFor) else ""
+    if (
+        isinstance(header, ast.Call)
+        and isinstance(header.func, ast.Name)
+        and header.func.id == "range"
+        and len(header.args) <= 2
+    ):
+        return True
+    if _RETRY_WORDS.search(ast.unparse(header) + " " + target):
+        return True
+    machinery: list[ast.AST] = [s for s in loop.body if s is not tries[0]]
+    machinery += tries[0].handlers
+    for node in machinery:
+        for sub in ast.walk(node):
+            func = sub.func if isinstance(sub, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "sleep":
+                return True
+            if isinstance(func, ast.Name) and func.id == "sleep":
+                return True
+            if isinstance(sub, ast.AugAssign) and isinstance(loop, ast.While):
+                return True
+    return False
+
+
+def _ast_leaves_loop(try_: ast.Try) -> bool:
+    """The ast twin of :func:`_success_style`: success ends in return or break."""
+    if try_.orelse:
+        return isinstance(try_.orelse[-1], ast.Break)
+    last: ast.stmt | None = try_.body[-1] if try_.body else None
+    while isinstance(last, ast.With | ast.AsyncWith) and last.body:
+        last = last.body[-1]
+    return isinstance(last, ast.Return | ast.Break)
+
+
+def loop_header(loop: cst.For | cst.While) -> cst.BaseExpression:
+    """What decides how often the loop runs: ``range(...)`` or the ``while`` test."""
+    return loop.iter if isinstance(loop, cst.For) else loop.test
+
+
+def _ends_with_return(stmt: cst.CSTNode) -> bool:
+    """A ``return``, or a ``with`` block that ends with one."""
+    if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
+        return bool(stmt.body.body) and _ends_with_return(stmt.body.body[-1])
+    return _last_small_is(stmt, cst.Return)
+
+
+def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and bool(stmt.body)
+        and isinstance(stmt.body[-1], kind)
+    )
+
+
+def _attempt_body(loop: cst.For | cst.While, style: str) -> list[Any]:
+    """The statements of one attempt, from the (updated) loop."""
+    assert isinstance(loop.body, cst.IndentedBlock)
+    try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
+    stmts: list[Any] = list(try_.body.body)
+    if style == "break" and try_.orelse is None:
+        last = stmts[-1]
+        assert isinstance(last, cst.SimpleStatementLine)
+        if len(last.body) == 1:
+            stmts = stmts[:-1]
+        else:
+            stmts[-1] = last.with_changes(body=last.body[:-1])
+    if not stmts:
+        stmts = [cst.SimpleStatementLine([cst.Pass()])]
+    first = stmts[0]
+    comments = [line for line in first.leading_lines if line.comment is not None]
+    return [first.with_changes(leading_lines=comments), *stmts[1:]]
+
+
+def _reraises_only(handler: cst.ExceptHandler) -> bool:
+    stmts = handler.body.body
+    if len(stmts) != 1 or not isinstance(stmts[0], cst.SimpleStatementLine):
+        return False
+    small = stmts[0].body
+    if len(small) != 1 or not isinstance(small[0], cst.Raise):
+        return False
+    exc = small[0].exc
+    return exc is None or (
+        isinstance(exc, cst.Name) and exc.value == _as_name(handler) and small[0].cause is None
+    )
+
+
+def _as_name(handler: cst.ExceptHandler) -> str | None:
+    if handler.name is not None and isinstance(handler.name.name, cst.Name):
+        return handler.name.name.value
+    return None
+
+
+def _saved_exception(stmts: Sequence[cst.BaseStatement], as_name: str | None) -> str | None:
+    """``last_exc = e`` at the top level of the handler."""
+    if as_name is None:
+        return None
+    for stmt in stmts:
+        if m.matches(
+            stmt,
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(target=m.Name())], value=m.Name(as_name))]
+            ),
+        ):
+            assert isinstance(stmt, cst.SimpleStatementLine)
+            small = stmt.body[0]
+            assert isinstance(small, cst.Assign)
+            target = small.targets[0].target
+            assert isinstance(target, cst.Name)
+            return target.value
+    return None
+
+
+def _reraises_saved(stmt: cst.BaseStatement, saved: str | None) -> bool:
+    return saved is not None and m.matches(
+        stmt, m.SimpleStatementLine(body=[m.Raise(exc=m.Name(saved), cause=None)])
+    )
+
+
+def _exits(stmt: cst.BaseStatement) -> bool:
+    return _last_small_is(stmt, cst.Raise) or _last_small_is(stmt, cst.Return)
+
+
+def _following(func: cst.FunctionDef, loop: cst.CSTNode) -> list[Any]:
+    body: list[Any] = list(func.body.body)
+    if loop in body:
+        return body[body.index(loop) + 1 :]
+    return []
+
+
+def _assigned_names(stmts: Sequence[cst.CSTNode]) -> set[str]:
+    names: set[str] = set()
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            target = getattr(node, "target", None)
+            is_assignment = isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign)
+            if is_assignment and isinstance(target, cst.Name):
+                names.add(target.value)
+    return names
+
+
+def _names_read_in(stmts: Sequence[cst.CSTNode]) -> set[str]:
+    out: set[str] = set()
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if isinstance(node, cst.Name):
+                out.add(node.value)
+    return out
+
+
+def _small_statements(stmts: Sequence[cst.CSTNode]) -> Iterator[cst.BaseSmallStatement]:
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if isinstance(node, cst.BaseSmallStatement):
+                yield node
+
+
+def _walk_own(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node under ``node``, not descending into nested functions, lambdas or classes."""
+    stack = list(reversed(node.children))
+    while stack:
+        child = stack.pop()
+        yield child
+        if isinstance(child, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            continue
+        stack.extend(reversed(child.children))
+
+
+def _contains_return(stmts: Sequence[cst.CSTNode]) -> bool:
+    return any(isinstance(n, cst.Return) for s in stmts for n in [s, *_walk_own(s)])
+
+
+def _uses_zero_arg_super(node: cst.CSTNode) -> bool:
+    return any(
+        isinstance(n, cst.Call)
+        and isinstance(n.func, cst.Name)
+        and n.func.value == "super"
+        and not n.args
+        for n in _walk_own(node)
+    )
+
+
+def _declared_global(func: cst.FunctionDef) -> set[str]:
+    """Names the function declares ``global`` or ``nonlocal``."""
+    out: set[str] = set()
+    for node in _walk_own(func.body):
+        if isinstance(node, cst.Global | cst.Nonlocal):
+            out.update(item.name.value for item in node.names)
+    return out
+
+
+def _private_name(node: cst.CSTNode) -> str | None:
+    """A ``__name`` that Python mangles inside a class: it breaks outside the class."""
+    for n in _walk_all(node):
+        if isinstance(n, cst.Name) and n.value.startswith("__") and not n.value.endswith("__"):
+            return n.value
+    return None
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _is_local(scope: Scope, name: str) -> bool:
+    """``name`` is bound in a function scope enclosing (or equal to) ``scope``."""
+    current: Scope | None = scope
+    while current is not None and not isinstance(current, GlobalScope):
+        if isinstance(current, FunctionScope) and current.assignments[name]:
+            return True
+        parent = current.parent
+        current = parent if parent is not current else None
+    return False
+
+
+def _function_scopes(scope: Scope) -> set[Scope]:
+    """``scope`` and the function scopes enclosing it."""
+    out: set[Scope] = set()
+    current: Scope | None = scope
+    while current is not None and not isinstance(current, GlobalScope):
+        if isinstance(current, FunctionScope):
+            out.add(current)
+        parent = current.parent
+        current = parent if parent is not current else None
+    return out
+
+
+def _within(inner: CodeRange, outer: CodeRange) -> bool:
+    return (inner.start.line, inner.start.column) >= (outer.start.line, outer.start.column) and (
+        inner.end.line,
+        inner.end.column,
+    ) <= (outer.end.line, outer.end.column)
+
+
+def _accesses_within(
+    codemod: RetryLoopCodemod, region: cst.CSTNode, region_range: CodeRange
+) -> Iterator[Any]:
+    scopes: set[Scope] = set()
+    for node in [region, *_walk_all(region)]:
+        scope = codemod.get_metadata(ScopeProvider, node, None)
+        if scope is not None:
+            scopes.add(scope)
+    seen: set[int] = set()
+    for scope in scopes:
+        for access in scope.accesses:
+            node = access.node
+            if id(node) in seen or not isinstance(node, cst.Name):
+                continue
+            seen.add(id(node))
+            position = codemod.get_metadata(PositionProvider, node, None)
+            if position is not None and _within(position, region_range):
+                yield access
+
+
+def _walk_all(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        yield child
+        stack.extend(child.children)
+
+
+def _spacing(top_level: cst.CSTNode | None) -> list[cst.EmptyLine]:
+    """As many blank lines before a new module-level function as before its neighbour."""
+    lines = getattr(top_level, "leading_lines", ())
+    blanks = sum(1 for line in lines if line.comment is None)
+    return [cst.EmptyLine() for _ in range(max(blanks, 1))]
+
+
+def _types_src(types: list[str]) -> str:
+    return types[0] if len(types) == 1 else f"({', '.join(types)})"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+class _BodyFinder(cst.CSTVisitor):
+    """What the attempt body does that a step cannot: yield, leave the loop, nest a retry."""
+
+    def __init__(self) -> None:
+        self.yields = False
+        self.loop_exits = False
+        self.nested_retry = False
+        self.global_decl = False
+        self.asks_user = False
+        self.names: set[str] = set()
+        self._loops = 0
+        self._functions = 0
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+    def visit_Yield(self, node: cst.Yield) -> None:
+        self.yields = True
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        name = func.value if isinstance(func, cst.Name) else None
+        if isinstance(func, cst.Attribute):
+            name = func.attr.value
+        if name in ("input", "getpass", "raw_input"):
+            self.asks_user = True
+
+    def visit_Global(self, node: cst.Global) -> None:
+        self.global_decl = True
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        self.global_decl = True
+
+    def visit_For(self, node: cst.For) -> None:
+        if _is_candidate(node):
+            self.nested_retry = True
+        self._loops += 1
+
+    def leave_For(self, original_node: cst.For) -> None:
+        self._loops -= 1
+
+    def visit_While(self, node: cst.While) -> None:
+        if _is_candidate(node):
+            self.nested_retry = True
+        self._loops += 1
+
+    def leave_While(self, original_node: cst.While) -> None:
+        self._loops -= 1
+
+    def visit_Break(self, node: cst.Break) -> None:
+        if self._loops == 0:
+            self.loop_exits = True
+
+    def visit_Continue(self, node: cst.Continue) -> None:
+        if self._loops == 0:
+            self.loop_exits = True

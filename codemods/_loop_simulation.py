@@ -1,0 +1,262 @@
+"""The simulation of a retry loop's machinery: the handler is *run* for attempt 1, 2, ...
+with the counters as plain numbers (every attempt failing), which yields the number of
+attempts, the delays and what happens when attempts run out."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import libcst as cst
+
+from . import _evaluate as ev
+from ._loop_shapes import _first_line
+
+if TYPE_CHECKING:
+    from .retry_loop import RetryLoopCodemod
+
+_MAX_SIMULATED = 1000
+#: delays kept to fit the backoff of an endless loop
+_FIT_WINDOW = 64
+
+
+class Skip(Exception):
+    """The loop is not rewritten; the message is the reason shown to the user."""
+
+
+class _NeedsValue(Skip):
+    """The simulation met a value it does not know (``what``: a name or ``self.attr``)."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
+@dataclass
+class _Exit:
+    kind: Literal["reraise", "code", "fallthrough"]
+    block: Sequence[cst.BaseStatement] = ()
+
+
+@dataclass
+class _Outcome:
+    attempts: int | None
+    delays: list[float]
+    jitter: bool
+    exit: _Exit
+    saved: str | None
+    capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
+
+
+class _Simulation:
+    """Run the loop's machinery for attempt 1, 2, ... assuming every attempt fails."""
+
+    def __init__(
+        self,
+        codemod: RetryLoopCodemod,
+        loop: cst.For | cst.While,
+        pre: list[cst.BaseStatement],
+        handler: cst.ExceptHandler,
+        post: list[cst.BaseStatement],
+        as_name: str | None,
+        saved: str | None,
+        inits: list[tuple[str, cst.BaseExpression]],
+        symbols: dict[str, ev.Number],
+    ) -> None:
+        self.cm = codemod
+        self.loop = loop
+        self.pre, self.post = pre, post
+        self.handler: list[Any] = list(handler.body.body)
+        self.as_name, self.saved = as_name, saved
+        self.symbols = symbols
+        self.env: dict[str, ev.Number] = {**codemod.constants, **symbols}
+        for name, expr in inits:
+            value = self._eval(expr, f"the initial value of `{name}`")
+            if value is not None:
+                self.env[name] = value
+        self.pending = 0.0
+        self.jitter = False
+        self.capped = False
+
+    def run(self) -> _Outcome:
+        delays: list[float] = []
+        previous: dict[str, ev.Number] | None = None
+        n = 0
+        endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
+        values: range | None = None
+        loop_var: str | None = None
+        if isinstance(self.loop, cst.For):
+            assert isinstance(self.loop.target, cst.Name) and isinstance(self.loop.iter, cst.Call)
+            loop_var = self.loop.target.value
+            bounds = [self._eval(a.value, "the attempt count") for a in self.loop.iter.args]
+            if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+                raise Skip("the attempt count is not a whole number")
+            if "itertools.count" in self.cm.qualified(self.loop.iter.func):
+                endless = True  # count(start): a counter without end
+                start = bounds[0] if bounds else 0
+                values = range(start, start + _MAX_SIMULATED + 1)
+            else:
+                values = range(*bounds)
+        while True:
+            if values is not None:
+                if n >= len(values):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+                assert isinstance(loop_var, str)
+                self.env[loop_var] = values[n]
+            else:
+                assert isinstance(self.loop, cst.While)
+                if not self._eval(self.loop.test, "the loop condition"):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+            n += 1
+            if self._block(self.pre, in_handler=False) is not None:
+                raise Skip("the code before the try leaves the loop")
+            if n > 1:
+                delays.append(self.pending)
+            self.pending = 0.0
+            # attempt n fails
+            result = self._block(self.handler, in_handler=True)
+            if isinstance(result, _Exit):
+                return self._outcome(n, delays, result)
+            if result != "continue":
+                result = self._block(self.post, in_handler=False)
+                if isinstance(result, _Exit):
+                    return self._outcome(n, delays, result)
+            snapshot = dict(self.env)
+            if snapshot == previous:
+                # nothing changes from one failure to the next: it retries forever
+                return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+            previous = snapshot
+            if n >= _MAX_SIMULATED:
+                if endless:
+                    return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+                raise Skip(f"more than {_MAX_SIMULATED} attempts")
+
+    def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
+        if attempts == 0:
+            raise Skip("the loop never runs")
+        return _Outcome(attempts, delays, self.jitter, exit_, self.saved, self.capped)
+
+    def _is_true_constant(self, test: cst.BaseExpression) -> bool:
+        return (isinstance(test, cst.Name) and test.value == "True") or (
+            isinstance(test, cst.Integer) and test.value != "0"
+        )
+
+    def _eval(self, expr: cst.BaseExpression, what: str, strip: bool = False) -> Any:
+        return self._eval_source(self.cm.source_module.code_for_node(expr), what, strip)
+
+    def _eval_source(self, source: str, what: str, strip: bool = False) -> Any:
+        tree = ev.parse(source)
+        if any(isinstance(n, ast.Name) and n.id == "min" for n in ast.walk(tree)):
+            self.capped = True
+        if strip:
+            tree, jittered = ev.strip_jitter(tree)
+            self.jitter = self.jitter or jittered
+        tree = ev.flatten_attributes(tree)
+        try:
+            return ev.evaluate(tree, self.env)
+        except ev.Unknown as unknown:
+            raise _NeedsValue(f"{what} depends on `{unknown.what}`", unknown.what) from None
+
+    def _block(
+        self, stmts: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        for stmt in stmts:
+            result = self._statement(stmt, stmts, in_handler)
+            if result is not None:
+                return result
+        return None
+
+    def _statement(
+        self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If):
+            test = ev.flatten_attributes(ev.parse(code(stmt.test)))
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                test = test.operand
+            if isinstance(test, ast.Name) and test.id in self.symbols:
+                raise Skip(f"the retry depends on the flag `{test.id}`")
+            if self._eval(stmt.test, "the retry decision"):
+                return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
+            orelse = stmt.orelse
+            if isinstance(orelse, cst.If):
+                return self._statement(orelse, [orelse], in_handler)
+            if isinstance(orelse, cst.Else):
+                return self._block(orelse.body.body, in_handler)  # type: ignore[arg-type]
+            return None
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            raise Skip(f"the handler runs `{_first_line(code(stmt))}` between attempts")
+        for small in stmt.body:
+            result = self._small(small, block, in_handler)
+            if result is not None:
+                return result
+        return None
+
+    def _small(
+        self, small: cst.BaseSmallStatement, block: Sequence[cst.BaseStatement], in_handler: bool
+    ) -> _Exit | Literal["continue"] | None:
+        code = self.cm.source_module.code_for_node
+        if isinstance(small, cst.Pass):
+            return None
+        if isinstance(small, cst.Continue):
+            return "continue"
+        if isinstance(small, cst.Break):
+            raise Skip("the handler breaks out of the loop")
+        if isinstance(small, cst.Expr):
+            sleep = self.cm.is_sleep(small.value)
+            if sleep is not None:
+                if len(sleep.args) != 1:
+                    raise Skip("sleep is not a backoff: unusual sleep call")
+                delay = self._eval(sleep.args[0].value, "sleep is not a backoff: the delay", True)
+                self.pending += float(delay)
+                return None
+            if self.cm._is_log(small):
+                return None
+            raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+        if isinstance(small, cst.Raise):
+            exc = small.exc
+            if exc is None and in_handler:
+                return _Exit("reraise")
+            names = {self.as_name, self.saved} - {None}
+            if (
+                isinstance(exc, cst.Name)
+                and exc.value in names
+                and (in_handler or exc.value == self.saved)
+            ):
+                return _Exit("reraise")
+            if not in_handler:
+                raise Skip("raises outside the handler when attempts run out")
+            return _Exit("code", block)
+        if isinstance(small, cst.Return):
+            if not in_handler:
+                raise Skip("returns outside the handler when attempts run out")
+            return _Exit("code", block)
+        if isinstance(small, cst.Assign) and len(small.targets) == 1:
+            target = small.targets[0].target
+            if isinstance(target, cst.Name):
+                if target.value == self.saved:
+                    return None
+                value = self._eval(small.value, f"`{target.value}`")
+                self.env[target.value] = value
+                return None
+        if isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Name):
+            name = small.target.value
+            op = _AUG_OPS.get(type(small.operator))
+            if op is None:
+                raise Skip(f"the handler runs `{_first_line(code(small))}`")
+            expr = f"{name} {op} ({code(small.value)})"
+            self.env[name] = self._eval_source(expr, f"`{name}`")
+            return None
+        raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+_AUG_OPS: dict[type, str] = {
+    cst.AddAssign: "+",
+    cst.SubtractAssign: "-",
+    cst.MultiplyAssign: "*",
+    cst.DivideAssign: "/",
+    cst.FloorDivideAssign: "//",
+    cst.PowerAssign: "**",
+}
