@@ -2,7 +2,7 @@
 
 Everything here is a plain, picklable dataclass so that worker processes can
 send results back, and every field maps one to one onto the JSON report
-(schema ``schemas/audit-report.v1.schema.json``).
+(schema ``schemas/audit-report.v2.schema.json``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ KIND_TITLES: dict[Kind, str] = {
     Kind.CRON_SWEEPER: "Cron sweeper",
     Kind.DEAD_LETTER: "Dead letter",
 }
+
+
+def fingerprint(path: str, kind: str, function: str | None, code: str, occurrence: int = 0) -> str:
+    """16 hex digits from the file, kind, function and code (whitespace folded), no lines."""
+    norm = " ".join(code.split())
+    raw = f"{path}\0{kind}\0{function}\0{norm}"
+    if occurrence:
+        raw += f"\0{occurrence}"
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,10 @@ class Hotspot:
     group: str | None = None
     #: why the site got its risk level, one plain sentence each
     why: tuple[str, ...] = ()
+    #: other places merged into this finding (``path:line``): nested loops, the same table
+    also_at: tuple[str, ...] = ()
+    #: 0 for the first of identical sites (same file, kind, function and code), then 1, 2...
+    occurrence: int = 0
 
     @property
     def fixable(self) -> bool:
@@ -104,10 +117,18 @@ class Hotspot:
 
     @property
     def id(self) -> str:
-        """A stable id: same file, kind, function and code give the same id."""
-        norm = " ".join(self.excerpt.split())
-        raw = f"{self.path}\0{self.kind.value}\0{self.function}\0{norm}"
-        return hashlib.sha1(raw.encode("utf-8")).hexdigest()[:16]
+        """The fingerprint: a hash of the file, kind, function and code (whitespace folded).
+
+        Line numbers are not part of it, so it survives edits elsewhere in the file;
+        identical sites in one file differ by ``occurrence``.
+        """
+        return fingerprint(self.path, self.kind.value, self.function, self.excerpt, self.occurrence)
+
+    @property
+    def location(self) -> str:
+        """``path:line`` or ``path:start-end``."""
+        end = f"-{self.end_line}" if self.end_line != self.start_line else ""
+        return f"{self.path}:{self.start_line}{end}"
 
     def sort_key(self) -> tuple[int, str, str, int]:
         return (-self.risk.rank, self.path, self.kind.value, self.start_line)
@@ -129,6 +150,11 @@ class Hotspot:
             "refusal": self.refusal,
             "side_effects": list(self.side_effects),
             "removable_lines": self.removable_lines,
+            "start_col": self.start_col,
+            "end_col": self.end_col,
+            "group": self.group,
+            "why": list(self.why),
+            "also_at": list(self.also_at),
         }
 
 
@@ -155,6 +181,20 @@ class AuditReport:
     seconds: float = 0.0
     hotspots: list[Hotspot] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
+    #: the folder hotspot paths are relative to (set by :func:`codemods.audit.run.audit`)
+    base: str = ""
+    #: the ``pyproject.toml`` whose ``[tool.durable.audit]`` applied, if any
+    config_file: str | None = None
+    #: hotspots silenced by a ``# durable: ignore`` comment (not in ``hotspots``)
+    suppressed: list[Hotspot] = field(default_factory=list)
+    #: hotspots found in the baseline file (not in ``hotspots``)
+    known: list[Hotspot] = field(default_factory=list)
+    #: baseline entries no longer found (fixed or changed since the baseline was written)
+    baseline_gone: int = 0
+    #: the baseline file used, if any
+    baseline_file: str | None = None
+    #: findings folded into another one by :func:`codemods.audit.triage.dedupe`
+    merged: int = 0
 
     def sort(self) -> None:
         self.hotspots.sort(key=Hotspot.sort_key)
@@ -192,4 +232,8 @@ class AuditReport:
                 if h.kind in (Kind.RETRY_LOOP, Kind.RETRY_DECORATOR, Kind.CELERY_RETRY)
             ),
             "seconds": round(self.seconds, 3),
+            "merged": self.merged,
+            "suppressed": len(self.suppressed),
+            "in_baseline": len(self.known),
+            "baseline_gone": self.baseline_gone,
         }

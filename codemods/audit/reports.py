@@ -1,31 +1,33 @@
-"""Report writers: terminal (rich), Markdown, JSON, SARIF 2.1.0 and HTML.
+"""Report writers: terminal (rich table or one line per finding), GitHub
+annotations, Markdown, JSON; SARIF and HTML live in :mod:`sarif` and :mod:`htmlreport`.
 
-Every writer is a pure function of the :class:`AuditReport`; only the
-terminal writer prints, the others return text.
+Every writer is a pure function of the :class:`AuditReport` and returns text,
+except :func:`render_terminal`, which prints. Source text (paths, reasons,
+excerpts) is never read as rich markup.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import jinja2
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from codemods.audit.model import KIND_TITLES, AuditReport, Hotspot, Kind, Risk
+from codemods.audit.triage import group_by, start_here
 
-SCHEMA_VERSION = "1.0"
-FORMATS = ("terminal", "markdown", "json", "sarif", "html")
+SCHEMA_VERSION = "2.0"
+SCHEMA_FILE = "audit-report.v2.schema.json"
+FORMATS = ("terminal", "github", "markdown", "json", "sarif", "html")
 RISK_STYLE = {Risk.HIGH: "bold red", Risk.MEDIUM: "yellow", Risk.LOW: "green"}
 RISK_COLOR = {Risk.HIGH: "#c62828", Risk.MEDIUM: "#ef8f00", Risk.LOW: "#2e7d32"}
-SARIF_LEVEL = {Risk.HIGH: "error", Risk.MEDIUM: "warning", Risk.LOW: "note"}
 KIND_HELP: dict[Kind, str] = {
     Kind.RETRY_LOOP: "A hand-rolled loop that retries a call on exceptions.",
     Kind.RETRY_DECORATOR: "A retry decorator (tenacity, backoff, retrying, stamina, home-made).",
@@ -35,6 +37,8 @@ KIND_HELP: dict[Kind, str] = {
     Kind.CRON_SWEEPER: "A scheduled job that requeues stale or failed rows.",
     Kind.DEAD_LETTER: "Dead-letter tables, queues and code that parks failures.",
 }
+#: a GitHub pull-request comment holds 65,536 characters; the Markdown report stays under this
+MARKDOWN_BUDGET = 60_000
 
 
 def tool_version() -> str:
@@ -45,125 +49,295 @@ def tool_version() -> str:
         return "0"
 
 
-def schema_path(name: str = "audit-report.v1.schema.json") -> Path:
+def schema_path(name: str = SCHEMA_FILE) -> Path:
     """Path of a schema file shipped in ``codemods/audit/schemas``."""
     return Path(str(files("codemods.audit").joinpath("schemas", name)))
 
 
-def _location(h: Hotspot) -> str:
-    return f"{h.path}:{h.start_line}" + (f"-{h.end_line}" if h.end_line != h.start_line else "")
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def message(h: Hotspot) -> str:
+    """The one-line message of a finding: its reason and its fix."""
+    text = one_line(h.reason)
+    if h.group:
+        text += f" (through `{h.group}`)"
+    return f"{text}; fix: {h.fix.label()}"
+
+
+def display_path(report: AuditReport, h_path: str, cwd: Path | None = None) -> str:
+    """A finding's path as a linter prints it: relative to the current folder."""
+    if not report.base:
+        return h_path
+    full = Path(report.base) / h_path
+    try:
+        return Path(os.path.relpath(full, cwd or Path.cwd())).as_posix()
+    except ValueError:  # another drive on Windows
+        return full.as_posix()
+
+
+def counts_line(report: AuditReport) -> str:
+    s = report.summary()
+    r = s["by_risk"]
+    text = (
+        f"{s['hotspots']} hotspot{'s' if s['hotspots'] != 1 else ''} "
+        f"(high {r['high']}, medium {r['medium']}, low {r['low']}) in {s['files_scanned']} files"
+    )
+    extra = []
+    if s["suppressed"]:
+        extra.append(f"{s['suppressed']} suppressed by comments")
+    if report.baseline_file is not None:
+        extra.append(f"{s['in_baseline']} in the baseline not shown")
+        if s["baseline_gone"]:
+            extra.append(f"{s['baseline_gone']} baseline entries no longer found")
+    if s["files_failed"]:
+        extra.append(f"{s['files_failed']} files not parsed")
+    return text + ("; " + ", ".join(extra) if extra else "")
 
 
 # ----------------------------------------------------------------- terminal
-def render_terminal(report: AuditReport, console: Console, limit: int | None = None) -> None:
-    """Print the summary and a table of hotspots, worst first."""
+def render_lines(report: AuditReport, cwd: Path | None = None) -> str:
+    """One line per finding, ``path:line:col: risk kind message``, worst first, then totals.
+
+    Columns are 1-based as in compilers and linters; parse errors are
+    ``path:line:1: error not-parsed message``.
+    """
+    out = []
+    for h in report.hotspots:
+        path = display_path(report, h.path, cwd)
+        out.append(f"{path}:{h.start_line}:{h.start_col + 1}: {h.risk.value} {h.kind.value} "
+                   f"{message(h)}")  # fmt: skip
+    for e in report.errors:
+        path = display_path(report, e.path, cwd)
+        out.append(f"{path}:{e.line or 1}:1: error not-parsed {one_line(e.message)}")
+    out.append(f"Found {counts_line(report)}.")
+    return "\n".join(out) + "\n"
+
+
+def render_table(report: AuditReport, console: Console, limit: int | None = None) -> None:
+    """The terminal report: totals, the "start here" list, then a table worst first."""
     s = report.summary()
-    console.print(
-        f"[bold]durable audit[/] {report.root}: {s['files_scanned']} files, "
-        f"{s['lines_scanned']:,} lines in {s['seconds']:.2f}s"
+    head = Text("durable audit ", style="bold")
+    head.append(
+        f"{report.root}: {s['files_scanned']} files, {s['lines_scanned']:,} lines "
+        f"in {s['seconds']:.2f}s",
+        style="",
     )
-    risks = "  ".join(
-        f"[{RISK_STYLE[r]}]{r.value} {s['by_risk'][r.value]}[/]" for r in reversed(Risk)
-    )
-    console.print(
-        f"{s['hotspots']} hotspots: {risks}; {s['fixable_by_codemod']} fixable by a codemod, "
+    console.print(head)
+    risks = Text(f"{s['hotspots']} hotspots: ")
+    for r in reversed(Risk):
+        risks.append(f"{r.value} {s['by_risk'][r.value]}  ", style=RISK_STYLE[r])
+    risks.append(
+        f"; {s['fixable_by_codemod']} fixable by a codemod, "
         f"{s['retry_lines_removable']} lines of retry code would go"
     )
+    console.print(risks)
     kinds = ", ".join(
         f"{KIND_TITLES[k].lower()} {s['by_kind'][k.value]}" for k in Kind if s["by_kind"][k.value]
     )
     if kinds:
-        console.print(f"by kind: {kinds}")
+        console.print(Text(f"by kind: {kinds}"))
+    rest = counts_line(report).partition("; ")[2]
+    if rest:
+        console.print(Text(rest))
+    items = start_here(report.hotspots)
+    if items:
+        console.print(Text("\nStart here", style="bold"))
+        for i, item in enumerate(items, 1):
+            line = Text(f"{i}. ")
+            line.append(item.risk.value, style=RISK_STYLE[item.risk])
+            line.append(f" {item.title}: {one_line(item.first.reason)} ({item.effort})")
+            console.print(line)
+    helpers = group_by(report.hotspots, "helper")
+    if helpers:
+        console.print(Text("\nBy helper", style="bold"))
+        for g in helpers[:10]:
+            files_n = len({h.path for h in g.hotspots})
+            console.print(Text(f"  {g.title}: {len(g.hotspots)} sites in {files_n} files"))
     if report.hotspots:
-        wide = console.width >= 140
         table = Table(show_lines=False, header_style="bold")
         table.add_column("Risk", no_wrap=True)
         table.add_column("Kind", no_wrap=True)
         table.add_column("Location", overflow="fold", ratio=1)
-        if wide:
+        if console.width >= 140:
             table.add_column("Function", overflow="fold")
         table.add_column("Fix", overflow="fold")
         table.add_column("Why", overflow="fold", ratio=2)
         shown = report.hotspots if limit is None else report.hotspots[:limit]
         for h in shown:
-            cells = [
-                Text(h.risk.value, style=RISK_STYLE[h.risk]),
-                h.kind.value,
-                _location(h),
-                *([h.function or ""] if wide else []),
-                h.fix.label(),
-                h.reason,
-            ]
+            loc = display_path(report, h.path) + f":{h.start_line}"
+            cells = [Text(h.risk.value, style=RISK_STYLE[h.risk]), Text(h.kind.value), Text(loc)]
+            if console.width >= 140:
+                cells.append(Text(h.function or ""))
+            cells += [Text(h.fix.label()), Text(one_line(h.reason))]
             table.add_row(*cells)
         console.print(table)
         if limit is not None and len(report.hotspots) > limit:
-            console.print(f"... and {len(report.hotspots) - limit} more (use --format json|html)")
+            console.print(Text(f"... and {len(report.hotspots) - limit} more (--format html)"))
     for e in report.errors:
-        console.print(f"[red]not parsed[/] {e.path}:{e.line or '?'}: {e.message}")
+        line = Text("not parsed ", style="red")
+        line.append(f"{display_path(report, e.path)}:{e.line or '?'}: {e.message}")
+        console.print(line)
+
+
+def render_terminal(report: AuditReport, console: Console, limit: int | None = None) -> None:
+    """A rich table on a terminal; one line per finding otherwise (pipes, files, CI logs)."""
+    if console.is_terminal:
+        render_table(report, console, limit)
+    else:
+        console.file.write(render_lines(report))
+
+
+# ----------------------------------------------------------------- github
+_GH_LEVEL = {Risk.HIGH: "error", Risk.MEDIUM: "warning", Risk.LOW: "notice"}
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_prop(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(report: AuditReport) -> str:
+    """GitHub Actions workflow commands: one ``::error``/``::warning``/``::notice`` per finding.
+
+    ``file`` is relative to the repository root, as GitHub expects.
+    """
+    out = []
+    for h in report.hotspots:
+        props = [f"file={_gh_prop(h.path)}", f"line={h.start_line}", f"endLine={h.end_line}"]
+        if h.end_col:
+            props += [f"col={h.start_col + 1}", f"endColumn={h.end_col + 1}"]
+        props.append(f"title={_gh_prop(f'durable audit: {h.risk.value} {KIND_TITLES[h.kind]}')}")
+        out.append(f"::{_GH_LEVEL[h.risk]} {','.join(props)}::{_gh_data(message(h))}")
+    for e in report.errors:
+        out.append(f"::warning file={_gh_prop(e.path)},line={e.line or 1},"
+                   f"title=durable audit%3A not parsed::{_gh_data(e.message)}")  # fmt: skip
+    return "\n".join(out) + ("\n" if out else "")
 
 
 # ----------------------------------------------------------------- markdown
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md(text: str, width: int = 240) -> str:
+    text = one_line(text).replace("|", "\\|").replace("<", "&lt;")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render_markdown(report: AuditReport) -> str:
-    """A Markdown document: summary, a table by kind and risk, then each hotspot."""
+def _md_excerpt(h: Hotspot) -> list[str]:
+    lang = "sql" if h.path.endswith(".sql") else "python" if h.path.endswith(".py") else ""
+    body = "\n".join(line[:160] for line in h.excerpt.splitlines()[:20])
+    fence = "````" if "```" in body else "```"
+    return [f"{fence}{lang}", body, fence]
+
+
+def render_markdown(report: AuditReport, top: int = 25, details_url: str | None = None) -> str:
+    """A pull-request comment: totals, "start here", groups, the top findings; the rest counted.
+
+    Stays under :data:`MARKDOWN_BUDGET` characters whatever the number of findings.
+    """
     s = report.summary()
+    r = s["by_risk"]
     out = [
-        "# durable audit",
+        f"## durable audit: {s['hotspots']} hotspots (high {r['high']}, medium {r['medium']}, "
+        f"low {r['low']})",
         "",
-        f"Scanned `{report.root}`: {s['files_scanned']} files, {s['lines_scanned']:,} lines.",
+        f"Scanned `{_md(report.root, 200)}`: {s['files_scanned']} files, "
+        f"{s['lines_scanned']:,} lines. {counts_line(report).partition('; ')[2]}".rstrip(),
         "",
-        f"- **{s['hotspots']} hotspots**: high {s['by_risk']['high']}, medium "
-        f"{s['by_risk']['medium']}, low {s['by_risk']['low']}",
-        f"- fixable by a codemod: {s['fixable_by_codemod']}; lines of retry code that would go: "
-        f"{s['retry_lines_removable']} (of {s['retry_lines_total']})",
-        f"- files that did not parse: {s['files_failed']}",
+        f"Fixable by a codemod: **{s['fixable_by_codemod']}** "
+        f"({s['retry_lines_removable']} of {s['retry_lines_total']} lines of retry code would go).",
         "",
-        "| Kind | High | Medium | Low |",
-        "| --- | ---: | ---: | ---: |",
     ]
-    for k in Kind:
-        c = s["by_kind_and_risk"][k.value]
-        out.append(f"| {KIND_TITLES[k]} | {c['high']} | {c['medium']} | {c['low']} |")
-    out += ["", "## Hotspots (worst first)", ""]
-    out += [
-        "| Risk | Kind | Location | Function | Fix | Why |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for h in report.hotspots:
-        out.append(
-            f"| {h.risk.value} | {h.kind.value} | `{_location(h)}` | {_md_cell(h.function or '')} "
-            f"| {_md_cell(h.fix.label())} | {_md_cell(h.reason)} |"
-        )
-    for i, h in enumerate(report.hotspots, 1):
+    items = start_here(report.hotspots)
+    if items:
+        out += ["### Start here", ""]
+        for i, item in enumerate(items, 1):
+            out.append(f"{i}. **{item.risk.value}** {_md(item.title)}: {_md(item.first.reason)} "
+                       f"(*{item.effort}*)")  # fmt: skip
+        out.append("")
+    helpers = group_by(report.hotspots, "helper")
+    if helpers:
         out += [
+            "### By helper",
             "",
-            f"### {i}. {h.risk.value}: {KIND_TITLES[h.kind]} in `{_location(h)}`",
-            "",
-            f"{h.reason}. Fix: {h.fix.label()}" + (f" ({h.fix.note})" if h.fix.note else "") + ".",
+            "| Helper | Sites | Files | Worst |",
+            "| --- | ---: | ---: | --- |",
         ]
-        if h.refusal:
-            out.append(f"Not rewritten automatically: {h.refusal}.")
-        lang = "sql" if h.path.endswith(".sql") else "python" if h.path.endswith(".py") else ""
-        fence = "````" if "```" in h.excerpt else "```"
-        out += ["", f"{fence}{lang}", h.excerpt, fence]
+        for g in helpers[:10]:
+            files_n = len({h.path for h in g.hotspots})
+            out.append(
+                f"| `{_md(g.title, 80)}` | {len(g.hotspots)} | {files_n} | {g.worst.value} |"
+            )
+        if len(helpers) > 10:
+            out.append(f"| ... {len(helpers) - 10} more helpers | | | |")
+        out.append("")
+    by_file = group_by(report.hotspots, "file")
+    if by_file:
+        out += ["### By file", "", "| File | High | Medium | Low |", "| --- | ---: | ---: | ---: |"]
+        for g in by_file[:10]:
+            c = g.counts()
+            out.append(f"| `{_md(g.title, 120)}` | {c['high']} | {c['medium']} | {c['low']} |")
+        if len(by_file) > 10:
+            out.append(f"| ... {len(by_file) - 10} more files | | | |")
+        out.append("")
+    shown = report.hotspots[:top]
+    if shown:
+        out += [
+            f"### Top {len(shown)} findings",
+            "",
+            "| Risk | Kind | Location | Why | Fix |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for h in shown:
+            out.append(f"| {h.risk.value} | {h.kind.value} | `{_md(h.location, 120)}` "
+                       f"| {_md(h.reason)} | {_md(h.fix.label(), 80)} |")  # fmt: skip
+        out.append("")
+        out += ["<details><summary>Code of the top findings</summary>", ""]
+        for h in shown[:10]:
+            out += [f"**{h.risk.value}** `{_md(h.location, 120)}`", "", *_md_excerpt(h), ""]
+        out += ["</details>", ""]
+    rest = len(report.hotspots) - len(shown)
+    if rest > 0:
+        where = (
+            f"[the full report]({details_url})"
+            if details_url
+            else "the full report (`durable audit --format html`)"
+        )
+        out.append(f"… and **{rest} more findings** in {where}.")
+        out.append("")
     if report.errors:
-        out += ["", "## Files that did not parse", ""]
-        out += [f"- `{e.path}:{e.line or '?'}`: {e.message}" for e in report.errors]
-    return "\n".join(out) + "\n"
+        out.append(f"{len(report.errors)} files did not parse: " + ", ".join(
+            f"`{_md(e.path, 100)}`" for e in report.errors[:10]
+        ) + (" ..." if len(report.errors) > 10 else "") + ".")  # fmt: skip
+    text = "\n".join(out).rstrip() + "\n"
+    if len(text) > MARKDOWN_BUDGET and top > 5:
+        return render_markdown(report, top=top // 2, details_url=details_url)
+    return text
 
 
 # ----------------------------------------------------------------- json
 def report_document(report: AuditReport) -> dict[str, Any]:
-    """The JSON report as a dict (valid against ``audit-report.v1.schema.json``)."""
+    """The JSON report as a dict (valid against ``audit-report.v2.schema.json``)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "durable-toolkit", "version": tool_version()},
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "root": report.root,
+        "base": report.base,
+        "config_file": report.config_file,
+        "baseline_file": report.baseline_file,
         "summary": report.summary(),
+        "start_here": [
+            {
+                "title": i.title,
+                "risk": i.risk.value,
+                "effort": i.effort,
+                "ids": [h.id for h in i.hotspots],
+            }
+            for i in start_here(report.hotspots)
+        ],
         "hotspots": [h.to_dict() for h in report.hotspots],
         "errors": [e.to_dict() for e in report.errors],
     }
@@ -172,144 +346,3 @@ def report_document(report: AuditReport) -> dict[str, Any]:
 def render_json(report: AuditReport) -> str:
     """The versioned JSON report (see ``docs/audit.md``)."""
     return json.dumps(report_document(report), indent=2) + "\n"
-
-
-# ----------------------------------------------------------------- sarif
-def sarif_document(report: AuditReport, root: Path | None = None) -> dict[str, Any]:
-    """A SARIF 2.1.0 log: one rule per kind, one result per hotspot.
-
-    Paths are relative URIs against ``%SRCROOT%`` (the scanned folder), as
-    GitHub code scanning expects; parse errors become tool notifications.
-    """
-    rules = [
-        {
-            "id": f"durable/{k.value}",
-            "name": KIND_TITLES[k].title().replace(" ", "").replace("-", ""),
-            "shortDescription": {"text": KIND_TITLES[k]},
-            "fullDescription": {"text": KIND_HELP[k]},
-            "defaultConfiguration": {"level": "warning"},
-            "help": {"text": KIND_HELP[k] + " Run `durable audit` for the fix of each site."},
-        }
-        for k in Kind
-    ]
-    index = {k: i for i, k in enumerate(Kind)}
-    results = []
-    for h in report.hotspots:
-        msg = f"{h.risk.value} risk: {h.reason}. Fix: {h.fix.label()}."
-        if h.refusal:
-            msg += f" Not rewritten automatically: {h.refusal}."
-        results.append(
-            {
-                "ruleId": f"durable/{h.kind.value}",
-                "ruleIndex": index[h.kind],
-                "level": SARIF_LEVEL[h.risk],
-                "message": {"text": msg},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": quote(h.path), "uriBaseId": "%SRCROOT%"},
-                            "region": {
-                                "startLine": h.start_line,
-                                "endLine": h.end_line,
-                                "snippet": {"text": h.excerpt},
-                            },
-                        },
-                        **(
-                            {"logicalLocations": [{"fullyQualifiedName": h.function}]}
-                            if h.function
-                            else {}
-                        ),
-                    }
-                ],
-                "partialFingerprints": {"durableHotspot/v1": h.id},
-                "properties": {
-                    "risk": h.risk.value,
-                    "pattern": h.pattern,
-                    "fix": h.fix.label(),
-                    "fixable": h.fixable,
-                    "tags": [h.kind.value, f"risk-{h.risk.value}"],
-                },
-            }
-        )
-    notifications = [
-        {
-            "level": "error",
-            "message": {"text": f"{e.path}: {e.message}"},
-            "locations": [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": quote(e.path), "uriBaseId": "%SRCROOT%"},
-                        **({"region": {"startLine": e.line}} if e.line else {}),
-                    }
-                }
-            ],
-        }
-        for e in report.errors
-    ]
-    run: dict[str, Any] = {
-        "tool": {
-            "driver": {
-                "name": "durable-audit",
-                "organization": "durable-toolkit",
-                "semanticVersion": tool_version(),
-                "rules": rules,
-            }
-        },
-        "results": results,
-        "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": notifications}],
-    }
-    if root is not None and root.is_dir():
-        run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": root.resolve().as_uri() + "/"}}
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [run],
-    }
-
-
-def render_sarif(report: AuditReport, root: Path | None = None) -> str:
-    """SARIF 2.1.0 text for GitHub code scanning."""
-    return json.dumps(sarif_document(report, root), indent=2) + "\n"
-
-
-# ----------------------------------------------------------------- html
-def _chart(report: AuditReport) -> dict[str, Any]:
-    s = report.summary()["by_kind_and_risk"]
-    top = max([sum(c.values()) for c in s.values()] + [1])
-    width = 420.0
-    rows = []
-    for k in Kind:
-        x = 0.0
-        segs = []
-        for r in (Risk.HIGH, Risk.MEDIUM, Risk.LOW):
-            n = s[k.value][r.value]
-            w = width * n / top
-            if n:
-                segs.append({"risk": r.value, "n": n, "x": round(x, 1), "w": round(w, 1),
-                             "color": RISK_COLOR[r]})  # fmt: skip
-            x += w
-        rows.append({"title": KIND_TITLES[k], "kind": k.value, "total": sum(s[k.value].values()),
-                     "segments": segs})  # fmt: skip
-    return {"rows": rows, "width": width, "height": 26 * len(rows) + 10}
-
-
-def render_html(report: AuditReport) -> str:
-    """One self-contained HTML page (inline CSS and SVG, no scripts, no network)."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("codemods.audit", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
-        undefined=jinja2.StrictUndefined,
-    )
-    template = env.get_template("report.html.j2")
-    return template.render(
-        report=report,
-        summary=report.summary(),
-        hotspots=report.hotspots,
-        errors=report.errors,
-        chart=_chart(report),
-        titles={k.value: t for k, t in KIND_TITLES.items()},
-        colors={r.value: c for r, c in RISK_COLOR.items()},
-        version=tool_version(),
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        location=_location,
-    )

@@ -7,6 +7,7 @@ pytest's ``--import-mode=importlib``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,42 @@ def expected_errors() -> set[tuple[str, int]]:
 @pytest.fixture(scope="session")
 def legacy_report() -> AuditReport:
     return run_audit([LEGACY], jobs=1)
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> Callable[[int], AuditReport]:
+    """``synthetic(n)``: a report of ``n`` made-up findings (see :func:`synthetic_report`)."""
+    return synthetic_report
+
+
+def synthetic_report(n: int = 1000) -> AuditReport:
+    """A report of ``n`` made-up findings across kinds, risks, folders and helpers
+    (long paths and excerpts), for the size and browser tests of the reports."""
+    from codemods.audit import Fix, Hotspot, Kind, Risk
+
+    kinds = list(Kind)
+    risks = [Risk.HIGH, Risk.MEDIUM, Risk.LOW, Risk.LOW]
+    report = AuditReport(root="synthetic", base="/srv/synthetic", files_scanned=n // 3)
+    for i in range(n):
+        folder = f"services/team_{i % 7}/very/deeply/nested/package_{i % 13}"
+        body = "\n".join(f"        step_{j}(payload, attempt)  # line {j}" for j in range(40))
+        report.hotspots.append(
+            Hotspot(
+                kind=kinds[i % len(kinds)],
+                pattern="for-range",
+                path=f"{folder}/module_{i % 29}.py",
+                start_line=10 + i,
+                end_line=50 + i,
+                function=f"Handler{i % 11}.process_{i}",
+                excerpt=f"for attempt in range({i % 5 + 2}):\n    try:\n{body}",
+                risk=risks[i % len(risks)],
+                reason=f"retries an HTTP write with no idempotency key, variant {i}",
+                fix=Fix("codemod", "retry-loop", i % 3 == 0, "rewrites the loop into a step"),
+                start_col=4,
+                end_col=30,
+                group=f"myproject.retrying.helper_{i % 4}" if i % 5 == 0 else None,
+                why=("It sends a POST that creates an order.", "Nothing marks it idempotent."),
+            )
+        )
+    report.sort()
+    return report

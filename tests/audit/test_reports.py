@@ -1,119 +1,251 @@
-"""Every report format renders the same hotspots; JSON and SARIF validate
-against their schemas (both shipped in the package, no network)."""
+"""Every report format, checked on real output: JSON and SARIF against their schemas
+(both shipped in the package, no network), Markdown's size, the terminal's line
+format, GitHub annotations, and the report model's one-finding-per-site step."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
 import pytest
 from rich.console import Console
 
-from codemods.audit import AuditReport, run_audit
+from codemods.audit import AuditReport, Fix, Hotspot, Kind, Risk, audit
+from codemods.audit.htmlreport import render_html
 from codemods.audit.reports import (
-    render_html,
+    MARKDOWN_BUDGET,
+    render_github,
     render_json,
+    render_lines,
     render_markdown,
-    render_sarif,
-    render_terminal,
+    render_table,
     schema_path,
 )
+from codemods.audit.sarif import FINGERPRINT_KEY, render_sarif
+from codemods.audit.triage import dedupe, group_by, start_here
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+REPO = Path(__file__).resolve().parents[2]
+
+RETRY = """import time
+
+import requests
 
 
-def test_json_report_validates_against_the_versioned_schema(legacy_report: AuditReport) -> None:
-    doc = json.loads(render_json(legacy_report))
+def charge(url, body):
+    for attempt in range(5):
+        try:
+            return requests.post(url, json=body)
+        except requests.Timeout:
+            time.sleep(2 ** attempt)
+    raise RuntimeError(url)
+"""
+
+
+@pytest.fixture(scope="module")
+def report() -> AuditReport:
+    return audit([LEGACY], jobs=1)
+
+
+def _sarif_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_path("sarif-2.1.0.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def test_paths_are_relative_to_the_repository_root(report: AuditReport) -> None:
+    assert report.base == str(REPO)
+    assert report.hotspots and all(
+        h.path.startswith("tests/audit/fixtures/legacy/") for h in report.hotspots
+    )
+
+
+def test_json_report_validates_against_the_versioned_schema(report: AuditReport) -> None:
+    doc = json.loads(render_json(report))
     schema = json.loads(schema_path().read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     ).validate(doc)
-    assert doc["schema_version"].startswith("1.")
-    assert len(doc["hotspots"]) == len(legacy_report.hotspots)
-    assert {e["path"] for e in doc["errors"]} == {e.path for e in legacy_report.errors}
-
-
-def test_json_schema_rejects_a_broken_report(legacy_report: AuditReport) -> None:
-    doc = json.loads(render_json(legacy_report))
+    assert doc["schema_version"].startswith("2.")
+    assert len(doc["hotspots"]) == len(report.hotspots)
+    assert doc["start_here"] and doc["start_here"][0]["risk"] == "high"
+    assert {"start_col", "end_col", "group", "why", "also_at"} <= set(doc["hotspots"][0])
     doc["hotspots"][0]["risk"] = "catastrophic"
-    schema = json.loads(schema_path().read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
 
 
-def test_sarif_validates_against_the_sarif_2_1_0_schema(
-    legacy_report: AuditReport, legacy: Path
-) -> None:
-    doc = json.loads(render_sarif(legacy_report, legacy))
-    schema = json.loads(schema_path("sarif-2.1.0.json").read_text())
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator_cls.check_schema(schema)
-    validator_cls(schema).validate(doc)
-    assert doc["version"] == "2.1.0"
+def test_sarif_validates_and_points_into_the_repository(report: AuditReport) -> None:
+    text = render_sarif(report)
+    doc = json.loads(text)
+    _sarif_validator().validate(doc)
+    assert "file:" not in text and str(REPO) not in text  # no absolute path of this machine
     [run] = doc["runs"]
-    assert len(run["results"]) == len(legacy_report.hotspots)
+    assert len(run["results"]) == len(report.hotspots)
+    assert "uri" not in run["originalUriBaseIds"]["%SRCROOT%"]
     rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    fingerprints = set()
     for result in run["results"]:
         assert rule_ids[result["ruleIndex"]] == result["ruleId"]
         loc = result["locations"][0]["physicalLocation"]
-        assert not loc["artifactLocation"]["uri"].startswith("/")
-        assert loc["region"]["startLine"] >= 1
-    levels = {r["level"] for r in run["results"]}
-    assert levels == {"error", "warning", "note"}
+        assert loc["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
+        uri = loc["artifactLocation"]["uri"]
+        assert uri.startswith("tests/audit/fixtures/legacy/")
+        assert (REPO / uri).is_file()
+        region = loc["region"]
+        if uri.endswith(".py"):
+            assert region["startColumn"] >= 1 and region["endColumn"] >= 1
+        fingerprints.add(result["partialFingerprints"][FINGERPRINT_KEY])
+    assert len(fingerprints) == len(run["results"])
+    assert {r["level"] for r in run["results"]} == {"error", "warning", "note"}
     notes = run["invocations"][0]["toolExecutionNotifications"]
     assert {n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for n in notes} == {
-        e.path for e in legacy_report.errors
+        e.path for e in report.errors
     }
-
-
-def test_sarif_schema_rejects_an_invalid_log(legacy_report: AuditReport) -> None:
-    doc = json.loads(render_sarif(legacy_report))
     doc["runs"][0]["results"][0]["level"] = "fatal"
-    schema = json.loads(schema_path("sarif-2.1.0.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validators.validator_for(schema)(schema).validate(doc)
+        _sarif_validator().validate(doc)
 
 
-def test_markdown_lists_every_hotspot_with_its_excerpt(legacy_report: AuditReport) -> None:
-    md = render_markdown(legacy_report)
-    assert md.startswith("# durable audit")
-    for h in legacy_report.hotspots:
-        assert f"`{h.path}:{h.start_line}" in md
-    assert "requests.post(" in md
-    assert "| Retry loop |" in md
-    assert "## Files that did not parse" in md
+def test_sarif_fingerprints_survive_unrelated_edits(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    src = tmp_path / "pkg" / "billing.py"
+    src.parent.mkdir()
+    src.write_text(RETRY)
+    before = json.loads(render_sarif(audit([src.parent], jobs=1)))["runs"][0]["results"]
+    src.write_text('"""Billing."""\n\nLIMIT = 3\n\n\n' + RETRY + "\n\ndef other():\n    return 1\n")
+    after = json.loads(render_sarif(audit([src.parent], jobs=1)))["runs"][0]["results"]
+    [b], [a] = before, after
+    region_b = b["locations"][0]["physicalLocation"]["region"]
+    region_a = a["locations"][0]["physicalLocation"]["region"]
+    assert region_a["startLine"] == region_b["startLine"] + 5
+    assert a["partialFingerprints"] == b["partialFingerprints"]
+    assert a["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "pkg/billing.py"
 
 
-def test_html_is_self_contained_and_escaped(legacy_report: AuditReport) -> None:
-    html = render_html(legacy_report)
-    assert html.count('<article class="hotspot') == len(legacy_report.hotspots)
-    assert "<svg" in html and "<script" not in html
+def test_sarif_of_a_synthetic_report_validates(synthetic: Callable[[int], AuditReport]) -> None:
+    _sarif_validator().validate(json.loads(render_sarif(synthetic(200))))
+
+
+def test_markdown_fits_a_pull_request_comment(synthetic: Callable[[int], AuditReport]) -> None:
+    big = synthetic(1000)
+    md = render_markdown(big, details_url="https://ci.example/artifacts/audit.html")
+    assert len(md) < MARKDOWN_BUDGET < 65_536
+    assert "### Start here" in md and "### By helper" in md and "### By file" in md
+    assert "975 more findings** in [the full report](https://ci.example/artifacts/audit.html)" in md
+    assert md.count("\n| high |") + md.count("\n| medium |") + md.count("\n| low |") == 25
+
+
+def test_markdown_of_the_fixture(report: AuditReport) -> None:
+    md = render_markdown(report)
+    assert md.startswith("## durable audit: ")
+    assert "requests.post(" in md  # an excerpt of a top finding
+    assert "files did not parse" in md
+    assert "more findings** in the full report" in md
+
+
+def test_lines_when_not_on_a_terminal(report: AuditReport, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    with out.open("w") as fh:
+        console = Console(file=fh, width=40)  # narrow: lines must not fold
+        assert not console.is_terminal
+        render_table_or_lines = render_lines(report, cwd=REPO)
+        fh.write(render_table_or_lines)
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(report.hotspots) + len(report.errors) + 1
+    pattern = re.compile(r"^(\S+):(\d+):(\d+): (high|medium|low|error) ([\w-]+) (.+)$")
+    for line in lines[:-1]:
+        m = pattern.match(line)
+        assert m, line
+        assert (REPO / m.group(1)).is_file()
+    assert lines[0].split(": ")[1].startswith("high ")
+    assert lines[-1].startswith(f"Found {len(report.hotspots)} hotspots (high ")
+
+
+def test_terminal_table_never_reads_source_text_as_markup(tmp_path: Path) -> None:
+    folder = tmp_path / "[bold]pkg"
+    folder.mkdir()
+    (folder / "[red]billing.py").write_text(RETRY)
+    (folder / "[blue]broken.py").write_text("import time\ntime.sleep(1)\ndef f(:\n")
+    report = audit([folder], jobs=1)
+    assert report.hotspots
+    out = tmp_path / "out.txt"
+    with out.open("w") as fh:
+        render_table(report, Console(file=fh, width=220, force_terminal=True, color_system=None))
+    text = out.read_text()
+    assert "[red]billing.py" in text and "[blue]broken.py" in text
+    assert "Start here" in text
+
+
+def test_github_annotations() -> None:
+    h = Hotspot(
+        Kind.RETRY_LOOP, "for-range", "src/a,b:c.py", 7, 9, "f", "x", Risk.HIGH,
+        "retries 100% of\nfailures", Fix("codemod", "retry-loop", True), start_col=4, end_col=20,
+    )  # fmt: skip
+    text = render_github(AuditReport(root=".", hotspots=[h, replace(h, risk=Risk.LOW)]))
+    first, second = text.splitlines()
+    assert first.startswith("::error file=src/a%2Cb%3Ac.py,line=7,endLine=9,col=5,endColumn=21,")
+    assert "::retries 100%25 of failures; fix: codemod retry-loop (automatic)" in first
+    assert second.startswith("::notice ")
+
+
+def _h(path: str, start: int, end: int, risk: Risk = Risk.LOW, kind: Kind = Kind.RETRY_LOOP,
+       excerpt: str = "x", group: str | None = None) -> Hotspot:  # fmt: skip
+    return Hotspot(kind, "p", path, start, end, "f", excerpt, risk, "r",
+                   Fix("codemod", "retry-loop", False), group=group)  # fmt: skip
+
+
+def test_dedupe_merges_nested_sites_and_keeps_the_worst() -> None:
+    outer = _h("a.py", 10, 30, Risk.MEDIUM)
+    inner = _h("a.py", 12, 20, Risk.HIGH, excerpt="inner")
+    other_kind = _h("a.py", 12, 20, kind=Kind.STATUS_POLLER)
+    elsewhere = _h("b.py", 12, 20)
+    found, merged = dedupe([outer, inner, other_kind, elsewhere])
+    assert merged == 1
+    assert [(h.path, h.start_line, h.kind) for h in found] == [
+        ("a.py", 12, Kind.RETRY_LOOP),
+        ("a.py", 12, Kind.STATUS_POLLER),
+        ("b.py", 12, Kind.RETRY_LOOP),
+    ]
+    assert found[0].risk is Risk.HIGH and found[0].also_at == ("a.py:10-30",)
+
+
+def test_dedupe_gives_identical_sites_distinct_fingerprints() -> None:
+    one, two = _h("a.py", 10, 12, excerpt="same"), _h("a.py", 40, 42, excerpt="same")
+    assert one.id == two.id
+    found, merged = dedupe([one, two])
+    assert merged == 0 and len({h.id for h in found}) == 2
+
+
+def test_one_table_declared_in_several_places_is_one_finding(report: AuditReport) -> None:
+    jobs = [h for h in report.hotspots if "db/schema.sql:2" in ",".join((h.location, *h.also_at))]
+    [table] = jobs
+    assert table.path.endswith("app/sa_models.py")  # the model represents the table
+    assert report.merged >= 1
+
+
+def test_start_here_puts_a_helper_with_many_sites_first() -> None:
+    hs = [_h(f"m{i}.py", 1, 3, Risk.HIGH, group="proj.retrying.call") for i in range(6)]
+    hs += [_h("solo.py", 1, 3, Risk.HIGH), _h("low.py", 1, 3, Risk.LOW)]
+    items = start_here(hs, limit=3)
+    assert items[0].title == "helper `proj.retrying.call`: 6 use sites in 6 files"
+    assert [len(i.hotspots) for i in items] == [6, 1, 1]
+    assert items[-1].risk is Risk.LOW
+    [g] = group_by(hs, "helper")
+    assert len(g.hotspots) == 6
+
+
+def test_html_embeds_code_as_data_not_markup(tmp_path: Path) -> None:
+    (tmp_path / "evil.py").write_text(RETRY.replace("url, json=body", "'</script><b>x</b>'"))
+    html = render_html(audit([tmp_path], jobs=1))
+    assert "</script><b>" not in html
+    assert "\\u003c/script\\u003e\\u003cb\\u003ex" in html
     lowered = html.lower()
     for ref in ('src="http', 'href="http', "@import", "url(http"):
         assert ref not in lowered
-
-
-def test_html_escapes_code_excerpts(tmp_path: Path) -> None:
-    (tmp_path / "evil.py").write_text(
-        "import time\n\n\ndef f(get):\n"
-        "    for attempt in range(3):\n"
-        "        try:\n"
-        "            return get('<script>alert(1)</script>')\n"
-        "        except IOError:\n"
-        "            time.sleep(1)\n"
-        "    raise IOError()\n"
-    )
-    html = render_html(run_audit([tmp_path], jobs=1))
-    assert "<script" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-
-
-def test_terminal_table_shows_the_worst_first(legacy_report: AuditReport, tmp_path: Path) -> None:
-    out = tmp_path / "out.txt"
-    with out.open("w") as fh:
-        render_terminal(legacy_report, Console(file=fh, width=200))
-    text = out.read_text()
-    first_row = next(line for line in text.splitlines() if "│ high" in line or "| high" in line)
-    assert "high" in first_row
-    assert "hotspots: high" in text
-    assert "not parsed app/broken.py:5" in text
