@@ -12,6 +12,8 @@ import threading
 import time
 import uuid
 
+from .errors import InvalidIdError
+
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -32,3 +34,35 @@ def new_workflow_id() -> str:
     rand_b = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     return str(uuid.UUID(int=value))
+
+
+MAX_ID_BYTES = 1024
+"""The longest id (workflow id, deduplication id, topic, event key), in UTF-8 bytes.
+
+PostgreSQL's unique indexes refuse keys above about 2.7 kB; one limit for every
+backend keeps an id that works on SQLite working on PostgreSQL."""
+
+
+def check_id(value: object, what: str = "workflow id") -> str:
+    """``value`` if it can be stored as an id on every backend, else :class:`InvalidIdError`.
+
+    Refused: a non-string, the empty string, a NUL character (PostgreSQL text
+    cannot hold one; it was cut there, so two ids became one), a lone
+    surrogate (not UTF-8), more than :data:`MAX_ID_BYTES` bytes.
+    """
+    if not isinstance(value, str):
+        raise InvalidIdError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidIdError(f"{what} must not be empty")
+    shown = repr(value if len(value) <= 40 else value[:37] + "...")
+    if "\x00" in value:
+        raise InvalidIdError(f"{what} {shown} contains a NUL character (\\x00)")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidIdError(
+            f"{what} {shown} contains a lone surrogate: it is not valid UTF-8"
+        ) from None
+    if size > MAX_ID_BYTES:
+        raise InvalidIdError(f"{what} {shown} is {size} bytes in UTF-8; at most {MAX_ID_BYTES}")
+    return value

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from ..errors import DatabaseUnavailableError, DurableError, WorkflowConflictError
+from ..ids import check_id
 from ..records import RESUMABLE_STATUSES, StepRecord, WorkflowRecord, from_ms, parse_error
 from . import schema
 from .health import DatabaseHealth
@@ -409,6 +410,9 @@ class Storage:
         not_before: int | None = None,
     ) -> bool:
         """Insert a workflow; ``False`` when the id already exists (nothing changed)."""
+        check_id(workflow_id)
+        if deduplication_id is not None:
+            check_id(deduplication_id, "deduplication id")
         now = now_ms()
         count = self._hot(
             self._insert_workflow_sql,
@@ -569,6 +573,7 @@ class Storage:
         )
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        check_id(workflow_id)
         w = self.workflows
         with self._translate_errors(), self.read_engine.connect() as conn:
             row = conn.execute(sa.select(w).where(w.c.workflow_id == workflow_id)).first()
@@ -734,6 +739,7 @@ class Storage:
 
     def cancel(self, workflow_id: str) -> bool:
         """Mark an unfinished workflow ``cancelled``; ``False`` if it had already ended."""
+        check_id(workflow_id)
         w = self.workflows
         stmt = (
             sa.update(w)
@@ -827,6 +833,8 @@ class Storage:
         replay). Steps that set an event are not copied: they run again in the
         copy, so its events exist under its own id.
         """
+        check_id(workflow_id)
+        check_id(new_id)
         w, s = self.workflows, self.steps
         now = now_ms()
         ins = self._insert_fn()
@@ -899,6 +907,10 @@ class Storage:
 
     def enqueue_in(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
         """``enqueue_many`` inside the caller's transaction: the rows commit with it."""
+        for r in rows:
+            check_id(r["workflow_id"])
+            if r.get("deduplication_id") is not None:
+                check_id(r["deduplication_id"], "deduplication id")
         now = now_ms()
         inserted: set[str] = set()
         full = [
@@ -1170,6 +1182,8 @@ class Storage:
         self, workflow_id: str, topic: str, value: str, conn: sa.Connection | None = None
     ) -> None:
         """Put a message in a workflow's inbox (inside ``conn``'s transaction if given)."""
+        check_id(workflow_id)
+        check_id(topic, "topic")
         m = self.messages
         stmt = sa.insert(m).values(
             workflow_id=workflow_id, topic=topic, value=value, created_at=now_ms()
@@ -1202,6 +1216,7 @@ class Storage:
         return True, row.value
 
     def set_event(self, conn: sa.Connection, workflow_id: str, key: str, value: str) -> None:
+        check_id(key, "event key")
         e = self.events
         ins = self._insert_fn()
         stmt = ins(e).values(workflow_id=workflow_id, key=key, value=value, updated_at=now_ms())
@@ -1213,6 +1228,8 @@ class Storage:
         self._notify_inbox(conn, workflow_id)
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        check_id(workflow_id)
+        check_id(key, "event key")
         e = self.events
         with self._translate_errors(), self.read_engine.connect() as conn:
             row = conn.execute(
@@ -1235,6 +1252,8 @@ class Storage:
         Returns the ids actually inserted.
         """
         w, e = self.workflows, self.events
+        for r in rows:
+            check_id(r["workflow_id"])
         full = [
             {
                 "workflow_id": r["workflow_id"],
