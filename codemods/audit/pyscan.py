@@ -17,6 +17,7 @@ from codemods.audit import jobscan
 from codemods.audit.effects import Effects, dotted, find_effects
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
 from codemods.audit.newsyntax import parse_python
+from codemods.audit.project import HelperDef, UseSite, module_of
 from codemods.audit.textscan import (
     LOCK_COLUMNS,
     STATUS_COLUMNS,
@@ -54,7 +55,7 @@ _TIME_BOUND = re.compile(
 _SWEEP_HINT = re.compile(r"update")
 _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
-_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries)\w*\s*-\s*1")
+_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries|count)\w*['\"\]]*\s*[-+]=?\s*1")
 _CREATE_TABLE_TEXT = re.compile(r"create\s+(?:\w+\s+)?table", re.I)
 _TABLE_CALL = ("Table(", "create_table(", "CreateModel(")
 _TRIGGER_TEXT = (".do(", "add_job", "scheduled_job", "add_periodic_task", "beat_schedule",
@@ -83,7 +84,42 @@ _DECORATORS: dict[str, str] = {
     "google.api_core.retry.Retry": "google.api_core",
     "google.api_core.retry_async.AsyncRetry": "google.api_core",
     "oslo_service.loopingcall.RetryDecorator": "oslo.service",
+    "oslo_utils.excutils.forever_retry_uncaught_exceptions": "oslo.utils",
+    "retry_decorator.retry": "retry_decorator",
+    "retry_decorator.retry_decorator.retry": "retry_decorator",
+    "google.api_core.retry.retry_async.AsyncRetry": "google.api_core",
+    "google.api_core.retry_async.Retry": "google.api_core",
 }
+#: retry libraries whose constructor or decorator, called inside a project function that
+#: wraps a callable with it, makes that function a project retry helper (a facade)
+_FACADE_TARGETS: dict[str, str] = {
+    "tenacity.Retrying": "tenacity",
+    "tenacity.AsyncRetrying": "tenacity",
+    "tenacity.retry": "tenacity",
+    "oslo_db.api.wrap_db_retry": "oslo.db",
+    "backoff.on_exception": "backoff",
+    "backoff.on_predicate": "backoff",
+    "retrying.retry": "retrying",
+    "retrying.Retrying": "retrying",
+    "stamina.retry": "stamina",
+    "google.api_core.retry.Retry": "google.api_core",
+}
+_FACADE_TEXT = re.compile(r"Retrying|retry\(|wrap_db_retry|on_exception|on_predicate|Retry\(")
+_CLASS_RETRY = re.compile(r"(?:^|\.)(?:AWSRetry|CloudRetry)\.\w+$")
+# decorators that are never a project's retry helper (not recorded as possible use sites)
+_NOT_HELPERS = frozenset(
+    {"property", "staticmethod", "classmethod", "wraps", "abstractmethod", "cached_property",
+     "setter", "getter", "deleter", "overload", "override", "route", "get", "post", "put",
+     "delete", "patch", "fixture", "parametrize", "mark", "command", "group", "option",
+     "argument", "dataclass", "contextmanager", "asynccontextmanager", "lru_cache", "cache",
+     "receiver", "register", "login_required", "api_view", "action", "setup", "skip",
+     "skipif", "xfail", "validator", "field_validator", "root_validator", "model_validator",
+     "total_ordering", "singledispatch", "njit", "jit"}
+)  # fmt: skip
+_NOT_HELPER_ROOTS = frozenset(
+    {"pytest", "unittest", "mock", "functools", "abc", "typing", "contextlib", "click",
+     "dataclasses", "six", "django", "flask", "fastapi", "pydantic", "attr", "attrs"}
+)  # fmt: skip
 _TENACITY_BLOCKS = frozenset({"tenacity.Retrying", "tenacity.AsyncRetrying"})
 
 
@@ -144,6 +180,67 @@ def _is_sleep(call: ast.Call) -> bool:
     return last in _SLEEPS and (last == "sleep" or name.startswith(("time.", "asyncio.")))
 
 
+def _incremented(stmts: list[ast.stmt]) -> set[str]:
+    """Names counted up or down in ``stmts``: ``n += 1`` and ``n = n + 1`` alike."""
+    out: set[str] = set()
+    for n in _walk_local(list(stmts)):
+        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name):
+            out.add(n.target.id)
+        elif (
+            isinstance(n, ast.Assign)
+            and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.BinOp)
+            and isinstance(n.value.op, ast.Add | ast.Sub)
+            and n.targets[0].id in _names_in(n.value)
+        ):
+            out.add(n.targets[0].id)
+    return out
+
+
+def _loop_local(stmts: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Nodes under ``stmts`` that belong to this loop level (no nested loops or defs)."""
+    stack: list[ast.AST] = list(stmts)
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(
+                child,
+                ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+                | ast.For | ast.AsyncFor | ast.While,
+            ):  # fmt: skip
+                stack.append(child)
+
+
+def _leaves(stmts: list[ast.stmt]) -> bool:
+    """A ``return`` or ``break`` of this loop somewhere in ``stmts``.
+
+    An exit under ``if <call>():`` does not count: leaving when a check comes
+    true is polling for readiness, not success of an attempt.
+    """
+    stack: list[ast.AST] = list(stmts)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return | ast.Break):
+            return True
+        if isinstance(node, ast.If) and any(isinstance(c, ast.Call) for c in ast.walk(node.test)):
+            stack.extend(node.orelse)
+            continue
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(
+                child,
+                ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+                | ast.For | ast.AsyncFor | ast.While,
+            ):  # fmt: skip
+                stack.append(child)
+    return False
+
+
+def _has_continue(stmts: list[ast.stmt]) -> bool:
+    return any(isinstance(n, ast.Continue) for n in _loop_local(stmts))
+
+
 def _exits(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Return | ast.Break | ast.Raise)
 
@@ -187,6 +284,9 @@ class PythonScanner:
         self.triggers: dict[str, str] = {}
         self.sweepers_seen: set[str] = set()
         self.job_classes: set[str] = set()
+        self.module = module_of(path)
+        self.helpers: list[HelperDef] = []
+        self.uses: list[UseSite] = []
         self.reported_funcs: set[int] = set()
         self.func_class: dict[int, str] = {}
         self.is_command = "/management/commands/" in "/" + path
@@ -202,6 +302,7 @@ class PythonScanner:
         self.dead_lines = _hit_lines(low, _DEAD_HINT)
         self.recurse_lines = _hit_lines(low, _RECURSE_HINT)
         self.job_lines = _hit_lines(low, jobscan.HINT)
+        self.facade_lines = _hit_lines(text, _FACADE_TEXT)
         self.may_status = "status" in low or "state" in low
 
     # ------------------------------------------------------------------ setup
@@ -223,13 +324,18 @@ class PythonScanner:
                             alias.name if alias.asname else alias.name.split(".")[0]
                         )
                 elif isinstance(child, ast.ImportFrom):
-                    if child.module:
+                    base = child.module or ""
+                    if child.level:
+                        pkg = self.module.split(".") if self.module else []
+                        if not self.path.endswith("__init__.py"):
+                            pkg = pkg[:-1]
+                        pkg = pkg[: len(pkg) - (child.level - 1)] if child.level > 1 else pkg
+                        base = ".".join([*pkg, base] if base else pkg)
+                    if base:
                         for alias in child.names:
-                            self.imports[alias.asname or alias.name] = (
-                                f"{child.module}.{alias.name}"
-                            )
+                            self.imports[alias.asname or alias.name] = f"{base}.{alias.name}"
                 elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    self.funcs.append((child, ".".join([*scope, child.name]), []))
+                    self.funcs.append((child, ".".join([*scope, child.name]), list(parents)))
                     if scope and scope[-1] in class_names:
                         self.func_class[id(child)] = scope[-1]
                     visit(child.body, [*scope, child.name], [*parents, child], [])
@@ -351,7 +457,9 @@ class PythonScanner:
             if _in_range(self.dead_lines, func):
                 self._scan_dead_letter_code(func, qual)
             if _in_range(self.recurse_lines, func):
-                self._scan_recursive_retry(func, qual)
+                self._scan_recursive_retry(func, qual, _ancestors)
+            if func.name not in self.homemade and _in_range(self.facade_lines, func):
+                self._scan_facade(func, qual)
             if len(self.hotspots) > before:
                 self.reported_funcs.add(id(func))
         for loop in self.loops:
@@ -444,6 +552,7 @@ class PythonScanner:
             if func.name in self.homemade:
                 continue
             self.homemade[func.name] = qual
+            self.helpers.append(HelperDef(self.module, func.name, qual, "a loop over attempts"))
             risk, reason = self._retry_risk(facts.forever, facts.sleep, facts.catch, None, "")
             self.add(
                 Kind.RETRY_DECORATOR,
@@ -470,6 +579,17 @@ class PythonScanner:
             lib = _DECORATORS.get(full)
             if lib is None and last == "retry" and full.split(".")[0] in ("tenacity", "backoff"):
                 lib = full.split(".")[0]
+            if lib is None and _CLASS_RETRY.search(full):
+                lib = full.rsplit(".", 2)[-2]
+            if (
+                lib is None
+                and full in ("dramatiq.actor", "dramatiq.actor.actor")
+                and call is not None
+                and any(
+                    k.arg in ("max_retries", "retry_when", "min_backoff") for k in call.keywords
+                )
+            ):
+                lib = "dramatiq"
             if lib is not None:
                 self._report_decorator(func, qual, dec, call, lib, full)
             elif last in ("task", "shared_task") or full.endswith("celery.task"):
@@ -491,8 +611,83 @@ class PythonScanner:
                     self._fix_for(effects, Fix("manual", "@step", False, "@step(retry=...)")),
                     effects=effects,
                 )
+            elif last not in _NOT_HELPERS and full.split(".")[0] not in _NOT_HELPER_ROOTS:
+                self._record_use(func, qual, dec, full)
             if _PERIODIC.search(full):
                 self.triggers[func.name] = f"@{dotted(call.func if call else dec)}"
+
+    def _scan_facade(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+        """A project function that wraps a callable with a retry library (a facade)."""
+        if not (func.args.args or func.args.vararg or func.args.posonlyargs):
+            return
+        nodes = self.local_nodes(func)
+        lib_calls = {
+            id(n): _FACADE_TARGETS[self.resolve(n)]
+            for n in nodes
+            if isinstance(n, ast.Call) and self.resolve(n) in _FACADE_TARGETS
+        }
+        if not lib_calls:
+            return
+        assigned = {
+            t.id
+            for n in nodes
+            if isinstance(n, ast.Assign) and id(n.value) in lib_calls
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        # Retrying(...)(fn, ...), return retry(...), r = Retrying(...); r(fn) / r.call(fn)
+        applied = any(
+            (isinstance(n, ast.Call) and id(n.func) in lib_calls)
+            or (isinstance(n, ast.Return) and n.value is not None and id(n.value) in lib_calls)
+            or (
+                isinstance(n, ast.Call)
+                and dotted(n.func).split(".")[0] in assigned
+                and bool(n.args or n.keywords)
+            )
+            for n in nodes
+        )
+        if not applied:
+            return
+        lib = next(iter(lib_calls.values()))
+        self.homemade[func.name] = qual
+        self.helpers.append(HelperDef(self.module, func.name, qual, f"wraps {lib}"))
+        self.add(
+            Kind.RETRY_DECORATOR,
+            f"project retry helper over {lib}",
+            min([func.lineno] + [d.lineno for d in func.decorator_list]),
+            func.end_lineno or func.lineno,
+            qual,
+            Risk.MEDIUM,
+            f"the project's own retry helper over {lib}: every use site retries",
+            Fix("manual", "@step", False, "make the helper a durable step policy, then its uses"),
+            refusal=f"project facade over {lib}: no codemod rewrites it",
+            why=(
+                f"`{func.name}` wraps callables in a {lib} retry; each place that uses it is "
+                "listed under it and ranked by what the wrapped code does.",
+            ),
+        )
+
+    def _record_use(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, dec: ast.expr, full: str
+    ) -> None:
+        """Remember a decorator that may be a project retry helper (matched after all files)."""
+        label = dotted(dec.func if isinstance(dec, ast.Call) else dec)
+        if "?" in label or "()" in label:
+            return
+        end = func.end_lineno or func.lineno
+        self.uses.append(
+            UseSite(
+                self.path,
+                full,
+                label,
+                dec.lineno,
+                end,
+                max(0, dec.col_offset - 1),
+                qual,
+                _excerpt(self.lines, dec.lineno, end),
+                find_effects(func.body),
+            )
+        )
 
     def _report_decorator(
         self,
@@ -544,6 +739,13 @@ class PythonScanner:
         elif lib == "stamina":
             exc = kw.get("on") or (args[0] if args else None)
             catch = "broad" if exc is None or self._broad(exc) else "specific"
+        elif lib == "oslo.utils":
+            forever, catch = True, "broad"
+        elif lib == "dramatiq":
+            catch = "specific"  # the broker keeps the message; its middleware decides
+        elif lib == "oslo.db":
+            forever = False
+            catch = "specific"
         effects = find_effects(func.body)
         risk, reason = self._retry_risk(forever, sleep, catch, effects, lib)
         if selector and refusal is None:
@@ -661,28 +863,36 @@ class PythonScanner:
         if not tries:
             return None
         tnode = tries[0]
-        swallowing = [h for h in tnode.handlers if not (h.body and _exits(h.body[-1]))]
+        # a handler that re-raises only on the last attempt still retries (guarded continue)
+        swallowing = [
+            h
+            for h in tnode.handlers
+            if not (h.body and _exits(h.body[-1])) or _has_continue(h.body)
+        ]
         if not swallowing:
             return None
         idx = node.body.index(tnode) if tnode in node.body else -1
         after = node.body[idx + 1 :] if idx >= 0 else []
-        success_exit = any(_exits(s) and not isinstance(s, ast.Raise) for s in tnode.body) or any(
-            isinstance(s, ast.Return | ast.Break) for s in tnode.orelse
-        )
-        handler_continue = any(
-            isinstance(n, ast.Continue) for h in swallowing for n in _walk_local(h.body)
-        )
+        # success may leave from inside an `if`/`with` in the try, or from its `else`
+        success_exit = _leaves(tnode.body) or _leaves(tnode.orelse)
+        handler_continue = any(_has_continue(h.body) for h in swallowing)
         if not success_exit and handler_continue:
-            success_exit = any(isinstance(s, ast.Return | ast.Break) for s in after)
+            success_exit = _leaves(after)
+        if not success_exit and isinstance(node, ast.While):
+            # success signalled by a flag the loop condition reads (`while not done`)
+            flags = _names_in(node.test)
+            success_exit = any(
+                isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Constant)
+                and any(isinstance(t, ast.Name) and t.id in flags for t in n.targets)
+                for s in [*tnode.body, *tnode.orelse, *after]
+                for n in _walk_local([s])
+            )
         if not success_exit:
             return None  # polling, worker main loops: exit depends on a result or never
         # time-bounded while loops (deadline) and counters bound forever-ness
         if pattern == "while-true":
-            incremented = {
-                n.target.id
-                for n in _walk_local(node.body)
-                if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Name)
-            }
+            incremented = _incremented(node.body)
             bounded = any(
                 isinstance(n, ast.If)
                 and (_names_in(n.test) & incremented)
@@ -1235,35 +1445,56 @@ class PythonScanner:
         )
 
     def _scan_recursive_retry(
-        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
     ) -> None:
+        """A function that calls itself again from its exception handler, counting attempts."""
         for n in self.local_nodes(func):
             if not isinstance(n, ast.ExceptHandler):
                 continue
-            for c in _walk_local(list(n.body)):
-                if (
-                    isinstance(c, ast.Call)
-                    and dotted(c.func).rsplit(".", 1)[-1] == func.name
-                    and re.search(r"(retr|attempt|tries)\w*\s*-\s*1", ast.unparse(c), re.I)
-                ):
-                    effects = find_effects(func.body)
-                    risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
-                    self.add(
-                        Kind.RETRY_LOOP,
-                        "recursive retry",
-                        func.lineno,
-                        func.end_lineno or func.lineno,
-                        qual,
-                        risk,
-                        reason,
-                        self._fix_for(
-                            effects,
-                            Fix("codemod", "retry-loop", False, "the codemod refuses: recursion"),
-                        ),
-                        refusal="retried by recursion, not a loop",
-                        effects=effects,
-                    )
-                    return
+            handler = list(_walk_local(list(n.body)))
+            counted = any(
+                _RECURSE_HINT.search(ast.unparse(c))
+                for c in handler
+                if isinstance(c, ast.Call | ast.AugAssign | ast.Assign | ast.keyword)
+            )
+            again = any(
+                isinstance(c, ast.Call) and dotted(c.func).rsplit(".", 1)[-1] == func.name
+                for c in handler
+            )
+            if not (counted and again):
+                continue
+            effects = find_effects(func.body)
+            # a wrapper inside a decorator (factory): the decorator is the helper
+            outer = parents[0] if parents else None
+            if isinstance(outer, ast.FunctionDef | ast.AsyncFunctionDef):
+                quals = {id(f): q for f, q, _ in self.funcs}
+                self.helpers.append(
+                    HelperDef(self.module, outer.name, quals[id(outer)], "retry by recursion")
+                )
+                self.homemade.setdefault(outer.name, quals[id(outer)])
+                start, end, where = outer.lineno, outer.end_lineno or outer.lineno, quals[id(outer)]
+                start = min([start] + [d.lineno for d in outer.decorator_list])
+                pattern = "recursive retry decorator"
+            else:
+                start, end, where = func.lineno, func.end_lineno or func.lineno, qual
+                pattern = "recursive retry"
+            risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
+            self.add(
+                Kind.RETRY_LOOP,
+                pattern,
+                start,
+                end,
+                where,
+                risk,
+                reason,
+                self._fix_for(
+                    effects,
+                    Fix("codemod", "retry-loop", False, "the codemod refuses: recursion"),
+                ),
+                refusal="retried by recursion, not a loop",
+                effects=effects,
+            )
+            return
 
     # ------------------------------------------------------------ tables
     def _report_table(self, finding: TextFinding, start: int, end: int, pattern: str) -> None:
@@ -1426,11 +1657,22 @@ def broker_hotspot(path: str, lines: list[str], f: TextFinding) -> Hotspot:
                    risk, reason, fix)  # fmt: skip
 
 
-def scan_python_source(path: str, source: bytes) -> tuple[list[Hotspot], int]:
-    """Hotspots in one Python file and its line count. Raises SyntaxError/ValueError."""
+def scan_python(path: str, source: bytes) -> PythonScanner:
+    """Scan one Python file; the scanner holds its hotspots, helpers and decorator uses.
+
+    Raises SyntaxError/ValueError for a file that does not parse.
+    """
     tree = parse_python(source, path)  # ast, or libcst for syntax newer than this Python
     text = source.decode("utf-8", errors="replace")
-    return PythonScanner(path, text, tree).run(), text.count("\n") + 1
+    scanner = PythonScanner(path, text, tree)
+    scanner.run()
+    return scanner
+
+
+def scan_python_source(path: str, source: bytes) -> tuple[list[Hotspot], int]:
+    """Hotspots in one Python file and its line count. Raises SyntaxError/ValueError."""
+    scanner = scan_python(path, source)
+    return scanner.hotspots, scanner.text.count("\n") + 1
 
 
 def excerpt(lines: list[str], start: int, end: int) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
-from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python_source
+from codemods.audit.project import HelperDef, UseSite, link
+from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python
 from codemods.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -81,6 +82,8 @@ class FileResult:
     lines: int = 0
     hotspots: list[Hotspot] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
+    helpers: list[HelperDef] = field(default_factory=list)
+    uses: list[UseSite] = field(default_factory=list)
 
 
 def _is_crontab(path: Path) -> bool:
@@ -188,9 +191,11 @@ def scan_file(path: Path, rel: str) -> FileResult:
             res.lines = data.count(b"\n") + 1
             if not worth_parsing(data):
                 return res
-            hotspots, _ = scan_python_source(rel, data)
+            scanned = scan_python(rel, data)
             res.parsed = 1
-            res.hotspots = hotspots
+            res.hotspots = scanned.hotspots
+            res.helpers = scanned.helpers
+            res.uses = scanned.uses
         else:
             res.lines = data.count(b"\n") + 1
             sql = name.endswith(".sql")
@@ -221,6 +226,8 @@ def _scan_chunk(items: list[tuple[str, str]]) -> FileResult:
         total.lines += r.lines
         total.hotspots += r.hotspots
         total.errors += r.errors
+        total.helpers += r.helpers
+        total.uses += r.uses
     return total
 
 
@@ -252,8 +259,13 @@ def run_audit(
     if on_progress:
         on_progress(0, total)
 
+    helpers: list[HelperDef] = []
+    uses: list[UseSite] = []
+
     def merge(r: FileResult) -> None:
         nonlocal done
+        helpers.extend(r.helpers)
+        uses.extend(r.uses)
         report.files_scanned += r.files
         report.files_parsed += r.parsed
         report.lines_scanned += r.lines
@@ -271,6 +283,9 @@ def run_audit(
             futures = [pool.submit(_scan_chunk, c) for c in _chunks(items, CHUNK)]
             for fut in as_completed(futures):
                 merge(fut.result())
+    if helpers and uses:
+        seen = {(h.path, h.start_line) for h in report.hotspots}
+        report.hotspots += link(helpers, uses, seen)
     report.seconds = time.perf_counter() - started
     report.sort()
     return report
