@@ -1,10 +1,11 @@
 """Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL.
 
 PostgreSQL comes from, in order:
-1. ``$DURABLE_TEST_POSTGRES_URL`` (CI sets it to the server on the machine);
-2. a throwaway server started from the local binaries by pytest-postgresql
-   (initdb refuses to run as root, so this is skipped for root);
-3. testcontainers, where a Docker engine answers.
+1. ``$DURABLE_TEST_POSTGRES_URL``;
+2. the server on the default local port (127.0.0.1:5432, user postgres), if one answers;
+3. a throwaway cluster started from the local binaries (tests/pg_cluster.py; as the
+   ``postgres`` user when run as root, since initdb refuses root);
+4. testcontainers, where a Docker engine answers.
 Each test run creates its own database and drops it at the end; each test
 gets empty schemas, so runs and tests never see each other's rows.
 """
@@ -12,10 +13,7 @@ gets empty schemas, so runs and tests never see each other's rows.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,39 +37,37 @@ def _with_database(url: str, dbname: str) -> str:
     return make_url(url).set(database=dbname).render_as_string(hide_password=False)
 
 
+DEFAULT_LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def _default_port() -> Iterator[str]:
+    """The server on the default local port, if one answers there."""
+    with psycopg.connect(DEFAULT_LOCAL_URL, connect_timeout=3, autocommit=True):
+        pass
+    yield DEFAULT_LOCAL_URL
+
+
 @contextlib.contextmanager
 def _local_server() -> Iterator[str]:
-    """A throwaway PostgreSQL from local binaries (pytest-postgresql's executor)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        raise RuntimeError("initdb refuses to run as root")
-    from pytest_postgresql.executor import PostgreSQLExecutor
+    """A throwaway cluster from the local binaries (as ``postgres`` when run as root)."""
+    import sys
+    from pathlib import Path
 
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [
-        shutil.which("pg_ctl") or ""
-    ]
-    if not candidates[-1]:
-        raise RuntimeError("no pg_ctl found")
-    datadir = tempfile.mkdtemp(prefix="durable-pg-")
-    executor = PostgreSQLExecutor(
-        executable=candidates[-1],
-        host="127.0.0.1",
-        port=54329,
-        user="postgres",
-        password="",
-        dbname="postgres",
-        options="",
-        datadir=datadir,
-        unixsocketdir=datadir,
-        logfile=os.path.join(datadir, "log"),
-        startparams="-w",
-        postgres_options="",
-    )
-    executor.start()
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests import pg_cluster
+
+    why = pg_cluster.available()
+    if why:
+        raise RuntimeError(why)
+    cluster = pg_cluster.OwnedCluster()
     try:
-        yield "postgresql://postgres@127.0.0.1:54329/postgres"
+        cluster.start()
+        yield cluster.url
     finally:
-        executor.stop()
-        shutil.rmtree(datadir, ignore_errors=True)
+        cluster.destroy()
 
 
 @contextlib.contextmanager
@@ -90,7 +86,7 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
         return
     errors = []
-    for source in (_local_server, _container):
+    for source in (_default_port, _local_server, _container):
         try:
             with source() as found:
                 yield found
