@@ -224,18 +224,26 @@ FAULTS = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_workers_ride_out_a_restart(fault, cluster, url, workers):
+@pytest.mark.parametrize(
+    ("fault", "kill"), [*((f, False) for f in sorted(FAULTS)), ("crash-restart", True)]
+)
+def test_workers_ride_out_a_restart(fault, kill, cluster, url, workers):
     for _ in range(3):
         workers.spawn()
-    expected = _enqueue_load(fault)
+    expected = _enqueue_load(fault + ("-kill" if kill else ""))
     time.sleep(2.0)  # long workflows are mid-way: in steps, sleeps, transactions
     FAULTS[fault](cluster)
     back = time.time()
+    if kill:  # a worker dies just as the database returns; a new one takes its place
+        victim = workers.procs[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        victim.killed = True  # type: ignore[attr-defined]
+        workers.spawn(wait_serving=False)
     first = _first_success_after(back)
     print(f"{fault}: first success {first:.3f}s after the database was back")
     assert first < 2.0
-    _check_outcome(url, expected, workers, killed=0)
+    _check_outcome(url, expected, workers, killed=1 if kill else 0)
     _terminate_cleanly(workers)
 
 
