@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from toolkit import Durable, RetryPolicy, current_step
+from toolkit import Durable, RetriesExhausted, RetryPolicy, RetryState, current_step
 
 url, mode, workflow_id, scenario, workdir = sys.argv[1:6]
 WORK = Path(workdir)
@@ -92,7 +92,71 @@ def sleeper() -> float:
     return time.time()
 
 
+def _before_poll(state: RetryState) -> None:
+    called(f"before{state.attempt}")
+
+
+@app.step(
+    name="polls",
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=0.05,
+        backoff=1,
+        retry_on_result=lambda r: r == "pending",
+        before_retry=_before_poll,
+    ),
+)
+def polls() -> str:
+    n = current_step().attempt
+    called(f"poll{n}")
+    point(f"poll-attempt{n}")
+    return "pending" if n < 4 else f"ready after {n}"
+
+
+def _give_up(state: RetryState) -> str:
+    called(f"give_up{state.attempt}")
+    return "fallback"
+
+
+@app.step(
+    name="exhausts",
+    retry=RetryPolicy(
+        max_attempts=2, initial_delay=0.01, retry_on_result=bool, on_give_up=_give_up
+    ),
+)
+def exhausts() -> str:
+    called(f"exhaust{current_step().attempt}")
+    return "still busy"
+
+
+@app.step(
+    name="never_ready",
+    retry=RetryPolicy(max_attempts=2, initial_delay=0.01, retry_on_result=bool),
+)
+def never_ready() -> str:
+    called(f"never{current_step().attempt}")
+    return "not yet"
+
+
+@app.workflow(name="result_retries")
+def result_retries() -> str:
+    return polls()
+
+
+@app.workflow(name="gives_up")
+def gives_up() -> list[object]:
+    fallback = exhausts()
+    try:
+        caught = never_ready()
+    except RetriesExhausted as exc:
+        caught = f"{type(exc).__name__}:{exc.attempts}"
+    value = numbered(3)
+    point("after-give-up")  # step 3's checkpoint is still held back
+    return [fallback, caught, value]
+
+
 WORKFLOWS = {"ten_steps": ten_steps, "payment": payment, "retries": retries, "sleeper": sleeper}
+WORKFLOWS.update(result_retries=result_retries, gives_up=gives_up)
 ARGS = {"payment": ("o-1",)}
 
 if mode == "run":
