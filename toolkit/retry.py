@@ -8,6 +8,8 @@ value). The engine runs the attempts, records them and waits; it asks the policy
 
 from __future__ import annotations
 
+import datetime
+import inspect
 import math
 import random
 import reprlib
@@ -34,6 +36,19 @@ def short_repr(value: Any, limit: int = 80) -> str:
     shortener.maxstring = shortener.maxother = limit
     text = shortener.repr(value)
     return " ".join(text.split())
+
+
+def _plain(name: str, value: Any) -> Any:
+    """``value`` returned by hook ``name``; an awaitable is refused (hooks are plain
+    functions: an ``async def`` hook would never run, and its coroutine is truthy)."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()  # no "never awaited" warning
+        raise TypeError(
+            f"{name} returned an awaitable: hooks and predicates must be plain functions"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -158,9 +173,11 @@ class RetryPolicy:
         """The delay ``delay_from`` reads from ``exc`` (capped by ``max_delay``), or ``None``."""
         if exc is None or self.delay_from is None:
             return None
-        supplied = self.delay_from(exc)
+        supplied = _plain("delay_from", self.delay_from(exc))
         if supplied is None:
             return None
+        if isinstance(supplied, datetime.timedelta):
+            supplied = supplied.total_seconds()
         if isinstance(supplied, bool) or not isinstance(supplied, (int, float)):
             raise TypeError(
                 f"delay_from returned {short_repr(supplied)}: expected seconds (a number) or None"
@@ -177,11 +194,13 @@ class RetryPolicy:
             return False
         if not isinstance(exc, self.retry_on):
             return False
-        return self.retry_if is None or bool(self.retry_if(exc))
+        return self.retry_if is None or bool(_plain("retry_if", self.retry_if(exc)))
 
     def rejects(self, result: Any) -> bool:
         """Whether a returned value counts as a failed attempt (``retry_on_result``)."""
-        return self.retry_on_result is not None and bool(self.retry_on_result(result))
+        if self.retry_on_result is None:
+            return False
+        return bool(_plain("retry_on_result", self.retry_on_result(result)))
 
     def next_delay(self, exc: BaseException, attempt: int, elapsed: float) -> float | None:
         """The delay before the next attempt, or ``None`` when ``exc`` must be raised."""
@@ -223,7 +242,7 @@ class RetryPolicy:
     def prepare_retry(self, decision: Decision) -> None:
         """Run ``before_retry`` before the wait that follows a retried attempt."""
         if self.before_retry is not None:
-            self.before_retry(decision.state)
+            _plain("before_retry", self.before_retry(decision.state))
 
     def give_up(self, decision: Decision) -> Any:
         """End a step whose attempt failed for good: ``on_give_up``'s value when the
@@ -231,7 +250,7 @@ class RetryPolicy:
         :class:`RetriesExhausted` for a rejected result."""
         state = decision.state
         if decision.exhausted and self.on_give_up is not None:
-            return self.on_give_up(state)
+            return _plain("on_give_up", self.on_give_up(state))
         if state.exception is not None:
             raise state.exception
         raise RetriesExhausted(state.step, state.attempt, state.result)

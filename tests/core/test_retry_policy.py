@@ -9,6 +9,7 @@ that never calls a hook again), and across real process crashes (marked slow).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import errno
 import json
 import os
@@ -125,6 +126,30 @@ def test_delay_from_replaces_the_law_then_the_cap_and_the_budget_apply():
     assert policy.next_delay(much_later, attempt=1, elapsed=80) is None  # 80 + 30 > 100
     with pytest.raises(TypeError, match="delay_from returned 'soon'"):
         RetryPolicy(delay_from=lambda e: "soon").next_delay(OSError(), 1, 0)
+
+
+def test_delay_from_accepts_a_timedelta():
+    policy = RetryPolicy(delay_from=lambda e: datetime.timedelta(seconds=2.5))
+    assert policy.next_delay(OSError(), attempt=1, elapsed=0) == 2.5
+
+
+def test_async_hooks_are_refused_clearly():
+    async def hook(state: RetryState) -> None:
+        return None
+
+    async def predicate(value: object) -> bool:
+        return True
+
+    with pytest.raises(TypeError, match="retry_on_result returned an awaitable"):
+        RetryPolicy(retry_on_result=predicate).rejects(1)
+    with pytest.raises(TypeError, match="before_retry returned an awaitable"):
+        _run("sync", _raises, RetryPolicy(before_retry=hook, **FAST))
+    with pytest.raises(TypeError, match="on_give_up returned an awaitable"):
+        _run("async", _raises, RetryPolicy(max_attempts=1, on_give_up=hook))
+
+
+def _raises() -> None:
+    raise ConnectionError
 
 
 def test_decide_is_the_one_verdict():
