@@ -102,7 +102,7 @@ def test_version_2_database_upgrades_with_its_steps(make_app, db_url):
     def charge(amount: int) -> str:
         return pay(reserve(amount))
 
-    assert app.upgrade() == [3]
+    assert app.upgrade() == [3, 4]
     assert app.storage.schema_version() == schema.LATEST_VERSION
 
     for wid in ("old-a", "old-b"):
@@ -168,3 +168,17 @@ def test_keys_are_never_reused(make_app):
         conn.execute(sa.delete(w).where(w.c.workflow_id == "k-2"))  # its steps stay behind
     assert app.run(flow, workflow_id="k-3", timeout=10) == 1
     assert [s.step_number for s in app.list_steps("k-3")] == [1]
+
+
+def test_every_state_store_has_its_own_identity(make_app, tmp_path):
+    from toolkit import Durable
+
+    first = make_app()
+    first.upgrade()
+    store_id = first.storage.store_id()
+    assert len(store_id) == 32 and store_id == first.storage.store_id()
+    other = Durable(f"sqlite:///{tmp_path}/other-state.db")
+    try:
+        assert other.storage.store_id() != store_id
+    finally:
+        other.close()

@@ -114,6 +114,8 @@ class Storage:
             tables.messages,
             tables.events,
         )
+        self.meta = tables.meta
+        self._store_id: str | None = None
         self._ready = False
         self._ready_lock = threading.Lock()
         self.wakeups = Wakeups()
@@ -180,6 +182,15 @@ class Storage:
         with self._translate_errors(), self.engine.begin() as conn:
             self._lock_migrations(conn)
             return schema.upgrade(conn, self.names)
+
+    def store_id(self) -> str:
+        """This state store's random identity (created by migration 4, never changes)."""
+        if self._store_id is None:
+            meta = self.meta
+            with self._translate_errors(), self.read_engine.connect() as conn:
+                value = conn.execute(sa.select(meta.c.value).where(meta.c.key == "store_id"))
+                self._store_id = str(value.scalar_one())
+        return self._store_id
 
     def schema_version(self) -> int:
         with self._translate_errors(), self.read_engine.connect() as conn:

@@ -10,6 +10,7 @@ run from several processes at once (the caller serialises them with a lock).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ class Tables:
     schedules: sa.Table
     messages: sa.Table
     events: sa.Table
+    meta: sa.Table
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,13 @@ def build_tables(names: Names) -> Tables:
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("applied_at", sa.BigInteger, nullable=False),
     )
-    return Tables(md, workflows, steps, migrations, schedules, messages, events)
+    meta = sa.Table(
+        names.table("meta"),
+        md,
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    return Tables(md, workflows, steps, migrations, schedules, messages, events, meta)
 
 
 Migration = Callable[["Operations", Names], None]
@@ -387,10 +395,24 @@ def _v3_integer_workflow_keys(op: Operations, names: Names) -> None:
     )
 
 
+def _v4_store_identity(op: Operations, names: Names) -> None:
+    """A key-value table of facts about this state store, first its random identity
+    (``store_id``): an app database's outputs rows carry it, so two state stores
+    that share one app database never read each other's outputs."""
+    meta = op.create_table(
+        names.table("meta"),
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        schema=names.schema,
+    )
+    op.bulk_insert(meta, [{"key": "store_id", "value": uuid.uuid4().hex}])
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "workflows and steps", _v1_core_tables),
     (2, "queues, schedules, messages and events", _v2_queues_schedules_messages),
     (3, "integer workflow keys for steps", _v3_integer_workflow_keys),
+    (4, "state store identity", _v4_store_identity),
 ]
 """Every migration, in order. Append only: a released version never changes."""
 
