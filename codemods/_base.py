@@ -155,16 +155,22 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         if action != "rewritten":
             self.warn(f"line {line}: {self.SELECTOR}: {action}: {reason}")
 
-    def annotated(self, node: Any, reason: str) -> Any:
-        """``node`` with a ``# durable: <selector> not rewritten: <reason>`` comment above it,
-        only with ``--annotate``, and never twice."""
+    def annotated(self, node: Any, reason: str, policy: str = "") -> Any:
+        """``node`` with a ``# durable: <selector> not rewritten: <reason> [policy read: ...]``
+        comment above it, only with ``--annotate``. An earlier comment of this codemod is
+        replaced, so a second run changes nothing."""
         if not self.annotate:
             return node
         text = f"{ANNOTATION_PREFIX}{self.SELECTOR} not rewritten: {reason}"
-        text = text.replace("\n", " ")
-        leading = list(node.leading_lines)
-        if any(line.comment is not None and line.comment.value == text for line in leading):
-            return node
+        if policy:
+            text += f" (policy read: {policy})"
+        text = " ".join(text.split())
+        mine = f"{ANNOTATION_PREFIX}{self.SELECTOR} not rewritten:"
+        leading = [
+            line
+            for line in node.leading_lines
+            if line.comment is None or not line.comment.value.startswith(mine)
+        ]
         comment = cst.EmptyLine(comment=cst.Comment(text))
         return node.with_changes(leading_lines=[*leading, comment])
 

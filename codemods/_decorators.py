@@ -18,6 +18,7 @@ from libcst.metadata import GlobalScope, PositionProvider, QualifiedNameProvider
 
 from . import _evaluate as ev
 from ._base import DurableCodemod, module_constants
+from ._effects import unserializable_return
 from ._policy import AmbiguousTypes, Policy, check_types
 
 
@@ -101,6 +102,9 @@ class DecoratorCodemod(DurableCodemod):
                 self.record(original, "skipped", reason, end=original_node)
                 decorators.append(updated)
                 continue
+            returned = unserializable_return(original_node.body, self.code)
+            if returned:
+                notes = [*notes, returned]
             self.record(
                 original,
                 "rewritten",

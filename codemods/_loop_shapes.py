@@ -350,6 +350,14 @@ def _first_line(text: str) -> str:
     return line if len(line) <= 60 else line[:57] + "..."
 
 
+#: calls that read a terminal or a person: ``input()``, ``getpass()``, ``password()``,
+#: ``code_callback()``, ``prompt_for_token()``, ``click.confirm()``
+_ASKS_USER = re.compile(
+    r"^(raw_)?input$|getpass|passw(or)?d|passphrase|prompt|^ask|^confirm$|code_callback",
+    re.IGNORECASE,
+)
+
+
 class _BodyFinder(cst.CSTVisitor):
     """What the attempt body does that a step cannot: yield, leave the loop, nest a retry."""
 
@@ -387,7 +395,7 @@ class _BodyFinder(cst.CSTVisitor):
         name = func.value if isinstance(func, cst.Name) else None
         if isinstance(func, cst.Attribute):
             name = func.attr.value
-        if name in ("input", "getpass", "raw_input"):
+        if name is not None and _ASKS_USER.search(name):
             self.asks_user = True
 
     def visit_Global(self, node: cst.Global) -> None:

@@ -48,6 +48,7 @@ class _Outcome:
     exit: _Exit
     saved: str | None
     capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
+    last_sleep: float = 0.0  # slept after the last failed attempt, before giving up
 
 
 class _Simulation:
@@ -136,7 +137,7 @@ class _Simulation:
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
             raise Skip("the loop never runs")
-        return _Outcome(attempts, delays, self.jitter, exit_, self.saved, self.capped)
+        return _Outcome(attempts, delays, self.jitter, exit_, self.saved, self.capped, self.pending)
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (

@@ -33,6 +33,15 @@ class Policy:
     retry_on: list[str] = field(default_factory=lambda: ["Exception"])
     give_up_on: list[str] = field(default_factory=list)
     max_elapsed: float | None = None
+    #: linear growth (seconds added per attempt) and a uniform random addition
+    increment: float = 0.0
+    random_delay: float = 0.0
+    #: hooks, as source text (``lambda e: e.errno == 104``, ``self.reset``)
+    retry_if: str | None = None
+    retry_on_result: str | None = None
+    delay_from: str | None = None
+    before_retry: str | None = None
+    on_give_up: str | None = None
     #: field -> source text to write instead of the number (a module constant's name)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -49,6 +58,16 @@ class Policy:
             largest = self.largest_delay()
             if largest is None or largest > DEFAULT_MAX_DELAY:
                 max_delay = largest if largest is not None else math.inf
+        if max_delay is None and self.increment and self.backoff <= 1:
+            largest = self.largest_delay()
+            if largest is None or largest > DEFAULT_MAX_DELAY:
+                max_delay = largest if largest is not None else math.inf
+        if max_delay is None and self.backoff <= 1:
+            # a constant delay above the default cap would be refused by RetryPolicy
+            if "initial_delay" in src:
+                max_delay = math.inf
+            elif self.initial_delay > DEFAULT_MAX_DELAY:
+                max_delay = self.initial_delay
         if "max_delay" in src:
             args.append(f"max_delay={src['max_delay']}")
         elif max_delay is not None and max_delay != DEFAULT_MAX_DELAY:
@@ -60,6 +79,14 @@ class Policy:
             args.append(f"give_up_on={_types(self.give_up_on)}")
         if self.max_elapsed is not None:
             args.append(f"max_elapsed={src.get('max_elapsed', _num(self.max_elapsed))}")
+        if self.increment:
+            args.append(f"increment={src.get('increment', _num(self.increment))}")
+        if self.random_delay:
+            args.append(f"random_delay={src.get('random_delay', _num(self.random_delay))}")
+        for hook in ("retry_if", "retry_on_result", "delay_from", "before_retry", "on_give_up"):
+            value = getattr(self, hook)
+            if value is not None:
+                args.append(f"{hook}={value}")
         call = cst.parse_expression(f"{policy_name}({', '.join(args)})")
         assert isinstance(call, cst.Call)
         return call
@@ -87,6 +114,10 @@ class Policy:
         )
         if cap and delay != "no delay":
             delay += f" to {cap}"
+        if self.increment:
+            delay += f" growing by {self.increment:g}s"
+        if self.random_delay:
+            delay += f" plus up to {self.random_delay:g}s at random"
         if self.jitter:
             delay += " with jitter"
         parts.append(delay)
@@ -95,10 +126,23 @@ class Policy:
         parts.append("on " + ", ".join(self.retry_on))
         if self.give_up_on:
             parts.append("not on " + ", ".join(self.give_up_on))
+        if self.retry_if:
+            parts.append("if " + self.retry_if.split(":", 1)[-1].strip())
+        if self.retry_on_result:
+            parts.append("on results " + self.retry_on_result)
+        if self.before_retry:
+            parts.append("between attempts " + self.before_retry)
+        if self.on_give_up:
+            parts.append("at the end " + self.on_give_up)
         return ", ".join(parts)
 
     def largest_delay(self) -> float | None:
         """The longest delay the policy can ask for before its last attempt, None if unbounded."""
+        if self.increment:
+            if self.max_attempts is None:
+                return None
+            steps = max(self.max_attempts - 2, 0)
+            return float(self.initial_delay * self.backoff**steps + self.increment * steps)
         if self.backoff <= 1 or self.initial_delay == 0:
             return self.initial_delay
         if self.max_attempts is None:

@@ -44,6 +44,8 @@ from libcst.metadata import (
 
 from . import _evaluate as ev
 from ._base import DurableCodemod, is_docstring, module_constants
+from ._effects import unserializable_return
+from ._handlers import Predicate, PredicateRefused, split_predicate
 from ._loop_shapes import (
     _accesses_within,
     _as_name,
@@ -108,6 +110,7 @@ class _Plan:
     """What to do with one loop (keyed by the original loop node)."""
 
     reason: str | None = None  # set: skipped
+    summary: str = ""  # the policy read, also when skipped after reading it
     whole_function: bool = False
     policy: Policy | None = None
     notes: list[str] = field(default_factory=list)
@@ -159,6 +162,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.remove_stmts: set[cst.CSTNode] = set()
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
+        self._last_summary = ""
 
     # ------------------------------------------------------------------ visit
     def visit_Module(self, node: cst.Module) -> bool:
@@ -184,7 +188,7 @@ class RetryLoopCodemod(DurableCodemod):
                 try:
                     plan = self._analyse(node, loop)
                 except Skip as skip:
-                    plan = _Plan(reason=str(skip))
+                    plan = _Plan(reason=str(skip), summary=self._last_summary)
             self.plans[loop] = plan
             if plan.reason is None and plan.whole_function:
                 self.function_plans[node] = plan
@@ -208,8 +212,8 @@ class RetryLoopCodemod(DurableCodemod):
         if plan is None:
             return updated
         if plan.reason is not None:
-            self.record(original, "skipped", plan.reason)
-            return self.annotated(updated, plan.reason)
+            self.record(original, "skipped", plan.reason, policy=plan.summary)
+            return self.annotated(updated, plan.reason, plan.summary)
         if plan.whole_function:
             return updated  # the enclosing function is rewritten in leave_FunctionDef
         assert plan.policy is not None
@@ -348,6 +352,7 @@ class RetryLoopCodemod(DurableCodemod):
         return None
 
     def _analyse(self, func: cst.FunctionDef, loop: cst.For | cst.While) -> _Plan:
+        self._last_summary = ""
         code = self.source_module.code_for_node
         body = loop.body
         if not isinstance(body, cst.IndentedBlock):
@@ -431,8 +436,21 @@ class RetryLoopCodemod(DurableCodemod):
 
         inits, init_stmts = self._initial_values(loop, state, saved)
 
+        # A test on the caught exception becomes retry_if; the rest of the handler is run.
+        try:
+            predicate, handler_rest = split_predicate(
+                handler.body.body, as_name, code, self._is_log
+            )
+        except PredicateRefused as refused:
+            raise Skip(str(refused)) from None
+        simulated = handler
+        if predicate is not None:
+            self._check_predicate(predicate, scope, state, stored)
+            body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
+            simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
+
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
-            sim = _Simulation(self, loop, pre, handler, post, as_name, saved, inits, symbols)
+            sim = _Simulation(self, loop, pre, simulated, post, as_name, saved, inits, symbols)
             return sim.run()
 
         # Values known only at run time (a parameter, ``self.retries``) become symbols.
@@ -452,12 +470,29 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._symbolic_policy(simulate, symbols, retry_types, give_up)
         else:
             policy = self._policy(outcome, retry_types, give_up, loop)
+        if predicate is not None:
+            policy.retry_if = predicate.source
+        self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = list(type_notes)
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
         if any(self._is_log(s) for s in _small_statements(machinery)):
             notes.append("log calls between attempts were dropped")
+        if outcome.last_sleep > 0:
+            notes.append(
+                f"the legacy code slept {outcome.last_sleep:g}s after its last failed attempt;"
+                " the step gives up at once"
+            )
+        if "max_attempts" in policy.sources and policy.max_attempts is not None:
+            count = policy.sources["max_attempts"]
+            notes.append(
+                f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
+                " RetryPolicy raises ValueError for it"
+            )
+        returned = unserializable_return(try_.body, code)
+        if returned:
+            notes.append(returned)
 
         # When attempts run out: which code runs, and where.
         exit_ = outcome.exit
@@ -495,6 +530,11 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if predicate is not None and needs_wrapper:
+            # the step raises a rejected exception at once: the wrapper lets it through
+            wrapper_as = as_name
+            guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
+            wrapper_body = [guard, *wrapper_body]
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]
             raise Skip(f"when attempts run out the code reads the counter `{name}`")
@@ -551,6 +591,19 @@ class RetryLoopCodemod(DurableCodemod):
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
         return plan
+
+    def _check_predicate(
+        self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]
+    ) -> None:
+        """The predicate reads only the exception, constants and values the loop never
+        changes; a local value makes the step be defined in place (its closure)."""
+        for name in sorted(predicate.reads):
+            if name in state:
+                raise Skip(f"the retry decision reads both the exception and `{name}`")
+            if name in stored:
+                raise Skip(f"the retry decision reads `{name}`, set by the attempt")
+            if _is_local(scope, name):
+                self._local_types = True
 
     def _types(self, expr: cst.BaseExpression, scope: Scope) -> list[str]:
         elements = (

@@ -12,6 +12,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import os
@@ -160,9 +161,8 @@ def process_file(
     try:
         new_code, sites = transform_source(source, selectors, path, annotate)
     except cst.ParserSyntaxError as exc:
-        return FileResult(
-            path, "failed", error=f"line {exc.raw_line}: does not parse: {exc.message}"
-        )
+        line, message = _syntax_error_at(source, exc)
+        return FileResult(path, "failed", error=f"line {line}: does not parse: {message}")
     except Exception as exc:  # a codemod bug must not stop the run
         return FileResult(path, "failed", error=f"codemod error: {type(exc).__name__}: {exc}")
     if new_code == source:
@@ -176,6 +176,19 @@ def process_file(
         )
     )
     return FileResult(path, "rewritten", sites, diff, new_code)
+
+
+def _syntax_error_at(source: str, exc: cst.ParserSyntaxError) -> tuple[int, str]:
+    """The line and message of a syntax error: Python's own parser places it where the
+    code went wrong (libcst's may point at the end of an unclosed bracket's file)."""
+    try:
+        ast.parse(source)
+    except SyntaxError as error:
+        if error.lineno:
+            return error.lineno, error.msg
+    except ValueError:
+        pass
+    return exc.raw_line, exc.message.splitlines()[0] if exc.message else "syntax error"
 
 
 def _process_star(args: tuple[str, Sequence[str], bool, Sequence[str]]) -> FileResult:

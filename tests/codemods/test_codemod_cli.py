@@ -82,7 +82,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 def test_diff_mode_changes_nothing_and_reports_everything(project: Path) -> None:
     before = snapshot(project)
     code, out, err = invoke(str(project), "--jobs", "1")
-    assert code == 0
+    assert code == 3  # broken.py does not parse; the rest was processed
     assert snapshot(project) == before
     assert "+@step(" in out and "-    for attempt in range(3):" in out
     assert "+from toolkit import RetryPolicy, step" in out
@@ -94,6 +94,7 @@ def test_diff_mode_changes_nothing_and_reports_everything(project: Path) -> None
 
 
 def test_write_then_second_run_changes_nothing(project: Path) -> None:
+    (project / "pkg" / "broken.py").unlink()
     code, _, err = invoke(str(project), "--write", "--exclude", "vendor")
     assert code == 0
     assert "2 rewritten" in err and "1 excluded" in err
@@ -164,3 +165,89 @@ def test_runs_from_libcst_own_tool(project: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "@step(" in target.read_text()
+
+
+def test_check_exits_1_when_a_file_would_change_and_writes_nothing(project: Path) -> None:
+    target = project / "pkg" / "loop.py"
+    code, out, _ = invoke(str(target), "--check")
+    assert code == 1 and out == ""
+    assert target.read_text() == LOOP
+    invoke(str(target), "--write")
+    assert invoke(str(target), "--check")[0] == 0
+
+
+def test_parse_error_at_the_line_python_reports(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n\n\ndef f(:\n    pass\n\n\ny = [\n")
+    code, _, err = invoke(str(bad))
+    assert code == 3
+    assert "line 4: does not parse" in err
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_source_text_is_never_read_as_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    if terminal:  # the table
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("COLUMNS", "300")
+    lines = ["import time\n"] + ["\n"] * 97 + [HOSTS.split("\n\n\n", 1)[1]]
+    target = tmp_path / "x.py"
+    target.write_text("".join(lines))
+    _, _, err = invoke(str(target))
+    assert "x.py:100" in err and "loops over `hosts`" in err
+    assert "\N{HUNDRED POINTS SYMBOL}" not in err
+
+
+def test_annotate_carries_the_policy_read_and_is_idempotent(tmp_path: Path) -> None:
+    target = tmp_path / "flagged.py"
+    target.write_text(
+        textwrap.dedent(
+            """\
+            import time
+
+
+            def push(client, item, jitter):
+                for attempt in range(4):
+                    try:
+                        return client.put(item)
+                    except OSError:
+                        if attempt == 3:
+                            raise
+                        batch = item.split()
+                        client.reset(batch)
+                        time.sleep(2)
+            """
+        )
+    )
+    invoke(str(target), "--write", "--annotate")
+    first = target.read_text()
+    invoke(str(target), "--write", "--annotate")
+    assert target.read_text() == first
+    assert first.count("# durable: retry-loop not rewritten") == 1
+
+
+def test_rewrite_notes_are_in_the_summary_and_the_json(tmp_path: Path) -> None:
+    target = tmp_path / "slow.py"
+    target.write_text(
+        textwrap.dedent(
+            """\
+            import time
+
+
+            def pull(client):
+                for attempt in range(3):
+                    try:
+                        return client.fetch()
+                    except OSError:
+                        time.sleep(90)
+                raise RuntimeError("down")
+            """
+        )
+    )
+    _, _, err = invoke(str(target))
+    assert "note: the legacy code slept 90s after its last failed attempt" in err
+    data = json.loads(invoke(str(target), "--json")[1])
+    (site,) = data["results"][0]["sites"]
+    assert any("slept 90s" in note for note in site["notes"])
+    assert site["policy"] == "3 attempts, 90s apart, on OSError"

@@ -1,0 +1,159 @@
+"""Handler shapes of hand-rolled retries: the exception predicate a handler tests.
+
+Real handlers rarely retry every exception they catch: they look at it first
+(``if e.errno != errno.ECONNRESET: raise``, ``if not is_retryable(exc): raise``,
+``if err.response.status == 503: sleep; continue`` then ``raise``). Such a test
+is the policy's ``retry_if``: the exceptions it rejects are raised at once, as
+the legacy ``raise`` did. :func:`split_predicate` finds the test, returns it as
+the source of a predicate on the exception, and the handler without it, which
+the simulation then runs as if every failure were retryable.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import libcst as cst
+
+from . import _evaluate as ev
+
+
+class PredicateRefused(ValueError):
+    """A test on the exception that cannot become ``retry_if`` (the message says why)."""
+
+
+@dataclass
+class Predicate:
+    """``retry_if`` as source (``lambda e: e.errno == 104``), its test, the names it reads."""
+
+    source: str
+    test: str
+    reads: set[str]
+
+
+def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any], bool]) -> bool:
+    """The statements only log and re-raise the caught exception (``raise`` / ``raise e``)."""
+    smalls: list[cst.BaseSmallStatement] = []
+    for stmt in stmts:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            return False
+        smalls.extend(stmt.body)
+    if not smalls or not isinstance(smalls[-1], cst.Raise):
+        return False
+    exc = smalls[-1].exc
+    if exc is not None and not (isinstance(exc, cst.Name) and exc.value == as_name):
+        return False
+    return all(is_log(s) for s in smalls[:-1])
+
+
+def _ends_with_continue(stmts: Sequence[Any]) -> bool:
+    last = stmts[-1] if stmts else None
+    return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Continue)
+
+
+def _negated(test: cst.BaseExpression, code: Callable[[cst.CSTNode], str]) -> str:
+    """The source of ``not test``, written plainly (``!=`` for ``==``, ``x`` for ``not x``)."""
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        return code(test.expression)
+    flips: dict[type, str] = {
+        cst.Equal: "!=",
+        cst.NotEqual: "==",
+        cst.In: "not in",
+        cst.NotIn: "in",
+        cst.Is: "is not",
+        cst.IsNot: "is",
+    }
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        target = test.comparisons[0]
+        flipped = flips.get(type(target.operator))
+        if flipped is not None:
+            return f"{code(test.left)} {flipped} {code(target.comparator)}"
+    return f"not ({code(test)})"
+
+
+def _reads_exception(test: cst.BaseExpression, as_name: str | None, code: Any) -> bool:
+    if as_name is None:
+        return False
+    try:
+        return as_name in ev.names(ev.parse(code(test)))
+    except SyntaxError:
+        return False
+
+
+def split_predicate(
+    stmts: Sequence[Any],
+    as_name: str | None,
+    code: Callable[[cst.CSTNode], str],
+    is_log: Callable[[Any], bool],
+) -> tuple[Predicate | None, list[Any]]:
+    """The handler's test on the caught exception, and the handler without it.
+
+    Shapes (after any log calls): ``if <test>: raise`` (retry when the test is false);
+    ``if <test>: ... else: raise``, and ``if <test>: ... continue`` followed by
+    ``raise`` (retry when the test is true). ``(None, stmts)`` when the handler has
+    none of these shapes.
+    """
+    stmts = list(stmts)
+    for index, stmt in enumerate(stmts):
+        if isinstance(stmt, cst.SimpleStatementLine) and all(is_log(s) for s in stmt.body):
+            continue
+        if not isinstance(stmt, cst.If) or not _reads_exception(stmt.test, as_name, code):
+            return None, stmts
+        before, after = stmts[:index], stmts[index + 1 :]
+        body = list(stmt.body.body)
+        orelse = stmt.orelse
+        if orelse is None and _reraises(body, as_name, is_log):
+            test = _negated(stmt.test, code)
+            return _predicate(test, as_name), [*before, *after]
+        if isinstance(orelse, cst.Else) and _reraises(orelse.body.body, as_name, is_log):
+            return _predicate(code(stmt.test), as_name), [*before, *body, *after]
+        if orelse is None and _reraises(after, as_name, is_log) and _ends_with_continue(body):
+            on_exc, rest = _split_and(stmt.test, as_name, code)
+            if rest is None:
+                return _predicate(code(stmt.test), as_name), [*before, *body]
+            counted = stmt.with_changes(test=rest)  # the counter test stays in the handler
+            return _predicate(on_exc, as_name), [*before, counted, *after]
+        return None, stmts
+    return None, stmts
+
+
+def _split_and(
+    test: cst.BaseExpression, as_name: str | None, code: Callable[[cst.CSTNode], str]
+) -> tuple[str, cst.BaseExpression | None]:
+    """``A and B`` where only ``A`` reads the exception: ``("A", B)``; else ``(test, None)``."""
+    parts: list[cst.BaseExpression] = []
+
+    def flatten(node: cst.BaseExpression) -> None:
+        if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.And):
+            flatten(node.left)
+            flatten(node.right)
+        else:
+            parts.append(node)
+
+    flatten(test)
+    on_exc = [p for p in parts if _reads_exception(p, as_name, code)]
+    others = [p for p in parts if not _reads_exception(p, as_name, code)]
+    if not others or not on_exc or parts[: len(on_exc)] != on_exc:
+        return code(test), None  # exception tests must come first (short-circuit order)
+    rest = others[0]
+    for part in others[1:]:
+        rest = cst.BooleanOperation(left=rest, operator=cst.And(), right=part)
+    return " and ".join(f"({code(p)})" if len(on_exc) > 1 else code(p) for p in on_exc), rest
+
+
+def _predicate(test: str, as_name: str | None) -> Predicate:
+    assert as_name is not None
+    text = " ".join(test.split())
+    try:
+        reads = ev.names(ev.parse(text)) - {as_name}
+    except SyntaxError:
+        raise PredicateRefused(f"the retry decision `{text}` is not one expression") from None
+    if any(isinstance(n, ast.NamedExpr | ast.Await) for n in ast.walk(ev.parse(text))):
+        raise PredicateRefused(f"the retry decision `{text}` assigns or awaits")
+    return Predicate(f"lambda {as_name}: {text}", text, reads)
+
+
+__all__ = ["Predicate", "PredicateRefused", "split_predicate"]
