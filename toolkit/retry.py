@@ -174,11 +174,11 @@ class RetryPolicy:
         if exc is None or self.delay_from is None:
             return None
         supplied = _plain("delay_from", self.delay_from(exc))
-        if supplied is None:
+        if supplied is None or isinstance(supplied, bool):  # a predicate's answer: the law
             return None
         if isinstance(supplied, datetime.timedelta):
             supplied = supplied.total_seconds()
-        if isinstance(supplied, bool) or not isinstance(supplied, (int, float)):
+        if not isinstance(supplied, (int, float)):
             raise TypeError(
                 f"delay_from returned {short_repr(supplied)}: expected seconds (a number) or None"
             )

@@ -128,9 +128,19 @@ def test_delay_from_replaces_the_law_then_the_cap_and_the_budget_apply():
         RetryPolicy(delay_from=lambda e: "soon").next_delay(OSError(), 1, 0)
 
 
-def test_delay_from_accepts_a_timedelta():
+def test_delay_from_accepts_a_timedelta_and_a_predicate_answer():
     policy = RetryPolicy(delay_from=lambda e: datetime.timedelta(seconds=2.5))
     assert policy.next_delay(OSError(), attempt=1, elapsed=0) == 2.5
+
+    def on(exc: BaseException) -> bool | float:  # stamina's 'on': retry?, or how long to wait
+        if isinstance(exc, TimeoutError):
+            return 4.0
+        return isinstance(exc, ConnectionError)
+
+    both = RetryPolicy(initial_delay=0.5, retry_if=on, delay_from=on)
+    assert both.next_delay(TimeoutError(), attempt=1, elapsed=0) == 4.0
+    assert both.next_delay(ConnectionError(), attempt=1, elapsed=0) == 0.5  # True: the law
+    assert both.next_delay(KeyError(), attempt=1, elapsed=0) is None
 
 
 def test_async_hooks_are_refused_clearly():
