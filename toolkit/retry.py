@@ -100,10 +100,10 @@ class RetryPolicy:
     * otherwise ``before_retry(state)`` runs, the step waits the delay and tries again.
 
     The delay is ``delay_from(exc)`` when that returns a number, else
-    ``initial_delay * backoff ** (n - 1) + increment * (n - 1)`` (with
-    ``jitter``, a uniform draw from half of it up to it) plus a uniform draw in
-    ``[0, random_delay]``; then capped by ``max_delay`` (``random_delay`` is
-    added after the cap).
+    ``initial_delay * backoff ** (n - 1) + increment * (n - 1)`` kept within
+    ``[min_delay, max_delay]``; with ``jitter`` a uniform draw from half of it
+    up to it, with ``full_jitter`` from ``min_delay`` up to it; then a uniform
+    draw in ``[0, random_delay]`` is added (after the cap).
 
     ``max_attempts=None`` retries until ``max_elapsed`` runs out, or forever.
     Inside a workflow the attempt count and the next attempt's time are
@@ -125,6 +125,8 @@ class RetryPolicy:
     delay_from: Callable[[BaseException], float | None] | None = None
     before_retry: Callable[[RetryState], None] | None = None
     on_give_up: Callable[[RetryState], Any] | None = None
+    min_delay: float = 0.0
+    full_jitter: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", _as_tuple(self.retry_on))
@@ -145,6 +147,14 @@ class RetryPolicy:
             raise ValueError("max_elapsed must not be negative")
         if self.increment < 0:
             raise ValueError(f"increment must not be negative (got {self.increment:g})")
+        if self.min_delay < 0:
+            raise ValueError(f"min_delay must not be negative (got {self.min_delay:g})")
+        if self.min_delay > self.max_delay:
+            raise ValueError(
+                f"min_delay ({self.min_delay:g} s) is longer than max_delay ({self.max_delay:g} s)"
+            )
+        if self.jitter and self.full_jitter:
+            raise ValueError("jitter and full_jitter are two draws of one delay: choose one")
         if self.random_delay < 0:
             raise ValueError(f"random_delay must not be negative (got {self.random_delay:g})")
         for name in ("retry_if", "retry_on_result", "delay_from", "before_retry", "on_give_up"):
@@ -156,15 +166,18 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) by the delay law:
-        capped by ``max_delay``, ``jitter`` and ``random_delay`` applied."""
+        capped by ``max_delay``, raised to ``min_delay``, then ``jitter`` (or
+        ``full_jitter``) and ``random_delay`` applied."""
         steps = max(attempt - 1, 0)
         try:
             base = self.initial_delay * self.backoff**steps + self.increment * steps
         except OverflowError:
             base = self.max_delay
-        base = float(min(self.max_delay, base))
+        base = float(max(self.min_delay, min(self.max_delay, base)))
         if self.jitter and base > 0:
             base = random.uniform(base / 2, base)
+        elif self.full_jitter and base > self.min_delay:
+            base = random.uniform(self.min_delay, base)
         if self.random_delay > 0:
             base += random.uniform(0, self.random_delay)
         return base

@@ -101,6 +101,20 @@ def test_linear_law():
     assert [both.delay(n) for n in range(1, 5)] == [1.0, 3.0, 6.0, 11.0]
 
 
+def test_min_delay_and_full_jitter():
+    floored = RetryPolicy(initial_delay=1, backoff=2, min_delay=4, max_delay=10)
+    assert [floored.delay(n) for n in range(1, 6)] == [4.0, 4.0, 4.0, 8.0, 10.0]
+    full = RetryPolicy(initial_delay=1, backoff=2, max_delay=8, full_jitter=True)
+    draws = [full.delay(4) for _ in range(300)]
+    assert all(0.0 <= d <= 8.0 for d in draws) and min(draws) < 4.0 < max(draws)
+    floor = RetryPolicy(initial_delay=1, backoff=2, min_delay=2, max_delay=8, full_jitter=True)
+    assert all(2.0 <= floor.delay(4) <= 8.0 for _ in range(100))
+    with pytest.raises(ValueError, match="choose one"):
+        RetryPolicy(jitter=True, full_jitter=True)
+    with pytest.raises(ValueError, match=r"min_delay \(90 s\) is longer than max_delay \(60 s\)"):
+        RetryPolicy(min_delay=90)
+
+
 def test_random_range_and_random_part_added_after_the_cap():
     ranged = RetryPolicy(initial_delay=2, backoff=1, random_delay=3)  # uniform in [2, 5]
     draws = [ranged.delay(n) for n in range(1, 200)]
