@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
+from codemods.audit.fixability import apply_decisions
 from codemods.audit.project import HelperDef, UseSite, link
 from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python
 from codemods.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
@@ -193,7 +194,7 @@ def scan_file(path: Path, rel: str) -> FileResult:
                 return res
             scanned = scan_python(rel, data)
             res.parsed = 1
-            res.hotspots = scanned.hotspots
+            res.hotspots = apply_decisions(scanned.hotspots, scanned.text, rel)
             res.helpers = scanned.helpers
             res.uses = scanned.uses
         else:

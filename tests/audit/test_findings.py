@@ -65,7 +65,7 @@ def test_reasons_fixes_and_excerpts(legacy_report: AuditReport) -> None:
 
     forever = _one(legacy_report, "app/retry_loops.py", 48)
     assert forever.reason.startswith("retries forever")
-    assert forever.refusal and not forever.fixable
+    assert forever.fixable and "unlimited attempts" in forever.fix.note  # the codemod decides
 
     repair = _one(legacy_report, "app/retry_loops.py", 110)
     assert "create_missing_table" in (repair.refusal or "")
