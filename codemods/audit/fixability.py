@@ -45,8 +45,10 @@ def apply_decisions(hotspots: list[Hotspot], source: str, path: str) -> list[Hot
                 note = f"{h.fix.note}; durable codemod --select {site.selector}{read}"
             elif "idempotency_key" in h.fix.note:
                 note += "; pass current_step().idempotency_key to the API"
-            fix = Fix(h.fix.kind if h.fix.kind == "decorator" else "codemod",
-                      h.fix.name if h.fix.kind == "decorator" else site.selector, True, note)  # fmt: skip
+            keep = h.fix.kind == "decorator"
+            fix = Fix(
+                h.fix.kind if keep else "codemod", h.fix.name if keep else site.selector, True, note
+            )
             out.append(replace(h, fix=fix, refusal=None))
         elif near:
             site = near[0]

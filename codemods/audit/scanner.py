@@ -16,8 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
 from codemods.audit.fixability import apply_decisions
+from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
 from codemods.audit.project import HelperDef, UseSite, link
 from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python
 from codemods.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
