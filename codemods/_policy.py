@@ -60,6 +60,8 @@ class Policy:
                 max_delay = largest if largest is not None else math.inf
         if max_delay is None and self.increment and self.backoff <= 1:
             largest = self.largest_delay()
+            if any(k in src for k in ("max_attempts", "initial_delay", "increment")):
+                largest = None  # grows with a run-time value: keep it uncapped
             if largest is None or largest > DEFAULT_MAX_DELAY:
                 max_delay = largest if largest is not None else math.inf
         if max_delay is None and self.backoff <= 1:
@@ -257,6 +259,20 @@ def fit_delays(delays: list[float], unbounded: bool = False) -> tuple[float, flo
     if unbounded and not capped:
         raise NotABackoff("delays grow without bound")
     return first, ratio, (cap if capped else None)
+
+
+def fit_linear(delays: list[float]) -> tuple[float, float] | None:
+    """``(first, increment)`` when the delays grow by the same step each time (``5, 10, 15``),
+    else None. Needs at least two delays and a positive step."""
+    if len(delays) < 2 or any(d < 0 for d in delays):
+        return None
+    step = delays[1] - delays[0]
+    if step <= 0:
+        return None
+    for n, d in enumerate(delays):
+        if not _close(d, delays[0] + step * n):
+            return None
+    return delays[0], step
 
 
 def _show(delays: list[float]) -> str:

@@ -83,7 +83,14 @@ from ._loop_simulation import (
     _Outcome,
     _Simulation,
 )
-from ._policy import AmbiguousTypes, NotABackoff, Policy, check_types, fit_delays
+from ._policy import (
+    AmbiguousTypes,
+    NotABackoff,
+    Policy,
+    check_types,
+    fit_delays,
+    fit_linear,
+)
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
 _PROBE, _PROBES = 6, (7, 12)
@@ -716,8 +723,9 @@ class RetryLoopCodemod(DurableCodemod):
                 stmts[name] = stmt
         return inits, stmts
 
-    def _fit(self, outcome: _Outcome) -> tuple[float, float, float | None]:
-        """``(initial_delay, backoff, max_delay)`` of the delays the simulation recorded."""
+    def _fit(self, outcome: _Outcome) -> tuple[float, float, float | None, float]:
+        """``(initial_delay, backoff, max_delay, increment)`` of the delays the simulation
+        recorded: constant, exponential, or linear (``a + k * (n - 1)``)."""
         delays = outcome.delays
         if outcome.attempts is not None:
             delays = delays[: max(outcome.attempts - 1, 0)]
@@ -726,13 +734,16 @@ class RetryLoopCodemod(DurableCodemod):
             if cap is not None and not outcome.capped:
                 raise NotABackoff("delays " + ", ".join(f"{d:g}" for d in delays[:5]))
         except NotABackoff as exc:
-            raise Skip(f"sleep is not a backoff: {exc}") from None
-        return initial, factor, cap
+            linear = fit_linear(delays)
+            if linear is None or outcome.attempts is None:
+                raise Skip(f"sleep is not a backoff: {exc}") from None
+            return linear[0], 1.0, None, linear[1]
+        return initial, factor, cap, 0.0
 
     def _policy(
         self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.For | cst.While
     ) -> Policy:
-        initial, factor, cap = self._fit(outcome)
+        initial, factor, cap, increment = self._fit(outcome)
         sources = {}
         for name in sorted(ev.names(ev.parse(self.source_module.code_for_node(loop_header(loop))))):
             if self.constants.get(name) == outcome.attempts:
@@ -746,6 +757,7 @@ class RetryLoopCodemod(DurableCodemod):
             jitter=outcome.jitter,
             retry_on=retry_on,
             give_up_on=give_up,
+            increment=increment,
         )
 
     def _runtime_value(
@@ -779,7 +791,7 @@ class RetryLoopCodemod(DurableCodemod):
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
         for index, field_name in enumerate(
-            ("max_attempts", "initial_delay", "backoff", "max_delay")
+            ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
         ):
             depends = [
                 name
@@ -792,7 +804,7 @@ class RetryLoopCodemod(DurableCodemod):
                 name = depends[0]
                 values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
                 sources[field_name] = _expression_of(field_name, name, values)
-        attempts, initial, factor, cap = fields["base"]
+        attempts, initial, factor, cap, increment = fields["base"]
         policy = Policy(
             sources=sources,
             max_attempts=attempts,
@@ -802,14 +814,15 @@ class RetryLoopCodemod(DurableCodemod):
             jitter=base.jitter,
             retry_on=retry_on,
             give_up_on=give_up,
+            increment=increment or 0.0,
         )
         if cap is None and (factor or 1.0) > 1 and sources:
             policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped
         return policy
 
-    def _fields(self, outcome: _Outcome) -> tuple[Any, Any, Any, Any]:
-        initial, factor, cap = self._fit(outcome)
-        return outcome.attempts, initial, factor, cap
+    def _fields(self, outcome: _Outcome) -> tuple[Any, Any, Any, Any, Any]:
+        initial, factor, cap, increment = self._fit(outcome)
+        return outcome.attempts, initial, factor, cap, increment
 
     def _whole_function(
         self,
