@@ -1222,7 +1222,25 @@ def linear_sleep(url):
                 raise
             time.sleep(attempt + 1)
 """
-        self.assertUnchanged(before, ["sleep is not a backoff: delays 1, 2, 3"])
+        after = """\
+import requests
+from tenacity import retry
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+        increment=1.0,
+    )
+)
+def linear_sleep(url):
+    return requests.get(url)
+"""
+        self.assertCodemod(before, after)  # linear growth: increment=
 
     def test_server_delay(self) -> None:
         before = """\
