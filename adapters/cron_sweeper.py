@@ -32,19 +32,19 @@ from sqlalchemy.engine import URL
 
 from toolkit import Durable
 
-from .status_column import (
+from .legacy_table import (
     LIVE,
     WRITE_BACK_RETRY,
     LegacyColumns,
     LegacyTable,
     MappingError,
-    RunningRow,
-    StatusColumnAdapter,
     StatusValues,
     _fmt_age,
     _keys,
     json_key,
 )
+from .status_column import StatusColumnAdapter
+from .status_reports import RunningRow
 
 log = logging.getLogger("adapters.cron_sweeper")
 
