@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -39,9 +39,12 @@ from .handle import WorkflowHandle
 from .ids import new_workflow_id
 from .queues import Queue, Schedule
 from .records import RESUMABLE_STATUSES, STATUSES, StepRecord, WorkflowRecord
+from .retention import PruneCounts, RetentionSpec, normalize_retention, parse_duration
+from .retention import prune as prune_finished
 from .retry import NO_RETRY, RetryPolicy
 from .serialization import JSONSerializer, Serializer
 from .storage import Storage, open_storage, resolve_url
+from .storage.retention import FINISHED_STATUSES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,6 +67,12 @@ class Durable:
     process that died (or lost its lease) while running it; one more and it is
     failed with :class:`~toolkit.errors.RecoveryLimitError` instead of crashing
     yet another process (``None``: no limit). A clean shutdown does not count.
+    ``retention`` is how long finished workflows are kept before running workers
+    delete them with their steps, events and messages: a duration (seconds, a
+    ``timedelta`` or a text such as ``"7d"``) for ``succeeded``, ``failed`` and
+    ``cancelled`` alike, or a mapping per status (``{"succeeded": "7d",
+    "failed": "30d"}``; a status left out is kept forever). Default: keep
+    everything. Unfinished workflows are never deleted.
     """
 
     def __init__(
@@ -73,12 +82,15 @@ class Durable:
         lease_timeout: float = 30.0,
         serializer: Serializer | None = None,
         max_recoveries: int | None = 20,
+        retention: RetentionSpec = None,
     ) -> None:
         if lease_timeout <= 0:
             raise ValueError("lease_timeout must be positive")
         if max_recoveries is not None and max_recoveries < 0:
             raise ValueError("max_recoveries must be >= 0 or None")
         self.max_recoveries = max_recoveries
+        self.retention: dict[str, float] = normalize_retention(retention)
+        """Seconds each finished status is kept (a status not in it: forever)."""
         self._url = url
         if url is not None:
             resolve_url(url)  # a malformed URL fails now, not at first use
@@ -591,6 +603,36 @@ class Durable:
         """The recorded steps of a workflow, in order."""
         self.get_workflow(workflow_id)
         return list(self.storage.load_steps(workflow_id).values())
+
+    def prune(
+        self,
+        older_than: float | timedelta | str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        dry_run: bool = False,
+        batch_size: int = 500,
+    ) -> PruneCounts:
+        """Delete finished workflows older than ``older_than`` (default: the app's
+        ``retention``) with their steps, events and messages; return what was deleted.
+
+        Only ``succeeded``, ``failed`` and ``cancelled`` workflows are deleted
+        (``status`` narrows it to some of them), in batches of ``batch_size``,
+        one short transaction each. ``dry_run`` deletes nothing and returns what
+        would be deleted. A deleted workflow's id may be used again by ``start``
+        or ``enqueue``: it starts a new workflow.
+        """
+        statuses = [status] if isinstance(status, str) else list(status or FINISHED_STATUSES)
+        unknown = [s for s in statuses if s not in FINISHED_STATUSES]
+        if unknown:
+            raise ValueError(
+                f"only finished workflows are pruned ({', '.join(FINISHED_STATUSES)}), "
+                f"not {', '.join(map(repr, unknown))}"
+            )
+        if older_than is not None:
+            policy = dict.fromkeys(statuses, parse_duration(older_than, "older_than"))
+        else:
+            policy = {s: self.retention[s] for s in statuses if s in self.retention}
+        return prune_finished(self.storage, policy, dry_run=dry_run, batch_size=batch_size)
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow that has not finished: it runs no further step.

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .app import Durable
+from .cli_retention import workflows_prune
 from .errors import DurableError
 from .records import STATUSES
 
@@ -142,6 +143,9 @@ def db_upgrade(database_url: str | None) -> None:
 @main.group()
 def workflows() -> None:
     """Inspect and control workflows."""
+
+
+workflows.add_command(workflows_prune)  # toolkit/cli_retention.py
 
 
 @workflows.command("list")

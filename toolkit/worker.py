@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .app import Durable
 from .engine import Run
 from .errors import DatabaseUnavailableError, DurableError
+from .retention import Pruner
 from .storage import now_ms
 from .storage.base import Orphan
 
@@ -65,7 +66,9 @@ class Worker:
     app declares). ``poll_interval`` is the longest it sleeps without a wake-up.
     Every ``report_every`` seconds with activity it logs one summary line
     (claimed, finished, failed, lag percentiles) on the ``toolkit.worker``
-    logger at INFO; each claim and finish is logged at DEBUG.
+    logger at INFO; each claim and finish is logged at DEBUG. When the app has a
+    ``retention``, a background thread deletes finished workflows past it every
+    ``prune_interval`` seconds (small batches; one process at a time).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         schedules: bool = True,
         report_every: float = 10.0,
+        prune_interval: float = 60.0,
     ) -> None:
         self.app = app
         declared = app.queues
@@ -92,6 +96,9 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.run_schedules = schedules
         self.report_every = report_every
+        self.prune_interval = prune_interval
+        self.pruner: Pruner | None = None
+        """The background pruning of finished workflows, when the app has a ``retention``."""
         self.stats = WorkerStats()
         self._reported = self.stats.counts()
         self._reported_at = time.monotonic()
@@ -146,6 +153,9 @@ class Worker:
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
         executor.on_finished.append(self._finished)
+        if app.retention:  # finished workflows past their retention, in its own thread
+            self.pruner = Pruner(lambda: app.storage, app.retention, interval=self.prune_interval)
+            self.pruner.start()
         poll = self.poll_interval if self.poll_interval is not None else storage.idle_poll_interval
         recovery_every = max(min(executor.lease_ms / 2000, 5.0), 0.05)
         next_recovery = 0.0
@@ -392,6 +402,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         executor = self.app.executor
+        if self.pruner is not None:
+            self.pruner.stop()
 
         def mine() -> list[str]:
             with self._lock:
