@@ -82,7 +82,8 @@ def counts_line(report: AuditReport) -> str:
     r = s["by_risk"]
     text = (
         f"{s['hotspots']} hotspot{'s' if s['hotspots'] != 1 else ''} "
-        f"(high {r['high']}, medium {r['medium']}, low {r['low']}) in {s['files_scanned']} files"
+        f"(high {r['high']}, medium {r['medium']}, low {r['low']}) "
+        f"in {s['files_scanned']} file{'s' if s['files_scanned'] != 1 else ''}"
     )
     extra = []
     if s["suppressed"]:

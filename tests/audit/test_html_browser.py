@@ -54,12 +54,18 @@ class Browser:
         # bash (dash has no fds above 9) puts the pipe ends on the fds Chromium expects
         # (3: commands, 4: replies); the copies go first, so their numbers cannot collide
         redirect = (
-            f"exec 98<&{to_chrome_r} 99>&{from_chrome_w}; "
-            'exec "$0" "$@" 3<&98 4>&99 98<&- 99>&-'
+            f'exec 98<&{to_chrome_r} 99>&{from_chrome_w}; exec "$0" "$@" 3<&98 4>&99 98<&- 99>&-'
         )
         self.proc = subprocess.Popen(
-            ["bash", "-c", redirect, CHROMIUM, *FLAGS, "--remote-debugging-pipe",
-             f"--user-data-dir={profile}"],  # fmt: skip
+            [
+                "bash",
+                "-c",
+                redirect,
+                CHROMIUM,
+                *FLAGS,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+            ],  # fmt: skip
             pass_fds=(to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
