@@ -8,6 +8,7 @@ JSON messages, NUL-separated, commands on fd 3, replies on fd 4); no extra packa
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -65,7 +66,7 @@ class Browser:
                 *FLAGS,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={profile}",
-            ],  # fmt: skip
+            ],
             pass_fds=(to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -150,10 +151,8 @@ class Browser:
         return data
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.call("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
