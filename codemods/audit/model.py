@@ -181,7 +181,7 @@ class AuditReport:
     seconds: float = 0.0
     hotspots: list[Hotspot] = field(default_factory=list)
     errors: list[FileError] = field(default_factory=list)
-    #: the folder hotspot paths are relative to (set by :func:`codemods.audit.run.audit`)
+    #: the folder hotspot paths are relative to (set by :func:`codemods.audit.pipeline.audit`)
     base: str = ""
     #: the ``pyproject.toml`` whose ``[tool.durable.audit]`` applied, if any
     config_file: str | None = None

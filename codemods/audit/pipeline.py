@@ -10,6 +10,7 @@ the result fit a team's workflow:
 * test files are skipped unless asked for (:data:`config.TEST_GLOBS`);
 * ``[tool.durable.audit]`` settings (exclude, select, ignore, min-risk) and
   ``# durable: ignore`` comments drop findings (suppressed ones are counted);
+* excerpts of long sites show their retry lines (:mod:`excerpts`), not only the head;
 * :func:`triage.dedupe` makes one finding per site;
 * with a baseline, findings already in it move to ``report.known``.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from codemods.audit.baseline import split_known
 from codemods.audit.config import TEST_GLOBS, AuditConfig
+from codemods.audit.excerpts import EXCERPT_LINES, site_excerpt
 from codemods.audit.model import AuditReport, FileError, Hotspot
 from codemods.audit.scanner import run_audit
 from codemods.audit.suppress import is_suppressed
@@ -129,8 +131,10 @@ def audit(
                 lines[h.path] = []
         if is_suppressed(h, lines[h.path]):
             report.suppressed.append(h)
-        else:
-            kept.append(h)
+            continue
+        if h.end_line - h.start_line + 1 > EXCERPT_LINES and lines[h.path]:
+            h = replace(h, excerpt=site_excerpt(lines[h.path], h.start_line, h.end_line))
+        kept.append(h)
     report.hotspots, report.merged = dedupe(kept)
     if baseline_ids is not None:
         report.hotspots, report.known, report.baseline_gone = split_known(

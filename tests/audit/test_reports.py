@@ -249,3 +249,36 @@ def test_html_embeds_code_as_data_not_markup(tmp_path: Path) -> None:
     lowered = html.lower()
     for ref in ('src="http', 'href="http', "@import", "url(http"):
         assert ref not in lowered
+
+
+def test_excerpt_of_a_long_site_shows_its_retry_lines(tmp_path: Path) -> None:
+    setup = "".join(f"            body[{i}] = prepare({i})\n" for i in range(40))
+    (tmp_path / "long.py").write_text(
+        "import time\n\nimport requests\n\n\n"
+        "def sync(url, body):\n"
+        "    for attempt in range(5):\n"
+        "        try:\n" + setup + "            return requests.post(url, json=body)\n"
+        "        except requests.Timeout:\n"
+        "            time.sleep(2 ** attempt)\n"
+        "    raise RuntimeError(url)\n"
+    )
+    report = audit([tmp_path], jobs=1)
+    assert report.hotspots and all(h.end_line - h.start_line > 40 for h in report.hotspots)
+    for h in report.hotspots:
+        first = (tmp_path / h.path).read_text().splitlines()[h.start_line - 1]
+        assert h.excerpt.splitlines()[0] == first.rstrip()
+        assert "time.sleep(2 ** attempt)" in h.excerpt
+        assert len(h.excerpt.splitlines()) <= 16
+
+
+def test_site_excerpt_windows_on_the_retry_vocabulary() -> None:
+    from codemods.audit.excerpts import site_excerpt
+
+    lines = ["@periodic", "def sweep(db):"] + [f"    x{i} = {i}" for i in range(50)]
+    lines += ["    db.execute('UPDATE jobs SET status = 1')", "    time.sleep(5)"]
+    lines += [f"    y{i} = {i}" for i in range(30)]
+    text = site_excerpt(lines, 1, len(lines))
+    out = text.splitlines()
+    assert out[:2] == ["@periodic", "def sweep(db):"]
+    assert out[2].startswith("... (") and out[-1].endswith("more lines)")
+    assert "    time.sleep(5)" in out and len(out) == 16
