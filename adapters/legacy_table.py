@@ -31,6 +31,8 @@ from toolkit.errors import (
 )
 from toolkit.storage import describe_url
 
+from .legacy_checks import check_constraints, id_width_problem, status_problems
+
 LIVE = ("enqueued", "pending")
 """Durable statuses of a workflow that has not ended."""
 
@@ -196,6 +198,8 @@ class LegacyTable:
         self._write_engine: sa.Engine | None = None
         self._table: sa.Table | None = None
         self._lock = threading.Lock()
+        self.id_prefix: str | None = None
+        """The prefix of the workflow ids written into ``locked_by`` (set by the adapter)."""
 
     @classmethod
     def for_app(
@@ -371,6 +375,7 @@ class LegacyTable:
             )
         self._check_key(conn, table)
         self._check_types(table)
+        self._check_widths_and_values(conn, table)
         return table
 
     def _check_key(self, conn: sa.Connection, table: sa.Table) -> None:
@@ -408,6 +413,28 @@ class LegacyTable:
                 )
         if problems:
             raise MappingError(f"legacy table {self.qualified_name!r}: " + "; ".join(problems))
+
+    def _check_widths_and_values(self, conn: sa.Connection, table: sa.Table) -> None:
+        problems: list[str] = []
+        lock = self.columns.locked_by
+        if lock is not None and self.id_prefix is not None:
+            problem = id_width_problem(
+                table.c[lock], table.c[self.key], self.id_prefix, self.backend
+            )
+            if problem:
+                problems.append(problem)
+        st = self.status
+        checks = check_constraints(sa.inspect(conn), self.name, self.schema)
+        roles = {"pending": st.pending, "running": st.running, "done": st.done, "failed": st.failed}
+        problems += status_problems(table.c[st.column], roles, checks)
+        if problems:
+            raise MappingError(f"legacy table {self.qualified_name!r}: " + "; ".join(problems))
+
+    def id_fits(self, workflow_id: str) -> bool:
+        """Whether ``workflow_id`` fits whole in the ``locked_by`` column (it is never cut)."""
+        lock = self.col("locked_by")
+        width = getattr(lock.type, "length", None) if lock is not None else None
+        return not width or len(workflow_id) <= width
 
     def _check_values(self, conn: sa.Connection, table: sa.Table) -> dict[Any, int]:
         col = table.c[self.status.column]

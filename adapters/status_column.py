@@ -113,6 +113,8 @@ class StatusColumnAdapter:
         self.name = name or table
         if ":" in self.name or "#" in self.name:
             raise ValueError(f"adapter name {self.name!r} must not contain ':' or '#'")
+        self.legacy.id_prefix = f"{self.name}:"
+        self._warned: set[str] = set()
         self.workflow_name = f"legacy.{self.name}"
         self.handler = handler
         self.user_workflow = workflow
@@ -122,6 +124,14 @@ class StatusColumnAdapter:
         if self.queue.app is not app:
             raise ValueError("queue must be declared on the same app")
         self._register()
+
+    def _warn_once(self, text: str) -> None:
+        """Log a warning once per distinct text (a poll repeats the same finding)."""
+        if text not in self._warned:
+            if len(self._warned) > 1000:
+                self._warned.clear()
+            self._warned.add(text)
+            log.warning("%s", text)
 
     def __repr__(self) -> str:
         return f"StatusColumnAdapter({self.legacy.qualified_name!r}, name={self.name!r})"
@@ -276,7 +286,9 @@ class StatusColumnAdapter:
         now = datetime.now(UTC)
         values: dict[str, Any] = {st.column: st.running}
         if lock is not None:
-            values[lock] = legacy.text_value(legacy.table.c[lock], wid)
+            if not legacy.id_fits(wid):  # never cut: an owner is compared as written
+                return {"state": "skipped", "reason": f"its id does not fit in column {lock!r}"}
+            values[lock] = wid
         locked_at = legacy.col("locked_at")
         if locked_at is not None:
             values[locked_at.name] = legacy.time_value(locked_at, now)
@@ -579,6 +591,13 @@ class StatusColumnAdapter:
             still = self._still_due(restarts)
             plan = [p for p in plan if not p[2] or p[1] in still]
         executor = self.app.executor
+        too_long = [wid for wid, _, _ in plan if not self.legacy.id_fits(wid)]
+        if too_long:
+            self._warn_once(
+                f"{self.legacy.qualified_name}: not started, their workflow ids do not fit "
+                f"whole in column {self.legacy.columns.locked_by!r}: {', '.join(too_long[:5])}"
+            )
+            plan = [p for p in plan if p[0] not in too_long]
         rows = [
             {
                 "workflow_id": wid,
