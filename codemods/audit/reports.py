@@ -117,7 +117,7 @@ def render_lines(report: AuditReport, cwd: Path | None = None) -> str:
 
 
 def render_table(report: AuditReport, console: Console, limit: int | None = None) -> None:
-    """The terminal report: totals, the "start here" list, then a table worst first."""
+    """The terminal report: totals, "start here", helpers, then the findings file by file."""
     s = report.summary()
     head = Text("durable audit ", style="bold")
     head.append(
@@ -156,26 +156,26 @@ def render_table(report: AuditReport, console: Console, limit: int | None = None
         for g in helpers[:10]:
             files_n = len({h.path for h in g.hotspots})
             console.print(Text(f"  {g.title}: {len(g.hotspots)} sites in {files_n} files"))
-    if report.hotspots:
-        table = Table(show_lines=False, header_style="bold")
-        table.add_column("Risk", no_wrap=True)
-        table.add_column("Kind", no_wrap=True)
-        table.add_column("Location", overflow="fold", ratio=1)
-        if console.width >= 140:
-            table.add_column("Function", overflow="fold")
-        table.add_column("Fix", overflow="fold")
-        table.add_column("Why", overflow="fold", ratio=2)
-        shown = report.hotspots if limit is None else report.hotspots[:limit]
-        for h in shown:
-            loc = display_path(report, h.path) + f":{h.start_line}"
-            cells = [Text(h.risk.value, style=RISK_STYLE[h.risk]), Text(h.kind.value), Text(loc)]
-            if console.width >= 140:
-                cells.append(Text(h.function or ""))
-            cells += [Text(h.fix.label()), Text(one_line(h.reason))]
-            table.add_row(*cells)
+    shown = report.hotspots if limit is None else report.hotspots[:limit]
+    for g in group_by(shown, "file"):  # worst file first; "stylish", as eslint prints
+        console.print(Text(f"\n{display_path(report, g.key)}", style="bold underline"))
+        table = Table.grid(padding=(0, 2))
+        table.add_column(no_wrap=True, justify="right")
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(ratio=3, overflow="fold")
+        table.add_column(ratio=1, overflow="fold", style="dim")
+        for h in sorted(g.hotspots, key=lambda h: h.start_line):
+            table.add_row(
+                Text(f"{h.start_line}:{h.start_col + 1}"),
+                Text(h.risk.value, style=RISK_STYLE[h.risk]),
+                Text(h.kind.value),
+                Text(one_line(h.reason) + (f" (through {h.group})" if h.group else "")),
+                Text(h.fix.label()),
+            )
         console.print(table)
-        if limit is not None and len(report.hotspots) > limit:
-            console.print(Text(f"... and {len(report.hotspots) - limit} more (--format html)"))
+    if len(shown) < len(report.hotspots):
+        console.print(Text(f"\n... and {len(report.hotspots) - len(shown)} more (--format html)"))
     for e in report.errors:
         line = Text("not parsed ", style="red")
         line.append(f"{display_path(report, e.path)}:{e.line or '?'}: {e.message}")
