@@ -339,6 +339,18 @@ def report_document(report: AuditReport) -> dict[str, Any]:
             }
             for i in start_here(report.hotspots)
         ],
+        "groups": {
+            by: [
+                {
+                    "key": g.key,
+                    "worst": g.worst.value,
+                    "count": len(g.hotspots),
+                    "ids": [h.id for h in g.hotspots],
+                }
+                for g in group_by(report.hotspots, by)
+            ]
+            for by in ("helper", "file")
+        },
         "hotspots": [h.to_dict() for h in report.hotspots],
         "errors": [e.to_dict() for e in report.errors],
     }

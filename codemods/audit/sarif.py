@@ -87,7 +87,9 @@ def sarif_document(report: AuditReport) -> dict[str, Any]:
     """A SARIF 2.1.0 log: one rule per kind, one result per finding.
 
     With a baseline, findings in it are included with ``baselineState:
-    "unchanged"`` (new ones are ``"new"``) so code scanning keeps their alerts open.
+    "unchanged"`` (new ones are ``"new"``) so code scanning keeps their alerts open;
+    findings silenced by ``# durable: ignore`` are included with an ``inSource``
+    suppression, so code scanning closes theirs.
     """
     rules = [
         {
@@ -105,6 +107,12 @@ def sarif_document(report: AuditReport) -> dict[str, Any]:
     with_baseline = report.baseline_file is not None
     results = [_result(h, index, False if with_baseline else None) for h in report.hotspots]
     results += [_result(h, index, True) for h in report.known]
+    for h in report.suppressed:  # code scanning closes their alerts as suppressed in source
+        suppressed = _result(h, index, None)
+        suppressed["suppressions"] = [
+            {"kind": "inSource", "justification": "# durable: ignore comment"}
+        ]
+        results.append(suppressed)
     notifications = [
         {
             "level": "error",

@@ -282,3 +282,33 @@ def test_site_excerpt_windows_on_the_retry_vocabulary() -> None:
     assert out[:2] == ["@periodic", "def sweep(db):"]
     assert out[2].startswith("... (") and out[-1].endswith("more lines)")
     assert "    time.sleep(5)" in out and len(out) == 16
+
+
+def test_sarif_marks_suppressed_and_baseline_findings(tmp_path: Path) -> None:
+    from codemods.audit.baseline import read_baseline, write_baseline
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "old.py").write_text(RETRY)
+    (tmp_path / "quiet.py").write_text(
+        RETRY.replace("    for attempt", "    # durable: ignore[retry-loop]\n    for attempt")
+    )
+    baseline = tmp_path / "baseline.json"
+    write_baseline(baseline, audit([tmp_path], jobs=1).hotspots)
+    (tmp_path / "new.py").write_text(RETRY.replace("charge", "refund"))
+    report = audit([tmp_path], jobs=1, baseline_ids=read_baseline(baseline))
+    report.baseline_file = str(baseline)
+    doc = json.loads(render_sarif(report))
+    _sarif_validator().validate(doc)
+    states = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: (
+            r.get("baselineState"),
+            [s["kind"] for s in r.get("suppressions", [])],
+        )
+        for r in doc["runs"][0]["results"]
+    }
+    assert states == {
+        "new.py": ("new", []),
+        "old.py": ("unchanged", []),
+        "quiet.py": (None, ["inSource"]),
+    }
+    assert [h.path for h in report.hotspots] == ["new.py"]
