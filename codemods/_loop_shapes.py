@@ -346,7 +346,10 @@ def _types_src(types: list[str]) -> str:
 
 
 def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else text
+    """The first line of code (comments skipped), at most 60 characters."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    line = lines[0] if lines else text.strip()
     return line if len(line) <= 60 else line[:57] + "..."
 
 

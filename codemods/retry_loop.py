@@ -382,6 +382,11 @@ class RetryLoopCodemod(DurableCodemod):
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
             attempt_stmts = attempt_stmts[:-1]
+        finder = _BodyFinder()
+        for stmt in attempt_stmts:
+            stmt.visit(finder)
+        if finder.asks_user:
+            raise Skip("the attempt body asks for user input (never a durable step)")
         scope = self.get_metadata(ScopeProvider, func.body, None)
         if not isinstance(scope, FunctionScope):
             raise Skip("no function scope")
@@ -473,6 +478,13 @@ class RetryLoopCodemod(DurableCodemod):
                 if not self._runtime_value(need.what, scope, machinery_names, stored):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
+        engine = self._called_parameter(func, attempt_stmts) if symbols else None
+        if engine is not None:
+            raise Skip(
+                f"a retry engine: it retries `{engine}`, which its callers pass in, with a"
+                f" policy they choose (`{sorted(symbols)[0]}`): make the functions they pass"
+                " steps instead"
+            )
         if symbols:
             policy = self._symbolic_policy(simulate, symbols, retry_types, give_up)
         else:
@@ -598,6 +610,27 @@ class RetryLoopCodemod(DurableCodemod):
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
         return plan
+
+    def _called_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
+        """A parameter of ``func`` or of a function around it that the attempt calls:
+        ``func(*args, **kwargs)`` in a decorator's wrapper, ``do()`` in a retry helper."""
+        params: set[str] = set()
+        node: cst.CSTNode | None = func
+        while node is not None:
+            if isinstance(node, cst.FunctionDef):
+                p = node.params
+                every = [*p.posonly_params, *p.params, *p.kwonly_params]
+                params |= {param.name.value for param in every}
+                for star in (p.star_arg, p.star_kwarg):
+                    if isinstance(star, cst.Param):
+                        params.add(star.name.value)
+            node = self.get_metadata(ParentNodeProvider, node, None)
+        for stmt in stmts:
+            for sub in _walk_own(stmt):
+                called = sub.func if isinstance(sub, cst.Call) else None
+                if isinstance(called, cst.Name) and called.value in params:
+                    return called.value
+        return None
 
     def _check_predicate(
         self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]

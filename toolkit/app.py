@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from .appdb import ENV_VAR as APP_ENV_VAR
+from .appdb import AppDatabase, resolve_app_url, same_database
 from .engine import (
     Executor,
     StepDef,
@@ -67,6 +69,10 @@ class Durable:
     process that died (or lost its lease) while running it; one more and it is
     failed with :class:`~toolkit.errors.RecoveryLimitError` instead of crashing
     yet another process (``None``: no limit). A clean shutdown does not count.
+    ``app_database_url`` (else ``$DURABLE_APP_DATABASE_URL``) puts the business
+    writes of ``@transaction`` steps in another database than the workflow state
+    (PostgreSQL, MySQL/MariaDB or SQLite): they stay exactly-once through an
+    outputs table there (see :mod:`toolkit.appdb`). Default: the state database.
     ``retention`` is how long finished workflows are kept before running workers
     delete them with their steps, events and messages: a duration (seconds, a
     ``timedelta`` or a text such as ``"7d"``) for ``succeeded``, ``failed`` and
@@ -82,6 +88,7 @@ class Durable:
         lease_timeout: float = 30.0,
         serializer: Serializer | None = None,
         max_recoveries: int | None = 20,
+        app_database_url: str | None = None,
         retention: RetentionSpec = None,
     ) -> None:
         if lease_timeout <= 0:
@@ -104,6 +111,10 @@ class Durable:
         self._pid = os.getpid()
         self._storage: Storage | None = None
         self._executor: Executor | None = None
+        self._app_url = app_database_url
+        self._app_db: AppDatabase | None = None
+        if app_database_url is not None:
+            resolve_app_url(app_database_url)  # a malformed or unsupported URL fails now
 
     # -- plumbing --
 
@@ -112,6 +123,7 @@ class Durable:
             self._pid = os.getpid()
             self._storage = None
             self._executor = None
+            self._app_db = None
 
     @property
     def storage(self) -> Storage:
@@ -128,6 +140,7 @@ class Durable:
     def executor(self) -> Executor:
         storage = self.storage
         if self._executor is None:
+            app_db = self.app_database  # takes the lock itself
             with self._lock:
                 if self._executor is None:
                     self._executor = Executor(
@@ -136,16 +149,44 @@ class Durable:
                         self.lease_timeout,
                         self._workflows.get,
                         max_recoveries=self.max_recoveries,
+                        app_db=app_db,
                     )
         return self._executor
 
-    def configure(self, *, url: str | None = None, lease_timeout: float | None = None) -> None:
-        """Override the database URL or lease timeout before first use (``durable worker``)."""
+    @property
+    def app_database(self) -> AppDatabase | None:
+        """The app database of ``@transaction`` steps, or ``None`` when it is the state
+        database (the argument, else ``$DURABLE_APP_DATABASE_URL``; not connected yet)."""
+        self._fresh_after_fork()
+        if self._app_db is None:
+            text = self._app_url if self._app_url is not None else os.environ.get(APP_ENV_VAR)
+            if not text:
+                return None
+            url = resolve_app_url(text)
+            if same_database(url, resolve_url(self._url)):
+                return None
+            with self._lock:
+                if self._app_db is None:
+                    self._app_db = AppDatabase(url)
+        return self._app_db
+
+    def configure(
+        self,
+        *,
+        url: str | None = None,
+        lease_timeout: float | None = None,
+        app_database_url: str | None = None,
+    ) -> None:
+        """Override the database URLs or lease timeout before first use (``durable worker``)."""
         if self._storage is not None:
             raise DurableError("configure() must be called before the app first uses its database")
         if url is not None:
             resolve_url(url)
             self._url = url
+        if app_database_url is not None:
+            resolve_app_url(app_database_url)
+            self._app_url = app_database_url
+            self._app_db = None
         if lease_timeout is not None:
             if lease_timeout <= 0:
                 raise ValueError("lease_timeout must be positive")
@@ -181,15 +222,42 @@ class Durable:
             self._executor.stop()
         if self._storage is not None:
             self._storage.dispose()
+        if self._app_db is not None:
+            self._app_db.dispose()
         self._executor = None
         self._storage = None
+        self._app_db = None
+
+    def prune_app_outputs(self, older_than: float = 3600.0, batch: int = 1000) -> int:
+        """Delete outputs rows of the app database that no replay can need any more.
+
+        A row is needed until its transaction's checkpoint is in the state store;
+        once its workflow succeeded or failed (every checkpoint written) or is gone,
+        it is not. Only rows older than ``older_than`` seconds are looked at; at
+        most ``batch`` workflows per call. Returns the number of rows deleted (0
+        without an app database). Workers call it every few minutes.
+        """
+        app_db = self.app_database
+        if app_db is None:
+            return 0
+        storage = self.storage
+        store_id = storage.store_id()
+        cutoff = int((time.time() - older_than) * 1000)
+        keys = app_db.output_keys(store_id, cutoff, batch)
+        keep = storage.keys_not_done(keys)
+        return app_db.delete_outputs(store_id, [k for k in keys if k not in keep])
 
     def upgrade(self) -> list[int]:
-        """Create or upgrade the system tables; return the migration versions applied."""
+        """Create or upgrade the system tables, and the outputs table of the app
+        database if there is one; return the state store's migration versions applied."""
         self._fresh_after_fork()
         if self._storage is None:
             self._storage = open_storage(self._url)
-        return self._storage.upgrade()
+        applied = self._storage.upgrade()
+        app_db = self.app_database
+        if app_db is not None:
+            app_db.upgrade()
+        return applied
 
     # -- declarations --
 
@@ -274,10 +342,11 @@ class Durable:
                 run = active_run()
                 if run is not None:
                     return run.executor.run_transaction(run, sd, args, kwargs)
-                storage = self.storage
+                app_db = self.app_database
+                opener = app_db.transaction if app_db is not None else self.storage.transaction
 
                 def attempt(*a: Any, **k: Any) -> Any:
-                    with storage.transaction() as conn:  # a rejected result rolls back
+                    with opener() as conn:  # a rejected result rolls back
                         return reject_in_transaction(sd.policy, func(conn, *a, **k))
 
                 return run_unrecorded(StepDef(attempt, sd.name, sd.policy, False), args, kwargs)
@@ -721,8 +790,10 @@ class Durable:
         return executor.wait(workflow_id, timeout)
 
     def connection(self) -> sa.Engine:
-        """The SQLAlchemy engine of the workflow database (for setup and reads)."""
-        return self.storage.engine
+        """The SQLAlchemy engine of the database ``@transaction`` steps write to (the app
+        database when it is apart, else the workflow database), for setup and reads."""
+        app_db = self.app_database
+        return app_db.engine if app_db is not None else self.storage.engine
 
 
 def _step_wrapper(sd: StepDef) -> Any:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .appdb import AppDatabase
 from .errors import (
     DatabaseUnavailableError,
     DeterminismError,
@@ -141,6 +142,8 @@ class Run:
     lost: bool = False
     """Interrupted because it is no longer ours (cancelled or taken over): nothing to release."""
     reason: str = ""
+    wf_key: int | None = None
+    """The workflow's integer key, read once when an app-database transaction needs it."""
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
@@ -315,8 +318,11 @@ class Executor:
         lease_timeout: float,
         resolve: Callable[[str], WorkflowDef | None],
         max_recoveries: int | None = None,
+        app_db: AppDatabase | None = None,
     ) -> None:
         self.storage = storage
+        self.app_db = app_db
+        """The app database of ``@transaction`` steps when it is not the state store."""
         self.max_recoveries = max_recoveries
         self.serializer = serializer
         self.lease_ms = max(int(lease_timeout * 1000), 1)
@@ -344,6 +350,8 @@ class Executor:
             if self._alive:
                 return
             self.storage.ensure_ready()
+            if self.app_db is not None:
+                self.app_db.check()
             self.storage.acquire_executor_lock(self.owner)
             self._heartbeat = threading.Thread(
                 target=self._heartbeat_loop, name="durable-heartbeat", daemon=True
@@ -957,6 +965,8 @@ class Executor:
         replayed, value, state = self._begin(run, step.name)
         if replayed:
             return value
+        if self.app_db is not None:
+            return self._run_app_transaction(run, step, state, args, kwargs)
         outages = 0
         while True:
             run.wait_until(state.wait_until)
@@ -1016,6 +1026,114 @@ class Executor:
             finally:
                 _step_var.reset(token)
             return self.serializer.loads(output)
+
+    # -- transactions on an app database apart from the state store --
+
+    def _run_app_transaction(
+        self,
+        run: Run,
+        step: StepDef,
+        state: _Attempt,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A transaction step whose writes go to the app database.
+
+        Its writes and its outputs row commit in one app-database transaction;
+        the checkpoint in the state store follows (held back like a step's). A
+        run that finds the outputs row (after a crash between the two commits,
+        or a takeover) uses it instead of running the body again, and two runs
+        racing on the same step cannot both commit: the outputs row's key refuses
+        the second, which rolls back.
+        """
+        app_db = self.app_db
+        assert app_db is not None
+        store_id = self.wait_for_database(run, self.storage.store_id)
+        wf_key = self._workflow_key(run)
+        committed = self._app_output(run, store_id, wf_key, state.number)
+        if committed is not None:
+            return self._record_app_output(run, step, state, committed)
+        outages = 0
+        while True:
+            run.wait_until(state.wait_until)
+            token = _step_var.set(self._info(run, step, state))
+            try:
+                with app_db.transaction() as conn:
+                    result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
+                    try:
+                        output = self.serializer.dumps(result)
+                    except (TypeError, ValueError) as exc:
+                        raise SerializationError(
+                            f"transaction {step.name!r} (step {state.number} of workflow "
+                            f"{run.workflow_id!r}) returned a value that cannot be serialized: "
+                            f"{exc}"
+                        ) from exc
+                    run.check()  # cancelled meanwhile: roll back rather than commit
+                    if not app_db.insert_output(
+                        conn, store_id, wf_key, state.number, run.workflow_id, output
+                    ):
+                        raise _Refused  # another run of this step committed: ours rolls back
+            except _Refused:
+                committed = self._app_output(run, store_id, wf_key, state.number)
+                if committed is None:  # its commit was rolled back after all: try again
+                    continue
+                return self._record_app_output(run, step, state, committed)
+            except SerializationError as exc:
+                self._checkpoint(
+                    run,
+                    self._params(
+                        run, step.name, state, "failed", error=json.dumps(error_info(exc, ""))
+                    ),
+                )
+                raise
+            except DatabaseUnavailableError:
+                outages += 1
+                self._wait_out_outage(run, outages)
+                committed = self._app_output(run, store_id, wf_key, state.number)
+                if committed is not None:
+                    return self._record_app_output(run, step, state, committed)
+                continue
+            except _HookFailed as failed:
+                error = json.dumps(error_info(failed.error, traceback.format_exc()))
+                self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
+                raise failed.error from None
+            except _Rejected as rejected:
+                done, value = self._after_failure(run, step, state, None, rejected.result)
+                if done:
+                    return value
+                continue
+            except Exception as exc:
+                done, value = self._after_failure(run, step, state, exc)
+                if done:
+                    return value
+                continue
+            finally:
+                _step_var.reset(token)
+            return self._record_app_output(run, step, state, output)
+
+    def _workflow_key(self, run: Run) -> int:
+        if run.wf_key is None:
+            key = self.wait_for_database(
+                run, functools.partial(self.storage.workflow_key, run.workflow_id)
+            )
+            if key is None:  # deleted under us
+                run.interrupt("its workflow row is gone", lost=True)
+                run.check()
+            run.wf_key = key
+        assert run.wf_key is not None
+        return run.wf_key
+
+    def _app_output(self, run: Run, store_id: str, wf_key: int, number: int) -> str | None:
+        assert self.app_db is not None
+        return self.wait_for_database(
+            run, functools.partial(self.app_db.find_output, store_id, wf_key, number)
+        )
+
+    def _record_app_output(self, run: Run, step: StepDef, state: _Attempt, output: str) -> Any:
+        """Hold back the checkpoint of a committed app transaction (written with the
+        workflow's next durable act, like a step's) and return its value."""
+        run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
+        return self.serializer.loads(output)
 
     def sleep(self, run: Run, seconds: float) -> None:
         wake = self._sleep_checkpoint(run, seconds)

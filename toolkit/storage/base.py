@@ -623,6 +623,31 @@ class Storage:
             rows = conn.execute(query)
             return {row.step_number: self._step_record(workflow_id, row) for row in rows}
 
+    def workflow_key(self, workflow_id: str) -> int | None:
+        """The workflow's integer key (never reused, unlike an id after a prune)."""
+        w = self.workflows
+        with self._translate_errors(), self.read_engine.connect() as conn:
+            value = conn.execute(
+                sa.select(w.c.wf_key).where(w.c.workflow_id == workflow_id)
+            ).scalar()
+        return int(value) if value is not None else None
+
+    def keys_not_done(self, wf_keys: Sequence[int]) -> set[int]:
+        """Those of ``wf_keys`` whose workflow exists and did not succeed or fail (a
+        cancelled one may be resumed with a committed transaction not yet checkpointed)."""
+        if not wf_keys:
+            return set()
+        w = self.workflows
+        with self._translate_errors(), self.read_engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.select(w.c.wf_key).where(
+                        w.c.wf_key.in_(list(wf_keys)),
+                        w.c.status.not_in(["succeeded", "failed"]),
+                    )
+                ).scalars()
+            )
+
     def _key_of(self, workflow_id: str) -> sa.ScalarSelect[Any]:
         """The integer key of a workflow, as a subquery (steps refer to workflows by it)."""
         w = self.workflows
