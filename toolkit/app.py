@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from . import telemetry
 from .appdb import ENV_VAR as APP_ENV_VAR
 from .appdb import AppDatabase, resolve_app_url, same_database
 from .engine import (
@@ -627,6 +628,8 @@ class Durable:
         first step without a checkpoint. Returns their handles.
         """
         resumed = self.executor.recover(list(self._workflows))
+        if (tel := telemetry.active) is not None:
+            tel.recovered(len(resumed))
         return [WorkflowHandle(self, orphan.workflow_id) for orphan in resumed]
 
     def sleep(self, seconds: float) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from . import telemetry
 from .appdb import AppDatabase
 from .errors import (
     DatabaseUnavailableError,
@@ -515,6 +516,8 @@ class Executor:
         recorded: dict[int, StepRecord],
     ) -> Run:
         run = Run(self, workflow_id, wf.name, recorded)
+        if (tel := telemetry.active) is not None:  # a span link to the caller's span
+            tel.remember_caller(run)
         with self._lock:
             self._runs[workflow_id] = run
         self._threads.submit(
@@ -541,6 +544,8 @@ class Executor:
         self, run: Run, wf: WorkflowDef, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         token = _run_var.set(run)
+        tel = telemetry.active
+        traced = tel.run_started(run) if tel is not None else None
         try:
             try:
                 if wf.is_async:
@@ -581,6 +586,8 @@ class Executor:
             run.outcome = Outcome("interrupted")
             raise
         finally:
+            if tel is not None and traced is not None:
+                tel.run_ended(traced, run)
             _run_var.reset(token)
             with self._lock:
                 self._runs.pop(run.workflow_id, None)
@@ -731,6 +738,8 @@ class Executor:
         error: str | None = None,
         next_attempt_at: int | None = None,
     ) -> dict[str, Any]:
+        if (tel := telemetry.active) is not None:
+            tel.step_outcome(name, status)
         return self.storage.step_params(
             workflow_id=run.workflow_id,
             owner=self.owner,
@@ -927,7 +936,10 @@ class Executor:
             token = _step_var.set(self._info(run, step, state))
             try:  # the policy's hooks run in the step's context too
                 try:
-                    result = step.fn(*args, **kwargs)
+                    if (tel := telemetry.active) is None:
+                        result = step.fn(*args, **kwargs)
+                    else:  # the attempt in its span
+                        result = tel.call_step(run, step, state, args, kwargs)
                 except Exception as exc:
                     done, value = self._after_failure(run, step, state, exc)
                 else:
@@ -948,7 +960,10 @@ class Executor:
             token = _step_var.set(self._info(run, step, state))
             try:  # the policy's hooks run in the step's context too
                 try:
-                    result = await step.fn(*args, **kwargs)
+                    if (tel := telemetry.active) is None:
+                        result = await step.fn(*args, **kwargs)
+                    else:  # the attempt in its span
+                        result = await tel.call_step_async(run, step, state, args, kwargs)
                 except Exception as exc:
                     done, value = self._after_failure(run, step, state, exc)
                 else:
@@ -972,7 +987,9 @@ class Executor:
             run.wait_until(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
             try:
-                with self.storage.transaction() as conn:
+                tel = telemetry.active
+                span = tel.transaction_span(run, step, state) if tel else telemetry.NO_SPAN
+                with span, self.storage.transaction() as conn:
                     result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
                     try:
                         output = self.serializer.dumps(result)

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import telemetry
 from .app import Durable
 from .engine import Run
 from .errors import DatabaseUnavailableError, DurableError
@@ -153,6 +154,8 @@ class Worker:
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
         executor.on_finished.append(self._finished)
+        if (tel := telemetry.active) is not None:  # queue depth and age as gauges
+            tel.watch_queues(storage)
         if app.retention:  # finished workflows past their retention, in its own thread
             self.pruner = Pruner(lambda: app.storage, app.retention, interval=self.prune_interval)
             self.pruner.start()
@@ -253,7 +256,13 @@ class Worker:
                 f"; lag p50 {_percentile(lags, 0.5):.3f}s p95 {_percentile(lags, 0.95):.3f}s"
                 f" max {lags[-1]:.3f}s"
             )
-        log.info("last %.1fs: %s; running %d", elapsed, summary, running)
+        log.info(
+            "last %.1fs: %s; running %d",
+            elapsed,
+            summary,
+            running,
+            extra={"interval_seconds": round(elapsed, 3), "counts": delta, "running": running},
+        )
 
     def _recover(self) -> float | None:
         """Take over orphans; return seconds until another owner's earliest lease runs out."""
@@ -280,6 +289,8 @@ class Worker:
                         running.discard(workflow_id)
         if resumed:
             self.stats.recovered += len(resumed)
+            if (tel := telemetry.active) is not None:
+                tel.recovered(len(resumed))
             log.info("took over %d workflow(s) left by dead or expired owners", len(resumed))
         app = self.app
         expires = app.storage.next_foreign_expiry(app.executor.owner, list(app._workflows))
@@ -323,7 +334,12 @@ class Worker:
                     self._mine.add(row["workflow_id"])
                 executor.launch_claimed(row["workflow_id"], schedule.name, row["inputs"])
                 self.stats.scheduled += 1
-                log.debug("schedule %s: started %s", schedule.name, row["workflow_id"])
+                log.debug(
+                    "schedule %s: started %s",
+                    schedule.name,
+                    row["workflow_id"],
+                    extra={"workflow_id": row["workflow_id"], "schedule": schedule.name},
+                )
             nearest = min(nearest, (schedule.next_tick(now) - now) / 1000)
         return max(nearest, 0.01)
 
@@ -358,7 +374,21 @@ class Worker:
                 self.stats.last_lag = lag
                 self.stats.lags.append(lag)
                 self._interval_lags.append(lag)
-                log.debug("claimed %s (%s) from %s, lag %.3fs", workflow_id, name, queue.name, lag)
+                if (tel := telemetry.active) is not None:
+                    tel.claimed(queue.name, lag)
+                log.debug(
+                    "claimed %s (%s) from %s, lag %.3fs",
+                    workflow_id,
+                    name,
+                    queue.name,
+                    lag,
+                    extra={
+                        "workflow_id": workflow_id,
+                        "workflow_name": name,
+                        "queue": queue.name,
+                        "lag_seconds": round(lag, 6),
+                    },
+                )
                 launch = executor.resume_claimed if replay else executor.launch_claimed
                 if launch(workflow_id, name, inputs) is None and not tracked:
                     with self._lock:
@@ -384,7 +414,11 @@ class Worker:
         status = run.outcome.status if run.outcome is not None else "interrupted"
         if status == "succeeded":
             self.stats.succeeded += 1
-            log.debug("finished %s: succeeded", run.workflow_id)
+            log.debug(
+                "finished %s: succeeded",
+                run.workflow_id,
+                extra={"workflow_id": run.workflow_id, "workflow_name": run.name},
+            )
         elif status == "failed":
             self.stats.failed += 1
             error = run.outcome.error if run.outcome is not None else None
@@ -395,6 +429,11 @@ class Worker:
                 run.name,
                 error.get("type", "error"),
                 error.get("message"),
+                extra={
+                    "workflow_id": run.workflow_id,
+                    "workflow_name": run.name,
+                    "error_type": error.get("type", "error"),
+                },
             )
         else:
             self.stats.interrupted += 1
@@ -404,6 +443,8 @@ class Worker:
         executor = self.app.executor
         if self.pruner is not None:
             self.pruner.stop()
+        if (tel := telemetry.active) is not None and self.app._storage is not None:
+            tel.unwatch_queues(self.app._storage)
 
         def mine() -> list[str]:
             with self._lock:

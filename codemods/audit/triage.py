@@ -153,7 +153,7 @@ GROUP_KEYS: dict[str, Callable[[Hotspot], str]] = {
 
 
 def group_by(hotspots: Iterable[Hotspot], by: str) -> list[Group]:
-    """Groups for ``by`` in GROUP_KEYS, the worst and largest first.
+    """Groups for ``by`` in GROUP_KEYS: most high-risk findings first, then medium, then low.
 
     For ``helper``, findings that go through no project helper are left out.
     """
@@ -169,7 +169,7 @@ def group_by(hotspots: Iterable[Hotspot], by: str) -> list[Group]:
         hs.sort(key=Hotspot.sort_key)
         title = KIND_TITLES[Kind(k)] if by == "kind" else k
         out.append(Group(k, title, hs))
-    out.sort(key=lambda g: (-g.worst.rank, -len(g.hotspots), g.key))
+    out.sort(key=lambda g: (*(-n for n in reversed(g.counts().values())), g.key))
     return out
 
 

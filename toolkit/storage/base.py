@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from .. import telemetry
 from ..errors import DatabaseUnavailableError, DurableError, WorkflowConflictError
 from ..ids import check_id
 from ..records import RESUMABLE_STATUSES, StepRecord, WorkflowRecord, from_ms, parse_error
@@ -143,6 +144,8 @@ class Storage:
         reason = getattr(exc, "orig", None) or exc
         text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
         self.health.failed(text)
+        if (tel := telemetry.active) is not None:
+            tel.database_error(self.backend, "unavailable")
         return DatabaseUnavailableError(
             f"cannot use the {self.backend} database at {self.describe()}: {text}"
         )
@@ -544,6 +547,8 @@ class Storage:
         except sa.exc.DBAPIError as exc:
             if exc.connection_invalidated:  # lost, not an error of the SQL that ran
                 raise self.unavailable(exc) from exc
+            if (tel := telemetry.active) is not None:
+                tel.database_error(self.backend, "error")
             raise
         finally:
             with contextlib.suppress(Exception):  # closing a dead connection may fail
