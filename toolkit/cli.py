@@ -350,6 +350,13 @@ def load_app(path: str) -> Durable:
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also log every claim and every finished workflow."
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Text lines, or one JSON object per line (see docs/operations.md#logs).",
+)
 def worker_command(
     database_url: str | None,
     app_path: str,
@@ -358,6 +365,7 @@ def worker_command(
     shutdown_grace: float,
     report_every: float,
     verbose: bool,
+    log_format: str,
 ) -> None:
     """Run workflows from the app's queues and schedules until SIGTERM or Ctrl-C.
 
@@ -369,6 +377,10 @@ def worker_command(
 
     from .worker import Worker
 
+    if log_format == "json":  # toolkit/jsonlog.py; basicConfig below then changes nothing
+        from .jsonlog import configure_logging
+
+        configure_logging("json", verbose=verbose)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
