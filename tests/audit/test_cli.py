@@ -226,3 +226,28 @@ def test_docs_cover_every_option() -> None:
         if isinstance(param, click.Option):
             for opt in [*param.opts, *param.secondary_opts]:
                 assert f"`{opt}" in text, f"docs/audit.md does not document {opt}"
+
+
+def test_kind_and_risk_options(project: Path) -> None:
+    (project / "src" / "shop" / "reads.py").write_text(LOW_ONLY)
+    assert len(_json(str(project))["hotspots"]) == 2
+    assert [h["risk"] for h in _json(str(project), "--min-risk", "high")["hotspots"]] == ["high"]
+    assert _json(str(project), "--ignore", "retry-loop")["hotspots"] == []
+    assert len(_json(str(project), "--select", "retry-loop,status-table")["hotspots"]) == 2
+
+
+def test_config_option_names_the_file(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("conf") / "pyproject.toml"
+    elsewhere.write_text('[tool.durable.audit]\nignore = ["retry-loop"]\n')
+    assert _json(str(project), "--config", str(elsewhere))["hotspots"] == []
+    assert _json(str(project), "--config", str(elsewhere))["config_file"] == str(elsewhere)
+
+
+def test_markdown_limit_and_details_url() -> None:
+    result = _invoke(str(LEGACY), "--format", "markdown", "--limit", "3", "--no-progress",
+                     "--details-url", "https://ci.example/audit.html")  # fmt: skip
+    assert result.exit_code == 0
+    assert "### Top 3 findings" in result.stdout
+    assert "more findings** in [the full report](https://ci.example/audit.html)" in result.stdout

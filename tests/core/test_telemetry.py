@@ -50,6 +50,13 @@ class Otel:
     def finished(self, prefix: str = "") -> list[Any]:
         return [s for s in self.spans.get_finished_spans() if s.name.startswith(prefix)]
 
+    def runs_of(self, workflow_id: str) -> list[Any]:
+        return [
+            s
+            for s in self.finished("workflow ")
+            if s.attributes["durable.workflow.id"] == workflow_id
+        ]
+
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, Any]]], Any]:
         """Every data point: (name, attributes) -> value (a sum, a gauge, or a histogram count)."""
         points: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
@@ -116,7 +123,7 @@ def test_spans_per_run_step_attempt_and_transaction(
     assert app.run(checkout, "o-1", workflow_id="wf-1", timeout=10) == "o-1"
     assert app.run(async_checkout, "o-2", workflow_id="wf-2", timeout=10) == "notified o-2"
 
-    [run] = [s for s in otel.finished("workflow ") if s.attributes["durable.workflow.id"] == "wf-1"]
+    [run] = otel.runs_of("wf-1")
     assert run.name == "workflow checkout"
     assert run.context.trace_id == telemetry.trace_id_of("wf-1")
     assert run.parent.span_id == telemetry.root_span_id_of("wf-1")
@@ -136,12 +143,13 @@ def test_spans_per_run_step_attempt_and_transaction(
     assert tx.attributes["durable.step.idempotency_key"] == "wf-1:2"
     assert tx.parent.span_id == run.context.span_id
     [step2] = otel.finished("step notify")
-    [run2] = [s for s in otel.finished("workflow ") if s.attributes["durable.workflow.id"] == "wf-2"]
+    [run2] = otel.runs_of("wf-2")
     assert step2.parent.span_id == run2.context.span_id
     assert step2.context.trace_id == telemetry.trace_id_of("wf-2")
 
     assert otel.total("durable.workflow.runs", **{"durable.workflow.name": "checkout"}) == 1
-    assert otel.total("durable.workflow.completions", **{"durable.workflow.status": "succeeded"}) == 2
+    ended = {"durable.workflow.status": "succeeded"}
+    assert otel.total("durable.workflow.completions", **ended) == 2
     assert otel.total("durable.step.attempts", **{"durable.step.outcome": "error"}) == 1
     assert otel.total("durable.step.attempts", **{"durable.step.outcome": "ok"}) == 3
     assert otel.total("durable.step.completions", **{"durable.step.status": "retrying"}) == 1
@@ -150,7 +158,9 @@ def test_spans_per_run_step_attempt_and_transaction(
     assert otel.total("durable.workflow.duration") == 2
 
 
-def test_failed_run_and_resume_share_one_trace(otel: Otel, make_app: Callable[..., Durable]) -> None:
+def test_failed_run_and_resume_share_one_trace(
+    otel: Otel, make_app: Callable[..., Durable]
+) -> None:
     app = make_app()
     state = {"fail": True}
 
