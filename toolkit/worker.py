@@ -27,6 +27,9 @@ from .storage.base import Orphan
 
 log = logging.getLogger("toolkit.worker")
 
+OUTPUTS_PRUNE_EVERY = 300.0
+"""Seconds between two prunes of the app database's outputs rows (when it is apart)."""
+
 DEFAULT_WORKER_CONCURRENCY = 16
 """Per-queue cap in one worker when the queue declares no ``worker_concurrency``."""
 
@@ -170,6 +173,8 @@ class Worker:
             ", ".join(q.name for q in self.queues) or "no queues",
             app.url,
         )
+        app_db = app.app_database
+        next_outputs_prune = time.monotonic() + OUTPUTS_PRUNE_EVERY
         look_at = 0.0  # when the next full look (recover, schedules, claim) is due
         last_token: object = None
         woken = True
@@ -206,6 +211,9 @@ class Worker:
                 if time.monotonic() >= next_report:
                     self._report()
                     next_report = time.monotonic() + self.report_every
+                if app_db is not None and time.monotonic() >= next_outputs_prune:
+                    next_outputs_prune = time.monotonic() + OUTPUTS_PRUNE_EVERY
+                    self._prune_app_outputs()
                 sleep = min(look_at, next_report) - time.monotonic()
                 if token is not None:  # a cheap local glance at the database file
                     sleep = min(sleep, storage.glance_interval)
@@ -213,6 +221,18 @@ class Worker:
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _prune_app_outputs(self) -> None:
+        """Delete app-database outputs rows no replay can need (see Durable.prune_app_outputs)."""
+        try:
+            deleted = self.app.prune_app_outputs()
+        except DatabaseUnavailableError:
+            return  # logged by the health; next time
+        except Exception as exc:
+            self._warn_once("pruning the app database's outputs failed", exc)
+            return
+        if deleted:
+            log.debug("deleted %d outputs row(s) of the app database", deleted)
 
     def _connect(self) -> bool:
         """Connect and take the liveness lock, waiting while the database is unavailable;
