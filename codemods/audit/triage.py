@@ -19,24 +19,45 @@ from codemods.audit.model import KIND_TITLES, Hotspot, Kind, Risk
 _TABLE_KINDS = (Kind.STATUS_TABLE, Kind.DEAD_LETTER)
 #: kinds whose nested sites are one site (a decorator inside a decorated function is not)
 _NESTING_KINDS = frozenset(Kind) - {Kind.RETRY_DECORATOR}
+#: explicit table names: the same name is the same table anywhere in the project
 _TABLE_NAME = (
     re.compile(r"(?i)create\s+(?:\w+\s+)?table\s+(?:if\s+not\s+exists\s+)?[\"`\[]?(?:\w+\.)?(\w+)"),
     re.compile(r"db_table\s*=\s*[\"'](\w+)"),
     re.compile(r"__tablename__\s*=\s*[\"'](\w+)"),
     re.compile(r"(?:\bTable|create_table)\((?:\s*#[^\n]*)?\s*[\"'](\w+)"),
+)
+#: Django model names: the same name is the same table only within one app
+_MODEL_NAME = (
     re.compile(r"CreateModel\((?:\s*#[^\n]*)?\s*name\s*=\s*[\"'](\w+)"),
     re.compile(r"^\s*class\s+(\w+)\s*\(", re.M),
 )
 
 
+def _app(path: str) -> str:
+    """The Django app folder of a models or migrations file."""
+    parts = path.split("/")[:-1]
+    for marker in ("migrations", "models"):
+        if marker in parts:
+            return "/".join(parts[: parts.index(marker)])
+    return "/".join(parts)
+
+
 def table_name(h: Hotspot) -> str | None:
-    """The table a status-table or dead-letter *declaration* names, lower-cased, else None."""
+    """Which table a status-table or dead-letter *declaration* is, lower-cased, else None.
+
+    An explicit name (SQL, ``__tablename__``, ``db_table``, ``Table(...)``) stands for
+    itself; a Django model name is qualified by its app folder (``shop:job``).
+    """
     if h.kind not in _TABLE_KINDS:
         return None
     for pattern in _TABLE_NAME:
         m = pattern.search(h.excerpt)
         if m:
             return m.group(1).lower()
+    for pattern in _MODEL_NAME:
+        m = pattern.search(h.excerpt)
+        if m:
+            return f"{_app(h.path)}:{m.group(1).lower()}"
     return None
 
 

@@ -312,3 +312,19 @@ def test_sarif_marks_suppressed_and_baseline_findings(tmp_path: Path) -> None:
         "quiet.py": (None, ["inSource"]),
     }
     assert [h.path for h in report.hotspots] == ["new.py"]
+
+
+def test_django_models_of_one_name_merge_only_within_their_app() -> None:
+    model = "class Job(models.Model):\n    status = models.CharField()"
+    migration = 'migrations.CreateModel(\n    name="Job",\n    fields=[]'
+    hs = [
+        _h("shop/models.py", 3, 9, kind=Kind.STATUS_TABLE, excerpt=model),
+        _h("shop/migrations/0001_initial.py", 5, 20, kind=Kind.STATUS_TABLE, excerpt=migration),
+        _h("billing/models.py", 3, 9, kind=Kind.STATUS_TABLE, excerpt=model),
+    ]
+    found, merged = dedupe(hs)
+    assert merged == 1
+    assert sorted((h.path, h.also_at) for h in found) == [
+        ("billing/models.py", ()),
+        ("shop/models.py", ("shop/migrations/0001_initial.py:5-20",)),
+    ]
