@@ -57,7 +57,7 @@ def unserializable_return(body: cst.CSTNode, code: Callable[[cst.CSTNode], str])
             continue
         if not _OBJECT_MAKERS.match(name):
             continue
-        if name == "get" and (_PLAIN_GET.search(owner) or len(call.args) == 2):
+        if name == "get" and (_PLAIN_GET.search(owner) or len(call.args) != 1):
             continue
         shown = code(func)
         return (

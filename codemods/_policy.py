@@ -125,7 +125,7 @@ class Policy:
         parts.append(delay)
         if self.max_elapsed is not None:
             parts.append(f"within {src.get('max_elapsed') or _secs(self.max_elapsed)}")
-        parts.append("on " + ", ".join(self.retry_on))
+        parts.append("on " + (", ".join(self.retry_on) or "no exception"))
         if self.give_up_on:
             parts.append("not on " + ", ".join(self.give_up_on))
         if self.retry_if:

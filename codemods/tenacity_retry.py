@@ -1,14 +1,18 @@
-"""Codemod ``tenacity``: ``@retry(...)`` and ``for attempt in Retrying(...)`` become steps.
+"""Codemod ``tenacity``: ``@retry(...)``, ``for attempt in Retrying(...)``, ``retry(...)(fn)``,
+``Retrying(...)(fn, ...)`` and a module-level ``name = retry(...)`` become steps.
 
 Mapped: ``stop_after_attempt``, ``stop_after_delay`` (and ``|`` of both),
 ``stop_never``; ``wait_fixed``, ``wait_none``, ``wait_exponential``,
-``wait_random``, ``wait_random_exponential``, ``wait_exponential_jitter`` and
-sums of a deterministic wait and random ones; ``retry_if_exception_type``
-(and ``|``), ``retry_if_not_exception_type``; ``reraise``. Anything else keeps
-the decorator, reported as ``kept`` with the option named.
-
-Random waits are approximated by ``jitter=True`` (delays drawn from
-``[d/2, d]``), said in the report's notes.
+``wait_incrementing`` (``increment=``), ``wait_random`` and ``wait_fixed +
+wait_random`` (``random_delay=``, exact), ``wait_random_exponential``,
+``wait_exponential_jitter`` (approximated by ``jitter=True``, noted);
+``retry_if_exception_type`` (and ``|``), ``retry_if_not_exception_type``,
+``retry_if_exception(pred)`` (``retry_if=``), ``retry_if_result(pred)``
+(``retry_on_result=``); ``reraise``; tenacity's own ``before_log``,
+``after_log`` and ``before_sleep_log`` (dropped, noted); a
+``retry_error_callback`` lambda that ignores its argument (``on_give_up=``,
+the fallback value). Anything else keeps the decorator, reported as ``kept``
+with the option named.
 """
 
 from __future__ import annotations
@@ -25,7 +29,18 @@ from ._policy import AmbiguousTypes, Policy, check_types
 
 LIB = "tenacity"
 #: the options of ``retry(...)`` that have an equivalent in ``RetryPolicy``
-_MAPPED_OPTIONS = ("stop", "wait", "retry", "reraise")
+_MAPPED_OPTIONS = (
+    "stop",
+    "wait",
+    "retry",
+    "reraise",
+    "before",
+    "after",
+    "before_sleep",
+    "retry_error_callback",
+)
+#: tenacity's logging hooks: dropped (the step retries silently)
+_LOG_HOOKS = ("before_log", "after_log", "before_sleep_log")
 
 
 @dataclass
@@ -36,6 +51,8 @@ class _Wait:
     jitter: bool = False
     notes: list[str] = field(default_factory=list)
     deterministic: bool = True
+    increment: float = 0.0
+    random: float = 0.0  # uniform(0, random) added (exact, no jitter)
 
 
 class TenacityCodemod(DecoratorCodemod):
@@ -61,6 +78,64 @@ class TenacityCodemod(DecoratorCodemod):
         if isinstance(target, cst.Call):
             return lambda: self.policy(target, "@retry")
         return lambda: (Policy(max_attempts=None), ["bare @retry: retries forever"])
+
+    # -- call forms: retry(...)(fn), Retrying(...)(fn, *args), deco = retry(...) ------
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        inner = original_node.func
+        if not isinstance(inner, cst.Call):
+            return updated_node
+        name = self.call_name(inner, LIB)
+        if name not in ("retry", "Retrying"):
+            return updated_node
+        if name == "Retrying" and (
+            not original_node.args
+            or original_node.args[0].star
+            or original_node.args[0].keyword is not None
+        ):
+            self.record(original_node, "kept", "Retrying(...)(...) without the function first")
+            return updated_node
+        made = self._make_step(original_node, inner, f"{name}(...)(fn)")
+        if made is None:
+            return updated_node
+        if name == "retry":
+            return updated_node.with_changes(func=made)
+        first, *rest = updated_node.args
+        wrapped = cst.Call(func=made, args=[first.with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+        if rest:
+            rest[-1] = rest[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        return cst.Call(func=wrapped, args=rest)
+
+    def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
+        value = original_node.value
+        name = self.call_name(value, LIB) if isinstance(value, cst.Call) else None
+        if name in ("Retrying", "AsyncRetrying"):
+            self.record(
+                original_node,
+                "kept",
+                f"a {name} object bound to a name: the calls that use it are not followed",
+            )
+            return updated_node
+        if not isinstance(value, cst.Call) or name != "retry":
+            return updated_node
+        made = self._make_step(original_node, value, "name = retry(...)")
+        return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def _make_step(self, node: cst.CSTNode, call: cst.Call, what: str) -> cst.Call | None:
+        """``step(retry=RetryPolicy(...))`` for tenacity's ``call``, recorded on ``node``."""
+        try:
+            policy, notes = self.policy(call, what)
+            check_types(policy.retry_on)
+            check_types(policy.give_up_on)
+        except (Kept, NotRewritten, AmbiguousTypes) as exc:
+            self.record(node, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
+            return None
+        self.need_imports()
+        self.changed = True
+        self.record(node, "rewritten", f"{what} became step(retry=...)", notes, policy.summary())
+        policy_code = cst.Module(body=[]).code_for_node(policy.to_call(self.policy_name))
+        made = cst.parse_expression(f"{self.step_name}(retry={policy_code})")
+        assert isinstance(made, cst.Call)
+        return made
 
     # -- Retrying blocks -----------------------------------------------------------
     def leave_FunctionDef(
@@ -157,9 +232,31 @@ class TenacityCodemod(DecoratorCodemod):
         wait = self._wait(args["wait"]) if "wait" in args else _Wait()
         policy.initial_delay, policy.backoff, policy.max_delay = wait.initial, wait.factor, wait.cap
         policy.jitter = wait.jitter
+        policy.increment, policy.random_delay = wait.increment, wait.random
         notes.extend(wait.notes)
         if "retry" in args:
-            policy.retry_on, policy.give_up_on = self._retry(args["retry"])
+            policy.retry_on, policy.give_up_on = self._retry(args["retry"], policy)
+            if policy.retry_if is not None and policy.retry_on != ["Exception"]:
+                raise Kept(f"retry={self.code(args['retry'])} joins a predicate with types")
+        for hook in ("before", "after", "before_sleep"):
+            if hook in args:
+                if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
+                    raise Kept(
+                        f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
+                        " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
+                    )
+                notes.append(f"logging hook `{hook}=` dropped (the step retries silently)")
+        if "retry_error_callback" in args:
+            policy.on_give_up = self._fallback(args["retry_error_callback"])
+            notes.append("retry_error_callback's value is the step's result when attempts run out")
+        finite = policy.max_attempts is not None or policy.max_elapsed is not None
+        if policy.retry_on_result is not None and policy.on_give_up is None and finite:
+            if self.catches_retry_error:
+                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+            notes.append(
+                "a result still rejected after the last attempt raises toolkit.RetriesExhausted"
+                " instead of tenacity.RetryError"
+            )
         reraise = args.get("reraise")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if reraise is not None and not (
@@ -167,7 +264,7 @@ class TenacityCodemod(DecoratorCodemod):
         ):
             raise Kept(f"reraise={self.code(reraise)} is known only at run time")
         reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
-        if finite and not reraises:
+        if finite and not reraises and policy.on_give_up is None:
             if self.catches_retry_error:
                 raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
             notes.append("raises the last exception instead of tenacity.RetryError")
@@ -204,6 +301,19 @@ class TenacityCodemod(DecoratorCodemod):
             if len(fixed) == 2:
                 raise Kept(f"wait={self.code(expr)} adds two deterministic waits")
             base = fixed[0] if fixed else left
+            other = right if base is left else left
+            if other.random and not other.jitter and base.deterministic and base.cap is None:
+                # wait_fixed(a) + wait_random(b, c): a + b plus uniform(0, c - b), exact
+                return _Wait(
+                    base.initial + other.initial,
+                    base.factor,
+                    None,
+                    False,
+                    [*left.notes, *right.notes],
+                    False,
+                    base.increment,
+                    other.random,
+                )
             return _Wait(
                 base.initial,
                 base.factor,
@@ -237,8 +347,15 @@ class TenacityCodemod(DecoratorCodemod):
             return wait
         if name == "wait_random":
             args = self.bound_args(expr, ("min", "max"), name)
+            low = self.number(args["min"], "wait_random") if "min" in args else 0.0
             high = self.number(args["max"], "wait_random") if "max" in args else 1.0
-            return _Wait(high, 1.0, None, True, ["wait_random approximated by jitter=True"], False)
+            return _Wait(low, 1.0, None, False, [], False, 0.0, max(high - low, 0.0))
+        if name == "wait_incrementing":
+            args = self.bound_args(expr, ("start", "increment", "max"), name)
+            start = self.number(args["start"], name) if "start" in args else 0.0
+            step = self.number(args["increment"], name) if "increment" in args else 100.0
+            cap = self.number(args["max"], name) if "max" in args else None
+            return _Wait(start, 1.0, cap, False, [], True, step)
         raise Kept(f"wait={self.code(expr)} has no equivalent")
 
     def _exponential(self, args: dict[str, cst.BaseExpression], name: str, first: str) -> _Wait:
@@ -257,13 +374,43 @@ class TenacityCodemod(DecoratorCodemod):
                 initial = low
         return _Wait(initial, factor, cap, False, notes)
 
-    def _retry(self, expr: cst.BaseExpression) -> tuple[list[str], list[str]]:
+    def _fallback(self, expr: cst.BaseExpression) -> str:
+        """``retry_error_callback=lambda state: value`` that ignores its argument: the
+        fallback value, as ``on_give_up``. A callback reading tenacity's state is kept."""
+        if (
+            isinstance(expr, cst.Lambda)
+            and len(expr.params.params) == 1
+            and not isinstance(expr.params.star_arg, cst.Param)
+            and expr.params.params[0].name.value not in self.code(expr.body)
+        ):
+            return f"lambda _state: {self.code(expr.body)}"
+        raise Kept(
+            f"retry_error_callback={self.code(expr)} reads tenacity's RetryCallState"
+            " (on_give_up gets a toolkit.RetryState: adapt it by hand)"
+        )
+
+    def _retry(
+        self, expr: cst.BaseExpression, policy: Policy | None = None
+    ) -> tuple[list[str], list[str]]:
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
-            left, right = self._retry(expr.left), self._retry(expr.right)
+            left, right = self._retry(expr.left, policy), self._retry(expr.right, policy)
             if left[1] or right[1]:
                 raise Kept(f"retry={self.code(expr)} has no equivalent")
             return [*left[0], *right[0]], []
         name = self.call_name(expr, LIB)
+        if isinstance(expr, cst.Call) and name in ("retry_if_result", "retry_if_exception"):
+            if policy is None or len(expr.args) != 1 or expr.args[0].star:
+                raise Kept(f"retry={self.code(expr)} has no equivalent")
+            predicate = self.code(expr.args[0].value)
+            if name == "retry_if_result":
+                if policy.retry_on_result is not None:
+                    raise Kept(f"retry={self.code(expr)} joins two result predicates")
+                policy.retry_on_result = predicate
+                return [], []  # no exception is retried by this part
+            if policy.retry_if is not None:
+                raise Kept(f"retry={self.code(expr)} joins two exception predicates")
+            policy.retry_if = predicate
+            return ["Exception"], []
         if not isinstance(expr, cst.Call) or name not in (
             "retry_if_exception_type",
             "retry_if_not_exception_type",

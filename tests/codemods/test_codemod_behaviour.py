@@ -403,6 +403,58 @@ case(
     lambda ns, dep: ns["fetch"](dep),
 )
 
+case(
+    "tenacity_incrementing_predicate_fallback",
+    """
+    from tenacity import (
+        retry,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_incrementing,
+    )
+
+    @retry(
+        stop=stop_after_attempt(4),
+        wait=wait_incrementing(1, 2),
+        retry=retry_if_exception(lambda e: isinstance(e, ConnectionError)),
+        retry_error_callback=lambda state: "fallback",
+    )
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "tenacity_retrying_call_form",
+    """
+    import tenacity
+
+    def fetch(dep):
+        return tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_fixed(2), reraise=True
+        )(dep.call, "/x")
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "tenacity_module_level_decorator",
+    """
+    import tenacity
+
+    patient = tenacity.retry(
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=3),
+        retry=tenacity.retry_if_exception_type(ConnectionError),
+        reraise=True,
+    )
+
+    @patient
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

@@ -220,9 +220,9 @@ from toolkit import RetryPolicy, step
         max_attempts=None,
         initial_delay=1.0,
         backoff=1.0,
-        jitter=True,
         retry_on=(Exception,),
         max_elapsed=60.0,
+        random_delay=2.0,
     )
 )
 def publish(event):
@@ -562,7 +562,48 @@ ATTEMPTS = 3
 def fetch(url):
     return url.get()
 """
-        self.assertUnchanged(before, ["option `before_sleep=` has no equivalent"])
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def fetch(url):
+    return url.get()
+"""
+        self.assertCodemod(before, after)  # tenacity's log hook is dropped (noted)
+
+    def test_before_sleep_user_hook_is_kept(self) -> None:
+        before = """\
+from tenacity import retry, stop_after_attempt
+
+
+def shout(state):
+    print(state.attempt_number)
+
+
+@retry(stop=stop_after_attempt(3), before_sleep=shout)
+def fetch(url):
+    return url.get()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "option `before_sleep=` runs shout with tenacity's RetryCallState"
+                " (before_retry gets a toolkit.RetryState: adapt it by hand)"
+            ],
+        )
 
     def test_polling_on_result(self) -> None:
         before = """\
@@ -579,9 +620,28 @@ ATTEMPTS = 3
 def wait_for_job(job):
     return job.result()
 """
-        self.assertUnchanged(
-            before, ["retry=retry_if_result(lambda r: r is None) has no equivalent"]
-        )
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda r: r is None,
+    )
+)
+def wait_for_job(job):
+    return job.result()
+"""
+        self.assertCodemod(before, after)  # exceptions were never retried: retry_on=()
 
     def test_wait_chain(self) -> None:
         before = """\
@@ -666,3 +726,76 @@ def factory(n):
     return inner
 """
         self.assertUnchanged(before, ["stop_after_attempt=n is known only at run time"])
+
+
+class TestCallForms(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_retry_called_on_a_function_and_module_level_decorator(self) -> None:
+        before = """\
+import tenacity
+
+patient = tenacity.retry(stop=tenacity.stop_after_attempt(4), reraise=True)
+
+
+def load(store, key):
+    return tenacity.retry(wait=tenacity.wait_incrementing(1, 2), reraise=True)(store.read)(key)
+
+
+def save(store, key):
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(2), reraise=True)(store.write, key)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+patient = step(retry=RetryPolicy(max_attempts=4, initial_delay=0.0, backoff=1.0, retry_on=(Exception,)))
+
+
+def load(store, key):
+    return step(retry=RetryPolicy(max_attempts=None, initial_delay=1.0, backoff=1.0, max_delay=float("inf"), retry_on=(Exception,), increment=2.0))(store.read)(key)
+
+
+def save(store, key):
+    return step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, backoff=1.0, retry_on=(Exception,)))(store.write)(key)
+"""
+        self.assertCodemod(before, after)
+
+    def test_fallback_value_and_exception_predicate(self) -> None:
+        before = """\
+from tenacity import retry, retry_if_exception, stop_after_attempt
+
+
+def transient(exc):
+    return getattr(exc, "status", 0) >= 500
+
+
+@retry(
+    stop=stop_after_attempt(3),
+    retry=retry_if_exception(transient),
+    retry_error_callback=lambda state: {},
+)
+def settings(api):
+    return api.settings()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def transient(exc):
+    return getattr(exc, "status", 0) >= 500
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+        retry_if=transient,
+        on_give_up=lambda _state: {},
+    )
+)
+def settings(api):
+    return api.settings()
+"""
+        self.assertCodemod(before, after)
