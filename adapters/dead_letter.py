@@ -145,6 +145,9 @@ def retry_dead_letter(app: Durable, workflow_id: str) -> WorkflowHandle:
     """Retry a failed workflow: it runs again (``app.resume``).
 
     Recorded steps are replayed and the failed step gets a fresh attempt budget;
+    a status-column row's workflow (its adapter must be constructed on ``app``)
+    first has its legacy row put back to running, then gets fresh attempts of
+    its handler, its ``attempts`` column counting on;
     an imported dead letter has no steps, so its workflow runs from the start
     with the legacy payload. One that came from a queue goes back to it
     (``enqueued``) and a worker serving the queue runs it, under the queue's
@@ -155,6 +158,17 @@ def retry_dead_letter(app: Durable, workflow_id: str) -> WorkflowHandle:
     if record.status != "failed":
         raise DeadLetterError(
             f"workflow {workflow_id!r} is not a dead letter: its status is {record.status}"
+        )
+    from .status_column import adapter_of
+
+    adapter = adapter_of(app, record.name)
+    if adapter is not None:
+        adapter.prepare_retry(workflow_id)  # the row back to running: fresh attempts follow
+    elif any(s.name == f"{record.name}.give_up" for s in app.list_steps(workflow_id)):
+        raise DeadLetterError(
+            f"workflow {workflow_id!r} runs a row of a legacy table: retry it where its "
+            "StatusColumnAdapter is constructed (durable dlq retry --app MODULE:ATTR), which "
+            "puts the row back to running first; nothing was changed"
         )
     return app.resume(workflow_id)
 

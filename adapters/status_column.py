@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +57,16 @@ from .status_reports import ClaimReport, RunningRow, ShadowReport
 from .takeover import Takeover, TakeoverStats
 
 log = logging.getLogger("adapters.status_column")
+
+_ADAPTERS: weakref.WeakKeyDictionary[Durable, dict[str, StatusColumnAdapter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def adapter_of(app: Durable, workflow_name: str) -> StatusColumnAdapter | None:
+    """The status-column adapter constructed on ``app`` whose row workflow is ``workflow_name``."""
+    return _ADAPTERS.get(app, {}).get(workflow_name)
+
 
 # -- the adapter -----------------------------------------------------------------------------
 
@@ -186,6 +197,8 @@ class StatusColumnAdapter:
         self._done = write_back(self._write_done, "done")
         self._handle = app.step(self._call_handler, name=f"{wf}.handle", retry=NO_RETRY)
         self._load = app.step(self._load_row, name=f"{wf}.load_row", retry=WRITE_BACK_RETRY)
+        self._give_up = app.step(self._check_give_up, name=f"{wf}.give_up", retry=NO_RETRY)
+        _ADAPTERS.setdefault(app, {})[wf] = self
         app.workflow(self._run_row, name=wf)
 
     # -- the row workflow --
@@ -200,13 +213,18 @@ class StatusColumnAdapter:
             return None
         attempt = int(begun["attempts"])
         started = int(begun["started_at"])
+        base = attempt  # the retry budget counts the attempts made since `base`
         max_attempts = self.retry.max_attempts
         if max_attempts is not None and attempt >= max_attempts:
             self._attempt_failed(key, wid, attempt, started, None)
-            raise RowFailedError(
-                f"row {key!r} of {self.legacy.qualified_name}: its retry budget of "
-                f"{max_attempts} attempts was spent before the takeover"
+            again = self._give_up(
+                key,
+                wid,
+                attempt,
+                f"its retry budget of {max_attempts} attempts was spent before the takeover",
             )
+            attempt = base = int(again["attempts"])
+            started = int(again["started_at"])
         while True:
             attempt += 1
             try:
@@ -218,7 +236,7 @@ class StatusColumnAdapter:
             except DeterminismError:
                 raise
             except Exception as exc:
-                decision = self._attempt_failed(key, wid, attempt, started, exc)
+                decision = self._attempt_failed(key, wid, attempt, started, exc, base)
                 if not decision["held"]:
                     log.warning(
                         "%s: row %r was changed by someone else (%s); its workflow stops",
@@ -228,10 +246,15 @@ class StatusColumnAdapter:
                     )
                     return None
                 if decision["retry_in"] is None:
-                    raise RowFailedError(
-                        f"row {key!r} of {self.legacy.qualified_name} failed after "
-                        f"{attempt} attempt(s): {decision['error']}"
-                    ) from None
+                    # The row is failed. The workflow fails in the step below; a retry of
+                    # this dead letter (retry_dead_letter) puts the row back to running and
+                    # runs that step again, which then returns: fresh attempts follow.
+                    again = self._give_up(
+                        key, wid, attempt, f"failed after {attempt} attempt(s): {decision['error']}"
+                    )
+                    attempt = base = int(again["attempts"])
+                    started = int(again["started_at"])
+                    continue
                 self.app.sleep(float(decision["retry_in"]))
                 continue
             outcome = self._done(key, wid, attempt)
@@ -243,6 +266,61 @@ class StatusColumnAdapter:
                     outcome["reason"],
                 )
             return result
+
+    def _check_give_up(self, key: Any, wid: str, attempt: int, why: str) -> dict[str, Any]:
+        """Fail the workflow (RowFailedError), unless a retry put the row back to running."""
+        with self.legacy.reading() as conn:
+            row = self._select_row(conn, key, lock=False)
+        if row is not None and self._holds(row, wid)[0]:
+            column = self.legacy.columns.attempts
+            attempts = int(row._mapping[column] or 0) if column is not None else attempt
+            return {"attempts": attempts, "started_at": int(time.time() * 1000)}
+        raise RowFailedError(f"row {key!r} of {self.legacy.qualified_name} {why}")
+
+    def prepare_retry(self, workflow_id: str) -> bool:
+        """Put the failed row of a dead-letter workflow back to running, held by it.
+
+        Called by :func:`adapters.dead_letter.retry_dead_letter` before the
+        workflow is resumed: its last step, which failed it, then finds the row
+        held again and the workflow goes on with a fresh retry budget (new
+        attempts of the handler, counted on in ``attempts``). Returns False and
+        changes nothing when the row is not in the failed state (then a plain
+        resume is right: the workflow failed before the row did).
+        """
+        record = self.app.get_workflow(workflow_id)
+        args, _ = self.app.executor.decode_inputs(workflow_id, record.inputs)
+        if not args:
+            return False
+        key = args[0]
+        legacy = self.legacy
+        t, st = legacy.table, legacy.status
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {st.column: st.running}
+        lock = legacy.col("locked_by")
+        if lock is not None:
+            if not legacy.id_fits(workflow_id):
+                return False
+            values[lock.name] = workflow_id
+        locked_at = legacy.col("locked_at")
+        if locked_at is not None:
+            values[locked_at.name] = legacy.time_value(locked_at, now)
+        retry_at = legacy.col("next_retry_at")
+        if retry_at is not None and retry_at.nullable:
+            values[retry_at.name] = None
+        self._stamp(values, now)
+        update = (
+            sa.update(t)
+            .where(t.c[legacy.key] == key, t.c[st.column] == st.failed)
+            .values(values)
+            .execution_options(preserve_rowcount=True)
+        )
+        if self.same_database:
+            with self.app.storage.transaction() as conn:
+                changed = conn.execute(update).rowcount
+        else:
+            with legacy.writing() as conn:
+                changed = conn.execute(update).rowcount
+        return bool(changed)
 
     def _select_row(self, conn: sa.Connection, key: Any, lock: bool) -> sa.Row[Any] | None:
         t = self.legacy.table
@@ -307,6 +385,7 @@ class StatusColumnAdapter:
         attempt: int,
         started_ms: int,
         exc: BaseException | None,
+        base: int = 0,
     ) -> dict[str, Any]:
         legacy = self.legacy
         st = legacy.status
@@ -314,7 +393,7 @@ class StatusColumnAdapter:
             delay, error = None, None
         else:
             elapsed = max(time.time() - started_ms / 1000, 0.0)
-            delay = _retry_delay(self.retry, exc, attempt, elapsed)
+            delay = _retry_delay(self.retry, exc, attempt - base, elapsed)
             error = _error_text(exc)
         row = self._select_row(conn, key, lock=True)
         if row is None:
