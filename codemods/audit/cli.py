@@ -30,6 +30,7 @@ from codemods.audit.pipeline import audit as run_pipeline
 from codemods.audit.reports import (
     FORMATS,
     counts_line,
+    github_blob_url,
     render_github,
     render_json,
     render_lines,
@@ -78,7 +79,7 @@ def _render(fmt: str, report: AuditReport, limit: int | None, details_url: str |
     if fmt == "github":
         return render_github(report)
     if fmt == "markdown":
-        return render_markdown(report, top=limit or 25, details_url=details_url)
+        return render_markdown(report, limit or 25, details_url, github_blob_url())
     if fmt == "json":
         return render_json(report)
     if fmt == "sarif":

@@ -43,6 +43,15 @@ def _chart(report: AuditReport) -> dict[str, Any]:
     return {"rows": rows, "width": width, "height": 26 * len(rows) + 10}
 
 
+def _folders(report: AuditReport) -> list[str]:
+    """Every folder holding a finding, and their parents (the directory filter's choices)."""
+    found: set[str] = set()
+    for h in report.hotspots:
+        parts = directory(h).split("/")
+        found.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(found)
+
+
 def _finding(h: Hotspot) -> dict[str, Any]:
     return {
         "id": h.id,
@@ -92,7 +101,7 @@ def render_html(report: AuditReport) -> str:
         errors=report.errors,
         chart=_chart(report),
         kinds=[(k.value, KIND_TITLES[k]) for k in Kind],
-        dirs=sorted({d["dir"] for d in data}),
+        dirs=_folders(report),
         colors={r.value: c for r, c in RISK_COLOR.items()},
         version=tool_version(),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
@@ -233,9 +235,30 @@ def _md_excerpt(h: Hotspot) -> list[str]:
     return [f"{fence}{lang}", body, fence]
 
 
-def render_markdown(report: AuditReport, top: int = 25, details_url: str | None = None) -> str:
+def github_blob_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """``https://github.com/OWNER/REPO/blob/SHA`` inside a GitHub Actions job, else None."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    parts = [env.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA")]
+    return f"{parts[0]}/{parts[1]}/blob/{parts[2]}" if all(parts) else None
+
+
+def _md_location(h: Hotspot, blob_url: str | None) -> str:
+    text = f"`{_md(h.location, 120)}`"
+    if not blob_url:
+        return text
+    lines = f"L{h.start_line}" + (f"-L{h.end_line}" if h.end_line != h.start_line else "")
+    return f"[{text}]({blob_url}/{quote(h.path)}#{lines})"
+
+
+def render_markdown(
+    report: AuditReport,
+    top: int = 25,
+    details_url: str | None = None,
+    blob_url: str | None = None,
+) -> str:
     """A pull-request comment: totals, "start here", groups, the top findings; the rest counted.
 
+    Locations link to ``blob_url/PATH#Lstart-Lend`` when given (see :func:`github_blob_url`).
     Stays under :data:`MARKDOWN_BUDGET` characters whatever the number of findings.
     """
     s = report.summary()
@@ -292,12 +315,12 @@ def render_markdown(report: AuditReport, top: int = 25, details_url: str | None 
             "| --- | --- | --- | --- | --- |",
         ]
         for h in shown:
-            out.append(f"| {h.risk.value} | {h.kind.value} | `{_md(h.location, 120)}` "
+            out.append(f"| {h.risk.value} | {h.kind.value} | {_md_location(h, blob_url)} "
                        f"| {_md(h.reason)} | {_md(h.fix.label(), 80)} |")  # fmt: skip
         out.append("")
         out += ["<details><summary>Code of the top findings</summary>", ""]
         for h in shown[:10]:
-            out += [f"**{h.risk.value}** `{_md(h.location, 120)}`", "", *_md_excerpt(h), ""]
+            out += [f"**{h.risk.value}** {_md_location(h, blob_url)}", "", *_md_excerpt(h), ""]
         out += ["</details>", ""]
     rest = len(report.hotspots) - len(shown)
     if rest > 0:
@@ -314,7 +337,7 @@ def render_markdown(report: AuditReport, top: int = 25, details_url: str | None 
         ) + (" ..." if len(report.errors) > 10 else "") + ".")  # fmt: skip
     text = "\n".join(out).rstrip() + "\n"
     if len(text) > MARKDOWN_BUDGET and top > 5:
-        return render_markdown(report, top=top // 2, details_url=details_url)
+        return render_markdown(report, top // 2, details_url, blob_url)
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,20 @@ def test_markdown_limit_and_details_url() -> None:
     assert result.exit_code == 0
     assert "### Top 3 findings" in result.stdout
     assert "more findings** in [the full report](https://ci.example/audit.html)" in result.stdout
+
+
+def test_markdown_links_locations_inside_github_actions() -> None:
+    env = {
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/shop",
+        "GITHUB_SHA": "0123abc",
+    }
+    result = CliRunner(env=env).invoke(
+        main, ["audit", str(LEGACY), "--format", "markdown", "--no-progress"]
+    )
+    assert result.exit_code == 0
+    assert (
+        "(https://github.com/acme/shop/blob/0123abc/tests/audit/fixtures/legacy/app/"
+        in result.stdout
+    )
+    assert re.search(r"\.py#L\d+-L\d+\)", result.stdout)
