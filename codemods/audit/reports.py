@@ -129,8 +129,9 @@ def render_table(report: AuditReport, console: Console, limit: int | None = None
     )
     console.print(head)
     risks = Text(f"{s['hotspots']} hotspots: ")
-    for r in reversed(Risk):
-        risks.append(f"{r.value} {s['by_risk'][r.value]}  ", style=RISK_STYLE[r])
+    for i, r in enumerate(reversed(Risk)):
+        risks.append(", " if i else "")
+        risks.append(f"{r.value} {s['by_risk'][r.value]}", style=RISK_STYLE[r])
     risks.append(
         f"; {s['fixable_by_codemod']} fixable by a codemod, "
         f"{s['retry_lines_removable']} lines of retry code would go"
