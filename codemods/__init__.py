@@ -10,7 +10,11 @@ from __future__ import annotations
 from ._base import DurableCodemod, Site
 from .backoff_retry import BackoffCodemod
 from .decisions import decide
+from .google_retry import GoogleRetryCodemod
 from .retry_loop import RetryLoopCodemod
+from .retry_package import RetryPackageCodemod
+from .retrying_retry import RetryingCodemod
+from .stamina_retry import StaminaCodemod
 from .tenacity_retry import TenacityCodemod
 
 #: selector (``--select``, and the name the audit gives the fix) -> codemod class,
@@ -19,14 +23,22 @@ CODEMODS: dict[str, type[DurableCodemod]] = {
     "retry-loop": RetryLoopCodemod,
     "tenacity": TenacityCodemod,
     "backoff": BackoffCodemod,
+    "retrying": RetryingCodemod,
+    "retry": RetryPackageCodemod,
+    "stamina": StaminaCodemod,
+    "google-retry": GoogleRetryCodemod,
 }
 
 __all__ = [
     "CODEMODS",
     "BackoffCodemod",
     "DurableCodemod",
+    "GoogleRetryCodemod",
     "RetryLoopCodemod",
+    "RetryPackageCodemod",
+    "RetryingCodemod",
     "Site",
+    "StaminaCodemod",
     "TenacityCodemod",
     "decide",
 ]

@@ -455,6 +455,72 @@ case(
     lambda ns, dep: ns["fetch"](dep),
 )
 
+case(
+    "retrying_exponential_predicate",
+    """
+    from retrying import retry
+
+    @retry(
+        stop_max_attempt_number=4,
+        wait_exponential_multiplier=250,
+        wait_exponential_max=1500,
+        retry_on_exception=lambda e: isinstance(e, ConnectionError),
+    )
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "retrying_incrementing",
+    """
+    import retrying
+
+    @retrying.retry(
+        stop_max_attempt_number=5,
+        wait_incrementing_start=100,
+        wait_incrementing_increment=400,
+        retry_on_exception=(ConnectionError, TimeoutError),
+    )
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "retry_package_linear_and_long_constant",
+    """
+    from retry import retry
+
+    @retry((ConnectionError, TimeoutError), tries=4, delay=1, jitter=2, logger=None)
+    def fetch(dep):
+        return dep.call()
+
+    @retry(ConnectionError, 3, 90, logger=None)
+    def slow(dep):
+        return dep.call()
+
+    def both(dep):
+        try:
+            first = fetch(dep)
+        except ConnectionError:
+            first = "gave up"
+        return first, slow(dep) if dep.calls < 2 else "skip"
+    """,
+    lambda ns, dep: ns["both"](dep),
+)
+case(
+    "stamina_without_jitter",
+    """
+    import stamina
+
+    @stamina.retry(on=ConnectionError, attempts=4, wait_initial=0.5, wait_max=3, wait_jitter=0)
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

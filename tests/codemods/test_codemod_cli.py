@@ -115,9 +115,9 @@ def test_select_runs_only_the_named_codemods(project: Path) -> None:
 
 
 def test_unknown_selector_is_a_usage_error(project: Path) -> None:
-    result = CliRunner().invoke(codemod, [str(project), "--select", "retrying"])
+    result = CliRunner().invoke(codemod, [str(project), "--select", "retryin"])
     assert result.exit_code == 2
-    assert "unknown codemod 'retrying'" in result.output
+    assert "unknown codemod 'retryin'" in result.output
 
 
 def test_parallel_run_gives_the_same_report(project: Path) -> None:

@@ -1,0 +1,237 @@
+"""The retry libraries beside tenacity and backoff: ``retrying``, ``retry``, ``stamina`` and
+``google.api_core.retry``. CodemodTest pairs for each mapping and each decorator kept
+(behaviour before/after is in test_codemod_behaviour.py)."""
+
+from __future__ import annotations
+
+from codemods.google_retry import GoogleRetryCodemod
+from codemods.retry_package import RetryPackageCodemod
+from codemods.retrying_retry import RetryingCodemod
+from codemods.stamina_retry import StaminaCodemod
+from codemods.testing import DurableCodemodTest
+
+
+class TestRetrying(DurableCodemodTest):
+    TRANSFORM = RetryingCodemod
+
+    def test_milliseconds_become_seconds_and_the_predicate_retry_if(self) -> None:
+        before = """\
+from retrying import retry
+
+
+@retry(
+    stop_max_attempt_number=4,
+    wait_exponential_multiplier=250,
+    wait_exponential_max=2000,
+    retry_on_exception=lambda e: isinstance(e, IOError),
+)
+def pull(source):
+    return source.pull()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.5,
+        backoff=2.0,
+        max_delay=2.0,
+        retry_on=(Exception,),
+        retry_if=lambda e: isinstance(e, IOError),
+    )
+)
+def pull(source):
+    return source.pull()
+"""
+        self.assertCodemod(before, after)
+
+    def test_results_and_random_waits(self) -> None:
+        before = """\
+import retrying
+
+
+@retrying.retry(
+    stop_max_delay=30000,
+    wait_random_min=500,
+    wait_random_max=1500,
+    retry_on_result=lambda r: r is None,
+)
+def poll(job):
+    return job.state()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=0.5,
+        backoff=1.0,
+        retry_on=(Exception,),
+        max_elapsed=30.0,
+        random_delay=1.0,
+        retry_on_result=lambda r: r is None,
+    )
+)
+def poll(job):
+    return job.state()
+"""
+        self.assertCodemod(before, after)
+
+    def test_two_wait_laws_are_kept(self) -> None:
+        before = """\
+from retrying import retry
+
+
+@retry(wait_fixed=100, wait_exponential_multiplier=10)
+def pull(source):
+    return source.pull()
+"""
+        self.assertUnchanged(
+            before, ["waits fixed and exponential at once (retrying takes the longest)"]
+        )
+
+
+class TestRetryPackage(DurableCodemodTest):
+    TRANSFORM = RetryPackageCodemod
+
+    def test_positional_arguments_and_a_long_constant_delay(self) -> None:
+        before = """\
+from retry import retry
+
+
+@retry(OSError, 3, 90)
+def slow(disk):
+    return disk.read()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=90.0,
+        backoff=1.0,
+        max_delay=90.0,
+        retry_on=(OSError,),
+    )
+)
+def slow(disk):
+    return disk.read()
+"""
+        self.assertCodemod(before, after)
+
+    def test_random_jitter_is_kept(self) -> None:
+        before = """\
+from retry import retry
+
+
+@retry(ValueError, tries=3, delay=1, jitter=(0, 1))
+def parse(text):
+    return text.parse()
+"""
+        self.assertUnchanged(before, ["jitter=(0, 1) adds a random amount to every later wait"])
+
+
+class TestStamina(DurableCodemodTest):
+    TRANSFORM = StaminaCodemod
+
+    def test_defaults_are_written_out(self) -> None:
+        before = """\
+import stamina
+
+
+@stamina.retry(on=ConnectionError, attempts=3)
+def ping(host):
+    return host.ping()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.1,
+        backoff=2.0,
+        max_delay=5.0,
+        retry_on=(ConnectionError,),
+        max_elapsed=45.0,
+        random_delay=1.0,
+    )
+)
+def ping(host):
+    return host.ping()
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_predicate_is_kept(self) -> None:
+        before = """\
+import stamina
+
+
+def worth_it(exc):
+    return True
+
+
+@stamina.retry(on=worth_it)
+def ping(host):
+    return host.ping()
+"""
+        self.assertUnchanged(before, ["on=worth_it may be a predicate or a backoff hook"])
+
+
+class TestGoogleRetry(DurableCodemodTest):
+    TRANSFORM = GoogleRetryCodemod
+
+    def test_exception_types_and_time_budget(self) -> None:
+        before = """\
+from google.api_core import exceptions, retry
+
+
+@retry.Retry(predicate=retry.if_exception_type(exceptions.ServiceUnavailable), timeout=30)
+def upload(blob):
+    return blob.upload()
+
+
+def configured(client):
+    return client.get(retry=retry.Retry(timeout=5))
+"""
+        after = """\
+from google.api_core import exceptions, retry
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=2.0,
+        jitter=True,
+        retry_on=(exceptions.ServiceUnavailable,),
+        max_elapsed=30.0,
+    )
+)
+def upload(blob):
+    return blob.upload()
+
+
+def configured(client):
+    return client.get(retry=retry.Retry(timeout=5))
+"""
+        self.assertCodemod(before, after)
+
+    def test_on_error_is_kept(self) -> None:
+        before = """\
+from google.api_core import retry
+
+
+@retry.Retry(on_error=print)
+def upload(blob):
+    return blob.upload()
+"""
+        self.assertUnchanged(before, ["Retry(...) has option `on_error=` with no equivalent"])
