@@ -42,14 +42,39 @@ class BackoffCodemod(DecoratorCodemod):
         target = decorator.decorator
         name = self.call_name(target, LIB)
         if name == "on_predicate":
-            return self._on_predicate
+            return lambda: self._on_predicate(target)
         if name != "on_exception" or not isinstance(target, cst.Call):
             return None
         return lambda: self.policy(target)
 
-    @staticmethod
-    def _on_predicate() -> Rewrite:
-        raise NotRewritten("on_predicate retries on a return value, not an exception")
+    def _on_predicate(self, call: cst.BaseExpression) -> Rewrite:
+        """``on_predicate(wait_gen, predicate=operator.not_, ...)``: retry on a returned
+        value; when tries run out backoff returns the last value (``on_give_up``)."""
+        if not isinstance(call, cst.Call):
+            raise NotRewritten("bare @on_predicate")
+        positional = [a for a in call.args if a.keyword is None]
+        predicate = "lambda value: not value"
+        if len(positional) == 2:
+            predicate = self.code(positional[1].value)
+            call = call.with_changes(args=[a for a in call.args if a is not positional[1]])
+        kwargs = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        if "predicate" in kwargs:
+            predicate = self.code(kwargs["predicate"])
+            call = call.with_changes(
+                args=[a for a in call.args if a.keyword is None or a.keyword.value != "predicate"]
+            )
+        if predicate in ("operator.not_", "not_"):
+            predicate = "lambda value: not value"
+        with_types = call.with_changes(args=[call.args[0], cst.Arg(cst.Tuple([])), *call.args[1:]])
+        policy, notes = self.policy(with_types)
+        policy.retry_on = []
+        policy.retry_on_result = predicate
+        policy.on_give_up = "lambda state: state.result"
+        notes.append(
+            "exceptions are not retried, as before; when tries run out the last value"
+            " is returned, as before (on_give_up)"
+        )
+        return policy, notes
 
     def policy(self, call: cst.Call) -> Rewrite:
         """Map the arguments of ``backoff.on_exception(...)`` to a policy."""
@@ -77,7 +102,10 @@ class BackoffCodemod(DecoratorCodemod):
             elif name == "jitter":
                 policy.jitter = self._jitter(value)
             elif name == "giveup":
-                policy.give_up_on = self._giveup(value)
+                try:
+                    policy.give_up_on = self._giveup(value)
+                except Kept:
+                    policy.retry_if = self._not(value)
             elif name == "raise_on_giveup":
                 if not (isinstance(value, cst.Name) and value.value == "True"):
                     raise Kept(f"raise_on_giveup={self.code(value)} has no equivalent")
@@ -98,6 +126,11 @@ class BackoffCodemod(DecoratorCodemod):
         elif gen == "constant":
             policy.initial_delay = wait_arg("interval", 1.0) or 0.0
             policy.backoff = 1.0
+            if policy.jitter and _full_jitter(kwargs.get("jitter"), self):
+                # full jitter of a constant wait: uniform(0, interval), exactly
+                policy.random_delay, policy.initial_delay = policy.initial_delay, 0.0
+                policy.jitter = False
+                notes.remove("backoff's jitter approximated by jitter=True (delays in [d/2, d])")
         else:
             policy.initial_delay, policy.backoff = 1.0, _GOLDEN
             policy.max_delay = wait_arg("max_value", None)
@@ -120,6 +153,13 @@ class BackoffCodemod(DecoratorCodemod):
             return True
         raise Kept(f"jitter={self.code(value)} has no equivalent")
 
+    def _not(self, value: cst.BaseExpression) -> str:
+        """``retry_if`` for a ``giveup`` predicate: retry when it says not to give up."""
+        if isinstance(value, cst.Lambda) and len(value.params.params) == 1:
+            param = value.params.params[0].name.value
+            return f"lambda {param}: not ({self.code(value.body)})"
+        return f"lambda exc: not {self.code(value)}(exc)"
+
     def _giveup(self, value: cst.BaseExpression) -> list[str]:
         """``lambda e: isinstance(e, X)`` gives up on ``X``; other predicates have no equivalent."""
         if (
@@ -134,6 +174,10 @@ class BackoffCodemod(DecoratorCodemod):
         ):
             return self.exception_types(value.body.args[1].value)
         raise Kept(f"giveup={self.code(value)} has no equivalent")
+
+
+def _full_jitter(value: cst.BaseExpression | None, codemod: BackoffCodemod) -> bool:
+    return value is None or codemod.call_name(value, LIB) == "full_jitter"
 
 
 __all__ = ["BackoffCodemod"]

@@ -170,7 +170,26 @@ import backoff
 def poll_for_message(queue):
     return queue.get()
 """
-        self.assertUnchanged(before, ["on_predicate retries on a return value, not an exception"])
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=1.618,
+        max_delay=13.0,
+        jitter=True,
+        retry_on=(),
+        retry_on_result=lambda x: x is None,
+        on_give_up=lambda state: state.result,
+    )
+)
+def poll_for_message(queue):
+    return queue.get()
+"""
+        self.assertCodemod(before, after)  # a returned value is retried; the last one returned
 
     def test_on_backoff_hook(self) -> None:
         before = """\
@@ -192,9 +211,27 @@ import backoff
 def fetch(x):
     return x.get()
 """
-        self.assertUnchanged(
-            before, ["giveup=lambda e: e.response.status_code < 500 has no equivalent"]
-        )
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=2.0,
+        max_delay=float("inf"),
+        jitter=True,
+        retry_on=(Exception,),
+        retry_if=lambda e: not (e.response.status_code < 500),
+    )
+)
+def fetch(x):
+    return x.get()
+"""
+        self.assertCodemod(
+            before, after
+        )  # giveup(e) true: raised at once; retry_if is its negation
 
     def test_raise_on_giveup_false(self) -> None:
         before = """\
@@ -217,3 +254,62 @@ def throttled(x):
     return x.get()
 """
         self.assertUnchanged(before, ["wait generator backoff.runtime has no equivalent"])
+
+
+class TestExactMappings(DurableCodemodTest):
+    TRANSFORM = BackoffCodemod
+
+    def test_constant_with_full_jitter_is_a_random_delay(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_exception(backoff.constant, OSError, interval=90, max_tries=3)
+def poll(job):
+    return job.done()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        random_delay=90.0,
+    )
+)
+def poll(job):
+    return job.done()
+"""
+        self.assertCodemod(before, after)
+
+    def test_on_predicate_with_the_default_predicate(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_predicate(backoff.constant, interval=2, max_tries=5, jitter=None)
+def poll(job):
+    return job.done()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda value: not value,
+        on_give_up=lambda state: state.result,
+    )
+)
+def poll(job):
+    return job.done()
+"""
+        self.assertCodemod(before, after)

@@ -521,6 +521,39 @@ case(
     lambda ns, dep: ns["fetch"](dep),
 )
 
+case(
+    "backoff_giveup_predicate",
+    """
+    import backoff
+
+    @backoff.on_exception(
+        backoff.constant,
+        ConnectionError,
+        interval=2,
+        max_tries=5,
+        jitter=None,
+        giveup=lambda e: "failure 3" in str(e),
+    )
+    def fetch(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "backoff_on_predicate_returns_last_value",
+    """
+    import backoff
+
+    @backoff.on_predicate(backoff.expo, lambda v: "after 1 " in v, max_tries=3, jitter=None)
+    def fetch(dep):
+        try:
+            return dep.call()
+        except ConnectionError:
+            return "after 1 failure"
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]
