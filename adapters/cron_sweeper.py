@@ -41,6 +41,7 @@ from .legacy_table import (
     StatusValues,
     _fmt_age,
     _keys,
+    is_app_database,
     json_key,
 )
 from .status_column import StatusColumnAdapter
@@ -266,18 +267,20 @@ class CronSweeper:
     def _sweep(self, conn: sa.Connection, *, apply: bool) -> SweepReport:
         legacy = self.legacy
         t = legacy.table
-        st = legacy.status
+        state = legacy.state
         key = t.c[legacy.key]
-        status = t.c[st.column]
         now = datetime.now(UTC)
+        in_running = state.cond("running", now)
+        in_pending = state.cond("pending", now)
+        in_failed = state.cond("failed", now)
         requeued: list[RunningRow] = []
         held: list[HeldRow] = []
         retried: list[Any] = []
-        if self.stuck_after is not None:
+        if self.stuck_after is not None and in_running is not None:
             since = legacy.since_column()
             assert since is not None
             threshold = legacy.time_value(since, now - timedelta(seconds=self.stuck_after))
-            stuck_cond = sa.and_(status == st.running, since < threshold)
+            stuck_cond = sa.and_(in_running, since < threshold)
             cols = [key, since]
             lock = legacy.col("locked_by")
             if lock is not None:
@@ -294,7 +297,7 @@ class CronSweeper:
                 else:
                     requeued.append(r)
             if apply and requeued:
-                values: dict[str, Any] = {st.column: st.pending}
+                values: dict[str, Any] = state.requeue()
                 for role in ("locked_by", "locked_at"):
                     col = legacy.col(role)
                     if col is not None and col.nullable:
@@ -310,14 +313,14 @@ class CronSweeper:
                     still = set(
                         conn.execute(
                             sa.select(key).where(
-                                key.in_([r.key for r in requeued]), status == st.pending
+                                key.in_([r.key for r in requeued]), in_pending or sa.true()
                             )
                         ).scalars()
                     )
                     requeued = [r for r in requeued if r.key in still]
-        if self.retry_failed:
-            cond = status == st.failed
-            attempts = legacy.col("attempts")
+        if self.retry_failed and in_failed is not None:
+            cond = in_failed
+            attempts = legacy.attempts_column()
             if attempts is not None and self.max_attempts is not None:
                 cond = sa.and_(cond, attempts < self.max_attempts)
             retry_at = legacy.col("next_retry_at")
@@ -330,7 +333,7 @@ class CronSweeper:
                 query = query.with_for_update(skip_locked=True)
             retried = list(conn.execute(query).scalars())
             if apply and retried:
-                values = {st.column: st.pending}
+                values = state.unfail(now, running=False)
                 self._stamp(values, now)
                 conn.execute(sa.update(t).where(key.in_(retried), cond).values(values))
         report = SweepReport(
@@ -431,7 +434,7 @@ class CronSweeper:
         self.check()
         app = self.app
         step_name = f"{self.schedule_name}.tick"
-        if self.same_database:
+        if self.same_database or is_app_database(app, self.legacy.url):
 
             def sweep_in(conn: sa.Connection, tick: str) -> dict[str, Any]:
                 return self._sweep(conn, apply=True).to_dict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import threading
 import uuid
@@ -32,6 +33,7 @@ from toolkit.errors import (
 from toolkit.storage import describe_url
 
 from .legacy_checks import check_constraints, id_width_problem, status_problems
+from .row_state import ColumnsState, RowState, StateColumns, StatusState, is_flag
 
 LIVE = ("enqueued", "pending")
 """Durable statuses of a workflow that has not ended."""
@@ -88,6 +90,14 @@ class StatusValues:
         return [self.pending, self.running, self.done, self.failed, *self.other]
 
 
+@dataclass(frozen=True)
+class JsonKey:
+    """A number kept under ``key`` in a JSON column (``JsonKey("payload", "retried")``)."""
+
+    column: str
+    key: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class LegacyColumns:
     """Optional bookkeeping columns of a legacy job table, by role.
@@ -98,10 +108,12 @@ class LegacyColumns:
     (when the next attempt starts; due rows only are claimed), ``locked_by``
     (the workflow id running the row), ``locked_at`` (when it started) and
     ``updated_at`` (every write). Time columns may be date-times (naive ones
-    are UTC), epoch seconds (numbers) or ISO text.
+    are UTC), epoch seconds (numbers) or ISO text. ``attempts`` may be a
+    :class:`JsonKey`: the count is kept in a JSON document (a JSON column or
+    JSON text), read and written back with the rest of the document unchanged.
     """
 
-    attempts: str | None = None
+    attempts: str | JsonKey | None = None
     last_error: str | None = None
     next_retry_at: str | None = None
     locked_by: str | None = None
@@ -113,7 +125,10 @@ class LegacyColumns:
         return {
             role: name
             for role, name in (
-                ("attempts", self.attempts),
+                (
+                    "attempts",
+                    self.attempts.column if isinstance(self.attempts, JsonKey) else self.attempts,
+                ),
                 ("last_error", self.last_error),
                 ("next_retry_at", self.next_retry_at),
                 ("locked_by", self.locked_by),
@@ -164,6 +179,13 @@ def app_url(app: Durable) -> URL:
     return app.database_url
 
 
+def is_app_database(app: Durable, url: URL) -> bool:
+    """Whether ``url`` is the app's app database kept apart from the state store: then a
+    ``@transaction`` writes there, exactly once through the app database's outputs row."""
+    app_db = app.app_database
+    return app_db is not None and same_database(url, app_db.url)
+
+
 class LegacyTable:
     """A legacy job table: where it is, its key, its status column and bookkeeping columns.
 
@@ -178,12 +200,12 @@ class LegacyTable:
         table: str,
         *,
         key: str,
-        status: StatusValues,
+        status: StatusValues | StateColumns,
         columns: LegacyColumns | None = None,
         schema: str | None = None,
     ) -> None:
-        if not isinstance(status, StatusValues):
-            raise TypeError("status must be a StatusValues(...)")
+        if not isinstance(status, StatusValues | StateColumns):
+            raise TypeError("status must be a StatusValues(...) or a StateColumns(...)")
         if columns is not None and not isinstance(columns, LegacyColumns):
             raise TypeError("columns must be a LegacyColumns(...)")
         if not table or not key:
@@ -193,10 +215,16 @@ class LegacyTable:
         self.schema = schema
         self.key = key
         self.status = status
+        self.state: RowState = (
+            StatusState(self, status)
+            if isinstance(status, StatusValues)
+            else ColumnsState(self, status)
+        )
         self.columns = columns or LegacyColumns()
         self._engine: sa.Engine | None = None
         self._write_engine: sa.Engine | None = None
         self._table: sa.Table | None = None
+        self._reflected: sa.Table | None = None
         self._lock = threading.Lock()
         self.id_prefix: str | None = None
         """The prefix of the workflow ids written into ``locked_by`` (set by the adapter)."""
@@ -209,7 +237,7 @@ class LegacyTable:
         table: str,
         *,
         key: str,
-        status: StatusValues,
+        status: StatusValues | StateColumns,
         columns: LegacyColumns | None = None,
         schema: str | None = None,
     ) -> tuple[LegacyTable, bool]:
@@ -364,7 +392,7 @@ class LegacyTable:
                 f"legacy table {self.qualified_name!r} not found {where} "
                 f"(tables there: {', '.join(names) or 'none'})"
             ) from None
-        wanted = {"key": self.key, "status": self.status.column, **self.columns.declared()}
+        wanted = {"key": self.key, **self.state_columns(), **self.columns.declared()}
         missing = [
             f"{role} column {name!r}" for role, name in wanted.items() if name not in table.c
         ]
@@ -373,6 +401,7 @@ class LegacyTable:
                 f"legacy table {self.qualified_name!r} {where} has no {', '.join(missing)} "
                 f"(its columns: {', '.join(table.c.keys())})"
             )
+        self._reflected = table
         self._check_key(conn, table)
         self._check_types(table)
         self._check_widths_and_values(conn, table)
@@ -400,6 +429,8 @@ class LegacyTable:
         problems = []
         for role, name in self.columns.declared().items():
             typ = table.c[name].type
+            if role == "attempts" and isinstance(self.columns.attempts, JsonKey):
+                continue  # checked with the widths
             if role == "attempts" and not isinstance(typ, sa.Integer):
                 problems.append(f"attempts column {name!r} is {typ}, not an integer")
             elif role in ("last_error", "locked_by") and not isinstance(typ, sa.String):
@@ -414,8 +445,20 @@ class LegacyTable:
         if problems:
             raise MappingError(f"legacy table {self.qualified_name!r}: " + "; ".join(problems))
 
+    def state_columns(self) -> dict[str, str]:
+        """Role -> column of the columns that hold a row's state."""
+        if isinstance(self.status, StatusValues):
+            return {"status": self.status.column}
+        return self.status.declared()
+
     def _check_widths_and_values(self, conn: sa.Connection, table: sa.Table) -> None:
         problems: list[str] = []
+        if isinstance(self.columns.attempts, JsonKey):
+            typ = table.c[self.columns.attempts.column].type
+            if not isinstance(typ, sa.JSON | sa.String):
+                problems.append(
+                    f"attempts column {self.columns.attempts.column!r} is {typ}, not JSON"
+                )
         lock = self.columns.locked_by
         if lock is not None and self.id_prefix is not None:
             problem = id_width_problem(
@@ -424,9 +467,27 @@ class LegacyTable:
             if problem:
                 problems.append(problem)
         st = self.status
-        checks = check_constraints(sa.inspect(conn), self.name, self.schema)
-        roles = {"pending": st.pending, "running": st.running, "done": st.done, "failed": st.failed}
-        problems += status_problems(table.c[st.column], roles, checks)
+        if isinstance(st, StatusValues):
+            checks = check_constraints(sa.inspect(conn), self.name, self.schema)
+            roles = {"pending": st.pending, "running": st.running, "done": st.done}
+            problems += status_problems(table.c[st.column], {**roles, "failed": st.failed}, checks)
+        else:
+            for role, name in st.declared().items():
+                col = table.c[name]
+                if not is_flag(col) and not col.nullable:
+                    problems.append(
+                        f"{role} column {name!r} is NOT NULL: a NULL there is what says a row "
+                        f"is not {role}"
+                    )
+                elif not is_flag(col) and not isinstance(
+                    col.type, sa.DateTime | sa.Integer | sa.Numeric | sa.Float | sa.String
+                ):
+                    problems.append(
+                        f"{role} column {name!r} is {col.type}: expected a date-time, epoch "
+                        "seconds, text or a boolean"
+                    )
+            if st.lease is not None and is_flag(table.c[st.declared()["taken"]]):
+                problems.append("a lease column must hold a time, not a flag")
         if problems:
             raise MappingError(f"legacy table {self.qualified_name!r}: " + "; ".join(problems))
 
@@ -436,7 +497,15 @@ class LegacyTable:
         width = getattr(lock.type, "length", None) if lock is not None else None
         return not width or len(workflow_id) <= width
 
+    @property
+    def reflected(self) -> sa.Table:
+        """The table as last reflected (being checked, or checked), without reflecting it."""
+        table = self._table if self._table is not None else self._reflected
+        return table if table is not None else self.table
+
     def _check_values(self, conn: sa.Connection, table: sa.Table) -> dict[Any, int]:
+        if not isinstance(self.status, StatusValues):
+            return self.state.counts(conn, datetime.now(UTC))
         col = table.c[self.status.column]
         rows = conn.execute(sa.select(col, sa.func.count()).group_by(col)).all()
         counts = {value: int(n) for value, n in rows}
@@ -500,8 +569,8 @@ class LegacyTable:
 
     def due(self, now: datetime) -> sa.ColumnElement[bool]:
         """Rows that may start now: pending, and due if there is a next_retry_at column."""
-        t = self.table
-        cond = t.c[self.status.column] == self.status.pending
+        cond = self.state.cond("pending", now)
+        assert cond is not None
         retry_at = self.col("next_retry_at")
         if retry_at is not None:
             cond = sa.and_(
@@ -510,11 +579,57 @@ class LegacyTable:
             )
         return cond
 
+    def attempts_of(self, m: Any) -> int:
+        """The attempts count of a row (0 without an attempts column)."""
+        spec = self.columns.attempts
+        if spec is None:
+            return 0
+        if isinstance(spec, JsonKey):
+            doc = _json_doc(m[spec.column])
+            value = doc.get(spec.key, 0) if isinstance(doc, dict) else 0
+            return int(value or 0) if isinstance(value, int | float | str) else 0
+        return int(m[spec] or 0)
+
+    def attempts_values(self, m: Any, attempts: int) -> dict[str, Any]:
+        """The values that write ``attempts`` into a row read as ``m``."""
+        spec = self.columns.attempts
+        if spec is None:
+            return {}
+        if isinstance(spec, JsonKey):
+            raw = m[spec.column]
+            doc = _json_doc(raw)
+            doc = dict(doc) if isinstance(doc, dict) else {}
+            doc[spec.key] = attempts
+            col = self.table.c[spec.column]
+            return {spec.column: doc if isinstance(col.type, sa.JSON) else json.dumps(doc)}
+        return {spec: attempts}
+
+    def attempts_column(self) -> sa.Column[Any] | None:
+        """The attempts column when it holds a plain number (SQL can compare it)."""
+        spec = self.columns.attempts
+        return self.table.c[spec] if isinstance(spec, str) else None
+
     def since_column(self) -> sa.Column[Any] | None:
-        """The column that says since when a row is running: locked_at, else updated_at."""
-        return (
-            self.col("locked_at") if self.col("locked_at") is not None else self.col("updated_at")
-        )
+        """The column that says since when a row is running: locked_at, else the column
+        that marks a row taken (not a lease), else updated_at."""
+        if self.col("locked_at") is not None:
+            return self.col("locked_at")
+        if isinstance(self.status, StateColumns) and self.status.lease is None:
+            taken = self.status.declared().get("taken")
+            if taken is not None and not is_flag(self.table.c[taken]):
+                return self.table.c[taken]
+        return self.col("updated_at")
+
+
+def _json_doc(raw: Any) -> Any:
+    if isinstance(raw, bytes | bytearray):
+        raw = raw.decode()
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+    return raw
 
 
 def json_key(value: Any) -> int | str:

@@ -50,6 +50,7 @@ from .legacy_table import (
     _error_text,
     _retry_delay,
     app_url,
+    is_app_database,
     json_key,
     json_row,
 )
@@ -57,6 +58,9 @@ from .status_reports import ClaimReport, RunningRow, ShadowReport
 from .takeover import Takeover, TakeoverStats
 
 log = logging.getLogger("adapters.status_column")
+
+RETRY_EVENT = "durable.legacy.retries"
+"""The event that counts the retries of a row's dead letter (see ``prepare_retry``)."""
 
 _ADAPTERS: weakref.WeakKeyDictionary[Durable, dict[str, StatusColumnAdapter]] = (
     weakref.WeakKeyDictionary()
@@ -121,6 +125,9 @@ class StatusColumnAdapter:
         self.legacy, self.same_database = LegacyTable.for_app(
             app, legacy_url, table, key=key, status=status, columns=columns, schema=schema
         )
+        self.exactly_once = self.same_database or is_app_database(app, self.legacy.url)
+        """Write-backs are ``@transaction`` steps: the table is in the workflow database,
+        or in the app database kept apart from it (``Durable(app_database_url=)``)."""
         self.name = name or table
         if ":" in self.name or "#" in self.name:
             raise ValueError(f"adapter name {self.name!r} must not contain ':' or '#'")
@@ -166,6 +173,11 @@ class StatusColumnAdapter:
     def promise(self) -> str:
         if self.same_database:
             return "exactly once: each write-back commits in the transaction of its checkpoint"
+        if self.exactly_once:
+            return (
+                "exactly once: each write-back commits with its outputs row in the app "
+                "database (the legacy database), its checkpoint follows"
+            )
         return (
             "at least once, idempotent: each write-back is a guarded UPDATE committed in the "
             "legacy database before its checkpoint; after a crash between the two it is "
@@ -177,7 +189,7 @@ class StatusColumnAdapter:
     def _register(self) -> None:
         app, wf = self.app, self.workflow_name
         write_back: Callable[[Callable[..., Any], str], Any]
-        if self.same_database:
+        if self.exactly_once:
 
             def write_back(fn: Callable[..., Any], step: str) -> Any:
                 return app.transaction(fn, name=f"{wf}.{step}", retry=WRITE_BACK_RETRY)
@@ -211,28 +223,27 @@ class StatusColumnAdapter:
                 "%s: row %r not started: %s", self.legacy.qualified_name, key, begun["reason"]
             )
             return None
+        recorded = begun.get("row")  # the row's values, when begin deleted it
         attempt = int(begun["attempts"])
         started = int(begun["started_at"])
         base = attempt  # the retry budget counts the attempts made since `base`
+        retries = 0  # how many retries of this dead letter were taken up
         max_attempts = self.retry.max_attempts
         if max_attempts is not None and attempt >= max_attempts:
             self._attempt_failed(key, wid, attempt, started, None)
-            again = self._give_up(
-                key,
-                wid,
-                attempt,
-                f"its retry budget of {max_attempts} attempts was spent before the takeover",
-            )
+            why = f"its retry budget of {max_attempts} attempts was spent before the takeover"
+            again = self._give_up(key, wid, attempt, why, retries)
+            retries += 1
             attempt = base = int(again["attempts"])
             started = int(again["started_at"])
         while True:
             attempt += 1
             try:
                 if self.handler is not None:
-                    result = self._handle(key)
+                    result = self._handle(key, recorded)
                 else:
                     assert self.user_workflow is not None
-                    result = self.user_workflow(self._load(key))
+                    result = self.user_workflow(self._load(key, recorded))
             except DeterminismError:
                 raise
             except Exception as exc:
@@ -246,12 +257,13 @@ class StatusColumnAdapter:
                     )
                     return None
                 if decision["retry_in"] is None:
-                    # The row is failed. The workflow fails in the step below; a retry of
-                    # this dead letter (retry_dead_letter) puts the row back to running and
-                    # runs that step again, which then returns: fresh attempts follow.
-                    again = self._give_up(
-                        key, wid, attempt, f"failed after {attempt} attempt(s): {decision['error']}"
-                    )
+                    # The row is failed, and so is the workflow, in the step below. A retry
+                    # of this dead letter (retry_dead_letter) counts itself in an event and
+                    # puts the row back to running; the step then runs again and returns:
+                    # fresh attempts follow.
+                    why = f"failed after {attempt} attempt(s): {decision['error']}"
+                    again = self._give_up(key, wid, attempt, why, retries)
+                    retries += 1
                     attempt = base = int(again["attempts"])
                     started = int(again["started_at"])
                     continue
@@ -267,39 +279,48 @@ class StatusColumnAdapter:
                 )
             return result
 
-    def _check_give_up(self, key: Any, wid: str, attempt: int, why: str) -> dict[str, Any]:
-        """Fail the workflow (RowFailedError), unless a retry put the row back to running."""
-        with self.legacy.reading() as conn:
-            row = self._select_row(conn, key, lock=False)
-        if row is not None and self._holds(row, wid)[0]:
-            column = self.legacy.columns.attempts
-            attempts = int(row._mapping[column] or 0) if column is not None else attempt
-            return {"attempts": attempts, "started_at": int(time.time() * 1000)}
-        raise RowFailedError(f"row {key!r} of {self.legacy.qualified_name} {why}")
+    def _check_give_up(
+        self, key: Any, wid: str, attempt: int, why: str, retries: int
+    ) -> dict[str, Any]:
+        """Fail the workflow (RowFailedError), unless a retry was asked for since."""
+        found, value = self.app.storage.get_event(wid, RETRY_EVENT)
+        if not found or int(value or 0) <= retries:
+            raise RowFailedError(f"row {key!r} of {self.legacy.qualified_name} {why}")
+        attempts = attempt
+        if self.legacy.columns.attempts is not None:
+            with self.legacy.reading() as conn:
+                row = self._select_row(conn, key, lock=False)
+            if row is not None:
+                attempts = self.legacy.attempts_of(row._mapping)
+        return {"attempts": attempts, "started_at": int(time.time() * 1000)}
 
     def prepare_retry(self, workflow_id: str) -> bool:
-        """Put the failed row of a dead-letter workflow back to running, held by it.
+        """Ready a dead letter of this adapter for ``app.resume``: fresh attempts follow.
 
-        Called by :func:`adapters.dead_letter.retry_dead_letter` before the
-        workflow is resumed: its last step, which failed it, then finds the row
-        held again and the workflow goes on with a fresh retry budget (new
-        attempts of the handler, counted on in ``attempts``). Returns False and
-        changes nothing when the row is not in the failed state (then a plain
-        resume is right: the workflow failed before the row did).
+        Called by :func:`adapters.dead_letter.retry_dead_letter`. Counts the
+        retry in the workflow's event ``durable.legacy.retries`` (the step that
+        failed the workflow reads it when the resume runs it again, and lets the
+        workflow go on with a fresh retry budget, the ``attempts`` column
+        counting on) and puts the failed row back to running, held by the
+        workflow. Returns whether the row was put back (False when it is no
+        longer failed, or is gone: the retry goes on with the workflow's record).
         """
         record = self.app.get_workflow(workflow_id)
         args, _ = self.app.executor.decode_inputs(workflow_id, record.inputs)
-        if not args:
+        found, value = self.app.storage.get_event(workflow_id, RETRY_EVENT)
+        count = str(int(value or 0) + 1 if found else 1)
+        storage = self.app.storage
+        if not args or self.legacy.state.deletes_on_claim:
+            with storage.transaction() as conn:
+                storage.set_event(conn, workflow_id, RETRY_EVENT, count)
             return False
         key = args[0]
         legacy = self.legacy
-        t, st = legacy.table, legacy.status
+        t = legacy.table
         now = datetime.now(UTC)
-        values: dict[str, Any] = {st.column: st.running}
+        values = legacy.state.unfail(now, running=True)
         lock = legacy.col("locked_by")
-        if lock is not None:
-            if not legacy.id_fits(workflow_id):
-                return False
+        if lock is not None and legacy.id_fits(workflow_id):
             values[lock.name] = workflow_id
         locked_at = legacy.col("locked_at")
         if locked_at is not None:
@@ -308,18 +329,19 @@ class StatusColumnAdapter:
         if retry_at is not None and retry_at.nullable:
             values[retry_at.name] = None
         self._stamp(values, now)
-        update = (
-            sa.update(t)
-            .where(t.c[legacy.key] == key, t.c[st.column] == st.failed)
-            .values(values)
-            .execution_options(preserve_rowcount=True)
-        )
+        failed = legacy.state.cond("failed", now)
+        where = [t.c[legacy.key] == key] + ([failed] if failed is not None else [])
+        update = sa.update(t).where(*where).values(values)
+        update = update.execution_options(preserve_rowcount=True)
         if self.same_database:
-            with self.app.storage.transaction() as conn:
+            with storage.transaction() as conn:
                 changed = conn.execute(update).rowcount
+                storage.set_event(conn, workflow_id, RETRY_EVENT, count)
         else:
             with legacy.writing() as conn:
                 changed = conn.execute(update).rowcount
+            with storage.transaction() as conn:
+                storage.set_event(conn, workflow_id, RETRY_EVENT, count)
         return bool(changed)
 
     def _select_row(self, conn: sa.Connection, key: Any, lock: bool) -> sa.Row[Any] | None:
@@ -329,12 +351,12 @@ class StatusColumnAdapter:
             query = query.with_for_update()
         return conn.execute(query).first()
 
-    def _holds(self, row: sa.Row[Any], wid: str) -> tuple[bool, str]:
+    def _holds(self, row: sa.Row[Any] | None, wid: str) -> tuple[bool, str]:
         """Whether the workflow ``wid`` holds a row (running, locked by it)."""
-        m = row._mapping
-        status = m[self.legacy.status.column]
-        if status != self.legacy.status.running:
-            return False, f"its status is {status!r}"
+        m = row._mapping if row is not None else None
+        held, reason = self.legacy.state.holds(m)
+        if not held or m is None:
+            return held, reason
         lock = self.legacy.columns.locked_by
         if lock is not None and m[lock] != wid:
             return False, f"it is locked by {m[lock]!r}"
@@ -345,24 +367,43 @@ class StatusColumnAdapter:
         if col is not None:
             values[col.name] = self.legacy.time_value(col, now)
 
+    def _write(self, conn: sa.Connection, key: Any, values: dict[str, Any] | None) -> None:
+        """UPDATE the row with ``values`` (``None``: DELETE it)."""
+        t = self.legacy.table
+        where = t.c[self.legacy.key] == key
+        if values is None:
+            conn.execute(sa.delete(t).where(where))
+        elif values:
+            conn.execute(sa.update(t).where(where).values(values))
+
     def _write_begin(self, conn: sa.Connection, key: Any, wid: str) -> dict[str, Any]:
         legacy = self.legacy
-        st = legacy.status
+        state = legacy.state
         row = self._select_row(conn, key, lock=True)
+        now = datetime.now(UTC)
         if row is None:
             return {"state": "skipped", "reason": "the row no longer exists"}
         m = row._mapping
-        status = m[st.column]
+        current = state.of(m, now)
         lock = legacy.columns.locked_by
-        if status == st.running:
+        if current == "running":
             mine = m[lock] == wid if lock is not None else not self.same_database
             if not mine:
                 holder = f" by {m[lock]!r}" if lock is not None else ""
                 return {"state": "skipped", "reason": f"it is already running{holder}"}
-        elif status != st.pending:
-            return {"state": "skipped", "reason": f"its status is {status!r}, not pending"}
-        now = datetime.now(UTC)
-        values: dict[str, Any] = {st.column: st.running}
+        elif current != "pending":
+            return {"state": "skipped", "reason": f"it is {current}, not pending"}
+        began = state.begin(now)
+        out: dict[str, Any] = {
+            "state": "started",
+            "attempts": legacy.attempts_of(m),
+            "started_at": int(time.time() * 1000),
+        }
+        if began is None:  # deleted when claimed: the workflow keeps its values
+            out["row"] = json_row(dict(m))
+            self._write(conn, key, None)
+            return out
+        values: dict[str, Any] = dict(began)
         if lock is not None:
             if not legacy.id_fits(wid):  # never cut: an owner is compared as written
                 return {"state": "skipped", "reason": f"its id does not fit in column {lock!r}"}
@@ -371,11 +412,8 @@ class StatusColumnAdapter:
         if locked_at is not None:
             values[locked_at.name] = legacy.time_value(locked_at, now)
         self._stamp(values, now)
-        t = legacy.table
-        conn.execute(sa.update(t).where(t.c[legacy.key] == key).values(values))
-        attempts_col = legacy.columns.attempts
-        attempts = int(m[attempts_col] or 0) if attempts_col is not None else 0
-        return {"state": "started", "attempts": attempts, "started_at": int(time.time() * 1000)}
+        self._write(conn, key, values)
+        return out
 
     def _write_attempt_failed(
         self,
@@ -388,7 +426,7 @@ class StatusColumnAdapter:
         base: int = 0,
     ) -> dict[str, Any]:
         legacy = self.legacy
-        st = legacy.status
+        state = legacy.state
         if exc is None:  # the budget was spent before the takeover: no attempt was made
             delay, error = None, None
         else:
@@ -396,79 +434,86 @@ class StatusColumnAdapter:
             delay = _retry_delay(self.retry, exc, attempt - base, elapsed)
             error = _error_text(exc)
         row = self._select_row(conn, key, lock=True)
-        if row is None:
-            return {"held": False, "retry_in": None, "reason": "the row no longer exists"}
+        now = datetime.now(UTC)
         held, reason = self._holds(row, wid)
         if not held:
-            if delay is None and row._mapping[st.column] == st.failed:
+            if delay is None and row is not None and state.of(row._mapping, now) == "failed":
                 # written already (a step re-run after a crash between its two commits)
                 return {"held": True, "retry_in": None, "error": error, "reason": ""}
             return {"held": False, "retry_in": None, "reason": reason}
-        now = datetime.now(UTC)
+        if row is None:  # deleted when claimed: nothing to write
+            return {"held": True, "retry_in": delay, "error": error, "reason": ""}
+        m = row._mapping
         values: dict[str, Any] = {}
         if exc is not None:
-            attempts = legacy.col("attempts")
-            if attempts is not None:
-                values[attempts.name] = attempt
+            values.update(legacy.attempts_values(m, attempt))
             last_error = legacy.col("last_error")
             if last_error is not None and error is not None:
                 values[last_error.name] = legacy.text_value(last_error, error)
         retry_at = legacy.col("next_retry_at")
         if delay is None:
-            values[st.column] = st.failed
+            ended = state.finish("failed", now)
+            values.update(ended or {})
             self._unlock(values, row)
             if retry_at is not None:
-                values[retry_at.name] = legacy.clear_value(retry_at, row._mapping[retry_at.name])
-        elif retry_at is not None:
-            values[retry_at.name] = legacy.time_value(retry_at, now + timedelta(seconds=delay))
+                values[retry_at.name] = legacy.clear_value(retry_at, m[retry_at.name])
+        else:
+            values.update(state.keep_running(now))
+            if retry_at is not None:
+                values[retry_at.name] = legacy.time_value(retry_at, now + timedelta(seconds=delay))
         self._stamp(values, now)
-        t = legacy.table
-        conn.execute(sa.update(t).where(t.c[legacy.key] == key).values(values))
+        self._write(conn, key, values)
         return {"held": True, "retry_in": delay, "error": error, "reason": ""}
 
     def _unlock(self, values: dict[str, Any], row: sa.Row[Any]) -> None:
         for role in ("locked_by", "locked_at"):
             col = self.legacy.col(role)
-            if col is not None:
+            if col is not None and col.name not in values:
                 values[col.name] = self.legacy.clear_value(col, row._mapping[col.name])
 
     def _write_done(self, conn: sa.Connection, key: Any, wid: str, attempt: int) -> dict[str, Any]:
         legacy = self.legacy
-        st = legacy.status
+        state = legacy.state
         row = self._select_row(conn, key, lock=True)
-        if row is None:
-            return {"held": False, "reason": "the row no longer exists"}
+        now = datetime.now(UTC)
         held, reason = self._holds(row, wid)
         if not held:
-            if row._mapping[st.column] == st.done:
+            if row is not None and state.of(row._mapping, now) == "done":
                 return {"held": True, "reason": ""}  # written already (a re-run step)
+            if row is None and state.finish("done", now) is None:
+                return {"held": True, "reason": ""}  # deleted already (a re-run step)
             return {"held": False, "reason": reason}
-        values: dict[str, Any] = {st.column: st.done}
-        attempts = legacy.col("attempts")
-        if attempts is not None:
-            values[attempts.name] = attempt
+        if row is None:  # deleted when claimed
+            return {"held": True, "reason": ""}
+        ended = state.finish("done", now)
+        if ended is None:
+            self._write(conn, key, None)
+            return {"held": True, "reason": ""}
+        values: dict[str, Any] = dict(ended)
+        values.update(legacy.attempts_values(row._mapping, attempt))
         retry_at = legacy.col("next_retry_at")
         if retry_at is not None:
             values[retry_at.name] = legacy.clear_value(retry_at, row._mapping[retry_at.name])
         self._unlock(values, row)
-        self._stamp(values, datetime.now(UTC))
-        t = legacy.table
-        conn.execute(sa.update(t).where(t.c[legacy.key] == key).values(values))
+        self._stamp(values, now)
+        self._write(conn, key, values)
         return {"held": True, "reason": ""}
 
-    def _read_row(self, key: Any) -> dict[str, Any]:
+    def _read_row(self, key: Any, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+        if recorded is not None:
+            return dict(recorded)
         with self.legacy.reading() as conn:
             row = self._select_row(conn, key, lock=False)
         if row is None:
             raise LookupError(f"row {key!r} of {self.legacy.qualified_name} no longer exists")
         return dict(row._mapping)
 
-    def _call_handler(self, key: Any) -> Any:
+    def _call_handler(self, key: Any, recorded: dict[str, Any] | None = None) -> Any:
         assert self.handler is not None
-        return self.handler(self._read_row(key))
+        return self.handler(self._read_row(key, recorded))
 
-    def _load_row(self, key: Any) -> dict[str, Any]:
-        return json_row(self._read_row(key))
+    def _load_row(self, key: Any, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+        return json_row(self._read_row(key, recorded))
 
     # -- shadow --
 
@@ -496,10 +541,9 @@ class StatusColumnAdapter:
         )
         counts = legacy.check()
         t = legacy.table
-        st = legacy.status
+        state = legacy.state
         key = t.c[legacy.key]
-        status = t.c[st.column]
-        attempts = legacy.col("attempts")
+        attempts = legacy.attempts_column()
         retry_at = legacy.col("next_retry_at")
         locked_by = legacy.col("locked_by")
         since_col = legacy.since_column()
@@ -530,7 +574,9 @@ class StatusColumnAdapter:
                 ]
             not_due, next_due = 0, None
             if retry_at is not None:
-                waiting = sa.and_(status == st.pending, sa.not_(due))
+                pending = state.cond("pending", now)
+                assert pending is not None
+                waiting = sa.and_(pending, sa.not_(due))
                 not_due = conn.execute(
                     sa.select(sa.func.count()).select_from(t).where(waiting)
                 ).scalar_one()
@@ -539,9 +585,14 @@ class StatusColumnAdapter:
                         conn.execute(sa.select(sa.func.min(retry_at)).where(waiting)).scalar()
                     )
             cols = [key, *(c for c in (locked_by, since_col) if c is not None)]
-            query = sa.select(*cols).where(status == st.running)
-            query = query.order_by(since_col, key) if since_col is not None else query.order_by(key)
-            running = [self._running_row(r._mapping, now) for r in conn.execute(query)]
+            in_running = state.cond("running", now)
+            running = []
+            if in_running is not None:
+                query = sa.select(*cols).where(in_running)
+                query = (
+                    query.order_by(since_col, key) if since_col is not None else query.order_by(key)
+                )
+                running = [self._running_row(r._mapping, now) for r in conn.execute(query)]
         stuck = [r for r in running if r.age is not None and r.age > stuck_s]
         return ShadowReport(
             table=legacy.qualified_name,
@@ -561,21 +612,19 @@ class StatusColumnAdapter:
             stuck_after=stuck_s,
             stuck=stuck[:limit],
             stuck_total=len(stuck),
-            failed_total=counts.get(st.failed, 0),
+            failed_total=sum(
+                n for v, n in counts.items() if state.label(v).endswith("failed)") or v == "failed"
+            ),
             taken_at=now,
         )
 
     def _ordered(self, counts: dict[Any, int]) -> list[Any]:
         """Status values in role order: pending, running, done, failed, then the others."""
-        declared = self.legacy.status.declared
+        declared = self.legacy.state.order()
         return sorted(counts, key=lambda v: declared.index(v) if v in declared else len(declared))
 
     def _label(self, value: Any) -> str:
-        st = self.legacy.status
-        for role in ("pending", "running", "done", "failed"):
-            if value == getattr(st, role):
-                return f"{value} ({role})" if str(value) != role else role
-        return str(value)
+        return self.legacy.state.label(value)
 
     def _running_row(self, m: Any, now: datetime) -> RunningRow:
         legacy = self.legacy

@@ -83,7 +83,11 @@ class Takeover:
             except Exception as exc:  # keep polling: the database may come back
                 self.stats.errors += 1
                 self.stats.last_error = (str(exc).splitlines() or [type(exc).__name__])[0]
-                log.warning("%s: poll failed, retrying in %.1fs: %s", self.adapter, backoff, exc)
+                # one line per distinct error, not one per poll (the worker does the same)
+                self.adapter._warn_once(
+                    f"{self.adapter}: poll failed ({type(exc).__name__}: {self.stats.last_error});"
+                    " polling on"
+                )
                 wait, backoff = backoff, min(backoff * 2, 30.0)
             self._stop.wait(wait)
 
