@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import libcst as cst
+from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import (
     CodeRange,
     FunctionScope,
@@ -118,6 +119,7 @@ class _Plan:
 
     reason: str | None = None  # set: skipped
     summary: str = ""  # the policy read, also when skipped after reading it
+    counter: tuple[str, int] | None = None  # the loop counter the attempt reads, its start
     whole_function: bool = False
     policy: Policy | None = None
     notes: list[str] = field(default_factory=list)
@@ -269,7 +271,7 @@ class RetryLoopCodemod(DurableCodemod):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        attempt = _attempt_body(loop, "return")
+        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return")]
         # comments above the loop now stand above the attempt's first statement
         above = [line for line in loop.leading_lines if line.comment is not None]
         first = attempt[0]
@@ -294,7 +296,7 @@ class RetryLoopCodemod(DurableCodemod):
     # --------------------------------------------------------------- building
     def _step_function(self, plan: _Plan, attempt_body: list[cst.BaseStatement]) -> cst.FunctionDef:
         assert plan.policy is not None
-        body = list(attempt_body)
+        body = [*self._counter_stmt(plan), *attempt_body]
         if plan.style == "break" and plan.outputs:
             value = ", ".join(plan.outputs)
             body.append(cst.parse_statement(f"return {value}\n"))
@@ -308,6 +310,18 @@ class RetryLoopCodemod(DurableCodemod):
             asynchronous=cst.Asynchronous() if plan.is_async else None,
             leading_lines=_spacing(plan.top_level),
         )
+
+    def _counter_stmt(self, plan: _Plan) -> list[cst.BaseStatement]:
+        """``attempt = current_step().attempt - 1`` when the attempt body reads the counter."""
+        if plan.counter is None:
+            return []
+        name, start = plan.counter
+        offset = start - 1
+        value = "current_step().attempt" + (
+            f" + {offset}" if offset > 0 else f" - {-offset}" if offset < 0 else ""
+        )
+        AddImportsVisitor.add_needed_import(self.context, "toolkit", "current_step")
+        return [cst.parse_statement(f"{name} = {value}\n")]
 
     def _call_site(self, plan: _Plan, loop: cst.For | cst.While) -> list[cst.BaseStatement]:
         call = f"{plan.step_name}({', '.join(plan.params)})"
@@ -360,6 +374,8 @@ class RetryLoopCodemod(DurableCodemod):
 
     def _analyse(self, func: cst.FunctionDef, loop: cst.For | cst.While) -> _Plan:
         self._last_summary = ""
+        self._current_loop = loop
+        self._counter_read: tuple[str, int] | None = None
         code = self.source_module.code_for_node
         body = loop.body
         if not isinstance(body, cst.IndentedBlock):
@@ -557,6 +573,12 @@ class RetryLoopCodemod(DurableCodemod):
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]
             raise Skip(f"when attempts run out the code reads the counter `{name}`")
+        end = self._range(loop).end
+        for name in sorted(state):
+            for access in scope.accesses[name]:
+                start = self._range(access.node).start
+                if (start.line, start.column) >= (end.line, end.column):
+                    raise Skip(f"the counter `{name}` is read after the loop")
 
         # Data flow between the attempt body and the rest of the function.
         read_outside = self._read_outside(scope, loop, stored)
@@ -574,7 +596,12 @@ class RetryLoopCodemod(DurableCodemod):
             wrapper_as=wrapper_as,
             wrapper_body=wrapper_body,
             nested=nested,
+            counter=self._counter_read,
         )
+        if self._counter_read is not None:
+            plan.notes.append(
+                f"`{self._counter_read[0]}` is read from toolkit.current_step().attempt"
+            )
         if (
             style == "return"
             and exit_.kind == "reraise"
@@ -599,6 +626,8 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(
                 f"the attempt body assigns `{sorted(shared)[0]}`, declared global or nonlocal"
             )
+        counter = self._counter_read[0] if self._counter_read else None
+        params = [p for p in params if p != counter]  # read from current_step() instead
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
         plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
@@ -690,6 +719,28 @@ class RetryLoopCodemod(DurableCodemod):
             return target.value
         raise Skip("the loop target is not a plain name")
 
+    def _counter_start(self, name: str, stmts: Sequence[cst.CSTNode]) -> int | None:
+        """The first value of ``for name in range(start, ...)`` when the attempt body only
+        reads ``name`` (then ``name = current_step().attempt - 1 + start`` in the step)."""
+        if name in _assigned_names(stmts):
+            return None
+        loop = self._current_loop
+        if not isinstance(loop, cst.For) or not isinstance(loop.iter, cst.Call):
+            return None
+        if "itertools.count" in self.qualified(loop.iter.func):
+            args = loop.iter.args
+        elif len(loop.iter.args) == 2:
+            args = loop.iter.args[:1]
+        else:
+            return 0
+        if not args:
+            return 0
+        try:
+            value = ev.evaluate(ev.parse(self.source_module.code_for_node(args[0].value)), {})
+        except (ev.Unknown, SyntaxError):
+            return None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
     def _check_attempt_body(
         self,
         attempt_node: cst.BaseSuite,
@@ -708,10 +759,15 @@ class RetryLoopCodemod(DurableCodemod):
         if finder.nested_retry:
             raise Skip("a retry loop inside the attempt body (nested retries)")
         used = finder.names & state
+        self._counter_read = None
+        if used == {loop_var} and loop_var is not None:
+            start = self._counter_start(loop_var, attempt_stmts)
+            if start is None:
+                raise Skip(f"the attempt body uses the attempt counter `{loop_var}`")
+            self._counter_read = (loop_var, start)  # read from current_step().attempt
+            used = set()
         if used:
             name = sorted(used)[0]
-            if name == loop_var:
-                raise Skip(f"the attempt body uses the attempt counter `{name}`")
             raise Skip(f"the attempt body reads `{name}`, which changes between attempts")
         if finder.asks_user:
             raise Skip("the attempt body asks for user input (never a durable step)")

@@ -554,6 +554,35 @@ case(
     lambda ns, dep: ns["fetch"](dep),
 )
 
+case(
+    "attempt_counter_read_in_the_body",
+    """
+    import time
+
+    def fetch(dep):
+        for attempt in range(1, 5):
+            try:
+                return dep.call(attempt, 10 * attempt)
+            except (ConnectionError, TimeoutError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+
+    def fetch_from_zero(dep):
+        total = 1
+        for n in range(3):
+            try:
+                value = dep.call(n)
+                break
+            except ConnectionError:
+                time.sleep(2)
+        else:
+            raise TimeoutError("gave up")
+        return value, total
+    """,
+    lambda ns, dep: (ns["fetch"](dep), ns["fetch_from_zero"](dep)),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

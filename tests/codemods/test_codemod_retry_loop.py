@@ -1130,7 +1130,43 @@ def counter_in_body(url):
                 raise
             time.sleep(1)
 """
-        self.assertUnchanged(before, ["the attempt body uses the attempt counter `attempt`"])
+        after = """\
+import requests
+from tenacity import retry
+from toolkit import RetryPolicy, current_step, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(requests.Timeout,),
+    )
+)
+def counter_in_body(url):
+    attempt = current_step().attempt - 1
+    return requests.get(url, timeout=5 * (attempt + 1))
+"""
+        self.assertCodemod(before, after)  # the counter is the step's attempt number
+
+    def test_counter_read_after_the_loop(self) -> None:
+        before = """\
+import time
+
+
+def counter_after(client):
+    for attempt in range(3):
+        try:
+            value = client.get(attempt)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        raise RuntimeError("down")
+    return value, attempt
+"""
+        self.assertUnchanged(before, ["the counter `attempt` is read after the loop"])
 
     def test_repair_between(self) -> None:
         before = """\
