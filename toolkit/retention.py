@@ -19,7 +19,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Union
 
 from .errors import DatabaseUnavailableError
-from .storage.retention import FINISHED_STATUSES, PruneCounts, count_prunable, prune_batch
+from .storage.retention import (
+    FINISHED_STATUSES,
+    VACUUM_AFTER,
+    PruneCounts,
+    autovacuum_off,
+    count_prunable,
+    prune_batch,
+    vacuum,
+)
 
 if TYPE_CHECKING:
     from .storage import Storage
@@ -162,6 +170,9 @@ class Pruner:
         self.batch_size = batch_size
         self.total = PruneCounts()
         self.passes = 0
+        self.vacuums = 0
+        self._unvacuumed = 0
+        self._autovacuum_off: bool | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -186,6 +197,7 @@ class Pruner:
         )
         self.passes += 1
         self.total.add(counts)
+        self._vacuum_if_needed(counts.workflows)
         if counts.workflows:
             log.info(
                 "pruned %d finished workflow(s) (%d steps, %d events, %d messages) past "
@@ -197,6 +209,25 @@ class Pruner:
                 extra={"pruned": counts.as_dict()},
             )
         return counts
+
+    def _vacuum_if_needed(self, pruned: int) -> None:
+        """Vacuum the pruned tables when the server's autovacuum is off (else their dead
+        rows would never be reused and the tables would keep growing)."""
+        self._unvacuumed += pruned
+        if self._unvacuumed < VACUUM_AFTER:
+            return
+        storage = self.storage_of()
+        if self._autovacuum_off is None:
+            self._autovacuum_off = autovacuum_off(storage)
+            if self._autovacuum_off:
+                log.info(
+                    "autovacuum is off on %s: the pruner vacuums the tables it prunes",
+                    storage.describe(),
+                )
+        if self._autovacuum_off:
+            vacuum(storage)
+            self.vacuums += 1
+        self._unvacuumed = 0
 
     def _loop(self) -> None:
         wait = self.first_after

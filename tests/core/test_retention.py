@@ -260,3 +260,38 @@ def test_cli_prune(make_app: Callable[..., Durable], db_url: str) -> None:
     bad = runner.invoke(main, ["workflows", "prune", "--database-url", db_url, "--older-than", "x"])
     assert bad.exit_code == 2 and "invalid duration 'x'" in bad.output
     assert len(app.list_workflows()) == 2
+
+
+@pytest.mark.postgres
+def test_a_pruner_vacuums_when_autovacuum_is_off(
+    make_app: Callable[..., Durable], backend: str
+) -> None:
+    """Without autovacuum, dead rows would never be reused: the pruner vacuums what it pruned."""
+    if backend != "postgres":
+        pytest.skip("VACUUM is PostgreSQL's")
+    from toolkit.retention import Pruner
+    from toolkit.storage import retention
+
+    app = make_app()
+    wf = shop(app)
+    app.run(wf["order"], "a", workflow_id="ok", timeout=10)
+    age(app, ["ok"], 2 * DAY)
+    query = sa.text(
+        "SELECT vacuum_count FROM pg_stat_user_tables "
+        "WHERE schemaname = 'durable' AND relname = 'workflows'"
+    )
+
+    def vacuums() -> int:
+        with app.storage.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    before = vacuums()
+    pruner = Pruner(lambda: app.storage, {"succeeded": DAY})
+    pruner._unvacuumed = retention.VACUUM_AFTER  # as if many had been pruned already
+    assert pruner.run_pass().workflows == 1
+    off = retention.autovacuum_off(app.storage)
+    assert pruner.vacuums == (1 if off else 0)
+    deadline = time.monotonic() + 5  # the statistics collector reports a moment later
+    while off and vacuums() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert vacuums() == before + (1 if off else 0)
