@@ -297,7 +297,9 @@ class ColumnsState(RowState):
             return {}
         if role == "done":
             done = self._col("done")
-            return None if done is None else {done.name: self._value(done, now)}
+            if done is not None:
+                return {done.name: self._value(done, now)}
+            return None if self.spec.delete == "done" else {}  # else it keeps `taken` set
         failed = self._col("failed")
         if failed is not None:
             return {failed.name: self._value(failed, now)}

@@ -42,6 +42,7 @@ from toolkit.retry import NO_RETRY
 from .legacy_table import (
     LIVE,
     WRITE_BACK_RETRY,
+    JsonKey,
     LegacyColumns,
     LegacyTable,
     MappingError,
@@ -54,6 +55,7 @@ from .legacy_table import (
     json_key,
     json_row,
 )
+from .row_state import StateColumns
 from .status_reports import ClaimReport, RunningRow, ShadowReport
 from .takeover import Takeover, TakeoverStats
 
@@ -100,7 +102,7 @@ class StatusColumnAdapter:
         *,
         table: str,
         key: str,
-        status: StatusValues,
+        status: StatusValues | StateColumns,
         columns: LegacyColumns | None = None,
         handler: Callable[[dict[str, Any]], Any] | None = None,
         workflow: Callable[[dict[str, Any]], Any] | None = None,
@@ -150,6 +152,68 @@ class StatusColumnAdapter:
                 self._warned.clear()
             self._warned.add(text)
             log.warning("%s", text)
+
+    @classmethod
+    def from_model(
+        cls,
+        app: Durable,
+        model: Any,
+        legacy_url: str | URL | None = None,
+        *,
+        status: StatusValues | StateColumns | None = None,
+        columns: LegacyColumns | None = None,
+        **options: Any,
+    ) -> StatusColumnAdapter:
+        """The adapter of a table declared as a Django or SQLAlchemy model.
+
+        The table, its schema and its key come from the model; ``status`` and
+        ``columns`` name fields (translated to their database columns), and
+        what is not given is found by the conventional names job tables use
+        (see :mod:`adapters.models`): a ``status``/``state`` field whose
+        choices name the four states, ``attempts``, ``last_error``,
+        ``locked_at``... ``adapter.mapping`` and the shadow report show the
+        result; the table check runs as for a hand-written mapping. Other
+        keyword arguments are those of the constructor (``handler=``, ``retry=``...).
+        """
+        from .models import infer_columns, infer_status, table_of, translate_state
+
+        found = table_of(model)
+        state: StatusValues | StateColumns = (
+            translate_state(found, status)
+            if isinstance(status, StateColumns)
+            else infer_status(found, status)
+        )
+        options.setdefault("schema", found.schema)
+        return cls(
+            app,
+            legacy_url,
+            table=found.table,
+            key=found.key,
+            status=state,
+            columns=infer_columns(found, columns),
+            **options,
+        )
+
+    @property
+    def mapping(self) -> str:
+        """The mapping in one line: table, key, state and bookkeeping columns."""
+        legacy = self.legacy
+        st = legacy.status
+        if isinstance(st, StatusValues):
+            roles = ", ".join(
+                f"{r}={getattr(st, r)!r}" for r in ("pending", "running", "done", "failed")
+            )
+            state = f"status column {st.column!r} ({roles})"
+        else:
+            parts = [f"{role} {name!r}" for role, name in st.declared().items()]
+            if st.lease is not None:
+                parts.append(f"lease {int(st.lease.total_seconds())}s")
+            if st.delete is not None:
+                parts.append(f"rows deleted when {st.delete}")
+            state = "state in " + ", ".join(parts)
+        extra = legacy.columns.declared()
+        cols = ", ".join(f"{r} {c!r}" for r, c in extra.items()) or "none"
+        return f"table {legacy.qualified_name!r}, key {legacy.key!r}, {state}; bookkeeping: {cols}"
 
     def __repr__(self) -> str:
         return f"StatusColumnAdapter({self.legacy.qualified_name!r}, name={self.name!r})"
@@ -616,6 +680,7 @@ class StatusColumnAdapter:
                 n for v, n in counts.items() if state.label(v).endswith("failed)") or v == "failed"
             ),
             taken_at=now,
+            mapping=self.mapping,
         )
 
     def _ordered(self, counts: dict[Any, int]) -> list[Any]:
@@ -785,12 +850,14 @@ class StatusColumnAdapter:
 
 __all__ = [
     "ClaimReport",
+    "JsonKey",
     "LegacyColumns",
     "LegacyTable",
     "MappingError",
     "RowFailedError",
     "RunningRow",
     "ShadowReport",
+    "StateColumns",
     "StatusColumnAdapter",
     "StatusValues",
     "Takeover",

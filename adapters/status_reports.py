@@ -52,6 +52,8 @@ class ShadowReport:
     stuck_total: int
     failed_total: int
     taken_at: datetime
+    mapping: str = ""
+    """The mapping in one line (table, key, state, bookkeeping columns)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values."""
@@ -88,12 +90,14 @@ class ShadowReport:
             "stuck_total": self.stuck_total,
             "failed_total": self.failed_total,
             "taken_at": self.taken_at.isoformat(),
+            "mapping": self.mapping,
         }
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "no rows"
         lines = [
             f"shadow report: table {self.table} ({self.database}); nothing was changed",
+            *([f"  mapping: {self.mapping}"] if self.mapping else []),
             f"  rows by status: {counts}",
             f"  would start now: {self.would_start_total} row(s)"
             + (f": {_keys(self.would_start)}" if self.would_start else ""),
