@@ -8,6 +8,12 @@ Usage::
 The corpus is unpacked under ``bench/corpus/audit/`` (gitignored): wheels of
 django, sqlalchemy, sympy and celery, about 1.2 million lines of Python.
 Prints files/s, lines/s and wall time per run, the machine and the date.
+
+``--ansible`` measures the issue's speed target instead: the ansible 12.3.0
+wheel (downloaded with pip into ``--cache``, default ``/work/cache/wheels``,
+never into the repository) audited with 2 jobs, against a bare two-process
+``ast.parse`` of the same Python files in the same run; the target is a
+ratio of at most 2.
 """
 
 from __future__ import annotations
@@ -43,6 +49,69 @@ def setup() -> None:
                 zf.extractall(target)
 
 
+ANSIBLE = "ansible==12.3.0"
+
+
+def _parse_files(paths: list[str]) -> int:
+    import ast
+
+    n = 0
+    for p in paths:
+        try:
+            ast.parse(Path(p).read_bytes(), filename=p)
+            n += 1
+        except (SyntaxError, ValueError, RecursionError):
+            pass
+    return n
+
+
+def bare_parse(root: Path, jobs: int = 2) -> tuple[float, int]:
+    """Wall seconds of a bare ``ast.parse`` of every ``.py`` under ``root`` in ``jobs`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = sorted(str(p) for p in root.rglob("*.py"))
+    chunks = [files[i : i + 200] for i in range(0, len(files), 200)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        parsed = sum(pool.map(_parse_files, chunks))
+    return time.perf_counter() - t0, parsed
+
+
+def ansible_tree(cache: Path) -> Path:
+    """The ansible 12.3.0 wheel, downloaded and unpacked under ``cache`` (once)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / "ansible-12.3.0"
+    if not (target / ".complete").exists():
+        wheels = sorted(cache.glob("ansible-12.3.0-*.whl"))
+        if not wheels:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache)]
+            subprocess.run([*cmd, ANSIBLE], check=True)
+            wheels = sorted(cache.glob("ansible-12.3.0-*.whl"))
+        with zipfile.ZipFile(wheels[0]) as zf:
+            zf.extractall(target)
+        (target / ".complete").write_text(wheels[0].name)
+    return target
+
+
+def ansible_ratio(cache: Path, repeat: int) -> None:
+    """Audit (2 jobs) vs bare two-process ast.parse of the ansible wheel, same run."""
+    root = ansible_tree(cache)
+    print(f"machine: {machine()}")
+    print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    for i in range(repeat):
+        load = os.getloadavg()[0]
+        bare, parsed = bare_parse(root)
+        t0 = time.perf_counter()
+        report = run_audit([root], jobs=2)
+        audit = time.perf_counter() - t0
+        s = report.summary()
+        print(
+            f"run {i + 1}: {s['files_scanned']} files, {parsed} .py parsed by the bare pass in "
+            f"{bare:.2f}s; audit {audit:.2f}s ({s['files_parsed']} parsed, {s['hotspots']} "
+            f"hotspots): ratio {audit / bare:.2f} (target <= 2); load average {load:.1f}"
+        )
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -72,7 +141,12 @@ def main() -> None:
         action="store_true",
         help="switch the text pre-filter off (parse every Python file) to measure what it saves",
     )
+    parser.add_argument("--ansible", action="store_true", help="the ansible 12.3.0 ratio target")
+    parser.add_argument("--cache", type=Path, default=Path("/work/cache/wheels"))
     args = parser.parse_args()
+    if args.ansible:
+        ansible_ratio(args.cache, args.repeat)
+        return
     if args.setup:
         setup()
         return

@@ -9,6 +9,7 @@ carries the retry policy the codemod read.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 
 from codemods.audit.model import Fix, Hotspot, Kind
@@ -16,17 +17,64 @@ from codemods.audit.model import Fix, Hotspot, Kind
 RETRY_KINDS = frozenset({Kind.RETRY_LOOP, Kind.RETRY_DECORATOR, Kind.CELERY_RETRY})
 
 
+def is_candidate(h: Hotspot) -> bool:
+    """True when one of the codemods may rewrite ``h`` (so it is worth asking them)."""
+    return h.kind in RETRY_KINDS and "(project helper)" not in h.pattern
+
+
+def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:
+    """``source`` with every top-level def/class that overlaps none of ``keep`` blanked out.
+
+    Lines keep their numbers (removed lines become empty), imports and module-level
+    assignments stay, so the codemods read the kept sites exactly as in the file.
+    """
+    lines = source.splitlines(keepends=True)
+
+    def blank(body: list[ast.stmt], inner: bool) -> None:
+        for node in body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                continue
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            end = node.end_lineno or node.lineno
+            if any(a <= end and b >= start for a, b in keep):
+                # a class holding a site: only its members that hold one stay
+                if (
+                    isinstance(node, ast.ClassDef)
+                    and not inner
+                    and not any(a <= node.lineno and b >= end for a, b in keep)
+                ):
+                    blank(node.body, True)
+                continue
+            if any("RetryError" in line for line in lines[start - 1 : end]):
+                continue  # the codemods look for code that handles exhausted retries
+            for i in range(start - 1, min(end, len(lines))):
+                lines[i] = "\n"
+
+    blank(tree.body, False)
+    return "".join(lines)
+
+
 def _overlap(h: Hotspot, line: int, end_line: int) -> bool:
     return line <= h.end_line and max(end_line, line) >= h.start_line
 
 
-def apply_decisions(hotspots: list[Hotspot], source: str, path: str) -> list[Hotspot]:
-    """``hotspots`` with the fix of each retry hotspot set by the codemods' decision."""
+def apply_decisions(
+    hotspots: list[Hotspot], source: str, path: str, tree: ast.Module | None = None
+) -> list[Hotspot]:
+    """``hotspots`` with the fix of each retry hotspot set by the codemods' decision.
+
+    The codemods are asked only about files with a candidate (a loop, a tenacity
+    or backoff site), and only about the top-level definitions holding one
+    (``tree`` given); every other retry hotspot is not automatic.
+    """
     if not any(h.kind in RETRY_KINDS for h in hotspots):
         return hotspots
-    from codemods import decide  # the codemods (libcst) load only for files with a candidate
+    keep = [(h.start_line, h.end_line) for h in hotspots if is_candidate(h)]
+    sites = []
+    if keep:
+        from codemods import decide  # the codemods (libcst) load only when asked
 
-    sites = decide(source, path)
+        sites = decide(focus(source, tree, keep) if tree is not None else source, path)
     out: list[Hotspot] = []
     for h in hotspots:
         if h.kind not in RETRY_KINDS:

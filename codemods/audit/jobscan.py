@@ -366,10 +366,20 @@ def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | No
     return True
 
 
+_STRONG = re.compile(
+    r"job|queue|worker|task|message|deliver|dead|dlq|periodic|cron|beat|stuck|stale|stalled|"
+    r"expire|heartbeat|lease|claim|skip.locked|for update|select_for_update|requeue|sweep|"
+    r"\.fail\(|failed|failure|retry|retries|attempt|nack|bury|timeout|orphan|cleanup|purge",
+    re.I,
+)
+
+
 def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> bool:
     """Report ``func`` as a sweeper, dead-letter or job-table code; True when reported."""
     start = min([func.lineno] + [d.lineno for d in func.decorator_list])
     text = "\n".join(sc.lines[start - 1 : func.end_lineno or func.lineno])
+    if not _STRONG.search(text) and not (sc.is_command and func.name == "handle"):
+        return False  # cheap: no word any of the three shapes needs
     text = _COMMENT.sub("", text)  # words in comments are no evidence
     f = _facts(sc, func, text)
     return (

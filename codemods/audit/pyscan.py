@@ -473,6 +473,7 @@ class PythonScanner:
             if _in_range(taken, func):
                 continue  # one finding per site: a poller loop inside was reported
             jobscan.scan_function(self, func, qual, self.func_class.get(id(func)))
+        self._scan_module_retry_objects()
         self._scan_table_calls()
         self._scan_strings()
         return self.hotspots
@@ -666,6 +667,37 @@ class PythonScanner:
                 "listed under it and ranked by what the wrapped code does.",
             ),
         )
+
+    def _scan_module_retry_objects(self) -> None:
+        """``patient = tenacity.retry(...)`` at module level: a decorator the module reuses."""
+        for stmt in self.tree.body:
+            if not (
+                isinstance(stmt, ast.Assign)
+                and isinstance(stmt.value, ast.Call)
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                continue
+            lib = _FACADE_TARGETS.get(self.resolve(stmt.value))
+            if lib is None:
+                continue
+            name = stmt.targets[0].id
+            self.homemade.setdefault(name, name)
+            self.helpers.append(HelperDef(self.module, name, name, f"a {lib} retry object"))
+            self.add(
+                Kind.RETRY_DECORATOR,
+                f"{lib} retry object",
+                stmt.lineno,
+                stmt.end_lineno or stmt.lineno,
+                None,
+                Risk.LOW,
+                f"a shared {lib} retry policy (`{name}`): every use retries",
+                Fix("manual", "@step", False, "@step(retry=RetryPolicy(...)) at its uses"),
+                why=(
+                    f"`{name}` is a {lib} retry policy kept at module level; each function it "
+                    "decorates is listed and ranked by what it does.",
+                ),
+            )
 
     def _record_use(
         self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, dec: ast.expr, full: str

@@ -55,7 +55,7 @@ def test_the_corpus_is_not_empty() -> None:
 @pytest.mark.parametrize(("name", "source"), SAMPLES, ids=[n for n, _ in SAMPLES])
 def test_audit_and_codemods_agree(name: str, source: str) -> None:
     scanned = scan_python("sample.py", source.encode())
-    hotspots = apply_decisions(scanned.hotspots, scanned.text, "sample.py")
+    hotspots = apply_decisions(scanned.hotspots, scanned.text, "sample.py", scanned.tree)
     rewritten = [s for s in decide(source, "sample.py") if s.action == "rewritten"]
     for h in hotspots:
         if h.kind not in RETRY_KINDS:
