@@ -66,7 +66,7 @@ def _parse_files(paths: list[str]) -> int:
 
 
 def bare_parse(root: Path, jobs: int = 2) -> tuple[float, int]:
-    """Wall seconds of a bare ``ast.parse`` of every ``.py`` under ``root`` in ``jobs`` processes."""
+    """Wall seconds of a bare ``ast.parse`` of every ``.py`` under ``root`` (``jobs`` processes)."""
     from concurrent.futures import ProcessPoolExecutor
 
     files = sorted(str(p) for p in root.rglob("*.py"))

@@ -93,9 +93,12 @@ def apply_decisions(
                 note = f"{h.fix.note}; durable codemod --select {site.selector}{read}"
             elif "idempotency_key" in h.fix.note:
                 note += "; pass current_step().idempotency_key to the API"
-            keep = h.fix.kind == "decorator"
+            manual = h.fix.kind == "decorator"
             fix = Fix(
-                h.fix.kind if keep else "codemod", h.fix.name if keep else site.selector, True, note
+                h.fix.kind if manual else "codemod",
+                h.fix.name if manual else site.selector,
+                True,
+                note,
             )
             out.append(replace(h, fix=fix, refusal=None))
         elif near:
