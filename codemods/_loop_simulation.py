@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import libcst as cst
@@ -49,6 +49,9 @@ class _Outcome:
     saved: str | None
     capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
     last_sleep: float = 0.0  # slept after the last failed attempt, before giving up
+    #: calls the handler makes before each retry (before_retry), and after the last failure
+    repairs: list[cst.Expr] = field(default_factory=list)
+    last_repairs: list[cst.Expr] = field(default_factory=list)
 
 
 class _Simulation:
@@ -80,6 +83,8 @@ class _Simulation:
         self.pending = 0.0
         self.jitter = False
         self.capped = False
+        self.repairs_now: list[cst.Expr] = []
+        self.repairs: list[cst.Expr] | None = None
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -116,6 +121,15 @@ class _Simulation:
             if n > 1:
                 delays.append(self.pending)
             self.pending = 0.0
+            if n > 1:
+                # the calls made before this retry: the same before every retry
+                if self.repairs is None:
+                    self.repairs = self.repairs_now
+                elif [id(r) for r in self.repairs] != [id(r) for r in self.repairs_now]:
+                    code = self.cm.source_module.code_for_node
+                    first = (self.repairs or self.repairs_now)[0]
+                    raise Skip(f"the handler runs `{_first_line(code(first))}` before some retries")
+            self.repairs_now = []
             # attempt n fails
             result = self._block(self.handler, in_handler=True)
             if isinstance(result, _Exit):
@@ -137,7 +151,17 @@ class _Simulation:
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
             raise Skip("the loop never runs")
-        return _Outcome(attempts, delays, self.jitter, exit_, self.saved, self.capped, self.pending)
+        return _Outcome(
+            attempts,
+            delays,
+            self.jitter,
+            exit_,
+            self.saved,
+            self.capped,
+            self.pending,
+            list(self.repairs or []),
+            list(self.repairs_now),
+        )
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
@@ -208,12 +232,15 @@ class _Simulation:
         if isinstance(small, cst.Expr):
             sleep = self.cm.is_sleep(small.value)
             if sleep is not None:
-                if len(sleep.args) != 1:
+                if len(sleep.args) != 1 and not self.cm.sleep_like:
                     raise Skip("sleep is not a backoff: unusual sleep call")
                 delay = self._eval(sleep.args[0].value, "sleep is not a backoff: the delay", True)
                 self.pending += float(delay)
                 return None
             if self.cm._is_log(small):
+                return None
+            if isinstance(small.value, cst.Call):
+                self.repairs_now.append(small)  # work for the next attempt: before_retry
                 return None
             raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
         if isinstance(small, cst.Raise):

@@ -58,6 +58,7 @@ from ._loop_shapes import (
     _contains_return,
     _declared_global,
     _exits,
+    _first_line,
     _following,
     _function_scopes,
     _is_local,
@@ -109,6 +110,10 @@ _LOG_METHODS = {
     "msg",
 }
 _SLEEPS = {"time.sleep", "asyncio.sleep"}
+#: functions and methods whose name says they only report (``report_warning``, ``log_retry``)
+_LOG_FUNCTION = re.compile(
+    r"^_?(log|report|warn|notify_user|to_screen|to_stderr|write_debug)(_\w+)?$|_log$"
+)
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
 
@@ -172,6 +177,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
         self._last_summary = ""
+        self.sleep_like: set[str] = set()
 
     # ------------------------------------------------------------------ visit
     def visit_Module(self, node: cst.Module) -> bool:
@@ -507,9 +513,15 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
-        notes: list[str] = list(type_notes)
+        notes: list[str] = [*type_notes, *repair_notes]
+        if self.sleep_like:
+            shown = ", ".join(f"`{name}(...)`" for name in sorted(self.sleep_like))
+            notes.append(
+                f"{shown} read as a sleep of its first argument; anything else it did is dropped"
+            )
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
         if any(self._is_log(s) for s in _small_statements(machinery)):
@@ -660,6 +672,49 @@ class RetryLoopCodemod(DurableCodemod):
                 if isinstance(called, cst.Name) and called.value in params:
                     return called.value
         return None
+
+    def _before_retry(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        scope: Scope,
+        state: set[str],
+        stored: set[str],
+        as_name: str | None,
+        saved: str | None,
+    ) -> list[str]:
+        """Calls the handler makes before each retry become ``before_retry``: they read
+        neither the counters nor the exception, nor a value the attempt sets."""
+        if not outcome.repairs and not outcome.last_repairs:
+            return []
+        code = self.source_module.code_for_node
+        if not outcome.repairs:
+            first = code(outcome.last_repairs[0])
+            raise Skip(f"the handler runs `{_first_line(first)}` once attempts run out")
+        notes: list[str] = []
+        for call in outcome.repairs:
+            text = code(call.value)
+            if any(isinstance(n, cst.Await) for n in _walk_all(call)) or "await " in text:
+                raise Skip(f"the handler awaits `{_first_line(text)}` between attempts")
+            names = ev.names(ev.parse(text))
+            for name in sorted(names):
+                if name in state or name in (as_name, saved):
+                    raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+                if name in stored:
+                    raise Skip(
+                        f"the handler runs `{_first_line(text)}`, which reads `{name}`,"
+                        " set by the attempt"
+                    )
+                if _is_local(scope, name):
+                    self._local_types = True  # the hook reads the function's values
+        calls = [" ".join(code(c.value).split()) for c in outcome.repairs]
+        body = calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
+        policy.before_retry = f"lambda _state: {body}"
+        shown = ", ".join(f"`{c}`" for c in calls)
+        notes.append(f"{shown} runs between attempts as before_retry")
+        if outcome.attempts is not None and outcome.last_repairs:
+            notes.append(f"{shown} also ran after the last failed attempt; it no longer does")
+        return notes
 
     def _check_predicate(
         self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]
@@ -1101,22 +1156,37 @@ class RetryLoopCodemod(DurableCodemod):
         return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
 
     def is_sleep(self, node: cst.BaseExpression) -> cst.Call | None:
+        """``time.sleep(d)``, ``await asyncio.sleep(d)``, and sleep-like helpers
+        (``self._sleep(d, ...)``, ``eventlet.sleep(d)``): the delay is the first argument."""
         call = node.expression if isinstance(node, cst.Await) else node
-        if isinstance(call, cst.Call) and self.qualified(call.func) & _SLEEPS:
+        if not isinstance(call, cst.Call):
+            return None
+        if self.qualified(call.func) & _SLEEPS:
+            return call
+        func = call.func
+        last = func.attr.value if isinstance(func, cst.Attribute) else None
+        if isinstance(func, cst.Name):
+            last = func.value
+        if last in ("sleep", "_sleep") and call.args and call.args[0].keyword is None:
+            self.sleep_like.add(self.source_module.code_for_node(func))
             return call
         return None
 
     def _is_log(self, node: cst.BaseSmallStatement) -> bool:
+        """A call that only reports: ``print``, ``log.warning``, ``module.warn``,
+        ``self.report_warning``, ``warnings.warn``."""
         if not isinstance(node, cst.Expr) or not isinstance(node.value, cst.Call):
             return False
         func = node.value.func
         if isinstance(func, cst.Name):
-            return func.value == "print"
+            return func.value == "print" or bool(_LOG_FUNCTION.match(func.value))
         if isinstance(func, cst.Attribute):
             owner = self.source_module.code_for_node(func.value).lower()
             if func.attr.value in _LOG_METHODS and "log" in owner:
                 return True
-            return func.attr.value == "warn" and owner == "warnings"
+            if func.attr.value in ("warn", "warning") and owner in ("warnings", "module"):
+                return True
+            return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
 
 

@@ -263,3 +263,51 @@ def test_before_and_after_behave_the_same(
             assert before[3] == after[3], where
     once = transform_source(rewritten)[0]
     assert once == rewritten
+
+
+REPAIR = """\
+import time
+
+
+class Gateway:
+    def __init__(self, plan):
+        self.plan = list(plan)
+        self.log = []
+
+    def reconnect(self):
+        self.log.append("reconnect")
+
+    def send(self, item):
+        self.log.append(f"send {item}")
+        if self.plan:
+            raise self.plan.pop(0)
+        return f"sent {item}"
+
+    def deliver(self, item):
+        for attempt in range(4):
+            try:
+                return self.send(item)
+            except ConnectionError:
+                if attempt == 3:
+                    raise
+                self.reconnect()
+                time.sleep(1.5)
+"""
+
+
+@pytest.mark.parametrize("failures", [0, 1, 3, 4, 6])
+def test_repair_between_attempts_runs_as_before(failures: int, sleeps: list[float]) -> None:
+    rewritten, _ = transform_source(REPAIR)
+    assert "before_retry=lambda _state: self.reconnect()" in rewritten
+    outcomes = []
+    for source in (REPAIR, rewritten):
+        namespace: dict[str, Any] = {"__name__": f"repair_{next(_ids)}"}
+        exec(compile(source, namespace["__name__"], "exec"), namespace)
+        sleeps.clear()
+        gateway = namespace["Gateway"]([ConnectionError("down")] * failures)
+        try:
+            result: Any = gateway.deliver("parcel")
+        except ConnectionError as exc:
+            result = repr(exc)
+        outcomes.append((result, gateway.log, list(sleeps)))
+    assert outcomes[0] == outcomes[1], rewritten

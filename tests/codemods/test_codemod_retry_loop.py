@@ -1184,7 +1184,48 @@ def repair_between(db, row):
             db.create_table()
             time.sleep(1)
 """
-        self.assertUnchanged(before, ["the handler runs `db.create_table()` between attempts"])
+        after = """\
+import requests
+from tenacity import retry
+from toolkit import RetryPolicy, step
+
+
+def repair_between(db, row):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=3,
+            initial_delay=1.0,
+            backoff=1.0,
+            retry_on=(MissingTable,),
+            before_retry=lambda _state: db.create_table(),
+        )
+    )
+    def _insert_step():
+        return db.insert(row)
+
+    try:
+        return _insert_step()
+    except MissingTable:
+        pass
+"""
+        self.assertCodemod(before, after)  # the repair runs between attempts: before_retry
+
+    def test_repair_reading_the_exception(self) -> None:
+        before = """\
+import time
+
+
+def repair_with_error(db, row):
+    for attempt in range(3):
+        try:
+            return db.insert(row)
+        except KeyError as missing:
+            db.create_table(missing)
+            time.sleep(1)
+"""
+        self.assertUnchanged(
+            before, ["the handler runs `db.create_table(missing)`, which reads `missing`"]
+        )
 
     def test_result_based(self) -> None:
         before = """\
