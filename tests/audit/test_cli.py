@@ -198,15 +198,15 @@ def test_progress_bar_runs(tmp_path: Path) -> None:
 
 
 def test_parallel_scan_gives_the_same_report(tmp_path: Path, expected: set[tuple]) -> None:  # type: ignore[type-arg]
-    # enough files to use the process pool (more than two chunks)
-    for i in range(15):
+    # enough files to use the process pool (more than two chunks of 48)
+    for i in range(6):
         shutil.copytree(LEGACY, tmp_path / f"copy{i:02d}")
     serial = run_audit([tmp_path], jobs=1)
     parallel = run_audit([tmp_path], jobs=2)
-    assert serial.files_scanned > 200
+    assert serial.files_scanned > 2 * 48
     assert [h.to_dict() for h in parallel.hotspots] == [h.to_dict() for h in serial.hotspots]
     assert parallel.errors == serial.errors
-    assert len(serial.hotspots) == 15 * len(run_audit([LEGACY], jobs=1).hotspots)
+    assert len(serial.hotspots) == 6 * len(run_audit([LEGACY], jobs=1).hotspots)
 
 
 def test_audit_does_not_import_adapters() -> None:
