@@ -59,7 +59,7 @@ def _lowered_string(node: _StringNode) -> str:
     if not _parses(body):
         body = f"{prefix}{node.end}{node.end}"  # last resort: an empty string
     missing = _code(node).count("\n") - body.count("\n")
-    return "(" + body + ",\n" * max(missing, 0) + ")"
+    return "(" + body + "," + "\n" * max(missing, 0) + ")"
 
 
 class _Lower(cst.CSTTransformer):

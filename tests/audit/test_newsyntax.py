@@ -66,3 +66,17 @@ def test_audit_reports_hotspots_in_newer_syntax(tmp_path: Path) -> None:
     assert report.errors == []
     [hotspot] = [h for h in report.hotspots if h.kind.value == "retry-loop"]
     assert (hotspot.path, hotspot.start_line, hotspot.risk.value) == ("billing.py", 9, "high")
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        'x = f"{\n    a  # a comment inside the expression\n}"\ny = 1\n',
+        'x = f"{a!r:>{width}} {f"{b:{c}}"}"\ny = 1\n',
+        'x = f"""{\n a}\n{b["k"]}\n"""\ny = 1\n',
+        "def f[*Ts, **P](): pass\nclass C[T = int](Base): pass\ny = 1\n",
+    ],
+)
+def test_tricky_newer_syntax_keeps_lines(src: str) -> None:
+    tree = parse_python(src.encode())
+    assert tree.body[-1].lineno == src.count("\n")
