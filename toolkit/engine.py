@@ -1074,8 +1074,10 @@ class Executor:
         while True:
             run.wait_until(state.wait_until)
             token = _step_var.set(self._info(run, step, state))
+            tel = telemetry.active
+            span = tel.transaction_span(run, step, state) if tel else telemetry.NO_SPAN
             try:
-                with app_db.transaction() as conn:
+                with span, app_db.transaction() as conn:
                     result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
                     try:
                         output = self.serializer.dumps(result)

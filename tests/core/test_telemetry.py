@@ -433,3 +433,27 @@ def test_worker_json_log_lines(tmp_path: Path) -> None:
     assert failed["workflow_id"] == "job-7" and failed["error_type"] == "ConnectionError"
     assert any(x["message"].startswith("worker ") and "serving" in x["message"] for x in lines)
     assert worker.returncode == 0
+
+
+def test_a_transaction_on_an_app_database_apart_has_its_span(otel: Otel, tmp_path: Path) -> None:
+    app = Durable(f"sqlite:///{tmp_path}/state.db", app_database_url=f"sqlite:///{tmp_path}/app.db")
+    app.upgrade()  # creates the outputs table in the app database
+    with app.connection().begin() as conn:
+        conn.execute(sa.text("CREATE TABLE ledger (label TEXT)"))
+
+    @app.transaction(name="book")
+    def book(conn: sa.Connection, label: str) -> str:
+        conn.execute(sa.text("INSERT INTO ledger VALUES (:l)"), {"l": label})
+        return label
+
+    @app.workflow(name="booking")
+    def booking() -> str:
+        return book("a")
+
+    try:
+        assert app.run(booking, workflow_id="b-1", timeout=10) == "a"
+    finally:
+        app.close()
+    [tx] = otel.finished("transaction book")
+    assert tx.attributes["durable.step.idempotency_key"] == "b-1:1"
+    assert tx.context.trace_id == telemetry.trace_id_of("b-1")
