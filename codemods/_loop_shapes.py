@@ -128,11 +128,25 @@ def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
     )
 
 
-def _attempt_body(loop: cst.For | cst.While, style: str) -> list[Any]:
-    """The statements of one attempt, from the (updated) loop."""
+def _is_counter_bump(stmt: cst.CSTNode) -> bool:
+    """``attempts += 1`` (or ``-=``) alone on its line."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    small = stmt.body[0]
+    return (
+        isinstance(small, cst.AugAssign)
+        and isinstance(small.target, cst.Name)
+        and isinstance(small.operator, cst.AddAssign | cst.SubtractAssign)
+        and isinstance(small.value, cst.Integer)
+    )
+
+
+def _attempt_body(loop: cst.For | cst.While, style: str, skip: int = 0) -> list[Any]:
+    """The statements of one attempt, from the (updated) loop, without the ``skip``
+    counter updates that open the try."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
-    stmts: list[Any] = list(try_.body.body)
+    stmts: list[Any] = list(try_.body.body)[skip:]
     if style == "break" and try_.orelse is None:
         last = stmts[-1]
         assert isinstance(last, cst.SimpleStatementLine)

@@ -97,7 +97,7 @@ class Policy:
         """A short human summary: ``5 attempts, 1s doubling to 60s, on ConnectionError``."""
         src = self.sources
         if "max_attempts" in src:
-            parts = [f"{src['max_attempts']} attempts"]
+            parts = [f"max_attempts={src['max_attempts']}"]
         elif self.max_attempts is None:
             parts = ["unlimited attempts"]
         else:

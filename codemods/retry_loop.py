@@ -61,6 +61,7 @@ from ._loop_shapes import (
     _first_line,
     _following,
     _function_scopes,
+    _is_counter_bump,
     _is_local,
     _is_none,
     _names_read_in,
@@ -125,6 +126,7 @@ class _Plan:
     reason: str | None = None  # set: skipped
     summary: str = ""  # the policy read, also when skipped after reading it
     counter: tuple[str, int] | None = None  # the loop counter the attempt reads, its start
+    bumps: int = 0  # counter updates that open the try: dropped from the step's body
     whole_function: bool = False
     policy: Policy | None = None
     notes: list[str] = field(default_factory=list)
@@ -239,7 +241,7 @@ class RetryLoopCodemod(DurableCodemod):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(updated, plan.style)
+        attempt_body = _attempt_body(updated, plan.style, plan.bumps)
         func = self._step_function(plan, attempt_body)
         replacement = self._call_site(plan, updated)
         if plan.nested:
@@ -277,7 +279,7 @@ class RetryLoopCodemod(DurableCodemod):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return")]
+        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return", plan.bumps)]
         # comments above the loop now stand above the attempt's first statement
         above = [line for line in loop.leading_lines if line.comment is not None]
         first = attempt[0]
@@ -404,6 +406,10 @@ class RetryLoopCodemod(DurableCodemod):
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
             attempt_stmts = attempt_stmts[:-1]
+        bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
+        while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
+            pre = [*pre, attempt_stmts.pop(0)]
+            bumps += 1
         finder = _BodyFinder()
         for stmt in attempt_stmts:
             stmt.visit(finder)
@@ -489,6 +495,11 @@ class RetryLoopCodemod(DurableCodemod):
 
         # Values known only at run time (a parameter, ``self.retries``) become symbols.
         symbols: dict[str, ev.Number] = {}
+        # a countdown from a parameter (`while attempts > 0: attempts -= 1`): its value
+        # when the loop starts is the run-time value the policy follows
+        for name in sorted(state - {n for n, _ in inits}):
+            if self._parameter_counted_in(func, name, loop, scope):
+                symbols[name] = _PROBE
         while True:
             try:
                 outcome = simulate(symbols)
@@ -609,6 +620,7 @@ class RetryLoopCodemod(DurableCodemod):
             wrapper_body=wrapper_body,
             nested=nested,
             counter=self._counter_read,
+            bumps=bumps,
         )
         if self._counter_read is not None:
             plan.notes.append(
@@ -773,6 +785,22 @@ class RetryLoopCodemod(DurableCodemod):
         if isinstance(target, cst.Name):
             return target.value
         raise Skip("the loop target is not a plain name")
+
+    def _parameter_counted_in(
+        self, func: cst.FunctionDef, name: str, loop: cst.CSTNode, scope: Scope
+    ) -> bool:
+        """``name`` is a parameter of ``func`` that only the loop assigns."""
+        p = func.params
+        if name not in {param.name.value for param in [*p.params, *p.kwonly_params]}:
+            return False
+        loop_range = self._range(loop)
+        for assignment in scope.assignments[name]:
+            node = getattr(assignment, "node", None)
+            if isinstance(node, cst.Param):
+                continue
+            if node is None or not _within(self._range(node), loop_range):
+                return False
+        return True
 
     def _counter_start(self, name: str, stmts: Sequence[cst.CSTNode]) -> int | None:
         """The first value of ``for name in range(start, ...)`` when the attempt body only

@@ -583,6 +583,42 @@ case(
     lambda ns, dep: (ns["fetch"](dep), ns["fetch_from_zero"](dep)),
 )
 
+case(
+    "countdown_from_a_parameter_and_counter_bumped_in_the_try",
+    """
+    import time
+
+    def countdown(dep, attempts=3):
+        while attempts > 0:
+            attempts -= 1
+            try:
+                return dep.call()
+            except ConnectionError:
+                if attempts == 0:
+                    raise
+                time.sleep(1)
+
+    def bumped(dep):
+        tries = 0
+        while True:
+            try:
+                tries += 1
+                return dep.call()
+            except (ConnectionError, TimeoutError):
+                if tries >= 4:
+                    raise
+                time.sleep(0.5 * 2 ** tries)
+
+    def both(dep):
+        try:
+            first = countdown(dep, 4)
+        except ConnectionError:
+            first = "first gave up"
+        return first, bumped(dep)
+    """,
+    lambda ns, dep: ns["both"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]
