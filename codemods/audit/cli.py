@@ -224,6 +224,8 @@ def audit(
         def on_progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        if config.baseline is not None:  # never audit the baseline file itself
+            exclude = (*exclude, config.baseline.name)
         report = run_pipeline(list(paths), config, jobs=jobs, excludes=exclude,
                               baseline_ids=known, on_progress=on_progress)  # fmt: skip
     if config.baseline is not None and known is not None:
