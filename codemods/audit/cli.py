@@ -194,7 +194,7 @@ def audit(
     Exit status: 0; 1 when a new finding at or above --fail-on exists;
     2 for a usage error, a bad [tool.durable.audit] table or baseline.
     """
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # messages are never folded
     try:
         config = _config(paths, config_file, no_config, select, ignore, min_risk,
                          include_tests, fail_on, baseline)  # fmt: skip
