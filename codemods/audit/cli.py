@@ -40,6 +40,14 @@ from codemods.audit.reports import (
 from codemods.audit.sarif import render_sarif
 
 RISKS = [r.value for r in Risk]
+
+
+class BadInput(click.ClickException):
+    """A bad configuration, kind or baseline: one ``Error: ...`` line, exit status 2."""
+
+    exit_code = 2
+
+
 KINDS = [k.value for k in Kind]
 
 
@@ -199,14 +207,12 @@ def audit(
         config = _config(paths, config_file, no_config, select, ignore, min_risk,
                          include_tests, fail_on, baseline)  # fmt: skip
         if write_baseline_flag and config.baseline is None:
-            raise click.UsageError(
-                "--write-baseline needs --baseline FILE (or baseline = in the config)"
-            )
+            raise BadInput("--write-baseline needs --baseline FILE (or baseline = in the config)")
         known = None
         if config.baseline is not None and not write_baseline_flag:
             known = read_baseline(config.baseline)
     except (ConfigError, BaselineError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
     show = err.is_terminal if progress is None else progress
     with Progress(
