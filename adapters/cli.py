@@ -15,6 +15,7 @@ from rich.console import Console
 
 from toolkit import Durable, WorkflowFailedError
 from toolkit.cli import database_url_option, load_app, local_time, short_text
+from toolkit.cli.common import announce_database, iso, json_option, print_json, read_only
 from toolkit.errors import DurableError, WorkflowCancelledError
 
 from .dead_letter import (
@@ -36,14 +37,24 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _session(database_url: str | None, app_path: str | None = None) -> Iterator[Durable]:
-    """The app (``--app`` or a bare one on ``--database-url``); errors become one line."""
+def _session(
+    database_url: str | None, app_path: str | None = None, *, read_only_: bool = False
+) -> Iterator[Durable]:
+    """The app (``--app`` or a bare one on ``--database-url``); errors become one line.
+
+    ``read_only_``: the database is checked first and nothing is created or upgraded
+    (a database without the toolkit's tables is a one-line error)."""
+    if read_only_:
+        with read_only(database_url):  # says which database with -v
+            pass
     try:
         if app_path is not None:
             app = load_app(app_path)
             app.configure(url=database_url)
         else:
             app = Durable(database_url)
+        if not read_only_:
+            announce_database(app.database_url)
     except (DurableError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
@@ -78,14 +89,19 @@ def _list_error(d: DeadLetter) -> str:
 @database_url_option
 @click.option("--name", help="Only dead letters of this workflow name.")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many.")
-def dlq_list(database_url: str | None, name: str | None, limit: int) -> None:
+@json_option
+def dlq_list(database_url: str | None, name: str | None, limit: int, as_json: bool) -> None:
     """List failed workflows (native and imported), newest failure first.
 
     Two lines each: the id, when it failed, its workflow and where it came
-    from; then its error.
+    from; then its error. Creates nothing.
     """
-    with _session(database_url) as app:
+    with _session(database_url, read_only_=True) as app:
         letters = list_dead_letters(app, name=name, limit=limit)
+        database = app.url
+    if as_json:
+        print_json("dead_letters", database=database, dead_letters=[_json(d) for d in letters])
+        return
     if not letters:
         click.echo("no dead letters")
         return
@@ -94,6 +110,19 @@ def dlq_list(database_url: str | None, name: str | None, limit: int) -> None:
         origin = "" if d.source == "native" else f"  from {d.source}"
         click.echo(f"{d.workflow_id:<{width}}  {local_time(d.failed_at)}  {d.name}{origin}")
         click.echo(f"    {short_text(_list_error(d), 96)}")
+
+
+def _json(d: DeadLetter) -> dict[str, Any]:
+    """The JSON object of one dead letter (``details``: what the import kept)."""
+    return {
+        "workflow_id": d.workflow_id,
+        "name": d.name,
+        "status": d.status,
+        "source": d.source,
+        "failed_at": iso(d.failed_at),
+        "error": {"type": d.error_type, "message": d.error_message},
+        "details": d.details,
+    }
 
 
 def _show_details(console: Console, details: dict[str, Any]) -> None:
@@ -136,16 +165,28 @@ def _readable(payload: Any, d: DeadLetter) -> Any:
 @dlq.command("show")
 @database_url_option
 @click.argument("workflow_id")
-def dlq_show(database_url: str | None, workflow_id: str) -> None:
-    """Show one dead letter: its error, payload, origin and recorded steps."""
-    with _session(database_url) as app:
+@json_option
+def dlq_show(database_url: str | None, workflow_id: str, as_json: bool) -> None:
+    """Show one dead letter: its error, payload, origin and recorded steps. Creates nothing."""
+    with _session(database_url, read_only_=True) as app:
         d = get_dead_letter(app, workflow_id)
         steps = app.list_steps(workflow_id)
         try:
             payload = json.dumps(_readable(payload_of(app, d.record), d), default=str)
         except (TypeError, ValueError):
             payload = d.inputs or ""
-    console = Console()
+    if as_json:
+        from toolkit.cli.workflows import step_json
+
+        doc = _json(d)
+        doc["error"]["traceback"] = d.traceback
+        try:
+            doc["payload"] = json.loads(payload)
+        except ValueError:
+            doc["payload"] = payload
+        print_json("dead_letter", dead_letter=doc, steps=[step_json(s) for s in steps])
+        return
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]{d.workflow_id}[/]  {d.name}")
     console.print(f"status:   {d.status}")
     console.print(f"source:   {d.source}")

@@ -12,6 +12,25 @@ Convention (in ``docs/*.md``):
   exactly that block's text (trailing spaces and blank lines ignored).
 * Blocks without the marker are illustrations and are not run.
 
+Shell sessions (in the pages of ``SESSION_PAGES``: ``docs/cli.md`` and
+``docs/migrating.md``): every fenced block whose first line starts with ``$ `` is
+run, command by command, in one fresh directory per page (what a command leaves
+there, the next one finds), and what each command prints (stdout and stderr) must
+be the lines shown after it:
+
+* ``<!-- file: NAME -->`` before a fenced block writes the block to ``NAME`` in
+  that directory when the page reaches it (the example programs);
+* ``<!-- run: COMMAND -->`` runs a command there without showing it (setup);
+* ``<!-- not run: REASON -->`` before a session block skips it (counted, and the
+  reason is required); ``[...]`` on a line of its own in an output stands for any
+  lines;
+* before comparing, timestamps, owner ids, process ids, UUIDs, durations,
+  traceback line numbers and the directory are masked, and runs of spaces are one
+  space, so a table's layout may differ with the masked values' lengths.
+
+``DURABLE_DOCS_UPDATE=1`` rewrites the outputs in the pages with what the
+commands print (outputs with ``[...]`` are kept): review the diff.
+
 The other tests keep the reference pages complete: every public name of
 :mod:`toolkit` has a section in ``docs/api.md`` and every ``durable`` command
 and option is in ``docs/cli.md``.
@@ -19,6 +38,7 @@ and option is in ``docs/cli.md``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -196,3 +216,263 @@ def test_cli_page_covers_every_command_and_option() -> None:
                 for opt in param.opts:
                     if opt != "--help":
                         assert f"`{opt}" in text, f"{' '.join(path)} {opt} is not in docs/cli.md"
+
+
+# -- shell sessions -----------------------------------------------------------------------------
+
+SESSION_PAGES = ("cli.md", "migrating.md")
+FILE_MARK = re.compile(r"^<!-- file: (\S+) -->$")
+RUN_MARK = re.compile(r"^<!-- run: (.+) -->$")
+NOT_RUN_MARK = re.compile(r"^<!-- not run: (.+) -->$")
+ELLIPSIS = "[...]"
+DOC_DIR = "/tmp/cli"
+"""The directory the pages' outputs were produced in (tracebacks show it)."""
+
+
+@dataclass
+class Command:
+    line: int  # 1-based line of the command in the page
+    text: str  # the command, continuation lines joined
+    expected: list[str]
+    block: int  # index of its block in the page's session
+
+
+@dataclass
+class Action:
+    kind: str  # "file", "run", "commands", "skipped"
+    line: int
+    text: str = ""
+    name: str = ""
+    commands: list[Command] | None = None
+    span: tuple[int, int] = (0, 0)  # the block's body lines (0-based, end exclusive)
+
+
+def session(path: Path) -> list[Action]:
+    """The setup, files and commands of a page, in order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    actions: list[Action] = []
+    pending_file: str | None = None
+    skip: str | None = None
+    i = 0
+    block = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if m := FILE_MARK.match(line):
+            pending_file = m.group(1)
+        elif m := RUN_MARK.match(line):
+            actions.append(Action("run", i + 1, text=m.group(1)))
+        elif m := NOT_RUN_MARK.match(line):
+            skip = m.group(1).strip()
+        elif FENCE.match(lines[i]):
+            _, body, after = _fenced(lines, i)  # type: ignore[misc]
+            body_lines = body.splitlines()
+            if pending_file is not None:
+                actions.append(Action("file", i + 1, text=body, name=pending_file))
+            elif body_lines and body_lines[0].startswith("$ "):
+                if skip is not None:
+                    actions.append(Action("skipped", i + 1, text=skip))
+                else:
+                    commands = _commands_of(body_lines, i + 2, block)
+                    actions.append(
+                        Action("commands", i + 1, commands=commands, span=(i + 1, after - 1))
+                    )
+                    block += 1
+            pending_file, skip = None, None
+            i = after
+            continue
+        elif line and not line.startswith("<!--"):
+            pending_file = None if not line else pending_file
+        i += 1
+    return actions
+
+
+def _commands_of(body: list[str], first_line: int, block: int) -> list[Command]:
+    commands: list[Command] = []
+    i = 0
+    while i < len(body):
+        if not body[i].startswith("$ "):
+            raise ValueError(f"line {first_line + i}: output before any command")
+        start = i
+        text = body[i][2:]
+        while text.endswith("\\") and i + 1 < len(body):
+            i += 1
+            text = text[:-1] + " " + body[i].strip()
+        i += 1
+        expected = []
+        while i < len(body) and not body[i].startswith("$ "):
+            expected.append(body[i])
+            i += 1
+        commands.append(Command(first_line + start, text, expected, block))
+    return commands
+
+
+def _mask(text: str, workdir: str) -> str:
+    import socket
+
+    text = text.replace(workdir, DOC_DIR).replace(socket.gethostname(), "vm")
+    rules = [
+        (r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:\d\d|Z)?", "<time>"),
+        (r"\b\d{4}-\d\d-\d\d\b", "<date>"),
+        (r"\b\d\d:\d\d:\d\d\b", "<clock>"),
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>"),
+        (r"\bvm:\d+:[0-9a-f]+\b", "<owner>"),
+        (r"\bvm(\s+)\d+\b", "vm <pid>"),
+        (r"\b(process|pid) \d+\b", r"\1 <pid>"),
+        (r'"pid": \d+', '"pid": <pid>'),
+        (r"\b\d+\.\d+s\b", "<seconds>"),
+        (r"\bline \d+\b", "line <n>"),
+        (r"\b[0-9a-f]{20}\b", "<digest>"),
+    ]
+    for pattern, replacement in rules:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def _comparable(lines: list[str], workdir: str) -> list[str]:
+    masked = _mask("\n".join(lines), workdir).splitlines()
+    out = [re.sub(r"\s{2,}", " ", line.rstrip()) for line in masked]
+    while out and not out[0].strip():
+        out.pop(0)
+    while out and not out[-1].strip():
+        out.pop()
+    return out
+
+
+def _matches(expected: list[str], actual: list[str]) -> bool:
+    parts = []
+    for line in expected:
+        if line.strip() == ELLIPSIS:
+            parts.append(r"(?:[^\n]*\n)*?")
+        else:
+            parts.append(re.escape(line) + r"\n")
+    return re.fullmatch("".join(parts), "".join(x + "\n" for x in actual)) is not None
+
+
+def _session_env(workdir: Path) -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "DURABLE_DATABASE_URL": "sqlite:///.durable/state.db",
+        "COLUMNS": "100",
+        "TZ": "UTC",
+        "PYTHONUNBUFFERED": "1",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
+
+
+def _run(command: str, workdir: Path) -> str:
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=workdir,
+        env=_session_env(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=180,
+    )
+    return result.stdout
+
+
+def run_session(path: Path, workdir: Path) -> list[tuple[Command, list[str]]]:
+    """Run a page's session in ``workdir``; every command with what it printed."""
+    ran: list[tuple[Command, list[str]]] = []
+    try:
+        for action in session(path):
+            if action.kind == "file":
+                (workdir / action.name).parent.mkdir(parents=True, exist_ok=True)
+                (workdir / action.name).write_text(action.text, encoding="utf-8")
+            elif action.kind == "run":
+                _run(action.text, workdir)
+            elif action.kind == "commands":
+                for command in action.commands or []:
+                    ran.append((command, _run(command.text, workdir).splitlines()))
+    finally:  # background processes a page started (their pid in NAME.pid) never outlive it
+        import signal
+
+        for pidfile in workdir.glob("*.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    return ran
+
+
+def _update_page(path: Path, ran: list[tuple[Command, list[str]]], workdir: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    by_line = {c.line: (c, out) for c, out in ran}
+    new: list[str] = []
+    i = 0
+    while i < len(lines):
+        if i + 1 in by_line:
+            command, out = by_line.pop(i + 1)
+            keep = any(x.strip() == ELLIPSIS for x in command.expected)
+            n = 1
+            while not lines[i + n - 1].endswith(command.text.split()[-1]) and n < 50:
+                n += 1  # continuation lines
+            new.extend(lines[i : i + n])
+            i += n
+            if keep:
+                new.extend(command.expected)
+            else:
+                shown = [x.rstrip().replace(str(workdir), DOC_DIR) for x in out]
+                new.extend(shown)
+            i += len(command.expected)
+            continue
+        new.append(lines[i])
+        i += 1
+    path.write_text("\n".join(new) + "\n", encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", SESSION_PAGES)
+def test_page_sessions_print_what_the_page_shows(page: str, tmp_path: Path) -> None:
+    path = DOCS / page
+    workdir = tmp_path / "cli"
+    workdir.mkdir()
+    ran = run_session(path, workdir)
+    assert ran, f"{page} runs no command"
+    if os.environ.get("DURABLE_DOCS_UPDATE") == "1":
+        _update_page(path, ran, workdir)
+        return
+    failures = []
+    for command, out in ran:
+        expected = _comparable(command.expected, str(workdir))
+        actual = _comparable(out, str(workdir))
+        if not _matches(expected, actual):
+            failures.append(
+                f"{page}:{command.line}: $ {command.text}\n--- the page shows\n"
+                + "\n".join(command.expected)
+                + "\n--- it printed\n"
+                + "\n".join(out)
+            )
+    assert not failures, "\n\n".join(failures)
+
+
+def test_session_pages_skip_few_blocks_and_say_why() -> None:
+    for page in SESSION_PAGES:
+        skipped = [a for a in session(DOCS / page) if a.kind == "skipped"]
+        assert all(a.text for a in skipped)
+        assert len(skipped) <= 2, [(page, a.line, a.text) for a in skipped]
+
+
+def test_session_reader_joins_continuations_and_reads_outputs(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- file: a.txt -->\n```\nhello\n```\n\n<!-- run: echo setup -->\n\n"
+        "```\n$ cat a.txt \\\n    a.txt\nhello\nhello\n$ true\n```\n\n"
+        "<!-- not run: needs a cluster -->\n```\n$ kubectl apply\n```\n",
+        encoding="utf-8",
+    )
+    kinds = [(a.kind, a.name or a.text) for a in session(page)]
+    assert kinds[0] == ("file", "a.txt") and kinds[1] == ("run", "echo setup")
+    assert kinds[3] == ("skipped", "needs a cluster")
+    (first, second) = session(page)[2].commands or []
+    assert (first.text, first.expected) == ("cat a.txt  a.txt", ["hello", "hello"])
+    assert (second.text, second.expected) == ("true", [])
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    ran = run_session(page, workdir)
+    assert [out for _, out in ran] == [["hello", "hello"], []]
+    assert _matches(["a", ELLIPSIS, "d"], ["a", "b", "c", "d"])
+    assert not _matches(["a", "d"], ["a", "b", "d"])
+    assert _comparable(["  x  at 2026-11-26 07:18:45   done  "], "/w") == [" x at <time> done"]

@@ -274,6 +274,9 @@ def test_errors_are_one_line_without_passwords(
     assert down.exit_code == 1
     assert "cannot use the legacy database" in down.output
     assert "pw123" not in down.output and "Traceback" not in down.output
+    unknown = _dlq(runner, db_url, "show", "missing")  # read-only: no tables, nothing created
+    assert unknown.exit_code == 1 and "no durable-toolkit tables in " in unknown.output
+    assert runner.invoke(main, ["db", "upgrade", "--database-url", db_url]).exit_code == 0
     unknown = _dlq(runner, db_url, "show", "missing")
     assert unknown.exit_code == 1 and "no workflow with id 'missing'" in unknown.output
     usage = _dlq(runner, db_url, "retry")

@@ -1,0 +1,424 @@
+"""``durable db``, ``durable worker``, ``durable workers``, ``durable queues`` and
+``durable schedules``: the tables, the processes that run workflows, and their work."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from ..app import Durable
+from ..errors import DurableError
+from ..records import from_ms
+from ..storage import now_ms
+from .common import (
+    announce_database,
+    console,
+    database_url_only,
+    database_url_option,
+    fail,
+    iso,
+    json_option,
+    load_app,
+    local_time,
+    open_app,
+    print_json,
+    read_only,
+    show,
+    styled,
+    table,
+)
+
+# -- durable db ------------------------------------------------------------------------------
+
+
+@click.group()
+def db() -> None:
+    """The system tables."""
+
+
+@db.command("upgrade")
+@database_url_option
+def db_upgrade(database_url: str | None) -> None:
+    """Create or upgrade the system tables to the latest version."""
+    with open_app(database_url) as app:
+        applied = app.upgrade()
+        version = app.storage.schema_version()
+    if applied:
+        click.echo(f"applied migrations {', '.join(map(str, applied))}: now at version {version}")
+    else:
+        click.echo(f"already at version {version}")
+
+
+# -- durable worker ---------------------------------------------------------------------------
+
+UNREGISTERED_EVENT = "toolkit.unregistered"
+
+
+class UnregisteredReporter:
+    """A poller of ``durable worker``: says once per workflow name, in one log line, that
+    workflows wait which this app does not register (no worker of it will run them), and
+    marks each such workflow (the event ``toolkit.unregistered``) for ``workflows show``."""
+
+    def __init__(self, app: Durable, app_path: str, queues: list[str]) -> None:
+        self.app, self.app_path, self.queues = app, app_path, queues
+        self.log = logging.getLogger("toolkit.worker")
+        self.warned: set[str] = set()
+        self.marked: set[str] = set()
+
+    def __call__(self) -> None:
+        from ..storage.views import unregistered
+
+        app = self.app
+        storage = app.storage
+        names = [n for n in app._workflows]
+        found = unregistered(storage, names, self.queues)
+        owner = app.executor.owner
+        fresh = [wid for ids in found.values() for wid in ids if wid not in self.marked]
+        if fresh:
+            mark = json.dumps({"owner": owner, "at": now_ms()})
+            with storage.transaction() as conn:
+                for wid in fresh:
+                    storage.set_event(conn, wid, UNREGISTERED_EVENT, mark)
+            self.marked.update(fresh)
+            if len(self.marked) > 100_000:
+                self.marked.clear()
+        for name, ids in sorted(found.items()):
+            if name in self.warned:
+                continue
+            self.warned.add(name)
+            self.log.warning(
+                "%d workflow(s) named %r wait for a worker, but %s does not register %r: "
+                "this worker never runs them (first: %s); deploy the code that declares it, "
+                "or cancel them",
+                len(ids),
+                name,
+                self.app_path,
+                name,
+                ids[0],
+            )
+
+
+@click.command("worker")
+@database_url_only
+@click.option(
+    "--app",
+    "app_path",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The Durable application to serve, e.g. myproject.jobs:app.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Serve this queue (repeat for several; default: every queue the app declares).",
+)
+@click.option(
+    "--lease-timeout",
+    type=float,
+    default=None,
+    help="Seconds a claimed workflow stays leased without a heartbeat (default: the app's).",
+)
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds to let running workflows finish before releasing them.",
+)
+@click.option(
+    "--report-every",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between summary lines (claimed, finished, failed, lag percentiles).",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also log every claim and every finished workflow, and tracebacks.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Text lines, or one JSON object per line (see docs/operations.md#logs).",
+)
+def worker_command(
+    database_url: str | None,
+    app_path: str,
+    queues: tuple[str, ...],
+    lease_timeout: float | None,
+    shutdown_grace: float,
+    report_every: float,
+    verbose: bool,
+    log_format: str,
+) -> None:
+    """Run workflows from the app's queues and schedules until SIGTERM or Ctrl-C.
+
+    Logs a summary of what it claimed, finished and failed, with the lag from
+    enqueue to start, every --report-every seconds; failures at once; and, once
+    per name, workflows waiting that the app does not register.
+    """
+    import signal
+
+    from ..worker import Worker
+
+    if verbose:
+        click.get_current_context().meta["durable.verbose"] = 1
+    if log_format == "json":  # toolkit/jsonlog.py; basicConfig below then changes nothing
+        from ..jsonlog import configure_logging
+
+        configure_logging("json", verbose=verbose)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if verbose:
+        logging.getLogger("toolkit.worker").setLevel(logging.DEBUG)
+    app = load_app(app_path)
+    try:
+        app.configure(url=database_url, lease_timeout=lease_timeout)
+        announce_database(app.database_url)
+        worker = Worker(
+            app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every
+        )
+        app.poll(UnregisteredReporter(app, app_path, [q.name for q in worker.queues]), every=30.0)
+    except (DurableError, ValueError) as exc:
+        raise fail(exc) from exc
+
+    def stop(signum: int, _frame: Any) -> None:
+        logging.getLogger("toolkit.worker").info("signal %d: stopping", signum)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run()
+    except DurableError as exc:
+        raise fail(exc) from exc
+    finally:
+        app.close()
+
+
+# -- durable workers --------------------------------------------------------------------------
+
+
+@click.group()
+def workers() -> None:
+    """The processes that hold workflows."""
+
+
+@workers.command("list")
+@database_url_option
+@click.option(
+    "--lease-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="The workers' lease timeout, to tell their last heartbeat from their lease.",
+)
+@json_option
+def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) -> None:
+    """Processes that hold workflows: host, pid, queues, last heartbeat, workflows held.
+
+    Read from the owners and leases of pending workflows: a worker that holds
+    none is not listed. Creates nothing.
+    """
+    from ..storage.views import workers as worker_views
+
+    with read_only(database_url) as storage:
+        views = worker_views(storage)
+        database = storage.describe()
+    lease_ms = int(lease_timeout * 1000)
+    if as_json:
+        print_json(
+            "workers",
+            database=database,
+            workers=[
+                {
+                    "owner": v.owner,
+                    "host": v.host,
+                    "pid": v.pid,
+                    "queues": list(v.queues),
+                    "held": v.held,
+                    "lease_expires_at": iso(v.lease_expires_at),
+                    "last_heartbeat": iso(
+                        from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
+                    ),
+                    "alive": v.alive,
+                }
+                for v in views
+            ],
+        )
+        return
+    out = console()
+    if not views:
+        out.print("no worker holds a workflow")
+        return
+    t = table(
+        ("worker", "id"),
+        ("host", "text"),
+        ("pid", "num"),
+        ("queues", "text"),
+        ("held", "num"),
+        ("last heartbeat", "time"),
+        ("lease", "fixed"),
+    )
+    for v in views:
+        heartbeat = from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
+        t.add_row(
+            v.owner,
+            v.host,
+            "" if v.pid is None else str(v.pid),
+            ", ".join(v.queues),
+            str(v.held),
+            local_time(heartbeat),
+            "[green]live[/]" if v.alive else "[bold yellow]expired[/]",
+        )
+    show(out, t)
+
+
+# -- durable queues ---------------------------------------------------------------------------
+
+
+@click.group()
+def queues() -> None:
+    """Inspect queues."""
+
+
+@queues.command("list")
+@database_url_option
+@json_option
+def queues_list(database_url: str | None, as_json: bool) -> None:
+    """Depth and age per queue: enqueued (of which delayed), running, oldest waiting."""
+    with read_only(database_url) as storage:
+        stats = storage.queue_stats()
+        database = storage.describe()
+    if as_json:
+        print_json(
+            "queues",
+            database=database,
+            queues=[
+                {
+                    "queue": row["queue"],
+                    "enqueued": row["enqueued"],
+                    "delayed": row["delayed"],
+                    "running": row["running"],
+                    "oldest_enqueued_at": iso(row["oldest"]),
+                }
+                for row in stats
+            ],
+        )
+        return
+    out = console()
+    if not stats:
+        out.print("no queued or running workflows")
+        return
+    t = table(
+        ("queue", "id"),
+        ("enqueued", "num"),
+        ("delayed", "num"),
+        ("running", "num"),
+        ("oldest enqueued", "time"),
+    )
+    for row in stats:
+        t.add_row(
+            row["queue"],
+            str(row["enqueued"]),
+            str(row["delayed"]),
+            str(row["running"]),
+            local_time(row["oldest"]),
+        )
+    show(out, t)
+
+
+# -- durable schedules ------------------------------------------------------------------------
+
+
+@click.group()
+def schedules() -> None:
+    """Inspect the app's schedules."""
+
+
+@schedules.command("list")
+@database_url_option
+@click.option(
+    "--app",
+    "app_path",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The Durable application whose schedules to list, e.g. myproject.jobs:app.",
+)
+@json_option
+def schedules_list(database_url: str | None, app_path: str, as_json: bool) -> None:
+    """The app's schedules: cron, last tick fired and its workflow's status, next tick.
+
+    Creates nothing.
+    """
+    from ..storage.views import get_view, last_ticks
+
+    app = load_app(app_path)
+    declared = app.schedules
+    rows: list[dict[str, Any]] = []
+    with read_only(database_url if database_url is not None else app.database_url) as storage:
+        last = last_ticks(storage)
+        now = now_ms()
+        for name, schedule in sorted(declared.items()):
+            tick = last.get(name)
+            view = None
+            if tick is not None:
+                tick_iso = from_ms(tick).isoformat()  # type: ignore[union-attr]
+                view = get_view(storage, f"{name}@{tick_iso}")
+            rows.append(
+                {
+                    "schedule": name,
+                    "cron": schedule.cron,
+                    "catch_up": schedule.catch_up,
+                    "last_tick": from_ms(tick),
+                    "last_workflow_id": view.record.workflow_id if view else None,
+                    "last_status": view.status if view else None,
+                    "next_tick": from_ms(schedule.next_tick(now)),
+                }
+            )
+        database = storage.describe()
+    if as_json:
+        print_json(
+            "schedules",
+            database=database,
+            schedules=[
+                {
+                    **row,
+                    "last_tick": iso(row["last_tick"]),
+                    "next_tick": iso(row["next_tick"]),
+                }
+                for row in rows
+            ],
+        )
+        return
+    out = console()
+    if not rows:
+        out.print(f"{app_path} declares no schedule")
+        return
+    t = table(
+        ("schedule", "id"),
+        ("cron", "fixed"),
+        ("last tick", "time"),
+        ("last run", "id"),
+        ("status", "fixed"),
+        ("next tick", "time"),
+    )
+    for row in rows:
+        t.add_row(
+            row["schedule"],
+            row["cron"],
+            local_time(row["last_tick"]) or "never",
+            row["last_workflow_id"] or "",
+            styled(row["last_status"]) if row["last_status"] else "",
+            local_time(row["next_tick"]),
+        )
+    show(out, t)
