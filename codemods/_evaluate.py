@@ -101,6 +101,50 @@ def strip_jitter(expr: ast.expr) -> tuple[ast.expr, bool]:
     return expr, False
 
 
+def _uniform_args(node: ast.AST) -> tuple[ast.expr, ast.expr] | None:
+    """``(a, b)`` of ``random.uniform(a, b)``; ``(0, r)`` of ``random.random() * r``."""
+    if is_random_call(node):
+        assert isinstance(node, ast.Call)
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name == "uniform" and len(node.args) == 2 and not node.keywords:
+            return node.args[0], node.args[1]
+        return None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        for rnd, other in ((node.left, node.right), (node.right, node.left)):
+            if (
+                is_random_call(rnd)
+                and isinstance(rnd, ast.Call)
+                and not rnd.args
+                and isinstance(rnd.func, ast.Attribute | ast.Name)
+                and (rnd.func.attr if isinstance(rnd.func, ast.Attribute) else rnd.func.id)
+                == "random"
+                and not _contains_random(other)
+            ):
+                return ast.Constant(0), other
+    return None
+
+
+def split_uniform(expr: ast.expr) -> tuple[ast.expr, ast.expr] | None:
+    """``(deterministic part, width)`` of a delay that adds a uniform draw:
+    ``random.uniform(a, b)`` -> ``(a, b - a)``; ``d + random.uniform(a, b)`` ->
+    ``(d + a, b - a)``; ``d + random.random() * r`` -> ``(d, r)``. None otherwise."""
+    found = _uniform_args(expr)
+    if found is not None and not any(_contains_random(x) for x in found):
+        low, high = found
+        return low, ast.BinOp(left=high, op=ast.Sub(), right=low)
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        for rnd, other in ((expr.right, expr.left), (expr.left, expr.right)):
+            inner = _uniform_args(rnd)
+            if inner is not None and not _contains_random(other):
+                low, high = inner
+                if any(_contains_random(x) for x in inner):
+                    return None
+                det = ast.BinOp(left=other, op=ast.Add(), right=low)
+                return det, ast.BinOp(left=high, op=ast.Sub(), right=low)
+    return None
+
+
 def _contains_random(node: ast.AST) -> bool:
     return any(is_random_call(n) for n in ast.walk(node))
 

@@ -52,6 +52,7 @@ class _Outcome:
     #: calls the handler makes before each retry (before_retry), and after the last failure
     repairs: list[cst.Expr] = field(default_factory=list)
     last_repairs: list[cst.Expr] = field(default_factory=list)
+    random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
 
 
 class _Simulation:
@@ -85,6 +86,11 @@ class _Simulation:
         self.capped = False
         self.repairs_now: list[cst.Expr] = []
         self.repairs: list[cst.Expr] | None = None
+        # delays read exactly, with a uniform draw of a fixed width (random_delay)
+        self.pending_exact = 0.0
+        self.exact_delays: list[float] = []
+        self.widths: list[float] = []
+        self.split_jitter = False
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -120,7 +126,9 @@ class _Simulation:
                 raise Skip("the code before the try leaves the loop")
             if n > 1:
                 delays.append(self.pending)
+                self.exact_delays.append(self.pending_exact)
             self.pending = 0.0
+            self.pending_exact = 0.0
             if n > 1:
                 # the calls made before this retry: the same before every retry
                 if self.repairs is None:
@@ -151,16 +159,22 @@ class _Simulation:
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
             raise Skip("the loop never runs")
+        jitter, width = self.jitter or self.split_jitter, 0.0
+        if self.widths and all(w == self.widths[0] for w in self.widths) and self.widths[0] >= 0:
+            # every random draw has the same width: random_delay, exactly
+            delays = self.exact_delays[: len(delays)]
+            jitter, width = self.jitter, float(self.widths[0])
         return _Outcome(
             attempts,
             delays,
-            self.jitter,
+            jitter,
             exit_,
             self.saved,
             self.capped,
             self.pending,
             list(self.repairs or []),
             list(self.repairs_now),
+            width,
         )
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
@@ -234,8 +248,19 @@ class _Simulation:
             if sleep is not None:
                 if len(sleep.args) != 1 and not self.cm.sleep_like:
                     raise Skip("sleep is not a backoff: unusual sleep call")
-                delay = self._eval(sleep.args[0].value, "sleep is not a backoff: the delay", True)
+                arg = sleep.args[0].value
+                what = "sleep is not a backoff: the delay"
+                split = ev.split_uniform(ev.parse(code(arg)))
+                jitter_before = self.jitter
+                delay = self._eval(arg, what, True)
                 self.pending += float(delay)
+                if split is None:
+                    self.pending_exact += float(delay)
+                    return None
+                self.split_jitter = self.split_jitter or (self.jitter and not jitter_before)
+                self.jitter = jitter_before
+                self.pending_exact += float(self._eval_source(ast.unparse(split[0]), what))
+                self.widths.append(float(self._eval_source(ast.unparse(split[1]), what)))
                 return None
             if self.cm._is_log(small):
                 return None

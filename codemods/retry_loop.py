@@ -930,6 +930,7 @@ class RetryLoopCodemod(DurableCodemod):
             retry_on=retry_on,
             give_up_on=give_up,
             increment=increment,
+            random_delay=outcome.random_delay,
         )
 
     def _runtime_value(
@@ -960,6 +961,8 @@ class RetryLoopCodemod(DurableCodemod):
                 outcome = simulate({**symbols, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
+                if outcome.random_delay != base.random_delay:
+                    raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
         for index, field_name in enumerate(
@@ -987,6 +990,7 @@ class RetryLoopCodemod(DurableCodemod):
             retry_on=retry_on,
             give_up_on=give_up,
             increment=increment or 0.0,
+            random_delay=base.random_delay,
         )
         if cap is None and (factor or 1.0) > 1 and sources:
             policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import textwrap
 import time
 from collections.abc import Callable
@@ -619,6 +620,40 @@ case(
     lambda ns, dep: ns["both"](dep),
 )
 
+case(
+    "random_range_and_added_random_wait",
+    """
+    import random
+    import time
+
+    def fetch(dep):
+        for attempt in range(4):
+            try:
+                return dep.call()
+            except ConnectionError:
+                if attempt == 3:
+                    raise
+                time.sleep(random.uniform(0.5, 3))
+
+    def fetch_expo(dep):
+        for attempt in range(5):
+            try:
+                return dep.call()
+            except ConnectionError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.25 * 2 ** attempt + random.uniform(0, 1))
+
+    def both(dep):
+        try:
+            first = fetch(dep)
+        except ConnectionError:
+            first = "first gave up"
+        return first, fetch_expo(dep)
+    """,
+    lambda ns, dep: ns["both"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]
@@ -646,6 +681,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     monkeypatch.setattr(time, "sleep", fake_sleep)
     monkeypatch.setattr(asyncio, "sleep", fake_async_sleep)
+    # random draws at their upper bound: the same in the legacy code and in RetryPolicy
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     return recorded
 
 

@@ -230,8 +230,8 @@ RETRYABLE = (ConnectionError, TimeoutError)
         max_attempts=5,
         initial_delay=2.0,
         backoff=2.0,
-        jitter=True,
         retry_on=(TimeoutError,),
+        random_delay=1.0,
     )
 )
 def jittered(job):
