@@ -187,7 +187,7 @@ def worker_command(
         worker = Worker(
             app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every
         )
-        app.poll(UnregisteredReporter(app, app_path, [q.name for q in worker.queues]), every=30.0)
+        app.poll(UnregisteredReporter(app, app_path, [q.name for q in worker.queues]), every=10.0)
     except (DurableError, ValueError) as exc:
         raise fail(exc) from exc
 

@@ -194,7 +194,7 @@ def workflows_show(
             "workflow",
             workflow=workflow_json(view, full=True),
             steps=[step_json(s) for s in steps],
-            unregistered_in=marks,
+            unregistered_in={owner: iso(at) for owner, at in marks.items()},
             registered_in_app=registered,
         )
         return
