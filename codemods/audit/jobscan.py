@@ -79,7 +79,8 @@ _WORKER_CALL = re.compile(
 )
 _DEAD_WORDS = re.compile(
     r"dead[\s_-]?letter|\bdlq\b|deadletter|\.xq\b|graveyard|\bbur(?:y|ied)\b|poison|"
-    r"failed_?job|failedjobregistry|failed_registry|failure_ttl|cell0|redrive",
+    r"failed_?job|failedjobregistry|failed_registry|failure_ttl|cell0|redrive|"
+    r"\bFailed(?:Entry|Task|Job|Message|Delivery)",
     re.I,
 )
 _DEAD_NAME = re.compile(
@@ -91,6 +92,17 @@ _DEAD_NAME = re.compile(
 _DEAD_CLASS = re.compile(
     r"^(?:Failed\w*|\w*Failed(?:Job|Task|Entry|Message|Delivery)s?\w*|Failure|\w*DeadLetter\w*|"
     r"\w*Dlq\w*|RetryFailed\w*|\w*Graveyard\w*)$"
+)
+_ACTION_CALL = re.compile(
+    r"clean|reset|requeue|redrive|retry_job|nack|reject|abort|expire|purge|prune|error_state|"
+    r"mark_as_fail|set_\w*(?:state|status|failed|error)",
+    re.I,
+)
+_STATE_CALL = re.compile(
+    r"^(?:defer|postpone|set_(?:pending|failed|done|started|enqueued|cancelled|state|status)|"
+    r"mark_(?:as_)?(?:failed|failure|done|started|retry)|requeue|retry_job|finish_job|"
+    r"start|terminate|fail)$",
+    re.I,
 )
 _SQL_WRITE = re.compile(r"\b(?:update\s+[\w.\"]+\s+set|delete\s+from)\b", re.I)
 _SQL_STATUS = re.compile(r"\bwhere\b[\s\S]*\b(?:status|state)\b", re.I)
@@ -120,6 +132,7 @@ class _Facts:
     sql_sweep: bool = False
     trigger: str | None = None
     dead_calls: int = 0
+    state_calls: int = 0  # defer(), set_failed(), mark_as_failure(), requeue()...
 
 
 def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
@@ -127,8 +140,10 @@ def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
     for n in sc.local_nodes(func):
         if isinstance(n, ast.Call):
             last = dotted(n.func).rsplit(".", 1)[-1]
-            if last in _WRITE_CALLS:
+            if last in _WRITE_CALLS or _ACTION_CALL.search(last):
                 f.writes += 1
+            if _STATE_CALL.search(last):
+                f.state_calls += 1
                 if last in ("delete", "unlink", "destroy", "delete_many", "zrem"):
                     f.deletes += 1
             if last == "fail" and isinstance(n.func, ast.Attribute):
@@ -224,6 +239,7 @@ def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
         or (f.trigger and selects and acts)
         or (f.trigger and age and acts and f.loops)
         or (_sweep_command(sc, func) and f.writes)
+        or (named and f.writes >= 2 and _JOB_WORDS.search(f.text) is not None)
     ):
         return False
     guarded = _GUARD.search(f.text) is not None or any(
@@ -326,10 +342,14 @@ def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | No
     claim = _CLAIM.search(f.text) is not None
     book = _RETRY_BOOK.search(f.text) is not None
     in_model = cls is not None and cls in sc.job_classes
+    strong = _JOB_WORDS.search(f"{cls or ''} {func.name}") is not None or in_model
+    moves = f.transitions + f.state_calls
     if not (
-        (claim and (f.status_sel or f.transitions or f.writes))
+        claim
         or f.worker_loop
-        or (f.transitions and (book or f.status_sel or claim or in_model))
+        or (strong and moves >= 2)
+        or (strong and book and f.writes and re.search(r"\.(?:put|enqueue)\(", f.text))
+        or (moves and (book or f.status_sel or in_model))
         or (f.status_sel and book and f.writes)
         or (
             f.status_sel >= 1
@@ -382,6 +402,8 @@ def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> 
         return False  # cheap: no word any of the three shapes needs
     text = _COMMENT.sub("", text)  # words in comments are no evidence
     f = _facts(sc, func, text)
+    if re.search(r"claim|dequeue|acquire|fetch_job|_pull", func.name, re.I):
+        return _job_code(sc, func, qual, f, cls) or _sweeper(sc, func, qual, f)
     return (
         _sweeper(sc, func, qual, f)
         or _dead_letter(sc, func, qual, f)

@@ -21,7 +21,6 @@ from codemods.audit.project import HelperDef, UseSite, module_of
 from codemods.audit.textscan import (
     LOCK_COLUMNS,
     STATUS_COLUMNS,
-    SWEEP_NAME,
     TextFinding,
     classify_table,
     scan_broker_config,
@@ -468,7 +467,7 @@ class PythonScanner:
         adapter_kinds = (Kind.STATUS_POLLER, Kind.STATUS_TABLE, Kind.CRON_SWEEPER, Kind.DEAD_LETTER)
         taken = sorted(h.start_line for h in self.hotspots if h.kind in adapter_kinds)
         for func, qual, _ancestors in self.funcs:
-            if id(func) in self.reported_funcs or not _in_range(self.job_lines, func):
+            if not _in_range(self.job_lines, func):
                 continue
             if _in_range(taken, func):
                 continue  # one finding per site: a poller loop inside was reported
@@ -516,7 +515,7 @@ class PythonScanner:
                 ):
                     task = v.value.rsplit(".", 1)[-1]
                     self.triggers[task] = "Celery beat"
-                    if SWEEP_NAME.search(task):
+                    if jobscan.SWEEP_NAME.search(task):
                         self.add(
                             Kind.CRON_SWEEPER,
                             "celery beat entry",
@@ -1382,7 +1381,7 @@ class PythonScanner:
                 and isinstance(n.value, str)
                 and len(n.value) > 20
                 and "update" in n.value.lower()
-                and any(f.what == "sweeper-sql" for f in scan_sql(n.value))
+                and any(f.what == "sweeper-sql" and f.name == "UPDATE" for f in scan_sql(n.value))
             ):
                 how = "SQL UPDATE of status filtered by age or failure"
             if how:

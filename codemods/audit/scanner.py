@@ -20,13 +20,19 @@ from codemods.audit.fixability import apply_decisions
 from codemods.audit.model import AuditReport, FileError, Fix, Hotspot, Kind, Risk
 from codemods.audit.project import HelperDef, UseSite, link
 from codemods.audit.pyscan import broker_hotspot, excerpt, scan_python
-from codemods.audit.textscan import STATUS_COLUMNS, scan_broker_config, scan_crontab, scan_sql
+from codemods.audit.textscan import (
+    STATUS_COLUMNS,
+    scan_broker_config,
+    scan_crontab,
+    scan_odoo_cron,
+    scan_sql,
+)
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox",
     ".mypy_cache", ".ruff_cache", ".pytest_cache", ".eggs",
 )  # fmt: skip
-CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".tf", ".toml", ".ini", ".cfg")
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".tf", ".toml", ".ini", ".cfg", ".xml")
 
 # A Python file is parsed only when it may hold a hotspot. Literal ``in``
 # tests on bytes first (fast), a regex only to confirm an ambiguous literal.
@@ -52,7 +58,8 @@ _PY_STATUS = (
 _PY_STATUS_MORE = (
     b"locked", b"_lock", b"lock_", b"lease_", b"_lease", b"leased", b"heartbeat", b"last_error",
     b"run_at", b"attempts", b"retry_count", b"stale", b"stuck", b"cutoff", b"timedelta", b"__lt",
-    b"SKIP LOCKED", b"skip_locked", b"for_update",
+    b"SKIP LOCKED", b"skip_locked", b"for_update", b"traceback", b"worker", b"queue",
+    b"execute_at", b"enqueue", b"dequeue", b"retries", b"Job",
 )  # fmt: skip
 
 
@@ -163,6 +170,31 @@ def _text_hotspots(rel: str, text: str, is_crontab: bool, is_sql: bool) -> list[
                                    f"failed jobs parked in `{f.name}`: retried by hand",
                                    Fix("adapter", "dead-letter", False,
                                        "import rows as failed workflows")))  # fmt: skip
+            elif f.what in ("claim-sql", "retry-sql"):
+                claim = f.what == "claim-sql"
+                pattern = "SQL job claim" if claim else "SQL job retry"
+                out.append(Hotspot(Kind.STATUS_POLLER, pattern, rel, f.start_line, f.end_line,
+                                   None, ex,
+                                   Risk.LOW if claim else Risk.MEDIUM,
+                                   "claims job rows with SKIP LOCKED/NOWAIT" if claim else
+                                   "records a retry on the job row (status back, attempts + 1)",
+                                   Fix("adapter", "status-column", False,
+                                       "rows become durable workflows; workers use leases"),
+                                   why=("Job state lives in a status column that this SQL moves "
+                                        "by hand; the status-column adapter runs each row as a "
+                                        "durable workflow.",)))  # fmt: skip
+            elif f.what == "sweeper-sql" and f.name == "DELETE":
+                out.append(Hotspot(Kind.CRON_SWEEPER, "SQL DELETE by age", rel, f.start_line,
+                                   f.end_line, None, ex, Risk.LOW,
+                                   "deletes rows by age: a clean-up run on a timer",
+                                   Fix("adapter", "cron-sweeper", False,
+                                       "scheduled durable workflow")))  # fmt: skip
+            elif f.what == "sweeper-sql" and f.name == "SELECT":
+                out.append(Hotspot(Kind.CRON_SWEEPER, "SQL select of stalled rows", rel,
+                                   f.start_line, f.end_line, None, ex, Risk.MEDIUM,
+                                   "finds stalled jobs by age or heartbeat for a sweeper",
+                                   Fix("adapter", "cron-sweeper", False,
+                                       "leases recover stalled work")))  # fmt: skip
             elif f.what == "sweeper-sql":
                 risk = Risk.MEDIUM if f.guarded else Risk.HIGH
                 why = (
@@ -175,7 +207,16 @@ def _text_hotspots(rel: str, text: str, is_crontab: bool, is_sql: bool) -> list[
                                    Fix("adapter", "cron-sweeper", False,
                                        "scheduled durable workflow")))  # fmt: skip
         return out
-    return [broker_hotspot(rel, lines, f) for f in scan_broker_config(text)]
+    if rel.endswith(".xml"):
+        for f in scan_odoo_cron(text):
+            out.append(
+                Hotspot(Kind.CRON_SWEEPER, "Odoo ir.cron record", rel, f.start_line, f.end_line,
+                        None, excerpt(lines, f.start_line, f.end_line), Risk.MEDIUM,
+                        f"Odoo cron runs `{f.name}` on a timer: time-based recovery can run "
+                        "a job twice", Fix("adapter", "cron-sweeper", False,
+                                           "scheduled durable workflow, one run per tick"))
+            )  # fmt: skip
+    return out + [broker_hotspot(rel, lines, f) for f in scan_broker_config(text)]
 
 
 def scan_file(path: Path, rel: str) -> FileResult:
@@ -194,7 +235,7 @@ def scan_file(path: Path, rel: str) -> FileResult:
                 return res
             scanned = scan_python(rel, data)
             res.parsed = 1
-            res.hotspots = apply_decisions(scanned.hotspots, scanned.text, rel)
+            res.hotspots = apply_decisions(scanned.hotspots, scanned.text, rel, scanned.tree)
             res.helpers = scanned.helpers
             res.uses = scanned.uses
         else:
@@ -204,7 +245,7 @@ def scan_file(path: Path, rel: str) -> FileResult:
             if sql:
                 keep = _SQL_PREFILTER.search(data) is not None
             else:
-                keep = cron or any(lit in data for lit in _CONFIG_LITERALS)
+                keep = cron or any(lit in data for lit in _CONFIG_LITERALS) or b"ir.cron" in data
             if not keep:
                 return res
             res.parsed = 1

@@ -49,8 +49,22 @@ _DEAD_INSERT = re.compile(
 )
 _CREATE_TABLE = re.compile(
     r"\bcreate\s+(?:unlogged\s+|temporary\s+|temp\s+)?table\s+(?:if\s+not\s+exists\s+)?"
-    r"([\w.\"`\[\]]+)\s*\(",
+    r"(%\(\w+\)s|\{\w+\}|[\w.\"`\[\]]+)\s*\(",
     re.I,
+)
+#: rows found stuck by age: DELETE or SELECT filtered by "older than now minus"
+_STALE_SQL = re.compile(
+    r"\b(delete\s+from|select)\b[^;]*?\bwhere\b[^;]*?"
+    r"(?:<|<=)\s*(?:now\(\)|current_timestamp|datetime\('now'\)|clock_timestamp\(\))\s*-",
+    re.I | re.S,
+)
+#: a claim: rows picked FOR UPDATE SKIP LOCKED / NOWAIT and moved to another status
+_CLAIM_SQL = re.compile(r"for\s+update(?:\s+of\s+\w+)?\s+(?:skip\s+locked|nowait)", re.I)
+#: a retry recorded on the row: status back to a waiting state and attempts counted up
+_RETRY_SQL = re.compile(
+    r"\bupdate\b[^;]*?\bset\b[^;]*?\b(?:attempts|retries|retry_count|tries)\s*=\s*"
+    r"(?:\w+\.)?(?:attempts|retries|retry_count|tries)\s*\+\s*1",
+    re.I | re.S,
 )
 _CONSTRAINT_WORDS = frozenset(
     {"primary", "foreign", "unique", "constraint", "check", "key", "index", "exclude", "like"}
@@ -206,6 +220,46 @@ def scan_sql(text: str) -> list[TextFinding]:
                 guarded=SQL_GUARD.search(text) is not None,
             )
         )
+    for m in _STALE_SQL.finditer(text):
+        stmt_end = text.find(";", m.end())
+        stmt = text[m.start() : stmt_end if stmt_end != -1 else len(text)]
+        low = stmt.lower()
+        if m.group(1).lower() == "select" and not re.search(
+            r"\b(?:status|state)\b|heartbeat|lock", low
+        ):
+            continue
+        line = line_of(text, m.start())
+        if any(f.what == "sweeper-sql" and f.start_line <= line <= f.end_line for f in found):
+            continue
+        found.append(
+            TextFinding(
+                "sweeper-sql",
+                line,
+                line_of(text, m.start() + len(stmt)),
+                "DELETE" if low.startswith("delete") else "SELECT",
+                guarded=SQL_GUARD.search(text) is not None,
+            )
+        )
+    for pattern, what in ((_CLAIM_SQL, "claim-sql"), (_RETRY_SQL, "retry-sql")):
+        for m in pattern.finditer(text):
+            begin = text.rfind(";", 0, m.start()) + 1
+            if what == "retry-sql":
+                begin = m.start()
+            while True:  # skip blank and comment lines before the statement
+                rest = text[begin : m.start()]
+                stripped = rest.lstrip()
+                begin += len(rest) - len(stripped)
+                if not stripped.startswith("--"):
+                    break
+                eol = text.find("\n", begin)
+                begin = eol + 1 if eol != -1 else m.start()
+            line = line_of(text, begin)
+            if any(f.what == "sweeper-sql" and f.start_line <= line <= f.end_line for f in found):
+                continue  # a sweeper that also counts attempts: reported once, as the sweeper
+            end = text.find(";", m.end())
+            found.append(
+                TextFinding(what, line, line_of(text, end if end != -1 else len(text)), what)
+            )
     for m in _DEAD_INSERT.finditer(text):
         line = line_of(text, m.start())
         found.append(TextFinding("dead-letter-insert", line, line, m.group(1)))
@@ -247,4 +301,24 @@ def scan_crontab(text: str) -> list[TextFinding]:
         m = _CRON_LINE.match(line)
         if m and SWEEP_NAME.search(m.group(1)):
             found.append(TextFinding("cron", i + 1, i + 1, m.group(1).strip()))
+    return found
+
+
+_ODOO_CRON = re.compile(r"<record\b[^>]*\bmodel=[\"']ir\.cron[\"'][^>]*>(.*?)</record>", re.S)
+_CRON_WORDS = re.compile(
+    r"requeue|stuck|stale|stalled|garbage|clean|purge|prune|expire|retry|reap|orphan|timeout",
+    re.I,
+)
+
+
+def scan_odoo_cron(text: str) -> list[TextFinding]:
+    """Odoo ``ir.cron`` records (XML data files) whose name or code looks like a sweeper."""
+    found: list[TextFinding] = []
+    for m in _ODOO_CRON.finditer(text):
+        if _CRON_WORDS.search(m.group(1)):
+            code = re.search(r"model\.(\w+)\(", m.group(1))
+            name = code.group(1) if code else "ir.cron job"
+            found.append(
+                TextFinding("cron", line_of(text, m.start()), line_of(text, m.end()), name)
+            )
     return found
