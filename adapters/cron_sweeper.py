@@ -241,6 +241,17 @@ class CronSweeper:
     def check(self) -> None:
         """Reflect and check the table and what the sweep needs (a since column)."""
         self.legacy.check()
+        if (
+            self.stuck_after is not None
+            and self.adapter is None
+            and not self.legacy.state.tells_end
+        ):
+            raise MappingError(
+                f"legacy table {self.legacy.qualified_name!r}: its state cannot tell a done or "
+                "failed row from a running one, so a sweep would requeue finished rows; sweep "
+                "it with CronSweeper.for_adapter (which asks the workflows), or declare the "
+                "done and failed columns"
+            )
         if self.stuck_after is not None and self.legacy.since_column() is None:
             raise MappingError(
                 f"legacy table {self.legacy.qualified_name!r}: finding rows stuck in running "
@@ -290,11 +301,16 @@ class CronSweeper:
                 query = query.with_for_update(skip_locked=True)
             stuck = [self._running(r._mapping, now) for r in conn.execute(query)]
             holders = self._holders(conn, stuck) if self.adapter is not None else {}
+            ended = set()
+            if self.adapter is not None and not state.tells_end:
+                # the table cannot tell a done or failed row from a running one: a row
+                # whose workflow ended is not stuck, it is over
+                ended = self._ended(conn, [r for r in stuck if r.key not in holders])
             for r in stuck:
                 holder = holders.get(r.key)
                 if holder is not None:
                     held.append(HeldRow(r, *holder))
-                else:
+                elif r.key not in ended:
                     requeued.append(r)
             if apply and requeued:
                 values: dict[str, Any] = state.requeue()
@@ -417,6 +433,38 @@ class CronSweeper:
                 expires = datetime.fromtimestamp(lease / 1000, tz=UTC) if lease else None
                 found[key] = (wid, owner, expires)
         return found
+
+    def _ended(self, conn: sa.Connection, rows: list[RunningRow]) -> set[Any]:
+        """Keys of rows whose latest workflow of the adapter ended (succeeded or failed)."""
+        adapter = self.adapter
+        assert adapter is not None
+        if not rows:
+            return set()
+        w = self.app.storage.workflows
+        bases = {adapter.workflow_id(r.key): r.key for r in rows}
+        query = sa.select(w.c.workflow_id, w.c.status).where(
+            sa.or_(
+                *(
+                    sa.or_(w.c.workflow_id == base, w.c.workflow_id.startswith(f"{base}#"))
+                    for base in bases
+                )
+            )
+        )
+        if self.same_database:
+            result = conn.execute(query).all()
+        else:
+            with self.app.storage.engine.connect() as sconn:
+                result = sconn.execute(query).all()
+        latest: dict[Any, tuple[int, str]] = {}
+        for wid, status in result:
+            base, _, run = wid.partition("#")
+            key = bases.get(base)
+            if key is None:
+                continue
+            generation = int(run) if run.isdigit() else 1
+            if key not in latest or generation > latest[key][0]:
+                latest[key] = (generation, status)
+        return {k for k, (_, status) in latest.items() if status in ("succeeded", "failed")}
 
     # -- the schedule --
 

@@ -225,6 +225,7 @@ class LegacyTable:
         self._write_engine: sa.Engine | None = None
         self._table: sa.Table | None = None
         self._reflected: sa.Table | None = None
+        self._reflecting = threading.RLock()
         self._lock = threading.Lock()
         self.id_prefix: str | None = None
         """The prefix of the workflow ids written into ``locked_by`` (set by the adapter)."""
@@ -361,12 +362,16 @@ class LegacyTable:
     @property
     def table(self) -> sa.Table:
         """The reflected, checked table (reflected on first use)."""
-        if self._table is None:
-            with self.reading() as conn:
-                table = self._reflect(conn)
-                self._check_values(conn, table)
-            self._table = table
-        return self._table
+        table = self._table
+        if table is None:
+            with self._reflecting:  # one thread reflects; the others wait for its table
+                if self._table is None:
+                    with self.reading() as conn:
+                        reflected = self._reflect(conn)
+                        self._check_values(conn, reflected)
+                    self._table = reflected
+                table = self._table
+        return table
 
     def check(self) -> dict[Any, int]:
         """Reflect and check the table now; return the row count of each status value.
@@ -376,10 +381,11 @@ class LegacyTable:
         a column has a type the adapter cannot write, or the status column holds
         a value that is not declared.
         """
-        with self.reading() as conn:
+        with self._reflecting, self.reading() as conn:
             table = self._reflect(conn)
             counts = self._check_values(conn, table)
-        self._table = table
+            if self._table is None:  # a table in use is never swapped: its columns are
+                self._table = table  # in queries other threads are building right now
         return counts
 
     def _reflect(self, conn: sa.Connection) -> sa.Table:

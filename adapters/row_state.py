@@ -134,6 +134,11 @@ class RowState:
     def deletes_on_claim(self) -> bool:
         return False
 
+    @property
+    def tells_end(self) -> bool:
+        """Whether a row that ended (done or failed) never looks running."""
+        return True
+
     def counts(self, conn: sa.Connection, now: datetime) -> dict[Any, int]:
         raise NotImplementedError
 
@@ -330,6 +335,13 @@ class ColumnsState(RowState):
     @property
     def deletes_on_claim(self) -> bool:
         return self.spec.delete == "claimed"
+
+    @property
+    def tells_end(self) -> bool:
+        spec = self.spec
+        if spec.delete == "claimed":
+            return True
+        return (spec.done is not None or spec.delete == "done") and spec.failed is not None
 
     def counts(self, conn: sa.Connection, now: datetime) -> dict[Any, int]:
         out: dict[Any, int] = {}
