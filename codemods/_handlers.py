@@ -20,6 +20,11 @@ import libcst as cst
 
 from . import _evaluate as ev
 
+#: builtins a test may call without acting on anything
+_PURE_CALLS = frozenset(
+    {"isinstance", "issubclass", "getattr", "hasattr", "len", "str", "repr", "int", "any", "all"}
+)
+
 
 class PredicateRefused(ValueError):
     """A test on the exception that cannot become ``retry_if`` (the message says why)."""
@@ -32,6 +37,8 @@ class Predicate:
     source: str
     test: str
     reads: set[str]
+    #: the test calls something that may act (not isinstance, getattr, len, str, ...)
+    calls: bool = False
 
 
 def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any], bool]) -> bool:
@@ -153,7 +160,11 @@ def _predicate(test: str, as_name: str | None) -> Predicate:
         raise PredicateRefused(f"the retry decision `{text}` is not one expression") from None
     if any(isinstance(n, ast.NamedExpr | ast.Await) for n in ast.walk(ev.parse(text))):
         raise PredicateRefused(f"the retry decision `{text}` assigns or awaits")
-    return Predicate(f"lambda {as_name}: {text}", text, reads)
+    calls = any(
+        isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _PURE_CALLS)
+        for n in ast.walk(ev.parse(text))
+    )
+    return Predicate(f"lambda {as_name}: {text}", text, reads, calls)
 
 
 __all__ = ["Predicate", "PredicateRefused", "split_predicate"]

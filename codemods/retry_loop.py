@@ -588,6 +588,11 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if predicate is not None and needs_wrapper and predicate.calls:
+            raise Skip(
+                f"the retry decision `{_first_line(predicate.test)}` calls code that the"
+                " code run when attempts run out would call once more"
+            )
         if predicate is not None and needs_wrapper:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name

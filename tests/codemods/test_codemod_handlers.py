@@ -58,17 +58,13 @@ PREDICATE_ELSE_RAISE = """\
 import time
 
 
-def transient(problem):
-    return "again" in str(problem)
-
-
 def store(bucket, blob):
     for _ in range(3):
         try:
             bucket.save(blob)
             break
         except RuntimeError as problem:
-            if transient(problem):
+            if "again" in str(problem):
                 time.sleep(1)
             else:
                 raise
@@ -138,6 +134,12 @@ def pull(api):
         _, sites = transform_source(source)
         assert sites[0].action == "skipped"
         assert "set by the attempt" in sites[0].reason
+
+    def test_a_predicate_call_is_not_repeated_when_attempts_run_out(self) -> None:
+        source = PREDICATE_ELSE_RAISE.replace('"again" in str(problem)', "transient(problem)")
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert "would call once more" in sites[0].reason
 
     def test_password_prompt_is_never_a_step(self) -> None:
         source = """\
