@@ -56,6 +56,17 @@ def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any],
     return all(is_log(s) for s in smalls[:-1])
 
 
+def _saves(small: cst.BaseSmallStatement, as_name: str | None) -> bool:
+    """``last_error = err``: the caught exception kept for later."""
+    return (
+        isinstance(small, cst.Assign)
+        and len(small.targets) == 1
+        and isinstance(small.targets[0].target, cst.Name)
+        and isinstance(small.value, cst.Name)
+        and small.value.value == as_name
+    )
+
+
 def _ends_with_continue(stmts: Sequence[Any]) -> bool:
     last = stmts[-1] if stmts else None
     return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Continue)
@@ -105,12 +116,16 @@ def split_predicate(
     """
     stmts = list(stmts)
     for index, stmt in enumerate(stmts):
-        if isinstance(stmt, cst.SimpleStatementLine) and all(is_log(s) for s in stmt.body):
-            continue
+        if isinstance(stmt, cst.SimpleStatementLine) and all(
+            is_log(s) or _saves(s, as_name) for s in stmt.body
+        ):
+            continue  # log calls and `last_error = err` come before the test
         if not isinstance(stmt, cst.If) or not _reads_exception(stmt.test, as_name, code):
             return None, stmts
         before, after = stmts[:index], stmts[index + 1 :]
         body = list(stmt.body.body)
+        if getattr(stmt.test, "lpar", None):  # `if (a == b):` reads as `a == b`
+            stmt = stmt.with_changes(test=stmt.test.with_changes(lpar=[], rpar=[]))
         orelse = stmt.orelse
         if orelse is None and _reraises(body, as_name, is_log):
             test = _negated(stmt.test, code)

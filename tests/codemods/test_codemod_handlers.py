@@ -104,6 +104,29 @@ def read_block(disk, offset):
         assert "increment=2.0" in out  # 2, 4, 6: linear
         assert sites[0].action == "rewritten"
 
+    def test_saved_exception_then_error_code_test(self) -> None:
+        source = """\
+import time
+
+
+def bump(table, key):
+    last = None
+    for attempt in range(6):
+        try:
+            return table.increment(key)
+        except LookupError as failure:
+            last = failure
+            if (failure.args[0] == "throttled"):
+                time.sleep(min(2 ** attempt, 8))
+            else:
+                raise
+    raise last
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        assert 'retry_if=lambda failure: failure.args[0] == "throttled"' in out
+        assert "max_delay=8.0" in out
+
     def test_counter_before_exception_is_not_split(self) -> None:
         source = STATUS_AND_COUNTER.replace(
             "busy.status in (429, 503) and tries < 3", "tries < 3 and busy.status in (429, 503)"
