@@ -19,8 +19,9 @@ PUBLISH = "message publish"
 STORE_WRITE = "write to another data store"
 DB_WRITE = "database write"
 HTTP_READ = "HTTP read"
+SDK_WRITE = "SDK call that changes something"
 
-EXTERNAL = frozenset({HTTP_WRITE, PAYMENT, EMAIL, PUBLISH, STORE_WRITE})
+EXTERNAL = frozenset({HTTP_WRITE, PAYMENT, EMAIL, PUBLISH, STORE_WRITE, SDK_WRITE})
 
 _HTTPISH = re.compile(r"requests|httpx|http|client|api|aiohttp|urllib|session|conn|rest", re.I)
 _URLISH = re.compile(r"url|uri|endpoint|path|href|link", re.I)
@@ -46,7 +47,28 @@ _STORE_FUNCS = frozenset(
 _REDISISH = re.compile(r"redis|cache|mongo|dynamo|s3|bucket|memcache", re.I)
 _SESSIONISH = re.compile(r"session|db|conn|cursor|cur|tx|transaction|engine", re.I)
 _SQL_WRITE = re.compile(r"^\s*(insert|update|delete|merge|upsert|replace)\b", re.I)
-_IDEMPOTENCY = re.compile(r"idempot|dedup", re.I)
+_IDEMPOTENCY = re.compile(
+    r"idempot|dedup|client_?token|clientrequesttoken|request_?token|x-request-id", re.I
+)
+#: SDK verbs that create, charge, send or delete, on a receiver that looks like a client
+_SDK_VERB = re.compile(
+    r"^(?:create|delete|remove|put|post|send|publish|charge|refund|transfer|cancel|terminate|"
+    r"run|start|stop|reboot|invoke|modify|attach|detach|associate|disassociate|allocate|"
+    r"release|submit|enqueue|upload|write|register|deregister|restore|copy|tag|untag|"
+    r"execute|apply|capture|void|issue|provision|deploy|resize|migrate|rebuild|"
+    r"update)_\w+$|^(?:create|charge|refund|capture|void|destroy|provision)$",
+    re.I,
+)
+_CLIENTISH = re.compile(
+    r"client|api|sdk|service|conn|boto|resource|stub|ec2|s3|sqs|sns|rds|lambda|iam|kms|"
+    r"dynamodb|compute|driver|cloud|nova|cinder|glance|neutron|\bk8s|v1|_api$",
+    re.I,
+)
+#: reads that fetch data (a download is not a write)
+_DOWNLOADS = frozenset(
+    {"urlretrieve", "download", "download_file", "download_fileobj", "get_object", "stream",
+     "iter_content", "fetch_url", "read_url"}
+)  # fmt: skip
 
 
 def dotted(node: ast.AST) -> str:
@@ -92,6 +114,23 @@ def classify_call(call: ast.Call) -> str | None:
 
     if root in _PAYMENT_ROOTS:
         return PAYMENT
+    if lname in _DOWNLOADS:
+        return HTTP_READ
+    if lname == "urlopen" or (lname == "open" and "opener" in receiver.lower()):
+        # urlopen(url, data=...) and urlopen(Request(url, data=...)) send a body: a write
+        first = call.args[0] if call.args else None
+        if len(call.args) > 1 or any(k.arg == "data" for k in call.keywords):
+            return HTTP_WRITE
+        if isinstance(first, ast.Call) and dotted(first.func).rsplit(".", 1)[-1] == "Request":
+            return classify_call(first) or HTTP_READ
+        return HTTP_READ
+    if name == "Request" and (
+        len(call.args) > 1 or any(k.arg in ("data", "method") for k in call.keywords)
+    ):
+        method = (_method_kw(call) or "").upper()
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return HTTP_READ
+        return HTTP_WRITE
     if lname in ("post", "put", "patch"):
         return HTTP_WRITE
     if lname == "delete":
@@ -104,7 +143,7 @@ def classify_call(call: ast.Call) -> str | None:
         if _SESSIONISH.search(receiver) or receiver.endswith("objects") or not call.args:
             return DB_WRITE
         return None
-    if lname in ("request", "fetch", "urlopen", "open_url"):
+    if lname in ("request", "fetch", "open_url"):
         method = (_first_str(call) or _method_kw(call) or "").upper()
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             return HTTP_WRITE
@@ -125,6 +164,10 @@ def classify_call(call: ast.Call) -> str | None:
         return PUBLISH
     if lname in _STORE_FUNCS or (lname == "set" and _REDISISH.search(receiver)):
         return STORE_WRITE
+    if _SDK_VERB.match(name) and (
+        _CLIENTISH.search(receiver) or (receiver[:1].isupper() and "." not in receiver)
+    ):
+        return SDK_WRITE
     if lname in ("commit", "flush", "add", "add_all", "merge", "bulk_save_objects"):
         return DB_WRITE if _SESSIONISH.search(receiver) else None
     if lname in ("save", "bulk_create", "bulk_update", "update_or_create", "get_or_create"):
@@ -155,6 +198,8 @@ class Effects:
 
     labels: tuple[str, ...]
     idempotency_key: bool
+    #: the project's own functions through which a side effect was seen
+    via: tuple[str, ...] = ()
 
     @property
     def external(self) -> tuple[str, ...]:
@@ -167,6 +212,24 @@ class Effects:
     @property
     def non_idempotent(self) -> bool:
         return bool(self.external) or self.db_write
+
+
+ORDER = [HTTP_WRITE, PAYMENT, EMAIL, PUBLISH, STORE_WRITE, SDK_WRITE, DB_WRITE, HTTP_READ]
+
+
+def merge(first: Effects, more: Iterable[tuple[str, Effects]]) -> Effects:
+    """``first`` plus the effects of called functions (``(name, effects)`` pairs)."""
+    labels = list(first.labels)
+    key = first.idempotency_key
+    via = list(first.via)
+    for name, eff in more:
+        new = [label for label in eff.labels if label not in labels]
+        if new:
+            labels += new
+            via.append(name)
+        key = key or (eff.idempotency_key and bool(eff.labels))
+    labels.sort(key=ORDER.index)
+    return Effects(tuple(labels), key, tuple(via))
 
 
 def _walk_no_defs(nodes: Iterable[ast.AST]) -> Iterable[ast.AST]:
@@ -192,6 +255,13 @@ def find_effects(nodes: Iterable[ast.AST]) -> Effects:
             for kw in node.keywords:
                 if kw.arg and _IDEMPOTENCY.search(kw.arg):
                     key = True
+                elif kw.arg == "headers" and isinstance(kw.value, ast.Dict):
+                    key = key or any(
+                        isinstance(k, ast.Constant)
+                        and isinstance(k.value, str)
+                        and _IDEMPOTENCY.search(k.value) is not None
+                        for k in kw.value.keys
+                    )
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if len(node.value) < 80 and _IDEMPOTENCY.search(node.value):
                 key = True
@@ -199,6 +269,5 @@ def find_effects(nodes: Iterable[ast.AST]) -> Effects:
             ident = node.id if isinstance(node, ast.Name) else node.attr
             if _IDEMPOTENCY.search(ident):
                 key = True
-    order = [HTTP_WRITE, PAYMENT, EMAIL, PUBLISH, STORE_WRITE, DB_WRITE, HTTP_READ]
-    labels.sort(key=order.index)
+    labels.sort(key=ORDER.index)
     return Effects(tuple(labels), key)

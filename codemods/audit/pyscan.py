@@ -10,11 +10,11 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from codemods.audit import jobscan
-from codemods.audit.effects import Effects, dotted, find_effects
+from codemods.audit.effects import Effects, dotted, find_effects, merge
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
 from codemods.audit.newsyntax import parse_python
 from codemods.audit.project import HelperDef, UseSite, module_of
@@ -174,9 +174,14 @@ def _names_in(node: ast.AST) -> set[str]:
 
 
 def _is_sleep(call: ast.Call) -> bool:
+    """``time.sleep``, ``asyncio.sleep``, and sleeps through helpers (``self._jitter_sleep(i)``,
+    ``backoff(attempt)``): a helper that waits counts as backoff."""
     name = dotted(call.func)
     last = name.rsplit(".", 1)[-1]
-    return last in _SLEEPS and (last == "sleep" or name.startswith(("time.", "asyncio.")))
+    if last in _SLEEPS and (last == "sleep" or name.startswith(("time.", "asyncio."))):
+        return True
+    low = last.lower()
+    return "sleep" in low or low.endswith("backoff") or low.startswith(("backoff", "_backoff"))
 
 
 def _incremented(stmts: list[ast.stmt]) -> set[str]:
@@ -263,6 +268,15 @@ class _LoopFacts:
     catch: str  # bare | broad | specific | none
     refusal: str | None
     silent_give_up: bool
+    caught: tuple[str, ...] = ()
+
+
+_CONFLICT = re.compile(
+    r"Conflict|StaleData|Version|Concurrent|Duplicate|IntegrityError|UniqueViolation|"
+    r"OptimisticLock|ObjectChanged|CasMismatch|PreconditionFailed"
+)
+_DEADLOCK = re.compile(r"Deadlock|Serializ|TransactionRollback|LockWait|OperationalError")
+_TXN_BLOCK = re.compile(r"atomic|begin|transaction|session_scope|writer|using\(|commit")
 
 
 class PythonScanner:
@@ -283,6 +297,9 @@ class PythonScanner:
         self.triggers: dict[str, str] = {}
         self.sweepers_seen: set[str] = set()
         self.job_classes: set[str] = set()
+        self._by_name: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] | None = None
+        self._func_effects: dict[int, Effects] = {}
+        self._why: list[str] = []
         self.module = module_of(path)
         self.helpers: list[HelperDef] = []
         self.uses: list[UseSite] = []
@@ -302,6 +319,7 @@ class PythonScanner:
         self.recurse_lines = _hit_lines(low, _RECURSE_HINT)
         self.job_lines = _hit_lines(low, jobscan.HINT)
         self.facade_lines = _hit_lines(text, _FACADE_TEXT)
+        self.celery_lines = _hit_lines(text, re.compile(r"\.retry\("))
         self.may_status = "status" in low or "state" in low
 
     # ------------------------------------------------------------------ setup
@@ -380,6 +398,35 @@ class PythonScanner:
             self.local[key] = list(_walk_local(list(func.body)))
         return self.local[key]
 
+    def effects(self, nodes: Sequence[ast.AST], depth: int = 2) -> Effects:
+        """Side effects of ``nodes``, seen through the functions this file defines (2 levels)."""
+        base = find_effects(nodes)
+        if depth <= 0:
+            return base
+        if self._by_name is None:
+            self._by_name = {}
+            for f, _q, _p in self.funcs:
+                self._by_name.setdefault(f.name, f)
+        called: list[tuple[str, Effects]] = []
+        seen: set[str] = set()
+        for n in _walk_local(list(nodes)):
+            if not isinstance(n, ast.Call):
+                continue
+            name = dotted(n.func)
+            head, _, last = name.rpartition(".")
+            if head not in ("", "self", "cls") or last in seen:
+                continue
+            target = self._by_name.get(last)
+            if target is None or any(target is x for x in nodes):
+                continue
+            seen.add(last)
+            key = id(target)
+            if key not in self._func_effects:
+                self._func_effects[key] = Effects((), False)  # recursion guard
+                self._func_effects[key] = self.effects(list(target.body), depth - 1)
+            called.append((f"{last}()", self._func_effects[key]))
+        return merge(base, called) if called else base
+
     def resolve(self, node: ast.AST) -> str:
         """Dotted name of ``node`` with its first segment resolved through the imports."""
         name = dotted(node.func if isinstance(node, ast.Call) else node)
@@ -406,7 +453,8 @@ class PythonScanner:
         node: ast.AST | None = None,
     ) -> None:
         if not why:
-            why = (reason[:1].upper() + reason[1:] + ".",)
+            why = tuple(self._why) or (reason[:1].upper() + reason[1:] + ".",)
+        self._why = []
         start_col = end_col = 0
         if node is not None:
             start_col = getattr(node, "col_offset", 0) or 0
@@ -459,6 +507,8 @@ class PythonScanner:
                 self._scan_recursive_retry(func, qual, _ancestors)
             if func.name not in self.homemade and _in_range(self.facade_lines, func):
                 self._scan_facade(func, qual)
+            if id(func) not in self.reported_funcs and _in_range(self.celery_lines, func):
+                self._scan_celery_helper(func, qual)
             if len(self.hotspots) > before:
                 self.reported_funcs.add(id(func))
         for loop in self.loops:
@@ -598,7 +648,7 @@ class PythonScanner:
                 dotted(call.func if call else dec).split(".")[0] != func.name
             ):
                 name = dotted(call.func if call else dec).split(".")[0]
-                effects = find_effects(func.body)
+                effects = self.effects(func.body)
                 risk, reason = self._effects_risk(effects, Risk.MEDIUM, "home-made retry decorator")
                 self.add(
                     Kind.RETRY_DECORATOR,
@@ -667,6 +717,50 @@ class PythonScanner:
             ),
         )
 
+    def _scan_celery_helper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+        """``task.retry(countdown=...)`` called from a helper that receives the task."""
+        if any(
+            dotted(d.func if isinstance(d, ast.Call) else d).rsplit(".", 1)[-1]
+            in ("task", "shared_task")
+            for d in func.decorator_list
+        ):
+            return
+        params = {a.arg for a in [*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs]}
+        calls = [
+            n
+            for n in self.local_nodes(func)
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "retry"
+            and dotted(n.func.value) in params | {"self.task", "task"}
+            and any(
+                k.arg in ("countdown", "exc", "max_retries", "eta", "throw") for k in n.keywords
+            )
+        ]
+        if not calls:
+            return
+        retry_at = min(c.lineno for c in calls)
+        before = [
+            n
+            for n in self.local_nodes(func)
+            if isinstance(n, ast.Call) and n.lineno < retry_at and n not in calls
+        ]
+        effects = self.effects(before)
+        risk, reason = self._retry_risk(False, "exponential", "specific", effects, "celery")
+        self.helpers.append(HelperDef(self.module, func.name, qual, "Celery task.retry"))
+        self.add(
+            Kind.CELERY_RETRY,
+            "celery task.retry from a helper",
+            func.lineno,
+            func.end_lineno or func.lineno,
+            qual,
+            risk,
+            reason,
+            Fix("manual", "@step", False, "the task becomes a durable workflow step"),
+            refusal="Celery task retries: no codemod",
+            effects=effects,
+        )
+
     def _scan_module_retry_objects(self) -> None:
         """``patient = tenacity.retry(...)`` at module level: a decorator the module reuses."""
         for stmt in self.tree.body:
@@ -716,7 +810,7 @@ class PythonScanner:
                 max(0, dec.col_offset - 1),
                 qual,
                 _excerpt(self.lines, dec.lineno, end),
-                find_effects(func.body),
+                self.effects(func.body),
             )
         )
 
@@ -777,7 +871,7 @@ class PythonScanner:
         elif lib == "oslo.db":
             forever = False
             catch = "specific"
-        effects = find_effects(func.body)
+        effects = self.effects(func.body)
         risk, reason = self._retry_risk(forever, sleep, catch, effects, lib)
         if selector and refusal is None:
             fix = Fix("codemod", selector, True, f"durable codemod --select {selector}")
@@ -827,7 +921,17 @@ class PythonScanner:
         forever = isinstance(max_retries, ast.Constant) and max_retries.value is None
         auto = kw.get("autoretry_for")
         catch = "broad" if auto is not None and self._broad(auto) else "specific"
-        effects = find_effects(func.body)
+        retry_at = min((n.lineno for n in self_retry), default=0)
+        if retry_at and auto is None:
+            # what runs again is the code before the retry point, not what follows it
+            before = [
+                n
+                for n in self.local_nodes(func)
+                if isinstance(n, ast.Call) and n.lineno < retry_at and n not in self_retry
+            ]
+            effects = self.effects(before)
+        else:
+            effects = self.effects(func.body)
         risk, reason = self._retry_risk(forever, "exponential", catch, effects, "celery")
         pattern = "celery autoretry_for" if auto is not None else "celery self.retry"
         self.add(
@@ -950,7 +1054,11 @@ class PythonScanner:
         sleep = "none"
         if sleeps:
             arg = sleeps[0].args[0] if sleeps[0].args else None
-            sleep = self._sleep_kind(arg, counter, node)
+            helper = dotted(sleeps[0].func).rsplit(".", 1)[-1]
+            if helper != "sleep" and re.search(r"backoff|jitter|exp", helper, re.I):
+                sleep = "exponential"  # a backoff helper
+            else:
+                sleep = self._sleep_kind(arg, counter, node)
         # catch
         catches = ["bare" if h.type is None else "broad" if self._broad(h.type) else "specific"
                    for h in swallowing]  # fmt: skip
@@ -968,7 +1076,13 @@ class PythonScanner:
                 isinstance(nxt, ast.Return)
                 and (nxt.value is None or isinstance(nxt.value, ast.Constant))
             )
-        return _LoopFacts(pattern, region, counter, forever, sleep, catch, refusal, silent)
+        caught = tuple(
+            dotted(t).rsplit(".", 1)[-1]
+            for h in swallowing
+            if h.type is not None
+            for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type])
+        )
+        return _LoopFacts(pattern, region, counter, forever, sleep, catch, refusal, silent, caught)
 
     def _looks_transient(
         self,
@@ -1001,7 +1115,7 @@ class PythonScanner:
         if _RETRYISH.search(f"{counter or ''} {head}"):
             return True
         broad = any(h.type is None or self._broad(h.type) for h in swallowing)
-        return broad and bool(find_effects(region).labels)
+        return broad and bool(self.effects(region).labels)
 
     def _next_statement(self, loop: _Loop) -> ast.stmt | None:
         """The statement run after the loop falls through (None: end of the function)."""
@@ -1139,10 +1253,22 @@ class PythonScanner:
         if facts is None:
             self._scan_status_code_retry(loop) or self._scan_poller(loop)
             return
-        effects = find_effects(facts.region)
-        risk, reason = self._retry_risk(facts.forever, facts.sleep, facts.catch, effects, "")
+        effects = self.effects(facts.region)
+        shape = ""
+        if facts.caught and all(_CONFLICT.search(c) for c in facts.caught):
+            shape = "conflict"
+        elif any(_DEADLOCK.search(c) for c in facts.caught) and any(
+            isinstance(n, ast.With | ast.AsyncWith)
+            and _TXN_BLOCK.search(" ".join(ast.unparse(i.context_expr) for i in n.items))
+            for n in _walk_local(facts.region)
+        ):
+            shape = "transaction"
+        risk, reason = self._retry_risk(
+            facts.forever, facts.sleep, facts.catch, effects, "", shape=shape
+        )
         if facts.silent_give_up and risk is Risk.LOW:
             risk, reason = Risk.MEDIUM, "gives up silently: the caller never learns it failed"
+            self._why.append("When attempts run out it returns quietly: the caller never learns.")
         if facts.refusal is None:
             fix = Fix("codemod", "retry-loop", True, "durable codemod --select retry-loop")
         else:
@@ -1169,7 +1295,7 @@ class PythonScanner:
         assert isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call)
         call = node.iter
         kw = {k.arg: k.value for k in call.keywords if k.arg}
-        effects = find_effects(node.body)
+        effects = self.effects(node.body)
         forever = "stop" not in kw
         sleep = "exponential" if "wait" in kw else "none"
         catch = "broad" if "retry" not in kw else "specific"
@@ -1209,7 +1335,7 @@ class PythonScanner:
             if isinstance(n, ast.If) and any(isinstance(x, ast.Return | ast.Break) for x in n.body)
         ]
         tests = [t for t in tests if re.search(r"status_code|\.ok\b|\.status\b", t)]
-        effects = find_effects(body)
+        effects = self.effects(body)
         if not (has_sleep and tests and effects.labels):
             return False
         # waiting for a 200 from a GET is a readiness poll; a retry looks at 429/5xx
@@ -1309,26 +1435,81 @@ class PythonScanner:
         return default, what
 
     def _retry_risk(
-        self, forever: bool, sleep: str, catch: str, effects: Effects | None, lib: str
+        self,
+        forever: bool,
+        sleep: str,
+        catch: str,
+        effects: Effects | None,
+        lib: str,
+        *,
+        shape: str = "",
     ) -> tuple[Risk, str]:
-        """Rank a retry and say why in one line (the first, worst reason wins)."""
+        """Rank a retry and say why (the first, worst reason wins).
+
+        Returns the level and a one-line reason; the plain sentences behind it
+        are kept for the next :meth:`add` (``Hotspot.why``).
+        """
         external = effects.external if effects else ()
         keyed = effects.idempotency_key if effects else False
+        via = f" (through {', '.join(effects.via)})" if effects and effects.via else ""
+        why: list[str] = []
+        if external:
+            why.append(
+                f"Each attempt makes {_a(external[0])}{via}; after a timeout the first attempt "
+                "may have gone through, so a retry can do it twice"
+                + (", and no idempotency key lets the other side drop the repeat." if not keyed
+                   else "; it passes an idempotency key, so the other side can drop a repeat.")
+            )  # fmt: skip
+        elif effects and effects.db_write:
+            why.append(
+                f"It writes to the database{via}; an attempt that failed half-way can leave a "
+                "partial write that the next attempt repeats."
+            )
+        if shape == "conflict":
+            why.append(
+                "It retries at once on a version conflict: the usual optimistic-locking loop "
+                "(read again, apply again), so no pause is needed."
+            )
+        elif shape == "transaction":
+            why.append(
+                "It re-runs the whole transaction after a deadlock or serialization failure: "
+                "the database rolled the failed attempt back, so nothing is written twice."
+            )
+        elif forever:
+            why.append("Nothing stops it: there is no attempt limit and no time limit.")
+        elif sleep == "none":
+            why.append("It retries at once with no pause, hammering a service that is failing.")
+        elif sleep == "exponential":
+            why.append("It is bounded and waits longer after each failure (backoff).")
+        elif sleep in ("constant", "server", "other"):
+            why.append("It is bounded and waits between attempts.")
+        if catch in ("bare", "broad"):
+            why.append("It catches every exception, so programming errors are retried too.")
+        self._why = why
         if external and not keyed:
-            return Risk.HIGH, f"retries {_a(external[0])} with no idempotency key (at-least-once)"
+            return (
+                Risk.HIGH,
+                f"retries {_a(external[0])}{via} with no idempotency key (at-least-once)",
+            )
+        if shape == "transaction":
+            return Risk.LOW, "re-runs the whole transaction on deadlock (rolled back first)"
         if forever:
             return Risk.HIGH, "retries forever: no attempt or time limit"
-        if sleep == "none":
+        if sleep == "none" and shape != "conflict":
             return Risk.HIGH, "no backoff between attempts (hot loop)"
         if catch in ("bare", "broad") and effects and effects.non_idempotent:
             which = "bare `except:`" if catch == "bare" else "`Exception`"
             return Risk.HIGH, f"retries on {which} around non-idempotent work"
         if effects and effects.db_write:
+            if shape == "conflict":
+                return Risk.MEDIUM, "retries a database write at once on a version conflict"
             return Risk.MEDIUM, "retries a database write: a partial attempt may be written twice"
         if external:
             return Risk.MEDIUM, f"retries {_a(external[0])} (idempotency key present)"
         if catch in ("bare", "broad"):
             return Risk.MEDIUM, "catches every exception: bugs are retried too"
+        if shape == "conflict":
+            return Risk.LOW, "retries at once on a version conflict (optimistic locking)"
         return Risk.LOW, "bounded retry with backoff on specific exceptions"
 
     def _fix_for(self, effects: Effects, fix: Fix) -> Fix:
@@ -1459,7 +1640,7 @@ class PythonScanner:
             "on_retry_exhausted",
             "after_retries_exhausted",
         ):
-            effects = find_effects(body)
+            effects = self.effects(body)
             if effects.db_write or effects.external:
                 target = "a failure store"
         if not target:
@@ -1494,7 +1675,7 @@ class PythonScanner:
             )
             if not (counted and again):
                 continue
-            effects = find_effects(func.body)
+            effects = self.effects(func.body)
             # a wrapper inside a decorator (factory): the decorator is the helper
             outer = parents[0] if parents else None
             if isinstance(outer, ast.FunctionDef | ast.AsyncFunctionDef):
