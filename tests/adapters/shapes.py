@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from adapters.status_column import JsonKey, LegacyColumns, StateColumns
+from adapters.status_column import JsonKey, LegacyColumns, StateColumns, StatusValues
 
 FAR = 9999
 
@@ -34,7 +34,7 @@ class Shape:
     name: str
     table: Callable[[sa.MetaData], sa.Table]
     row: Callable[[int], dict[str, Any]]
-    state: StateColumns
+    state: StateColumns | StatusValues
     columns: LegacyColumns
     consistent: Callable[[dict[str, Any]], bool]
     final: Callable[[int, dict[str, Any] | None], bool]
@@ -176,8 +176,51 @@ JSON_ATTEMPTS = Shape(
     ),
 )
 
+# 6. A status column (an ENUM where the database has one) with the usual bookkeeping.
+STATUS_COLUMN = Shape(
+    name="jobs",
+    table=lambda md: sa.Table(
+        "jobs",
+        md,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("payload", sa.String(100), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("queued", "working", "finished", "dead", name="job_status"),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.Column("locked_by", sa.String(40)),
+        sa.Column("locked_at", sa.DateTime),
+    ),
+    row=lambda i: {"id": i, "payload": payload_of(i), "status": "queued"},
+    state=StatusValues(pending="queued", running="working", done="finished", failed="dead"),
+    columns=LegacyColumns(
+        attempts="attempts", last_error="last_error", locked_by="locked_by", locked_at="locked_at"
+    ),
+    consistent=lambda r: (
+        (r["status"] == "working") == (r["locked_by"] is not None)
+        and (r["status"] != "queued" or r["attempts"] == 0)
+    ),
+    final=lambda i, r: (
+        r is not None
+        and r["status"] == ("dead" if i == 4 else "finished")
+        and r["attempts"] == _attempts(i)
+        and r["locked_by"] is None
+    ),
+)
+
 SHAPES = {
-    s.name: s for s in (TIMESTAMPS, DELETE_WHEN_DONE, DELETE_WHEN_CLAIMED, LEASE, JSON_ATTEMPTS)
+    s.name: s
+    for s in (
+        TIMESTAMPS,
+        DELETE_WHEN_DONE,
+        DELETE_WHEN_CLAIMED,
+        LEASE,
+        JSON_ATTEMPTS,
+        STATUS_COLUMN,
+    )
 }
 
 

@@ -188,3 +188,49 @@ def test_enum_and_check_constraints_must_allow_every_status_value(legacy_url, tm
         assert app._storage is None
     finally:
         app.close()
+
+
+def test_an_id_too_long_for_the_lock_column_is_never_cut(legacy_url, tmp_path, caplog):
+    """A text key has no width to check up front: such a row is not started, said once."""
+    if legacy_url.startswith("mysql"):
+        pytest.skip("a MariaDB key always has a bounded width, checked up front")
+    engine = engine_for(legacy_url)
+    md = sa.MetaData()
+    table = sa.Table(
+        "tickets",
+        md,
+        sa.Column("code", sa.Text, primary_key=True),  # no width to check up front
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("owner", sa.String(20)),
+    )
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [{"code": "short", "state": "NEW"}, {"code": "x" * 40, "state": "NEW"}],
+        )
+    app = Durable(f"sqlite:///{tmp_path}/state.db", lease_timeout=2.0)
+    sent: list[str] = []
+    adapter = StatusColumnAdapter(
+        app,
+        legacy_url,
+        table="tickets",
+        key="code",
+        status=VALUES,
+        columns=LegacyColumns(locked_by="owner"),
+        handler=lambda row: sent.append(row["code"]),
+    )
+    try:
+        with adapter.takeover(poll_interval=0.05) as takeover:
+            assert not takeover.wait_idle(timeout=1)  # the long one stays pending
+        with engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(table.c.code, table.c.state)).all())
+        assert rows == {"short": "DONE", "x" * 40: "NEW"}
+        assert sent == ["short"]
+        warned = [r for r in caplog.records if "do not fit whole in column 'owner'" in r.message]
+        assert len(warned) == 1  # one line, however many polls
+        assert [w.workflow_id for w in app.list_workflows()] == ["tickets:short"]
+    finally:
+        adapter.legacy.dispose()
+        app.close()
+        engine.dispose()
