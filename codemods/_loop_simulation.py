@@ -34,6 +34,29 @@ class _NeedsValue(Skip):
         self.what = what
 
 
+class _FlagNeeded(Skip):
+    """A run-time value is read as a flag (``if flag ...``, ``flag and n < 3``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the retry depends on the flag `{name}`")
+        self.name = name
+
+
+def _flags_in(test: ast.expr) -> list[str]:
+    """Names (``flag``, ``self.flag``, flattened) in a boolean position of ``test``."""
+    found: list[str] = []
+    stack: list[ast.expr] = [test]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.BoolOp):
+            stack.extend(node.values)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            stack.append(node.operand)
+        elif isinstance(node, ast.Name):
+            found.append(node.id)
+    return found
+
+
 @dataclass
 class _Exit:
     kind: Literal["reraise", "code", "fallthrough"]
@@ -213,10 +236,9 @@ class _Simulation:
         code = self.cm.source_module.code_for_node
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))
-            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-                test = test.operand
-            if isinstance(test, ast.Name) and test.id in self.symbols:
-                raise Skip(f"the retry depends on the flag `{test.id}`")
+            for name in _flags_in(test):
+                if name in self.symbols and not isinstance(self.symbols[name], bool):
+                    raise _FlagNeeded(name)  # simulated again with True and with False
             if self._eval(stmt.test, "the retry decision"):
                 return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
             orelse = stmt.orelse

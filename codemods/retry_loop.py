@@ -82,6 +82,7 @@ from ._loop_shapes import (
 from ._loop_simulation import (
     Skip,
     _Exit,
+    _FlagNeeded,
     _NeedsValue,
     _Outcome,
     _Simulation,
@@ -500,10 +501,18 @@ class RetryLoopCodemod(DurableCodemod):
         for name in sorted(state - {n for n, _ in inits}):
             if self._parameter_counted_in(func, name, loop, scope):
                 symbols[name] = _PROBE
+        flag: str | None = None
         while True:
             try:
                 outcome = simulate(symbols)
                 break
+            except _FlagNeeded as needed:
+                if flag is not None:
+                    raise Skip(
+                        f"the retry depends on the flags `{flag}` and `{needed.name}`"
+                    ) from None
+                flag = needed.name
+                symbols[flag] = True
             except _NeedsValue as need:
                 if need.what in symbols or len(symbols) >= 4:
                     raise Skip(str(need)) from None
@@ -518,7 +527,9 @@ class RetryLoopCodemod(DurableCodemod):
                 f" policy they choose (`{sorted(symbols)[0]}`): make the functions they pass"
                 " steps instead"
             )
-        if symbols:
+        if flag is not None:
+            policy, outcome = self._flag_policy(simulate, symbols, flag, retry_types, give_up)
+        elif symbols:
             policy = self._symbolic_policy(simulate, symbols, retry_types, give_up)
         else:
             policy = self._policy(outcome, retry_types, give_up, loop)
@@ -542,8 +553,9 @@ class RetryLoopCodemod(DurableCodemod):
                 f"the legacy code slept {outcome.last_sleep:g}s after its last failed attempt;"
                 " the step gives up at once"
             )
-        if "max_attempts" in policy.sources and policy.max_attempts is not None:
-            count = policy.sources["max_attempts"]
+        count = policy.sources.get("max_attempts", "")
+        constant = count in self.constants or re.fullmatch(r"\d+ if .+ else \d+", count)
+        if count and not constant and policy.max_attempts is not None:
             notes.append(
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
                 " RetryPolicy raises ValueError for it"
@@ -950,6 +962,44 @@ class RetryLoopCodemod(DurableCodemod):
             return False
         return "." not in what or what not in self._assigned_attributes
 
+    def _flag_policy(
+        self,
+        simulate: Any,
+        symbols: dict[str, ev.Number],
+        flag: str,
+        retry_on: list[str],
+        give_up: list[str],
+    ) -> tuple[Policy, _Outcome]:
+        """Retries allowed by a run-time flag: simulated with the flag true and false, the
+        two policies may differ only in attempts, written ``N if flag else M``. Never
+        "retry always": a flag read as a number would make every probe retry."""
+        sides: dict[bool, tuple[Policy, _Outcome]] = {}
+        for value in (True, False):
+            values = {**symbols, flag: value}
+            outcome = simulate(values)
+            if any(not isinstance(v, bool) for v in values.values()):
+                policy = self._symbolic_policy(simulate, values, retry_on, give_up)
+            else:
+                policy = self._policy(outcome, retry_on, give_up, self._current_loop)
+            sides[value] = (policy, outcome)
+        (on, on_outcome), (off, off_outcome) = sides[True], sides[False]
+        if on_outcome.exit.kind != off_outcome.exit.kind or [
+            id(s) for s in on_outcome.exit.block
+        ] != [id(s) for s in off_outcome.exit.block]:
+            raise Skip(f"what happens when attempts run out depends on the flag `{flag}`")
+        if on.max_attempts is None or off.max_attempts is None:
+            raise Skip(f"the retry depends on the flag `{flag}` and never ends on one side")
+        retrying, single = (on, off) if on.max_attempts >= off.max_attempts else (off, on)
+        if single.max_attempts != 1 and single.summary() != retrying.summary():
+            raise Skip(f"the delays depend on the flag `{flag}`")
+        attempts = {
+            value: p.sources.get("max_attempts", str(p.max_attempts))
+            for value, p in ((True, on), (False, off))
+        }
+        retrying.sources["max_attempts"] = f"{attempts[True]} if {flag} else {attempts[False]}"
+        self._local_types = True  # the flag is read where the step is defined
+        return retrying, (on_outcome if retrying is on else off_outcome)
+
     def _symbolic_policy(
         self,
         simulate: Any,
@@ -961,9 +1011,11 @@ class RetryLoopCodemod(DurableCodemod):
         constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``)."""
         base = simulate(symbols)
         fields = {"base": self._fields(base)}
+        flags = {k: v for k, v in symbols.items() if isinstance(v, bool)}
+        symbols = {k: v for k, v in symbols.items() if not isinstance(v, bool)}  # not flags
         for name in symbols:
             for probe in _PROBES:
-                outcome = simulate({**symbols, name: probe})
+                outcome = simulate({**flags, **symbols, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
                 if outcome.random_delay != base.random_delay:

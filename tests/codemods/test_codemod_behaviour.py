@@ -654,6 +654,33 @@ case(
     lambda ns, dep: ns["both"](dep),
 )
 
+case(
+    "retry_allowed_by_a_run_time_flag",
+    """
+    import time
+
+    def fetch(dep, allow_retry):
+        n = 0
+        while True:
+            try:
+                return dep.call()
+            except ConnectionError:
+                if allow_retry and n < 3:
+                    n += 1
+                    time.sleep(2)
+                    continue
+                raise
+
+    def both(dep):
+        try:
+            first = fetch(dep, False)
+        except ConnectionError:
+            first = "no retry"
+        return first, fetch(dep, True)
+    """,
+    lambda ns, dep: ns["both"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

@@ -164,6 +164,46 @@ def pull(api):
         assert sites[0].action == "skipped"
         assert "would call once more" in sites[0].reason
 
+    def test_flag_guarded_retry_is_never_retry_always(self) -> None:
+        source = """\
+import time
+
+
+def once_or_twice(client, flag):
+    n = 0
+    while True:
+        try:
+            return client.get()
+        except ConnectionError:
+            if flag and n == 0:
+                n += 1
+                time.sleep(5)
+                continue
+            raise
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten"
+        assert "max_attempts=2 if flag else 1" in out
+        assert "max_attempts=None" not in out
+
+    def test_two_flags_are_refused(self) -> None:
+        source = """\
+import time
+
+
+def maybe(client, a, b):
+    for attempt in range(3):
+        try:
+            return client.get()
+        except ConnectionError:
+            if not a or not b or attempt == 2:
+                raise
+            time.sleep(1)
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert "flags `a` and `b`" in sites[0].reason
+
     def test_password_prompt_is_never_a_step(self) -> None:
         source = """\
 def unlock(vault, ask_password):

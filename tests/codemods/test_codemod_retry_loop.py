@@ -1488,7 +1488,7 @@ def flag(url, retries, jitter):
             else:
                 time.sleep(2)
 """
-        self.assertUnchanged(before, ["the retry depends on the flag `jitter`"])
+        self.assertUnchanged(before, ["the delays depend on the flag `jitter`"])
 
     def test_ambiguous_types(self) -> None:
         before = """\
