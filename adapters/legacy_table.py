@@ -48,6 +48,15 @@ class MappingError(DurableError):
     """The declared mapping does not match the legacy table (nothing was touched)."""
 
 
+class LegacyDatabaseUnavailableError(DatabaseUnavailableError):
+    """The legacy database cannot be reached. Inside a workflow's write-back step the
+    engine waits it out, as for its own database (the row's state is never lost)."""
+
+
+class LegacyPollError(DurableError):
+    """A poll of a legacy table could not reach the legacy database (nothing was claimed)."""
+
+
 class RowFailedError(DurableError):
     """A row's handler failed and its retry budget is spent: the row is ``failed``."""
 
@@ -347,7 +356,7 @@ class LegacyTable:
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return DatabaseUnavailableError(
+        return LegacyDatabaseUnavailableError(
             f"cannot use the legacy database at {self.describe()}: "
             f"{reason[0] if reason else type(exc).__name__}"
         )

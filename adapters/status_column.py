@@ -44,6 +44,8 @@ from .legacy_table import (
     WRITE_BACK_RETRY,
     JsonKey,
     LegacyColumns,
+    LegacyDatabaseUnavailableError,
+    LegacyPollError,
     LegacyTable,
     MappingError,
     RowFailedError,
@@ -715,7 +717,18 @@ class StatusColumnAdapter:
         row stays pending until its workflow starts (``begin`` marks it running).
         A row whose earlier workflow ended and that is pending again (re-queued
         by legacy code or the cron sweeper) gets a new run, ``<id>#2``, ``#3``...
+
+        When the legacy database (not the workflow database) cannot be reached,
+        raises :class:`LegacyPollError`: a worker polling with ``app.poll`` logs
+        it once and goes on with its other work, instead of backing off as for an
+        outage of its own database.
         """
+        try:
+            return self._claim(limit)
+        except LegacyDatabaseUnavailableError as exc:
+            raise LegacyPollError(str(exc)) from None
+
+    def _claim(self, limit: int | None) -> ClaimReport:
         legacy = self.legacy
         t = legacy.table
         want = limit or self.batch_size
@@ -852,6 +865,7 @@ __all__ = [
     "ClaimReport",
     "JsonKey",
     "LegacyColumns",
+    "LegacyPollError",
     "LegacyTable",
     "MappingError",
     "RowFailedError",

@@ -73,6 +73,12 @@ adapter = StatusColumnAdapter(
     retry=RetryPolicy(max_attempts=2, initial_delay=0.05, backoff=1.0), **kwargs
 )
 app.poll(adapter.claim, every=0.2)
+other = app.queue("other")
+
+
+@app.workflow(name="ping")
+def ping():
+    return "pong"
 """
 
 
@@ -222,3 +228,30 @@ def test_a_wrong_mapping_in_a_worker_poller_is_one_line(tmp_path):
     assert "MappingError" in errors[0] and "has no key column 'no_such_key'" in errors[0]
     assert "Traceback" not in log
     assert read(legacy, shape) == {i: read(legacy, shape)[i] for i in (1, 2)}
+
+
+@pytest.mark.slow
+def test_an_unreachable_legacy_database_is_one_line_and_other_work_goes_on(tmp_path):
+    state = f"sqlite:///{tmp_path}/state.db"
+    (tmp_path / "shape_app.py").write_text(APP_MODULE)
+    env = {"SHAPE": "mail_queue", "WORKDIR": str(tmp_path), "STATE_URL": state}
+    env["LEGACY_URL"] = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens there
+    proc = spawn(tmp_path, env, "worker.log")
+    app = Durable(state)
+
+    @app.workflow(name="ping")
+    def ping() -> str:  # the same workflow as the worker's, to enqueue it by name
+        return "pong"
+
+    try:
+        time.sleep(2)
+        handle = app.queue("other").enqueue("ping")
+        assert handle.result(timeout=30) == "pong"  # the worker did not back off
+        time.sleep(2)
+    finally:
+        stop(proc)
+        app.close()
+    log = (tmp_path / "worker.log").read_text()
+    errors = [line for line in log.splitlines() if "cannot use the legacy database" in line]
+    assert len(errors) == 1, log
+    assert "LegacyPollError" in errors[0] and "Traceback" not in log
