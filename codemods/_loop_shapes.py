@@ -36,20 +36,19 @@ def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
 
 
 def _is_candidate(loop: cst.For | cst.While) -> bool:
+    """A loop around a ``try``: analysed when it also looks like a retry (see
+    ``_ast_retry_like``); one whose success does not leave the loop is reported."""
     body = loop.body
     if not isinstance(body, cst.IndentedBlock):
         return False
-    for stmt in body.body:
-        if isinstance(stmt, cst.Try) and stmt.handlers and _success_style(stmt):
-            return True
-    return False
+    return any(isinstance(stmt, cst.Try) and stmt.handlers for stmt in body.body)
 
 
 def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     if try_.orelse is not None:
         last = try_.orelse.body.body[-1] if try_.orelse.body.body else None
-        if _last_small_is(last, cst.Break):
-            return "break"
+        if _last_small_is(last, cst.Break) or (last is not None and _ends_with_return(last)):
+            return "break"  # the else block's work runs after the step (see _success_tail)
         return None
     stmts = try_.body.body
     if not stmts:
@@ -61,18 +60,35 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
     return None
 
 
+def _success_tail(try_: cst.Try) -> list[Any]:
+    """The work of a ``try``'s ``else`` block, without its final ``break``: it runs once,
+    after the attempt succeeded, outside the retried step (its errors are not retried)."""
+    if try_.orelse is None:
+        return []
+    stmts: list[Any] = list(try_.orelse.body.body)
+    last = stmts[-1] if stmts else None
+    if isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Break):
+        if len(last.body) == 1:
+            stmts = stmts[:-1]
+        else:
+            stmts[-1] = last.with_changes(body=last.body[:-1])
+    return stmts
+
+
 _RETRY_WORDS = re.compile(r"attempt|retr|tries|tried", re.IGNORECASE)
 
 
 def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
     """The ast twin of :meth:`RetryLoopCodemod._retry_like` (the file pre-check)."""
-    tries = [
-        child
-        for child in loop.body
-        if isinstance(child, ast.Try) and child.handlers and _ast_leaves_loop(child)
-    ]
-    if len(tries) != 1:
-        return bool(tries)  # several: analysed (and reported) by libcst
+    tries = [child for child in loop.body if isinstance(child, ast.Try) and child.handlers]
+    leaving = [t for t in tries if _ast_leaves_loop(t)]
+    if len(leaving) > 1:
+        return True  # several: analysed (and reported) by libcst
+    if not tries:
+        return False
+    if not leaving:  # success does not leave the loop: reported when it clearly retries
+        return _ast_clearly_retries(loop, tries[0])
+    tries = leaving
     header = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else loop.test
     target = ast.unparse(loop.target) if isinstance(loop, ast.For | ast.AsyncFor) else ""
     if (
@@ -98,10 +114,26 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
     return False
 
 
+def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try) -> bool:
+    """Retry words in the loop's header and a sleep in its handler: a retry whose success
+    path the codemod does not follow (a success flag, ``try/else`` work)."""
+    header = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else loop.test
+    target = ast.unparse(loop.target) if isinstance(loop, ast.For | ast.AsyncFor) else ""
+    if not _RETRY_WORDS.search(ast.unparse(header) + " " + target):
+        return False
+    for handler in try_.handlers:
+        for sub in ast.walk(handler):
+            func = sub.func if isinstance(sub, ast.Call) else None
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("sleep", "_sleep"):
+                return True
+    return False
+
+
 def _ast_leaves_loop(try_: ast.Try) -> bool:
     """The ast twin of :func:`_success_style`: success ends in return or break."""
     if try_.orelse:
-        return isinstance(try_.orelse[-1], ast.Break)
+        return isinstance(try_.orelse[-1], ast.Break | ast.Return)
     last: ast.stmt | None = try_.body[-1] if try_.body else None
     while isinstance(last, ast.With | ast.AsyncWith) and last.body:
         last = last.body[-1]

@@ -72,6 +72,7 @@ from ._loop_shapes import (
     _small_statements,
     _spacing,
     _success_style,
+    _success_tail,
     _types_src,
     _uses_zero_arg_super,
     _walk_all,
@@ -342,8 +343,10 @@ class RetryLoopCodemod(DurableCodemod):
             inner = f"{', '.join(plan.outputs)} = {call}\n"
         else:
             inner = f"{call}\n"
+        try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
+        tail = _success_tail(try_)  # the else block's work: after the step, not retried
         if not plan.needs_wrapper:
-            return [cst.parse_statement(inner)]
+            return [cst.parse_statement(inner), *tail]
         handlers = []
         if plan.give_up:
             handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
@@ -354,7 +357,10 @@ class RetryLoopCodemod(DurableCodemod):
         last = template.handlers[-1]
         body = list(plan.wrapper_body) or [cst.SimpleStatementLine([cst.Pass()])]
         last = last.with_changes(body=last.body.with_changes(body=body))
-        return [template.with_changes(handlers=[*template.handlers[:-1], last])]
+        wrapper = template.with_changes(handlers=[*template.handlers[:-1], last])
+        if tail:
+            wrapper = wrapper.with_changes(orelse=cst.Else(body=cst.IndentedBlock(body=tail)))
+        return [wrapper]
 
     def _drop_imports(self, machinery: str) -> None:
         """Drop ``time`` once unused; ``random``, ``asyncio``, ``itertools`` only if the loop
@@ -401,7 +407,11 @@ class RetryLoopCodemod(DurableCodemod):
         if try_.finalbody is not None:
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
-        assert style is not None
+        if style is None:
+            raise Skip(
+                "the attempt's success does not leave the loop"
+                " (a success flag, or work after the try)"
+            )
         if style == "return" and try_.orelse is not None:
             raise Skip("the try has an else block")
         attempt_stmts: list[Any] = list(try_.body.body)
@@ -564,6 +574,10 @@ class RetryLoopCodemod(DurableCodemod):
         if returned:
             notes.append(returned)
 
+        tail = _success_tail(try_)  # the else block's work, after a successful attempt
+        if tail and _names_read_in(tail) & state:
+            name = sorted(_names_read_in(tail) & state)[0]
+            raise Skip(f"the work after a successful attempt reads the counter `{name}`")
         # When attempts run out: which code runs, and where.
         exit_ = outcome.exit
         wrapper_body: list[cst.BaseStatement] = []
@@ -576,8 +590,14 @@ class RetryLoopCodemod(DurableCodemod):
             )
             if else_body and _reraises_saved(else_body[0], saved):
                 exit_ = _Exit("reraise")
-            elif not else_body and style == "return":
+            elif not else_body and (style == "return" or (tail and _exits(tail[-1]))):
+                # success leaves the function: the code after the loop runs only when
+                # attempts ran out
                 following = _following(func, loop)
+                half_done = _names_read_in(following) & stored
+                if half_done:
+                    name = sorted(half_done)[0]
+                    raise Skip(f"when attempts run out the code after the loop reads `{name}`")
                 if following and _reraises_saved(following[0], saved):
                     exit_ = _Exit("reraise")
                 else:
@@ -622,6 +642,8 @@ class RetryLoopCodemod(DurableCodemod):
 
         # Data flow between the attempt body and the rest of the function.
         read_outside = self._read_outside(scope, loop, stored)
+        if tail:
+            read_outside |= stored & _names_read_in(tail)  # handed from the step to the else
         params = self._free_locals(scope, attempt_node, stored)
         plan = _Plan(
             machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *post])))

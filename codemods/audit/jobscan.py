@@ -84,7 +84,7 @@ _DEAD_WORDS = re.compile(
     re.I,
 )
 _DEAD_NAME = re.compile(
-    r"^(?:on_failure|_?handle_\w*fail\w*|on_\w*fail\w*|\w*_on_failure\w*|_?nack|_?bury\w*|"
+    r"^(?:on_failure|_?handle_\w*fail\w*|_?on_\w*fail\w*|\w*_on_failure\w*|_?nack|_?bury\w*|"
     r"requeue\w*|redrive\w*|retry_failed\w*|\w*dead_?letter\w*|\w*dlq\w*|xq_name|"
     r"_?message_\w*fail\w*|\w*_failed_jobs?|save_task)$",
     re.I,
@@ -94,7 +94,7 @@ _DEAD_CLASS = re.compile(
     r"\w*Dlq\w*|RetryFailed\w*|\w*Graveyard\w*)$"
 )
 _ACTION_CALL = re.compile(
-    r"clean|reset|requeue|redrive|retry_job|nack|reject|abort|expire|purge|prune|error_state|"
+    r"clean|reset|requeue|redrive|retry_job|^retry_|nack|reject|abort|expire|purge|prune|error_state|"
     r"mark_as_fail|set_\w*(?:state|status|failed|error)",
     re.I,
 )

@@ -506,9 +506,9 @@ class PythonScanner:
             if _in_range(self.recurse_lines, func):
                 self._scan_recursive_retry(func, qual, _ancestors)
             if func.name not in self.homemade and _in_range(self.facade_lines, func):
-                self._scan_facade(func, qual)
+                self._scan_facade(func, qual, _ancestors)
             if id(func) not in self.reported_funcs and _in_range(self.celery_lines, func):
-                self._scan_celery_helper(func, qual)
+                self._scan_celery_helper(func, qual, _ancestors)
             if len(self.hotspots) > before:
                 self.reported_funcs.add(id(func))
         for loop in self.loops:
@@ -666,11 +666,29 @@ class PythonScanner:
             if _PERIODIC.search(full):
                 self.triggers[func.name] = f"@{dotted(call.func if call else dec)}"
 
-    def _scan_facade(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+    def _outermost(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
+    ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]:
+        """The decorator (factory) a nested wrapper belongs to: what the project calls."""
+        outer = parents[0] if parents else None
+        if isinstance(outer, ast.FunctionDef | ast.AsyncFunctionDef):
+            quals = {id(f): q for f, q, _ in self.funcs}
+            return outer, quals[id(outer)]
+        return func, qual
+
+    def _scan_facade(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
+    ) -> None:
         """A project function that wraps a callable with a retry library (a facade)."""
-        if not (func.args.args or func.args.vararg or func.args.posonlyargs):
-            return
         nodes = self.local_nodes(func)
+        returns_decorator = any(
+            isinstance(n, ast.Return)
+            and isinstance(n.value, ast.Call)
+            and self.resolve(n.value) in _FACADE_TARGETS
+            for n in nodes
+        )
+        if not (func.args.args or func.args.vararg or func.args.posonlyargs or returns_decorator):
+            return
         lib_calls = {
             id(n): _FACADE_TARGETS[self.resolve(n)]
             for n in nodes
@@ -699,6 +717,9 @@ class PythonScanner:
         if not applied:
             return
         lib = next(iter(lib_calls.values()))
+        func, qual = self._outermost(func, qual, parents)
+        if func.name in self.homemade:
+            return
         self.homemade[func.name] = qual
         self.helpers.append(HelperDef(self.module, func.name, qual, f"wraps {lib}"))
         self.add(
@@ -717,7 +738,9 @@ class PythonScanner:
             ),
         )
 
-    def _scan_celery_helper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
+    def _scan_celery_helper(
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
+    ) -> None:
         """``task.retry(countdown=...)`` called from a helper that receives the task."""
         if any(
             dotted(d.func if isinstance(d, ast.Call) else d).rsplit(".", 1)[-1]
@@ -732,7 +755,10 @@ class PythonScanner:
             if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Attribute)
             and n.func.attr == "retry"
-            and dotted(n.func.value) in params | {"self.task", "task"}
+            and (
+                dotted(n.func.value) in params
+                or "task" in dotted(n.func.value).rsplit(".", 1)[-1].lower()
+            )
             and any(
                 k.arg in ("countdown", "exc", "max_retries", "eta", "throw") for k in n.keywords
             )
@@ -747,6 +773,7 @@ class PythonScanner:
         ]
         effects = self.effects(before)
         risk, reason = self._retry_risk(False, "exponential", "specific", effects, "celery")
+        func, qual = self._outermost(func, qual, parents)
         self.helpers.append(HelperDef(self.module, func.name, qual, "Celery task.retry"))
         self.add(
             Kind.CELERY_RETRY,

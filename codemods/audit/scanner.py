@@ -42,6 +42,7 @@ _PY_LITERALS = (
     b"sleep", b"retry", b"Retry", b"retries", b"Retries", b"RETRY", b"backoff", b"tenacity",
     b"stamina", b"dead_letter", b"dead-letter", b"DeadLetter", b"deadletter", b"edrive",
     b"dlq", b"DLQ", b"cron", b"schedul", b"BaseCommand", b"on_failure", b"failed_",
+    b"stuck", b"stale", b"requeue", b"dequeue", b"retrier", b"ir.cron",
 )  # fmt: skip
 _PY_FAILED = re.compile(rb"Failed[A-Z_]")
 _PY_COUNTER = (  # each starts with a literal, so the regex engine scans fast
@@ -67,6 +68,8 @@ def worth_parsing(data: bytes) -> bool:
     """The cheap text pre-filter: False when the file cannot hold a hotspot we detect."""
     if any(lit in data for lit in _PY_LITERALS):
         return True
+    if b"Job" in data and (b"Model" in data or b"Column" in data):
+        return True  # a job model needs no status column (a row is pending until deleted)
     if b"Failed" in data and _PY_FAILED.search(data):
         return True
     if (b"attempt" in data or b"tries" in data) and any(r.search(data) for r in _PY_COUNTER):

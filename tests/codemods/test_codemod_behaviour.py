@@ -681,6 +681,47 @@ case(
     lambda ns, dep: ns["both"](dep),
 )
 
+case(
+    "try_except_else_return_after_success",
+    """
+    import time
+
+    def fetch(dep):
+        seen = []
+        for i in range(4):
+            try:
+                value = dep.call()
+            except ConnectionError:
+                time.sleep(2 ** i)
+            else:
+                seen.append(value)
+                return value.upper(), seen
+        raise TimeoutError("no luck")
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "try_except_else_break_after_success",
+    """
+    import time
+
+    def save(dep):
+        seen = []
+        for attempt in range(3):
+            try:
+                dep.call("row")
+            except (ConnectionError, TimeoutError):
+                time.sleep(1)
+            else:
+                seen.append("saved")
+                break
+        else:
+            raise RuntimeError("not saved")
+        return seen
+    """,
+    lambda ns, dep: ns["save"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

@@ -1150,6 +1150,51 @@ def counter_in_body(url):
 """
         self.assertCodemod(before, after)  # the counter is the step's attempt number
 
+    def test_try_else_work_runs_after_the_step(self) -> None:
+        before = """\
+import time
+
+
+def save(db, row, log):
+    for attempt in range(3):
+        try:
+            db.insert(row)
+        except OSError:
+            time.sleep(1)
+        else:
+            log.append("saved")
+            break
+    else:
+        raise RuntimeError("no")
+    return row
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _insert_step(db, row):
+    db.insert(row)
+
+
+def save(db, row, log):
+    try:
+        _insert_step(db, row)
+    except OSError:
+        raise RuntimeError("no")
+    else:
+        log.append("saved")
+    return row
+"""
+        self.assertCodemod(before, after)  # the else work is not retried, and never lost
+
     def test_counter_read_after_the_loop(self) -> None:
         before = """\
 import time
