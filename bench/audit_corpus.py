@@ -138,8 +138,10 @@ def _qualnames(tree: ast.AST) -> dict[str, tuple[int, int]]:
                 start = min([child.lineno] + [d.lineno for d in child.decorator_list])
                 span = (start, child.end_lineno or child.lineno)
                 name = ".".join([*scope, child.name])
-                out.setdefault(name, span)
-                out.setdefault(child.name, span)
+                for key in (name, child.name):
+                    # overloads and redefinitions: the site spans them all
+                    old = out.get(key)
+                    out[key] = (min(old[0], span[0]), max(old[1], span[1])) if old else span
                 visit(child, [*scope, child.name])
             else:
                 visit(child, scope)

@@ -271,6 +271,16 @@ class _LoopFacts:
     caught: tuple[str, ...] = ()
 
 
+_DELAYISH = re.compile(r"sleep|backoff|delay", re.I)
+#: keyword arguments that hand a retry policy to a client or a call
+_RETRY_KWARGS = frozenset(
+    {"retry_decorator", "retry", "retry_policy", "retry_strategy", "max_retries", "retries",
+     "retry_config"}
+)  # fmt: skip
+_LIB_ROOTS = frozenset(
+    {"tenacity", "backoff", "retrying", "stamina", "retry", "retry_decorator", "google"}
+)
+_RETRY_KW_TEXT = re.compile(r"(?:retry\w*|retries|max_retries)\s*=\s*[\w.]*(?:Retry|retr|\{)")
 _CONFLICT = re.compile(
     r"Conflict|StaleData|Version|Concurrent|Duplicate|IntegrityError|UniqueViolation|"
     r"OptimisticLock|ObjectChanged|CasMismatch|PreconditionFailed"
@@ -523,6 +533,8 @@ class PythonScanner:
                 continue  # one finding per site: a poller loop inside was reported
             jobscan.scan_function(self, func, qual, self.func_class.get(id(func)))
         self._scan_module_retry_objects()
+        if _RETRY_KW_TEXT.search(self.text):
+            self._scan_retry_kwargs()
         self._scan_table_calls()
         self._scan_strings()
         return self.hotspots
@@ -774,7 +786,9 @@ class PythonScanner:
         effects = self.effects(before)
         risk, reason = self._retry_risk(False, "exponential", "specific", effects, "celery")
         func, qual = self._outermost(func, qual, parents)
-        self.helpers.append(HelperDef(self.module, func.name, qual, "Celery task.retry"))
+        owner = self.func_class.get(id(func))
+        name = owner if owner and func.name.startswith("__") else func.name
+        self.helpers.append(HelperDef(self.module, name, qual, "Celery task.retry"))
         self.add(
             Kind.CELERY_RETRY,
             "celery task.retry from a helper",
@@ -787,6 +801,60 @@ class PythonScanner:
             refusal="Celery task retries: no codemod",
             effects=effects,
         )
+
+    def _scan_retry_kwargs(self) -> None:
+        """A retry policy handed to a client: ``HTTPAdapter(max_retries=Retry(...))``,
+        ``Config(retries={...})``, ``retry=Retry(...)``, ``retry_decorator=AWSRetry...``."""
+        seen: set[int] = set()
+        for n in self.nodes:
+            if not isinstance(n, ast.Call):
+                continue
+            callee = self.resolve(n)
+            if callee.split(".")[0] in _LIB_ROOTS or callee in _DECORATORS:
+                continue  # the library's own arguments (tenacity's retry=retry_if_...)
+            for kw in n.keywords:
+                if kw.arg not in _RETRY_KWARGS:
+                    continue
+                value = kw.value
+                what = ""
+                if isinstance(value, ast.Call):
+                    name = self.resolve(value)
+                    last = name.rsplit(".", 1)[-1]
+                    if name.split(".")[0] in _LIB_ROOTS - {"google"} or last.startswith(
+                        ("retry_if", "retry_any", "retry_all", "retry_unless")
+                    ):
+                        continue
+                    if "Retry" in name or "retry" in last.lower():
+                        what = dotted(value.func)
+                elif isinstance(value, ast.Dict) and kw.arg == "retries":
+                    what = "retries={...}"
+                elif (
+                    kw.arg == "max_retries"
+                    and dotted(n.func).rsplit(".", 1)[-1] == "HTTPAdapter"
+                    and not (isinstance(value, ast.Constant) and value.value in (0, None, False))
+                ):
+                    what = "HTTPAdapter(max_retries=...)"
+                if not what or n.lineno in seen:
+                    continue
+                seen.add(n.lineno)
+                self.add(
+                    Kind.RETRY_DECORATOR,
+                    "retry policy handed to a client",
+                    n.lineno,
+                    n.end_lineno or n.lineno,
+                    None,
+                    Risk.MEDIUM,
+                    f"`{dotted(n.func)}` gets a retry policy ({what}): every call through it "
+                    "is retried",
+                    Fix("manual", "@step", False, "retry in the calling step instead"),
+                    refusal="client-level retry configuration: no codemod",
+                    why=(
+                        f"The client built here retries its calls ({what}); calls that create, "
+                        "charge or delete through it are repeated too unless they carry an "
+                        "idempotency key.",
+                    ),
+                    node=n,
+                )
 
     def _scan_module_retry_objects(self) -> None:
         """``patient = tenacity.retry(...)`` at module level: a decorator the module reuses."""
@@ -1006,7 +1074,11 @@ class PythonScanner:
                 pattern, counter = "for-range", target
             elif it_name in ("itertools.count", "count"):
                 pattern, counter, forever = "for-count", target, True
-            elif _RETRYISH.search(target) or _RETRYISH.search(dotted(it)):
+            elif (
+                _RETRYISH.search(target)
+                or _RETRYISH.search(dotted(it))
+                or _DELAYISH.search(f"{target} {dotted(it)}")  # over a sleep-time generator
+            ):
                 pattern, counter = "for-custom-iterator", target
             else:
                 return None  # loops over hosts, items, pages: alternatives, not attempts
@@ -1323,6 +1395,13 @@ class PythonScanner:
         call = node.iter
         kw = {k.arg: k.value for k in call.keywords if k.arg}
         effects = self.effects(node.body)
+        if loop.func is not None and len(loop.parents) >= 2:
+            # `for attempt in Retrying(...)` inside a decorator's wrapper: the decorator is
+            # the project's helper, applied elsewhere
+            outer, oqual = self._outermost(loop.func, loop.qualname or "", loop.parents)
+            if outer.name not in self.homemade:
+                self.homemade[outer.name] = oqual
+                self.helpers.append(HelperDef(self.module, outer.name, oqual, "wraps tenacity"))
         forever = "stop" not in kw
         sleep = "exponential" if "wait" in kw else "none"
         catch = "broad" if "retry" not in kw else "specific"
