@@ -679,7 +679,7 @@ class PythonScanner:
                 self.triggers[func.name] = f"@{dotted(call.func if call else dec)}"
 
     def _outermost(
-        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
+        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: Sequence[ast.AST]
     ) -> tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]:
         """The decorator (factory) a nested wrapper belongs to: what the project calls."""
         outer = parents[0] if parents else None
