@@ -558,9 +558,10 @@ class RetryLoopCodemod(DurableCodemod):
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
         if any(self._is_log(s) for s in _small_statements(machinery)):
             notes.append("log calls between attempts were dropped")
-        if outcome.last_sleep > 0:
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
+            slept = "once more" if symbols else f"{outcome.last_sleep:g}s"
             notes.append(
-                f"the legacy code slept {outcome.last_sleep:g}s after its last failed attempt;"
+                f"the legacy code slept {slept} after its last failed attempt;"
                 " the step gives up at once"
             )
         count = policy.sources.get("max_attempts", "")
