@@ -145,6 +145,10 @@ class RowState:
     def label(self, value: Any) -> str:
         return str(value)
 
+    def role_of(self, value: Any) -> str:
+        """The role (pending, running, done, failed, other) of a key of :meth:`counts`."""
+        return str(value) if value in ROLES else "other"
+
     def order(self) -> list[Any]:
         return list(ROLES)
 
@@ -200,6 +204,12 @@ class StatusState(RowState):
             if value == getattr(self.values, role):
                 return f"{value} ({role})" if str(value) != role else role
         return str(value)
+
+    def role_of(self, value: Any) -> str:
+        for role in ROLES:
+            if value == getattr(self.values, role):
+                return role
+        return "other"
 
     def order(self) -> list[Any]:
         return list(self.values.declared)

@@ -20,6 +20,13 @@ a durable sleep -> ``done`` (status done). The write-backs are
 (exactly once, with the checkpoint) and guarded, idempotent steps when it lives
 elsewhere (at least once). See docs/adapters.md for the promise of each
 arrangement.
+
+Tables without a status column (state in nullable times or a flag, rows
+deleted when done or when claimed, a lease column) declare ``status=StateColumns(...)``
+(:mod:`adapters.row_state`); tables declared as Django or SQLAlchemy models
+are mapped from the model (:meth:`StatusColumnAdapter.from_model`,
+:mod:`adapters.models`). The mapping is checked against the real table once,
+up front (:mod:`adapters.legacy_checks`).
 """
 
 from __future__ import annotations
@@ -678,9 +685,7 @@ class StatusColumnAdapter:
             stuck_after=stuck_s,
             stuck=stuck[:limit],
             stuck_total=len(stuck),
-            failed_total=sum(
-                n for v, n in counts.items() if state.label(v).endswith("failed)") or v == "failed"
-            ),
+            failed_total=sum(n for v, n in counts.items() if state.role_of(v) == "failed"),
             taken_at=now,
             mapping=self.mapping,
         )
