@@ -981,9 +981,18 @@ class RetryLoopCodemod(DurableCodemod):
         if not _NAME_PATH.fullmatch(what):
             return False
         root = what.split(".", 1)[0]
-        if root in machinery or root in stored or not _is_local(scope, root):
+        if root in machinery or root in stored:
+            return False
+        if not _is_local(scope, root) and not self._module_value(scope, root):
             return False
         return "." not in what or what not in self._assigned_attributes
+
+    def _module_value(self, scope: Scope, name: str) -> bool:
+        """``name`` is bound at module level (an imported setting, a configuration
+        object): the step defined in place reads it when the function runs, as the
+        loop did."""
+        module = scope.globals
+        return bool(module.assignments[name]) and name not in self.constants
 
     def _flag_policy(
         self,
