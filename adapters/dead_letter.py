@@ -159,11 +159,14 @@ def retry_dead_letter(app: Durable, workflow_id: str) -> WorkflowHandle:
         raise DeadLetterError(
             f"workflow {workflow_id!r} is not a dead letter: its status is {record.status}"
         )
-    from .status_column import adapter_of
+    from .status_column import RetryRefusedError, adapter_of
 
     adapter = adapter_of(app, record.name)
     if adapter is not None:
-        adapter.prepare_retry(workflow_id)  # the row back to running: fresh attempts follow
+        try:  # the row back to running: fresh attempts of its handler follow
+            adapter.prepare_retry(workflow_id)
+        except RetryRefusedError as exc:
+            raise DeadLetterError(str(exc)) from None
     elif any(s.name == f"{record.name}.give_up" for s in app.list_steps(workflow_id)):
         raise DeadLetterError(
             f"workflow {workflow_id!r} runs a row of a legacy table: retry it where its "

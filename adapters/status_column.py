@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from toolkit import Durable, RetryPolicy, current_workflow_id
-from toolkit.errors import DeterminismError
+from toolkit.errors import DeterminismError, DurableError
 from toolkit.queues import Queue
 from toolkit.retry import NO_RETRY
 
@@ -69,6 +69,11 @@ from .status_reports import ClaimReport, RunningRow, ShadowReport
 from .takeover import Takeover, TakeoverStats
 
 log = logging.getLogger("adapters.status_column")
+
+
+class RetryRefusedError(DurableError):
+    """A row's dead letter cannot be retried: its row is no longer failed (nothing changed)."""
+
 
 RETRY_EVENT = "durable.legacy.retries"
 """The event that counts the retries of a row's dead letter (see ``prepare_retry``)."""
@@ -370,25 +375,32 @@ class StatusColumnAdapter:
     def prepare_retry(self, workflow_id: str) -> bool:
         """Ready a dead letter of this adapter for ``app.resume``: fresh attempts follow.
 
-        Called by :func:`adapters.dead_letter.retry_dead_letter`. Counts the
-        retry in the workflow's event ``durable.legacy.retries`` (the step that
-        failed the workflow reads it when the resume runs it again, and lets the
-        workflow go on with a fresh retry budget, the ``attempts`` column
-        counting on) and puts the failed row back to running, held by the
-        workflow. Returns whether the row was put back (False when it is no
-        longer failed, or is gone: the retry goes on with the workflow's record).
+        Called by :func:`adapters.dead_letter.retry_dead_letter`. When the
+        workflow failed because its row's retry budget was spent (its last step
+        is ``give_up``), puts the failed row back to running, held by the
+        workflow, and counts the retry in the workflow's event
+        ``durable.legacy.retries``: the resume runs ``give_up`` again, which
+        reads it and lets the workflow go on with a fresh retry budget (the
+        ``attempts`` column counting on). Returns True then; False when the
+        workflow failed elsewhere (a plain resume is right). Raises
+        :class:`RetryRefusedError`, changing nothing, when the row is no longer
+        failed (someone re-queued or removed it: the adapter runs a re-queued
+        row as a new run).
         """
+        steps = self.app.list_steps(workflow_id)
+        if not steps or steps[-1].name != f"{self.workflow_name}.give_up":
+            return False
         record = self.app.get_workflow(workflow_id)
         args, _ = self.app.executor.decode_inputs(workflow_id, record.inputs)
         found, value = self.app.storage.get_event(workflow_id, RETRY_EVENT)
         count = str(int(value or 0) + 1 if found else 1)
         storage = self.app.storage
-        if not args or self.legacy.state.deletes_on_claim:
+        legacy = self.legacy
+        if not args or legacy.state.deletes_on_claim:  # the workflow holds all of the row
             with storage.transaction() as conn:
                 storage.set_event(conn, workflow_id, RETRY_EVENT, count)
-            return False
+            return True
         key = args[0]
-        legacy = self.legacy
         t = legacy.table
         now = datetime.now(UTC)
         values = legacy.state.unfail(now, running=True)
@@ -406,16 +418,28 @@ class StatusColumnAdapter:
         where = [t.c[legacy.key] == key] + ([failed] if failed is not None else [])
         update = sa.update(t).where(*where).values(values)
         update = update.execution_options(preserve_rowcount=True)
+
+        def refuse(conn: sa.Connection) -> RetryRefusedError:
+            row = self._select_row(conn, key, lock=False)
+            where = "is gone" if row is None else f"is {legacy.state.of(row._mapping, now)}"
+            return RetryRefusedError(
+                f"row {key!r} of {legacy.qualified_name} {where}, no longer failed: someone "
+                f"re-queued or removed it (a re-queued row runs as a new run); "
+                f"{workflow_id!r} was left as it is"
+            )
+
         if self.same_database:
             with storage.transaction() as conn:
-                changed = conn.execute(update).rowcount
+                if not conn.execute(update).rowcount:
+                    raise refuse(conn)
                 storage.set_event(conn, workflow_id, RETRY_EVENT, count)
         else:
             with legacy.writing() as conn:
-                changed = conn.execute(update).rowcount
+                if not conn.execute(update).rowcount:
+                    raise refuse(conn)
             with storage.transaction() as conn:
                 storage.set_event(conn, workflow_id, RETRY_EVENT, count)
-        return bool(changed)
+        return True
 
     def _select_row(self, conn: sa.Connection, key: Any, lock: bool) -> sa.Row[Any] | None:
         t = self.legacy.table
@@ -873,6 +897,7 @@ __all__ = [
     "LegacyPollError",
     "LegacyTable",
     "MappingError",
+    "RetryRefusedError",
     "RowFailedError",
     "RunningRow",
     "ShadowReport",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from adapters.dead_letter import DeadLetterError, list_dead_letters, retry_dead_letter
@@ -85,6 +86,18 @@ def test_a_retried_dead_letter_gets_fresh_attempts(legacy_url, make_jobs, tmp_pa
             "jobs:1",
             "jobs:2",
         ]  # no new run: the same workflow went on
+
+        # An admin re-queues the dead row by hand: its dead letter is not retried as well
+        # (the adapter runs the re-queued row as a new run), and nothing changes.
+        engine = sa.create_engine(legacy_url.replace("postgresql://", "postgresql+psycopg://"))
+        jobs = sa.Table("jobs", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(sa.update(jobs).where(jobs.c.id == 2).values(status="queued"))
+        engine.dispose()
+        with pytest.raises(DeadLetterError, match=r"row 2 of jobs is pending, no longer failed"):
+            retry_dead_letter(app, "jobs:2")
+        assert app.get_workflow("jobs:2").status == "failed"
+        assert rows_by_id(legacy_url)[2]["status"] == "queued"
     finally:
         app.close()
         adapter.legacy.dispose()
