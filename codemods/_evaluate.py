@@ -157,8 +157,8 @@ def parse(source: str) -> ast.expr:
 def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
     """Evaluate ``node`` with names looked up in ``env``; raise :class:`Unknown` otherwise."""
     if isinstance(node, ast.Constant):
-        if isinstance(node.value, int | float | bool) or node.value is None:
-            return node.value
+        if isinstance(node.value, int | float | bool | str) or node.value is None:
+            return node.value  # a string only takes part in comparisons (see BinOp)
         raise Unknown(repr(node.value))
     if isinstance(node, ast.Name):
         if node.id in env:
@@ -181,6 +181,8 @@ def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
             raise Unknown(ast.unparse(node))
         left = evaluate(node.left, env)
         right = evaluate(node.right, env)
+        if isinstance(left, str) or isinstance(right, str):
+            raise Unknown(ast.unparse(node))
         if isinstance(node.op, ast.Pow) and abs(right) > _MAX_POW:
             raise Unknown(ast.unparse(node))
         try:

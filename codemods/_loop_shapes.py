@@ -402,7 +402,8 @@ def _first_line(text: str) -> str:
 #: calls that read a terminal or a person: ``input()``, ``getpass()``, ``password()``,
 #: ``code_callback()``, ``prompt_for_token()``, ``click.confirm()``
 _ASKS_USER = re.compile(
-    r"^(raw_)?input$|getpass|passw(or)?d|passphrase|prompt|^ask|^confirm$|code_callback",
+    r"^(raw_)?input$|getpass|passw(or)?d|passphrase|prompt|^ask_(user|yes|question|for)"
+    r"|^confirm$|code_callback",
     re.IGNORECASE,
 )
 

@@ -199,9 +199,27 @@ def _num(value: float) -> str:
     return repr(round(float(value), 6))
 
 
+#: exception classes of the standard library spelled in lower case
+_LOWERCASE_CLASSES = frozenset(
+    {
+        "socket.timeout",
+        "socket.error",
+        "socket.gaierror",
+        "socket.herror",
+        "select.error",
+        "os.error",
+        "timeout",
+        "gaierror",
+        "herror",
+    }
+)
+
+
 def looks_like_class(source: str) -> bool:
     """``ConnectionError``, ``requests.RequestException``: a CapWords last part. A name in
     capitals (``RETRYABLE``) or lower case (``self.retry_on``) may hold a tuple of classes."""
+    if source in _LOWERCASE_CLASSES:
+        return True
     last = source.rsplit(".", 1)[-1]
     return last[:1].isupper() and not last.isupper() and last.isidentifier()
 

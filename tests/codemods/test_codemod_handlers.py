@@ -204,6 +204,27 @@ def maybe(client, a, b):
         assert sites[0].action == "skipped"
         assert "flags `a` and `b`" in sites[0].reason
 
+    def test_reasons_name_the_real_cause(self) -> None:
+        source = """\
+import socket
+import time
+
+
+def ask(api):
+    for attempt in range(3):
+        try:
+            return api.ask()
+        except (socket.timeout, ConnectionError) as exc:
+            if "busy" in exc.args[0] and attempt < 2:
+                time.sleep(1)
+            else:
+                raise ValueError("gave up")
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert "may be a tuple" not in sites[0].reason  # socket.timeout is a class
+        assert "exc.args[0]" in sites[0].reason  # the exception test, not a bare string
+
     def test_password_prompt_is_never_a_step(self) -> None:
         source = """\
 def unlock(vault, ask_password):
