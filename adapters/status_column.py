@@ -57,16 +57,15 @@ from .legacy_table import (
     MappingError,
     RowFailedError,
     StatusValues,
-    _error_text,
-    _retry_delay,
     app_url,
     is_app_database,
     json_key,
-    json_row,
 )
 from .row_state import StateColumns
+from .shadow import shadow_report
 from .status_reports import ClaimReport, RunningRow, ShadowReport
 from .takeover import Takeover, TakeoverStats
+from .write_back import RowWriteBacks
 
 log = logging.getLogger("adapters.status_column")
 
@@ -91,7 +90,7 @@ def adapter_of(app: Durable, workflow_name: str) -> StatusColumnAdapter | None:
 # -- the adapter -----------------------------------------------------------------------------
 
 
-class StatusColumnAdapter:
+class StatusColumnAdapter(RowWriteBacks):
     """Runs the rows of a legacy job table as durable workflows, keeping the status column.
 
     ``legacy_url`` is the SQLAlchemy URL of the database holding ``table``
@@ -441,177 +440,6 @@ class StatusColumnAdapter:
                 storage.set_event(conn, workflow_id, RETRY_EVENT, count)
         return True
 
-    def _select_row(self, conn: sa.Connection, key: Any, lock: bool) -> sa.Row[Any] | None:
-        t = self.legacy.table
-        query = sa.select(t).where(t.c[self.legacy.key] == key)
-        if lock:
-            query = query.with_for_update()
-        return conn.execute(query).first()
-
-    def _holds(self, row: sa.Row[Any] | None, wid: str) -> tuple[bool, str]:
-        """Whether the workflow ``wid`` holds a row (running, locked by it)."""
-        m = row._mapping if row is not None else None
-        held, reason = self.legacy.state.holds(m)
-        if not held or m is None:
-            return held, reason
-        lock = self.legacy.columns.locked_by
-        if lock is not None and m[lock] != wid:
-            return False, f"it is locked by {m[lock]!r}"
-        return True, ""
-
-    def _stamp(self, values: dict[str, Any], now: datetime) -> None:
-        col = self.legacy.col("updated_at")
-        if col is not None:
-            values[col.name] = self.legacy.time_value(col, now)
-
-    def _write(self, conn: sa.Connection, key: Any, values: dict[str, Any] | None) -> None:
-        """UPDATE the row with ``values`` (``None``: DELETE it)."""
-        t = self.legacy.table
-        where = t.c[self.legacy.key] == key
-        if values is None:
-            conn.execute(sa.delete(t).where(where))
-        elif values:
-            conn.execute(sa.update(t).where(where).values(values))
-
-    def _write_begin(self, conn: sa.Connection, key: Any, wid: str) -> dict[str, Any]:
-        legacy = self.legacy
-        state = legacy.state
-        row = self._select_row(conn, key, lock=True)
-        now = datetime.now(UTC)
-        if row is None:
-            return {"state": "skipped", "reason": "the row no longer exists"}
-        m = row._mapping
-        current = state.of(m, now)
-        lock = legacy.columns.locked_by
-        if current == "running":
-            mine = m[lock] == wid if lock is not None else not self.same_database
-            if not mine:
-                holder = f" by {m[lock]!r}" if lock is not None else ""
-                return {"state": "skipped", "reason": f"it is already running{holder}"}
-        elif current != "pending":
-            return {"state": "skipped", "reason": f"it is {current}, not pending"}
-        began = state.begin(now)
-        out: dict[str, Any] = {
-            "state": "started",
-            "attempts": legacy.attempts_of(m),
-            "started_at": int(time.time() * 1000),
-        }
-        if began is None:  # deleted when claimed: the workflow keeps its values
-            out["row"] = json_row(dict(m))
-            self._write(conn, key, None)
-            return out
-        values: dict[str, Any] = dict(began)
-        if lock is not None:
-            if not legacy.id_fits(wid):  # never cut: an owner is compared as written
-                return {"state": "skipped", "reason": f"its id does not fit in column {lock!r}"}
-            values[lock] = wid
-        locked_at = legacy.col("locked_at")
-        if locked_at is not None:
-            values[locked_at.name] = legacy.time_value(locked_at, now)
-        self._stamp(values, now)
-        self._write(conn, key, values)
-        return out
-
-    def _write_attempt_failed(
-        self,
-        conn: sa.Connection,
-        key: Any,
-        wid: str,
-        attempt: int,
-        started_ms: int,
-        exc: BaseException | None,
-        base: int = 0,
-    ) -> dict[str, Any]:
-        legacy = self.legacy
-        state = legacy.state
-        if exc is None:  # the budget was spent before the takeover: no attempt was made
-            delay, error = None, None
-        else:
-            elapsed = max(time.time() - started_ms / 1000, 0.0)
-            delay = _retry_delay(self.retry, exc, attempt - base, elapsed)
-            error = _error_text(exc)
-        row = self._select_row(conn, key, lock=True)
-        now = datetime.now(UTC)
-        held, reason = self._holds(row, wid)
-        if not held:
-            if delay is None and row is not None and state.of(row._mapping, now) == "failed":
-                # written already (a step re-run after a crash between its two commits)
-                return {"held": True, "retry_in": None, "error": error, "reason": ""}
-            return {"held": False, "retry_in": None, "reason": reason}
-        if row is None:  # deleted when claimed: nothing to write
-            return {"held": True, "retry_in": delay, "error": error, "reason": ""}
-        m = row._mapping
-        values: dict[str, Any] = {}
-        if exc is not None:
-            values.update(legacy.attempts_values(m, attempt))
-            last_error = legacy.col("last_error")
-            if last_error is not None and error is not None:
-                values[last_error.name] = legacy.text_value(last_error, error)
-        retry_at = legacy.col("next_retry_at")
-        if delay is None:
-            ended = state.finish("failed", now)
-            values.update(ended or {})
-            self._unlock(values, row)
-            if retry_at is not None:
-                values[retry_at.name] = legacy.clear_value(retry_at, m[retry_at.name])
-        else:
-            values.update(state.keep_running(now))
-            if retry_at is not None:
-                values[retry_at.name] = legacy.time_value(retry_at, now + timedelta(seconds=delay))
-        self._stamp(values, now)
-        self._write(conn, key, values)
-        return {"held": True, "retry_in": delay, "error": error, "reason": ""}
-
-    def _unlock(self, values: dict[str, Any], row: sa.Row[Any]) -> None:
-        for role in ("locked_by", "locked_at"):
-            col = self.legacy.col(role)
-            if col is not None and col.name not in values:
-                values[col.name] = self.legacy.clear_value(col, row._mapping[col.name])
-
-    def _write_done(self, conn: sa.Connection, key: Any, wid: str, attempt: int) -> dict[str, Any]:
-        legacy = self.legacy
-        state = legacy.state
-        row = self._select_row(conn, key, lock=True)
-        now = datetime.now(UTC)
-        held, reason = self._holds(row, wid)
-        if not held:
-            if row is not None and state.of(row._mapping, now) == "done":
-                return {"held": True, "reason": ""}  # written already (a re-run step)
-            if row is None and state.finish("done", now) is None:
-                return {"held": True, "reason": ""}  # deleted already (a re-run step)
-            return {"held": False, "reason": reason}
-        if row is None:  # deleted when claimed
-            return {"held": True, "reason": ""}
-        ended = state.finish("done", now)
-        if ended is None:
-            self._write(conn, key, None)
-            return {"held": True, "reason": ""}
-        values: dict[str, Any] = dict(ended)
-        values.update(legacy.attempts_values(row._mapping, attempt))
-        retry_at = legacy.col("next_retry_at")
-        if retry_at is not None:
-            values[retry_at.name] = legacy.clear_value(retry_at, row._mapping[retry_at.name])
-        self._unlock(values, row)
-        self._stamp(values, now)
-        self._write(conn, key, values)
-        return {"held": True, "reason": ""}
-
-    def _read_row(self, key: Any, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
-        if recorded is not None:
-            return dict(recorded)
-        with self.legacy.reading() as conn:
-            row = self._select_row(conn, key, lock=False)
-        if row is None:
-            raise LookupError(f"row {key!r} of {self.legacy.qualified_name} no longer exists")
-        return dict(row._mapping)
-
-    def _call_handler(self, key: Any, recorded: dict[str, Any] | None = None) -> Any:
-        assert self.handler is not None
-        return self.handler(self._read_row(key, recorded))
-
-    def _load_row(self, key: Any, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
-        return json_row(self._read_row(key, recorded))
-
     # -- shadow --
 
     def check(self) -> dict[Any, int]:
@@ -630,111 +458,7 @@ class StatusColumnAdapter:
         ``updated_at``) is reported as stuck. ``limit``: how many keys each
         list of the report holds (the totals count every row).
         """
-        legacy = self.legacy
-        stuck_s = (
-            stuck_after.total_seconds()
-            if isinstance(stuck_after, timedelta)
-            else float(stuck_after)
-        )
-        counts = legacy.check()
-        t = legacy.table
-        state = legacy.state
-        key = t.c[legacy.key]
-        attempts = legacy.attempts_column()
-        retry_at = legacy.col("next_retry_at")
-        locked_by = legacy.col("locked_by")
-        since_col = legacy.since_column()
-        now = datetime.now(UTC)
-        max_attempts = self.retry.max_attempts
-        with legacy.reading() as conn:
-            due = legacy.due(now)
-            budget = (
-                attempts >= max_attempts
-                if attempts is not None and max_attempts is not None
-                else sa.false()
-            )
-            would = (
-                conn.execute(sa.select(key).where(due, sa.not_(budget)).order_by(key).limit(limit))
-                .scalars()
-                .all()
-            )
-            would_total = conn.execute(
-                sa.select(sa.func.count()).select_from(t).where(due, sa.not_(budget))
-            ).scalar_one()
-            past: list[tuple[Any, int]] = []
-            if attempts is not None and max_attempts is not None:
-                past = [
-                    (k, int(n or 0))
-                    for k, n in conn.execute(
-                        sa.select(key, attempts).where(due, budget).order_by(key)
-                    )
-                ]
-            not_due, next_due = 0, None
-            if retry_at is not None:
-                pending = state.cond("pending", now)
-                assert pending is not None
-                waiting = sa.and_(pending, sa.not_(due))
-                not_due = conn.execute(
-                    sa.select(sa.func.count()).select_from(t).where(waiting)
-                ).scalar_one()
-                if not_due:
-                    next_due = legacy.as_datetime(
-                        conn.execute(sa.select(sa.func.min(retry_at)).where(waiting)).scalar()
-                    )
-            cols = [key, *(c for c in (locked_by, since_col) if c is not None)]
-            in_running = state.cond("running", now)
-            running = []
-            if in_running is not None:
-                query = sa.select(*cols).where(in_running)
-                query = (
-                    query.order_by(since_col, key) if since_col is not None else query.order_by(key)
-                )
-                running = [self._running_row(r._mapping, now) for r in conn.execute(query)]
-        stuck = [r for r in running if r.age is not None and r.age > stuck_s]
-        return ShadowReport(
-            table=legacy.qualified_name,
-            database=legacy.describe(),
-            arrangement=self.arrangement,
-            promise=self.promise,
-            counts={self._label(v): counts[v] for v in self._ordered(counts)},
-            would_start=list(would),
-            would_start_total=int(would_total),
-            not_due=int(not_due),
-            next_due=next_due,
-            past_budget=past[:limit],
-            past_budget_total=len(past),
-            max_attempts=max_attempts,
-            running=running[:limit],
-            running_total=len(running),
-            stuck_after=stuck_s,
-            stuck=stuck[:limit],
-            stuck_total=len(stuck),
-            failed_total=sum(n for v, n in counts.items() if state.role_of(v) == "failed"),
-            taken_at=now,
-            mapping=self.mapping,
-        )
-
-    def _ordered(self, counts: dict[Any, int]) -> list[Any]:
-        """Status values in role order: pending, running, done, failed, then the others."""
-        declared = self.legacy.state.order()
-        return sorted(counts, key=lambda v: declared.index(v) if v in declared else len(declared))
-
-    def _label(self, value: Any) -> str:
-        return self.legacy.state.label(value)
-
-    def _running_row(self, m: Any, now: datetime) -> RunningRow:
-        legacy = self.legacy
-        since_col = legacy.since_column()
-        since = legacy.as_datetime(m[since_col.name]) if since_col is not None else None
-        lock = legacy.columns.locked_by
-        holder = m[lock] if lock is not None else None
-        return RunningRow(
-            key=m[legacy.key],
-            since=since,
-            age=(now - since).total_seconds() if since is not None else None,
-            locked_by=holder,
-            durable=isinstance(holder, str) and holder.startswith(f"{self.name}:"),
-        )
+        return shadow_report(self, stuck_after=stuck_after, limit=limit)
 
     # -- takeover --
 
