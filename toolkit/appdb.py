@@ -115,6 +115,7 @@ class AppDatabase:
             sa.Column("workflow_id", sa.Text, nullable=False),
             sa.Column("output", sa.Text().with_variant(mysql.LONGTEXT(), "mysql")),
             sa.Column("created_at", sa.BigInteger, nullable=False),
+            mysql_charset="utf8mb4",  # any id the toolkit accepts, whatever the default
         )
         self._checked = False
 

@@ -38,6 +38,7 @@ from .errors import (
     RetriesExhausted,
     SerializationError,
     StepFailedError,
+    TransactionConnectionLost,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowInterrupted,
@@ -236,6 +237,20 @@ def _attempt_error(exc: BaseException | None, result: Any) -> str:
         return json.dumps(error_info(exc, traceback.format_exc()))
     message = f"retry_on_result matched the result {short_repr(result)}"
     return json.dumps({"type": "retry_on_result", "message": message, "traceback": ""})
+
+
+LOST_CONNECTION_LIMIT = 5
+"""A transaction whose connection is lost this many times in a row, while the database
+answers the reads in between, fails its attempt: the transaction itself is the cause
+(MySQL drops the connection of a packet above ``max_allowed_packet``), not an outage."""
+
+
+def _lost_again(step: StepDef, lost: DatabaseUnavailableError) -> TransactionConnectionLost:
+    return TransactionConnectionLost(
+        f"transaction {step.name!r} lost its database connection {LOST_CONNECTION_LIMIT} "
+        f"times in a row while the database answered other statements (a value above the "
+        f"server's packet limit?): {lost}"
+    )
 
 
 def _rebuild_error(record: StepRecord) -> BaseException:
@@ -1017,7 +1032,7 @@ class Executor:
                     ),
                 )
                 raise
-            except DatabaseUnavailableError:
+            except DatabaseUnavailableError as lost:
                 # Not a failed attempt: wait for the database, then see whether the
                 # commit went through unacknowledged before running the body again.
                 outages += 1
@@ -1025,6 +1040,11 @@ class Executor:
                 committed = self._committed_output(run, state.number, step.name)
                 if committed is not None:
                     return self._load(run, committed)
+                if outages >= LOST_CONNECTION_LIMIT:  # the transaction itself loses it
+                    done, value = self._after_failure(run, step, state, _lost_again(step, lost))
+                    if done:
+                        return value
+                    outages = 0
                 continue
             except _HookFailed as failed:
                 error = json.dumps(error_info(failed.error, traceback.format_exc()))
@@ -1105,12 +1125,17 @@ class Executor:
                     ),
                 )
                 raise
-            except DatabaseUnavailableError:
+            except DatabaseUnavailableError as lost:
                 outages += 1
                 self._wait_out_outage(run, outages)
                 committed = self._app_output(run, store_id, wf_key, state.number)
                 if committed is not None:
                     return self._record_app_output(run, step, state, committed)
+                if outages >= LOST_CONNECTION_LIMIT:  # the transaction itself loses it
+                    done, value = self._after_failure(run, step, state, _lost_again(step, lost))
+                    if done:
+                        return value
+                    outages = 0
                 continue
             except _HookFailed as failed:
                 error = json.dumps(error_info(failed.error, traceback.format_exc()))
@@ -1282,8 +1307,9 @@ class Executor:
                 return value
         deadline = time.monotonic() + timeout
         self.storage.start_listening()
+        read = functools.partial(self.storage.get_event, workflow_id, key)
         while True:
-            found, text = self.storage.get_event(workflow_id, key)
+            found, text = read() if run is None else self.wait_for_database(run, read)
             if found or time.monotonic() >= deadline:
                 break
             wait = min(self.storage.poll_interval, max(deadline - time.monotonic(), 0))
@@ -1315,8 +1341,10 @@ class Executor:
             if succeeded is not None:
                 return succeeded.value
         delay = 0.005
+        caller = active_run()  # a workflow waiting for a child waits out outages too
+        read = functools.partial(self.storage.get_workflow, workflow_id)
         while True:
-            record = self.storage.get_workflow(workflow_id)
+            record = read() if caller is None else self.wait_for_database(caller, read)
             if record is None:
                 raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}")
             if record.status == "succeeded":

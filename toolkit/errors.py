@@ -136,3 +136,10 @@ class InvalidIdError(DurableError, ValueError):
     """An id, deduplication id, topic or event key the database could not store as given
     (not a string, empty, a NUL character, a lone surrogate, or too long); refused
     before any SQL runs, on every backend alike."""
+
+
+class TransactionConnectionLost(DurableError):
+    """A ``@transaction`` lost its database connection several times in a row while the
+    database answered other statements: the transaction itself is the cause (for
+    example a value above MySQL's ``max_allowed_packet``), so its attempt fails
+    instead of waiting for the database for ever."""

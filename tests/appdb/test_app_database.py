@@ -244,3 +244,69 @@ def test_the_app_database_url_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("DURABLE_APP_DATABASE_URL", f"sqlite:///{tmp_path}/state.db")
     same = Durable(f"sqlite:///{tmp_path}/state.db")
     assert same.app_database is None  # the same database: nothing is apart
+
+
+def _mariadb_database(charset: str) -> Iterator[str]:
+    from tests.adapters.conftest import _mariadb_admin
+
+    engine, url = _mariadb_admin()
+    name = f"appdb_{charset}_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET {charset}"))  # our name
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
+
+
+@pytest.fixture
+def latin1_mariadb() -> Iterator[str]:
+    yield from _mariadb_database("latin1")
+
+
+def test_any_valid_id_works_on_a_latin1_mysql_app_database(latin1_mariadb, tmp_path):
+    app = Durable(f"sqlite:///{tmp_path}/state.db", app_database_url=latin1_mariadb)
+    app.upgrade()
+
+    @app.transaction(name="touch")
+    def touch(conn: sa.Connection) -> str:
+        return str(current_workflow_id())
+
+    @app.workflow(name="one")
+    def one() -> str:
+        return touch()
+
+    try:
+        for wid in ("заказ-1", "order-\U0001f600"):
+            assert app.run(one, workflow_id=wid) == wid
+    finally:
+        app.close()
+
+
+@pytest.mark.slow
+def test_a_transaction_that_loses_its_connection_every_time_fails(mariadb_url, tmp_path):
+    """MariaDB drops the connection of a packet above max_allowed_packet: that is the
+    transaction's fault, not an outage, so its attempt fails instead of looping."""
+    from toolkit import TransactionConnectionLost  # noqa: F401  (exported)
+    from toolkit.errors import DurableError
+
+    app = Durable(f"sqlite:///{tmp_path}/state.db", app_database_url=mariadb_url)
+    app.upgrade()
+    with app.connection().connect() as conn:
+        limit = int(conn.execute(sa.text("SELECT @@max_allowed_packet")).scalar_one())
+
+    @app.transaction(name="huge")
+    def huge(conn: sa.Connection) -> str:
+        return "x" * (limit + 1024)
+
+    @app.workflow(name="big")
+    def big() -> int:
+        return len(huge())
+
+    try:
+        with pytest.raises(DurableError, match="lost its database connection 5 times"):
+            app.run(big, workflow_id="big-1", timeout=120)
+    finally:
+        app.close()

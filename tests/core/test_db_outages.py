@@ -360,3 +360,61 @@ def test_heartbeat_and_liveness_survive_a_restart(cluster, local_app):
     assert app.storage.lock_alive()
     assert handle.result(timeout=30) == "ok"
     assert app.get_workflow("guarded-2").recoveries == 0
+
+
+def test_waiting_for_an_event_or_a_child_waits_out_an_outage(cluster, local_app):
+    app, _guarded = local_app
+
+    @app.step(name="pause_step")
+    def pause_step(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.workflow(name="child")
+    def child() -> str:
+        pause_step(3.0)
+        return "child done"
+
+    @app.workflow(name="waits")
+    def waits() -> list[str]:
+        try:
+            event = app.get_event("nobody", "never", timeout=4.0)
+            result = app.start(child).result(timeout=30)
+        except Exception as exc:  # an outage must never land here
+            return [f"fallback: {type(exc).__name__}"]
+        return [str(event), result]
+
+    handle = app.start(waits, workflow_id="waits-1")
+    time.sleep(0.5)
+    cluster.stop("immediate")  # during get_event's polling, then during the child's wait
+    time.sleep(3.0)
+    cluster.start()
+    assert handle.result(timeout=60) == ["None", "child done"]
+
+
+def test_waiting_for_a_child_waits_out_an_outage(cluster, local_app):
+    app, _guarded = local_app
+
+    @app.step(name="nap_step")
+    def nap_step(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.workflow(name="slow_child")
+    def slow_child() -> str:
+        nap_step(4.0)
+        return "child done"
+
+    @app.workflow(name="parent")
+    def parent() -> str:
+        try:
+            return str(app.start(slow_child).result(timeout=60))
+        except Exception as exc:  # an outage must never land here
+            return f"fallback: {type(exc).__name__}"
+
+    handle = app.start(parent, workflow_id="parent-1")
+    time.sleep(0.7)
+    cluster.stop("immediate")  # while the parent polls its child's record
+    time.sleep(2.0)
+    cluster.start()
+    assert handle.result(timeout=60) == "child done"
