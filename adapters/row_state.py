@@ -37,7 +37,8 @@ class StateColumns:
     """The state of a row kept without a status column.
 
     ``taken``: a column set when a worker takes the row (``locked_at``,
-    ``dequeued_at``, ``started_at``: a time) and NULL while it is pending.
+    ``dequeued_at``, ``started_at``: a time; or a flag, ``locked``) and NULL
+    (false) while it is pending.
     ``lease``: ``taken`` is an "invisible until" time instead: a row is pending
     when it is NULL or past; the adapter writes now + ``lease`` when it starts a
     row and at each failed attempt. ``done`` and ``failed``: columns set when
@@ -248,7 +249,7 @@ class ColumnsState(RowState):
             return sa.false()
         if self.spec.lease is not None:
             return sa.and_(taken.is_not(None), taken > self.legacy.time_value(taken, now))
-        return taken.is_not(None)
+        return taken == sa.true() if is_flag(taken) else taken.is_not(None)
 
     def cond(self, role: str, now: datetime) -> sa.ColumnElement[bool] | None:
         ended = self._ended()
@@ -273,6 +274,8 @@ class ColumnsState(RowState):
         if self._is_set(m, "done"):
             return "done"
         taken = self._col("taken")
+        if taken is not None and is_flag(taken):
+            return "running" if m[taken.name] else "pending"
         if taken is not None and m[taken.name] is not None:
             if self.spec.lease is None:
                 return "running"
@@ -287,9 +290,8 @@ class ColumnsState(RowState):
             return False, "the row no longer exists"
         if self._is_set(m, "failed") or self._is_set(m, "done"):
             return False, "it has ended already"
-        taken = self._col("taken")
-        if taken is not None and m[taken.name] is None:
-            return False, f"its {taken.name!r} is empty (it was put back)"
+        if self._col("taken") is not None and not self._is_set(m, "taken"):
+            return False, f"its {self.spec.taken!r} is empty (it was put back)"
         return True, ""
 
     def begin(self, now: datetime) -> dict[str, Any] | None:
@@ -299,7 +301,7 @@ class ColumnsState(RowState):
         if taken is None:
             return {}
         when = now + self.spec.lease if self.spec.lease is not None else now
-        return {taken.name: self.legacy.time_value(taken, when)}
+        return {taken.name: self._value(taken, when)}
 
     def keep_running(self, now: datetime) -> dict[str, Any]:
         taken = self._col("taken")
@@ -327,7 +329,7 @@ class ColumnsState(RowState):
 
     def requeue(self) -> dict[str, Any]:
         taken = self._col("taken")
-        return {taken.name: None} if taken is not None else {}
+        return {taken.name: self._unset(taken)} if taken is not None else {}
 
     def unfail(self, now: datetime, running: bool) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -339,7 +341,7 @@ class ColumnsState(RowState):
             if running:
                 values.update(self.begin(now) or {})
             else:
-                values[taken.name] = None
+                values[taken.name] = self._unset(taken)
         return values
 
     @property

@@ -211,6 +211,32 @@ STATUS_COLUMN = Shape(
     ),
 )
 
+# 7. Flags only: a row is taken when `locked` is true, done when `processed` is.
+FLAGS = Shape(
+    name="flag_jobs",
+    table=lambda md: sa.Table(
+        "flag_jobs",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("payload", sa.String(100), nullable=False),
+        sa.Column("locked", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("processed", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("gave_up", sa.Boolean, nullable=False, server_default=sa.false()),
+    ),
+    row=lambda i: {"id": i, "payload": payload_of(i)},
+    state=StateColumns(taken="locked", done="processed", failed="gave_up"),
+    columns=LegacyColumns(),
+    consistent=lambda r: (
+        not (r["processed"] and r["gave_up"])
+        and (r["locked"] or not (r["processed"] or r["gave_up"]))
+    ),
+    final=lambda i, r: (
+        r is not None
+        and bool(r["locked"])
+        and (bool(r["gave_up"]) if i == 4 else bool(r["processed"]))
+    ),
+)
+
 SHAPES = {
     s.name: s
     for s in (
@@ -220,6 +246,7 @@ SHAPES = {
         LEASE,
         JSON_ATTEMPTS,
         STATUS_COLUMN,
+        FLAGS,
     )
 }
 
