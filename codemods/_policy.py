@@ -136,7 +136,7 @@ class Policy:
             parts.append("between attempts " + self.before_retry)
         if self.on_give_up:
             parts.append("at the end " + self.on_give_up)
-        return ", ".join(parts)
+        return " ".join(", ".join(parts).split())  # one line, whatever the source's layout
 
     def largest_delay(self) -> float | None:
         """The longest delay the policy can ask for before its last attempt, None if unbounded."""
