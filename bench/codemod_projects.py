@@ -60,7 +60,7 @@ PROJECTS = [
         "streamlink",
         "7.1.3",
         "src/streamlink",
-        ("tests/plugins/test_filmon.py", "tests/session/test_http.py", "tests/test_session.py"),
+        ("tests/plugins/test_filmon.py", "tests/session/test_http.py"),
         (
             "requests-mock",
             "freezegun",
