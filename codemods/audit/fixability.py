@@ -10,6 +10,7 @@ carries the retry policy the codemod read.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import replace
 
 from codemods.audit.model import Fix, Hotspot, Kind
@@ -17,9 +18,22 @@ from codemods.audit.model import Fix, Hotspot, Kind
 RETRY_KINDS = frozenset({Kind.RETRY_LOOP, Kind.RETRY_DECORATOR, Kind.CELERY_RETRY})
 
 
+_REWRITABLE = re.compile(
+    r"^(?:tenacity|backoff|retrying|retry|stamina|google\.api_core)\b|home-made|recursive|"
+    r"over (?:tenacity|backoff|retrying|stamina|google)"
+)
+
+
 def is_candidate(h: Hotspot) -> bool:
-    """True when one of the codemods may rewrite ``h`` (so it is worth asking them)."""
-    return h.kind in RETRY_KINDS and "(project helper)" not in h.pattern
+    """True when one of the codemods may rewrite ``h`` (so it is worth asking them).
+
+    Loops and the libraries the codemods know (tenacity, backoff, retrying, retry,
+    stamina, google-api-core); not Celery, AWSRetry, oslo, dramatiq or client
+    policies, for which no codemod exists.
+    """
+    if h.kind is Kind.RETRY_LOOP:
+        return True
+    return h.kind is Kind.RETRY_DECORATOR and _REWRITABLE.search(h.pattern) is not None
 
 
 def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:

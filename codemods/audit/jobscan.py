@@ -29,10 +29,17 @@ Func = ast.FunctionDef | ast.AsyncFunctionDef
 
 #: a cheap first look: functions whose lines hold none of these are skipped
 HINT = re.compile(
-    r"status|state|requeue|sweep|stuck|stale|stalled|expire|clean|purge|prune|orphan|reap|"
-    r"dead|dlq|fail|nack|bury|buried|job|queue|claim|for update|skip locked|heartbeat|lease|"
-    r"periodic|retry|retries|deferred|pending|timeout"
+    r"requeue|sweep|stuck|stale|expire|clean|purge|prune|orphan|reap|dead|dlq|nack|bur[yi]|"
+    r"job|queue|worker|message|deliver|claim|for update|skip locked|heartbeat|lease|periodic|"
+    r"deferred|redrive"
 )
+
+
+def wants(name: str) -> bool:
+    """A function named like a sweeper or a failure handler is read whatever its words."""
+    return SWEEP_NAME.search(name) is not None or _DEAD_NAME.match(name) is not None
+
+
 SWEEP_NAME = re.compile(
     r"requeue|re_queue|sweep|stuck|stale|stalled|reap|rescue|recover|resubmit|redrive|"
     r"orphan|zombie|retry_(?:failed|stuck|deferred|pending|stalled)|reset_\w*(?:status|state|jobs|tasks)|"
@@ -98,6 +105,15 @@ _ACTION_CALL = re.compile(
     r"mark_as_fail|set_\w*(?:state|status|failed|error)",
     re.I,
 )
+_ACTION_WORDS = ("clean", "reset", "requeue", "redrive", "retry", "nack", "reject", "abort",
+                 "expire", "purge", "prune", "error_state", "mark_as_fail", "set_")  # fmt: skip
+_STATE_CALL_NAMES = frozenset(
+    {"defer", "postpone", "set_pending", "set_failed", "set_done", "set_started", "set_enqueued",
+     "set_cancelled", "set_state", "set_status", "mark_failed", "mark_as_failed",
+     "mark_failure", "mark_as_failure", "mark_done", "mark_as_done", "mark_started",
+     "mark_retry", "mark_as_retry", "requeue", "retry_job", "finish_job", "start", "terminate",
+     "fail"}
+)  # fmt: skip
 _STATE_CALL = re.compile(
     r"^(?:defer|postpone|set_(?:pending|failed|done|started|enqueued|cancelled|state|status)|"
     r"mark_(?:as_)?(?:failed|failure|done|started|retry)|requeue|retry_job|finish_job|"
@@ -139,10 +155,20 @@ def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
     f = _Facts(text=text, name=func.name)
     for n in sc.local_nodes(func):
         if isinstance(n, ast.Call):
-            last = dotted(n.func).rsplit(".", 1)[-1]
-            if last in _WRITE_CALLS or _ACTION_CALL.search(last):
+            func_node = n.func
+            last = (
+                func_node.attr
+                if isinstance(func_node, ast.Attribute)
+                else func_node.id
+                if isinstance(func_node, ast.Name)
+                else ""
+            )
+            low = last.lower()
+            if last in _WRITE_CALLS or (
+                any(w in low for w in _ACTION_WORDS) and _ACTION_CALL.search(last)
+            ):
                 f.writes += 1
-            if _STATE_CALL.search(last):
+            if low in _STATE_CALL_NAMES:
                 f.state_calls += 1
                 if last in ("delete", "unlink", "destroy", "delete_many", "zrem"):
                     f.deletes += 1
@@ -185,9 +211,7 @@ def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
             f.loops += 1
         elif isinstance(n, ast.While):
             f.loops += 1
-            if any(
-                isinstance(c, ast.Call) and _WORKER_CALL.search(dotted(c.func)) for c in ast.walk(n)
-            ):
+            if _WORKER_CALL.search(ast.get_source_segment(sc.text, n) or ""):
                 f.worker_loop = True
         elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) > 20:
             low = n.value.lower()
@@ -337,6 +361,8 @@ def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | No
     )
     if not ctx:
         ctx = len(_JOB_WORDS.findall(f.text)) >= 3
+    if not ctx:  # SKIP LOCKED is a job queue's claim whatever the table is called
+        ctx = re.search(r"skip[\s_]locked", f.text, re.I) is not None
     if not ctx:
         return False
     claim = _CLAIM.search(f.text) is not None

@@ -54,7 +54,7 @@ _TIME_BOUND = re.compile(
 _SWEEP_HINT = re.compile(r"update")
 _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
-_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries|count)\w*['\"\]]*\s*[-+]=?\s*1")
+_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries|count|left)\w*['\"\]]*\s*[-+]=?\s*1")
 _CREATE_TABLE_TEXT = re.compile(r"create\s+(?:\w+\s+)?table", re.I)
 _TABLE_CALL = ("Table(", "create_table(", "CreateModel(")
 _TRIGGER_TEXT = (".do(", "add_job", "scheduled_job", "add_periodic_task", "beat_schedule",
@@ -167,6 +167,10 @@ def _walk_local(nodes: list[ast.stmt] | list[ast.AST]) -> Iterator[ast.AST]:
                 child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
             ):
                 stack.append(child)
+
+
+def _attrs_in(node: ast.AST) -> set[str]:
+    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
 
 
 def _names_in(node: ast.AST) -> set[str]:
@@ -527,7 +531,7 @@ class PythonScanner:
         adapter_kinds = (Kind.STATUS_POLLER, Kind.STATUS_TABLE, Kind.CRON_SWEEPER, Kind.DEAD_LETTER)
         taken = sorted(h.start_line for h in self.hotspots if h.kind in adapter_kinds)
         for func, qual, _ancestors in self.funcs:
-            if not _in_range(self.job_lines, func):
+            if not (_in_range(self.job_lines, func) or jobscan.wants(func.name)):
                 continue
             if _in_range(taken, func):
                 continue  # one finding per site: a poller loop inside was reported
@@ -1124,6 +1128,19 @@ class PythonScanner:
             )
         if not success_exit:
             return None  # polling, worker main loops: exit depends on a result or never
+        if pattern == "while-condition" and isinstance(node, ast.While):
+            # `while self.running:` around a try is a supervisor, unless the condition
+            # counts attempts or is the success flag the attempt sets
+            test_names = " ".join(sorted(_names_in(node.test) | _attrs_in(node.test)))
+            flags = _names_in(node.test)
+            sets_flag = any(
+                isinstance(n, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id in flags for t in n.targets)
+                for n in _walk_local(list(node.body))
+            )
+            if not (_RETRYISH.search(test_names) or _TIME_BOUND.search(ast.unparse(node.test))
+                    or sets_flag):  # fmt: skip
+                return None
         # time-bounded while loops (deadline) and counters bound forever-ness
         if pattern == "while-true":
             incremented = _incremented(node.body)
@@ -1200,7 +1217,8 @@ class PythonScanner:
                 continue
             types = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
             for t in types:
-                if _TRANSIENT.search(dotted(t).rsplit(".", 1)[-1]):
+                name = dotted(t).rsplit(".", 1)[-1]
+                if _TRANSIENT.search(name) or _CONFLICT.search(name):
                     return True
         head = ""
         if isinstance(node, ast.For | ast.AsyncFor):
@@ -1771,9 +1789,16 @@ class PythonScanner:
                 continue
             handler = list(_walk_local(list(n.body)))
             counted = any(
-                _RECURSE_HINT.search(ast.unparse(c))
+                (
+                    isinstance(c, ast.AugAssign)
+                    and isinstance(c.value, ast.Constant)
+                    and c.value.value == 1
+                )
+                or (
+                    isinstance(c, ast.Call | ast.Assign | ast.keyword)
+                    and _RECURSE_HINT.search(ast.unparse(c)) is not None
+                )
                 for c in handler
-                if isinstance(c, ast.Call | ast.AugAssign | ast.Assign | ast.keyword)
             )
             again = any(
                 isinstance(c, ast.Call) and dotted(c.func).rsplit(".", 1)[-1] == func.name

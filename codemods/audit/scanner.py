@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codemods.audit.fixability import apply_decisions
@@ -252,7 +252,10 @@ def scan_file(path: Path, rel: str) -> FileResult:
             if not keep:
                 return res
             res.parsed = 1
-            res.hotspots = _text_hotspots(rel, data.decode("utf-8", errors="replace"), cron, sql)
+            res.hotspots = [
+                h if h.why else replace(h, why=(h.reason[:1].upper() + h.reason[1:] + ".",))
+                for h in _text_hotspots(rel, data.decode("utf-8", errors="replace"), cron, sql)
+            ]
     except SyntaxError as exc:
         res.parsed = 0
         res.errors.append(FileError(rel, exc.lineno, f"syntax error: {exc.msg}"))
