@@ -106,8 +106,13 @@ def split_predicate(
     as_name: str | None,
     code: Callable[[cst.CSTNode], str],
     is_log: Callable[[Any], bool],
+    counters: frozenset[str] = frozenset(),
 ) -> tuple[Predicate | None, list[Any]]:
     """The handler's test on the caught exception, and the handler without it.
+
+    A test joined with the counter (``if exc.status == 409 and attempt < n:``, ``if
+    not retryable(e) or attempt == last: raise``) is split: the parts that do not read
+    ``counters`` become the predicate, the counter parts stay in the handler.
 
     Shapes (after any log calls): ``if <test>: raise`` (retry when the test is false);
     ``if <test>: ... else: raise``, and ``if <test>: ... continue`` followed by
@@ -128,42 +133,76 @@ def split_predicate(
             stmt = stmt.with_changes(test=stmt.test.with_changes(lpar=[], rpar=[]))
         orelse = stmt.orelse
         if orelse is None and _reraises(body, as_name, is_log):
-            test = _negated(stmt.test, code)
-            return _predicate(test, as_name), [*before, *after]
+            mine, rest, moved = _split_bool(stmt.test, cst.Or, as_name, code, counters)
+            if rest is None:
+                return _predicate(_negated(stmt.test, code), as_name), [*before, *after]
+            predicate = _predicate(f"not ({mine})", as_name)
+            _check_order(predicate, moved)
+            return predicate, [*before, stmt.with_changes(test=rest), *after]
         if isinstance(orelse, cst.Else) and _reraises(orelse.body.body, as_name, is_log):
             return _predicate(code(stmt.test), as_name), [*before, *body, *after]
         if orelse is None and _reraises(after, as_name, is_log) and _ends_with_continue(body):
-            on_exc, rest = _split_and(stmt.test, as_name, code)
+            mine, rest, moved = _split_bool(stmt.test, cst.And, as_name, code, counters)
             if rest is None:
                 return _predicate(code(stmt.test), as_name), [*before, *body]
+            predicate = _predicate(mine, as_name)
+            _check_order(predicate, moved)
             counted = stmt.with_changes(test=rest)  # the counter test stays in the handler
-            return _predicate(on_exc, as_name), [*before, counted, *after]
+            return predicate, [*before, counted, *after]
         return None, stmts
     return None, stmts
 
 
-def _split_and(
-    test: cst.BaseExpression, as_name: str | None, code: Callable[[cst.CSTNode], str]
-) -> tuple[str, cst.BaseExpression | None]:
-    """``A and B`` where only ``A`` reads the exception: ``("A", B)``; else ``(test, None)``."""
+def _split_bool(
+    test: cst.BaseExpression,
+    operator: type[cst.And] | type[cst.Or],
+    as_name: str | None,
+    code: Callable[[cst.CSTNode], str],
+    counters: frozenset[str],
+) -> tuple[str, cst.BaseExpression | None, bool]:
+    """``A and B and C`` (or ``or``) where only some parts read the counters: the
+    other parts' source (joined the same way), the counter parts as a new test, and
+    whether a counter part came before a part that stays (evaluation order changes).
+    ``(test, None, False)`` when nothing splits."""
     parts: list[cst.BaseExpression] = []
 
     def flatten(node: cst.BaseExpression) -> None:
-        if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.And):
+        if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, operator):
             flatten(node.left)
             flatten(node.right)
         else:
             parts.append(node)
 
     flatten(test)
-    on_exc = [p for p in parts if _reads_exception(p, as_name, code)]
-    others = [p for p in parts if not _reads_exception(p, as_name, code)]
-    if not others or not on_exc or parts[: len(on_exc)] != on_exc:
-        return code(test), None  # exception tests must come first (short-circuit order)
-    rest = others[0]
-    for part in others[1:]:
-        rest = cst.BooleanOperation(left=rest, operator=cst.And(), right=part)
-    return " and ".join(f"({code(p)})" if len(on_exc) > 1 else code(p) for p in on_exc), rest
+
+    def reads_counter(part: cst.BaseExpression) -> bool:
+        try:
+            return bool(ev.names(ev.parse(code(part))) & counters)
+        except SyntaxError:
+            return True
+
+    counted = [p for p in parts if reads_counter(p)]
+    kept = [p for p in parts if not reads_counter(p)]
+    if not counted or not kept or not any(_reads_exception(p, as_name, code) for p in kept):
+        return code(test), None, False
+    if any(_reads_exception(p, as_name, code) for p in counted):
+        return code(test), None, False  # one part reads both: not split
+    moved = parts.index(counted[0]) < parts.index(kept[-1])
+    rest = counted[0]
+    for part in counted[1:]:
+        rest = cst.BooleanOperation(left=rest, operator=operator(), right=part)
+    word = " and " if operator is cst.And else " or "
+    mine = word.join(f"({code(p)})" if len(kept) > 1 else code(p) for p in kept)
+    return mine, rest, moved
+
+
+def _check_order(predicate: Predicate, moved: bool) -> None:
+    """A predicate that calls code may not run where the legacy test stopped early."""
+    if moved and predicate.calls:
+        raise PredicateRefused(
+            f"the retry decision `{predicate.test}` would call code the legacy test skipped"
+            " on the last attempt"
+        )
 
 
 def _predicate(test: str, as_name: str | None) -> Predicate:

@@ -490,7 +490,7 @@ class RetryLoopCodemod(DurableCodemod):
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
         try:
             predicate, handler_rest = split_predicate(
-                handler.body.body, as_name, code, self._is_log
+                handler.body.body, as_name, code, self._is_log, frozenset(state)
             )
         except PredicateRefused as refused:
             raise Skip(str(refused)) from None

@@ -722,6 +722,31 @@ case(
     lambda ns, dep: ns["save"](dep),
 )
 
+case(
+    "exception_test_joined_with_a_setting_and_the_counter",
+    """
+    import time
+
+    def fetch(dep, mode):
+        for attempt in range(4):
+            try:
+                return dep.call()
+            except ConnectionError as e:
+                if mode == "on" and "failure" in str(e) and attempt < 3:
+                    time.sleep(1)
+                    continue
+                raise
+
+    def both(dep):
+        try:
+            first = fetch(dep, "off")
+        except ConnectionError:
+            first = "not retried"
+        return first, fetch(dep, "on")
+    """,
+    lambda ns, dep: ns["both"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

@@ -127,13 +127,40 @@ def bump(table, key):
         assert 'retry_if=lambda failure: failure.args[0] == "throttled"' in out
         assert "max_delay=8.0" in out
 
-    def test_counter_before_exception_is_not_split(self) -> None:
+    def test_counter_before_exception_still_splits(self) -> None:
         source = STATUS_AND_COUNTER.replace(
             "busy.status in (429, 503) and tries < 3", "tries < 3 and busy.status in (429, 503)"
         )
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten"
+        assert "retry_if=lambda busy: busy.status in (429, 503)" in out
+
+    def test_or_test_with_the_counter_splits(self) -> None:
+        source = """\
+import time
+
+
+def push(queue, job, ready):
+    for attempt in range(5):
+        try:
+            return queue.push(job)
+        except OSError as err:
+            if not ready or err.errno != 11 or attempt == 4:
+                raise
+            time.sleep(0.5)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        assert "retry_if=lambda err: not ((not ready) or (err.errno != 11))" in out
+        assert "max_attempts=5" in out
+
+    def test_a_calling_test_after_the_counter_is_refused(self) -> None:
+        source = STATUS_AND_COUNTER.replace(
+            "busy.status in (429, 503) and tries < 3", "tries < 3 and worth(busy)"
+        )
         _, sites = transform_source(source)
         assert sites[0].action == "skipped"
-        assert "reads both the exception and `tries`" in sites[0].reason
+        assert "skipped on the last attempt" in sites[0].reason
 
 
 class TestPredicateRefusals(DurableCodemodTest):
