@@ -109,6 +109,7 @@ class _Simulation:
         self.capped = False
         self.repairs_now: list[cst.Expr] = []
         self.repairs: list[cst.Expr] | None = None
+        self.in_pre = False
         # delays read exactly, with a uniform draw of a fixed width (random_delay)
         self.pending_exact = 0.0
         self.exact_delays: list[float] = []
@@ -145,8 +146,10 @@ class _Simulation:
                 if not self._eval(self.loop.test, "the loop condition"):
                     return self._outcome(n, delays, _Exit("fallthrough"))
             n += 1
+            self.in_pre = True  # calls here run before every attempt: never a repair
             if self._block(self.pre, in_handler=False) is not None:
                 raise Skip("the code before the try leaves the loop")
+            self.in_pre = False
             if n > 1:
                 delays.append(self.pending)
                 self.exact_delays.append(self.pending_exact)
@@ -286,7 +289,7 @@ class _Simulation:
                 return None
             if self.cm._is_log(small):
                 return None
-            if isinstance(small.value, cst.Call):
+            if isinstance(small.value, cst.Call) and not self.in_pre:
                 self.repairs_now.append(small)  # work for the next attempt: before_retry
                 return None
             raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")

@@ -252,6 +252,25 @@ def ask(api):
         assert "may be a tuple" not in sites[0].reason  # socket.timeout is a class
         assert "exc.args[0]" in sites[0].reason  # the exception test, not a bare string
 
+    def test_a_call_before_the_try_is_not_a_repair(self) -> None:
+        source = """\
+import time
+
+
+def pull(conn):
+    for attempt in range(3):
+        conn.prepare()
+        try:
+            return conn.pull()
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError("no")
+"""
+        out, sites = transform_source(source)
+        assert "before_retry" not in out
+        assert sites[0].action == "skipped"
+        assert "conn.prepare()" in sites[0].reason
+
     def test_password_prompt_is_never_a_step(self) -> None:
         source = """\
 def unlock(vault, ask_password):
