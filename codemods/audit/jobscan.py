@@ -90,6 +90,7 @@ _DEAD_WORDS = re.compile(
     r"\bFailed(?:Entry|Task|Job|Message|Delivery)",
     re.I,
 )
+_DEAD_SUBSTRINGS = ("dead", "dlq", "letter", "failed", "bur", "poison", "redrive", "cell0", ".xq")
 _DEAD_NAME = re.compile(
     r"^(?:on_failure|_?handle_\w*fail\w*|_?on_\w*fail\w*|\w*_on_failure\w*|_?nack|_?bury\w*|"
     r"requeue\w*|redrive\w*|retry_failed\w*|\w*dead_?letter\w*|\w*dlq\w*|xq_name|"
@@ -211,7 +212,8 @@ def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
             f.loops += 1
         elif isinstance(n, ast.While):
             f.loops += 1
-            if _WORKER_CALL.search(ast.get_source_segment(sc.text, n) or ""):
+            body = "\n".join(sc.lines[n.lineno - 1 : n.end_lineno or n.lineno])
+            if _WORKER_CALL.search(body):
                 f.worker_loop = True
         elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) > 20:
             low = n.value.lower()
@@ -252,6 +254,8 @@ def _sweep_command(sc: PythonScanner, func: Func) -> bool:
 
 def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
     named = SWEEP_NAME.search(func.name) is not None or _sweep_command(sc, func)
+    if not (named or f.trigger or f.sql_sweep):
+        return False  # every rule below needs a sweeper's name, a timer or sweeping SQL
     doc = ast.get_docstring(func) or ""
     age = _AGE.search(f.text) is not None
     acts = f.writes > 0 or f.transitions > 0 or f.sql_sweep
@@ -314,10 +318,13 @@ def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
 
 
 def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
+    named = _DEAD_NAME.match(func.name) is not None
+    low = f.text.lower()
+    failing = f.dead_calls > 0 and re.search(r"retr|exhaust|max_", f.text, re.I) is not None
+    if not (named or failing or any(w in low for w in _DEAD_SUBSTRINGS)):
+        return False
     # broker arguments (x-dead-letter-exchange) are reported by the broker scan
     words = _DEAD_WORDS.search(func.name + "\n" + f.text.replace("x-dead-letter", "")) is not None
-    named = _DEAD_NAME.match(func.name) is not None
-    failing = f.dead_calls > 0 and re.search(r"retr|exhaust|max_", f.text, re.I) is not None
     if not (words or failing or (named and (f.writes or f.transitions or "fail" in f.text))):
         return False
     if not (words or failing or named):
@@ -356,6 +363,15 @@ def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
 
 
 def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | None) -> bool:
+    low = f.text.lower()
+    if not (
+        f.worker_loop
+        or f.transitions
+        or f.state_calls
+        or f.status_sel
+        or any(w in low for w in ("skip", "for update", "for_update", "dequeue", "claim", "nowait"))
+    ):
+        return False  # nothing a job-table claim, move or loop needs
     ctx = _JOB_WORDS.search(f"{cls or ''} {func.name}") is not None or (
         cls is not None and cls in sc.job_classes
     )
