@@ -13,33 +13,21 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from codemods.audit import jobscan
+from codemods.audit import jobscan, tables
+from codemods.audit.astutil import excerpt as _excerpt
+from codemods.audit.astutil import walk_local as _walk_local
 from codemods.audit.effects import Effects, dotted, find_effects, merge
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
 from codemods.audit.newsyntax import parse_python
 from codemods.audit.project import HelperDef, UseSite, module_of
 from codemods.audit.textscan import (
-    LOCK_COLUMNS,
     STATUS_COLUMNS,
-    TextFinding,
-    classify_table,
-    scan_broker_config,
-    scan_sql,
 )
 
-EXCERPT_LINES = 14
 _SLEEPS = frozenset({"sleep", "wait"})
 _LOG_NAMES = re.compile(r"log|warn|debug|info|error|exception|print|critical|metric|incr|stat")
 _RETRYISH = re.compile(r"retr|attempt|tries|try_", re.I)
-_TIME_ATTR = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started|deadline)$")
 _TIME_KW = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started)__lte?$")
-_GUARD_TEXT = re.compile(
-    r"skip_locked|select_for_update|with_for_update|advisory|SKIP LOCKED|NOWAIT|"
-    r"leader|acquire\(|\.lock\(",
-    re.I,
-)
-_SQLISH = re.compile(r"\b(select|update|insert|create\s+table|delete\s+from)\b", re.I)
-_PERIODIC = re.compile(r"periodic|scheduled_job|cron|interval|every|beat", re.I)
 _TRANSIENT = re.compile(
     r"Connection|Timeout|TimedOut|Unavailable|Throttl|RateLimit|Transient|Temporar|Retry|"
     r"Deadlock|OperationalError|InterfaceError|HTTPError|URLError|RequestException|^OSError$|"
@@ -55,8 +43,6 @@ _SWEEP_HINT = re.compile(r"update")
 _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
 _RECURSE_HINT = re.compile(r"(?:retr|attempt|tries|count|left)\w*['\"\]]*\s*[-+]=?\s*1")
-_CREATE_TABLE_TEXT = re.compile(r"create\s+(?:\w+\s+)?table", re.I)
-_TABLE_CALL = ("Table(", "create_table(", "CreateModel(")
 _TRIGGER_TEXT = (".do(", "add_job", "scheduled_job", "add_periodic_task", "beat_schedule",
                  "BEAT_SCHEDULE")  # fmt: skip
 _BEAT_NAMES = re.compile(r"beat_schedule|CELERYBEAT_SCHEDULE|CELERY_BEAT_SCHEDULE", re.I)
@@ -64,7 +50,6 @@ _HARMLESS = frozenset(
     {"min", "max", "int", "float", "str", "repr", "len", "isinstance", "type", "format", "round",
      "random.uniform", "random.random", "random.randint", "time.time", "time.monotonic"}
 )  # fmt: skip
-_DJANGO_AGE = re.compile(r"(_at|_on|time|timestamp|heartbeat|updated|modified|started)__lte?\b")
 _SELECT_BY_STATUS = re.compile(
     r"\bselect\b[\s\S]*\bfrom\b[\s\S]*\bwhere\b[\s\S]*\b(status|state)\b", re.I
 )
@@ -146,27 +131,6 @@ def _in_range(lines: list[int], node: ast.stmt) -> bool:
 def _a(noun: str) -> str:
     """``noun`` with its indefinite article."""
     return ("an " if noun[:1].lower() in "aeiouh" and not noun.startswith("ho") else "a ") + noun
-
-
-def _excerpt(lines: list[str], start: int, end: int) -> str:
-    chunk = lines[start - 1 : min(end, start - 1 + EXCERPT_LINES)]
-    text = "\n".join(line.rstrip() for line in chunk)
-    if end - start + 1 > EXCERPT_LINES:
-        text += f"\n... ({end - start + 1 - EXCERPT_LINES} more lines)"
-    return text
-
-
-def _walk_local(nodes: list[ast.stmt] | list[ast.AST]) -> Iterator[ast.AST]:
-    """All nodes under ``nodes``, not entering nested functions, lambdas or classes."""
-    stack: list[ast.AST] = list(nodes)
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(
-                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
-            ):
-                stack.append(child)
 
 
 def _attrs_in(node: ast.AST) -> set[str]:
@@ -507,16 +471,16 @@ class PythonScanner:
         self._scan_triggers()
         self._scan_homemade_definitions()
         for cls, qual in self.classes:
-            if not self._scan_model(cls, qual) and _in_range(self.job_lines, cls):
+            if not tables.scan_model(self, cls, qual) and _in_range(self.job_lines, cls):
                 jobscan.scan_class(self, cls, qual)
         for func, qual, _ancestors in self.funcs:
             before = len(self.hotspots)
             if func.decorator_list:
                 self._scan_decorators(func, qual)
             if _in_range(self.sweep_lines, func):
-                self._scan_sweeper(func, qual)
+                tables.scan_sweeper(self, func, qual)
             if _in_range(self.dead_lines, func):
-                self._scan_dead_letter_code(func, qual)
+                tables.scan_dead_letter_code(self, func, qual)
             if _in_range(self.recurse_lines, func):
                 self._scan_recursive_retry(func, qual, _ancestors)
             if func.name not in self.homemade and _in_range(self.facade_lines, func):
@@ -539,8 +503,8 @@ class PythonScanner:
         self._scan_module_retry_objects()
         if _RETRY_KW_TEXT.search(self.text):
             self._scan_retry_kwargs()
-        self._scan_table_calls()
-        self._scan_strings()
+        tables.scan_table_calls(self)
+        tables.scan_strings(self)
         return self.hotspots
 
     # ------------------------------------------------------------ triggers
@@ -679,7 +643,7 @@ class PythonScanner:
                 )
             elif last not in _NOT_HELPERS and full.split(".")[0] not in _NOT_HELPER_ROOTS:
                 self._record_use(func, qual, dec, full)
-            if _PERIODIC.search(full):
+            if PERIODIC.search(full):
                 self.triggers[func.name] = f"@{dotted(call.func if call else dec)}"
 
     def _outermost(
@@ -1524,7 +1488,7 @@ class PythonScanner:
         if not query:
             return False
         src = ast.get_source_segment(self.text, node) or ""
-        guarded = _GUARD_TEXT.search(src) is not None
+        guarded = GUARD_TEXT.search(src) is not None
         risk = Risk.LOW if guarded else Risk.MEDIUM
         reason = (
             "polls a job table by status and claims rows with a lock"
@@ -1649,137 +1613,6 @@ class PythonScanner:
         return fix
 
     # ------------------------------------------------------- sweepers & DLQ
-    def _scan_sweeper(self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str) -> None:
-        how = None
-        for n in self.local_nodes(func):
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
-                attr = n.func.attr
-                chain = ast.unparse(n.func.value) if attr in ("update", "values") else ""
-                if (
-                    attr == "update"
-                    and any(k.arg in STATUS_COLUMNS for k in n.keywords)
-                    and _DJANGO_AGE.search(chain)
-                ):
-                    how = "Django UPDATE of status filtered by age"
-                if attr == "values" and any(k.arg in STATUS_COLUMNS for k in n.keywords):  # noqa: SIM102
-                    if any(
-                        isinstance(c, ast.Compare)
-                        and any(isinstance(o, ast.Lt | ast.LtE) for o in c.ops)
-                        and isinstance(c.left, ast.Attribute)
-                        and _TIME_ATTR.search(c.left.attr)
-                        for c in ast.walk(n.func.value)
-                    ):
-                        how = "SQLAlchemy UPDATE of status filtered by age"
-                if attr == "update" and n.args and isinstance(n.args[0], ast.Dict):
-                    keys = {k.value for k in n.args[0].keys if isinstance(k, ast.Constant)}
-                    keys |= {k.attr for k in n.args[0].keys if isinstance(k, ast.Attribute)}
-                    if keys & STATUS_COLUMNS and any(
-                        isinstance(c, ast.Compare)
-                        and any(isinstance(o, ast.Lt | ast.LtE) for o in c.ops)
-                        and isinstance(c.left, ast.Attribute)
-                        and _TIME_ATTR.search(c.left.attr)
-                        for c in ast.walk(n.func.value)
-                    ):
-                        how = "SQLAlchemy query UPDATE of status filtered by age"
-            elif (
-                isinstance(n, ast.Constant)
-                and isinstance(n.value, str)
-                and len(n.value) > 20
-                and "update" in n.value.lower()
-                and any(f.what == "sweeper-sql" and f.name == "UPDATE" for f in scan_sql(n.value))
-            ):
-                how = "SQL UPDATE of status filtered by age or failure"
-            if how:
-                break
-        if not how:
-            return
-        src = ast.get_source_segment(self.text, func) or ""
-        guarded = _GUARD_TEXT.search(src) is not None
-        trigger = self.triggers.get(func.name)
-        if trigger is None and self.is_command and func.name == "handle":
-            trigger = "management command"
-        if trigger is None:
-            for dec in func.decorator_list:
-                if _PERIODIC.search(self.resolve(dec)):
-                    trigger = f"@{dotted(dec.func if isinstance(dec, ast.Call) else dec)}"
-        run_by = f" ({trigger})" if trigger else ""
-        if guarded:
-            risk = Risk.MEDIUM
-            reason = f"requeues rows by age under a lock{run_by}: recovery by time guesses"
-        else:
-            risk = Risk.HIGH
-            reason = f"requeues rows by age with no lock or lease{run_by}: can run a job twice"
-        self.sweepers_seen.add(func.name)
-        self.add(
-            Kind.CRON_SWEEPER,
-            how,
-            func.lineno,
-            func.end_lineno or func.lineno,
-            qual,
-            risk,
-            reason,
-            Fix(
-                "adapter",
-                "cron-sweeper",
-                False,
-                "scheduled durable workflow; leases recover stuck work",
-            ),
-        )
-
-    def _scan_dead_letter_code(
-        self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str
-    ) -> None:
-        body = list(func.body)
-        target = None
-        for n in self.local_nodes(func):
-            if isinstance(n, ast.Call):
-                name = dotted(n.func)
-                parts = name.split(".")
-                if (
-                    len(parts) >= 3
-                    and parts[-2] == "objects"
-                    and parts[-1] in ("create", "bulk_create")
-                ):
-                    found = classify_table(parts[-3], ["error"])
-                    if found and found.what == "dead-letter-table":
-                        target = parts[-3]
-                elif parts[-1] in ("add", "insert") and n.args and isinstance(n.args[0], ast.Call):
-                    cls = dotted(n.args[0].func).rsplit(".", 1)[-1]
-                    found = classify_table(cls, ["error"])
-                    if found and found.what == "dead-letter-table":
-                        target = cls
-            elif (
-                isinstance(n, ast.Constant)
-                and isinstance(n.value, str)
-                and len(n.value) > 12
-                and "insert" in n.value.lower()
-            ):
-                for f in scan_sql(n.value):
-                    if f.what == "dead-letter-insert":
-                        target = f.name
-            if target:
-                break
-        if not target and func.name in (
-            "on_failure",
-            "on_retry_exhausted",
-            "after_retries_exhausted",
-        ):
-            effects = self.effects(body)
-            if effects.db_write or effects.external:
-                target = "a failure store"
-        if not target:
-            return
-        self.add(
-            Kind.DEAD_LETTER,
-            "failure written to a table" if target != "a failure store" else f"{func.name} hook",
-            func.lineno,
-            func.end_lineno or func.lineno,
-            qual,
-            Risk.MEDIUM,
-            f"writes failed work to {target}: re-running a row repeats every side effect",
-            Fix("adapter", "dead-letter", False, "failed workflows you can inspect and retry"),
-        )
-
     def _scan_recursive_retry(
         self, func: ast.FunctionDef | ast.AsyncFunctionDef, qual: str, parents: list[ast.AST]
     ) -> None:
@@ -1840,164 +1673,6 @@ class PythonScanner:
             return
 
     # ------------------------------------------------------------ tables
-    def _report_table(self, finding: TextFinding, start: int, end: int, pattern: str) -> None:
-        if finding.what == "dead-letter-table":
-            self.add(
-                Kind.DEAD_LETTER,
-                pattern,
-                start,
-                end,
-                None,
-                Risk.LOW,
-                f"failed jobs parked in `{finding.name}`: retried by hand, outside any workflow",
-                Fix("adapter", "dead-letter", False, "import rows as failed workflows"),
-            )
-            return
-        cols = set(finding.detail)
-        locks = sorted(cols & LOCK_COLUMNS)
-        book = ", ".join(c for c in finding.detail if c not in STATUS_COLUMNS)
-        if locks:
-            reason = f"job table `{finding.name}` with time-based locks ({', '.join(locks)}): " \
-                     "stuck rows need a sweeper"  # fmt: skip
-        else:
-            reason = f"job state in a status column with hand-rolled retry bookkeeping ({book})"
-        self.add(
-            Kind.STATUS_TABLE,
-            pattern,
-            start,
-            end,
-            None,
-            Risk.MEDIUM,
-            reason,
-            Fix("adapter", "status-column", False, "each row becomes a durable workflow"),
-        )
-
-    def _scan_model(self, cls: ast.ClassDef, qual: str) -> bool:
-        """Report a model class that is a job or dead-letter table; True when reported."""
-        bases = [dotted(b) for b in cls.bases]
-        tablename = None
-        columns: list[str] = []
-        for stmt in cls.body:
-            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-                target = stmt.targets[0]
-                if isinstance(target, ast.Name):
-                    if target.id in ("__tablename__", "_name") and isinstance(
-                        stmt.value, ast.Constant
-                    ):
-                        tablename = str(stmt.value.value)
-                    elif isinstance(stmt.value, ast.Call):
-                        columns.append(target.id)
-            elif (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and (stmt.value is not None or "Mapped" in ast.unparse(stmt.annotation))
-            ):
-                columns.append(stmt.target.id)
-        django = any(b.endswith("Model") for b in bases)
-        if not (tablename or django):
-            return False
-        finding = classify_table(tablename or cls.name, columns) or (
-            classify_table(cls.name, columns) if tablename else None
-        )
-        if not finding:
-            return False
-        kind = "Django model" if django else "SQLAlchemy model"
-        if finding.what == "status-table":
-            self.job_classes.add(cls.name)
-        self._report_table(finding, cls.lineno, cls.end_lineno or cls.lineno, kind)
-        return True
-
-    def _scan_table_calls(self) -> None:
-        if not any(lit in self.text for lit in _TABLE_CALL):
-            return
-        for n in self.nodes:
-            if not isinstance(n, ast.Call):
-                continue
-            last = dotted(n.func).rsplit(".", 1)[-1]
-            if last in ("Table", "create_table") and n.args and isinstance(n.args[0], ast.Constant):
-                cols = [
-                    a.args[0].value
-                    for a in n.args[1:]
-                    if isinstance(a, ast.Call)
-                    and a.args
-                    and isinstance(a.args[0], ast.Constant)
-                    and isinstance(a.args[0].value, str)
-                ]
-                finding = classify_table(str(n.args[0].value), cols)
-                if finding:
-                    pattern = (
-                        "Alembic create_table" if last == "create_table" else "SQLAlchemy Table"
-                    )
-                    self._report_table(finding, n.lineno, n.end_lineno or n.lineno, pattern)
-            elif last == "CreateModel":
-                kw = {k.arg: k.value for k in n.keywords}
-                name = kw.get("name")
-                fields = kw.get("fields")
-                if isinstance(name, ast.Constant) and isinstance(fields, ast.List | ast.Tuple):
-                    cols = [
-                        str(e.elts[0].value)
-                        for e in fields.elts
-                        if isinstance(e, ast.Tuple)
-                        and e.elts
-                        and isinstance(e.elts[0], ast.Constant)
-                    ]
-                    finding = classify_table(str(name.value), cols)
-                    if finding:
-                        self._report_table(finding, n.lineno, n.end_lineno or n.lineno,
-                                           "Django migration CreateModel")  # fmt: skip
-
-    def _scan_strings(self) -> None:
-        for n in self.nodes if _CREATE_TABLE_TEXT.search(self.text) else ():
-            if (
-                isinstance(n, ast.Constant)
-                and isinstance(n.value, str)
-                and len(n.value) > 20
-                and "create" in n.value.lower()
-                and _SQLISH.search(n.value)
-            ):
-                for f in scan_sql(n.value):
-                    if f.what in ("status-table", "dead-letter-table"):
-                        start = n.lineno + f.start_line - 1
-                        end = min(n.lineno + f.end_line - 1, n.end_lineno or n.lineno)
-                        self._report_table(f, start, end, "SQL CREATE TABLE")
-        if not any(
-            lit in self.text
-            for lit in ("x-dead-letter", "edrive", "deadLetterTargetArn", "dead_letter_queue")
-        ):
-            return
-        for f in scan_broker_config(self.text):
-            self.add(*_broker_hotspot_args(f))
-
-
-def _broker_hotspot_args(f: TextFinding) -> tuple[Kind, str, int, int, None, Risk, str, Fix]:
-    if f.what == "dlx":
-        return (
-            Kind.DEAD_LETTER,
-            "RabbitMQ dead-letter exchange",
-            f.start_line,
-            f.end_line,
-            None,
-            Risk.LOW,
-            "messages that exhaust broker retries go to a dead-letter exchange",
-            Fix("adapter", "dead-letter", False, "import the DLQ as failed workflows"),
-        )
-    return (
-        Kind.DEAD_LETTER,
-        "SQS redrive policy",
-        f.start_line,
-        f.end_line,
-        None,
-        Risk.LOW,
-        "messages that exhaust receives move to a dead-letter queue",
-        Fix("adapter", "dead-letter", False, "import the DLQ as failed workflows"),
-    )
-
-
-def broker_hotspot(path: str, lines: list[str], f: TextFinding) -> Hotspot:
-    """A dead-letter hotspot for a broker configuration finding in any text file."""
-    kind, pattern, start, end, function, risk, reason, fix = _broker_hotspot_args(f)
-    return Hotspot(kind, pattern, path, start, end, function, _excerpt(lines, start, end),
-                   risk, reason, fix)  # fmt: skip
 
 
 def scan_python(path: str, source: bytes) -> PythonScanner:
@@ -2021,3 +1696,8 @@ def scan_python_source(path: str, source: bytes) -> tuple[list[Hotspot], int]:
 def excerpt(lines: list[str], start: int, end: int) -> str:
     """The excerpt shown for a hotspot spanning ``start..end`` (capped)."""
     return _excerpt(lines, start, end)
+
+
+broker_hotspot = tables.broker_hotspot
+GUARD_TEXT = tables.GUARD_TEXT
+PERIODIC = tables.PERIODIC
