@@ -34,6 +34,20 @@ class _NeedsValue(Skip):
         self.what = what
 
 
+def _is_text(value: cst.BaseExpression) -> bool:
+    """A message being built: an f-string, a string, ``"..." % args``, ``"...".format()``."""
+    if isinstance(value, cst.FormattedString | cst.SimpleString | cst.ConcatenatedString):
+        return True
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Modulo):
+        return _is_text(value.left)
+    return (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value == "format"
+        and _is_text(value.func.value)
+    )
+
+
 class _FlagNeeded(Skip):
     """A run-time value is read as a flag (``if flag ...``, ``flag and n < 3``)."""
 
@@ -316,6 +330,8 @@ class _Simulation:
             if isinstance(target, cst.Name):
                 if target.value == self.saved:
                     return None
+                if _is_text(small.value):
+                    return None  # a message for a log call; a reader elsewhere is refused
                 value = self._eval(small.value, f"`{target.value}`")
                 self.env[target.value] = value
                 return None

@@ -576,8 +576,9 @@ class RetryLoopCodemod(DurableCodemod):
             notes.append(returned)
 
         tail = _success_tail(try_)  # the else block's work, after a successful attempt
-        if tail and _names_read_in(tail) & state:
-            name = sorted(_names_read_in(tail) & state)[0]
+        tail_reads = _names_read_in(tail) - _assigned_names(tail) if tail else set()
+        if tail_reads & state:
+            name = sorted(tail_reads & state)[0]
             raise Skip(f"the work after a successful attempt reads the counter `{name}`")
         # When attempts run out: which code runs, and where.
         exit_ = outcome.exit

@@ -747,6 +747,31 @@ case(
     lambda ns, dep: ns["both"](dep),
 )
 
+case(
+    "message_built_for_a_log_call_and_else_work",
+    """
+    import logging
+    import time
+
+    log = logging.getLogger("legacy")
+
+    def publish(dep):
+        for attempt in range(1, 4):
+            try:
+                dep.call("tag")
+            except ConnectionError as e:
+                line = f"attempt {attempt} failed: {e}"
+                log.warning(line)
+                time.sleep(5 * attempt)
+            else:
+                line = "published"
+                log.info(line)
+                return 0
+        return 1
+    """,
+    lambda ns, dep: ns["publish"](dep),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]
