@@ -23,13 +23,22 @@ be the lines shown after it:
 * ``<!-- run: COMMAND -->`` runs a command there without showing it (setup);
 * ``<!-- not run: REASON -->`` before a session block skips it (counted, and the
   reason is required); ``[...]`` on a line of its own in an output stands for any
-  lines;
+  lines, ``<n>`` in a line for any number and ``<any>`` for any text (what varies
+  from run to run: timing, random failures);
+* ``<!-- session port: 8765 -->`` replaces that port in the commands by a free one
+  (and back in what they print), ``<!-- session env: NAME=VALUE -->`` exports a
+  variable (``{port}`` in it: that free port), so two runs never meet;
+* ``<!-- session start: repo -->`` starts the page's shell at the repository's root;
+  ``<!-- session dir: /tmp/shop -->`` makes that path the fresh directory; ``cd``
+  and ``export`` carry over from command to command, and background jobs (``&``)
+  are killed when the page ends;
 * before comparing, timestamps, owner ids, process ids, UUIDs, durations,
-  traceback line numbers and the directory are masked, and runs of spaces are one
-  space, so a table's layout may differ with the masked values' lengths.
+  traceback line numbers and the directory are masked, and runs of spaces (and a
+  table's rule) are one, so a table's layout may differ with the masked values'
+  lengths.
 
 ``DURABLE_DOCS_UPDATE=1`` rewrites the outputs in the pages with what the
-commands print (outputs with ``[...]`` are kept): review the diff.
+commands print (outputs with ``[...]``, ``<n>`` or ``<any>`` are kept): review the diff.
 
 The other tests keep the reference pages complete: every public name of
 :mod:`toolkit` has a section in ``docs/api.md`` and every ``durable`` command
@@ -43,6 +52,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,10 +316,10 @@ def _commands_of(body: list[str], first_line: int, block: int) -> list[Command]:
     return commands
 
 
-def _mask(text: str, workdir: str) -> str:
+def _mask(text: str, workdir: str, doc_dir: str = DOC_DIR) -> str:
     import socket
 
-    text = text.replace(workdir, DOC_DIR).replace(socket.gethostname(), "vm")
+    text = text.replace(workdir, doc_dir).replace(socket.gethostname(), "vm")
     rules = [
         (r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:[+-]\d\d:\d\d|Z)?", "<time>"),
         (r"\b\d{4}-\d\d-\d\d\b", "<date>"),
@@ -320,7 +330,7 @@ def _mask(text: str, workdir: str) -> str:
         (r"\b(process|pid) \d+\b", r"\1 <pid>"),
         (r'"pid": \d+', '"pid": <pid>'),
         (r"\b\d+\.\d+s\b", "<seconds>"),
-        (r"\bline \d+\b", "line <n>"),
+        (r"\bline \d+\b", "line <line>"),
         (r"\b[0-9a-f]{20}\b", "<digest>"),
     ]
     for pattern, replacement in rules:
@@ -328,9 +338,9 @@ def _mask(text: str, workdir: str) -> str:
     return text
 
 
-def _comparable(lines: list[str], workdir: str) -> list[str]:
-    masked = _mask("\n".join(lines), workdir).splitlines()
-    out = [re.sub(r"\s{2,}", " ", line.rstrip()) for line in masked]
+def _comparable(lines: list[str], workdir: str, doc_dir: str = DOC_DIR) -> list[str]:
+    masked = _mask("\n".join(lines), workdir, doc_dir).splitlines()
+    out = [re.sub(r"─+", "─", re.sub(r"\s{2,}", " ", line.rstrip())) for line in masked]
     while out and not out[0].strip():
         out.pop(0)
     while out and not out[-1].strip():
@@ -344,7 +354,8 @@ def _matches(expected: list[str], actual: list[str]) -> bool:
         if line.strip() == ELLIPSIS:
             parts.append(r"(?:[^\n]*\n)*?")
         else:
-            parts.append(re.escape(line) + r"\n")
+            pattern = re.escape(line).replace("<n>", r"\d+").replace("<any>", r"[^\n]*")
+            parts.append(pattern + r"\n")
     return re.fullmatch("".join(parts), "".join(x + "\n" for x in actual)) is not None
 
 
@@ -362,42 +373,122 @@ def _session_env(workdir: Path) -> dict[str, str]:
     }
 
 
+SETTING_MARK = re.compile(r"^<!-- session (start|dir|port|env): (\S+) -->$")
+REPO = DOCS.parent
+
+
+def settings(path: Path) -> dict[str, str]:
+    """``<!-- session start: repo -->`` (the first command runs at the repository's root,
+    not in the fresh directory) and ``<!-- session dir: /tmp/shop -->`` (that path in
+    the page's commands is the fresh directory, and outputs show it so)."""
+    found: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if m := SETTING_MARK.match(line.strip()):
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Shell:
+    """One shell session: each command runs in its own ``bash``, in the directory and
+    with the exported variables the previous one left (``cd`` and ``export`` carry
+    over); background jobs (``&``) run on and are killed at the end."""
+
+    def __init__(
+        self, workdir: Path, start: Path, doc_dir: str | None, setting: dict[str, str] | None = None
+    ) -> None:
+        self.workdir, self.doc_dir = workdir, doc_dir
+        self.state = workdir.parent / "shell-state.sh"
+        lines = [f"cd {_quote(str(start))}"]
+        setting = setting or {}
+        self.port = (setting["port"], str(_free_port())) if "port" in setting else None
+        if "env" in setting:  # NAME=VALUE, {port}: the free port standing for the page's
+            name, _, value = setting["env"].partition("=")
+            port = self.port[1] if self.port else ""
+            lines.append(f"export {name}={_quote(value.replace('{port}', port))}")
+        self.state.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.groups: list[int] = []
+
+    def run(self, command: str) -> str:
+        if self.doc_dir:
+            command = command.replace(self.doc_dir, str(self.workdir))
+        if self.port:  # the page's port is a free one: two runs at once never meet
+            command = command.replace(self.port[0], self.port[1])
+        script = (
+            f". {_quote(str(self.state))}\n{command}\n"
+            f'{{ export -p; printf "cd %q\\n" "$PWD"; }} > {_quote(str(self.state))}\n'
+        )
+        out_path = self.workdir.parent / f"shell-out-{len(self.groups)}.txt"
+        with out_path.open("w") as out:
+            proc = subprocess.Popen(
+                ["bash", "-c", script],
+                env=_session_env(self.workdir),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.groups.append(proc.pid)
+            proc.wait(timeout=300)
+        if command.rstrip().endswith("&") or " & " in command:
+            time.sleep(1.5)  # what a background job prints when it starts
+        text = out_path.read_text(encoding="utf-8", errors="replace")
+        if self.port:
+            text = text.replace(f":{self.port[1]}", f":{self.port[0]}")
+        return text
+
+    def close(self) -> None:
+        import signal
+
+        for group in self.groups:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
 def _run(command: str, workdir: Path) -> str:
-    result = subprocess.run(
-        ["bash", "-c", command],
-        cwd=workdir,
-        env=_session_env(workdir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=180,
-    )
-    return result.stdout
+    shell = Shell(workdir, workdir, None)
+    try:
+        return shell.run(command)
+    finally:
+        shell.close()
 
 
 def run_session(path: Path, workdir: Path) -> list[tuple[Command, list[str]]]:
     """Run a page's session in ``workdir``; every command with what it printed."""
     ran: list[tuple[Command, list[str]]] = []
+    setting = settings(path)
+    start = REPO if setting.get("start") == "repo" else workdir
+    shell = Shell(workdir, start, setting.get("dir"), setting)
     try:
         for action in session(path):
             if action.kind == "file":
                 (workdir / action.name).parent.mkdir(parents=True, exist_ok=True)
                 (workdir / action.name).write_text(action.text, encoding="utf-8")
             elif action.kind == "run":
-                _run(action.text, workdir)
+                shell.run(action.text)
             elif action.kind == "commands":
                 for command in action.commands or []:
-                    ran.append((command, _run(command.text, workdir).splitlines()))
-    finally:  # background processes a page started (their pid in NAME.pid) never outlive it
-        import signal
-
-        for pidfile in workdir.glob("*.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+                    ran.append((command, shell.run(command.text).splitlines()))
+    finally:  # background processes a page started never outlive it
+        shell.close()
     return ran
 
 
-def _update_page(path: Path, ran: list[tuple[Command, list[str]]], workdir: Path) -> None:
+def _update_page(
+    path: Path, ran: list[tuple[Command, list[str]]], workdir: Path, doc_dir: str
+) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     by_line = {c.line: (c, out) for c, out in ran}
     new: list[str] = []
@@ -405,7 +496,9 @@ def _update_page(path: Path, ran: list[tuple[Command, list[str]]], workdir: Path
     while i < len(lines):
         if i + 1 in by_line:
             command, out = by_line.pop(i + 1)
-            keep = any(x.strip() == ELLIPSIS for x in command.expected)
+            keep = any(
+                x.strip() == ELLIPSIS or "<n>" in x or "<any>" in x for x in command.expected
+            )
             n = 1
             while not lines[i + n - 1].endswith(command.text.split()[-1]) and n < 50:
                 n += 1  # continuation lines
@@ -414,7 +507,7 @@ def _update_page(path: Path, ran: list[tuple[Command, list[str]]], workdir: Path
             if keep:
                 new.extend(command.expected)
             else:
-                shown = [x.rstrip().replace(str(workdir), DOC_DIR) for x in out]
+                shown = [x.rstrip().replace(str(workdir), doc_dir) for x in out]
                 new.extend(shown)
             i += len(command.expected)
             continue
@@ -424,6 +517,7 @@ def _update_page(path: Path, ran: list[tuple[Command, list[str]]], workdir: Path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("page", SESSION_PAGES)
 def test_page_sessions_print_what_the_page_shows(page: str, tmp_path: Path) -> None:
     path = DOCS / page
@@ -431,13 +525,14 @@ def test_page_sessions_print_what_the_page_shows(page: str, tmp_path: Path) -> N
     workdir.mkdir()
     ran = run_session(path, workdir)
     assert ran, f"{page} runs no command"
+    doc_dir = settings(path).get("dir", DOC_DIR)
     if os.environ.get("DURABLE_DOCS_UPDATE") == "1":
-        _update_page(path, ran, workdir)
+        _update_page(path, ran, workdir, doc_dir)
         return
     failures = []
     for command, out in ran:
-        expected = _comparable(command.expected, str(workdir))
-        actual = _comparable(out, str(workdir))
+        expected = _comparable(command.expected, str(workdir), doc_dir)
+        actual = _comparable(out, str(workdir), doc_dir)
         if not _matches(expected, actual):
             failures.append(
                 f"{page}:{command.line}: $ {command.text}\n--- the page shows\n"
@@ -474,5 +569,7 @@ def test_session_reader_joins_continuations_and_reads_outputs(tmp_path: Path) ->
     ran = run_session(page, workdir)
     assert [out for _, out in ran] == [["hello", "hello"], []]
     assert _matches(["a", ELLIPSIS, "d"], ["a", "b", "c", "d"])
+    assert _matches(["done <n>, <any>"], ["done 12, failed 2"])
+    assert not _matches(["done <n>"], ["done x"])
     assert not _matches(["a", "d"], ["a", "b", "d"])
     assert _comparable(["  x  at 2026-11-26 07:18:45   done  "], "/w") == [" x at <time> done"]

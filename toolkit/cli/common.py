@@ -84,6 +84,16 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _database_url(verbose_option(fn))
 
 
+app_database_url_option = click.option(
+    "--app-database-url",
+    envvar="DURABLE_APP_DATABASE_URL",
+    default=None,
+    metavar="URL",
+    help="Database of the @transaction writes when it is not the workflow state's "
+    "(default: $DURABLE_APP_DATABASE_URL, else the state database).",
+)
+"""``--app-database-url URL`` (passed as ``app_database_url``)."""
+
 database_url_only = _database_url
 """``--database-url`` without ``-v``, for commands whose ``-v`` means more."""
 
@@ -363,6 +373,10 @@ def _cells_width(column: Any) -> int:
     )
 
 
+TEXT_FLOOR = 15
+"""Text columns keep at least this width (times wrap onto two lines first)."""
+
+
 def show(out: Console, t: Table) -> None:
     """Print a table as wide as the terminal at most: one-line columns keep their width,
     then id columns get theirs (folded only when an id is wider than what is left, never
@@ -377,19 +391,18 @@ def show(out: Console, t: Table) -> None:
         return
     width = {i: w for i, (w, k) in enumerate(zip(want, kinds, strict=True)) if k != "text"}
     texts = [i for i, k in enumerate(kinds) if k == "text"]
-    floor = sum(min(want[i], 8) for i in texts)
-    times = [i for i, k in enumerate(kinds) if k == "time"]
-    for i in times:  # "2026-11-26 07:18:45" on two lines before an id is folded
-        if sum(width.values()) + floor > available:
+    soft = sum(min(want[i], TEXT_FLOOR) for i in texts)
+    hard = sum(min(want[i], 8) for i in texts)
+    if sum(width.values()) + soft > available:  # every time: date and time on two lines
+        for i in [i for i, k in enumerate(kinds) if k == "time"]:
             width[i] = min(want[i], 10)
-    ids = [i for i, k in enumerate(kinds) if k == "id"]
-    over = sum(width.values()) + floor - available
-    for i in sorted(ids, key=lambda i: -want[i]):
+    over = sum(width.values()) + hard - available
+    for i in sorted((i for i, k in enumerate(kinds) if k == "id"), key=lambda i: -want[i]):
         if over <= 0:
             break
-        cut = min(over, width[i] - 8)
-        width[i] -= max(cut, 0)
-        over -= max(cut, 0)
+        cut = max(min(over, width[i] - 8), 0)  # folded, never cut
+        width[i] -= cut
+        over -= cut
     for i in texts:
         width[i] = min(want[i], 8)
     rest = max(available - sum(width.values()), 0)

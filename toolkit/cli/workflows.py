@@ -248,6 +248,7 @@ def workflows_show(
     t.title, t.title_justify = "steps", "left"
     for s in steps:
         detail = f"{s.error.get('type', '')}: {s.error.get('message', '')}" if s.error else s.output
+        detail = short_text(detail, 60)  # whole in --json
         if s.status == "retrying" and s.next_attempt_at:
             detail = f"{detail}  (next attempt {local_time(s.next_attempt_at)})"
         t.add_row(
@@ -255,7 +256,7 @@ def workflows_show(
             s.name,
             s.status,
             str(s.attempts),
-            short_text(detail, 160),
+            detail,
             local_time(s.finished_at),
         )
     show(out, t)
