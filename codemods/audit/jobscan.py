@@ -31,7 +31,7 @@ Func = ast.FunctionDef | ast.AsyncFunctionDef
 HINT = re.compile(
     r"requeue|sweep|stuck|stale|expire|clean|purge|prune|orphan|reap|dead|dlq|nack|bur[yi]|"
     r"job|queue|worker|message|deliver|claim|for update|skip locked|heartbeat|lease|periodic|"
-    r"deferred|redrive"
+    r"deferred|redrive|failed_?(?:entr|job|task|message|deliver)|failure"
 )
 
 
@@ -97,7 +97,7 @@ _DEAD_NAME = re.compile(
     r"_?message_\w*fail\w*|\w*_failed_jobs?|save_task)$",
     re.I,
 )
-_DEAD_CLASS = re.compile(
+DEAD_CLASS = re.compile(
     r"^(?:Failed\w*|\w*Failed(?:Job|Task|Entry|Message|Delivery)s?\w*|Failure|\w*DeadLetter\w*|"
     r"\w*Dlq\w*|RetryFailed\w*|\w*Graveyard\w*)$"
 )
@@ -364,8 +364,10 @@ def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
 
 def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | None) -> bool:
     low = f.text.lower()
+    named_job = _JOB_WORDS.search(f"{cls or ''} {func.name}") is not None
     if not (
-        f.worker_loop
+        named_job
+        or f.worker_loop
         or f.transitions
         or f.state_calls
         or f.status_sel
@@ -455,7 +457,7 @@ def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> 
 
 def scan_class(sc: PythonScanner, cls: ast.ClassDef, qual: str) -> bool:
     """A failed-work class (``FailedJobRegistry``, a ``Failure`` proxy model, a redrive API)."""
-    if not _DEAD_CLASS.match(cls.name):
+    if not DEAD_CLASS.match(cls.name):
         return False
     if any(re.search(r"(Error|Exception|Warning)$", dotted(b)) for b in cls.bases):
         return False

@@ -416,7 +416,9 @@ class PythonScanner:
             self,
         )
         for cls, qual in self.classes:
-            if not tables.scan_model(self, cls, qual) and _in_range(self.job_lines, cls):
+            if not tables.scan_model(self, cls, qual) and (
+                _in_range(self.job_lines, cls) or jobscan.DEAD_CLASS.match(cls.name)
+            ):
                 jobscan.scan_class(self, cls, qual)
         for func, qual, _ancestors in self.funcs:
             before = len(self.hotspots)
