@@ -31,8 +31,17 @@ def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
             continue
         if isinstance(child, cst.For | cst.While) and _is_candidate(child):
             yield child
-            continue
+            if _leaves_on_success(child):
+                continue  # a retry loop: the loops inside it are its attempt's business
         yield from _candidate_loops(child)
+
+
+def _leaves_on_success(loop: cst.For | cst.While) -> bool:
+    """A ``try`` in the loop's body whose success leaves the loop."""
+    body = loop.body
+    return isinstance(body, cst.IndentedBlock) and any(
+        isinstance(stmt, cst.Try) and stmt.handlers and _success_style(stmt) for stmt in body.body
+    )
 
 
 def _is_candidate(loop: cst.For | cst.While) -> bool:

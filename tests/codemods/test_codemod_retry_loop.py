@@ -1195,6 +1195,53 @@ def save(db, row, log):
 """
         self.assertCodemod(before, after)  # the else work is not retried, and never lost
 
+    def test_retry_loop_inside_a_loop_around_a_try(self) -> None:
+        before = """\
+import time
+
+
+def each(items, api):
+    for item in items:
+        try:
+            for attempt in range(3):
+                try:
+                    api.send(item)
+                    break
+                except OSError:
+                    time.sleep(1)
+            else:
+                raise RuntimeError("no")
+        except RuntimeError:
+            continue
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _send_step(api, item):
+    api.send(item)
+
+
+def each(items, api):
+    for item in items:
+        try:
+            try:
+                _send_step(api, item)
+            except OSError:
+                raise RuntimeError("no")
+        except RuntimeError:
+            continue
+"""
+        self.assertCodemod(before, after)  # the outer loop is not a retry: the inner one is
+
     def test_counter_read_after_the_loop(self) -> None:
         before = """\
 import time
