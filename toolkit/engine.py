@@ -373,6 +373,10 @@ class Executor:
                 target=self._heartbeat_loop, name="durable-heartbeat", daemon=True
             )
             self._heartbeat.start()
+            if hasattr(self.storage, "lock_alive"):  # a liveness session to watch
+                threading.Thread(
+                    target=self._liveness_loop, name="durable-liveness", daemon=True
+                ).start()
             self._alive = True
 
     def stop(self) -> None:
@@ -384,14 +388,14 @@ class Executor:
         """Renew this process's leases and liveness lock until it stops; never dies.
 
         While the database is unavailable it retries every half second, so that
-        leases and the lock are back within a second of the database's return.
+        leases are back within a second of the database's return (the liveness
+        lock is watched by its own thread, see ``_liveness_loop``).
         """
         interval = max(self.lease_ms / 3000, 0.05)
         wait = interval
         while not self._stopping.wait(wait):
             running = list(self._runs)
             try:
-                self._reacquire_liveness()
                 lost = self.storage.heartbeat(self.owner, self.lease_ms, running)
             except DatabaseUnavailableError:
                 wait = min(interval, 0.5)  # logged once per outage by the storage's health
@@ -405,6 +409,21 @@ class Executor:
                 run = self._runs.get(workflow_id)
                 if run is not None:
                     run.interrupt("it was cancelled or taken over by another process", lost=True)
+
+    def _liveness_loop(self) -> None:
+        """Check the liveness session every second and take the lock again if it was lost.
+
+        Its own thread: a stalled session (a half-open connection) blocks this check,
+        never the lease renewals of the heartbeat; peers then still see the lock held.
+        """
+        wait = min(max(self.lease_ms / 3000, 0.05), 1.0)
+        while not self._stopping.wait(wait):
+            try:
+                self._reacquire_liveness()
+            except DatabaseUnavailableError:
+                pass  # logged once per outage by the storage's health
+            except Exception as exc:  # unexpected: say so, keep watching
+                log.warning("liveness check failed (will retry): %s: %s", type(exc).__name__, exc)
 
     def _reacquire_liveness(self) -> None:
         """Take the liveness lock again if its session was lost (database restart,
@@ -451,7 +470,10 @@ class Executor:
         return inserted
 
     def recover(
-        self, names: list[str], before_launch: Callable[[Orphan], None] | None = None
+        self,
+        names: list[str],
+        before_launch: Callable[[Orphan], None] | None = None,
+        patient: bool = False,
     ) -> list[Orphan]:
         """Take over and resume every pending workflow that no live process runs.
 
@@ -460,10 +482,11 @@ class Executor:
         reconnect first, so a live process never loses its work to an outage.
         """
         self.ensure_alive()
-        self._reacquire_liveness()
         foreign = self.storage.health.settled
         resumed = []
-        orphans = self.storage.claim_orphans(self.owner, names, self.lease_ms, foreign=foreign)
+        orphans = self.storage.claim_orphans(
+            self.owner, names, self.lease_ms, foreign=foreign, patient=patient
+        )
         for orphan in orphans:
             if self.max_recoveries is not None and orphan.recoveries > self.max_recoveries:
                 self._give_up_poison(orphan.workflow_id, orphan.name, orphan.recoveries)

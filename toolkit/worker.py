@@ -299,7 +299,9 @@ class Worker:
                 if orphan.queue_name in self._running:
                     self._running[orphan.queue_name].add(orphan.workflow_id)
 
-        resumed = self.app.executor.recover(list(self.app._workflows), before_launch=adopt)
+        resumed = self.app.executor.recover(
+            list(self.app._workflows), before_launch=adopt, patient=True
+        )
         launched = {orphan.workflow_id for orphan in resumed}
         with self._lock:
             for workflow_id in adopted:
@@ -314,7 +316,12 @@ class Worker:
             log.info("took over %d workflow(s) left by dead or expired owners", len(resumed))
         app = self.app
         expires = app.storage.next_foreign_expiry(app.executor.owner, list(app._workflows))
-        return None if expires is None else max((expires - now_ms()) / 1000, 0.0)
+        soonest = None if expires is None else max((expires - now_ms()) / 1000, 0.0)
+        dead_check = getattr(app.storage, "next_dead_check", None)
+        judged = dead_check() if dead_check is not None else None  # a free lock to re-check
+        if judged is not None:
+            soonest = judged if soonest is None else min(soonest, judged)
+        return soonest
 
     def _run_pollers(self) -> float:
         """Call the app's due pollers; return seconds until the next one is due."""

@@ -418,3 +418,47 @@ def test_waiting_for_a_child_waits_out_an_outage(cluster, local_app):
     time.sleep(2.0)
     cluster.start()
     assert handle.result(timeout=60) == "child done"
+
+
+def test_a_killed_liveness_session_does_not_hand_live_work_to_a_peer(url):
+    """Only the liveness connection of a live worker dies (pg_terminate_backend, an
+    idle_session_timeout): a peer must not take its running workflows over."""
+    from toolkit import Durable
+    from toolkit.worker import Worker
+
+    def make() -> tuple[Durable, Worker]:
+        app = Durable(url, lease_timeout=1.5)
+
+        @app.step(name="long_step")
+        def long_step() -> str:
+            time.sleep(4.0)
+            return "slept"
+
+        @app.workflow(name="holder")
+        def holder() -> str:
+            return long_step()
+
+        return app, Worker(app, report_every=3600).start()
+
+    (a, worker_a), (b, worker_b) = make(), make()
+    try:
+        time.sleep(2.5)  # a server younger than the settle time proves nobody dead anyway
+        handle = a.start("holder", workflow_id="held-1")
+        time.sleep(0.3)
+        lock = a.storage._lock_conn  # type: ignore[attr-defined]
+        pid = lock.dbapi_connection.info.backend_pid
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # B's orphan passes right after the kill
+            assert b.executor.recover(["holder"], patient=True) == []
+        time.sleep(3.0)  # and its worker's passes after A took its lock again
+        record = b.get_workflow("held-1")
+        assert record.owner == a.executor.owner and record.recoveries == 0
+        assert handle.result(timeout=30) == "slept"
+        assert a.get_workflow("held-1").recoveries == 0
+    finally:
+        worker_a.stop(grace=0)
+        worker_b.stop(grace=0)
+        a.close()
+        b.close()

@@ -318,6 +318,10 @@ def test_taken_over_work_counts_against_the_worker_cap(db, workers):
     first = workers.spawn("capped")
     wait_for(lambda: len(effect_rows(db)) >= 2, 60)  # worker_concurrency=2: two started
     workers.kill(first)
+    # A free liveness lock alone is not proof enough for a worker's background pass
+    # (a live worker's session may have been killed): let the 2 s leases run out, so
+    # the new worker's first pass takes the two over before it claims anything.
+    time.sleep(2.5)
     taken_over_at = time.time()
     second = workers.spawn("capped")
     for handle in handles:

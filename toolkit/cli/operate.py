@@ -15,6 +15,7 @@ from ..records import from_ms
 from ..storage import now_ms
 from .common import (
     announce_database,
+    app_database_url_option,
     console,
     database_url_only,
     database_url_option,
@@ -23,7 +24,6 @@ from .common import (
     json_option,
     load_app,
     local_time,
-    open_app,
     print_json,
     read_only,
     show,
@@ -41,15 +41,31 @@ def db() -> None:
 
 @db.command("upgrade")
 @database_url_option
-def db_upgrade(database_url: str | None) -> None:
-    """Create or upgrade the system tables to the latest version."""
-    with open_app(database_url) as app:
+@app_database_url_option
+def db_upgrade(database_url: str | None, app_database_url: str | None) -> None:
+    """Create or upgrade the system tables to the latest version, and the outputs table
+    of the app database when it is apart (--app-database-url)."""
+    try:
+        app = Durable(database_url, app_database_url=app_database_url)
+    except (DurableError, ValueError) as exc:
+        raise fail(exc) from exc
+    try:
+        announce_database(app.database_url)
+        app_db = app.app_database
+        created = app_db.upgrade() if app_db is not None else False
         applied = app.upgrade()
         version = app.storage.schema_version()
+    except DurableError as exc:
+        raise fail(exc) from exc
+    finally:
+        app.close()
     if applied:
         click.echo(f"applied migrations {', '.join(map(str, applied))}: now at version {version}")
     else:
         click.echo(f"already at version {version}")
+    if app_db is not None:
+        state = "created" if created else "already there"
+        click.echo(f"app database {app_db.describe()}: outputs table {state}")
 
 
 # -- durable worker ---------------------------------------------------------------------------
@@ -103,6 +119,7 @@ class UnregisteredReporter:
 
 @click.command("worker")
 @database_url_only
+@app_database_url_option
 @click.option(
     "--app",
     "app_path",
@@ -151,6 +168,7 @@ class UnregisteredReporter:
 )
 def worker_command(
     database_url: str | None,
+    app_database_url: str | None,
     app_path: str,
     queues: tuple[str, ...],
     lease_timeout: float | None,
@@ -182,7 +200,9 @@ def worker_command(
         logging.getLogger("toolkit.worker").setLevel(logging.DEBUG)
     app = load_app(app_path)
     try:
-        app.configure(url=database_url, lease_timeout=lease_timeout)
+        app.configure(
+            url=database_url, lease_timeout=lease_timeout, app_database_url=app_database_url
+        )
         announce_database(app.database_url)
         worker = Worker(
             app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every

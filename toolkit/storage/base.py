@@ -217,7 +217,7 @@ class Storage:
     def release_executor_lock(self) -> None:
         """Give up the liveness mark (the process is stopping)."""
 
-    def dead_owners(self, owners: Sequence[str]) -> list[str]:
+    def dead_owners(self, owners: Sequence[str], patient: bool = False) -> list[str]:
         """The owners among ``owners`` whose process is provably gone."""
         raise NotImplementedError
 
@@ -668,6 +668,7 @@ class Storage:
         limit: int = 1000,
         *,
         foreign: bool = True,
+        patient: bool = False,
     ) -> list[Orphan]:
         """Take over ``pending`` workflows nobody alive runs; return what was taken.
 
@@ -697,7 +698,7 @@ class Storage:
                         .distinct()
                     ).scalars()
                 )
-            dead = self.dead_owners(others) if others else []
+            dead = self.dead_owners(others, patient) if others else []
             orphaned = sa.or_(w.c.owner.is_(None), w.c.lease_expires_at < now, w.c.owner.in_(dead))
         else:
             orphaned = sa.or_(

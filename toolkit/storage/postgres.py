@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,6 +89,7 @@ class PostgresStorage(Storage):
             pool_pre_ping=False,
         )
         self._lock_conn: Any = None
+        self._free_since: dict[str, float] = {}  # owner -> when its lock was first seen free
         self._lock_owner: str | None = None
         self._listener: threading.Thread | None = None
         self._listen_lock = threading.Lock()
@@ -296,9 +298,14 @@ class PostgresStorage(Storage):
                 self._lock_conn.close()
             self._lock_conn = None
 
-    def dead_owners(self, owners: Sequence[str]) -> list[str]:
+    def dead_owners(self, owners: Sequence[str], patient: bool = False) -> list[str]:
         """Owners whose liveness lock is free, on a server up long enough that a live
-        owner would have taken it again after a restart (see ``DatabaseHealth``)."""
+        owner would have taken it again after a restart (then every lock is free).
+
+        ``patient`` (a worker's background orphan passes): the lock must also have
+        been free at every look for longer than a live owner needs to take it again,
+        since a live worker's liveness session alone may have been killed. An
+        explicit ``recover()`` is not patient: its caller says the process died."""
         keys = {owner_lock_key(o): o for o in owners}
         with self._translate_errors(), self.engine.connect() as conn:
             uptime = conn.exec_driver_sql(
@@ -318,4 +325,22 @@ class PostgresStorage(Storage):
                     {"keys": taken},
                 )
             conn.rollback()
-        return [keys[k] for k in taken]
+        now = time.monotonic()
+        settle = self.health.settle_seconds
+        free = {keys[k] for k in taken}
+        for owner in list(self._free_since):
+            if owner not in free:
+                del self._free_since[owner]  # held again (or no longer asked about)
+        dead = []
+        for owner in sorted(free):
+            since = self._free_since.setdefault(owner, now)
+            if not patient or now - since >= settle:
+                dead.append(owner)
+        return dead
+
+    def next_dead_check(self) -> float | None:
+        """Seconds until an owner seen with a free lock may be judged dead (None: none)."""
+        if not self._free_since:
+            return None
+        now = time.monotonic()
+        return max(min(self._free_since.values()) + self.health.settle_seconds - now, 0.0)

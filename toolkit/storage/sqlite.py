@@ -169,6 +169,6 @@ class SQLiteStorage(Storage):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def dead_owners(self, owners: Sequence[str]) -> list[str]:
+    def dead_owners(self, owners: Sequence[str], patient: bool = False) -> list[str]:
         # Holding the lock file means every other owner's process has exited.
         return list(owners) if self._lock_fd is not None else []
