@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -124,23 +125,20 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp,
         ):
             app_sqlite = f"sqlite:///{Path(tmp) / 'app.db'}"
-            record("same database (PostgreSQL)", lambda: run_workflows(state, None, args.workflows))
-            record(
-                "app PostgreSQL (another database)",
-                lambda: run_workflows(state, app_pg, args.workflows),
-            )
-            record("app MariaDB", lambda: run_workflows(state, app_maria, args.workflows))
-            record("app SQLite file", lambda: run_workflows(state, app_sqlite, args.workflows))
             commits = args.workflows * STEPS
-            record("ceiling: PostgreSQL INSERT+COMMIT", lambda: ceiling(app_pg, commits))
-            record("ceiling: MariaDB INSERT+COMMIT", lambda: ceiling(app_maria, commits))
-            record("ceiling: SQLite INSERT+COMMIT", lambda: ceiling(app_sqlite, commits))
+            n = args.workflows
+            record("same database (PostgreSQL)", partial(run_workflows, state, None, n))
+            record("app PostgreSQL (another database)", partial(run_workflows, state, app_pg, n))
+            record("app MariaDB", partial(run_workflows, state, app_maria, n))
+            record("app SQLite file", partial(run_workflows, state, app_sqlite, n))
+            record("ceiling: PostgreSQL INSERT+COMMIT", partial(ceiling, app_pg, commits))
+            record("ceiling: MariaDB INSERT+COMMIT", partial(ceiling, app_maria, commits))
+            record("ceiling: SQLite INSERT+COMMIT", partial(ceiling, app_sqlite, commits))
     print(f"| {STEPS}-transaction workflows, sequential | transactions/s, median (min-max) |")
     print("|---|---:|")
     for name, values in rows.items():
         print(
-            f"| {name} | {statistics.median(values):,.0f} "
-            f"({min(values):,.0f}-{max(values):,.0f}) |"
+            f"| {name} | {statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f}) |"
         )
 
 
