@@ -125,6 +125,7 @@ def use_hotspot(use: UseSite, helper: HelperDef) -> Hotspot:
         refusal="project retry helper: no codemod rewrites its use sites",
         side_effects=eff.labels,
         start_col=use.start_col,
+        end_col=use.start_col + len(use.label) + 1,  # the `@name` of the decorator line
         group=group,
         why=tuple(why),
     )
