@@ -199,11 +199,11 @@ def walk(shop: Shop, provider: Any, *, postgres: bool) -> None:
     assert all("ProviderError" in d["error"] for d in dead)  # 422, or a last 503
 
     # -- 1. The audit. --
-    audit = shop.run(*DURABLE, "audit", ".", "--format", "json")
+    audit = shop.run(*DURABLE, "audit", "shop", "--format", "json")
     kinds = Counter(h["kind"] for h in json.loads(audit.stdout)["hotspots"])
     assert kinds == Counter(
         {"retry-decorator": 2, "cron-sweeper": 2, "retry-loop": 1, "status-table": 1,
-         "dead-letter": 1}
+         "status-poller": 1, "dead-letter": 3}
     )  # fmt: skip
 
     # -- 2. The codemod on the gateway: diff, report, write; then the hand edits. --

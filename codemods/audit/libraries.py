@@ -370,6 +370,8 @@ def scan_retry_kwargs(sc: PythonScanner) -> None:
                     ("retry_if", "retry_any", "retry_all", "retry_unless")
                 ):
                     continue
+                if last == "RetryPolicy" or name.split(".")[0] in ("toolkit", "adapters"):
+                    continue  # durable-toolkit's own policy: already migrated, not a hotspot
                 if "Retry" in name or "retry" in last.lower():
                     what = dotted(value.func)
             elif isinstance(value, ast.Dict) and kw.arg == "retries":
