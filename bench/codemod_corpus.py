@@ -9,7 +9,8 @@ The index is a TSV file (``pattern, repo, path, commit, symbol, shapes``), by
 default ``/work/shared/corpus/dev-index.tsv``; the rows of pattern
 ``retry_loops`` and ``retry_decorators`` are measured, and the rows of
 ``false_positives`` must stay untouched. Each file is read at its commit from
-the unpacked trees the audit bench keeps (``/work/cache/audit-corpus``) or else
+the unpacked trees the audit bench keeps (``/work/cache/audit-corpus``), else from
+a git mirror the search tool's ``fetch`` brought (``/work/.mirror``), or else
 downloaded from ``raw.githubusercontent.com`` into ``--cache`` (outside the
 repository: third-party code is never committed).
 
@@ -25,6 +26,7 @@ import argparse
 import ast
 import csv
 import json
+import subprocess
 import sys
 import urllib.request
 from collections import Counter
@@ -36,6 +38,7 @@ from codemods.runner import transform_source
 
 DEFAULT_INDEX = Path("/work/shared/corpus/dev-index.tsv")
 AUDIT_CACHE = Path("/work/cache/audit-corpus")
+MIRRORS = Path("/work/.mirror")
 DEFAULT_CACHE = Path("/work/cache/codemod-corpus")
 PATTERNS = ("retry_loops", "retry_decorators", "false_positives")
 
@@ -76,6 +79,16 @@ def source_of(row: Row, cache: Path) -> str:
     if (tree / row.path).is_file():
         return (tree / row.path).read_text(encoding="utf-8")
     local = cache / row.repo.replace("/", "+") / row.commit[:12] / row.path
+    mirror = MIRRORS / row.repo.replace("/", "+") / "repo"
+    if not local.is_file() and mirror.is_dir():
+        shown = subprocess.run(
+            ["git", "--git-dir", str(mirror), "show", f"{row.commit}:{row.path}"],
+            capture_output=True,
+            check=False,
+        )
+        if shown.returncode == 0:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(shown.stdout)
     if not local.is_file():
         url = f"https://raw.githubusercontent.com/{row.repo}/{row.commit}/{row.path}"
         with urllib.request.urlopen(url, timeout=30) as response:
