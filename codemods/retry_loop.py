@@ -46,7 +46,14 @@ from libcst.metadata import (
 from . import _evaluate as ev
 from ._base import DurableCodemod, is_docstring, module_constants
 from ._effects import unserializable_return
-from ._handlers import Predicate, PredicateRefused, split_predicate
+from ._handlers import (
+    Predicate,
+    PredicateRefused,
+    gives_up,
+    predicate_of,
+    split_predicate,
+    substitute,
+)
 from ._loop_shapes import (
     _accesses_within,
     _as_name,
@@ -95,6 +102,7 @@ from ._policy import (
     check_types,
     fit_delays,
     fit_linear,
+    looks_like_class,
 )
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
@@ -145,6 +153,9 @@ class _Plan:
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
     nested: bool = False  # the step is defined in the function, before the loop
+    #: the call site's except clauses (types, as-name, body) when handlers give up their
+    #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
+    clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
 
 
 class RetryLoopCodemod(DurableCodemod):
@@ -347,6 +358,8 @@ class RetryLoopCodemod(DurableCodemod):
         tail = _success_tail(try_)  # the else block's work: after the step, not retried
         if not plan.needs_wrapper:
             return [cst.parse_statement(inner), *tail]
+        if plan.clauses:
+            return [self._clause_wrapper(plan, inner, tail)]
         handlers = []
         if plan.give_up:
             handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
@@ -431,24 +444,21 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("no function scope")
         is_async = func.asynchronous is not None
 
-        # The exception handlers: which retry and which give up at once.
+        # The exception handlers, in order: which retry, which give up at once (re-raising,
+        # or with code of their own that the call site keeps).
         self._local_types = False
-        retry_handlers: list[cst.ExceptHandler] = []
+        rules = self._handler_rules(try_, loop)
+        retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
-        for handler in try_.handlers:
-            if _reraises_only(handler):
-                if handler.type is None:
-                    raise Skip("a bare except re-raises everything")
-                if not retry_handlers:  # after a retrying handler it adds nothing
-                    give_up.extend(self._types(handler.type, scope))
-                continue
-            retry_handlers.append(handler)
+        for h, kind in rules:
+            if kind == "retry":
+                break
+            if h.type is None:
+                raise Skip("a bare except re-raises everything")
+            give_up.extend(self._types(h.type, scope))
         if not retry_handlers:
             raise Skip("no handler retries")
         handler = retry_handlers[0]
-        for other in retry_handlers[1:]:
-            if code(other.body) != code(handler.body) or _as_name(other) != _as_name(handler):
-                raise Skip("two except handlers retry differently")
         retry_types: list[str] = []
         type_notes: list[str] = []
         for h in retry_handlers:
@@ -488,14 +498,10 @@ class RetryLoopCodemod(DurableCodemod):
         inits, init_stmts = self._initial_values(loop, state, saved)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
-        try:
-            predicate, handler_rest = split_predicate(
-                handler.body.body, as_name, code, self._is_log, frozenset(state)
-            )
-        except PredicateRefused as refused:
-            raise Skip(str(refused)) from None
+        predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
         simulated = handler
         if predicate is not None:
+            state -= _assigned_names([s for p in predicates.values() for s in p.derived])
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
@@ -622,12 +628,25 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        clauses = self._give_up_clauses(
+            rules, predicates, needs_wrapper, wrapper_as or as_name, wrapper_body
+        )
+        if clauses:
+            needs_wrapper = True
+            for _, _, clause_body in clauses:
+                exhaustion_reads |= _names_read_in(clause_body)
+            set_by_attempt = sorted(exhaustion_reads & stored - state)
+            if set_by_attempt:
+                raise Skip(
+                    f"the code run when the step gives up reads `{set_by_attempt[0]}`,"
+                    " set by the attempt"
+                )
         if predicate is not None and needs_wrapper and predicate.calls:
             raise Skip(
                 f"the retry decision `{_first_line(predicate.test)}` calls code that the"
                 " code run when attempts run out would call once more"
             )
-        if predicate is not None and needs_wrapper:
+        if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
             guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
@@ -662,6 +681,7 @@ class RetryLoopCodemod(DurableCodemod):
             nested=nested,
             counter=self._counter_read,
             bumps=bumps,
+            clauses=clauses,
         )
         if self._counter_read is not None:
             plan.notes.append(
@@ -670,6 +690,7 @@ class RetryLoopCodemod(DurableCodemod):
         if (
             style == "return"
             and exit_.kind == "reraise"
+            and not clauses
             and not nested
             and self._whole_function(func, loop, init_stmts, saved)
         ):
@@ -781,6 +802,283 @@ class RetryLoopCodemod(DurableCodemod):
                 raise Skip(f"the retry decision reads `{name}`, set by the attempt")
             if _is_local(scope, name):
                 self._local_types = True
+
+    # ------------------------------------------------------------- handlers
+    def _handler_rules(
+        self, try_: cst.Try, loop: cst.For | cst.While
+    ) -> list[tuple[cst.ExceptHandler, str]]:
+        """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
+        ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
+        code = self.source_module.code_for_node
+        self._check_retry_object(try_, loop)
+        rules: list[tuple[cst.ExceptHandler, str]] = []
+        for h in try_.handlers:
+            shown = code(h.type) if h.type is not None else "a bare except"
+            finder = _BodyFinder()
+            h.body.visit(finder)
+            if finder.asks_user:
+                raise Skip(
+                    f"the handler for `{shown}` asks for user input between attempts"
+                    " (never a durable step)"
+                )
+            if _reraises_only(h):
+                rules.append((h, "reraise"))
+            elif gives_up(h.body.body, self._is_log):
+                rules.append((h, "give_up"))
+            else:
+                rules.append((h, "retry"))
+        return rules
+
+    def _check_retry_object(self, try_: cst.Try, loop: cst.For | cst.While) -> None:
+        """``for retry in RetryManager(...)``: handlers that report to the loop's object
+        (``retry.error = err``) leave the policy to it."""
+        if not isinstance(loop, cst.For) or not isinstance(loop.target, cst.Name):
+            return
+        name = loop.target.value
+        code = self.source_module.code_for_node
+        told: list[str] = []
+        gives_back = False
+        for h in try_.handlers:
+            for node in _walk_all(h.body):
+                target = getattr(node, "target", None)
+                if (
+                    isinstance(node, cst.AssignTarget | cst.AugAssign)
+                    and isinstance(target, cst.Attribute)
+                    and isinstance(target.value, cst.Name)
+                    and target.value.value == name
+                ):
+                    told.append(code(target))
+                    gives_back = gives_back or (
+                        isinstance(node, cst.AugAssign)
+                        and isinstance(node.operator, cst.SubtractAssign)
+                    )
+        if not told:
+            return
+        reason = (
+            f"a retry object drives the loop (`for {name} in {_first_line(code(loop.iter))}`):"
+            f" the handlers report to it (`{told[0]} = ...`) and it decides attempts and delays"
+        )
+        if gives_back:
+            reason += (
+                f"; `{name}.attempt -= 1` gives an attempt back when work progressed"
+                " (a budget reset by progress)"
+            )
+        raise Skip(reason)
+
+    def _split_handlers(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        state: set[str],
+        as_name: str | None,
+    ) -> tuple[Predicate | None, list[Any], dict[cst.ExceptHandler, Predicate]]:
+        """The retrying handlers' tests on the exception, joined in the handlers' order into
+        one ``retry_if`` (a give-up handler between them rejects its exceptions); the rest
+        of the first retrying handler, which every other must repeat (log calls aside)."""
+        code = self.source_module.code_for_node
+        predicates: dict[cst.ExceptHandler, Predicate] = {}
+        rests: dict[cst.ExceptHandler, list[Any]] = {}
+        for h, kind in rules:
+            if kind != "retry":
+                continue
+            try:
+                found, rest = split_predicate(
+                    h.body.body, _as_name(h), code, self._is_log, frozenset(state)
+                )
+            except PredicateRefused as refused:
+                raise Skip(str(refused)) from None
+            if found is not None:
+                predicates[h] = found
+            rests[h] = rest
+        retrying = [h for h, kind in rules if kind == "retry"]
+        first = retrying[0]
+
+        def work(h: cst.ExceptHandler) -> list[str]:
+            return [
+                " ".join(code(s).split())
+                for s in rests[h]
+                if not (
+                    isinstance(s, cst.SimpleStatementLine) and all(self._is_log(x) for x in s.body)
+                )
+            ]
+
+        for other in retrying[1:]:
+            mine, theirs = work(first), work(other)
+            named = _as_name(other) != _as_name(first) and any(
+                n in _names_read_in(rests[h])
+                for h, n in ((first, _as_name(first)), (other, _as_name(other)))
+                if n
+            )
+            if mine == theirs and not named:
+                continue
+            index = next(
+                (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                min(len(mine), len(theirs)),
+            )
+
+            def shown(stmts: list[str], index: int = index) -> str:
+                return f"`{_first_line(stmts[index])}`" if index < len(stmts) else "nothing"
+
+            pair = [code(h.type) if h.type is not None else "a bare except" for h in (first, other)]
+            if named and mine == theirs:
+                raise Skip(
+                    f"the handlers for `{pair[0]}` and `{pair[1]}` name the exception"
+                    " differently and use it"
+                )
+            raise Skip(
+                f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
+                f" {shown(mine)} / {shown(theirs)}"
+            )
+        if not predicates:
+            return None, rests[first], predicates
+        param = as_name or next(
+            p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()
+        )
+        terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
+        started = False
+        for h, kind in rules:
+            started = started or kind == "retry"
+            if not started:
+                continue  # give_up_on
+            types = code(h.type) if h.type is not None else None
+            if kind != "retry":
+                decision = "False"
+            elif h in predicates:
+                own = _as_name(h)
+                decision = predicates[h].test
+                if own and own != param:
+                    decision = substitute(decision, {own: param})
+            else:
+                decision = "True"
+            terms.append((types, decision, kind == "retry"))
+        while terms and not terms[-1][2]:
+            terms.pop()  # give-up handlers after the last retrying one: not in retry_on
+        popped = False
+        while terms and terms[-1][1] == "True":
+            terms.pop()
+            popped = True
+        if not terms:
+            return None, rests[first], predicates
+
+        def paren(text: str) -> str:
+            return (
+                text if re.fullmatch(r"[\w.]+(\(.*\))?", text) and "," not in text else f"({text})"
+            )
+
+        acc: str | None = None
+        for index in range(len(terms) - 1, -1, -1):
+            types, decision, _ = terms[index]
+            if acc is None and not popped:
+                acc = decision  # the last retrying handler: whatever reaches it is its type
+                continue
+            guard = f"isinstance({param}, {types})" if types is not None else "True"
+            if acc is None or acc == "True":
+                acc = {"True": "True", "False": f"not {guard}"}.get(
+                    decision, f"not {guard} or {paren(decision)}"
+                )
+            elif decision == "True":
+                acc = f"{guard} or {paren(acc)}"
+            elif decision == "False":
+                acc = f"not {guard} and {paren(acc)}"
+            else:
+                acc = f"{paren(decision)} if {guard} else {paren(acc)}"
+        if acc is None or acc == "True":
+            return None, rests[first], predicates
+        try:
+            combined = predicate_of(acc, param)
+        except PredicateRefused as refused:
+            raise Skip(str(refused)) from None
+        combined.calls = any(p.calls for p in predicates.values()) or combined.calls
+        return combined, rests[first], predicates
+
+    def _give_up_clauses(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        predicates: dict[cst.ExceptHandler, Predicate],
+        needs_wrapper: bool,
+        exhaustion_as: str | None,
+        exhaustion: list[Any],
+    ) -> list[tuple[str | None, str | None, list[Any]]]:
+        """The call site's except clauses, in the legacy order, when a handler gives up its
+        own way (``raise Domain(e)``, ``return ""``): the step raises such exceptions at
+        once and the clause does what the handler did. ``[]`` when none does."""
+        own = any(kind == "give_up" for _, kind in rules) or any(
+            p.reject is not None for p in predicates.values()
+        )
+        if not own:
+            return []
+        code = self.source_module.code_for_node
+        reraise = cst.parse_statement("raise\n")
+        if not needs_wrapper:
+            exhaustion = [reraise]
+        elif not exhaustion:
+            exhaustion = [cst.SimpleStatementLine([cst.Pass()])]
+        exhaustion_reads = _names_read_in(exhaustion)
+        clauses: list[tuple[str | None, str | None, list[Any]]] = []
+        for h, kind in rules:
+            types = code(h.type) if h.type is not None else None
+            own_as = _as_name(h)
+            if kind == "reraise":
+                body: list[Any] = [reraise]
+                own_as = None
+            elif kind == "give_up":
+                body = list(h.body.body)
+            else:
+                body = []
+                found = predicates.get(h)
+                rendered_exhaustion = "".join(code(s) for s in exhaustion)
+                if found is not None and not (
+                    not found.derived
+                    and found.reject is not None
+                    and "".join(code(s) for s in found.reject) == rendered_exhaustion
+                ):  # (a rejected exception meets the same code as attempts running out)
+                    reject = found.reject if found.reject is not None else [reraise]
+                    guard = cst.If(
+                        test=cst.parse_expression(f"not ({found.raw_test})"),
+                        body=cst.IndentedBlock(body=reject),
+                    )
+                    body = [*found.derived, guard]
+                if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
+                    if own_as is not None:
+                        raise Skip(
+                            "the handlers name the exception differently"
+                            " and the code run when attempts run out reads it"
+                        )
+                    own_as = exhaustion_as
+                body = [*body, *exhaustion]
+            rendered = "".join(code(s) for s in body)
+            if clauses and types is not None:
+                last_types, last_as, last_body = clauses[-1]
+                joinable = last_types is not None and all(
+                    looks_like_class(t) for t in (last_types, types)
+                )
+                if (
+                    joinable
+                    and last_types is not None
+                    and last_as == own_as
+                    and "".join(code(s) for s in last_body) == rendered
+                ):
+                    joined = last_types.strip("()") + ", " + types.strip("()")
+                    clauses[-1] = (f"({joined})", own_as, last_body)
+                    continue
+            clauses.append((types, own_as, body))
+        return clauses
+
+    def _clause_wrapper(self, plan: _Plan, inner: str, tail: list[Any]) -> cst.Try:
+        """``try: <call the step> except ...:`` with the legacy handlers' give-up code."""
+        handlers = [
+            cst.ExceptHandler(
+                body=cst.IndentedBlock(body=body or [cst.SimpleStatementLine([cst.Pass()])]),
+                type=cst.parse_expression(types) if types is not None else None,
+                name=cst.AsName(name=cst.Name(as_)) if as_ else None,
+            )
+            for types, as_, body in plan.clauses
+        ]
+        wrapper = cst.Try(
+            body=cst.IndentedBlock(body=[cst.parse_statement(inner)]), handlers=handlers
+        )
+        if tail:
+            wrapper = wrapper.with_changes(orelse=cst.Else(body=cst.IndentedBlock(body=tail)))
+        return wrapper
 
     def _types(self, expr: cst.BaseExpression, scope: Scope) -> list[str]:
         elements = (
