@@ -423,6 +423,12 @@ def _predicate(test: str, as_name: str | None, reject: list[Any] | bool | None =
     return Predicate(f"lambda {as_name}: {text}", text, reads, calls, kept, raw_test=text)
 
 
+def negation_of(test: str) -> str:
+    """The source of ``not (test)``, written plainly (``x not in y`` for ``x in y``)."""
+    module = cst.Module(body=[])
+    return _negated(cst.parse_expression(test), module.code_for_node)
+
+
 def predicate_of(test: str, as_name: str) -> Predicate:
     """A predicate built from a test the codemod wrote (a chain over several handlers)."""
     return _predicate(test, as_name)
@@ -432,6 +438,7 @@ __all__ = [
     "Predicate",
     "PredicateRefused",
     "gives_up",
+    "negation_of",
     "predicate_of",
     "split_predicate",
     "substitute",

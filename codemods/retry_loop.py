@@ -50,6 +50,7 @@ from ._handlers import (
     Predicate,
     PredicateRefused,
     gives_up,
+    negation_of,
     predicate_of,
     split_predicate,
     substitute,
@@ -536,6 +537,7 @@ class RetryLoopCodemod(DurableCodemod):
                 if not self._runtime_value(need.what, scope, machinery_names, stored):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
+        self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
             raise Skip(
@@ -625,16 +627,26 @@ class RetryLoopCodemod(DurableCodemod):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
-            exhaustion_reads = _names_read_in(wrapper_body)
+            # a message built in the block (`msg = _("...")`) is not a counter
+            exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if self._last_repairs:
+            # the work the handler did after the last failed attempt: at the call site
+            if not needs_wrapper:
+                needs_wrapper = True
+                wrapper_body = [cst.parse_statement("raise\n")]
+            if as_name and as_name in _names_read_in(self._last_repairs):
+                wrapper_as = wrapper_as or as_name
+            wrapper_body = [*self._last_repairs, *wrapper_body]
+            exhaustion_reads |= _names_read_in(self._last_repairs)
         clauses = self._give_up_clauses(
             rules, predicates, needs_wrapper, wrapper_as or as_name, wrapper_body
         )
         if clauses:
             needs_wrapper = True
             for _, _, clause_body in clauses:
-                exhaustion_reads |= _names_read_in(clause_body)
+                exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
             set_by_attempt = sorted(exhaustion_reads & stored - state)
             if set_by_attempt:
                 raise Skip(
@@ -691,6 +703,7 @@ class RetryLoopCodemod(DurableCodemod):
             style == "return"
             and exit_.kind == "reraise"
             and not clauses
+            and not self._last_repairs
             and not nested
             and self._whole_function(func, loop, init_stmts, saved)
         ):
@@ -757,38 +770,148 @@ class RetryLoopCodemod(DurableCodemod):
         as_name: str | None,
         saved: str | None,
     ) -> list[str]:
-        """Calls the handler makes before each retry become ``before_retry``: they read
-        neither the counters nor the exception, nor a value the attempt sets."""
+        """The work the handler does before each retry (calls, ``del self.conn``, an ``if``
+        of those) becomes ``before_retry``: the exception it reads is ``state.exception``,
+        a counter ``state.attempt`` plus a constant. The same work done after the last
+        failed attempt moves to the call site (``self._last_repairs``)."""
+        self._last_repairs: list[cst.BaseStatement] = []
         if not outcome.repairs and not outcome.last_repairs:
             return []
         code = self.source_module.code_for_node
+        for node in outcome.last_repairs:
+            text = code(node)
+            read = _names_read_in([node])
+            if read & state:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" the counter `{sorted(read & state)[0]}`"
+                )
+            if read & stored:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" `{sorted(read & stored)[0]}`, set by the attempt"
+                )
+            if isinstance(node, cst.BaseSmallStatement):
+                node = cst.SimpleStatementLine(
+                    body=[node.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)]
+                )
+            self._last_repairs.append(node)
         if not outcome.repairs:
-            first = code(outcome.last_repairs[0])
-            raise Skip(f"the handler runs `{_first_line(first)}` once attempts run out")
+            return []
         notes: list[str] = []
-        for call in outcome.repairs:
-            text = code(call.value)
-            if any(isinstance(n, cst.Await) for n in _walk_all(call)) or "await " in text:
+        rendered: list[str] = []
+        uses_state = False
+        for node in outcome.repairs:
+            text = code(node)
+            if any(isinstance(n, cst.Await) for n in _walk_all(node)) or "await " in text:
                 raise Skip(f"the handler awaits `{_first_line(text)}` between attempts")
-            names = ev.names(ev.parse(text))
+            expression = self._repair_expression(node)
+            names = ev.names(ev.parse(expression))
+            values: dict[str, str] = {}
             for name in sorted(names):
-                if name in state or name in (as_name, saved):
-                    raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
-                if name in stored:
+                if name in (as_name, saved):
+                    values[name] = "state.exception"
+                elif name in state:
+                    values[name] = self._counter_from_attempt(outcome, node, name, text)
+                elif name in stored:
                     raise Skip(
                         f"the handler runs `{_first_line(text)}`, which reads `{name}`,"
                         " set by the attempt"
                     )
-                if _is_local(scope, name):
+                elif _is_local(scope, name):
                     self._local_types = True  # the hook reads the function's values
-        calls = [" ".join(code(c.value).split()) for c in outcome.repairs]
-        body = calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
-        policy.before_retry = f"lambda _state: {body}"
-        shown = ", ".join(f"`{c}`" for c in calls)
+            uses_state = uses_state or bool(values)
+            rendered.append(" ".join(substitute(expression, values).split()))
+        body = rendered[0] if len(rendered) == 1 else f"({', '.join(rendered)})"
+        policy.before_retry = f"lambda {'state' if uses_state else '_state'}: {body}"
+        shown = ", ".join(f"`{_first_line(code(n))}`" for n in outcome.repairs)
         notes.append(f"{shown} runs between attempts as before_retry")
-        if outcome.attempts is not None and outcome.last_repairs:
-            notes.append(f"{shown} also ran after the last failed attempt; it no longer does")
         return notes
+
+    def _check_small_counts(
+        self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
+    ) -> None:
+        """A run-time count of 0 or 1 must end the loop the way larger ones do: ``if attempt
+        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy."""
+        code = self.source_module.code_for_node
+        for name, value in symbols.items():
+            if isinstance(value, bool):
+                continue
+            for small in (0, 1):
+                try:
+                    probe = simulate({**symbols, name: small})
+                except Skip:
+                    continue  # a loop that never runs: the count-below-1 note says it
+                same = probe.exit.kind == outcome.exit.kind and [
+                    id(s) for s in probe.exit.block
+                ] == [id(s) for s in outcome.exit.block]
+                if same:
+                    continue
+
+                def said(exit_: _Exit) -> str:
+                    if exit_.kind == "reraise":
+                        return "re-raises the exception"
+                    if exit_.kind == "fallthrough":
+                        return "falls through to the code after the loop"
+                    last = exit_.block[-1] if exit_.block else None
+                    return f"runs `{_first_line(code(last))}`" if last is not None else "ends"
+
+                raise Skip(
+                    f"what happens when attempts run out depends on `{name}`: when it is"
+                    f" {small} the loop {said(probe.exit)}, else it {said(outcome.exit)}"
+                )
+
+    def _repair_expression(self, node: cst.CSTNode) -> str:
+        """A repair as one expression: the call; ``delattr(obj, "name")`` for ``del
+        obj.name``; ``(a() if test else b())`` for an if statement."""
+        code = self.source_module.code_for_node
+        if isinstance(node, cst.Expr):
+            return code(node.value)
+        if isinstance(node, cst.Del):
+            target = node.target
+            elements = target.elements if isinstance(target, cst.Tuple) else [cst.Element(target)]
+            parts = []
+            for element in elements:
+                attr = element.value
+                assert isinstance(attr, cst.Attribute)
+                parts.append(f"delattr({code(attr.value)}, {attr.attr.value!r})")
+            return parts[0] if len(parts) == 1 else f"({', '.join(parts)})"
+        if isinstance(node, cst.If):
+
+            def calls_of(suite: cst.BaseSuite) -> str:
+                calls = [
+                    code(small.value)
+                    for inner in suite.body
+                    if isinstance(inner, cst.SimpleStatementLine)
+                    for small in inner.body
+                    if isinstance(small, cst.Expr)
+                ]
+                return calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
+
+            then = calls_of(node.body)
+            orelse = "None"
+            if isinstance(node.orelse, cst.If):
+                orelse = self._repair_expression(node.orelse)
+            elif isinstance(node.orelse, cst.Else):
+                orelse = calls_of(node.orelse.body)
+            return f"({then} if {code(node.test)} else {orelse})"
+        raise Skip(f"the handler runs `{_first_line(code(node))}` between attempts")
+
+    def _counter_from_attempt(
+        self, outcome: _Outcome, node: cst.CSTNode, name: str, text: str
+    ) -> str:
+        """``attempt`` read by a repair: ``state.attempt + c`` when it was the failed
+        attempt's number plus a constant every time."""
+        seen = [v.get(name) for v in outcome.repair_values.get(id(node), [])]
+        numbers = [v for v in seen if v is not None]
+        offsets = {v - n for n, v in enumerate(numbers, start=1)}
+        if len(seen) < 2 or len(numbers) != len(seen) or len(offsets) != 1:
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        offset = offsets.pop()
+        if not float(offset).is_integer():
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        c = int(offset)
+        return "state.attempt" + (f" + {c}" if c > 0 else f" - {-c}" if c < 0 else "")
 
     def _check_predicate(
         self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]
@@ -1033,7 +1156,7 @@ class RetryLoopCodemod(DurableCodemod):
                 ):  # (a rejected exception meets the same code as attempts running out)
                     reject = found.reject if found.reject is not None else [reraise]
                     guard = cst.If(
-                        test=cst.parse_expression(f"not ({found.raw_test})"),
+                        test=cst.parse_expression(negation_of(found.raw_test)),
                         body=cst.IndentedBlock(body=reject),
                     )
                     body = [*found.derived, guard]
