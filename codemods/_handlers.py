@@ -135,6 +135,15 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return cst.Module(body=[]).code_for_node(new)
 
 
+def _counts(small: cst.BaseSmallStatement, counters: frozenset[str]) -> bool:
+    """``retries -= 1``: a counter update, which stays in the handler before the test."""
+    return (
+        isinstance(small, cst.AugAssign)
+        and isinstance(small.target, cst.Name)
+        and small.target.value in counters
+    )
+
+
 def _saves(small: cst.BaseSmallStatement, as_name: str | None) -> bool:
     """``last_error = err``: the caught exception kept for later."""
     return (
@@ -220,9 +229,9 @@ def split_predicate(
     derived_stmts: list[Any] = []
     for index, stmt in enumerate(stmts):
         if isinstance(stmt, cst.SimpleStatementLine) and all(
-            is_log(s) or _saves(s, as_name) for s in stmt.body
+            is_log(s) or _saves(s, as_name) or _counts(s, counters) for s in stmt.body
         ):
-            continue  # log calls and `last_error = err` come before the test
+            continue  # log calls, `last_error = err`, `retries -= 1` come before the test
         if (
             isinstance(stmt, cst.SimpleStatementLine)
             and len(stmt.body) == 1

@@ -128,6 +128,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
+_WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
 
 @dataclass
@@ -488,6 +490,7 @@ class RetryLoopCodemod(DurableCodemod):
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        self._check_carried(retry_handlers, attempt_stmts, state, as_name)
         stored = self._stored_in(scope, attempt_node)
         self._assigned_attributes = {
             code(t.target)
@@ -537,6 +540,14 @@ class RetryLoopCodemod(DurableCodemod):
                 if not self._runtime_value(need.what, scope, machinery_names, stored):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
+            except Skip as skip:
+                called = self._called_parameter(func, attempt_stmts)
+                if called is None:
+                    raise
+                raise Skip(
+                    f"a retry engine: it retries `{called}`, which its callers pass in: make"
+                    f" the functions they pass steps instead ({skip})"
+                ) from None
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
@@ -803,6 +814,7 @@ class RetryLoopCodemod(DurableCodemod):
         uses_state = False
         for node in outcome.repairs:
             text = code(node)
+            self._delay_helper(node)
             if any(isinstance(n, cst.Await) for n in _walk_all(node)) or "await " in text:
                 raise Skip(f"the handler awaits `{_first_line(text)}` between attempts")
             expression = self._repair_expression(node)
@@ -988,6 +1000,59 @@ class RetryLoopCodemod(DurableCodemod):
             )
         raise Skip(reason)
 
+    def _check_carried(
+        self,
+        handlers: list[cst.ExceptHandler],
+        attempt_stmts: Sequence[cst.CSTNode],
+        state: set[str],
+        as_name: str | None,
+    ) -> None:
+        """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
+        hands state to the next attempt: a step's attempts are all the same call."""
+        finder = _BodyFinder()
+        for stmt in attempt_stmts:
+            stmt.visit(finder)
+        for h in handlers:
+            for node in _walk_all(h.body):
+                if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
+                    continue
+                target = node.target
+                targets = (
+                    [e.value for e in target.elements]
+                    if isinstance(target, cst.Tuple | cst.List)
+                    else [target]
+                )
+                for t in targets:
+                    if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
+                        continue
+                    if t.value in finder.names:
+                        raise Skip(
+                            f"the handler changes `{t.value}`, which the next attempt reads"
+                            " (state carried into the next attempt)"
+                        )
+
+    def _delay_helper(self, node: cst.CSTNode) -> None:
+        """A call that waits in a helper (``_backoff(attempt, retry_after)``): its delay
+        law is not in the loop, and as a hook it would sleep outside a durable timer."""
+        code = self.source_module.code_for_node
+        for sub in _walk_all(node):
+            if not isinstance(sub, cst.Call):
+                continue
+            func = sub.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else None
+            if isinstance(func, cst.Name):
+                name = func.value
+            if name is None or not _WAITS.search(name):
+                continue
+            origin = sorted(self.qualified(func))
+            where = ""
+            if origin and "." in origin[0] and not origin[0].startswith("<"):
+                where = f" (from `{origin[0].rsplit('.', 1)[0]}`)"
+            raise Skip(
+                f"the handler waits in `{_first_line(code(sub))}`{where}, whose delay law is"
+                " not in the loop: as a hook it would sleep outside the durable timer"
+            )
+
     def _split_handlers(
         self,
         rules: list[tuple[cst.ExceptHandler, str]],
@@ -1017,7 +1082,7 @@ class RetryLoopCodemod(DurableCodemod):
 
         def work(h: cst.ExceptHandler) -> list[str]:
             return [
-                " ".join(code(s).split())
+                " ".join(code(s.with_changes(leading_lines=[])).split())
                 for s in rests[h]
                 if not (
                     isinstance(s, cst.SimpleStatementLine) and all(self._is_log(x) for x in s.body)
@@ -1042,6 +1107,22 @@ class RetryLoopCodemod(DurableCodemod):
                 return f"`{_first_line(stmts[index])}`" if index < len(stmts) else "nothing"
 
             pair = [code(h.type) if h.type is not None else "a bare except" for h in (first, other)]
+            for h in (first, other):
+                last = rests[h][-1] if rests[h] else None
+                small = last.body[-1] if isinstance(last, cst.SimpleStatementLine) else None
+                if (
+                    isinstance(small, cst.Expr)
+                    and isinstance(small.value, cst.Call)
+                    and not self._is_log(small)
+                    and self.is_sleep(small.value) is None
+                ):
+                    shown_type = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown_type}` calls"
+                        f" `{_first_line(code(small.value.func))}(...)` and then tries again at"
+                        " once: if that call ends the program it gives up, which the codemod"
+                        " cannot tell"
+                    )
             if named and mine == theirs:
                 raise Skip(
                     f"the handlers for `{pair[0]}` and `{pair[1]}` name the exception"
