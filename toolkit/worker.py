@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -22,8 +23,9 @@ from .app import Durable
 from .engine import Run
 from .errors import DatabaseUnavailableError, DurableError
 from .retention import Pruner
-from .storage import now_ms
+from .storage import now_ms, registry
 from .storage.base import Orphan
+from .storage.views import split_owner
 
 log = logging.getLogger("toolkit.worker")
 
@@ -115,6 +117,7 @@ class Worker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._registered = False
 
     # -- control --
 
@@ -154,6 +157,7 @@ class Worker:
         app, executor = self.app, self.app.executor
         storage = app.storage
         storage.start_listening()
+        self._register()
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
         executor.on_finished.append(self._finished)
@@ -186,6 +190,7 @@ class Worker:
                     try:
                         if time.monotonic() >= next_recovery:
                             next_recovery = time.monotonic() + recovery_every
+                            self._seen()
                             expires_in = self._recover()
                             if expires_in is not None:  # look again right after it runs out
                                 next_recovery = min(
@@ -221,6 +226,27 @@ class Worker:
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _register(self) -> None:
+        """Put this worker in the registry ``durable workers list`` reads (best effort)."""
+        owner = self.app.executor.owner
+        host, pid = split_owner(owner)
+        try:
+            registry.register(
+                self.app.storage, owner, host, pid or os.getpid(), [q.name for q in self.queues]
+            )
+            self._registered = True
+        except Exception as exc:  # the list is for people: never stop working for it
+            self._warn_once("could not register in the worker list", exc)
+
+    def _seen(self) -> None:
+        try:
+            if not self._registered:
+                self._register()
+            else:
+                registry.seen(self.app.storage, self.app.executor.owner)
+        except Exception as exc:
+            log.debug("could not refresh the worker list: %s", exc)
 
     def _prune_app_outputs(self) -> None:
         """Delete app-database outputs rows no replay can need (see Durable.prune_app_outputs)."""
@@ -497,5 +523,8 @@ class Worker:
                     run.interrupt("the worker is shutting down")
         if self._finished in executor.on_finished:
             executor.on_finished.remove(self._finished)
+        if self._registered:
+            with contextlib.suppress(Exception):
+                registry.unregister(self.app.storage, executor.owner)
         self._report()
         log.info("worker %s stopped", executor.owner)

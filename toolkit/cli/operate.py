@@ -230,7 +230,7 @@ def worker_command(
 
 @click.group()
 def workers() -> None:
-    """The processes that hold workflows."""
+    """The worker processes, running or holding workflows."""
 
 
 @workers.command("list")
@@ -240,21 +240,21 @@ def workers() -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="The workers' lease timeout, to tell their last heartbeat from their lease.",
+    help="The workers' lease timeout: a worker not seen for that long is dead.",
 )
 @json_option
 def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) -> None:
-    """Processes that hold workflows: host, pid, queues, last heartbeat, workflows held.
+    """Worker processes: host, pid, queues, workflows held, last heartbeat.
 
-    Read from the owners and leases of pending workflows: a worker that holds
-    none is not listed. Creates nothing.
+    Running workers are listed from the worker registry, idle ones included;
+    a process that holds workflows without being a worker (or one from before
+    the registry) is listed from its leases. Creates nothing.
     """
     from ..storage.views import workers as worker_views
 
     with read_only(database_url) as storage:
-        views = worker_views(storage)
+        views = worker_views(storage, lease_ms=int(lease_timeout * 1000))
         database = storage.describe()
-    lease_ms = int(lease_timeout * 1000)
     if as_json:
         print_json(
             "workers",
@@ -266,11 +266,11 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
                     "pid": v.pid,
                     "queues": list(v.queues),
                     "held": v.held,
-                    "lease_expires_at": iso(v.lease_expires_at),
-                    "last_heartbeat": iso(
-                        from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
-                    ),
+                    "lease_expires_at": iso(v.lease_expires_at) if v.lease_expires_at else None,
+                    "last_heartbeat": iso(v.last_heartbeat),
+                    "started_at": iso(v.started_at) if v.started_at is not None else None,
                     "alive": v.alive,
+                    "registered": v.registered,
                 }
                 for v in views
             ],
@@ -278,7 +278,7 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
         return
     out = console()
     if not views:
-        out.print("no worker holds a workflow")
+        out.print("no worker is running and no process holds a workflow")
         return
     t = table(
         ("worker", "id"),
@@ -287,18 +287,17 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
         ("queues", "text"),
         ("held", "num"),
         ("last heartbeat", "time"),
-        ("lease", "fixed"),
+        ("state", "fixed"),
     )
     for v in views:
-        heartbeat = from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
         t.add_row(
             v.owner,
             v.host,
             "" if v.pid is None else str(v.pid),
             ", ".join(v.queues),
             str(v.held),
-            local_time(heartbeat),
-            "[green]live[/]" if v.alive else "[bold yellow]expired[/]",
+            local_time(v.last_heartbeat),
+            "[green]alive[/]" if v.alive else "[bold yellow]dead[/]",
         )
     show(out, t)
 
