@@ -26,6 +26,7 @@ from .retention import Pruner
 from .storage import now_ms, registry
 from .storage.base import Orphan
 from .storage.views import split_owner
+from .unregistered import REPORT_EVERY, UnregisteredReporter
 
 log = logging.getLogger("toolkit.worker")
 
@@ -75,6 +76,9 @@ class Worker:
     logger at INFO; each claim and finish is logged at DEBUG. When the app has a
     ``retention``, a background thread deletes finished workflows past it every
     ``prune_interval`` seconds (small batches; one process at a time).
+    Workflows waiting for it whose name the app does not register are logged
+    once per name (``app_label`` names the app in that line) and marked for
+    ``durable workflows show``. While it runs, ``durable workers list`` shows it.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class Worker:
         schedules: bool = True,
         report_every: float = 10.0,
         prune_interval: float = 60.0,
+        app_label: str | None = None,
     ) -> None:
         self.app = app
         declared = app.queues
@@ -118,6 +123,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self._registered = False
+        self._unregistered = UnregisteredReporter(app, names, app_label)
+        self._next_unregistered_look = 0.0
 
     # -- control --
 
@@ -191,6 +198,7 @@ class Worker:
                         if time.monotonic() >= next_recovery:
                             next_recovery = time.monotonic() + recovery_every
                             self._seen()
+                            self._report_unregistered()
                             expires_in = self._recover()
                             if expires_in is not None:  # look again right after it runs out
                                 next_recovery = min(
@@ -247,6 +255,18 @@ class Worker:
                 registry.seen(self.app.storage, self.app.executor.owner)
         except Exception as exc:
             log.debug("could not refresh the worker list: %s", exc)
+
+    def _report_unregistered(self) -> None:
+        """Every few seconds: say which waiting workflows this app does not register."""
+        if time.monotonic() < self._next_unregistered_look:
+            return
+        self._next_unregistered_look = time.monotonic() + REPORT_EVERY
+        try:
+            self._unregistered()
+        except DatabaseUnavailableError:
+            pass  # logged by the health; next time
+        except Exception as exc:
+            self._warn_once("looking for unregistered workflows failed", exc)
 
     def _prune_app_outputs(self) -> None:
         """Delete app-database outputs rows no replay can need (see Durable.prune_app_outputs)."""

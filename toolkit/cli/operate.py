@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -69,52 +68,6 @@ def db_upgrade(database_url: str | None, app_database_url: str | None) -> None:
 
 
 # -- durable worker ---------------------------------------------------------------------------
-
-UNREGISTERED_EVENT = "toolkit.unregistered"
-
-
-class UnregisteredReporter:
-    """A poller of ``durable worker``: says once per workflow name, in one log line, that
-    workflows wait which this app does not register (no worker of it will run them), and
-    marks each such workflow (the event ``toolkit.unregistered``) for ``workflows show``."""
-
-    def __init__(self, app: Durable, app_path: str, queues: list[str]) -> None:
-        self.app, self.app_path, self.queues = app, app_path, queues
-        self.log = logging.getLogger("toolkit.worker")
-        self.warned: set[str] = set()
-        self.marked: set[str] = set()
-
-    def __call__(self) -> None:
-        from ..storage.views import unregistered
-
-        app = self.app
-        storage = app.storage
-        names = [n for n in app._workflows]
-        found = unregistered(storage, names, self.queues)
-        owner = app.executor.owner
-        fresh = [wid for ids in found.values() for wid in ids if wid not in self.marked]
-        if fresh:
-            mark = json.dumps({"owner": owner, "at": now_ms()})
-            with storage.transaction() as conn:
-                for wid in fresh:
-                    storage.set_event(conn, wid, UNREGISTERED_EVENT, mark)
-            self.marked.update(fresh)
-            if len(self.marked) > 100_000:
-                self.marked.clear()
-        for name, ids in sorted(found.items()):
-            if name in self.warned:
-                continue
-            self.warned.add(name)
-            self.log.warning(
-                "%d workflow(s) named %r wait for a worker, but %s does not register %r: "
-                "this worker never runs them (first: %s); deploy the code that declares it, "
-                "or cancel them",
-                len(ids),
-                name,
-                self.app_path,
-                name,
-                ids[0],
-            )
 
 
 @click.command("worker")
@@ -205,9 +158,12 @@ def worker_command(
         )
         announce_database(app.database_url)
         worker = Worker(
-            app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every
+            app,
+            list(queues) or None,
+            shutdown_grace=shutdown_grace,
+            report_every=report_every,
+            app_label=app_path,
         )
-        app.poll(UnregisteredReporter(app, app_path, [q.name for q in worker.queues]), every=10.0)
     except (DurableError, ValueError) as exc:
         raise fail(exc) from exc
 
