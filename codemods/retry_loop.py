@@ -1132,10 +1132,8 @@ class RetryLoopCodemod(DurableCodemod):
                 f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
                 f" {shown(mine)} / {shown(theirs)}"
             )
-        if not predicates:
-            return None, rests[first], predicates
         param = as_name or next(
-            p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()
+            (p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()), "exc"
         )
         terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
         started = False
@@ -1236,11 +1234,14 @@ class RetryLoopCodemod(DurableCodemod):
                     and "".join(code(s) for s in found.reject) == rendered_exhaustion
                 ):  # (a rejected exception meets the same code as attempts running out)
                     reject = found.reject if found.reject is not None else [reraise]
-                    guard = cst.If(
-                        test=cst.parse_expression(negation_of(found.raw_test)),
-                        body=cst.IndentedBlock(body=reject),
-                    )
-                    body = [*found.derived, guard]
+                    if found.reject_tests:
+                        body = [*found.derived, *reject]  # `if a: raise A elif b: raise B`
+                    else:
+                        guard = cst.If(
+                            test=cst.parse_expression(negation_of(found.raw_test)),
+                            body=cst.IndentedBlock(body=reject),
+                        )
+                        body = [*found.derived, guard]
                 if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
                     if own_as is not None:
                         raise Skip(
