@@ -450,7 +450,7 @@ class RetryLoopCodemod(DurableCodemod):
         # The exception handlers, in order: which retry, which give up at once (re-raising,
         # or with code of their own that the call site keeps).
         self._local_types = False
-        rules = self._handler_rules(try_, loop)
+        rules = self._handler_rules(try_, loop, scope)
         retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
         for h, kind in rules:
@@ -940,12 +940,14 @@ class RetryLoopCodemod(DurableCodemod):
 
     # ------------------------------------------------------------- handlers
     def _handler_rules(
-        self, try_: cst.Try, loop: cst.For | cst.While
+        self, try_: cst.Try, loop: cst.For | cst.While, scope: Scope
     ) -> list[tuple[cst.ExceptHandler, str]]:
         """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
         ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
         code = self.source_module.code_for_node
         self._check_retry_object(try_, loop)
+        if isinstance(loop, cst.For):
+            self._range_header(loop, scope)  # `for retry in (False, True)`: said first
         rules: list[tuple[cst.ExceptHandler, str]] = []
         for h in try_.handlers:
             shown = code(h.type) if h.type is not None else "a bare except"
@@ -1009,9 +1011,18 @@ class RetryLoopCodemod(DurableCodemod):
     ) -> None:
         """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
         hands state to the next attempt: a step's attempts are all the same call."""
-        finder = _BodyFinder()
+        code = self.source_module.code_for_node
+        read: set[str] = set()
         for stmt in attempt_stmts:
-            stmt.visit(finder)
+            try:
+                tree = ast.parse(textwrap.dedent(code(stmt)))
+            except SyntaxError:
+                return
+            read |= {
+                n.id
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
         for h in handlers:
             for node in _walk_all(h.body):
                 if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
@@ -1025,7 +1036,7 @@ class RetryLoopCodemod(DurableCodemod):
                 for t in targets:
                     if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
                         continue
-                    if t.value in finder.names:
+                    if t.value in read:
                         raise Skip(
                             f"the handler changes `{t.value}`, which the next attempt reads"
                             " (state carried into the next attempt)"
