@@ -98,6 +98,11 @@ class _Outcome:
     repairs: list[Any] = field(default_factory=list)
     last_repairs: list[Any] = field(default_factory=list)
     random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
+    #: ``sleep(<from the failure>)``: delay_from; whether every retry slept it, and
+    #: whether the handler slept it after the last failed attempt too
+    supplied: cst.BaseExpression | None = None
+    supplied_every: bool = True
+    supplied_last: bool = False
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
 
@@ -134,6 +139,11 @@ class _Simulation:
         self.repairs_now: list[Any] = []
         self.repairs: list[Any] | None = None
         self.repair_values: dict[int, list[dict[str, ev.Number]]] = {}
+        #: the sleep whose delay the failure supplies (`e.retry_after`), and whether the
+        #: handler slept it since the last attempt
+        self.supplied: cst.BaseExpression | None = None
+        self.supplied_now = False
+        self.supplied_every = True
         self.in_pre = False
         # delays read exactly, with a uniform draw of a fixed width (random_delay)
         self.pending_exact = 0.0
@@ -178,8 +188,12 @@ class _Simulation:
             if n > 1:
                 delays.append(self.pending)
                 self.exact_delays.append(self.pending_exact)
+                self.supplied_every = self.supplied_every and self.supplied_now
+                if self.supplied_now and self.pending:
+                    raise Skip("the handler sleeps a delay read from the failure and another one")
             self.pending = 0.0
             self.pending_exact = 0.0
+            self.supplied_now = False
             if n > 1:
                 # the calls made before this retry: the same before every retry
                 if self.repairs is None:
@@ -226,7 +240,10 @@ class _Simulation:
             list(self.repairs or []),
             list(self.repairs_now),
             width,
-            self.repair_values,
+            repair_values=self.repair_values,
+            supplied=self.supplied,
+            supplied_every=self.supplied_every,
+            supplied_last=self.supplied_now,
         )
 
     def _repair(self, node: cst.CSTNode) -> None:
@@ -333,6 +350,14 @@ class _Simulation:
                     raise Skip("sleep is not a backoff: unusual sleep call")
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
+                read = ev.names(ev.parse(code(arg)))
+                if in_handler and read & ({self.as_name, self.saved} - {None}):
+                    # `sleep(e.retry_after)`: the failure supplies the delay (delay_from)
+                    if self.supplied not in (None, arg):
+                        raise Skip("the handler sleeps delays read from the failure in two places")
+                    self.supplied = arg
+                    self.supplied_now = True
+                    return None
                 split = ev.split_uniform(ev.parse(code(arg)))
                 jitter_before = self.jitter
                 delay = self._eval(arg, what, True)

@@ -564,7 +564,9 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
+        repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes]
@@ -838,6 +840,46 @@ class RetryLoopCodemod(DurableCodemod):
         policy.before_retry = f"lambda {'state' if uses_state else '_state'}: {body}"
         shown = ", ".join(f"`{_first_line(code(n))}`" for n in outcome.repairs)
         notes.append(f"{shown} runs between attempts as before_retry")
+        return notes
+
+    def _delay_from(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        scope: Scope,
+        state: set[str],
+        stored: set[str],
+        as_name: str | None,
+        saved: str | None,
+    ) -> list[str]:
+        """``sleep(e.retry_after)``: the failure supplies the delay, ``delay_from`` (uncapped,
+        as the legacy sleep was)."""
+        if outcome.supplied is None:
+            return []
+        code = self.source_module.code_for_node
+        text = " ".join(code(outcome.supplied).split())
+        if not outcome.supplied_every:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, before some retries")
+        if policy.initial_delay or policy.increment or policy.random_delay or policy.jitter:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, and another delay")
+        param = as_name or "exc"
+        for name in sorted(ev.names(ev.parse(text))):
+            if name in state:
+                raise Skip(f"the delay `{text}`, read from the failure, reads the counter `{name}`")
+            if name in stored:
+                raise Skip(f"the delay `{text}` reads `{name}`, set by the attempt")
+            if name not in (as_name, saved) and _is_local(scope, name):
+                self._local_types = True
+        if saved and saved != param:
+            text = substitute(text, {saved: param})
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.max_delay = math.inf  # the legacy sleep had no cap
+        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        if outcome.supplied_last and outcome.attempts is not None:
+            notes.append(
+                f"the legacy code slept `{text}` after its last failed attempt;"
+                " the step gives up at once"
+            )
         return notes
 
     def _check_small_counts(

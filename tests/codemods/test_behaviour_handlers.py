@@ -41,6 +41,14 @@ class Gone(ConnectionError):
     """A connection error of a kind a handler treats specially."""
 
 
+class FloodWait(Exception):
+    """The server says how long to wait before the next request."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 class Domain(Exception):
     """The project's own error a handler maps a failure to."""
 
@@ -298,6 +306,37 @@ case(
 )
 
 
+case(
+    "the_failure_supplies_the_delay_under_a_threshold",
+    """
+    import time
+
+    def call(dep, threshold):
+        for attempt in range(4):
+            try:
+                return dep.call()
+            except FloodWait as e:
+                if e.seconds > threshold:
+                    raise
+                if attempt == 3:
+                    raise
+                time.sleep(e.seconds)
+
+    def both(dep):
+        return call(dep, 100)
+    """,
+    lambda ns, dep: ns["both"](dep),
+    [
+        [],
+        [FloodWait(3)],
+        [FloodWait(3), FloodWait(90)],
+        [FloodWait(2), FloodWait(500)],
+        [FloodWait(1), FloodWait(2), FloodWait(3), FloodWait(4)],
+        [KeyError("not retried")],
+    ],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:
@@ -306,6 +345,7 @@ def _run(
         "Status": Status,
         "Gone": Gone,
         "Domain": Domain,
+        "FloodWait": FloodWait,
         "Fake": Fake,
     }
     exec(compile(source, namespace["__name__"], "exec"), namespace)
@@ -361,4 +401,6 @@ def test_a_second_run_changes_nothing(name: str) -> None:
 def _copy(error: BaseException) -> BaseException:
     if isinstance(error, Status):
         return Status(error.status, error.message)
+    if isinstance(error, FloodWait):
+        return FloodWait(error.seconds)
     return type(error)(*error.args)

@@ -634,6 +634,66 @@ class Runner:
         assert "max_attempts=4" in out
 
 
+class TestSuppliedDelay(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_the_failure_supplies_the_delay(self) -> None:
+        source = """\
+import time
+
+
+def call(api, threshold):
+    for attempt in range(5):
+        try:
+            return api.call()
+        except FloodWait as e:
+            if e.seconds <= threshold and attempt < 4:
+                time.sleep(e.seconds)
+                continue
+            raise
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def call(api, threshold):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=5,
+            initial_delay=0.0,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(FloodWait,),
+            retry_if=lambda e: e.seconds <= threshold,
+            delay_from=lambda e: e.seconds,
+        )
+    )
+    def _call_step():
+        return api.call()
+
+    return _call_step()
+"""
+        self.assertCodemod(source, after)
+
+    def test_a_supplied_delay_read_with_the_counter_is_refused(self) -> None:
+        source = """\
+import time
+
+
+def call(api):
+    for attempt in range(5):
+        try:
+            return api.call()
+        except FloodWait as e:
+            time.sleep(e.seconds * attempt)
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the delay `e.seconds * attempt`, read from the failure, reads the counter `attempt`"
+        )
+
+
 class TestHandlerRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
 
