@@ -246,6 +246,34 @@ class _Simulation:
             supplied_last=self.supplied_now,
         )
 
+    def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
+        """Simple statements that build an error and raise it (``err = Wrapped(...);
+        err.cause = e; raise err from e``): the code run when attempts run out, as a
+        whole (not simulated: the error object it builds is no counter)."""
+        smalls: list[cst.BaseSmallStatement] = []
+        for stmt in stmts:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                return False
+            smalls.extend(stmt.body)
+        if len(smalls) < 2 or not isinstance(smalls[-1], cst.Raise):
+            return False
+        exc = smalls[-1].exc
+        if exc is None or (isinstance(exc, cst.Name) and exc.value in (self.as_name, self.saved)):
+            return False  # a re-raise: simulated as such
+        builds = [s for s in smalls[:-1] if not self.cm._is_log(s)]
+        if not builds or not all(isinstance(s, cst.Assign) for s in builds):
+            return False
+        code = self.cm.source_module.code_for_node
+        counters = set(self.env) - set(self.cm.constants)
+        for small in builds:
+            assert isinstance(small, cst.Assign)
+            for target in small.targets:
+                if isinstance(target.target, cst.Name) and target.target.value in counters:
+                    return False  # it sets a counter: simulated
+            if ev.names(ev.parse(code(small.value))) & counters:
+                return False
+        return True
+
     def _repair(self, node: cst.CSTNode) -> None:
         """Record work the handler does for the next attempt, with the counters' values."""
         self.repairs_now.append(node)
@@ -299,6 +327,8 @@ class _Simulation:
     def _block(
         self, stmts: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
+        if in_handler and self._builds_its_error(stmts):
+            return _Exit("code", stmts)  # `err = Wrapped(...); err.cause = e; raise err`
         for stmt in stmts:
             result = self._statement(stmt, stmts, in_handler)
             if result is not None:

@@ -28,7 +28,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 import libcst as cst
 from libcst.codemod.visitors import AddImportsVisitor
@@ -502,7 +502,10 @@ class RetryLoopCodemod(DurableCodemod):
         inits, init_stmts = self._initial_values(loop, state, saved)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
-        predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        try:
+            predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         simulated = handler
         if predicate is not None:
             state -= _assigned_names([s for p in predicates.values() for s in p.derived])
@@ -541,13 +544,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
-                called = self._called_parameter(func, attempt_stmts)
-                if called is None:
-                    raise
-                raise Skip(
-                    f"a retry engine: it retries `{called}`, which its callers pass in: make"
-                    f" the functions they pass steps instead ({skip})"
-                ) from None
+                self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
@@ -1043,6 +1040,19 @@ class RetryLoopCodemod(DurableCodemod):
                 " (a budget reset by progress)"
             )
         raise Skip(reason)
+
+    def _engine_or(
+        self, skip: Skip, func: cst.FunctionDef, attempt_stmts: Sequence[cst.CSTNode]
+    ) -> NoReturn:
+        """Re-raise ``skip``, said as a retry engine's when the attempt calls a callable
+        its callers pass in (``func(*args)``): that is the first thing to know."""
+        called = self._called_parameter(func, attempt_stmts)
+        if called is None:
+            raise skip
+        raise Skip(
+            f"a retry engine: it retries `{called}`, which its callers pass in: make"
+            f" the functions they pass steps instead ({skip})"
+        ) from None
 
     def _check_carried(
         self,

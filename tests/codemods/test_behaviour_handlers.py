@@ -337,6 +337,38 @@ case(
 )
 
 
+case(
+    "an_error_object_built_in_the_handler_when_attempts_run_out",
+    """
+    import time
+
+    def request(dep, url):
+        attempt = 0
+        while True:
+            try:
+                res = dep.call(url)
+                break
+            except KeyboardInterrupt:
+                raise
+            except Exception as rerr:
+                if attempt >= 2:
+                    err = Domain(f"Unable to open URL: {url} ({rerr})")
+                    err.args = (*err.args, type(rerr).__name__)
+                    raise err from rerr
+                attempt += 1
+                time.sleep(0.5 * 2 ** (attempt - 1))
+        return res.upper()
+    """,
+    lambda ns, dep: ns["request"](dep, "/u"),
+    [
+        [],
+        [C("a")],
+        [C("a"), KeyError("b"), C("c")],
+        [C("a"), KeyError("b")],
+    ],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

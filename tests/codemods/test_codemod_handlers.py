@@ -811,6 +811,24 @@ def ensure(self, func, *args):
         )
         assert reason.startswith("a retry engine: it retries `func`, which its callers pass in")
 
+    def test_a_retry_engine_said_before_its_predicate(self) -> None:
+        reason = self._reason(
+            """\
+import asyncio
+
+
+async def guarded(self, name, coro_func, *args):
+    for attempt in range(self.max_retries + 1):
+        try:
+            return await coro_func(*args)
+        except Exception as e:
+            if name in UNSAFE or attempt == self.max_retries or not self.retryable(e):
+                raise
+            await asyncio.sleep(1)
+"""
+        )
+        assert reason.startswith("a retry engine: it retries `coro_func`")
+
     def test_a_handler_call_that_may_end_the_program(self) -> None:
         reason = self._reason(
             """\
