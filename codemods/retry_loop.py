@@ -655,6 +655,14 @@ class RetryLoopCodemod(DurableCodemod):
         )
         if clauses:
             needs_wrapper = True
+            for h, kind in rules:
+                read = _names_read_in([h.body]) & state if kind == "give_up" else set()
+                if read:
+                    shown = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown}` gives up reading the counter"
+                        f" `{sorted(read)[0]}`"
+                    )
             for _, _, clause_body in clauses:
                 exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
             set_by_attempt = sorted(exhaustion_reads & stored - state)
@@ -671,7 +679,7 @@ class RetryLoopCodemod(DurableCodemod):
         if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
-            guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
+            guard = cst.parse_statement(f"if {negation_of(predicate.test)}:\n    raise\n")
             wrapper_body = [guard, *wrapper_body]
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]

@@ -829,6 +829,25 @@ async def guarded(self, name, coro_func, *args):
         )
         assert reason.startswith("a retry engine: it retries `coro_func`")
 
+    def test_a_give_up_handler_reading_the_counter(self) -> None:
+        reason = self._reason(
+            """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(3):
+        try:
+            return dep.call()
+        except KeyError:
+            raise Domain(f"bad after {attempt}")
+        except ConnectionError:
+            time.sleep(1)
+    raise RuntimeError("no")
+"""
+        )
+        assert reason == "the handler for `KeyError` gives up reading the counter `attempt`"
+
     def test_a_handler_call_that_may_end_the_program(self) -> None:
         reason = self._reason(
             """\
