@@ -128,6 +128,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
+_SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
 _WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
@@ -450,6 +452,7 @@ class RetryLoopCodemod(DurableCodemod):
         # The exception handlers, in order: which retry, which give up at once (re-raising,
         # or with code of their own that the call site keeps).
         self._local_types = False
+        self._per_type_delays: list[tuple[str, float]] = []
         rules = self._handler_rules(try_, loop, scope)
         retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
@@ -562,6 +565,7 @@ class RetryLoopCodemod(DurableCodemod):
         if predicate is not None:
             policy.retry_if = predicate.source
         supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
+        supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
         repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
@@ -887,6 +891,39 @@ class RetryLoopCodemod(DurableCodemod):
             )
         return notes
 
+    def _type_delays(self, outcome: _Outcome, policy: Policy, as_name: str | None) -> list[str]:
+        """Clauses that wait different constant delays: ``delay_from`` picks the delay of
+        the clause the failure would have met."""
+        if not self._per_type_delays:
+            return []
+        if outcome.supplied is not None or policy.delay_from is not None:
+            raise Skip("the handlers wait a delay read from the failure and constant ones")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.sources.get("initial_delay")
+        ):
+            raise Skip("the handlers retry differently: delays that change with the attempt")
+        param = as_name or "exc"
+        *firsts, (_, last) = self._per_type_delays
+        text = f"{_num_text(last)}"
+        for types, delay in reversed(firsts):
+            text = f"{_num_text(delay)} if isinstance({param}, {types}) else {text}"
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.initial_delay = 0.0
+        policy.max_delay = math.inf
+        shown = ", ".join(f"{_num_text(d)}s after `{t}`" for t, d in self._per_type_delays)
+        notes = [f"the clauses wait different delays ({shown}): delay_from picks it"]
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
+            notes.append(
+                "the legacy code slept once more after its last failed attempt;"
+                " the step gives up at once"
+            )
+            outcome.last_sleep = 0.0  # said here, with the delay of the clause that met it
+        return notes
+
     def _check_small_counts(
         self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
     ) -> None:
@@ -1160,8 +1197,11 @@ class RetryLoopCodemod(DurableCodemod):
                 )
             ]
 
+        self._per_type_delays = self._delays_by_type(retrying, rests, work)
         for other in retrying[1:]:
             mine, theirs = work(first), work(other)
+            if self._per_type_delays:
+                mine, theirs = self._masked(mine), self._masked(theirs)
             named = _as_name(other) != _as_name(first) and any(
                 n in _names_read_in(rests[h])
                 for h, n in ((first, _as_name(first)), (other, _as_name(other)))
@@ -1262,6 +1302,49 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip(str(refused)) from None
         combined.calls = any(p.calls for p in predicates.values()) or combined.calls
         return combined, rests[first], predicates
+
+    @staticmethod
+    def _masked(lines: list[str]) -> list[str]:
+        return [_SLEEP_LINE.sub("<sleep>", line) for line in lines]
+
+    def _delays_by_type(
+        self,
+        retrying: list[cst.ExceptHandler],
+        rests: dict[cst.ExceptHandler, list[Any]],
+        work: Any,
+    ) -> list[tuple[str, float]]:
+        """Retrying clauses that differ only in a constant sleep (``except Busy:
+        sleep(5)``, ``except ConnectionError: sleep(1)``): each type's delay, in order."""
+        if len(retrying) < 2 or any(h.type is None for h in retrying):
+            return []
+        code = self.source_module.code_for_node
+        delays: list[tuple[str, float]] = []
+        for h in retrying:
+            found: list[float] = []
+            for stmt in rests[h]:
+                if not isinstance(stmt, cst.SimpleStatementLine):
+                    continue
+                for small in stmt.body:
+                    if not isinstance(small, cst.Expr):
+                        continue
+                    call = self.is_sleep(small.value)
+                    if call is None or len(call.args) != 1:
+                        continue
+                    try:
+                        value = ev.evaluate(ev.parse(code(call.args[0].value)), self.constants)
+                    except (ev.Unknown, SyntaxError):
+                        return []
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        return []
+                    found.append(float(value))
+            if len(found) != 1:
+                return []
+            assert h.type is not None
+            delays.append((code(h.type), found[0]))
+        if len({d for _, d in delays}) == 1:
+            return []  # the same delay: nothing to tell apart
+        masked = {tuple(self._masked(work(h))) for h in retrying}
+        return delays if len(masked) == 1 else []
 
     def _give_up_clauses(
         self,
@@ -1884,6 +1967,10 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _num_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _expression_of(field_name: str, name: str, values: list[Any]) -> str:

@@ -369,6 +369,35 @@ case(
 )
 
 
+case(
+    "clauses_waiting_different_constant_delays",
+    """
+    import time
+
+    def fetch(dep):
+        for attempt in range(4):
+            try:
+                return dep.call()
+            except Status:
+                if attempt == 3:
+                    raise
+                time.sleep(5)
+            except ConnectionError as e:
+                if attempt == 3:
+                    raise
+                time.sleep(1)
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [
+        [],
+        [Status(503)],
+        [C("a"), Status(503), C("b")],
+        [Status(503), C("a"), C("b"), Status(500)],
+        [KeyError("not retried")],
+    ],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

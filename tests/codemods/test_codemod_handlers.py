@@ -693,6 +693,68 @@ def call(api):
             "the delay `e.seconds * attempt`, read from the failure, reads the counter `attempt`"
         )
 
+    def test_clauses_waiting_different_constant_delays(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(4):
+        try:
+            return dep.call()
+        except Busy:
+            if attempt == 3:
+                raise
+            time.sleep(5)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(1)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.0,
+        backoff=1.0,
+        max_delay=float("inf"),
+        retry_on=(Busy, ConnectionError),
+        delay_from=lambda exc: 5 if isinstance(exc, Busy) else 1,
+    )
+)
+def fetch(dep):
+    return dep.call()
+"""
+        self.assertCodemod(source, after)
+
+    def test_clauses_with_growing_different_delays_are_refused(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(4):
+        try:
+            return dep.call()
+        except Busy:
+            if attempt == 3:
+                raise
+            time.sleep(5 * attempt)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(1)
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the handlers for `Busy` and `ConnectionError` retry differently:"
+            " `time.sleep(5 * attempt)` / `time.sleep(1)`"
+        )
+
 
 class TestHandlerRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
