@@ -40,6 +40,14 @@ def _is_text(value: cst.BaseExpression) -> bool:
         return True
     if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Modulo):
         return _is_text(value.left)
+    if (  # a translated message: `_("...")`, `gettext("...")`
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Name)
+        and value.func.value in ("_", "gettext", "_LE", "_LW", "_LI")
+        and len(value.args) == 1
+        and _is_text(value.args[0].value)
+    ):
+        return True
     return (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
@@ -87,9 +95,11 @@ class _Outcome:
     capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
     last_sleep: float = 0.0  # slept after the last failed attempt, before giving up
     #: calls the handler makes before each retry (before_retry), and after the last failure
-    repairs: list[cst.Expr] = field(default_factory=list)
-    last_repairs: list[cst.Expr] = field(default_factory=list)
+    repairs: list[Any] = field(default_factory=list)
+    last_repairs: list[Any] = field(default_factory=list)
     random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
+    #: the counters' values when each repair ran, attempt after attempt (by node id)
+    repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
 
 
 class _Simulation:
@@ -121,8 +131,9 @@ class _Simulation:
         self.pending = 0.0
         self.jitter = False
         self.capped = False
-        self.repairs_now: list[cst.Expr] = []
-        self.repairs: list[cst.Expr] | None = None
+        self.repairs_now: list[Any] = []
+        self.repairs: list[Any] | None = None
+        self.repair_values: dict[int, list[dict[str, ev.Number]]] = {}
         self.in_pre = False
         # delays read exactly, with a uniform draw of a fixed width (random_delay)
         self.pending_exact = 0.0
@@ -215,7 +226,37 @@ class _Simulation:
             list(self.repairs or []),
             list(self.repairs_now),
             width,
+            self.repair_values,
         )
+
+    def _repair(self, node: cst.CSTNode) -> None:
+        """Record work the handler does for the next attempt, with the counters' values."""
+        self.repairs_now.append(node)
+        self.repair_values.setdefault(id(node), []).append(dict(self.env))
+
+    def _conditional_repair(self, stmt: cst.If) -> bool:
+        """``if <test>: <calls>`` (elif/else alike) whose test reads no counter: the whole
+        statement is work for the next attempt, its test run in ``before_retry`` too."""
+        code = self.cm.source_module.code_for_node
+        branch: cst.If | cst.Else | None = stmt
+        while branch is not None:
+            if isinstance(branch, cst.If):
+                try:
+                    read = ev.names(ev.parse(code(branch.test)))
+                except SyntaxError:
+                    return False
+                if read & set(self.env) - set(self.cm.constants):
+                    return False
+            for inner in branch.body.body:
+                if not isinstance(inner, cst.SimpleStatementLine):
+                    return False
+                for small in inner.body:
+                    if not isinstance(small, cst.Expr) or not isinstance(small.value, cst.Call):
+                        return False
+                    if self.cm.is_sleep(small.value) is not None:
+                        return False
+            branch = branch.orelse if isinstance(branch, cst.If) else None
+        return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
@@ -251,6 +292,9 @@ class _Simulation:
         self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
         code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If) and in_handler and self._conditional_repair(stmt):
+            self._repair(stmt)  # `if isinstance(e, Gone): self.pending.add(q)`: before_retry
+            return None
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))
             for name in _flags_in(test):
@@ -304,9 +348,17 @@ class _Simulation:
             if self.cm._is_log(small):
                 return None
             if isinstance(small.value, cst.Call) and not self.in_pre:
-                self.repairs_now.append(small)  # work for the next attempt: before_retry
+                self._repair(small)  # work for the next attempt: before_retry
                 return None
             raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+        if (
+            isinstance(small, cst.Del)
+            and in_handler
+            and not self.in_pre
+            and all(isinstance(t.value, cst.Attribute) for t in _del_targets(small))
+        ):
+            self._repair(small)  # `del self.connection`: a repair, delattr() in before_retry
+            return None
         if isinstance(small, cst.Raise):
             exc = small.exc
             if exc is None and in_handler:
@@ -344,6 +396,24 @@ class _Simulation:
             self.env[name] = self._eval_source(expr, f"`{name}`")
             return None
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+def _small_statements_of(stmt: cst.If) -> list[cst.BaseSmallStatement]:
+    out: list[cst.BaseSmallStatement] = []
+    branch: cst.If | cst.Else | None = stmt
+    while branch is not None:
+        for inner in branch.body.body:
+            if isinstance(inner, cst.SimpleStatementLine):
+                out.extend(inner.body)
+        branch = branch.orelse if isinstance(branch, cst.If) else None
+    return out
+
+
+def _del_targets(small: cst.Del) -> list[cst.BaseElement]:
+    target = small.target
+    if isinstance(target, cst.Tuple):
+        return list(target.elements)
+    return [cst.Element(value=target)]
 
 
 _AUG_OPS: dict[type, str] = {

@@ -46,7 +46,15 @@ from libcst.metadata import (
 from . import _evaluate as ev
 from ._base import DurableCodemod, is_docstring, module_constants
 from ._effects import unserializable_return
-from ._handlers import Predicate, PredicateRefused, split_predicate
+from ._handlers import (
+    Predicate,
+    PredicateRefused,
+    gives_up,
+    negation_of,
+    predicate_of,
+    split_predicate,
+    substitute,
+)
 from ._loop_shapes import (
     _accesses_within,
     _as_name,
@@ -100,6 +108,7 @@ from ._policy import (
     check_types,
     fit_delays,
     fit_linear,
+    looks_like_class,
 )
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
@@ -124,6 +133,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
+_WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
 
 @dataclass
@@ -150,6 +161,9 @@ class _Plan:
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
     nested: bool = False  # the step is defined in the function, before the loop
+    #: the call site's except clauses (types, as-name, body) when handlers give up their
+    #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
+    clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
 
 
 class RetryLoopCodemod(DurableCodemod):
@@ -364,6 +378,8 @@ class RetryLoopCodemod(DurableCodemod):
         tail = _success_tail(try_)  # the else block's work: after the step, not retried
         if not plan.needs_wrapper:
             return [cst.parse_statement(inner), *tail]
+        if plan.clauses:
+            return [self._clause_wrapper(plan, inner, tail)]
         handlers = []
         if plan.give_up:
             handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
@@ -461,24 +477,21 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("no function scope")
         is_async = func.asynchronous is not None
 
-        # The exception handlers: which retry and which give up at once.
+        # The exception handlers, in order: which retry, which give up at once (re-raising,
+        # or with code of their own that the call site keeps).
         self._local_types = False
-        retry_handlers: list[cst.ExceptHandler] = []
+        rules = self._handler_rules(try_, loop)
+        retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
-        for handler in try_.handlers:
-            if _reraises_only(handler):
-                if handler.type is None:
-                    raise Skip("a bare except re-raises everything")
-                if not retry_handlers:  # after a retrying handler it adds nothing
-                    give_up.extend(self._types(handler.type, scope))
-                continue
-            retry_handlers.append(handler)
+        for h, kind in rules:
+            if kind == "retry":
+                break
+            if h.type is None:
+                raise Skip("a bare except re-raises everything")
+            give_up.extend(self._types(h.type, scope))
         if not retry_handlers:
             raise Skip("no handler retries")
         handler = retry_handlers[0]
-        for other in retry_handlers[1:]:
-            if code(other.body) != code(handler.body) or _as_name(other) != _as_name(handler):
-                raise Skip("two except handlers retry differently")
         retry_types: list[str] = []
         type_notes: list[str] = []
         for h in retry_handlers:
@@ -507,6 +520,7 @@ class RetryLoopCodemod(DurableCodemod):
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        self._check_carried(retry_handlers, attempt_stmts, state, as_name)
         stored = self._stored_in(scope, attempt_node)
         self._assigned_attributes = {
             code(t.target)
@@ -518,14 +532,10 @@ class RetryLoopCodemod(DurableCodemod):
         inits, init_stmts = self._initial_values(loop, state, saved)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
-        try:
-            predicate, handler_rest = split_predicate(
-                handler.body.body, as_name, code, self._is_log, frozenset(state)
-            )
-        except PredicateRefused as refused:
-            raise Skip(str(refused)) from None
+        predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
         simulated = handler
         if predicate is not None:
+            state -= _assigned_names([s for p in predicates.values() for s in p.derived])
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
@@ -560,6 +570,15 @@ class RetryLoopCodemod(DurableCodemod):
                 if not self._runtime_value(need.what, scope, machinery_names, stored):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
+            except Skip as skip:
+                called = self._called_parameter(func, attempt_stmts)
+                if called is None:
+                    raise
+                raise Skip(
+                    f"a retry engine: it retries `{called}`, which its callers pass in: make"
+                    f" the functions they pass steps instead ({skip})"
+                ) from None
+        self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
             raise Skip(
@@ -649,15 +668,38 @@ class RetryLoopCodemod(DurableCodemod):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
-            exhaustion_reads = _names_read_in(wrapper_body)
+            # a message built in the block (`msg = _("...")`) is not a counter
+            exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if self._last_repairs:
+            # the work the handler did after the last failed attempt: at the call site
+            if not needs_wrapper:
+                needs_wrapper = True
+                wrapper_body = [cst.parse_statement("raise\n")]
+            if as_name and as_name in _names_read_in(self._last_repairs):
+                wrapper_as = wrapper_as or as_name
+            wrapper_body = [*self._last_repairs, *wrapper_body]
+            exhaustion_reads |= _names_read_in(self._last_repairs)
+        clauses = self._give_up_clauses(
+            rules, predicates, needs_wrapper, wrapper_as or as_name, wrapper_body
+        )
+        if clauses:
+            needs_wrapper = True
+            for _, _, clause_body in clauses:
+                exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
+            set_by_attempt = sorted(exhaustion_reads & stored - state)
+            if set_by_attempt:
+                raise Skip(
+                    f"the code run when the step gives up reads `{set_by_attempt[0]}`,"
+                    " set by the attempt"
+                )
         if predicate is not None and needs_wrapper and predicate.calls:
             raise Skip(
                 f"the retry decision `{_first_line(predicate.test)}` calls code that the"
                 " code run when attempts run out would call once more"
             )
-        if predicate is not None and needs_wrapper:
+        if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
             guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
@@ -692,6 +734,7 @@ class RetryLoopCodemod(DurableCodemod):
             nested=nested,
             counter=self._counter_read,
             bumps=bumps,
+            clauses=clauses,
         )
         if self._counter_read is not None:
             plan.notes.append(
@@ -700,6 +743,8 @@ class RetryLoopCodemod(DurableCodemod):
         if (
             style == "return"
             and exit_.kind == "reraise"
+            and not clauses
+            and not self._last_repairs
             and not nested
             and self._whole_function(func, loop, init_stmts, saved)
         ):
@@ -766,38 +811,149 @@ class RetryLoopCodemod(DurableCodemod):
         as_name: str | None,
         saved: str | None,
     ) -> list[str]:
-        """Calls the handler makes before each retry become ``before_retry``: they read
-        neither the counters nor the exception, nor a value the attempt sets."""
+        """The work the handler does before each retry (calls, ``del self.conn``, an ``if``
+        of those) becomes ``before_retry``: the exception it reads is ``state.exception``,
+        a counter ``state.attempt`` plus a constant. The same work done after the last
+        failed attempt moves to the call site (``self._last_repairs``)."""
+        self._last_repairs: list[cst.BaseStatement] = []
         if not outcome.repairs and not outcome.last_repairs:
             return []
         code = self.source_module.code_for_node
+        for node in outcome.last_repairs:
+            text = code(node)
+            read = _names_read_in([node])
+            if read & state:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" the counter `{sorted(read & state)[0]}`"
+                )
+            if read & stored:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" `{sorted(read & stored)[0]}`, set by the attempt"
+                )
+            if isinstance(node, cst.BaseSmallStatement):
+                node = cst.SimpleStatementLine(
+                    body=[node.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)]
+                )
+            self._last_repairs.append(node)
         if not outcome.repairs:
-            first = code(outcome.last_repairs[0])
-            raise Skip(f"the handler runs `{_first_line(first)}` once attempts run out")
+            return []
         notes: list[str] = []
-        for call in outcome.repairs:
-            text = code(call.value)
-            if any(isinstance(n, cst.Await) for n in _walk_all(call)) or "await " in text:
+        rendered: list[str] = []
+        uses_state = False
+        for node in outcome.repairs:
+            text = code(node)
+            self._delay_helper(node)
+            if any(isinstance(n, cst.Await) for n in _walk_all(node)) or "await " in text:
                 raise Skip(f"the handler awaits `{_first_line(text)}` between attempts")
-            names = ev.names(ev.parse(text))
+            expression = self._repair_expression(node)
+            names = ev.names(ev.parse(expression))
+            values: dict[str, str] = {}
             for name in sorted(names):
-                if name in state or name in (as_name, saved):
-                    raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
-                if name in stored:
+                if name in (as_name, saved):
+                    values[name] = "state.exception"
+                elif name in state:
+                    values[name] = self._counter_from_attempt(outcome, node, name, text)
+                elif name in stored:
                     raise Skip(
                         f"the handler runs `{_first_line(text)}`, which reads `{name}`,"
                         " set by the attempt"
                     )
-                if _is_local(scope, name):
+                elif _is_local(scope, name):
                     self._local_types = True  # the hook reads the function's values
-        calls = [" ".join(code(c.value).split()) for c in outcome.repairs]
-        body = calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
-        policy.before_retry = f"lambda _state: {body}"
-        shown = ", ".join(f"`{c}`" for c in calls)
+            uses_state = uses_state or bool(values)
+            rendered.append(" ".join(substitute(expression, values).split()))
+        body = rendered[0] if len(rendered) == 1 else f"({', '.join(rendered)})"
+        policy.before_retry = f"lambda {'state' if uses_state else '_state'}: {body}"
+        shown = ", ".join(f"`{_first_line(code(n))}`" for n in outcome.repairs)
         notes.append(f"{shown} runs between attempts as before_retry")
-        if outcome.attempts is not None and outcome.last_repairs:
-            notes.append(f"{shown} also ran after the last failed attempt; it no longer does")
         return notes
+
+    def _check_small_counts(
+        self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
+    ) -> None:
+        """A run-time count of 0 or 1 must end the loop the way larger ones do: ``if attempt
+        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy."""
+        code = self.source_module.code_for_node
+        for name, value in symbols.items():
+            if isinstance(value, bool):
+                continue
+            for small in (0, 1):
+                try:
+                    probe = simulate({**symbols, name: small})
+                except Skip:
+                    continue  # a loop that never runs: the count-below-1 note says it
+                same = probe.exit.kind == outcome.exit.kind and [
+                    id(s) for s in probe.exit.block
+                ] == [id(s) for s in outcome.exit.block]
+                if same:
+                    continue
+
+                def said(exit_: _Exit) -> str:
+                    if exit_.kind == "reraise":
+                        return "re-raises the exception"
+                    if exit_.kind == "fallthrough":
+                        return "falls through to the code after the loop"
+                    last = exit_.block[-1] if exit_.block else None
+                    return f"runs `{_first_line(code(last))}`" if last is not None else "ends"
+
+                raise Skip(
+                    f"what happens when attempts run out depends on `{name}`: when it is"
+                    f" {small} the loop {said(probe.exit)}, else it {said(outcome.exit)}"
+                )
+
+    def _repair_expression(self, node: cst.CSTNode) -> str:
+        """A repair as one expression: the call; ``delattr(obj, "name")`` for ``del
+        obj.name``; ``(a() if test else b())`` for an if statement."""
+        code = self.source_module.code_for_node
+        if isinstance(node, cst.Expr):
+            return code(node.value)
+        if isinstance(node, cst.Del):
+            target = node.target
+            elements = target.elements if isinstance(target, cst.Tuple) else [cst.Element(target)]
+            parts = []
+            for element in elements:
+                attr = element.value
+                assert isinstance(attr, cst.Attribute)
+                parts.append(f"delattr({code(attr.value)}, {attr.attr.value!r})")
+            return parts[0] if len(parts) == 1 else f"({', '.join(parts)})"
+        if isinstance(node, cst.If):
+
+            def calls_of(suite: cst.BaseSuite) -> str:
+                calls = [
+                    code(small.value)
+                    for inner in suite.body
+                    if isinstance(inner, cst.SimpleStatementLine)
+                    for small in inner.body
+                    if isinstance(small, cst.Expr)
+                ]
+                return calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
+
+            then = calls_of(node.body)
+            orelse = "None"
+            if isinstance(node.orelse, cst.If):
+                orelse = self._repair_expression(node.orelse)
+            elif isinstance(node.orelse, cst.Else):
+                orelse = calls_of(node.orelse.body)
+            return f"({then} if {code(node.test)} else {orelse})"
+        raise Skip(f"the handler runs `{_first_line(code(node))}` between attempts")
+
+    def _counter_from_attempt(
+        self, outcome: _Outcome, node: cst.CSTNode, name: str, text: str
+    ) -> str:
+        """``attempt`` read by a repair: ``state.attempt + c`` when it was the failed
+        attempt's number plus a constant every time."""
+        seen = [v.get(name) for v in outcome.repair_values.get(id(node), [])]
+        numbers = [v for v in seen if v is not None]
+        offsets = {v - n for n, v in enumerate(numbers, start=1)}
+        if len(seen) < 2 or len(numbers) != len(seen) or len(offsets) != 1:
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        offset = offsets.pop()
+        if not float(offset).is_integer():
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        c = int(offset)
+        return "state.attempt" + (f" + {c}" if c > 0 else f" - {-c}" if c < 0 else "")
 
     def _check_predicate(
         self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]
@@ -811,6 +967,352 @@ class RetryLoopCodemod(DurableCodemod):
                 raise Skip(f"the retry decision reads `{name}`, set by the attempt")
             if _is_local(scope, name):
                 self._local_types = True
+
+    # ------------------------------------------------------------- handlers
+    def _handler_rules(
+        self, try_: cst.Try, loop: cst.For | cst.While
+    ) -> list[tuple[cst.ExceptHandler, str]]:
+        """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
+        ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
+        code = self.source_module.code_for_node
+        self._check_retry_object(try_, loop)
+        rules: list[tuple[cst.ExceptHandler, str]] = []
+        for h in try_.handlers:
+            shown = code(h.type) if h.type is not None else "a bare except"
+            finder = _BodyFinder()
+            h.body.visit(finder)
+            if finder.asks_user:
+                raise Skip(
+                    f"the handler for `{shown}` asks for user input between attempts"
+                    " (never a durable step)"
+                )
+            if _reraises_only(h):
+                rules.append((h, "reraise"))
+            elif gives_up(h.body.body, self._is_log):
+                rules.append((h, "give_up"))
+            else:
+                rules.append((h, "retry"))
+        return rules
+
+    def _check_retry_object(self, try_: cst.Try, loop: cst.For | cst.While) -> None:
+        """``for retry in RetryManager(...)``: handlers that report to the loop's object
+        (``retry.error = err``) leave the policy to it."""
+        if not isinstance(loop, cst.For) or not isinstance(loop.target, cst.Name):
+            return
+        name = loop.target.value
+        code = self.source_module.code_for_node
+        told: list[str] = []
+        gives_back = False
+        for h in try_.handlers:
+            for node in _walk_all(h.body):
+                target = getattr(node, "target", None)
+                if (
+                    isinstance(node, cst.AssignTarget | cst.AugAssign)
+                    and isinstance(target, cst.Attribute)
+                    and isinstance(target.value, cst.Name)
+                    and target.value.value == name
+                ):
+                    told.append(code(target))
+                    gives_back = gives_back or (
+                        isinstance(node, cst.AugAssign)
+                        and isinstance(node.operator, cst.SubtractAssign)
+                    )
+        if not told:
+            return
+        reason = (
+            f"a retry object drives the loop (`for {name} in {_first_line(code(loop.iter))}`):"
+            f" the handlers report to it (`{told[0]} = ...`) and it decides attempts and delays"
+        )
+        if gives_back:
+            reason += (
+                f"; `{name}.attempt -= 1` gives an attempt back when work progressed"
+                " (a budget reset by progress)"
+            )
+        raise Skip(reason)
+
+    def _check_carried(
+        self,
+        handlers: list[cst.ExceptHandler],
+        attempt_stmts: Sequence[cst.CSTNode],
+        state: set[str],
+        as_name: str | None,
+    ) -> None:
+        """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
+        hands state to the next attempt: a step's attempts are all the same call."""
+        finder = _BodyFinder()
+        for stmt in attempt_stmts:
+            stmt.visit(finder)
+        for h in handlers:
+            for node in _walk_all(h.body):
+                if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
+                    continue
+                target = node.target
+                targets = (
+                    [e.value for e in target.elements]
+                    if isinstance(target, cst.Tuple | cst.List)
+                    else [target]
+                )
+                for t in targets:
+                    if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
+                        continue
+                    if t.value in finder.names:
+                        raise Skip(
+                            f"the handler changes `{t.value}`, which the next attempt reads"
+                            " (state carried into the next attempt)"
+                        )
+
+    def _delay_helper(self, node: cst.CSTNode) -> None:
+        """A call that waits in a helper (``_backoff(attempt, retry_after)``): its delay
+        law is not in the loop, and as a hook it would sleep outside a durable timer."""
+        code = self.source_module.code_for_node
+        for sub in _walk_all(node):
+            if not isinstance(sub, cst.Call):
+                continue
+            func = sub.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else None
+            if isinstance(func, cst.Name):
+                name = func.value
+            if name is None or not _WAITS.search(name):
+                continue
+            origin = sorted(self.qualified(func))
+            where = ""
+            if origin and "." in origin[0] and not origin[0].startswith("<"):
+                where = f" (from `{origin[0].rsplit('.', 1)[0]}`)"
+            raise Skip(
+                f"the handler waits in `{_first_line(code(sub))}`{where}, whose delay law is"
+                " not in the loop: as a hook it would sleep outside the durable timer"
+            )
+
+    def _split_handlers(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        state: set[str],
+        as_name: str | None,
+    ) -> tuple[Predicate | None, list[Any], dict[cst.ExceptHandler, Predicate]]:
+        """The retrying handlers' tests on the exception, joined in the handlers' order into
+        one ``retry_if`` (a give-up handler between them rejects its exceptions); the rest
+        of the first retrying handler, which every other must repeat (log calls aside)."""
+        code = self.source_module.code_for_node
+        predicates: dict[cst.ExceptHandler, Predicate] = {}
+        rests: dict[cst.ExceptHandler, list[Any]] = {}
+        for h, kind in rules:
+            if kind != "retry":
+                continue
+            try:
+                found, rest = split_predicate(
+                    h.body.body, _as_name(h), code, self._is_log, frozenset(state)
+                )
+            except PredicateRefused as refused:
+                raise Skip(str(refused)) from None
+            if found is not None:
+                predicates[h] = found
+            rests[h] = rest
+        retrying = [h for h, kind in rules if kind == "retry"]
+        first = retrying[0]
+
+        def work(h: cst.ExceptHandler) -> list[str]:
+            return [
+                " ".join(code(s.with_changes(leading_lines=[])).split())
+                for s in rests[h]
+                if not (
+                    isinstance(s, cst.SimpleStatementLine) and all(self._is_log(x) for x in s.body)
+                )
+            ]
+
+        for other in retrying[1:]:
+            mine, theirs = work(first), work(other)
+            named = _as_name(other) != _as_name(first) and any(
+                n in _names_read_in(rests[h])
+                for h, n in ((first, _as_name(first)), (other, _as_name(other)))
+                if n
+            )
+            if mine == theirs and not named:
+                continue
+            index = next(
+                (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                min(len(mine), len(theirs)),
+            )
+
+            def shown(stmts: list[str], index: int = index) -> str:
+                return f"`{_first_line(stmts[index])}`" if index < len(stmts) else "nothing"
+
+            pair = [code(h.type) if h.type is not None else "a bare except" for h in (first, other)]
+            for h in (first, other):
+                last = rests[h][-1] if rests[h] else None
+                small = last.body[-1] if isinstance(last, cst.SimpleStatementLine) else None
+                if (
+                    isinstance(small, cst.Expr)
+                    and isinstance(small.value, cst.Call)
+                    and not self._is_log(small)
+                    and self.is_sleep(small.value) is None
+                ):
+                    shown_type = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown_type}` calls"
+                        f" `{_first_line(code(small.value.func))}(...)` and then tries again at"
+                        " once: if that call ends the program it gives up, which the codemod"
+                        " cannot tell"
+                    )
+            if named and mine == theirs:
+                raise Skip(
+                    f"the handlers for `{pair[0]}` and `{pair[1]}` name the exception"
+                    " differently and use it"
+                )
+            raise Skip(
+                f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
+                f" {shown(mine)} / {shown(theirs)}"
+            )
+        if not predicates:
+            return None, rests[first], predicates
+        param = as_name or next(
+            p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()
+        )
+        terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
+        started = False
+        for h, kind in rules:
+            started = started or kind == "retry"
+            if not started:
+                continue  # give_up_on
+            types = code(h.type) if h.type is not None else None
+            if kind != "retry":
+                decision = "False"
+            elif h in predicates:
+                own = _as_name(h)
+                decision = predicates[h].test
+                if own and own != param:
+                    decision = substitute(decision, {own: param})
+            else:
+                decision = "True"
+            terms.append((types, decision, kind == "retry"))
+        while terms and not terms[-1][2]:
+            terms.pop()  # give-up handlers after the last retrying one: not in retry_on
+        popped = False
+        while terms and terms[-1][1] == "True":
+            terms.pop()
+            popped = True
+        if not terms:
+            return None, rests[first], predicates
+
+        def paren(text: str) -> str:
+            return (
+                text if re.fullmatch(r"[\w.]+(\(.*\))?", text) and "," not in text else f"({text})"
+            )
+
+        acc: str | None = None
+        for index in range(len(terms) - 1, -1, -1):
+            types, decision, _ = terms[index]
+            if acc is None and not popped:
+                acc = decision  # the last retrying handler: whatever reaches it is its type
+                continue
+            guard = f"isinstance({param}, {types})" if types is not None else "True"
+            if acc is None or acc == "True":
+                acc = {"True": "True", "False": f"not {guard}"}.get(
+                    decision, f"not {guard} or {paren(decision)}"
+                )
+            elif decision == "True":
+                acc = f"{guard} or {paren(acc)}"
+            elif decision == "False":
+                acc = f"not {guard} and {paren(acc)}"
+            else:
+                acc = f"{paren(decision)} if {guard} else {paren(acc)}"
+        if acc is None or acc == "True":
+            return None, rests[first], predicates
+        try:
+            combined = predicate_of(acc, param)
+        except PredicateRefused as refused:
+            raise Skip(str(refused)) from None
+        combined.calls = any(p.calls for p in predicates.values()) or combined.calls
+        return combined, rests[first], predicates
+
+    def _give_up_clauses(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        predicates: dict[cst.ExceptHandler, Predicate],
+        needs_wrapper: bool,
+        exhaustion_as: str | None,
+        exhaustion: list[Any],
+    ) -> list[tuple[str | None, str | None, list[Any]]]:
+        """The call site's except clauses, in the legacy order, when a handler gives up its
+        own way (``raise Domain(e)``, ``return ""``): the step raises such exceptions at
+        once and the clause does what the handler did. ``[]`` when none does."""
+        own = any(kind == "give_up" for _, kind in rules) or any(
+            p.reject is not None for p in predicates.values()
+        )
+        if not own:
+            return []
+        code = self.source_module.code_for_node
+        reraise = cst.parse_statement("raise\n")
+        if not needs_wrapper:
+            exhaustion = [reraise]
+        elif not exhaustion:
+            exhaustion = [cst.SimpleStatementLine([cst.Pass()])]
+        exhaustion_reads = _names_read_in(exhaustion)
+        clauses: list[tuple[str | None, str | None, list[Any]]] = []
+        for h, kind in rules:
+            types = code(h.type) if h.type is not None else None
+            own_as = _as_name(h)
+            if kind == "reraise":
+                body: list[Any] = [reraise]
+                own_as = None
+            elif kind == "give_up":
+                body = list(h.body.body)
+            else:
+                body = []
+                found = predicates.get(h)
+                rendered_exhaustion = "".join(code(s) for s in exhaustion)
+                if found is not None and not (
+                    not found.derived
+                    and found.reject is not None
+                    and "".join(code(s) for s in found.reject) == rendered_exhaustion
+                ):  # (a rejected exception meets the same code as attempts running out)
+                    reject = found.reject if found.reject is not None else [reraise]
+                    guard = cst.If(
+                        test=cst.parse_expression(negation_of(found.raw_test)),
+                        body=cst.IndentedBlock(body=reject),
+                    )
+                    body = [*found.derived, guard]
+                if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
+                    if own_as is not None:
+                        raise Skip(
+                            "the handlers name the exception differently"
+                            " and the code run when attempts run out reads it"
+                        )
+                    own_as = exhaustion_as
+                body = [*body, *exhaustion]
+            rendered = "".join(code(s) for s in body)
+            if clauses and types is not None:
+                last_types, last_as, last_body = clauses[-1]
+                joinable = last_types is not None and all(
+                    looks_like_class(t) for t in (last_types, types)
+                )
+                if (
+                    joinable
+                    and last_types is not None
+                    and last_as == own_as
+                    and "".join(code(s) for s in last_body) == rendered
+                ):
+                    joined = last_types.strip("()") + ", " + types.strip("()")
+                    clauses[-1] = (f"({joined})", own_as, last_body)
+                    continue
+            clauses.append((types, own_as, body))
+        return clauses
+
+    def _clause_wrapper(self, plan: _Plan, inner: str, tail: list[Any]) -> cst.Try:
+        """``try: <call the step> except ...:`` with the legacy handlers' give-up code."""
+        handlers = [
+            cst.ExceptHandler(
+                body=cst.IndentedBlock(body=body or [cst.SimpleStatementLine([cst.Pass()])]),
+                type=cst.parse_expression(types) if types is not None else None,
+                name=cst.AsName(name=cst.Name(as_)) if as_ else None,
+            )
+            for types, as_, body in plan.clauses
+        ]
+        wrapper = cst.Try(
+            body=cst.IndentedBlock(body=[cst.parse_statement(inner)]), handlers=handlers
+        )
+        if tail:
+            wrapper = wrapper.with_changes(orelse=cst.Else(body=cst.IndentedBlock(body=tail)))
+        return wrapper
 
     def _types(self, expr: cst.BaseExpression, scope: Scope) -> list[str]:
         elements = (

@@ -365,6 +365,8 @@ class Durable:
         rate_limit: tuple[int, float] | None = None,
     ) -> Queue:
         """Declare a queue (see :class:`~toolkit.queues.Queue` for the limits)."""
+        if not isinstance(name, str):
+            raise TypeError(f"a queue name is a string, not {type(name).__name__}")
         queue = Queue(name, concurrency, worker_concurrency, rate_limit, app=self)
         existing = self._queues.get(name)
         if existing is not None and existing != queue:

@@ -64,19 +64,35 @@ def resolve_app_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver)
 
 
+_LOOPBACK = {"", "localhost", "127.0.0.1", "::1"}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
 def same_database(a: URL, b: URL) -> bool:
-    """Whether two resolved URLs name the same database (then nothing is apart)."""
-    if a.get_backend_name() != b.get_backend_name():
+    """Whether two resolved URLs name the same database (then nothing is apart).
+
+    Host names of the loopback interface (``localhost``, ``127.0.0.1``, ``::1``,
+    none) are one host, and a missing port is the backend's default. Any other
+    difference counts as another database: keeping the two apart is always
+    correct, only slower, while merging two databases would not be.
+    """
+    backend = a.get_backend_name()
+    if backend != b.get_backend_name():
         return False
-    if a.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         from pathlib import Path
 
         return Path(a.database or "").resolve() == Path(b.database or "").resolve()
-    return (a.host or "localhost", a.port, a.database) == (
-        b.host or "localhost",
-        b.port,
-        b.database,
-    )
+
+    def where(url: URL) -> tuple[str, int | None, str | None]:
+        host = (url.host or "").lower()
+        return (
+            "loopback" if host in _LOOPBACK else host,
+            url.port or _DEFAULT_PORTS.get(backend),
+            url.database,
+        )
+
+    return where(a) == where(b)
 
 
 class AppDatabase:

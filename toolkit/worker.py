@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -22,8 +23,10 @@ from .app import Durable
 from .engine import Run
 from .errors import DatabaseUnavailableError, DurableError
 from .retention import Pruner
-from .storage import now_ms
+from .storage import now_ms, registry
 from .storage.base import Orphan
+from .storage.views import split_owner
+from .unregistered import REPORT_EVERY, UnregisteredReporter
 
 log = logging.getLogger("toolkit.worker")
 
@@ -73,6 +76,9 @@ class Worker:
     logger at INFO; each claim and finish is logged at DEBUG. When the app has a
     ``retention``, a background thread deletes finished workflows past it every
     ``prune_interval`` seconds (small batches; one process at a time).
+    Workflows waiting for it whose name the app does not register are logged
+    once per name (``app_label`` names the app in that line) and marked for
+    ``durable workflows show``. While it runs, ``durable workers list`` shows it.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class Worker:
         schedules: bool = True,
         report_every: float = 10.0,
         prune_interval: float = 60.0,
+        app_label: str | None = None,
     ) -> None:
         self.app = app
         declared = app.queues
@@ -115,6 +122,9 @@ class Worker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._registered = False
+        self._unregistered = UnregisteredReporter(app, names, app_label)
+        self._next_unregistered_look = 0.0
 
     # -- control --
 
@@ -154,6 +164,7 @@ class Worker:
         app, executor = self.app, self.app.executor
         storage = app.storage
         storage.start_listening()
+        self._register()
         for queue in self.queues:
             storage.wakeups.bind("queue", queue.name, self._wake)
         executor.on_finished.append(self._finished)
@@ -186,6 +197,8 @@ class Worker:
                     try:
                         if time.monotonic() >= next_recovery:
                             next_recovery = time.monotonic() + recovery_every
+                            self._seen()
+                            self._report_unregistered()
                             expires_in = self._recover()
                             if expires_in is not None:  # look again right after it runs out
                                 next_recovery = min(
@@ -221,6 +234,39 @@ class Worker:
                 self._wake.clear()
         finally:
             self._shutdown()
+
+    def _register(self) -> None:
+        """Put this worker in the registry ``durable workers list`` reads (best effort)."""
+        owner = self.app.executor.owner
+        host, pid = split_owner(owner)
+        try:
+            registry.register(
+                self.app.storage, owner, host, pid or os.getpid(), [q.name for q in self.queues]
+            )
+            self._registered = True
+        except Exception as exc:  # the list is for people: never stop working for it
+            self._warn_once("could not register in the worker list", exc)
+
+    def _seen(self) -> None:
+        try:
+            if not self._registered:
+                self._register()
+            else:
+                registry.seen(self.app.storage, self.app.executor.owner)
+        except Exception as exc:
+            log.debug("could not refresh the worker list: %s", exc)
+
+    def _report_unregistered(self) -> None:
+        """Every few seconds: say which waiting workflows this app does not register."""
+        if time.monotonic() < self._next_unregistered_look:
+            return
+        self._next_unregistered_look = time.monotonic() + REPORT_EVERY
+        try:
+            self._unregistered()
+        except DatabaseUnavailableError:
+            pass  # logged by the health; next time
+        except Exception as exc:
+            self._warn_once("looking for unregistered workflows failed", exc)
 
     def _prune_app_outputs(self) -> None:
         """Delete app-database outputs rows no replay can need (see Durable.prune_app_outputs)."""
@@ -497,5 +543,8 @@ class Worker:
                     run.interrupt("the worker is shutting down")
         if self._finished in executor.on_finished:
             executor.on_finished.remove(self._finished)
+        if self._registered:
+            with contextlib.suppress(Exception):
+                registry.unregister(self.app.storage, executor.owner)
         self._report()
         log.info("worker %s stopped", executor.owner)

@@ -310,3 +310,23 @@ def test_a_transaction_that_loses_its_connection_every_time_fails(mariadb_url, t
             app.run(big, workflow_id="big-1", timeout=120)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("postgresql://u@localhost/shop", "postgresql://u@127.0.0.1:5432/shop", True),
+        ("postgresql://u@[::1]:5432/shop", "postgresql://u@127.0.0.1/shop", True),
+        ("postgresql://u@127.0.0.1:5433/shop", "postgresql://u@127.0.0.1/shop", False),
+        ("postgresql://u@127.0.0.1/shop", "postgresql://u@127.0.0.1/state", False),
+        ("postgresql://u@db.internal/shop", "postgresql://u@127.0.0.1/shop", False),
+        ("mysql+pymysql://root@localhost/shop", "mysql+pymysql://root@127.0.0.1:3306/shop", True),
+        ("mysql+pymysql://root@localhost/shop", "postgresql://u@localhost/shop", False),
+    ],
+)
+def test_same_database_reads_loopback_names_and_default_ports_as_one(a, b, same):
+    from sqlalchemy.engine import make_url
+
+    from toolkit.appdb import same_database
+
+    assert same_database(make_url(a), make_url(b)) is same

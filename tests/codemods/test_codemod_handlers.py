@@ -245,7 +245,7 @@ def ask(api):
             if "busy" in exc.args[0] and attempt < 2:
                 time.sleep(1)
             else:
-                raise ValueError("gave up")
+                raise ValueError(f"gave up after {attempt}")
 """
         _, sites = transform_source(source)
         assert sites[0].action == "skipped"

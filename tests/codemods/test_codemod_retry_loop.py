@@ -1298,9 +1298,11 @@ def repair_between(db, row):
     try:
         return _insert_step()
     except MissingTable:
-        pass
+        db.create_table()
 """
-        self.assertCodemod(before, after)  # the repair runs between attempts: before_retry
+        # the repair runs between attempts (before_retry), and after the last failed
+        # attempt at the call site, as the legacy handler did
+        self.assertCodemod(before, after)
 
     def test_repair_reading_the_exception(self) -> None:
         before = """\
@@ -1315,9 +1317,30 @@ def repair_with_error(db, row):
             db.create_table(missing)
             time.sleep(1)
 """
-        self.assertUnchanged(
-            before, ["the handler runs `db.create_table(missing)`, which reads `missing`"]
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def repair_with_error(db, row):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=3,
+            initial_delay=1.0,
+            backoff=1.0,
+            retry_on=(KeyError,),
+            before_retry=lambda state: db.create_table(state.exception),
         )
+    )
+    def _insert_step():
+        return db.insert(row)
+
+    try:
+        return _insert_step()
+    except KeyError as missing:
+        db.create_table(missing)
+"""
+        # the exception the repair reads is the hook's state.exception
+        self.assertCodemod(before, after)
 
     def test_result_based(self) -> None:
         before = """\

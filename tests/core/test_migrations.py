@@ -102,7 +102,7 @@ def test_version_2_database_upgrades_with_its_steps(make_app, db_url):
     def charge(amount: int) -> str:
         return pay(reserve(amount))
 
-    assert app.upgrade() == [3, 4]
+    assert app.upgrade() == [3, 4, 5]
     assert app.storage.schema_version() == schema.LATEST_VERSION
 
     for wid in ("old-a", "old-b"):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -69,52 +68,6 @@ def db_upgrade(database_url: str | None, app_database_url: str | None) -> None:
 
 
 # -- durable worker ---------------------------------------------------------------------------
-
-UNREGISTERED_EVENT = "toolkit.unregistered"
-
-
-class UnregisteredReporter:
-    """A poller of ``durable worker``: says once per workflow name, in one log line, that
-    workflows wait which this app does not register (no worker of it will run them), and
-    marks each such workflow (the event ``toolkit.unregistered``) for ``workflows show``."""
-
-    def __init__(self, app: Durable, app_path: str, queues: list[str]) -> None:
-        self.app, self.app_path, self.queues = app, app_path, queues
-        self.log = logging.getLogger("toolkit.worker")
-        self.warned: set[str] = set()
-        self.marked: set[str] = set()
-
-    def __call__(self) -> None:
-        from ..storage.views import unregistered
-
-        app = self.app
-        storage = app.storage
-        names = [n for n in app._workflows]
-        found = unregistered(storage, names, self.queues)
-        owner = app.executor.owner
-        fresh = [wid for ids in found.values() for wid in ids if wid not in self.marked]
-        if fresh:
-            mark = json.dumps({"owner": owner, "at": now_ms()})
-            with storage.transaction() as conn:
-                for wid in fresh:
-                    storage.set_event(conn, wid, UNREGISTERED_EVENT, mark)
-            self.marked.update(fresh)
-            if len(self.marked) > 100_000:
-                self.marked.clear()
-        for name, ids in sorted(found.items()):
-            if name in self.warned:
-                continue
-            self.warned.add(name)
-            self.log.warning(
-                "%d workflow(s) named %r wait for a worker, but %s does not register %r: "
-                "this worker never runs them (first: %s); deploy the code that declares it, "
-                "or cancel them",
-                len(ids),
-                name,
-                self.app_path,
-                name,
-                ids[0],
-            )
 
 
 @click.command("worker")
@@ -205,9 +158,12 @@ def worker_command(
         )
         announce_database(app.database_url)
         worker = Worker(
-            app, list(queues) or None, shutdown_grace=shutdown_grace, report_every=report_every
+            app,
+            list(queues) or None,
+            shutdown_grace=shutdown_grace,
+            report_every=report_every,
+            app_label=app_path,
         )
-        app.poll(UnregisteredReporter(app, app_path, [q.name for q in worker.queues]), every=10.0)
     except (DurableError, ValueError) as exc:
         raise fail(exc) from exc
 
@@ -230,7 +186,7 @@ def worker_command(
 
 @click.group()
 def workers() -> None:
-    """The processes that hold workflows."""
+    """The worker processes, running or holding workflows."""
 
 
 @workers.command("list")
@@ -240,21 +196,21 @@ def workers() -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="The workers' lease timeout, to tell their last heartbeat from their lease.",
+    help="The workers' lease timeout: a worker not seen for that long is dead.",
 )
 @json_option
 def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) -> None:
-    """Processes that hold workflows: host, pid, queues, last heartbeat, workflows held.
+    """Worker processes: host, pid, queues, workflows held, last heartbeat.
 
-    Read from the owners and leases of pending workflows: a worker that holds
-    none is not listed. Creates nothing.
+    Running workers are listed from the worker registry, idle ones included;
+    a process that holds workflows without being a worker (or one from before
+    the registry) is listed from its leases. Creates nothing.
     """
     from ..storage.views import workers as worker_views
 
     with read_only(database_url) as storage:
-        views = worker_views(storage)
+        views = worker_views(storage, lease_ms=int(lease_timeout * 1000))
         database = storage.describe()
-    lease_ms = int(lease_timeout * 1000)
     if as_json:
         print_json(
             "workers",
@@ -266,11 +222,11 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
                     "pid": v.pid,
                     "queues": list(v.queues),
                     "held": v.held,
-                    "lease_expires_at": iso(v.lease_expires_at),
-                    "last_heartbeat": iso(
-                        from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
-                    ),
+                    "lease_expires_at": iso(v.lease_expires_at) if v.lease_expires_at else None,
+                    "last_heartbeat": iso(v.last_heartbeat),
+                    "started_at": iso(v.started_at) if v.started_at is not None else None,
                     "alive": v.alive,
+                    "registered": v.registered,
                 }
                 for v in views
             ],
@@ -278,7 +234,7 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
         return
     out = console()
     if not views:
-        out.print("no worker holds a workflow")
+        out.print("no worker is running and no process holds a workflow")
         return
     t = table(
         ("worker", "id"),
@@ -287,18 +243,17 @@ def workers_list(database_url: str | None, lease_timeout: float, as_json: bool) 
         ("queues", "text"),
         ("held", "num"),
         ("last heartbeat", "time"),
-        ("lease", "fixed"),
+        ("state", "fixed"),
     )
     for v in views:
-        heartbeat = from_ms(int(v.lease_expires_at.timestamp() * 1000) - lease_ms)
         t.add_row(
             v.owner,
             v.host,
             "" if v.pid is None else str(v.pid),
             ", ".join(v.queues),
             str(v.held),
-            local_time(heartbeat),
-            "[green]live[/]" if v.alive else "[bold yellow]expired[/]",
+            local_time(v.last_heartbeat),
+            "[green]alive[/]" if v.alive else "[bold yellow]dead[/]",
         )
     show(out, t)
 

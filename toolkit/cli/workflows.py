@@ -10,6 +10,7 @@ import click
 from ..errors import DurableError, WorkflowCancelledError, WorkflowFailedError
 from ..records import StepRecord
 from ..storage.views import DISPLAY_STATUSES, FILTER_STATUSES, WorkflowView
+from ..unregistered import marks as unregistered_marks
 from .common import (
     LazyGroup,
     console,
@@ -185,7 +186,7 @@ def workflows_show(
         if view is None:
             raise click.ClickException(f"no workflow with id {workflow_id!r}")
         steps = list(storage.load_steps(workflow_id).values())
-        marks = _unregistered_marks(storage, workflow_id)
+        marks = unregistered_marks(storage, workflow_id)
     registered = None
     if app_path is not None:
         registered = load_app(app_path).has_workflow(view.record.name)
@@ -260,24 +261,6 @@ def workflows_show(
             local_time(s.finished_at),
         )
     show(out, t)
-
-
-UNREGISTERED_EVENT = "toolkit.unregistered"
-"""The event a worker sets on a workflow it found waiting whose name its app does not
-register: ``{"owner": ..., "at": ms}``."""
-
-
-def _unregistered_marks(storage: Any, workflow_id: str) -> dict[str, Any]:
-    from ..records import from_ms
-
-    found, text = storage.get_event(workflow_id, UNREGISTERED_EVENT)
-    if not found or not text:
-        return {}
-    try:
-        value = json.loads(text)
-        return {str(value["owner"]): from_ms(int(value["at"]))}
-    except (ValueError, KeyError, TypeError):
-        return {}
 
 
 # -- start ---------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class Storage:
             tables.events,
         )
         self.meta = tables.meta
+        self.workers = tables.workers
         self._store_id: str | None = None
         self._ready = False
         self._ready_lock = threading.Lock()

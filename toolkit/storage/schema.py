@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -39,6 +39,7 @@ class Tables:
     messages: sa.Table
     events: sa.Table
     meta: sa.Table
+    workers: sa.Table
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,19 @@ def build_tables(names: Names) -> Tables:
         sa.Column("key", sa.Text, primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
-    return Tables(md, workflows, steps, migrations, schedules, messages, events, meta)
+    workers = sa.Table(names.table("workers"), md, *_worker_columns())
+    return Tables(md, workflows, steps, migrations, schedules, messages, events, meta, workers)
+
+
+def _worker_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("owner", sa.Text, primary_key=True),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("pid", sa.Integer),
+        sa.Column("queues", sa.Text, nullable=False),  # a JSON list of the queues it serves
+        sa.Column("started_at", sa.BigInteger, nullable=False),
+        sa.Column("last_seen_at", sa.BigInteger, nullable=False),
+    ]
 
 
 Migration = Callable[["Operations", Names], None]
@@ -408,11 +421,18 @@ def _v4_store_identity(op: Operations, names: Names) -> None:
     op.bulk_insert(meta, [{"key": "store_id", "value": uuid.uuid4().hex}])
 
 
+def _v5_workers(op: Operations, names: Names) -> None:
+    """One row per running worker process, written when it starts and at each of its
+    passes, deleted when it stops: ``durable workers list`` shows idle workers too."""
+    op.create_table(names.table("workers"), *_worker_columns(), schema=names.schema)
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "workflows and steps", _v1_core_tables),
     (2, "queues, schedules, messages and events", _v2_queues_schedules_messages),
     (3, "integer workflow keys for steps", _v3_integer_workflow_keys),
     (4, "state store identity", _v4_store_identity),
+    (5, "worker registry", _v5_workers),
 ]
 """Every migration, in order. Append only: a released version never changes."""
 

@@ -20,6 +20,7 @@ Everything here only reads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,18 +148,25 @@ def get_view(storage: Storage, workflow_id: str) -> WorkflowView | None:
 
 @dataclass(frozen=True)
 class WorkerView:
-    """A process that holds workflows, as its owner id ``host:pid:random`` and leases show it."""
+    """A worker process, as the worker registry and the leases it holds show it."""
 
     owner: str
+    """Its owner id ``host:pid:random``."""
     host: str
     pid: int | None
     queues: tuple[str, ...]
-    """The queues of the workflows it holds (not every queue it serves)."""
+    """The queues it serves (for a process not in the registry: of the workflows it holds)."""
     held: int
-    lease_expires_at: datetime
-    """The latest lease it renewed: its last heartbeat plus its lease timeout."""
+    """The pending workflows it holds."""
+    lease_expires_at: datetime | None
+    """The latest lease it renewed on a workflow it holds (``None`` when it holds none)."""
+    last_heartbeat: datetime
+    """When it last showed it was alive: its last pass, or its latest lease minus the lease."""
     alive: bool
-    """Whether that lease is still running (else its workflows wait for a takeover)."""
+    """Seen within one lease timeout (else it died: its workflows wait for a takeover)."""
+    registered: bool
+    """In the worker registry (a ``Worker``), rather than known only by the leases it holds."""
+    started_at: datetime | None
 
 
 def split_owner(owner: str) -> tuple[str, int | None]:
@@ -172,10 +180,14 @@ def split_owner(owner: str) -> tuple[str, int | None]:
         return owner, None
 
 
-def workers(storage: Storage) -> list[WorkerView]:
-    """Every owner of a ``pending`` workflow, newest lease first."""
-    w = storage.workflows
-    query = (
+def workers(storage: Storage, lease_ms: int = 30_000) -> list[WorkerView]:
+    """Every registered worker and every owner of a ``pending`` workflow, latest seen first.
+
+    ``lease_ms`` is the workers' lease timeout: a registered worker not seen
+    for that long, or an owner whose leases ran out, is not alive.
+    """
+    w, r = storage.workflows, storage.workers
+    held_query = (
         sa.select(
             w.c.owner,
             w.c.queue_name,
@@ -186,30 +198,43 @@ def workers(storage: Storage) -> list[WorkerView]:
         .group_by(w.c.owner, w.c.queue_name)
     )
     with storage._translate_errors(), storage.read_engine.connect() as conn:
-        rows = list(conn.execute(query))
+        held_rows = list(conn.execute(held_query))
+        registered = {row.owner: row for row in conn.execute(sa.select(r))}
     now = now_ms()
     by_owner: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    for row in held_rows:
         entry = by_owner.setdefault(row.owner, {"queues": set(), "held": 0, "lease": 0})
         if row.queue_name is not None:
             entry["queues"].add(row.queue_name)
         entry["held"] += int(row.held)
         entry["lease"] = max(entry["lease"], int(row.lease or 0))
     views = []
-    for owner, entry in by_owner.items():
+    for owner in set(by_owner) | set(registered):
+        entry = by_owner.get(owner, {"queues": set(), "held": 0, "lease": 0})
+        reg = registered.get(owner)
         host, pid = split_owner(owner)
+        if reg is not None:
+            seen = int(reg.last_seen_at)
+            queues = set(json.loads(reg.queues)) | entry["queues"]
+            host, pid = reg.host, reg.pid
+        else:
+            seen = entry["lease"] - lease_ms
+            queues = entry["queues"]
         views.append(
             WorkerView(
                 owner=owner,
                 host=host,
                 pid=pid,
-                queues=tuple(sorted(entry["queues"])),
+                queues=tuple(sorted(queues)),
                 held=entry["held"],
-                lease_expires_at=from_ms(entry["lease"]),  # type: ignore[arg-type]
-                alive=entry["lease"] > now,
+                lease_expires_at=from_ms(entry["lease"]) if entry["lease"] else None,
+                last_heartbeat=from_ms(seen),  # type: ignore[arg-type]
+                alive=seen + lease_ms > now,
+                registered=reg is not None,
+                started_at=from_ms(int(reg.started_at)) if reg is not None else None,
             )
         )
-    views.sort(key=lambda v: (v.lease_expires_at, v.owner), reverse=True)
+    views.sort(key=lambda v: (v.last_heartbeat, v.owner), reverse=True)
     return views
 
 
