@@ -8,21 +8,25 @@ databases of the ``--postgres`` server; SQLite: two files), one empty and one
 holding ``--finished`` finished workflows (90% succeeded, 8% failed, 2%
 cancelled, created over the last 30 days, two steps each; a quarter of them in
 each of the benchmark's two queues, ``bench`` and ``limited``, so that every
-index of the workflows table and both claims see them). Each round measures
-every metric on both, back to back and each in a fresh Python process, the
-order alternating from round to round (empty first, then full first), so that
-the pairs compared see the same load on a shared machine:
+index of the workflows table and both claims see them). Each round is one
+Python process that opens both databases and alternates between them at a fine
+grain, in the order empty-full, full-empty, ... (a load that comes and goes on
+a shared machine then falls on both alike; the round's first database
+alternates too):
 
-- sequential workflows (``bench_core.py``'s ``seq`` child): one-step
-  workflows/s, 10-step steps/s, client CPU per step;
+- sequential workflows (the ``bench_workflows`` workflows): one-step
+  workflows/s in blocks of 10, 10-step steps/s in blocks of 2, client CPU per
+  step (``--n-one`` and ``--n-ten`` workflows per database and round);
 - claim latency: one workflow is enqueued, then the timed call is the claim
   (``Storage.claim_from_queue``, the worker's statement), then the workflow
-  ends; ``--n-claims`` times, on the queue without limits (``bench``) and on
-  one with a global ``concurrency`` and ``rate_limit`` (``limited``: its
-  counting queries run too);
+  ends; ``--n-claims`` times on each database, one claim at a time in turn, on
+  the queue without limits (``bench``) and on one with a global
+  ``concurrency`` and ``rate_limit`` (``limited``: its counting queries run
+  too);
 - PostgreSQL only: the queue end to end with two ``durable worker`` processes
   (``--n-queue`` one-step workflows enqueued in one call, the clock stopped at
-  the last finish recorded; only this run's workflows count).
+  the last finish recorded; only this run's workflows count), on each
+  database back to back.
 
 The table gives, per metric, the median (min-max) of each database and the
 median (min-max) of the per-round full/empty ratios, the load average, and a
@@ -254,21 +258,98 @@ def _percentiles(prefix: str, times: list[float]) -> dict[str, float]:
     }
 
 
-def child_claims(args: argparse.Namespace) -> dict[str, float]:
-    """Claim latency (ms): enqueue one, time the claim, end it; on two queues."""
-    app, queues, claimed = _claims_app(args.url)
-    storage = app.storage
-    owner = f"bench-claims-{os.getpid()}"
+def _paired_app(url: str) -> Any:
+    """An app with the benchmark's workflows (``bench_workflows``' names) on ``url``;
+    two of them, on two databases, live in one process."""
+    from types import SimpleNamespace
+
+    from toolkit import Durable
+
+    app = Durable(url)
+
+    @app.step(name="bench.noop")
+    def noop(i: int) -> int:
+        return i
+
+    @app.workflow(name="bench.one")
+    def one(i: int) -> int:
+        return noop(i)
+
+    @app.workflow(name="bench.ten")
+    def ten(i: int) -> int:
+        for j in range(10):
+            noop(j)
+        return i
+
+    @app.workflow(name="bench.claimed")
+    def claimed() -> None:
+        return None
+
+    queues = (app.queue("bench"), app.queue("limited", concurrency=50, rate_limit=(100_000, 60.0)))
+    return SimpleNamespace(app=app, one=one, ten=ten, claimed=claimed, queues=queues)
+
+
+def child_paired(args: argparse.Namespace) -> dict[str, float]:
+    """Both databases from one process, alternating at a fine grain (a block of
+    workflows, a single claim) in the order empty-full, full-empty, ...: a load that
+    comes and goes on a shared machine falls on both alike. Per database (``a``:
+    ``--url``, ``b``: ``--url-full``, whichever holds the finished rows): one-step
+    wf/s, 10-step steps/s, client CPU per step, claim latency percentiles."""
+    urls = {"a": args.url, "b": args.url_full}
+    apps = {which: _paired_app(url) for which, url in urls.items()}
+    owner = f"bench-paired-{os.getpid()}"
+    for b in apps.values():  # warm-up: connections, prepared statements, code paths
+        for i in range(20):
+            b.app.run(b.one, i)
+            b.app.run(b.ten, i)
+            for queue in b.queues:
+                _claim_once(b.app, b.app.storage, queue, b.claimed, owner)
+
+    def orders(n: int) -> Iterator[list[str]]:
+        for k in range(n):
+            yield ["a", "b"] if k % 2 == 0 else ["b", "a"]
+
+    wall = {w: {"one": 0.0, "ten": 0.0} for w in apps}
+    cpu = dict.fromkeys(apps, 0.0)
+    one_block, ten_block = 10, 2
+    blocks = max(args.n_one // one_block, 1)
+    for k, order in enumerate(orders(blocks)):
+        for which in order:
+            b = apps[which]
+            started = time.perf_counter()
+            for i in range(one_block):
+                b.app.run(b.one, k * one_block + i)
+            wall[which]["one"] += time.perf_counter() - started
+    ten_blocks = max(args.n_ten // ten_block, 1)
+    for k, order in enumerate(orders(ten_blocks)):
+        for which in order:
+            b = apps[which]
+            c0, started = time.process_time(), time.perf_counter()
+            for i in range(ten_block):
+                b.app.run(b.ten, k * ten_block + i)
+            wall[which]["ten"] += time.perf_counter() - started
+            cpu[which] += time.process_time() - c0
+    claims: dict[str, dict[str, list[float]]] = {w: {"bench": [], "limited": []} for w in apps}
+    for order in orders(args.n_claims):
+        for q in range(2):
+            for which in order:
+                b = apps[which]
+                queue = b.queues[q]
+                claims[which][queue.name].append(
+                    _claim_once(b.app, b.app.storage, queue, b.claimed, owner)
+                )
     result: dict[str, float] = {}
-    for queue in queues:
-        times = []
-        for i in range(args.n_claims + 20):
-            elapsed = _claim_once(app, storage, queue, claimed, owner)
-            if i >= 20:  # warm-up: connections, plans
-                times.append(elapsed)
-        stats = _percentiles(f"claim_{queue.name}", times)
-        result.update({k: v for k, v in stats.items() if "_p" in k})
-    app.close()
+    for which, b in apps.items():
+        steps = ten_blocks * ten_block * 10
+        result[f"{which}:one_wf_s"] = blocks * one_block / wall[which]["one"]
+        result[f"{which}:ten_steps_s"] = steps / wall[which]["ten"]
+        result[f"{which}:cpu_us_per_step"] = cpu[which] / steps * 1e6
+        for name, times in claims[which].items():
+            stats = _percentiles(f"claim_{name}", times)
+            for key, value in stats.items():
+                if "_p" in key:
+                    result[f"{which}:{key}"] = value
+        b.app.close()
     return result
 
 
@@ -349,7 +430,7 @@ def child_feed(args: argparse.Namespace) -> dict[str, float]:
 
 
 CHILDREN = {
-    "claims": child_claims,
+    "paired": child_paired,
     "probe": child_probe,
     "pruner": child_pruner,
     "worker": child_worker,
@@ -393,29 +474,6 @@ def _sizes(args: argparse.Namespace) -> list[str]:
 
 
 # -- part 1 -----------------------------------------------------------------------------------
-
-
-def seq(url: str, args: argparse.Namespace) -> dict[str, float]:
-    cmd = [
-        PY,
-        str(HERE / "bench_core.py"),
-        "--child",
-        "seq",
-        "--system",
-        "ours",
-        "--url",
-        url,
-        "--n-one",
-        str(args.n_one),
-        "--n-ten",
-        str(args.n_ten),
-        "--n-bytes",
-        "0",
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE, timeout=3600)
-    if out.returncode != 0:
-        raise RuntimeError(f"seq failed: {out.stderr[-3000:]}")
-    return _last_json(out.stdout)
 
 
 QUEUE_DONE = """
@@ -526,21 +584,20 @@ def part1(args: argparse.Namespace, console: Any) -> dict[str, Any]:
             n_bytes=0,
             n_ceiling=1,
         )
-        tasks: list[tuple[str, Any]] = [
-            ("seq", lambda url: seq(url, args)),
-            ("claims", lambda url: run_child("claims", url, args)),
-        ]
-        if args.backend == "postgresql" and args.n_queue > 0:
-            tasks.append(
-                ("queue", lambda url: {"queue_wf_s": measure_queue(url, bench_args, Path(tmp))})
-            )
         for r in range(args.rounds):
             order = ["empty", "full"] if r % 2 == 0 else ["full", "empty"]
             load_before = os.getloadavg()[0]
-            for _task, measure in tasks:
-                for which in order:  # the pair back to back: the same load on both
-                    for key, value in measure(urls[which]).items():
-                        results[which].setdefault(key, []).append(value)
+            # One process, both databases, alternating block by block.
+            first, second = urls[order[0]], urls[order[1]]
+            paired = run_child("paired", first, args, "--url-full", second)
+            for key, value in paired.items():
+                slot, metric = key.split(":")
+                which = order[0] if slot == "a" else order[1]
+                results[which].setdefault(metric, []).append(value)
+            if args.backend == "postgresql" and args.n_queue > 0:
+                for which in order:  # worker processes: the pair back to back
+                    rate = measure_queue(urls[which], bench_args, Path(tmp))
+                    results[which].setdefault("queue_wf_s", []).append(rate)
             load_after = os.getloadavg()[0]
             rounds.append({"first": order[0], "load": [load_before, load_after]})
             console.print(
@@ -769,6 +826,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every sample as JSON")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--url-full", help=argparse.SUPPRESS)
     parser.add_argument("--marker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
