@@ -59,6 +59,7 @@ from ._loop_shapes import (
     _accesses_within,
     _as_name,
     _assigned_names,
+    _ast_recursive_retry,
     _ast_retry_like,
     _attempt_body,
     _BodyFinder,
@@ -67,13 +68,16 @@ from ._loop_shapes import (
     _declared_global,
     _exits,
     _first_line,
+    _flow_reason,
     _following,
     _function_scopes,
     _is_counter_bump,
     _is_local,
     _is_none,
     _names_read_in,
+    _nested_try_reason,
     _private_name,
+    _recursive_retry,
     _reraises_only,
     _reraises_saved,
     _saved_exception,
@@ -86,6 +90,7 @@ from ._loop_shapes import (
     _walk_all,
     _walk_own,
     _within,
+    _without_final_break,
     loop_header,
 )
 from ._loop_simulation import (
@@ -185,6 +190,10 @@ class RetryLoopCodemod(DurableCodemod):
         for node in ast.walk(tree):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _ast_recursive_retry(
+                node
+            ):
+                return True
         return False
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
@@ -193,6 +202,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.constants: dict[str, ev.Number] = {}
         self.plans: dict[cst.CSTNode, _Plan] = {}
         self.function_plans: dict[cst.FunctionDef, _Plan] = {}
+        self.recursions: dict[cst.FunctionDef, str] = {}  # retries by calling itself
         self.remove_stmts: set[cst.CSTNode] = set()
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
@@ -210,6 +220,9 @@ class RetryLoopCodemod(DurableCodemod):
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        recursion = _recursive_retry(node, self.source_module.code_for_node)
+        if recursion is not None:
+            self.recursions[node] = recursion
         loops = list(_candidate_loops(node.body))
         if not loops:
             return True
@@ -282,6 +295,10 @@ class RetryLoopCodemod(DurableCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         plan = self.function_plans.get(original_node)
+        recursion = self.recursions.get(original_node)
+        if recursion is not None and plan is None:
+            self.record(original_node, "skipped", recursion)
+            return self.annotated(updated_node, recursion)
         if plan is None:
             return updated_node
         assert plan.policy is not None
@@ -414,6 +431,16 @@ class RetryLoopCodemod(DurableCodemod):
         if not isinstance(body, cst.IndentedBlock):
             raise Skip("the loop body is on one line")
         tries = [i for i, s in enumerate(body.body) if isinstance(s, cst.Try | cst.TryStar)]
+        if any(isinstance(n, cst.Yield) for n in _walk_own(body)):
+            first = body.body[tries[0]] if len(tries) == 1 else None
+            in_attempt = isinstance(first, cst.Try | cst.TryStar) and any(
+                isinstance(n, cst.Yield) for n in _walk_own(first.body)
+            )
+            if in_attempt:
+                raise Skip("the attempt body yields")
+            raise Skip("the loop yields (a generator): its retries cannot become a step")
+        if not tries:
+            raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
             raise Skip("the loop body has more than one try")
         index = tries[0]
@@ -426,15 +453,18 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
         if style is None:
-            raise Skip(
-                "the attempt's success does not leave the loop"
-                " (a success flag, or work after the try)"
-            )
+            engine = self._called_parameter(func, list(try_.body.body))
+            if engine is not None:
+                raise Skip(
+                    f"a retry engine: it retries `{engine}`, which its callers pass in:"
+                    " make the functions they pass steps instead"
+                )
+            raise Skip(_flow_reason(loop, body.body, index, code))
         if style == "return" and try_.orelse is not None:
             raise Skip("the try has an else block")
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
-            attempt_stmts = attempt_stmts[:-1]
+            attempt_stmts = _without_final_break(attempt_stmts)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
