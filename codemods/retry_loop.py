@@ -110,6 +110,7 @@ from ._policy import (
     fit_linear,
     looks_like_class,
 )
+from ._small_values import check_small_values
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
 _PROBE, _PROBES = 6, (7, 12)
@@ -1742,6 +1743,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
+        followers: dict[str, str] = {}  # field -> the run-time value it follows
         for index, field_name in enumerate(
             ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
         ):
@@ -1756,6 +1758,8 @@ class RetryLoopCodemod(DurableCodemod):
                 name = depends[0]
                 values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
                 sources[field_name] = _expression_of(field_name, name, values)
+                followers[field_name] = name
+        check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE)
         attempts, initial, factor, cap, increment = fields["base"]
         policy = Policy(
             sources=sources,
