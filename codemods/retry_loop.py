@@ -133,6 +133,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: context managers that re-raise the handled exception unless told not to (oslo)
+_RERAISER = re.compile(r"save_and_reraise")
 #: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
 _SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
@@ -1072,6 +1074,16 @@ class RetryLoopCodemod(DurableCodemod):
                     f"the handler for `{shown}` asks for user input between attempts"
                     " (never a durable step)"
                 )
+            for node in _walk_all(h.body):
+                if isinstance(node, cst.With) and any(
+                    isinstance(item.item, cst.Call) and _RERAISER.search(code(item.item.func))
+                    for item in node.items
+                ):
+                    shown_with = _first_line(code(node.items[0].item))
+                    raise Skip(
+                        f"the handler for `{shown}` decides inside `with {shown_with}`"
+                        " (setting `reraise = False` retries, else it re-raises on leaving)"
+                    )
             if _reraises_only(h):
                 rules.append((h, "reraise"))
             elif gives_up(h.body.body, self._is_log):

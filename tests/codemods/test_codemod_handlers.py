@@ -910,6 +910,28 @@ def fetch(dep):
         )
         assert reason == "the handler for `KeyError` gives up reading the counter `attempt`"
 
+    def test_a_handler_deciding_in_save_and_reraise(self) -> None:
+        reason = self._reason(
+            """\
+from oslo_utils import excutils
+
+
+def add(db, rows, max_retries):
+    for attempt in range(max_retries):
+        try:
+            return db.insert(rows)
+        except Duplicate:
+            with excutils.save_and_reraise_exception() as ctxt:
+                if attempt < max_retries - 1:
+                    ctxt.reraise = False
+"""
+        )
+        assert reason == (
+            "the handler for `Duplicate` decides inside"
+            " `with excutils.save_and_reraise_exception()` (setting `reraise = False`"
+            " retries, else it re-raises on leaving)"
+        )
+
     def test_a_handler_call_that_may_end_the_program(self) -> None:
         reason = self._reason(
             """\
