@@ -522,6 +522,10 @@ class RetryLoopCodemod(DurableCodemod):
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
             state.discard(saved)
+        # `error = str(err)`: a value of the failure kept for the code after the loop
+        kept = self._kept_from_failure(handler, as_name, saved, state, attempt_stmts)
+        kept_names = _assigned_names(kept)
+        state -= kept_names
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
@@ -547,6 +551,10 @@ class RetryLoopCodemod(DurableCodemod):
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
+        if kept:
+            rest = [s for s in simulated.body.body if not any(s is k for k in kept)]
+            rest = rest or [cst.SimpleStatementLine([cst.Pass()])]
+            simulated = simulated.with_changes(body=simulated.body.with_changes(body=rest))
 
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
             sim = _Simulation(self, loop, pre, simulated, post, as_name, saved, inits, symbols)
@@ -677,6 +685,19 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if kept:
+            after_loop = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                after_loop |= _names_read_in(list(loop.orelse.body.body))
+            if after_loop & kept_names and style == "break":
+                name = sorted(after_loop & kept_names)[0]
+                raise Skip(
+                    f"the code after the loop reads `{name}`, kept from a failure"
+                    " before a later attempt succeeded"
+                )
+            if after_loop & kept_names and needs_wrapper:
+                wrapper_as = wrapper_as or as_name
+                wrapper_body = [*kept, *wrapper_body]
         if self._last_repairs:
             # the work the handler did after the last failed attempt: at the call site
             if not needs_wrapper:
@@ -968,7 +989,7 @@ class RetryLoopCodemod(DurableCodemod):
             for small in (0, 1):
                 try:
                     probe = simulate({**symbols, name: small})
-                except Skip:
+                except (Skip, ArithmeticError, ValueError, TypeError):
                     continue  # a loop that never runs: the count-below-1 note says it
                 same = probe.exit.kind == outcome.exit.kind and [
                     id(s) for s in probe.exit.block
@@ -1140,6 +1161,46 @@ class RetryLoopCodemod(DurableCodemod):
             f"a retry engine: it retries `{called}`, which its callers pass in: make"
             f" the functions they pass steps instead ({skip})"
         ) from None
+
+    def _kept_from_failure(
+        self,
+        handler: cst.ExceptHandler,
+        as_name: str | None,
+        saved: str | None,
+        state: set[str],
+        attempt_stmts: Sequence[cst.CSTNode],
+    ) -> list[cst.SimpleStatementLine]:
+        """``error = str(err)`` in the handler: a value of the failure, read after the loop
+        only (not by the attempt, nor earlier in the handler). When attempts run out the
+        call site computes it from the exception the step raises."""
+        if as_name is None:
+            return []
+        code = self.source_module.code_for_node
+        stmts = list(handler.body.body)
+        attempt_reads = _names_read_in(list(attempt_stmts))
+        found: list[cst.SimpleStatementLine] = []
+        for index, stmt in enumerate(stmts):
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target = small.targets[0].target
+            if not isinstance(target, cst.Name) or target.value in (as_name, saved):
+                continue
+            try:
+                read = ev.names(ev.parse(code(small.value)))
+            except SyntaxError:
+                continue
+            name = target.value
+            if as_name not in read or read & (state - {name}) or name in read:
+                continue
+            if name in attempt_reads or name in _names_read_in(stmts[:index]):
+                continue
+            if sum(1 for s in stmts if name in _assigned_names([s])) != 1:
+                continue
+            found.append(stmt)
+        return found
 
     def _check_carried(
         self,

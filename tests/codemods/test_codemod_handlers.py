@@ -755,6 +755,56 @@ def fetch(dep):
             " `time.sleep(5 * attempt)` / `time.sleep(1)`"
         )
 
+    def test_a_message_kept_from_the_failure_is_computed_at_the_call_site(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    error = ""
+    for i in range(3):
+        try:
+            return dep.call()
+        except Status as err:
+            error = str(err)
+            if err.status == 404:
+                raise
+            time.sleep(1)
+    raise Domain(error)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        # the message of the last failure, not the empty one set before the loop
+        assert (
+            "    except Status as err:\n        if err.status == 404:\n            raise\n"
+            "        error = str(err)\n    raise Domain(error)\n"
+        ) in out
+
+    def test_a_message_kept_then_read_after_a_success_is_refused(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    error = ""
+    for i in range(3):
+        try:
+            dep.call()
+            break
+        except Status as err:
+            error = str(err)
+            time.sleep(1)
+    else:
+        raise Domain(error)
+    return error
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the code after the loop reads `error`, kept from a failure before a later attempt"
+            " succeeded"
+        )
+
 
 class TestHandlerRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
