@@ -685,6 +685,20 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        # the predicate's `code = e.getcode()` read after the loop: the same as `kept`
+        derived_after = [s for p in predicates.values() for s in p.derived]
+        if derived_after:
+            derived_names = _assigned_names(derived_after)
+            following_reads = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                following_reads |= _names_read_in(list(loop.orelse.body.body))
+            if following_reads & derived_names:
+                own = predicates.get(handler)
+                if own is None or _assigned_names(own.derived) != derived_names:
+                    name = sorted(following_reads & derived_names)[0]
+                    raise Skip(f"the code after the loop reads `{name}`, set by the handlers")
+                kept = [*kept, *(d for d in own.derived if not any(d is k for k in kept))]
+                kept_names |= derived_names
         if kept:
             after_loop = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
             if isinstance(loop.orelse, cst.Else):
