@@ -130,3 +130,19 @@ STILL_REWRITTEN = {
 def test_plain_run_time_values_are_still_rewritten(source: str) -> None:
     sites = decide("import time\n" + textwrap.dedent(source))
     assert [s.action for s in sites] == ["rewritten"], [s.reason for s in sites]
+
+
+def test_an_assignment_expression_in_the_loop_head_is_reported_not_a_crash() -> None:
+    source = """
+        import time
+
+        def fetch(svc, flag):
+            for i in range(x := 4 if flag else 1):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """
+    (site,) = decide(textwrap.dedent(source))
+    assert site.action == "skipped" and "x :=" in site.reason
