@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._base import DurableCodemod, Site
 from .backoff_retry import BackoffCodemod
 from .decisions import decide
+from .framework_retry import FrameworkRetryCodemod
 from .google_retry import GoogleRetryCodemod
 from .retry_loop import RetryLoopCodemod
 from .retry_package import RetryPackageCodemod
@@ -27,12 +28,14 @@ CODEMODS: dict[str, type[DurableCodemod]] = {
     "retry": RetryPackageCodemod,
     "stamina": StaminaCodemod,
     "google-retry": GoogleRetryCodemod,
+    "framework-retry": FrameworkRetryCodemod,
 }
 
 __all__ = [
     "CODEMODS",
     "BackoffCodemod",
     "DurableCodemod",
+    "FrameworkRetryCodemod",
     "GoogleRetryCodemod",
     "RetryLoopCodemod",
     "RetryPackageCodemod",

@@ -1,0 +1,187 @@
+"""Codemod ``framework-retry``: retry decorators of frameworks are reported, never rewritten.
+
+Each of these retries a function with a policy that lives in a framework (or a
+broker), not in a ``RetryPolicy`` this codemod could write; the site is listed
+(``skipped``) with the framework's construct named as the reason and the
+arguments read as the policy (and, with ``--annotate``, a comment above it):
+
+* oslo.db ``wrap_db_retry(...)``: retries a database transaction on deadlock
+  or disconnect, deciding per exception inside oslo.db;
+* oslo.service ``loopingcall.RetryDecorator(...)``: not rewritten yet (the
+  arguments read are ``max_retry_count, inc_sleep_time, max_sleep_time,
+  exceptions``);
+* ``AWSRetry.jittered_backoff`` / ``exponential_backoff`` / ``backoff``
+  (decorator, or a client's ``retry_decorator=``): retries on AWS error codes
+  read from the response, not on exception classes;
+* oslo ``excutils.forever_retry_uncaught_exceptions``: a supervisor that never
+  ends;
+* celery tasks with ``autoretry_for=`` / ``retry_backoff=`` / ``max_retries=``
+  / ``default_retry_delay=`` or a body calling ``self.retry(...)``, and
+  dramatiq actors: the broker re-queues the message; moving them is a
+  task-to-workflow migration.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+import libcst.matchers as m
+
+from ._base import DurableCodemod
+
+_CELERY_OPTIONS = ("autoretry_for", "retry_backoff", "max_retries", "default_retry_delay")
+_AWS_METHODS = ("jittered_backoff", "exponential_backoff", "backoff")
+_SIGNS = re.compile(
+    r"wrap_db_retry|RetryDecorator|AWSRetry|forever_retry_uncaught_exceptions"
+    r"|autoretry_for|retry_backoff|self\.retry\(|dramatiq|max_retries|default_retry_delay"
+)
+
+
+def _dotted(node: cst.BaseExpression) -> str:
+    """``a.b.c`` for a name or attribute chain, else ""."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr.value}" if head else ""
+    return ""
+
+
+def _calls_self_retry(function: cst.FunctionDef) -> bool:
+    pattern = m.Call(func=m.Attribute(value=m.Name("self"), attr=m.Name("retry")))
+    return bool(m.findall(function.body, pattern))
+
+
+class FrameworkRetryCodemod(DurableCodemod):
+    """Report framework and broker retry decorators with the policy read."""
+
+    SELECTOR = "framework-retry"
+    DESCRIPTION = "Report framework and broker retry decorators (never rewritten)."
+
+    def __init__(self, context: cst.codemod.CodemodContext, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        self.source_module = cst.Module(body=[])
+        self.functions: list[cst.FunctionDef] = []
+
+    @classmethod
+    def might_apply(cls, source: str) -> bool:
+        return _SIGNS.search(source) is not None
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        super().visit_Module(node)
+        self.source_module = node
+        return True
+
+    def code(self, node: cst.CSTNode) -> str:
+        return " ".join(self.source_module.code_for_node(node).split())
+
+    def policy_of(self, call: cst.Call, names: tuple[str, ...] = ()) -> str:
+        """The arguments as written (positional ones named after ``names``)."""
+        parts = []
+        for index, arg in enumerate(call.args):
+            value = self.code(arg.value)
+            if arg.keyword is not None:
+                parts.append(f"{arg.keyword.value}={value}")
+            elif arg.star:
+                parts.append(f"{arg.star}{value}")
+            elif index < len(names):
+                parts.append(f"{names[index]}={value}")
+            else:
+                parts.append(value)
+        return ", ".join(parts) or "the framework's defaults"
+
+    def reason_for(
+        self, decorator: cst.Decorator, function: cst.FunctionDef
+    ) -> tuple[str, str] | None:
+        """(reason, policy read) when ``decorator`` is a framework retry, else None."""
+        target = decorator.decorator
+        call = target if isinstance(target, cst.Call) else None
+        name = _dotted(call.func if call else target)
+        last = name.rsplit(".", 1)[-1]
+        if last == "wrap_db_retry":
+            policy = self.policy_of(call) if call else "oslo.db's defaults"
+            return (
+                "oslo.db wrap_db_retry retries the database transaction on deadlock or "
+                "disconnect, deciding per exception inside oslo.db",
+                policy,
+            )
+        if last == "RetryDecorator" and call is not None:
+            names = ("max_retry_count", "inc_sleep_time", "max_sleep_time", "exceptions")
+            return (
+                "oslo.service loopingcall.RetryDecorator is not rewritten yet",
+                self.policy_of(call, names),
+            )
+        if last in _AWS_METHODS and "AWSRetry" in name:
+            policy = self.policy_of(call) if call else "AWSRetry's defaults"
+            return (
+                f"AWSRetry.{last} retries on AWS error codes read from the response "
+                "(throttling), not on exception classes",
+                policy,
+            )
+        if last == "forever_retry_uncaught_exceptions":
+            return (
+                "excutils.forever_retry_uncaught_exceptions is a supervisor that never ends "
+                "(it retries every exception forever)",
+                "no limit, 1 s between attempts",
+            )
+        if last in ("task", "shared_task") and call is not None:
+            options = [
+                a for a in call.args if a.keyword is not None and a.keyword.value in _CELERY_OPTIONS
+            ]
+            if options or _calls_self_retry(function):
+                policy = ", ".join(
+                    f"{a.keyword.value}={self.code(a.value)}" for a in options if a.keyword
+                )
+                if _calls_self_retry(function):
+                    policy = ", ".join(p for p in (policy, "self.retry(...) in the body") if p)
+                return (
+                    "broker-managed retries (celery): the broker re-queues the task; "
+                    "a task-to-workflow migration, not a step",
+                    policy,
+                )
+        if name in ("dramatiq.actor", "actor") and "dramatiq" in self.source_module.code:
+            policy = self.policy_of(call) if call else "dramatiq's defaults (max_retries=20)"
+            return (
+                "broker-managed retries (dramatiq actor): the broker re-queues the message; "
+                "a task-to-workflow migration, not a step",
+                policy,
+            )
+        return None
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.functions.append(node)
+        return True
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        self.functions.pop()
+        for decorator in original_node.decorators:
+            found = self.reason_for(decorator, original_node)
+            if found is not None:
+                reason, policy = found
+                self.record(original_node, "skipped", reason, policy=policy)
+                return self.annotated(updated_node, reason, policy)
+        return updated_node
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        """A client configured with ``retry_decorator=AWSRetry.<backoff>(...)``."""
+        if node.keyword is None or node.keyword.value != "retry_decorator":
+            return True
+        value = node.value
+        call = value if isinstance(value, cst.Call) else None
+        name = _dotted(call.func if call else value)
+        if "AWSRetry" in name and name.rsplit(".", 1)[-1] in _AWS_METHODS:
+            policy = self.policy_of(call) if call else "AWSRetry's defaults"
+            self.record(
+                node,
+                "skipped",
+                f"a client configured with retry_decorator={name}(...): AWSRetry retries "
+                "on AWS error codes read from the response, inside the client",
+                policy=policy,
+            )
+        return True
+
+
+__all__ = ["FrameworkRetryCodemod"]
