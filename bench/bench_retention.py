@@ -365,13 +365,17 @@ def child_probe(args: argparse.Namespace) -> dict[str, float]:
     marker = Path(args.marker)
     times: dict[str, list[float]] = {q.name: [] for q in queues}
     started = time.monotonic()
+    cycles: list[float] = []  # enqueue + claim + end, in ms
     while not marker.exists() and time.monotonic() - started < args.probe_seconds:
         for queue in queues:
+            cycle = time.perf_counter()
             times[queue.name].append(_claim_once(app, storage, queue, claimed, owner))
+            cycles.append((time.perf_counter() - cycle) * 1000)
     app.close()
     result = {"seconds": time.monotonic() - started}
     for name, values in times.items():
         result.update(_percentiles(f"claim_{name}", values))
+    result.update(_percentiles("cycle", cycles))
     return result
 
 
@@ -439,7 +443,7 @@ CHILDREN = {
 
 
 def _child_cmd(name: str, url: str, args: argparse.Namespace, *extra: str) -> list[str]:
-    return [PY, __file__, "--child", name, "--url", url, *extra, *_sizes(args)]
+    return [PY, __file__, "--child", name, "--url", url, *_sizes(args), *extra]  # extra wins
 
 
 def _last_json(stdout: str) -> dict[str, float]:
@@ -759,21 +763,28 @@ def part3(args: argparse.Namespace, console: Any, url: str | None = None) -> dic
         f"{before_rows[2] / 1e6:,.0f} -> {after_rows[2] / 1e6:,.0f} MB; load average "
         f"{load_before} / {load_start} / {load_end}"
     )
-    table = Table(title="claim latency (ms) before and during the pruning")
+    table = Table(
+        title="latency (ms) of the probe's calls before and during the pruning "
+        "(cycle: enqueue + claim + end)"
+    )
     for column in (
-        "queue",
+        "call",
         *(
             f"{when} {what}"
             for when in ("before", "during")
-            for what in ("claims", "p50", "p95", "max")
+            for what in ("calls", "p50", "p95", "max")
         ),
     ):
         table.add_column(column, justify="right")
-    for name in ("bench", "limited"):
-        row = [name]
+    for name, label in (
+        ("claim_bench", "claim, bench"),
+        ("claim_limited", "claim, limited"),
+        ("cycle", "cycle"),
+    ):
+        row = [label]
         for part in (baseline, during):
-            row += [f"{part[f'claim_{name}_n']:,.0f}"]
-            row += [f"{part[f'claim_{name}_{p}_ms']:.2f}" for p in ("p50", "p95", "max")]
+            row += [f"{part[f'{name}_n']:,.0f}"]
+            row += [f"{part[f'{name}_{p}_ms']:.2f}" for p in ("p50", "p95", "max")]
         table.add_row(*row)
     console.print(table)
     return result
