@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
@@ -39,6 +39,15 @@ class Predicate:
     reads: set[str]
     #: the test calls something that may act (not isinstance, getattr, len, str, ...)
     calls: bool = False
+    #: what the legacy handler did with an exception the test rejects, when it was more
+    #: than re-raising it (``raise DomainError(e)``, ``return ""``): run at the call site
+    reject: list[Any] | None = None
+    #: assignments before the test it reads (``code = e.getcode()``), substituted into it
+    derived: list[Any] = field(default_factory=list)
+    #: the test as the legacy code wrote it, reading the derived names
+    raw_test: str = ""
+    #: ``reject`` is an if/elif chain that tests again by itself (no guard needed)
+    reject_tests: bool = False
 
 
 def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any], bool]) -> bool:
@@ -54,6 +63,87 @@ def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any],
     if exc is not None and not (isinstance(exc, cst.Name) and exc.value == as_name):
         return False
     return all(is_log(s) for s in smalls[:-1])
+
+
+def gives_up(stmts: Sequence[Any], is_log: Callable[[Any], bool]) -> bool:
+    """The statements end the call at once with something of their own: log calls and
+    assignments, then ``raise Other(...)`` or ``return value`` (or an if/elif/else whose
+    every branch does)."""
+    if not stmts:
+        return False
+    for stmt in stmts[:-1]:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            return False
+        if not all(is_log(s) or isinstance(s, cst.Assign) for s in stmt.body):
+            return False
+    last = stmts[-1]
+    if isinstance(last, cst.If):
+        branch: cst.If | cst.Else | None = last
+        while isinstance(branch, cst.If):
+            if not gives_up(branch.body.body, is_log):
+                return False
+            branch = branch.orelse
+        return isinstance(branch, cst.Else) and gives_up(branch.body.body, is_log)
+    if not isinstance(last, cst.SimpleStatementLine):
+        return False
+    smalls = list(last.body)
+    if not isinstance(smalls[-1], cst.Raise | cst.Return):
+        return False
+    return all(is_log(s) or isinstance(s, cst.Assign) for s in smalls[:-1])
+
+
+def _chain(stmt: cst.If, is_log: Callable[[Any], bool]) -> list[cst.BaseExpression] | None:
+    """The tests of ``if a: <give up> elif b: <give up> ...`` (no else), else None."""
+    tests: list[cst.BaseExpression] = []
+    branch: cst.If | cst.Else | None = stmt
+    while isinstance(branch, cst.If):
+        if not gives_up(branch.body.body, is_log):
+            return None
+        tests.append(branch.test)
+        branch = branch.orelse
+    return tests if branch is None and len(tests) > 1 else None
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """``text`` (an expression) with each name of ``values`` replaced by its source,
+    parenthesised (``code == 404`` with ``code`` -> ``e.getcode()``)."""
+    if not values:
+        return text
+
+    class Replace(cst.CSTTransformer):
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            return False  # `e.code`: the attribute's name is not a variable
+
+        def leave_Attribute(
+            self, original_node: cst.Attribute, updated_node: cst.Attribute
+        ) -> cst.BaseExpression:
+            value = updated_node.value.visit(self)
+            assert isinstance(value, cst.BaseExpression)
+            return updated_node.with_changes(value=value)
+
+        def leave_Arg(self, original_node: cst.Arg, updated_node: cst.Arg) -> cst.Arg:
+            return updated_node.with_changes(keyword=original_node.keyword)
+
+        def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+            if original_node.value in values:
+                replacement = cst.parse_expression(values[original_node.value])
+                if isinstance(replacement, cst.Name | cst.Attribute | cst.Call):
+                    return replacement
+                return replacement.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            return updated_node
+
+    new = cst.parse_expression(text).visit(Replace())
+    assert isinstance(new, cst.BaseExpression)
+    return cst.Module(body=[]).code_for_node(new)
+
+
+def _counts(small: cst.BaseSmallStatement, counters: frozenset[str]) -> bool:
+    """``retries -= 1``: a counter update, which stays in the handler before the test."""
+    return (
+        isinstance(small, cst.AugAssign)
+        and isinstance(small.target, cst.Name)
+        and small.target.value in counters
+    )
 
 
 def _saves(small: cst.BaseSmallStatement, as_name: str | None) -> bool:
@@ -92,13 +182,28 @@ def _negated(test: cst.BaseExpression, code: Callable[[cst.CSTNode], str]) -> st
     return f"not ({code(test)})"
 
 
-def _reads_exception(test: cst.BaseExpression, as_name: str | None, code: Any) -> bool:
+def _reads_exception(
+    test: cst.BaseExpression, as_name: str | None, code: Any, derived: set[str] | None = None
+) -> bool:
     if as_name is None:
         return False
     try:
-        return as_name in ev.names(ev.parse(code(test)))
+        return bool({as_name, *(derived or ())} & ev.names(ev.parse(code(test))))
     except SyntaxError:
         return False
+
+
+def _derived(
+    small: cst.BaseSmallStatement, as_name: str | None, code: Callable[[cst.CSTNode], str]
+) -> bool:
+    """``code = e.getcode()``: one name set from the caught exception."""
+    return (
+        isinstance(small, cst.Assign)
+        and len(small.targets) == 1
+        and isinstance(small.targets[0].target, cst.Name)
+        and small.targets[0].target.value != as_name
+        and _reads_exception(small.value, as_name, code)
+    )
 
 
 def split_predicate(
@@ -114,43 +219,151 @@ def split_predicate(
     not retryable(e) or attempt == last: raise``) is split: the parts that do not read
     ``counters`` become the predicate, the counter parts stay in the handler.
 
-    Shapes (after any log calls): ``if <test>: raise`` (retry when the test is false);
-    ``if <test>: ... else: raise``, and ``if <test>: ... continue`` followed by
-    ``raise`` (retry when the test is true). ``(None, stmts)`` when the handler has
-    none of these shapes.
+    Shapes (after any log calls and ``name = <from the exception>``): ``if <test>: raise``
+    (retry when the test is false); ``if <test>: ... else: raise``, and ``if <test>: ...
+    continue`` followed by ``raise`` (retry when the test is true). The rejecting branch
+    may also raise another exception or return (``raise Domain(e)``, an ``if/elif`` chain
+    of those): the predicate's ``reject`` keeps it for the call site. ``(None, stmts)``
+    when the handler has none of these shapes.
     """
     stmts = list(stmts)
+    derived: dict[str, str] = {}
+    derived_stmts: list[Any] = []
     for index, stmt in enumerate(stmts):
         if isinstance(stmt, cst.SimpleStatementLine) and all(
-            is_log(s) or _saves(s, as_name) for s in stmt.body
+            is_log(s) or _saves(s, as_name) or _counts(s, counters) for s in stmt.body
         ):
-            continue  # log calls and `last_error = err` come before the test
-        if not isinstance(stmt, cst.If) or not _reads_exception(stmt.test, as_name, code):
+            continue  # log calls, `last_error = err`, `retries -= 1` come before the test
+        if (
+            isinstance(stmt, cst.SimpleStatementLine)
+            and len(stmt.body) == 1
+            and _derived(stmt.body[0], as_name, code)
+        ):
+            small = stmt.body[0]
+            assert isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Name)
+            derived[small.targets[0].target.value] = code(small.value)
+            derived_stmts.append(stmt)
+            counters = counters - {small.targets[0].target.value}
+            continue
+        if not isinstance(stmt, cst.If) or not _reads_exception(
+            stmt.test, as_name, code, set(derived)
+        ):
             return None, stmts
-        before, after = stmts[:index], stmts[index + 1 :]
+        before = [s for s in stmts[:index] if s not in derived_stmts]
+        after = stmts[index + 1 :]
         body = list(stmt.body.body)
         if getattr(stmt.test, "lpar", None):  # `if (a == b):` reads as `a == b`
             stmt = stmt.with_changes(test=stmt.test.with_changes(lpar=[], rpar=[]))
         orelse = stmt.orelse
-        if orelse is None and _reraises(body, as_name, is_log):
+        chain = _chain(stmt, is_log) if isinstance(orelse, cst.If) else None
+        else_body = list(orelse.body.body) if isinstance(orelse, cst.Else) else []
+
+        def rejects(
+            block: list[Any], counters: frozenset[str] = counters
+        ) -> list[Any] | bool | None:
+            """None: a plain re-raise; the block: it gives up its own way; False: neither."""
+            if _reraises(block, as_name, is_log):
+                return None
+            if gives_up(block, is_log) and not _reads(block, counters):
+                return block
+            return False
+
+        found: tuple[Predicate, list[Any]] | None = None
+        if orelse is None and (reject := rejects(body)) is not False:
+            # `if <test>: raise`: retried when the test is false
             mine, rest, moved = _split_bool(stmt.test, cst.Or, as_name, code, counters)
             if rest is None:
-                return _predicate(_negated(stmt.test, code), as_name), [*before, *after]
-            predicate = _predicate(f"not ({mine})", as_name)
-            _check_order(predicate, moved)
-            return predicate, [*before, stmt.with_changes(test=rest), *after]
-        if isinstance(orelse, cst.Else) and _reraises(orelse.body.body, as_name, is_log):
-            return _predicate(code(stmt.test), as_name), [*before, *body, *after]
-        if orelse is None and _reraises(after, as_name, is_log) and _ends_with_continue(body):
+                predicate = _predicate(_negated(stmt.test, code), as_name, reject)
+                found = predicate, [*before, *after]
+            elif not derived:
+                predicate = _predicate(f"not ({mine})", as_name, reject)
+                _check_order(predicate, moved)
+                return predicate, [*before, stmt.with_changes(test=rest), *after]
+        elif chain is not None and not _reads([stmt], counters):
+            tests = " or ".join(f"({code(t)})" for t in chain)
+            chained = _predicate(f"not ({tests})", as_name, [stmt])
+            chained.reject_tests = True
+            found = chained, [*before, *after]
+        elif else_body and (reject := rejects(else_body)) is not False:
+            # `if <test>: <retry> else: raise`: retried when the test is true
             mine, rest, moved = _split_bool(stmt.test, cst.And, as_name, code, counters)
             if rest is None:
-                return _predicate(code(stmt.test), as_name), [*before, *body]
-            predicate = _predicate(mine, as_name)
-            _check_order(predicate, moved)
-            counted = stmt.with_changes(test=rest)  # the counter test stays in the handler
-            return predicate, [*before, counted, *after]
-        return None, stmts
+                found = _predicate(code(stmt.test), as_name, reject), [*before, *body, *after]
+            elif not derived:
+                predicate = _predicate(mine, as_name, reject)
+                _check_order(predicate, moved)
+                return predicate, [*before, stmt.with_changes(test=rest), *after]
+        elif (
+            orelse is None and _ends_with_continue(body) and (reject := rejects(after)) is not False
+        ):
+            # `if <test>: ... continue` then `raise`
+            mine, rest, moved = _split_bool(stmt.test, cst.And, as_name, code, counters)
+            if rest is None:
+                found = _predicate(code(stmt.test), as_name, reject), [*before, *body]
+            elif not derived:
+                predicate = _predicate(mine, as_name, reject)
+                _check_order(predicate, moved)
+                counted = stmt.with_changes(test=rest)  # the counter test stays in the handler
+                return predicate, [*before, counted, *after]
+        if found is None:
+            return None, stmts
+        predicate, rest_stmts = found
+        if derived:
+            if _reads(rest_stmts, frozenset(derived)):
+                return None, stmts  # the retrying branch reads them too: simulated as is
+            predicate = _with_derived(predicate, derived, derived_stmts, as_name)
+        return predicate, rest_stmts
     return None, stmts
+
+
+def _reads(stmts: Sequence[Any], names: frozenset[str] | set[str]) -> bool:
+    found: set[str] = set()
+    for stmt in stmts:
+        found |= {n.value for n in _names(stmt)}
+    return bool(found & set(names))
+
+
+def _names(node: cst.CSTNode) -> list[cst.Name]:
+    out: list[cst.Name] = []
+
+    class Finder(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            node.value.visit(self)
+            return False
+
+        def visit_Name(self, node: cst.Name) -> None:
+            out.append(node)
+
+    node.visit(Finder())
+    return out
+
+
+def _with_derived(
+    predicate: Predicate,
+    derived: dict[str, str],
+    stmts: list[Any],
+    as_name: str | None,
+) -> Predicate:
+    """The predicate with the names set from the exception replaced by their source: in
+    place when used once or free of calls, else bound once by an inner lambda."""
+    text = predicate.test
+    tree = ev.parse(text)
+    inline: dict[str, str] = {}
+    bound: dict[str, str] = {}
+    for name, source in derived.items():
+        uses = sum(1 for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == name)
+        calls = any(isinstance(n, ast.Call) for n in ast.walk(ev.parse(source)))
+        (inline if uses <= 1 or not calls else bound)[name] = source
+    text = substitute(text, inline)
+    if bound:
+        names = ", ".join(bound)
+        values = ", ".join(substitute(v, inline) for v in bound.values())
+        text = f"(lambda {names}: {text})({values})"
+    result = _predicate(text, as_name, predicate.reject)
+    result.derived = list(stmts)
+    result.raw_test = predicate.raw_test
+    result.reject_tests = predicate.reject_tests
+    return result
 
 
 def _split_bool(
@@ -205,11 +418,13 @@ def _check_order(predicate: Predicate, moved: bool) -> None:
         )
 
 
-def _predicate(test: str, as_name: str | None) -> Predicate:
+def _predicate(test: str, as_name: str | None, reject: list[Any] | bool | None = None) -> Predicate:
     assert as_name is not None
     text = " ".join(test.split())
     try:
-        reads = ev.names(ev.parse(text)) - {as_name}
+        tree = ev.parse(text)
+        bound = {a.arg for n in ast.walk(tree) if isinstance(n, ast.Lambda) for a in n.args.args}
+        reads = ev.names(tree) - {as_name} - bound
     except SyntaxError:
         raise PredicateRefused(f"the retry decision `{text}` is not one expression") from None
     if any(isinstance(n, ast.NamedExpr | ast.Await) for n in ast.walk(ev.parse(text))):
@@ -218,7 +433,27 @@ def _predicate(test: str, as_name: str | None) -> Predicate:
         isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _PURE_CALLS)
         for n in ast.walk(ev.parse(text))
     )
-    return Predicate(f"lambda {as_name}: {text}", text, reads, calls)
+    kept = reject if isinstance(reject, list) else None
+    return Predicate(f"lambda {as_name}: {text}", text, reads, calls, kept, raw_test=text)
 
 
-__all__ = ["Predicate", "PredicateRefused", "split_predicate"]
+def negation_of(test: str) -> str:
+    """The source of ``not (test)``, written plainly (``x not in y`` for ``x in y``)."""
+    module = cst.Module(body=[])
+    return _negated(cst.parse_expression(test), module.code_for_node)
+
+
+def predicate_of(test: str, as_name: str) -> Predicate:
+    """A predicate built from a test the codemod wrote (a chain over several handlers)."""
+    return _predicate(test, as_name)
+
+
+__all__ = [
+    "Predicate",
+    "PredicateRefused",
+    "gives_up",
+    "negation_of",
+    "predicate_of",
+    "split_predicate",
+    "substitute",
+]

@@ -40,6 +40,14 @@ def _is_text(value: cst.BaseExpression) -> bool:
         return True
     if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Modulo):
         return _is_text(value.left)
+    if (  # a translated message: `_("...")`, `gettext("...")`
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Name)
+        and value.func.value in ("_", "gettext", "_LE", "_LW", "_LI")
+        and len(value.args) == 1
+        and _is_text(value.args[0].value)
+    ):
+        return True
     return (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
@@ -87,9 +95,16 @@ class _Outcome:
     capped: bool = False  # a min(...) bounds the delay: a cap is not a guess
     last_sleep: float = 0.0  # slept after the last failed attempt, before giving up
     #: calls the handler makes before each retry (before_retry), and after the last failure
-    repairs: list[cst.Expr] = field(default_factory=list)
-    last_repairs: list[cst.Expr] = field(default_factory=list)
+    repairs: list[Any] = field(default_factory=list)
+    last_repairs: list[Any] = field(default_factory=list)
     random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
+    #: ``sleep(<from the failure>)``: delay_from; whether every retry slept it, and
+    #: whether the handler slept it after the last failed attempt too
+    supplied: cst.BaseExpression | None = None
+    supplied_every: bool = True
+    supplied_last: bool = False
+    #: the counters' values when each repair ran, attempt after attempt (by node id)
+    repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
 
 
 class _Simulation:
@@ -121,8 +136,14 @@ class _Simulation:
         self.pending = 0.0
         self.jitter = False
         self.capped = False
-        self.repairs_now: list[cst.Expr] = []
-        self.repairs: list[cst.Expr] | None = None
+        self.repairs_now: list[Any] = []
+        self.repairs: list[Any] | None = None
+        self.repair_values: dict[int, list[dict[str, ev.Number]]] = {}
+        #: the sleep whose delay the failure supplies (`e.retry_after`), and whether the
+        #: handler slept it since the last attempt
+        self.supplied: cst.BaseExpression | None = None
+        self.supplied_now = False
+        self.supplied_every = True
         self.in_pre = False
         # delays read exactly, with a uniform draw of a fixed width (random_delay)
         self.pending_exact = 0.0
@@ -167,8 +188,12 @@ class _Simulation:
             if n > 1:
                 delays.append(self.pending)
                 self.exact_delays.append(self.pending_exact)
+                self.supplied_every = self.supplied_every and self.supplied_now
+                if self.supplied_now and self.pending:
+                    raise Skip("the handler sleeps a delay read from the failure and another one")
             self.pending = 0.0
             self.pending_exact = 0.0
+            self.supplied_now = False
             if n > 1:
                 # the calls made before this retry: the same before every retry
                 if self.repairs is None:
@@ -215,7 +240,68 @@ class _Simulation:
             list(self.repairs or []),
             list(self.repairs_now),
             width,
+            repair_values=self.repair_values,
+            supplied=self.supplied,
+            supplied_every=self.supplied_every,
+            supplied_last=self.supplied_now,
         )
+
+    def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
+        """Simple statements that build an error and raise it (``err = Wrapped(...);
+        err.cause = e; raise err from e``): the code run when attempts run out, as a
+        whole (not simulated: the error object it builds is no counter)."""
+        smalls: list[cst.BaseSmallStatement] = []
+        for stmt in stmts:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                return False
+            smalls.extend(stmt.body)
+        if len(smalls) < 2 or not isinstance(smalls[-1], cst.Raise):
+            return False
+        exc = smalls[-1].exc
+        if exc is None or (isinstance(exc, cst.Name) and exc.value in (self.as_name, self.saved)):
+            return False  # a re-raise: simulated as such
+        builds = [s for s in smalls[:-1] if not self.cm._is_log(s)]
+        if not builds or not all(isinstance(s, cst.Assign) for s in builds):
+            return False
+        code = self.cm.source_module.code_for_node
+        counters = set(self.env) - set(self.cm.constants)
+        for small in builds:
+            assert isinstance(small, cst.Assign)
+            for target in small.targets:
+                if isinstance(target.target, cst.Name) and target.target.value in counters:
+                    return False  # it sets a counter: simulated
+            if ev.names(ev.parse(code(small.value))) & counters:
+                return False
+        return True
+
+    def _repair(self, node: cst.CSTNode) -> None:
+        """Record work the handler does for the next attempt, with the counters' values."""
+        self.repairs_now.append(node)
+        self.repair_values.setdefault(id(node), []).append(dict(self.env))
+
+    def _conditional_repair(self, stmt: cst.If) -> bool:
+        """``if <test>: <calls>`` (elif/else alike) whose test reads no counter: the whole
+        statement is work for the next attempt, its test run in ``before_retry`` too."""
+        code = self.cm.source_module.code_for_node
+        branch: cst.If | cst.Else | None = stmt
+        while branch is not None:
+            if isinstance(branch, cst.If):
+                try:
+                    read = ev.names(ev.parse(code(branch.test)))
+                except SyntaxError:
+                    return False
+                if read & set(self.env) - set(self.cm.constants):
+                    return False
+            for inner in branch.body.body:
+                if not isinstance(inner, cst.SimpleStatementLine):
+                    return False
+                for small in inner.body:
+                    if not isinstance(small, cst.Expr) or not isinstance(small.value, cst.Call):
+                        return False
+                    if self.cm.is_sleep(small.value) is not None:
+                        return False
+            branch = branch.orelse if isinstance(branch, cst.If) else None
+        return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
@@ -241,6 +327,8 @@ class _Simulation:
     def _block(
         self, stmts: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
+        if in_handler and self._builds_its_error(stmts):
+            return _Exit("code", stmts)  # `err = Wrapped(...); err.cause = e; raise err`
         for stmt in stmts:
             result = self._statement(stmt, stmts, in_handler)
             if result is not None:
@@ -251,6 +339,9 @@ class _Simulation:
         self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
         code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If) and in_handler and self._conditional_repair(stmt):
+            self._repair(stmt)  # `if isinstance(e, Gone): self.pending.add(q)`: before_retry
+            return None
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))
             for name in _flags_in(test):
@@ -289,6 +380,14 @@ class _Simulation:
                     raise Skip("sleep is not a backoff: unusual sleep call")
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
+                read = ev.names(ev.parse(code(arg)))
+                if in_handler and read & ({self.as_name, self.saved} - {None}):
+                    # `sleep(e.retry_after)`: the failure supplies the delay (delay_from)
+                    if self.supplied not in (None, arg):
+                        raise Skip("the handler sleeps delays read from the failure in two places")
+                    self.supplied = arg
+                    self.supplied_now = True
+                    return None
                 split = ev.split_uniform(ev.parse(code(arg)))
                 jitter_before = self.jitter
                 delay = self._eval(arg, what, True)
@@ -304,9 +403,17 @@ class _Simulation:
             if self.cm._is_log(small):
                 return None
             if isinstance(small.value, cst.Call) and not self.in_pre:
-                self.repairs_now.append(small)  # work for the next attempt: before_retry
+                self._repair(small)  # work for the next attempt: before_retry
                 return None
             raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+        if (
+            isinstance(small, cst.Del)
+            and in_handler
+            and not self.in_pre
+            and all(isinstance(t.value, cst.Attribute) for t in _del_targets(small))
+        ):
+            self._repair(small)  # `del self.connection`: a repair, delattr() in before_retry
+            return None
         if isinstance(small, cst.Raise):
             exc = small.exc
             if exc is None and in_handler:
@@ -344,6 +451,24 @@ class _Simulation:
             self.env[name] = self._eval_source(expr, f"`{name}`")
             return None
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+def _small_statements_of(stmt: cst.If) -> list[cst.BaseSmallStatement]:
+    out: list[cst.BaseSmallStatement] = []
+    branch: cst.If | cst.Else | None = stmt
+    while branch is not None:
+        for inner in branch.body.body:
+            if isinstance(inner, cst.SimpleStatementLine):
+                out.extend(inner.body)
+        branch = branch.orelse if isinstance(branch, cst.If) else None
+    return out
+
+
+def _del_targets(small: cst.Del) -> list[cst.BaseElement]:
+    target = small.target
+    if isinstance(target, cst.Tuple):
+        return list(target.elements)
+    return [cst.Element(value=target)]
 
 
 _AUG_OPS: dict[type, str] = {

@@ -28,7 +28,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 import libcst as cst
 from libcst.codemod.visitors import AddImportsVisitor
@@ -46,11 +46,20 @@ from libcst.metadata import (
 from . import _evaluate as ev
 from ._base import DurableCodemod, is_docstring, module_constants
 from ._effects import unserializable_return
-from ._handlers import Predicate, PredicateRefused, split_predicate
+from ._handlers import (
+    Predicate,
+    PredicateRefused,
+    gives_up,
+    negation_of,
+    predicate_of,
+    split_predicate,
+    substitute,
+)
 from ._loop_shapes import (
     _accesses_within,
     _as_name,
     _assigned_names,
+    _ast_recursive_retry,
     _ast_retry_like,
     _attempt_body,
     _BodyFinder,
@@ -59,13 +68,16 @@ from ._loop_shapes import (
     _declared_global,
     _exits,
     _first_line,
+    _flow_reason,
     _following,
     _function_scopes,
     _is_counter_bump,
     _is_local,
     _is_none,
     _names_read_in,
+    _nested_try_reason,
     _private_name,
+    _recursive_retry,
     _reraises_only,
     _reraises_saved,
     _saved_exception,
@@ -78,6 +90,7 @@ from ._loop_shapes import (
     _walk_all,
     _walk_own,
     _within,
+    _without_final_break,
     loop_header,
 )
 from ._loop_simulation import (
@@ -95,6 +108,7 @@ from ._policy import (
     check_types,
     fit_delays,
     fit_linear,
+    looks_like_class,
 )
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
@@ -119,6 +133,10 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
+_SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
+#: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
+_WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
 
 @dataclass
@@ -145,6 +163,9 @@ class _Plan:
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
     nested: bool = False  # the step is defined in the function, before the loop
+    #: the call site's except clauses (types, as-name, body) when handlers give up their
+    #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
+    clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
 
 
 class RetryLoopCodemod(DurableCodemod):
@@ -169,6 +190,10 @@ class RetryLoopCodemod(DurableCodemod):
         for node in ast.walk(tree):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _ast_recursive_retry(
+                node
+            ):
+                return True
         return False
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
@@ -177,6 +202,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.constants: dict[str, ev.Number] = {}
         self.plans: dict[cst.CSTNode, _Plan] = {}
         self.function_plans: dict[cst.FunctionDef, _Plan] = {}
+        self.recursions: dict[cst.FunctionDef, str] = {}  # retries by calling itself
         self.remove_stmts: set[cst.CSTNode] = set()
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
@@ -194,6 +220,9 @@ class RetryLoopCodemod(DurableCodemod):
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        recursion = _recursive_retry(node, self.source_module.code_for_node)
+        if recursion is not None:
+            self.recursions[node] = recursion
         loops = list(_candidate_loops(node.body))
         if not loops:
             return True
@@ -266,6 +295,10 @@ class RetryLoopCodemod(DurableCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         plan = self.function_plans.get(original_node)
+        recursion = self.recursions.get(original_node)
+        if recursion is not None and plan is None:
+            self.record(original_node, "skipped", recursion)
+            return self.annotated(updated_node, recursion)
         if plan is None:
             return updated_node
         assert plan.policy is not None
@@ -347,6 +380,8 @@ class RetryLoopCodemod(DurableCodemod):
         tail = _success_tail(try_)  # the else block's work: after the step, not retried
         if not plan.needs_wrapper:
             return [cst.parse_statement(inner), *tail]
+        if plan.clauses:
+            return [self._clause_wrapper(plan, inner, tail)]
         handlers = []
         if plan.give_up:
             handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
@@ -396,6 +431,16 @@ class RetryLoopCodemod(DurableCodemod):
         if not isinstance(body, cst.IndentedBlock):
             raise Skip("the loop body is on one line")
         tries = [i for i, s in enumerate(body.body) if isinstance(s, cst.Try | cst.TryStar)]
+        if any(isinstance(n, cst.Yield) for n in _walk_own(body)):
+            first = body.body[tries[0]] if len(tries) == 1 else None
+            in_attempt = isinstance(first, cst.Try | cst.TryStar) and any(
+                isinstance(n, cst.Yield) for n in _walk_own(first.body)
+            )
+            if in_attempt:
+                raise Skip("the attempt body yields")
+            raise Skip("the loop yields (a generator): its retries cannot become a step")
+        if not tries:
+            raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
             raise Skip("the loop body has more than one try")
         index = tries[0]
@@ -408,15 +453,18 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
         if style is None:
-            raise Skip(
-                "the attempt's success does not leave the loop"
-                " (a success flag, or work after the try)"
-            )
+            engine = self._called_parameter(func, list(try_.body.body))
+            if engine is not None:
+                raise Skip(
+                    f"a retry engine: it retries `{engine}`, which its callers pass in:"
+                    " make the functions they pass steps instead"
+                )
+            raise Skip(_flow_reason(loop, body.body, index, code))
         if style == "return" and try_.orelse is not None:
             raise Skip("the try has an else block")
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
-            attempt_stmts = attempt_stmts[:-1]
+            attempt_stmts = _without_final_break(attempt_stmts)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
@@ -431,24 +479,22 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("no function scope")
         is_async = func.asynchronous is not None
 
-        # The exception handlers: which retry and which give up at once.
+        # The exception handlers, in order: which retry, which give up at once (re-raising,
+        # or with code of their own that the call site keeps).
         self._local_types = False
-        retry_handlers: list[cst.ExceptHandler] = []
+        self._per_type_delays: list[tuple[str, float]] = []
+        rules = self._handler_rules(try_, loop, scope)
+        retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
-        for handler in try_.handlers:
-            if _reraises_only(handler):
-                if handler.type is None:
-                    raise Skip("a bare except re-raises everything")
-                if not retry_handlers:  # after a retrying handler it adds nothing
-                    give_up.extend(self._types(handler.type, scope))
-                continue
-            retry_handlers.append(handler)
+        for h, kind in rules:
+            if kind == "retry":
+                break
+            if h.type is None:
+                raise Skip("a bare except re-raises everything")
+            give_up.extend(self._types(h.type, scope))
         if not retry_handlers:
             raise Skip("no handler retries")
         handler = retry_handlers[0]
-        for other in retry_handlers[1:]:
-            if code(other.body) != code(handler.body) or _as_name(other) != _as_name(handler):
-                raise Skip("two except handlers retry differently")
         retry_types: list[str] = []
         type_notes: list[str] = []
         for h in retry_handlers:
@@ -477,6 +523,7 @@ class RetryLoopCodemod(DurableCodemod):
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        self._check_carried(retry_handlers, attempt_stmts, state, as_name)
         stored = self._stored_in(scope, attempt_node)
         self._assigned_attributes = {
             code(t.target)
@@ -489,13 +536,12 @@ class RetryLoopCodemod(DurableCodemod):
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
         try:
-            predicate, handler_rest = split_predicate(
-                handler.body.body, as_name, code, self._is_log, frozenset(state)
-            )
-        except PredicateRefused as refused:
-            raise Skip(str(refused)) from None
+            predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         simulated = handler
         if predicate is not None:
+            state -= _assigned_names([s for p in predicates.values() for s in p.derived])
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
@@ -530,6 +576,9 @@ class RetryLoopCodemod(DurableCodemod):
                 if not self._runtime_value(need.what, scope, machinery_names, stored):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
+            except Skip as skip:
+                self._engine_or(skip, func, attempt_stmts)
+        self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
             raise Skip(
@@ -545,7 +594,10 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
+        supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
+        repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes]
@@ -619,18 +671,49 @@ class RetryLoopCodemod(DurableCodemod):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
-            exhaustion_reads = _names_read_in(wrapper_body)
+            # a message built in the block (`msg = _("...")`) is not a counter
+            exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        if self._last_repairs:
+            # the work the handler did after the last failed attempt: at the call site
+            if not needs_wrapper:
+                needs_wrapper = True
+                wrapper_body = [cst.parse_statement("raise\n")]
+            if as_name and as_name in _names_read_in(self._last_repairs):
+                wrapper_as = wrapper_as or as_name
+            wrapper_body = [*self._last_repairs, *wrapper_body]
+            exhaustion_reads |= _names_read_in(self._last_repairs)
+        clauses = self._give_up_clauses(
+            rules, predicates, needs_wrapper, wrapper_as or as_name, wrapper_body
+        )
+        if clauses:
+            needs_wrapper = True
+            for h, kind in rules:
+                read = _names_read_in([h.body]) & state if kind == "give_up" else set()
+                if read:
+                    shown = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown}` gives up reading the counter"
+                        f" `{sorted(read)[0]}`"
+                    )
+            for _, _, clause_body in clauses:
+                exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
+            set_by_attempt = sorted(exhaustion_reads & stored - state)
+            if set_by_attempt:
+                raise Skip(
+                    f"the code run when the step gives up reads `{set_by_attempt[0]}`,"
+                    " set by the attempt"
+                )
         if predicate is not None and needs_wrapper and predicate.calls:
             raise Skip(
                 f"the retry decision `{_first_line(predicate.test)}` calls code that the"
                 " code run when attempts run out would call once more"
             )
-        if predicate is not None and needs_wrapper:
+        if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
-            guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
+            guard = cst.parse_statement(f"if {negation_of(predicate.test)}:\n    raise\n")
             wrapper_body = [guard, *wrapper_body]
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]
@@ -662,6 +745,7 @@ class RetryLoopCodemod(DurableCodemod):
             nested=nested,
             counter=self._counter_read,
             bumps=bumps,
+            clauses=clauses,
         )
         if self._counter_read is not None:
             plan.notes.append(
@@ -670,6 +754,8 @@ class RetryLoopCodemod(DurableCodemod):
         if (
             style == "return"
             and exit_.kind == "reraise"
+            and not clauses
+            and not self._last_repairs
             and not nested
             and self._whole_function(func, loop, init_stmts, saved)
         ):
@@ -736,38 +822,222 @@ class RetryLoopCodemod(DurableCodemod):
         as_name: str | None,
         saved: str | None,
     ) -> list[str]:
-        """Calls the handler makes before each retry become ``before_retry``: they read
-        neither the counters nor the exception, nor a value the attempt sets."""
+        """The work the handler does before each retry (calls, ``del self.conn``, an ``if``
+        of those) becomes ``before_retry``: the exception it reads is ``state.exception``,
+        a counter ``state.attempt`` plus a constant. The same work done after the last
+        failed attempt moves to the call site (``self._last_repairs``)."""
+        self._last_repairs: list[cst.BaseStatement] = []
         if not outcome.repairs and not outcome.last_repairs:
             return []
         code = self.source_module.code_for_node
+        for node in outcome.last_repairs:
+            text = code(node)
+            read = _names_read_in([node])
+            if read & state:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" the counter `{sorted(read & state)[0]}`"
+                )
+            if read & stored:
+                raise Skip(
+                    f"the handler runs `{_first_line(text)}` once attempts run out, reading"
+                    f" `{sorted(read & stored)[0]}`, set by the attempt"
+                )
+            if isinstance(node, cst.BaseSmallStatement):
+                node = cst.SimpleStatementLine(
+                    body=[node.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)]
+                )
+            self._last_repairs.append(node)
         if not outcome.repairs:
-            first = code(outcome.last_repairs[0])
-            raise Skip(f"the handler runs `{_first_line(first)}` once attempts run out")
+            return []
         notes: list[str] = []
-        for call in outcome.repairs:
-            text = code(call.value)
-            if any(isinstance(n, cst.Await) for n in _walk_all(call)) or "await " in text:
+        rendered: list[str] = []
+        uses_state = False
+        for node in outcome.repairs:
+            text = code(node)
+            self._delay_helper(node)
+            if any(isinstance(n, cst.Await) for n in _walk_all(node)) or "await " in text:
                 raise Skip(f"the handler awaits `{_first_line(text)}` between attempts")
-            names = ev.names(ev.parse(text))
+            expression = self._repair_expression(node)
+            names = ev.names(ev.parse(expression))
+            values: dict[str, str] = {}
             for name in sorted(names):
-                if name in state or name in (as_name, saved):
-                    raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
-                if name in stored:
+                if name in (as_name, saved):
+                    values[name] = "state.exception"
+                elif name in state:
+                    values[name] = self._counter_from_attempt(outcome, node, name, text)
+                elif name in stored:
                     raise Skip(
                         f"the handler runs `{_first_line(text)}`, which reads `{name}`,"
                         " set by the attempt"
                     )
-                if _is_local(scope, name):
+                elif _is_local(scope, name):
                     self._local_types = True  # the hook reads the function's values
-        calls = [" ".join(code(c.value).split()) for c in outcome.repairs]
-        body = calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
-        policy.before_retry = f"lambda _state: {body}"
-        shown = ", ".join(f"`{c}`" for c in calls)
+            uses_state = uses_state or bool(values)
+            rendered.append(" ".join(substitute(expression, values).split()))
+        body = rendered[0] if len(rendered) == 1 else f"({', '.join(rendered)})"
+        policy.before_retry = f"lambda {'state' if uses_state else '_state'}: {body}"
+        shown = ", ".join(f"`{_first_line(code(n))}`" for n in outcome.repairs)
         notes.append(f"{shown} runs between attempts as before_retry")
-        if outcome.attempts is not None and outcome.last_repairs:
-            notes.append(f"{shown} also ran after the last failed attempt; it no longer does")
         return notes
+
+    def _delay_from(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        scope: Scope,
+        state: set[str],
+        stored: set[str],
+        as_name: str | None,
+        saved: str | None,
+    ) -> list[str]:
+        """``sleep(e.retry_after)``: the failure supplies the delay, ``delay_from`` (uncapped,
+        as the legacy sleep was)."""
+        if outcome.supplied is None:
+            return []
+        code = self.source_module.code_for_node
+        text = " ".join(code(outcome.supplied).split())
+        if not outcome.supplied_every:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, before some retries")
+        if policy.initial_delay or policy.increment or policy.random_delay or policy.jitter:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, and another delay")
+        param = as_name or "exc"
+        for name in sorted(ev.names(ev.parse(text))):
+            if name in state:
+                raise Skip(f"the delay `{text}`, read from the failure, reads the counter `{name}`")
+            if name in stored:
+                raise Skip(f"the delay `{text}` reads `{name}`, set by the attempt")
+            if name not in (as_name, saved) and _is_local(scope, name):
+                self._local_types = True
+        if saved and saved != param:
+            text = substitute(text, {saved: param})
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.max_delay = math.inf  # the legacy sleep had no cap
+        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        if outcome.supplied_last and outcome.attempts is not None:
+            notes.append(
+                f"the legacy code slept `{text}` after its last failed attempt;"
+                " the step gives up at once"
+            )
+        return notes
+
+    def _type_delays(self, outcome: _Outcome, policy: Policy, as_name: str | None) -> list[str]:
+        """Clauses that wait different constant delays: ``delay_from`` picks the delay of
+        the clause the failure would have met."""
+        if not self._per_type_delays:
+            return []
+        if outcome.supplied is not None or policy.delay_from is not None:
+            raise Skip("the handlers wait a delay read from the failure and constant ones")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.sources.get("initial_delay")
+        ):
+            raise Skip("the handlers retry differently: delays that change with the attempt")
+        param = as_name or "exc"
+        *firsts, (_, last) = self._per_type_delays
+        text = f"{_num_text(last)}"
+        for types, delay in reversed(firsts):
+            text = f"{_num_text(delay)} if isinstance({param}, {types}) else {text}"
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.initial_delay = 0.0
+        policy.max_delay = math.inf
+        shown = ", ".join(f"{_num_text(d)}s after `{t}`" for t, d in self._per_type_delays)
+        notes = [f"the clauses wait different delays ({shown}): delay_from picks it"]
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
+            notes.append(
+                "the legacy code slept once more after its last failed attempt;"
+                " the step gives up at once"
+            )
+            outcome.last_sleep = 0.0  # said here, with the delay of the clause that met it
+        return notes
+
+    def _check_small_counts(
+        self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
+    ) -> None:
+        """A run-time count of 0 or 1 must end the loop the way larger ones do: ``if attempt
+        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy."""
+        code = self.source_module.code_for_node
+        for name, value in symbols.items():
+            if isinstance(value, bool):
+                continue
+            for small in (0, 1):
+                try:
+                    probe = simulate({**symbols, name: small})
+                except Skip:
+                    continue  # a loop that never runs: the count-below-1 note says it
+                same = probe.exit.kind == outcome.exit.kind and [
+                    id(s) for s in probe.exit.block
+                ] == [id(s) for s in outcome.exit.block]
+                if same:
+                    continue
+
+                def said(exit_: _Exit) -> str:
+                    if exit_.kind == "reraise":
+                        return "re-raises the exception"
+                    if exit_.kind == "fallthrough":
+                        return "falls through to the code after the loop"
+                    last = exit_.block[-1] if exit_.block else None
+                    return f"runs `{_first_line(code(last))}`" if last is not None else "ends"
+
+                raise Skip(
+                    f"what happens when attempts run out depends on `{name}`: when it is"
+                    f" {small} the loop {said(probe.exit)}, else it {said(outcome.exit)}"
+                )
+
+    def _repair_expression(self, node: cst.CSTNode) -> str:
+        """A repair as one expression: the call; ``delattr(obj, "name")`` for ``del
+        obj.name``; ``(a() if test else b())`` for an if statement."""
+        code = self.source_module.code_for_node
+        if isinstance(node, cst.Expr):
+            return code(node.value)
+        if isinstance(node, cst.Del):
+            target = node.target
+            elements = target.elements if isinstance(target, cst.Tuple) else [cst.Element(target)]
+            parts = []
+            for element in elements:
+                attr = element.value
+                assert isinstance(attr, cst.Attribute)
+                parts.append(f"delattr({code(attr.value)}, {attr.attr.value!r})")
+            return parts[0] if len(parts) == 1 else f"({', '.join(parts)})"
+        if isinstance(node, cst.If):
+
+            def calls_of(suite: cst.BaseSuite) -> str:
+                calls = [
+                    code(small.value)
+                    for inner in suite.body
+                    if isinstance(inner, cst.SimpleStatementLine)
+                    for small in inner.body
+                    if isinstance(small, cst.Expr)
+                ]
+                return calls[0] if len(calls) == 1 else f"({', '.join(calls)})"
+
+            then = calls_of(node.body)
+            orelse = "None"
+            if isinstance(node.orelse, cst.If):
+                orelse = self._repair_expression(node.orelse)
+            elif isinstance(node.orelse, cst.Else):
+                orelse = calls_of(node.orelse.body)
+            return f"({then} if {code(node.test)} else {orelse})"
+        raise Skip(f"the handler runs `{_first_line(code(node))}` between attempts")
+
+    def _counter_from_attempt(
+        self, outcome: _Outcome, node: cst.CSTNode, name: str, text: str
+    ) -> str:
+        """``attempt`` read by a repair: ``state.attempt + c`` when it was the failed
+        attempt's number plus a constant every time."""
+        seen = [v.get(name) for v in outcome.repair_values.get(id(node), [])]
+        numbers = [v for v in seen if v is not None]
+        offsets = {v - n for n, v in enumerate(numbers, start=1)}
+        if len(seen) < 2 or len(numbers) != len(seen) or len(offsets) != 1:
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        offset = offsets.pop()
+        if not float(offset).is_integer():
+            raise Skip(f"the handler runs `{_first_line(text)}`, which reads `{name}`")
+        c = int(offset)
+        return "state.attempt" + (f" + {c}" if c > 0 else f" - {-c}" if c < 0 else "")
 
     def _check_predicate(
         self, predicate: Predicate, scope: Scope, state: set[str], stored: set[str]
@@ -781,6 +1051,423 @@ class RetryLoopCodemod(DurableCodemod):
                 raise Skip(f"the retry decision reads `{name}`, set by the attempt")
             if _is_local(scope, name):
                 self._local_types = True
+
+    # ------------------------------------------------------------- handlers
+    def _handler_rules(
+        self, try_: cst.Try, loop: cst.For | cst.While, scope: Scope
+    ) -> list[tuple[cst.ExceptHandler, str]]:
+        """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
+        ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
+        code = self.source_module.code_for_node
+        self._check_retry_object(try_, loop)
+        if isinstance(loop, cst.For):
+            self._range_header(loop, scope)  # `for retry in (False, True)`: said first
+        rules: list[tuple[cst.ExceptHandler, str]] = []
+        for h in try_.handlers:
+            shown = code(h.type) if h.type is not None else "a bare except"
+            finder = _BodyFinder()
+            h.body.visit(finder)
+            if finder.asks_user:
+                raise Skip(
+                    f"the handler for `{shown}` asks for user input between attempts"
+                    " (never a durable step)"
+                )
+            if _reraises_only(h):
+                rules.append((h, "reraise"))
+            elif gives_up(h.body.body, self._is_log):
+                rules.append((h, "give_up"))
+            else:
+                rules.append((h, "retry"))
+        return rules
+
+    def _check_retry_object(self, try_: cst.Try, loop: cst.For | cst.While) -> None:
+        """``for retry in RetryManager(...)``: handlers that report to the loop's object
+        (``retry.error = err``) leave the policy to it."""
+        if not isinstance(loop, cst.For) or not isinstance(loop.target, cst.Name):
+            return
+        name = loop.target.value
+        code = self.source_module.code_for_node
+        told: list[str] = []
+        gives_back = False
+        for h in try_.handlers:
+            for node in _walk_all(h.body):
+                target = getattr(node, "target", None)
+                if (
+                    isinstance(node, cst.AssignTarget | cst.AugAssign)
+                    and isinstance(target, cst.Attribute)
+                    and isinstance(target.value, cst.Name)
+                    and target.value.value == name
+                ):
+                    told.append(code(target))
+                    gives_back = gives_back or (
+                        isinstance(node, cst.AugAssign)
+                        and isinstance(node.operator, cst.SubtractAssign)
+                    )
+        if not told:
+            return
+        reason = (
+            f"a retry object drives the loop (`for {name} in {_first_line(code(loop.iter))}`):"
+            f" the handlers report to it (`{told[0]} = ...`) and it decides attempts and delays"
+        )
+        if gives_back:
+            reason += (
+                f"; `{name}.attempt -= 1` gives an attempt back when work progressed"
+                " (a budget reset by progress)"
+            )
+        raise Skip(reason)
+
+    def _engine_or(
+        self, skip: Skip, func: cst.FunctionDef, attempt_stmts: Sequence[cst.CSTNode]
+    ) -> NoReturn:
+        """Re-raise ``skip``, said as a retry engine's when the attempt calls a callable
+        its callers pass in (``func(*args)``): that is the first thing to know."""
+        called = self._called_parameter(func, attempt_stmts)
+        if called is None:
+            raise skip
+        raise Skip(
+            f"a retry engine: it retries `{called}`, which its callers pass in: make"
+            f" the functions they pass steps instead ({skip})"
+        ) from None
+
+    def _check_carried(
+        self,
+        handlers: list[cst.ExceptHandler],
+        attempt_stmts: Sequence[cst.CSTNode],
+        state: set[str],
+        as_name: str | None,
+    ) -> None:
+        """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
+        hands state to the next attempt: a step's attempts are all the same call."""
+        code = self.source_module.code_for_node
+        read: set[str] = set()
+        for stmt in attempt_stmts:
+            try:
+                tree = ast.parse(textwrap.dedent(code(stmt)))
+            except SyntaxError:
+                return
+            read |= {
+                n.id
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
+        for h in handlers:
+            for node in _walk_all(h.body):
+                if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
+                    continue
+                target = node.target
+                targets = (
+                    [e.value for e in target.elements]
+                    if isinstance(target, cst.Tuple | cst.List)
+                    else [target]
+                )
+                for t in targets:
+                    if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
+                        continue
+                    if t.value in read:
+                        raise Skip(
+                            f"the handler changes `{t.value}`, which the next attempt reads"
+                            " (state carried into the next attempt)"
+                        )
+
+    def _delay_helper(self, node: cst.CSTNode) -> None:
+        """A call that waits in a helper (``_backoff(attempt, retry_after)``): its delay
+        law is not in the loop, and as a hook it would sleep outside a durable timer."""
+        code = self.source_module.code_for_node
+        for sub in _walk_all(node):
+            if not isinstance(sub, cst.Call):
+                continue
+            func = sub.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else None
+            if isinstance(func, cst.Name):
+                name = func.value
+            if name is None or not _WAITS.search(name):
+                continue
+            origin = sorted(self.qualified(func))
+            where = ""
+            if origin and "." in origin[0] and not origin[0].startswith("<"):
+                where = f" (from `{origin[0].rsplit('.', 1)[0]}`)"
+            raise Skip(
+                f"the handler waits in `{_first_line(code(sub))}`{where}, whose delay law is"
+                " not in the loop: as a hook it would sleep outside the durable timer"
+            )
+
+    def _split_handlers(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        state: set[str],
+        as_name: str | None,
+    ) -> tuple[Predicate | None, list[Any], dict[cst.ExceptHandler, Predicate]]:
+        """The retrying handlers' tests on the exception, joined in the handlers' order into
+        one ``retry_if`` (a give-up handler between them rejects its exceptions); the rest
+        of the first retrying handler, which every other must repeat (log calls aside)."""
+        code = self.source_module.code_for_node
+        predicates: dict[cst.ExceptHandler, Predicate] = {}
+        rests: dict[cst.ExceptHandler, list[Any]] = {}
+        for h, kind in rules:
+            if kind != "retry":
+                continue
+            try:
+                found, rest = split_predicate(
+                    h.body.body, _as_name(h), code, self._is_log, frozenset(state)
+                )
+            except PredicateRefused as refused:
+                raise Skip(str(refused)) from None
+            if found is not None:
+                predicates[h] = found
+            rests[h] = rest
+        retrying = [h for h, kind in rules if kind == "retry"]
+        first = retrying[0]
+
+        def work(h: cst.ExceptHandler) -> list[str]:
+            return [
+                " ".join(code(s.with_changes(leading_lines=[])).split())
+                for s in rests[h]
+                if not (
+                    isinstance(s, cst.SimpleStatementLine) and all(self._is_log(x) for x in s.body)
+                )
+            ]
+
+        self._per_type_delays = self._delays_by_type(retrying, rests, work)
+        for other in retrying[1:]:
+            mine, theirs = work(first), work(other)
+            if self._per_type_delays:
+                mine, theirs = self._masked(mine), self._masked(theirs)
+            named = _as_name(other) != _as_name(first) and any(
+                n in _names_read_in(rests[h])
+                for h, n in ((first, _as_name(first)), (other, _as_name(other)))
+                if n
+            )
+            if mine == theirs and not named:
+                continue
+            index = next(
+                (i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                min(len(mine), len(theirs)),
+            )
+
+            def shown(stmts: list[str], index: int = index) -> str:
+                return f"`{_first_line(stmts[index])}`" if index < len(stmts) else "nothing"
+
+            pair = [code(h.type) if h.type is not None else "a bare except" for h in (first, other)]
+            for h in (first, other):
+                last = rests[h][-1] if rests[h] else None
+                small = last.body[-1] if isinstance(last, cst.SimpleStatementLine) else None
+                if (
+                    isinstance(small, cst.Expr)
+                    and isinstance(small.value, cst.Call)
+                    and not self._is_log(small)
+                    and self.is_sleep(small.value) is None
+                ):
+                    shown_type = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown_type}` calls"
+                        f" `{_first_line(code(small.value.func))}(...)` and then tries again at"
+                        " once: if that call ends the program it gives up, which the codemod"
+                        " cannot tell"
+                    )
+            if named and mine == theirs:
+                raise Skip(
+                    f"the handlers for `{pair[0]}` and `{pair[1]}` name the exception"
+                    " differently and use it"
+                )
+            raise Skip(
+                f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
+                f" {shown(mine)} / {shown(theirs)}"
+            )
+        param = as_name or next(
+            (p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()), "exc"
+        )
+        terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
+        started = False
+        for h, kind in rules:
+            started = started or kind == "retry"
+            if not started:
+                continue  # give_up_on
+            types = code(h.type) if h.type is not None else None
+            if kind != "retry":
+                decision = "False"
+            elif h in predicates:
+                own = _as_name(h)
+                decision = predicates[h].test
+                if own and own != param:
+                    decision = substitute(decision, {own: param})
+            else:
+                decision = "True"
+            terms.append((types, decision, kind == "retry"))
+        while terms and not terms[-1][2]:
+            terms.pop()  # give-up handlers after the last retrying one: not in retry_on
+        popped = False
+        while terms and terms[-1][1] == "True":
+            terms.pop()
+            popped = True
+        if not terms:
+            return None, rests[first], predicates
+
+        def paren(text: str) -> str:
+            return (
+                text if re.fullmatch(r"[\w.]+(\(.*\))?", text) and "," not in text else f"({text})"
+            )
+
+        acc: str | None = None
+        for index in range(len(terms) - 1, -1, -1):
+            types, decision, _ = terms[index]
+            if acc is None and not popped:
+                acc = decision  # the last retrying handler: whatever reaches it is its type
+                continue
+            guard = f"isinstance({param}, {types})" if types is not None else "True"
+            if acc is None or acc == "True":
+                acc = {"True": "True", "False": f"not {guard}"}.get(
+                    decision, f"not {guard} or {paren(decision)}"
+                )
+            elif decision == "True":
+                acc = f"{guard} or {paren(acc)}"
+            elif decision == "False":
+                acc = f"not {guard} and {paren(acc)}"
+            else:
+                acc = f"{paren(decision)} if {guard} else {paren(acc)}"
+        if acc is None or acc == "True":
+            return None, rests[first], predicates
+        try:
+            combined = predicate_of(acc, param)
+        except PredicateRefused as refused:
+            raise Skip(str(refused)) from None
+        combined.calls = any(p.calls for p in predicates.values()) or combined.calls
+        return combined, rests[first], predicates
+
+    @staticmethod
+    def _masked(lines: list[str]) -> list[str]:
+        return [_SLEEP_LINE.sub("<sleep>", line) for line in lines]
+
+    def _delays_by_type(
+        self,
+        retrying: list[cst.ExceptHandler],
+        rests: dict[cst.ExceptHandler, list[Any]],
+        work: Any,
+    ) -> list[tuple[str, float]]:
+        """Retrying clauses that differ only in a constant sleep (``except Busy:
+        sleep(5)``, ``except ConnectionError: sleep(1)``): each type's delay, in order."""
+        if len(retrying) < 2 or any(h.type is None for h in retrying):
+            return []
+        code = self.source_module.code_for_node
+        delays: list[tuple[str, float]] = []
+        for h in retrying:
+            found: list[float] = []
+            for stmt in rests[h]:
+                if not isinstance(stmt, cst.SimpleStatementLine):
+                    continue
+                for small in stmt.body:
+                    if not isinstance(small, cst.Expr):
+                        continue
+                    call = self.is_sleep(small.value)
+                    if call is None or len(call.args) != 1:
+                        continue
+                    try:
+                        value = ev.evaluate(ev.parse(code(call.args[0].value)), self.constants)
+                    except (ev.Unknown, SyntaxError):
+                        return []
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        return []
+                    found.append(float(value))
+            if len(found) != 1:
+                return []
+            assert h.type is not None
+            delays.append((code(h.type), found[0]))
+        if len({d for _, d in delays}) == 1:
+            return []  # the same delay: nothing to tell apart
+        masked = {tuple(self._masked(work(h))) for h in retrying}
+        return delays if len(masked) == 1 else []
+
+    def _give_up_clauses(
+        self,
+        rules: list[tuple[cst.ExceptHandler, str]],
+        predicates: dict[cst.ExceptHandler, Predicate],
+        needs_wrapper: bool,
+        exhaustion_as: str | None,
+        exhaustion: list[Any],
+    ) -> list[tuple[str | None, str | None, list[Any]]]:
+        """The call site's except clauses, in the legacy order, when a handler gives up its
+        own way (``raise Domain(e)``, ``return ""``): the step raises such exceptions at
+        once and the clause does what the handler did. ``[]`` when none does."""
+        own = any(kind == "give_up" for _, kind in rules) or any(
+            p.reject is not None for p in predicates.values()
+        )
+        if not own:
+            return []
+        code = self.source_module.code_for_node
+        reraise = cst.parse_statement("raise\n")
+        if not needs_wrapper:
+            exhaustion = [reraise]
+        elif not exhaustion:
+            exhaustion = [cst.SimpleStatementLine([cst.Pass()])]
+        exhaustion_reads = _names_read_in(exhaustion)
+        clauses: list[tuple[str | None, str | None, list[Any]]] = []
+        for h, kind in rules:
+            types = code(h.type) if h.type is not None else None
+            own_as = _as_name(h)
+            if kind == "reraise":
+                body: list[Any] = [reraise]
+                own_as = None
+            elif kind == "give_up":
+                body = list(h.body.body)
+            else:
+                body = []
+                found = predicates.get(h)
+                rendered_exhaustion = "".join(code(s) for s in exhaustion)
+                if found is not None and not (
+                    not found.derived
+                    and found.reject is not None
+                    and "".join(code(s) for s in found.reject) == rendered_exhaustion
+                ):  # (a rejected exception meets the same code as attempts running out)
+                    reject = found.reject if found.reject is not None else [reraise]
+                    if found.reject_tests:
+                        body = [*found.derived, *reject]  # `if a: raise A elif b: raise B`
+                    else:
+                        guard = cst.If(
+                            test=cst.parse_expression(negation_of(found.raw_test)),
+                            body=cst.IndentedBlock(body=reject),
+                        )
+                        body = [*found.derived, guard]
+                if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
+                    if own_as is not None:
+                        raise Skip(
+                            "the handlers name the exception differently"
+                            " and the code run when attempts run out reads it"
+                        )
+                    own_as = exhaustion_as
+                body = [*body, *exhaustion]
+            rendered = "".join(code(s) for s in body)
+            if clauses and types is not None:
+                last_types, last_as, last_body = clauses[-1]
+                joinable = last_types is not None and all(
+                    looks_like_class(t) for t in (last_types, types)
+                )
+                if (
+                    joinable
+                    and last_types is not None
+                    and last_as == own_as
+                    and "".join(code(s) for s in last_body) == rendered
+                ):
+                    joined = last_types.strip("()") + ", " + types.strip("()")
+                    clauses[-1] = (f"({joined})", own_as, last_body)
+                    continue
+            clauses.append((types, own_as, body))
+        return clauses
+
+    def _clause_wrapper(self, plan: _Plan, inner: str, tail: list[Any]) -> cst.Try:
+        """``try: <call the step> except ...:`` with the legacy handlers' give-up code."""
+        handlers = [
+            cst.ExceptHandler(
+                body=cst.IndentedBlock(body=body or [cst.SimpleStatementLine([cst.Pass()])]),
+                type=cst.parse_expression(types) if types is not None else None,
+                name=cst.AsName(name=cst.Name(as_)) if as_ else None,
+            )
+            for types, as_, body in plan.clauses
+        ]
+        wrapper = cst.Try(
+            body=cst.IndentedBlock(body=[cst.parse_statement(inner)]), handlers=handlers
+        )
+        if tail:
+            wrapper = wrapper.with_changes(orelse=cst.Else(body=cst.IndentedBlock(body=tail)))
+        return wrapper
 
     def _types(self, expr: cst.BaseExpression, scope: Scope) -> list[str]:
         elements = (
@@ -1310,6 +1997,10 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _num_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _expression_of(field_name: str, name: str, values: list[Any]) -> str:

@@ -1014,105 +1014,27 @@ class Executor:
     def run_transaction(
         self, run: Run, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Run a transaction step: its writes and its checkpoint commit together."""
+        """Run a transaction step: its writes and its checkpoint commit together.
+
+        On the state store, the writes and the step's record commit in one
+        transaction. On an app database apart from it, the writes and an outputs
+        row commit in one app-database transaction and the checkpoint follows
+        (held back like a step's): a run that finds the outputs row (after a crash
+        between the two commits, or a takeover) uses it instead of running the
+        body again, and two runs racing on the same step cannot both commit: the
+        outputs row's key refuses the second, which rolls back.
+        """
         replayed, value, state = self._begin(run, step.name)
         if replayed:
             return value
+        target: _TransactionTarget
         if self.app_db is not None:
-            return self._run_app_transaction(run, step, state, args, kwargs)
-        outages = 0
-        while True:
-            run.wait_until(state.wait_until)
-            token = _step_var.set(self._info(run, step, state))
-            try:
-                tel = telemetry.active
-                span = tel.transaction_span(run, step, state) if tel else telemetry.NO_SPAN
-                with span, self.storage.transaction() as conn:
-                    result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
-                    try:
-                        output = self.serializer.dumps(result)
-                    except (TypeError, ValueError) as exc:
-                        raise SerializationError(
-                            f"transaction {step.name!r} (step {state.number} of workflow "
-                            f"{run.workflow_id!r}) returned a value that cannot be serialized: "
-                            f"{exc}"
-                        ) from exc
-                    params = self._params(run, step.name, state, "succeeded", output=output)
-                    if not self.storage.record_step_in(conn, params):
-                        raise _Refused
-            except _Refused:
-                run.interrupt("it was cancelled or taken over by another process", lost=True)
-                run.check()
-            except SerializationError as exc:
-                self._checkpoint(
-                    run,
-                    self._params(
-                        run,
-                        step.name,
-                        state,
-                        "failed",
-                        error=json.dumps(error_info(exc, "")),
-                    ),
-                )
-                raise
-            except DatabaseUnavailableError as lost:
-                # Not a failed attempt: wait for the database, then see whether the
-                # commit went through unacknowledged before running the body again.
-                outages += 1
-                self._wait_out_outage(run, outages)
-                committed = self._committed_output(run, state.number, step.name)
-                if committed is not None:
-                    return self._load(run, committed)
-                if outages >= LOST_CONNECTION_LIMIT:  # the transaction itself loses it
-                    done, value = self._after_failure(run, step, state, _lost_again(step, lost))
-                    if done:
-                        return value
-                    outages = 0
-                continue
-            except _HookFailed as failed:
-                error = json.dumps(error_info(failed.error, traceback.format_exc()))
-                self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
-                raise failed.error from None
-            except _Rejected as rejected:
-                done, value = self._after_failure(run, step, state, None, rejected.result)
-                if done:
-                    return value
-                continue
-            except Exception as exc:
-                done, value = self._after_failure(run, step, state, exc)
-                if done:
-                    return value
-                continue
-            finally:
-                _step_var.reset(token)
-            return self.serializer.loads(output)
-
-    # -- transactions on an app database apart from the state store --
-
-    def _run_app_transaction(
-        self,
-        run: Run,
-        step: StepDef,
-        state: _Attempt,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        """A transaction step whose writes go to the app database.
-
-        Its writes and its outputs row commit in one app-database transaction;
-        the checkpoint in the state store follows (held back like a step's). A
-        run that finds the outputs row (after a crash between the two commits,
-        or a takeover) uses it instead of running the body again, and two runs
-        racing on the same step cannot both commit: the outputs row's key refuses
-        the second, which rolls back.
-        """
-        app_db = self.app_db
-        assert app_db is not None
-        store_id = self.wait_for_database(run, self.storage.store_id)
-        wf_key = self._workflow_key(run)
-        committed = self._app_output(run, store_id, wf_key, state.number)
-        if committed is not None:
-            return self._record_app_output(run, step, state, committed)
+            target = _AppDatabaseTarget(self, run, step, state)
+            committed = target.committed()
+            if committed is not None:
+                return target.result(committed)
+        else:
+            target = _StateStoreTarget(self, run, step, state)
         outages = 0
         while True:
             run.wait_until(state.wait_until)
@@ -1120,7 +1042,7 @@ class Executor:
             tel = telemetry.active
             span = tel.transaction_span(run, step, state) if tel else telemetry.NO_SPAN
             try:
-                with span, app_db.transaction() as conn:
+                with span, target.transaction() as conn:
                     result = reject_in_transaction(step.policy, step.fn(conn, *args, **kwargs))
                     try:
                         output = self.serializer.dumps(result)
@@ -1130,30 +1052,25 @@ class Executor:
                             f"{run.workflow_id!r}) returned a value that cannot be serialized: "
                             f"{exc}"
                         ) from exc
-                    run.check()  # cancelled meanwhile: roll back rather than commit
-                    if not app_db.insert_output(
-                        conn, store_id, wf_key, state.number, run.workflow_id, output
-                    ):
-                        raise _Refused  # another run of this step committed: ours rolls back
+                    if not target.seal(conn, output):
+                        raise _Refused
             except _Refused:
-                committed = self._app_output(run, store_id, wf_key, state.number)
+                committed = target.refused()
                 if committed is None:  # its commit was rolled back after all: try again
                     continue
-                return self._record_app_output(run, step, state, committed)
+                return target.result(committed)
             except SerializationError as exc:
-                self._checkpoint(
-                    run,
-                    self._params(
-                        run, step.name, state, "failed", error=json.dumps(error_info(exc, ""))
-                    ),
-                )
+                error = json.dumps(error_info(exc, ""))
+                self._checkpoint(run, self._params(run, step.name, state, "failed", error=error))
                 raise
             except DatabaseUnavailableError as lost:
+                # Not a failed attempt: wait for the database, then see whether the
+                # commit went through unacknowledged before running the body again.
                 outages += 1
                 self._wait_out_outage(run, outages)
-                committed = self._app_output(run, store_id, wf_key, state.number)
+                committed = target.committed()
                 if committed is not None:
-                    return self._record_app_output(run, step, state, committed)
+                    return target.result(committed)
                 if outages >= LOST_CONNECTION_LIMIT:  # the transaction itself loses it
                     done, value = self._after_failure(run, step, state, _lost_again(step, lost))
                     if done:
@@ -1176,7 +1093,7 @@ class Executor:
                 continue
             finally:
                 _step_var.reset(token)
-            return self._record_app_output(run, step, state, output)
+            return target.result(output)
 
     def _workflow_key(self, run: Run) -> int:
         if run.wf_key is None:
@@ -1476,3 +1393,92 @@ def active_run() -> Run | None:
     if _step_var.get() is not None:
         return None
     return _run_var.get()
+
+
+class _TransactionTarget:
+    """Where a transaction step commits its writes, and how its commit is proven.
+
+    :meth:`Executor.run_transaction` runs the one attempt loop; a target says
+    which database the body's connection belongs to, what commits with the
+    writes (the step's record, or an outputs row), and how to find a commit
+    made by a run whose answer was lost.
+    """
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def seal(self, conn: Any, output: str) -> bool:
+        """Write the proof of commit in ``conn``; ``False``: refused (roll back)."""
+        raise NotImplementedError
+
+    def committed(self) -> str | None:
+        """The output of this step if some run committed it, else ``None``."""
+        raise NotImplementedError
+
+    def refused(self) -> str | None:
+        """After :meth:`seal` refused: the output another run committed, or ``None``
+        to try again."""
+        raise NotImplementedError
+
+    def result(self, output: str) -> Any:
+        """The step's value once ``output`` is committed."""
+        raise NotImplementedError
+
+
+class _StateStoreTarget(_TransactionTarget):
+    """The writes and the step's record commit in one state-store transaction."""
+
+    def __init__(self, ex: Executor, run: Run, step: StepDef, state: _Attempt) -> None:
+        self.ex, self.run, self.step, self.state = ex, run, step, state
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self.ex.storage.transaction()
+
+    def seal(self, conn: Any, output: str) -> bool:
+        params = self.ex._params(self.run, self.step.name, self.state, "succeeded", output=output)
+        return self.ex.storage.record_step_in(conn, params)
+
+    def committed(self) -> str | None:
+        record = self.ex._committed_output(self.run, self.state.number, self.step.name)
+        if record is None:
+            return None
+        return record.output if record.output is not None else self.ex.serializer.dumps(None)
+
+    def refused(self) -> str | None:
+        # The record was refused: the workflow was cancelled or another process owns it.
+        self.run.interrupt("it was cancelled or taken over by another process", lost=True)
+        self.run.check()  # raises
+        return None
+
+    def result(self, output: str) -> Any:
+        return self.ex.serializer.loads(output)
+
+
+class _AppDatabaseTarget(_TransactionTarget):
+    """The writes and an outputs row commit in one app-database transaction; the
+    checkpoint in the state store follows, held back like a step's."""
+
+    def __init__(self, ex: Executor, run: Run, step: StepDef, state: _Attempt) -> None:
+        assert ex.app_db is not None
+        self.ex, self.run, self.step, self.state = ex, run, step, state
+        self.app_db: AppDatabase = ex.app_db
+        self.store_id: str = ex.wait_for_database(run, ex.storage.store_id)
+        self.wf_key = ex._workflow_key(run)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self.app_db.transaction()
+
+    def seal(self, conn: Any, output: str) -> bool:
+        self.run.check()  # cancelled meanwhile: roll back rather than commit
+        return self.app_db.insert_output(
+            conn, self.store_id, self.wf_key, self.state.number, self.run.workflow_id, output
+        )
+
+    def committed(self) -> str | None:
+        return self.ex._app_output(self.run, self.store_id, self.wf_key, self.state.number)
+
+    def refused(self) -> str | None:
+        return self.committed()  # another run of this step committed: ours rolled back
+
+    def result(self, output: str) -> Any:
+        return self.ex._record_app_output(self.run, self.step, self.state, output)
