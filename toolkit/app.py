@@ -691,7 +691,9 @@ class Durable:
 
         Only ``succeeded``, ``failed`` and ``cancelled`` workflows are deleted
         (``status`` narrows it to some of them), in batches of ``batch_size``,
-        one short transaction each. ``dry_run`` deletes nothing and returns what
+        one short transaction each (on SQLite, with a rest between batches as long
+        as two batches took, so that running workers still get the write lock).
+        ``dry_run`` deletes nothing and returns what
         would be deleted. A deleted workflow's id may be used again by ``start``
         or ``enqueue``: it starts a new workflow.
         """
@@ -706,7 +708,11 @@ class Durable:
             policy = dict.fromkeys(statuses, parse_duration(older_than, "older_than"))
         else:
             policy = {s: self.retention[s] for s in statuses if s in self.retention}
-        return prune_finished(self.storage, policy, dry_run=dry_run, batch_size=batch_size)
+        storage = self.storage
+        # SQLite has one writer at a time: back-to-back batches would starve a running
+        # worker's checkpoints, so rest between them as a worker's own pruner does.
+        rest = _rest if storage.backend == "SQLite" else None
+        return prune_finished(storage, policy, dry_run=dry_run, batch_size=batch_size, pause=rest)
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow that has not finished: it runs no further step.
@@ -823,3 +829,9 @@ def _step_wrapper(sd: StepDef) -> Any:
 
     wrapper.__durable_step__ = sd  # type: ignore[attr-defined]
     return wrapper
+
+
+def _rest(seconds: float) -> bool:
+    """Pause between two prune batches (never asks to stop)."""
+    time.sleep(seconds)
+    return False
