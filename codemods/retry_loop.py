@@ -74,13 +74,16 @@ from ._loop_shapes import (
     _is_counter_bump,
     _is_local,
     _is_none,
+    _last_small_is,
     _names_read_in,
     _nested_try_reason,
     _private_name,
+    _read_in,
     _recursive_retry,
     _reraises_only,
     _reraises_saved,
     _saved_exception,
+    _set_only_by_last,
     _small_statements,
     _spacing,
     _success_style,
@@ -520,7 +523,10 @@ class RetryLoopCodemod(DurableCodemod):
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
-        self._check_carried(retry_handlers, attempt_stmts, state, as_name)
+        # the saved exception (`result = e`) that the attempt only assigns is its result
+        # when attempts run out, not state for the next attempt
+        only_set = {saved} if saved and not _read_in(saved, attempt_stmts) else set()
+        self._check_carried(retry_handlers, attempt_stmts, state | only_set, as_name)
         stored = self._stored_in(scope, attempt_node)
         self._assigned_attributes = {
             code(t.target)
@@ -530,6 +536,7 @@ class RetryLoopCodemod(DurableCodemod):
         }
 
         inits, init_stmts = self._initial_values(loop, state, saved)
+        const_stmts = self._local_constants(loop, state, scope, attempt_node, inits)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
         predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
@@ -635,6 +642,7 @@ class RetryLoopCodemod(DurableCodemod):
         needs_wrapper = False
         wrapper_as: str | None = None
         exhaustion_reads: set[str] = set()
+        final_attempt: cst.BaseStatement | None = None
         if exit_.kind == "fallthrough":
             else_body: list[Any] = (
                 list(loop.orelse.body.body) if isinstance(loop.orelse, cst.Else) else []
@@ -651,6 +659,11 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(f"when attempts run out the code after the loop reads `{name}`")
                 if following and _reraises_saved(following[0], saved):
                     exit_ = _Exit("reraise")
+                elif following and self._is_final_attempt(following[0], attempt_stmts):
+                    # `return call()` once more after the loop: one more attempt
+                    self._final_attempt(policy, outcome, notes)
+                    exit_ = _Exit("reraise")
+                    final_attempt = following[0]
                 else:
                     needs_wrapper = True
                     exhaustion_reads = _names_read_in(following)
@@ -658,6 +671,19 @@ class RetryLoopCodemod(DurableCodemod):
                 needs_wrapper = True
                 wrapper_body = else_body
                 exhaustion_reads = _names_read_in(else_body)
+            elif not else_body and style == "break":
+                # the code after the loop runs after a success and when attempts ran out,
+                # with the values the attempts left: the step's last error is caught where
+                # the loop was, so it runs the same (`created = None` before the loop is
+                # the fallback value)
+                left = self._read_outside(scope, loop, stored) - {saved}
+                for name in sorted(left):
+                    if not _set_only_by_last(name, attempt_stmts):
+                        raise Skip(
+                            "when attempts run out the code after the loop reads"
+                            f" `{name}`, which a failed attempt may have set"
+                        )
+                needs_wrapper = True
             else:
                 raise Skip("when attempts run out the loop falls through to the code after it")
             if needs_wrapper and saved:
@@ -746,7 +772,7 @@ class RetryLoopCodemod(DurableCodemod):
             and not clauses
             and not self._last_repairs
             and not nested
-            and self._whole_function(func, loop, init_stmts, saved)
+            and self._whole_function(func, loop, init_stmts, saved, const_stmts)
         ):
             plan.whole_function = True
             self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=False)
@@ -778,6 +804,16 @@ class RetryLoopCodemod(DurableCodemod):
             )
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
+        # a constant only the loop read goes with it; one the code kept at the call site
+        # reads (`f"failed after {max_retries} attempts"`) stays
+        kept_reads = _names_read_in([*wrapper_body, *tail])
+        for stmt in const_stmts:
+            small = stmt.body[0]
+            assert isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Name)
+            if small.targets[0].target.value not in kept_reads:
+                self.remove_stmts.add(stmt)
+        if final_attempt is not None:
+            self.remove_stmts.add(final_attempt)
         return plan
 
     def _called_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
@@ -1622,12 +1658,99 @@ class RetryLoopCodemod(DurableCodemod):
         initial, factor, cap, increment = self._fit(outcome)
         return outcome.attempts, initial, factor, cap, increment
 
+    def _local_constants(
+        self,
+        loop: cst.For | cst.While,
+        state: set[str],
+        scope: Scope,
+        attempt_node: cst.CSTNode,
+        inits: list[tuple[str, cst.BaseExpression]],
+    ) -> list[cst.SimpleStatementLine]:
+        """``retries = 4`` before the loop, in its block, never assigned again and read only
+        by the loop's machinery (its header, its handler): a number, like a module
+        constant (added to ``inits``); the statements, which go with the loop."""
+        out: list[cst.SimpleStatementLine] = []
+        loop_range, attempt_range = self._range(loop), self._range(attempt_node)
+        for stmt in self._block_of(loop):
+            if stmt is loop:
+                break
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not (
+                isinstance(small, cst.Assign)
+                and len(small.targets) == 1
+                and isinstance(small.targets[0].target, cst.Name)
+                and isinstance(small.value, cst.Integer | cst.Float)
+            ):
+                continue
+            name = small.targets[0].target.value
+            if name in state or len(scope.assignments[name]) != 1:
+                continue
+            readers = [self._range(a.node) for a in scope.accesses[name]]
+            if not readers or not all(
+                _within(r, loop_range) and not _within(r, attempt_range) for r in readers
+            ):
+                continue
+            inits.append((name, small.value))
+            out.append(stmt)
+        return out
+
+    def _is_final_attempt(self, stmt: cst.BaseStatement, attempt: Sequence[cst.CSTNode]) -> bool:
+        """``return <call>`` after the loop, the same code as the attempt's only statement."""
+        code = self.source_module.code_for_node
+        if len(attempt) != 1 or not _last_small_is(stmt, cst.Return):
+            return False
+        only = attempt[0]
+        if not isinstance(only, cst.SimpleStatementLine) or not isinstance(
+            stmt, cst.SimpleStatementLine
+        ):
+            return False
+        if len(only.body) != 1 or len(stmt.body) != 1:
+            return False
+        mine, theirs = only.body[0], stmt.body[0]
+        return (
+            isinstance(mine, cst.Return)
+            and isinstance(theirs, cst.Return)
+            and mine.value is not None
+            and theirs.value is not None
+            and code(mine.value) == code(theirs.value)
+        )
+
+    def _final_attempt(self, policy: Policy, outcome: _Outcome, notes: list[str]) -> None:
+        """The attempt after the loop is one more attempt of the step: the wait before it
+        must be the policy's next delay."""
+        if outcome.attempts is None or policy.max_attempts is None:
+            raise Skip("a final attempt after a loop without end")
+        if outcome.repairs or self._last_repairs or outcome.jitter or outcome.random_delay:
+            raise Skip("the final attempt after the loop follows work the policy cannot repeat")
+        n = outcome.attempts
+        expected = policy.initial_delay * policy.backoff ** (n - 1) + policy.increment * (n - 1)
+        if policy.max_delay is not None:
+            expected = min(expected, policy.max_delay)
+        if n > 1 and policy.initial_delay == 0:
+            expected = 0.0
+        if abs(outcome.last_sleep - expected) > 1e-9 and not (n == 1 and outcome.last_sleep >= 0):
+            raise Skip(
+                f"the wait before the final attempt after the loop ({outcome.last_sleep:g}s)"
+                " is not the policy's next delay"
+            )
+        if n == 1 and outcome.last_sleep > 0:
+            policy.initial_delay = outcome.last_sleep
+        policy.max_attempts += 1
+        if "max_attempts" in policy.sources:
+            policy.sources["max_attempts"] = f"{policy.sources['max_attempts']} + 1"
+        notes[:] = [n for n in notes if not n.startswith("the legacy code slept")]
+        notes.append("the unguarded attempt after the loop is the step's last attempt")
+        self._last_summary = policy.summary()
+
     def _whole_function(
         self,
         func: cst.FunctionDef,
         loop: cst.CSTNode,
         init_stmts: dict[str, cst.SimpleStatementLine],
         saved: str | None,
+        const_stmts: Sequence[cst.SimpleStatementLine] = (),
     ) -> bool:
         body = list(func.body.body)
         if loop not in body:
@@ -1638,7 +1761,7 @@ class RetryLoopCodemod(DurableCodemod):
         before = body[:index]
         if before and is_docstring(before[0]):
             before = before[1:]
-        inits = set(init_stmts.values())
+        inits = set(init_stmts.values()) | set(const_stmts)
         return all(stmt in inits for stmt in before)
 
     def _remove_inits(
