@@ -371,12 +371,16 @@ def _is_counter_bump(stmt: cst.CSTNode) -> bool:
     )
 
 
-def _attempt_body(loop: cst.For | cst.While, style: str, skip: int = 0) -> list[Any]:
+def _attempt_body(
+    loop: cst.For | cst.While, style: str, skip: int = 0, flag: bool = False
+) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
-    counter updates that open the try."""
+    counter updates that open the try (nor the final ``success = True`` with ``flag``)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
     stmts: list[Any] = list(try_.body.body)[skip:]
+    if flag:
+        stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
     if not stmts:

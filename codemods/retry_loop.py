@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import (
     CodeRange,
@@ -164,6 +165,10 @@ class _Plan:
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
     nested: bool = False  # the step is defined in the function, before the loop
+    #: ``success = True`` ending the attempt (a success flag the ``while`` test reads), and
+    #: whether the code after the loop reads it (then it is set after the step)
+    success_flag: str | None = None
+    flag_read_after: bool = False
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
@@ -273,7 +278,7 @@ class RetryLoopCodemod(DurableCodemod):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(updated, plan.style, plan.bumps)
+        attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
         func = self._step_function(plan, attempt_body)
         replacement = self._call_site(plan, updated)
         if plan.nested:
@@ -379,6 +384,8 @@ class RetryLoopCodemod(DurableCodemod):
             inner = f"{call}\n"
         try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
         tail = _success_tail(try_)  # the else block's work: after the step, not retried
+        if plan.flag_read_after:  # the success flag, for the code after the loop
+            tail = [cst.parse_statement(f"{plan.success_flag} = True\n"), *tail]
         if not plan.needs_wrapper:
             return [cst.parse_statement(inner), *tail]
         if plan.clauses:
@@ -453,6 +460,19 @@ class RetryLoopCodemod(DurableCodemod):
         if try_.finalbody is not None:
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
+        sim_loop: cst.For | cst.While = loop
+        func_scope = self.get_metadata(ScopeProvider, func.body, None)
+        success_flag = (
+            self._success_flag_shape(loop, try_, pre, post, func_scope)
+            if isinstance(func_scope, FunctionScope)
+            else None
+        )
+        if style is None and success_flag is not None:
+            # `while not success and n < N:` whose attempt ends with `success = True`: a
+            # `break` there, the loop test without the flag
+            style = "break"
+            assert isinstance(loop, cst.While)
+            sim_loop = loop.with_changes(test=success_flag[1])
         if style is None:
             engine = self._called_parameter(func, list(try_.body.body))
             if engine is not None:
@@ -466,6 +486,8 @@ class RetryLoopCodemod(DurableCodemod):
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
             attempt_stmts = _without_final_break(attempt_stmts)
+        if success_flag is not None:
+            attempt_stmts = attempt_stmts[:-1] or [cst.SimpleStatementLine([cst.Pass()])]
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
@@ -528,6 +550,8 @@ class RetryLoopCodemod(DurableCodemod):
         only_set = {saved} if saved and not _read_in(saved, attempt_stmts) else set()
         self._check_carried(retry_handlers, attempt_stmts, state | only_set, as_name)
         stored = self._stored_in(scope, attempt_node)
+        if success_flag is not None:
+            stored.discard(success_flag[0])  # set after the step, at the call site
         self._assigned_attributes = {
             code(t.target)
             for t in _walk_all(attempt_node)
@@ -548,7 +572,7 @@ class RetryLoopCodemod(DurableCodemod):
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
 
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
-            sim = _Simulation(self, loop, pre, simulated, post, as_name, saved, inits, symbols)
+            sim = _Simulation(self, sim_loop, pre, simulated, post, as_name, saved, inits, symbols)
             return sim.run()
 
         # Values known only at run time (a parameter, ``self.retries``) become symbols.
@@ -759,9 +783,12 @@ class RetryLoopCodemod(DurableCodemod):
             wrapper_body=wrapper_body,
             nested=nested,
             counter=self._counter_read,
+            success_flag=success_flag[0] if success_flag else None,
             bumps=bumps,
             clauses=clauses,
         )
+        if success_flag is not None:
+            plan.flag_read_after = self._flag_read_after(success_flag[0], scope, loop)
         if self._counter_read is not None:
             plan.notes.append(
                 f"`{self._counter_read[0]}` is read from toolkit.current_step().attempt"
@@ -1657,6 +1684,94 @@ class RetryLoopCodemod(DurableCodemod):
     def _fields(self, outcome: _Outcome) -> tuple[Any, Any, Any, Any, Any]:
         initial, factor, cap, increment = self._fit(outcome)
         return outcome.attempts, initial, factor, cap, increment
+
+    def _success_flag_shape(
+        self,
+        loop: cst.For | cst.While,
+        try_: cst.Try,
+        pre: Sequence[cst.BaseStatement],
+        post: Sequence[cst.BaseStatement],
+        scope: Scope,
+    ) -> tuple[str, cst.BaseExpression] | None:
+        """``while not success and <rest>:`` whose try ends with ``success = True``, the
+        flag set nowhere else but ``success = False`` before the loop and read in the loop
+        only by its test: the flag's name and ``<rest>``."""
+        if not isinstance(loop, cst.While) or try_.orelse is not None:
+            return None
+        test = loop.test
+        if not isinstance(test, cst.BooleanOperation) or not isinstance(test.operator, cst.And):
+            return None
+        name: str | None = None
+        rest: cst.BaseExpression | None = None
+        for side, other in ((test.left, test.right), (test.right, test.left)):
+            if (
+                isinstance(side, cst.UnaryOperation)
+                and isinstance(side.operator, cst.Not)
+                and isinstance(side.expression, cst.Name)
+            ):
+                name, rest = side.expression.value, other
+                break
+        if name is None or rest is None:
+            return None
+        stmts = list(try_.body.body)
+        if len(stmts) < 2 or not m.matches(
+            stmts[-1],
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(target=m.Name(name))], value=m.Name("True"))]
+            ),
+        ):
+            return None
+        if name in _names_read_in([*stmts[:-1], *pre, *post, *try_.handlers]):
+            return None
+        if name in _names_read_in([cst.Expr(rest)]):
+            return None
+        loop_range = self._range(loop)
+        nodes: list[cst.CSTNode] = []
+        for assignment in scope.assignments[name]:
+            node = getattr(assignment, "node", None)
+            if not isinstance(node, cst.CSTNode):
+                return None
+            nodes.append(node)
+        inside = [n for n in nodes if _within(self._range(n), loop_range)]
+        before = [n for n in nodes if not _within(self._range(n), loop_range)]
+        if len(inside) != 1 or len(before) != 1:
+            return None
+        init = next(
+            (
+                stmt
+                for stmt in self._block_of(loop)
+                if m.matches(
+                    stmt,
+                    m.SimpleStatementLine(
+                        body=[
+                            m.Assign(
+                                targets=[m.AssignTarget(target=m.Name(name))],
+                                value=m.Name("False"),
+                            )
+                        ]
+                    ),
+                )
+            ),
+            None,
+        )
+        if init is None or not _within(self._range(before[0]), self._range(init)):
+            return None
+        return name, rest
+
+    def _flag_read_after(self, name: str, scope: Scope, loop: cst.CSTNode) -> bool:
+        """The code after the loop reads the success flag (else its ``= False`` goes)."""
+        loop_range = self._range(loop)
+        read = any(not _within(self._range(a.node), loop_range) for a in scope.accesses[name])
+        if not read:
+            for stmt in self._block_of(loop):
+                if m.matches(
+                    stmt,
+                    m.SimpleStatementLine(
+                        body=[m.Assign(targets=[m.AssignTarget(target=m.Name(name))])]
+                    ),
+                ):
+                    self.remove_stmts.add(stmt)
+        return read
 
     def _local_constants(
         self,

@@ -200,6 +200,50 @@ case(
     lambda ns, dep: ns["download"](dep, "/u"),
 )
 
+case(
+    "success_flag_read_after_the_loop",
+    """
+    import time
+
+    def send(dep, payload):
+        success = False
+        attempts = 0
+        while not success and attempts < 4:
+            attempts += 1
+            try:
+                response = dep.call(payload)
+                success = True
+            except ConnectionError as exc:
+                print("could not call the hook", exc)
+                time.sleep(2)
+        if not success:
+            raise RuntimeError("hook failed")
+        return response
+    """,
+    lambda ns, dep: ns["send"](dep, "p"),
+)
+case(
+    "success_flag_errors_swallowed_sleep_at_the_top",
+    """
+    import time
+
+    def send(dep, payload):
+        success = False
+        attempts = 0
+        while not success and attempts <= 3:
+            if attempts:
+                time.sleep(1)
+            attempts += 1
+            try:
+                dep.call(payload)
+                success = True
+            except ConnectionError as exc:
+                print("could not call the hook", exc)
+        return "done"
+    """,
+    lambda ns, dep: ns["send"](dep, "p"),
+)
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rewritten_flow_behaves_the_same(name: str, sleeps: list[float]) -> None:

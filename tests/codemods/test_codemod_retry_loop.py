@@ -1691,9 +1691,10 @@ def send(hook, payload):
         attempts += 1
         try:
             hook.post(payload)
-            success = True
         except OSError as exc:
             print("could not call the hook", exc)
+        else:
+            success = True
 """
         self.assertUnchanged(
             before,
@@ -2072,3 +2073,81 @@ def download(fetch, url):
         self.assertEqual([s.action for s in sites], ["rewritten"], sites)
         self.assertIn("    max_retries = 3\n", code)
         self.assertIn("max_attempts=3,", code)
+
+    def test_success_flag_becomes_a_step(self) -> None:
+        before = """\
+import time
+
+
+def send(hook, payload):
+    success = False
+    attempts = 0
+    while not success and attempts < 4:
+        attempts += 1
+        try:
+            response = hook.post(payload)
+            success = True
+        except OSError:
+            time.sleep(2)
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _post_step(hook, payload):
+    response = hook.post(payload)
+    return response
+
+
+def send(hook, payload):
+    success = False
+    try:
+        response = _post_step(hook, payload)
+    except OSError:
+        pass
+    else:
+        success = True
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        self.assertCodemod(before, after)
+
+    def test_success_flag_with_a_value_a_failed_attempt_may_set(self) -> None:
+        before = """\
+import time
+
+
+def send(hook, payload):
+    success = False
+    attempts = 0
+    while not success and attempts < 4:
+        attempts += 1
+        try:
+            response = hook.post(payload)
+            response.raise_for_status()
+            success = True
+        except OSError:
+            time.sleep(2)
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "when attempts run out the code after the loop reads `response`, which a"
+                " failed attempt may have set"
+            ],
+        )
