@@ -46,6 +46,8 @@ class Predicate:
     derived: list[Any] = field(default_factory=list)
     #: the test as the legacy code wrote it, reading the derived names
     raw_test: str = ""
+    #: ``reject`` is an if/elif chain that tests again by itself (no guard needed)
+    reject_tests: bool = False
 
 
 def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any], bool]) -> bool:
@@ -247,6 +249,17 @@ def split_predicate(
             stmt.test, as_name, code, set(derived)
         ):
             return None, stmts
+        # only the names the test reads are the predicate's; other assignments from the
+        # exception (`error = str(err)`) stay in the handler, run as they were
+        used = ev.names(ev.parse(code(stmt.test)))
+        derived = {k: v for k, v in derived.items() if k in used}
+        derived_stmts = [
+            d
+            for d in derived_stmts
+            if isinstance(d.body[0], cst.Assign)
+            and isinstance(d.body[0].targets[0].target, cst.Name)
+            and d.body[0].targets[0].target.value in derived
+        ]
         before = [s for s in stmts[:index] if s not in derived_stmts]
         after = stmts[index + 1 :]
         body = list(stmt.body.body)
@@ -279,7 +292,9 @@ def split_predicate(
                 return predicate, [*before, stmt.with_changes(test=rest), *after]
         elif chain is not None and not _reads([stmt], counters):
             tests = " or ".join(f"({code(t)})" for t in chain)
-            found = _predicate(f"not ({tests})", as_name, [stmt]), [*before, *after]
+            chained = _predicate(f"not ({tests})", as_name, [stmt])
+            chained.reject_tests = True
+            found = chained, [*before, *after]
         elif else_body and (reject := rejects(else_body)) is not False:
             # `if <test>: <retry> else: raise`: retried when the test is true
             mine, rest, moved = _split_bool(stmt.test, cst.And, as_name, code, counters)
@@ -358,6 +373,7 @@ def _with_derived(
     result = _predicate(text, as_name, predicate.reject)
     result.derived = list(stmts)
     result.raw_test = predicate.raw_test
+    result.reject_tests = predicate.reject_tests
     return result
 
 

@@ -122,6 +122,8 @@ class Policy:
             delay += f" plus up to {self.random_delay:g}s at random"
         if self.jitter:
             delay += " with jitter"
+        if self.delay_from and delay == "no delay":
+            delay = "the delay the failure supplies"
         parts.append(delay)
         if self.max_elapsed is not None:
             parts.append(f"within {src.get('max_elapsed') or _secs(self.max_elapsed)}")
@@ -132,6 +134,8 @@ class Policy:
             parts.append("if " + self.retry_if.split(":", 1)[-1].strip())
         if self.retry_on_result:
             parts.append("on results " + self.retry_on_result)
+        if self.delay_from:
+            parts.append("delay from " + self.delay_from.split(":", 1)[-1].strip())
         if self.before_retry:
             parts.append("between attempts " + self.before_retry)
         if self.on_give_up:

@@ -28,7 +28,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 import libcst as cst
 import libcst.matchers as m
@@ -114,6 +114,7 @@ from ._policy import (
     fit_linear,
     looks_like_class,
 )
+from ._small_values import check_small_values
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
 _PROBE, _PROBES = 6, (7, 12)
@@ -137,6 +138,10 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: context managers that re-raise the handled exception unless told not to (oslo)
+_RERAISER = re.compile(r"save_and_reraise")
+#: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
+_SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
 _WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
@@ -505,7 +510,8 @@ class RetryLoopCodemod(DurableCodemod):
         # The exception handlers, in order: which retry, which give up at once (re-raising,
         # or with code of their own that the call site keeps).
         self._local_types = False
-        rules = self._handler_rules(try_, loop)
+        self._per_type_delays: list[tuple[str, float]] = []
+        rules = self._handler_rules(try_, loop, scope)
         retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
         for h, kind in rules:
@@ -542,6 +548,10 @@ class RetryLoopCodemod(DurableCodemod):
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
             state.discard(saved)
+        # `error = str(err)`: a value of the failure kept for the code after the loop
+        kept = self._kept_from_failure(handler, as_name, saved, state, attempt_stmts)
+        kept_names = _assigned_names(kept)
+        state -= kept_names
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
@@ -563,13 +573,20 @@ class RetryLoopCodemod(DurableCodemod):
         const_stmts = self._local_constants(loop, state, scope, attempt_node, inits)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
-        predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        try:
+            predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         simulated = handler
         if predicate is not None:
             state -= _assigned_names([s for p in predicates.values() for s in p.derived])
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
+        if kept:
+            rest = [s for s in simulated.body.body if not any(s is k for k in kept)]
+            rest = rest or [cst.SimpleStatementLine([cst.Pass()])]
+            simulated = simulated.with_changes(body=simulated.body.with_changes(body=rest))
 
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
             sim = _Simulation(self, sim_loop, pre, simulated, post, as_name, saved, inits, symbols)
@@ -602,13 +619,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
-                called = self._called_parameter(func, attempt_stmts)
-                if called is None:
-                    raise
-                raise Skip(
-                    f"a retry engine: it retries `{called}`, which its callers pass in: make"
-                    f" the functions they pass steps instead ({skip})"
-                ) from None
+                self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
@@ -625,7 +636,10 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
+        supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
+        repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes]
@@ -722,6 +736,33 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        # the predicate's `code = e.getcode()` read after the loop: the same as `kept`
+        derived_after = [s for p in predicates.values() for s in p.derived]
+        if derived_after:
+            derived_names = _assigned_names(derived_after)
+            following_reads = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                following_reads |= _names_read_in(list(loop.orelse.body.body))
+            if following_reads & derived_names:
+                own = predicates.get(handler)
+                if own is None or _assigned_names(own.derived) != derived_names:
+                    name = sorted(following_reads & derived_names)[0]
+                    raise Skip(f"the code after the loop reads `{name}`, set by the handlers")
+                kept = [*kept, *(d for d in own.derived if not any(d is k for k in kept))]
+                kept_names |= derived_names
+        if kept:
+            after_loop = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                after_loop |= _names_read_in(list(loop.orelse.body.body))
+            if after_loop & kept_names and style == "break":
+                name = sorted(after_loop & kept_names)[0]
+                raise Skip(
+                    f"the code after the loop reads `{name}`, kept from a failure"
+                    " before a later attempt succeeded"
+                )
+            if after_loop & kept_names and needs_wrapper:
+                wrapper_as = wrapper_as or as_name
+                wrapper_body = [*kept, *wrapper_body]
         if self._last_repairs:
             # the work the handler did after the last failed attempt: at the call site
             if not needs_wrapper:
@@ -736,6 +777,14 @@ class RetryLoopCodemod(DurableCodemod):
         )
         if clauses:
             needs_wrapper = True
+            for h, kind in rules:
+                read = _names_read_in([h.body]) & state if kind == "give_up" else set()
+                if read:
+                    shown = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown}` gives up reading the counter"
+                        f" `{sorted(read)[0]}`"
+                    )
             for _, _, clause_body in clauses:
                 exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
             set_by_attempt = sorted(exhaustion_reads & stored - state)
@@ -752,7 +801,7 @@ class RetryLoopCodemod(DurableCodemod):
         if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
-            guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
+            guard = cst.parse_statement(f"if {negation_of(predicate.test)}:\n    raise\n")
             wrapper_body = [guard, *wrapper_body]
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]
@@ -933,6 +982,79 @@ class RetryLoopCodemod(DurableCodemod):
         notes.append(f"{shown} runs between attempts as before_retry")
         return notes
 
+    def _delay_from(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        scope: Scope,
+        state: set[str],
+        stored: set[str],
+        as_name: str | None,
+        saved: str | None,
+    ) -> list[str]:
+        """``sleep(e.retry_after)``: the failure supplies the delay, ``delay_from`` (uncapped,
+        as the legacy sleep was)."""
+        if outcome.supplied is None:
+            return []
+        code = self.source_module.code_for_node
+        text = " ".join(code(outcome.supplied).split())
+        if not outcome.supplied_every:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, before some retries")
+        if policy.initial_delay or policy.increment or policy.random_delay or policy.jitter:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, and another delay")
+        param = as_name or "exc"
+        for name in sorted(ev.names(ev.parse(text))):
+            if name in state:
+                raise Skip(f"the delay `{text}`, read from the failure, reads the counter `{name}`")
+            if name in stored:
+                raise Skip(f"the delay `{text}` reads `{name}`, set by the attempt")
+            if name not in (as_name, saved) and _is_local(scope, name):
+                self._local_types = True
+        if saved and saved != param:
+            text = substitute(text, {saved: param})
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.max_delay = math.inf  # the legacy sleep had no cap
+        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        if outcome.supplied_last and outcome.attempts is not None:
+            notes.append(
+                f"the legacy code slept `{text}` after its last failed attempt;"
+                " the step gives up at once"
+            )
+        return notes
+
+    def _type_delays(self, outcome: _Outcome, policy: Policy, as_name: str | None) -> list[str]:
+        """Clauses that wait different constant delays: ``delay_from`` picks the delay of
+        the clause the failure would have met."""
+        if not self._per_type_delays:
+            return []
+        if outcome.supplied is not None or policy.delay_from is not None:
+            raise Skip("the handlers wait a delay read from the failure and constant ones")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.sources.get("initial_delay")
+        ):
+            raise Skip("the handlers retry differently: delays that change with the attempt")
+        param = as_name or "exc"
+        *firsts, (_, last) = self._per_type_delays
+        text = f"{_num_text(last)}"
+        for types, delay in reversed(firsts):
+            text = f"{_num_text(delay)} if isinstance({param}, {types}) else {text}"
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.initial_delay = 0.0
+        policy.max_delay = math.inf
+        shown = ", ".join(f"{_num_text(d)}s after `{t}`" for t, d in self._per_type_delays)
+        notes = [f"the clauses wait different delays ({shown}): delay_from picks it"]
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
+            notes.append(
+                "the legacy code slept once more after its last failed attempt;"
+                " the step gives up at once"
+            )
+            outcome.last_sleep = 0.0  # said here, with the delay of the clause that met it
+        return notes
+
     def _check_small_counts(
         self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
     ) -> None:
@@ -945,7 +1067,7 @@ class RetryLoopCodemod(DurableCodemod):
             for small in (0, 1):
                 try:
                     probe = simulate({**symbols, name: small})
-                except Skip:
+                except (Skip, ArithmeticError, ValueError, TypeError):
                     continue  # a loop that never runs: the count-below-1 note says it
                 same = probe.exit.kind == outcome.exit.kind and [
                     id(s) for s in probe.exit.block
@@ -1033,12 +1155,14 @@ class RetryLoopCodemod(DurableCodemod):
 
     # ------------------------------------------------------------- handlers
     def _handler_rules(
-        self, try_: cst.Try, loop: cst.For | cst.While
+        self, try_: cst.Try, loop: cst.For | cst.While, scope: Scope
     ) -> list[tuple[cst.ExceptHandler, str]]:
         """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
         ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
         code = self.source_module.code_for_node
         self._check_retry_object(try_, loop)
+        if isinstance(loop, cst.For):
+            self._range_header(loop, scope)  # `for retry in (False, True)`: said first
         rules: list[tuple[cst.ExceptHandler, str]] = []
         for h in try_.handlers:
             shown = code(h.type) if h.type is not None else "a bare except"
@@ -1049,6 +1173,16 @@ class RetryLoopCodemod(DurableCodemod):
                     f"the handler for `{shown}` asks for user input between attempts"
                     " (never a durable step)"
                 )
+            for node in _walk_all(h.body):
+                if isinstance(node, cst.With) and any(
+                    isinstance(item.item, cst.Call) and _RERAISER.search(code(item.item.func))
+                    for item in node.items
+                ):
+                    shown_with = _first_line(code(node.items[0].item))
+                    raise Skip(
+                        f"the handler for `{shown}` decides inside `with {shown_with}`"
+                        " (setting `reraise = False` retries, else it re-raises on leaving)"
+                    )
             if _reraises_only(h):
                 rules.append((h, "reraise"))
             elif gives_up(h.body.body, self._is_log):
@@ -1093,6 +1227,59 @@ class RetryLoopCodemod(DurableCodemod):
             )
         raise Skip(reason)
 
+    def _engine_or(
+        self, skip: Skip, func: cst.FunctionDef, attempt_stmts: Sequence[cst.CSTNode]
+    ) -> NoReturn:
+        """Re-raise ``skip``, said as a retry engine's when the attempt calls a callable
+        its callers pass in (``func(*args)``): that is the first thing to know."""
+        called = self._called_parameter(func, attempt_stmts)
+        if called is None:
+            raise skip
+        raise Skip(
+            f"a retry engine: it retries `{called}`, which its callers pass in: make"
+            f" the functions they pass steps instead ({skip})"
+        ) from None
+
+    def _kept_from_failure(
+        self,
+        handler: cst.ExceptHandler,
+        as_name: str | None,
+        saved: str | None,
+        state: set[str],
+        attempt_stmts: Sequence[cst.CSTNode],
+    ) -> list[cst.SimpleStatementLine]:
+        """``error = str(err)`` in the handler: a value of the failure, read after the loop
+        only (not by the attempt, nor earlier in the handler). When attempts run out the
+        call site computes it from the exception the step raises."""
+        if as_name is None:
+            return []
+        code = self.source_module.code_for_node
+        stmts = list(handler.body.body)
+        attempt_reads = _names_read_in(list(attempt_stmts))
+        found: list[cst.SimpleStatementLine] = []
+        for index, stmt in enumerate(stmts):
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target = small.targets[0].target
+            if not isinstance(target, cst.Name) or target.value in (as_name, saved):
+                continue
+            try:
+                read = ev.names(ev.parse(code(small.value)))
+            except SyntaxError:
+                continue
+            name = target.value
+            if as_name not in read or read & (state - {name}) or name in read:
+                continue
+            if name in attempt_reads or name in _names_read_in(stmts[:index]):
+                continue
+            if sum(1 for s in stmts if name in _assigned_names([s])) != 1:
+                continue
+            found.append(stmt)
+        return found
+
     def _check_carried(
         self,
         handlers: list[cst.ExceptHandler],
@@ -1102,9 +1289,18 @@ class RetryLoopCodemod(DurableCodemod):
     ) -> None:
         """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
         hands state to the next attempt: a step's attempts are all the same call."""
-        finder = _BodyFinder()
+        code = self.source_module.code_for_node
+        read: set[str] = set()
         for stmt in attempt_stmts:
-            stmt.visit(finder)
+            try:
+                tree = ast.parse(textwrap.dedent(code(stmt)))
+            except SyntaxError:
+                return
+            read |= {
+                n.id
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
         for h in handlers:
             for node in _walk_all(h.body):
                 if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
@@ -1118,7 +1314,7 @@ class RetryLoopCodemod(DurableCodemod):
                 for t in targets:
                     if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
                         continue
-                    if t.value in finder.names:
+                    if t.value in read:
                         raise Skip(
                             f"the handler changes `{t.value}`, which the next attempt reads"
                             " (state carried into the next attempt)"
@@ -1182,8 +1378,11 @@ class RetryLoopCodemod(DurableCodemod):
                 )
             ]
 
+        self._per_type_delays = self._delays_by_type(retrying, rests, work)
         for other in retrying[1:]:
             mine, theirs = work(first), work(other)
+            if self._per_type_delays:
+                mine, theirs = self._masked(mine), self._masked(theirs)
             named = _as_name(other) != _as_name(first) and any(
                 n in _names_read_in(rests[h])
                 for h, n in ((first, _as_name(first)), (other, _as_name(other)))
@@ -1225,10 +1424,8 @@ class RetryLoopCodemod(DurableCodemod):
                 f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
                 f" {shown(mine)} / {shown(theirs)}"
             )
-        if not predicates:
-            return None, rests[first], predicates
         param = as_name or next(
-            p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()
+            (p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()), "exc"
         )
         terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
         started = False
@@ -1287,6 +1484,49 @@ class RetryLoopCodemod(DurableCodemod):
         combined.calls = any(p.calls for p in predicates.values()) or combined.calls
         return combined, rests[first], predicates
 
+    @staticmethod
+    def _masked(lines: list[str]) -> list[str]:
+        return [_SLEEP_LINE.sub("<sleep>", line) for line in lines]
+
+    def _delays_by_type(
+        self,
+        retrying: list[cst.ExceptHandler],
+        rests: dict[cst.ExceptHandler, list[Any]],
+        work: Any,
+    ) -> list[tuple[str, float]]:
+        """Retrying clauses that differ only in a constant sleep (``except Busy:
+        sleep(5)``, ``except ConnectionError: sleep(1)``): each type's delay, in order."""
+        if len(retrying) < 2 or any(h.type is None for h in retrying):
+            return []
+        code = self.source_module.code_for_node
+        delays: list[tuple[str, float]] = []
+        for h in retrying:
+            found: list[float] = []
+            for stmt in rests[h]:
+                if not isinstance(stmt, cst.SimpleStatementLine):
+                    continue
+                for small in stmt.body:
+                    if not isinstance(small, cst.Expr):
+                        continue
+                    call = self.is_sleep(small.value)
+                    if call is None or len(call.args) != 1:
+                        continue
+                    try:
+                        value = ev.evaluate(ev.parse(code(call.args[0].value)), self.constants)
+                    except (ev.Unknown, SyntaxError):
+                        return []
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        return []
+                    found.append(float(value))
+            if len(found) != 1:
+                return []
+            assert h.type is not None
+            delays.append((code(h.type), found[0]))
+        if len({d for _, d in delays}) == 1:
+            return []  # the same delay: nothing to tell apart
+        masked = {tuple(self._masked(work(h))) for h in retrying}
+        return delays if len(masked) == 1 else []
+
     def _give_up_clauses(
         self,
         rules: list[tuple[cst.ExceptHandler, str]],
@@ -1329,11 +1569,14 @@ class RetryLoopCodemod(DurableCodemod):
                     and "".join(code(s) for s in found.reject) == rendered_exhaustion
                 ):  # (a rejected exception meets the same code as attempts running out)
                     reject = found.reject if found.reject is not None else [reraise]
-                    guard = cst.If(
-                        test=cst.parse_expression(negation_of(found.raw_test)),
-                        body=cst.IndentedBlock(body=reject),
-                    )
-                    body = [*found.derived, guard]
+                    if found.reject_tests:
+                        body = [*found.derived, *reject]  # `if a: raise A elif b: raise B`
+                    else:
+                        guard = cst.If(
+                            test=cst.parse_expression(negation_of(found.raw_test)),
+                            body=cst.IndentedBlock(body=reject),
+                        )
+                        body = [*found.derived, guard]
                 if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
                     if own_as is not None:
                         raise Skip(
@@ -1650,6 +1893,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
+        followers: dict[str, str] = {}  # field -> the run-time value it follows
         for index, field_name in enumerate(
             ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
         ):
@@ -1664,6 +1908,8 @@ class RetryLoopCodemod(DurableCodemod):
                 name = depends[0]
                 values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
                 sources[field_name] = _expression_of(field_name, name, values)
+                followers[field_name] = name
+        check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE)
         attempts, initial, factor, cap, increment = fields["base"]
         policy = Policy(
             sources=sources,
@@ -2080,6 +2326,10 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _num_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _expression_of(field_name: str, name: str, values: list[Any]) -> str:

@@ -1417,9 +1417,27 @@ def server_delay(url):
                 raise
             time.sleep(e.retry_after)
 """
-        self.assertUnchanged(
-            before, ["sleep is not a backoff: the delay depends on `e.retry_after`"]
-        )
+        after = """\
+import requests
+from tenacity import retry
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.0,
+        backoff=1.0,
+        max_delay=float("inf"),
+        retry_on=(RateLimited,),
+        delay_from=lambda e: e.retry_after,
+    )
+)
+def server_delay(url):
+    return requests.get(url)
+"""
+        # the failure supplies the delay: delay_from, uncapped as the legacy sleep was
+        self.assertCodemod(before, after)
 
     def test_generator(self) -> None:
         before = """\
