@@ -371,12 +371,16 @@ def _is_counter_bump(stmt: cst.CSTNode) -> bool:
     )
 
 
-def _attempt_body(loop: cst.For | cst.While, style: str, skip: int = 0) -> list[Any]:
+def _attempt_body(
+    loop: cst.For | cst.While, style: str, skip: int = 0, flag: bool = False
+) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
-    counter updates that open the try."""
+    counter updates that open the try (nor the final ``success = True`` with ``flag``)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
     stmts: list[Any] = list(try_.body.body)[skip:]
+    if flag:
+        stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
     if not stmts:
@@ -859,3 +863,48 @@ def _recursive_retry(func: cst.FunctionDef, code: Any) -> str | None:
         f"retries by calling itself with `{calls[0][1]}`{where} (a recursion, not a loop):"
         " make it a step by hand, its attempts read from the retries argument"
     )
+
+
+def _set_only_by_last(name: str, stmts: Sequence[cst.BaseStatement]) -> bool:
+    """``name`` is not assigned by the attempt, or only by its last statement, a plain
+    ``name = ...`` (``a, b = ...``): an attempt that fails leaves it as it was."""
+    if not stmts or name not in _assigned_names(stmts):
+        return True
+    if name in _assigned_names(stmts[:-1]):
+        return False
+    last = stmts[-1]
+    if not isinstance(last, cst.SimpleStatementLine) or len(last.body) != 1:
+        return False
+    small = last.body[0]
+    if not isinstance(small, cst.Assign):
+        return False
+    if any(isinstance(n, cst.NamedExpr) for n in _walk_own(small.value)):
+        return False
+    for target in small.targets:
+        node = target.target
+        names = (
+            [e.value for e in node.elements] if isinstance(node, cst.Tuple | cst.List) else [node]
+        )
+        if not all(isinstance(n, cst.Name) for n in names):
+            return False
+    return True
+
+
+def _read_in(name: str, stmts: Sequence[cst.CSTNode]) -> bool:
+    """``name`` is read in ``stmts`` (not only assigned)."""
+    uses = stores = 0
+    for stmt in stmts:
+        for node in _walk_own(stmt):
+            if isinstance(node, cst.Name) and node.value == name:
+                uses += 1
+            elif isinstance(node, cst.AssignTarget | cst.AugAssign):
+                target = node.target
+                if isinstance(node, cst.AugAssign):
+                    continue  # `name += 1` reads it too
+                elements = (
+                    [e.value for e in target.elements]
+                    if isinstance(target, cst.Tuple | cst.List)
+                    else [target]
+                )
+                stores += sum(1 for e in elements if isinstance(e, cst.Name) and e.value == name)
+    return uses > stores

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import (
     CodeRange,
@@ -74,13 +75,16 @@ from ._loop_shapes import (
     _is_counter_bump,
     _is_local,
     _is_none,
+    _last_small_is,
     _names_read_in,
     _nested_try_reason,
     _private_name,
+    _read_in,
     _recursive_retry,
     _reraises_only,
     _reraises_saved,
     _saved_exception,
+    _set_only_by_last,
     _small_statements,
     _spacing,
     _success_style,
@@ -166,6 +170,10 @@ class _Plan:
     top_level: cst.CSTNode | None = None
     machinery: str = ""  # source of the loop code that disappears (header, handlers)
     nested: bool = False  # the step is defined in the function, before the loop
+    #: ``success = True`` ending the attempt (a success flag the ``while`` test reads), and
+    #: whether the code after the loop reads it (then it is set after the step)
+    success_flag: str | None = None
+    flag_read_after: bool = False
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
@@ -275,7 +283,7 @@ class RetryLoopCodemod(DurableCodemod):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(updated, plan.style, plan.bumps)
+        attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
         func = self._step_function(plan, attempt_body)
         replacement = self._call_site(plan, updated)
         if plan.nested:
@@ -381,6 +389,8 @@ class RetryLoopCodemod(DurableCodemod):
             inner = f"{call}\n"
         try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
         tail = _success_tail(try_)  # the else block's work: after the step, not retried
+        if plan.flag_read_after:  # the success flag, for the code after the loop
+            tail = [cst.parse_statement(f"{plan.success_flag} = True\n"), *tail]
         if not plan.needs_wrapper:
             return [cst.parse_statement(inner), *tail]
         if plan.clauses:
@@ -455,6 +465,19 @@ class RetryLoopCodemod(DurableCodemod):
         if try_.finalbody is not None:
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
+        sim_loop: cst.For | cst.While = loop
+        func_scope = self.get_metadata(ScopeProvider, func.body, None)
+        success_flag = (
+            self._success_flag_shape(loop, try_, pre, post, func_scope)
+            if isinstance(func_scope, FunctionScope)
+            else None
+        )
+        if style is None and success_flag is not None:
+            # `while not success and n < N:` whose attempt ends with `success = True`: a
+            # `break` there, the loop test without the flag
+            style = "break"
+            assert isinstance(loop, cst.While)
+            sim_loop = loop.with_changes(test=success_flag[1])
         if style is None:
             engine = self._called_parameter(func, list(try_.body.body))
             if engine is not None:
@@ -468,6 +491,8 @@ class RetryLoopCodemod(DurableCodemod):
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
             attempt_stmts = _without_final_break(attempt_stmts)
+        if success_flag is not None:
+            attempt_stmts = attempt_stmts[:-1] or [cst.SimpleStatementLine([cst.Pass()])]
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
@@ -530,8 +555,13 @@ class RetryLoopCodemod(DurableCodemod):
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
-        self._check_carried(retry_handlers, attempt_stmts, state, as_name)
+        # the saved exception (`result = e`) that the attempt only assigns is its result
+        # when attempts run out, not state for the next attempt
+        only_set = {saved} if saved and not _read_in(saved, attempt_stmts) else set()
+        self._check_carried(retry_handlers, attempt_stmts, state | only_set, as_name)
         stored = self._stored_in(scope, attempt_node)
+        if success_flag is not None:
+            stored.discard(success_flag[0])  # set after the step, at the call site
         self._assigned_attributes = {
             code(t.target)
             for t in _walk_all(attempt_node)
@@ -540,6 +570,7 @@ class RetryLoopCodemod(DurableCodemod):
         }
 
         inits, init_stmts = self._initial_values(loop, state, saved)
+        const_stmts = self._local_constants(loop, state, scope, attempt_node, inits)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
         try:
@@ -558,7 +589,7 @@ class RetryLoopCodemod(DurableCodemod):
             simulated = simulated.with_changes(body=simulated.body.with_changes(body=rest))
 
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
-            sim = _Simulation(self, loop, pre, simulated, post, as_name, saved, inits, symbols)
+            sim = _Simulation(self, sim_loop, pre, simulated, post, as_name, saved, inits, symbols)
             return sim.run()
 
         # Values known only at run time (a parameter, ``self.retries``) become symbols.
@@ -649,6 +680,7 @@ class RetryLoopCodemod(DurableCodemod):
         needs_wrapper = False
         wrapper_as: str | None = None
         exhaustion_reads: set[str] = set()
+        final_attempt: cst.BaseStatement | None = None
         if exit_.kind == "fallthrough":
             else_body: list[Any] = (
                 list(loop.orelse.body.body) if isinstance(loop.orelse, cst.Else) else []
@@ -665,6 +697,11 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(f"when attempts run out the code after the loop reads `{name}`")
                 if following and _reraises_saved(following[0], saved):
                     exit_ = _Exit("reraise")
+                elif following and self._is_final_attempt(following[0], attempt_stmts):
+                    # `return call()` once more after the loop: one more attempt
+                    self._final_attempt(policy, outcome, notes)
+                    exit_ = _Exit("reraise")
+                    final_attempt = following[0]
                 else:
                     needs_wrapper = True
                     exhaustion_reads = _names_read_in(following)
@@ -672,6 +709,19 @@ class RetryLoopCodemod(DurableCodemod):
                 needs_wrapper = True
                 wrapper_body = else_body
                 exhaustion_reads = _names_read_in(else_body)
+            elif not else_body and style == "break":
+                # the code after the loop runs after a success and when attempts ran out,
+                # with the values the attempts left: the step's last error is caught where
+                # the loop was, so it runs the same (`created = None` before the loop is
+                # the fallback value)
+                left = self._read_outside(scope, loop, stored) - {saved}
+                for name in sorted(left):
+                    if not _set_only_by_last(name, attempt_stmts):
+                        raise Skip(
+                            "when attempts run out the code after the loop reads"
+                            f" `{name}`, which a failed attempt may have set"
+                        )
+                needs_wrapper = True
             else:
                 raise Skip("when attempts run out the loop falls through to the code after it")
             if needs_wrapper and saved:
@@ -782,9 +832,12 @@ class RetryLoopCodemod(DurableCodemod):
             wrapper_body=wrapper_body,
             nested=nested,
             counter=self._counter_read,
+            success_flag=success_flag[0] if success_flag else None,
             bumps=bumps,
             clauses=clauses,
         )
+        if success_flag is not None:
+            plan.flag_read_after = self._flag_read_after(success_flag[0], scope, loop)
         if self._counter_read is not None:
             plan.notes.append(
                 f"`{self._counter_read[0]}` is read from toolkit.current_step().attempt"
@@ -795,7 +848,7 @@ class RetryLoopCodemod(DurableCodemod):
             and not clauses
             and not self._last_repairs
             and not nested
-            and self._whole_function(func, loop, init_stmts, saved)
+            and self._whole_function(func, loop, init_stmts, saved, const_stmts)
         ):
             plan.whole_function = True
             self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=False)
@@ -827,6 +880,16 @@ class RetryLoopCodemod(DurableCodemod):
             )
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
+        # a constant only the loop read goes with it; one the code kept at the call site
+        # reads (`f"failed after {max_retries} attempts"`) stays
+        kept_reads = _names_read_in([*wrapper_body, *tail])
+        for stmt in const_stmts:
+            small = stmt.body[0]
+            assert isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Name)
+            if small.targets[0].target.value not in kept_reads:
+                self.remove_stmts.add(stmt)
+        if final_attempt is not None:
+            self.remove_stmts.add(final_attempt)
         return plan
 
     def _called_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
@@ -1868,12 +1931,187 @@ class RetryLoopCodemod(DurableCodemod):
         initial, factor, cap, increment = self._fit(outcome)
         return outcome.attempts, initial, factor, cap, increment
 
+    def _success_flag_shape(
+        self,
+        loop: cst.For | cst.While,
+        try_: cst.Try,
+        pre: Sequence[cst.BaseStatement],
+        post: Sequence[cst.BaseStatement],
+        scope: Scope,
+    ) -> tuple[str, cst.BaseExpression] | None:
+        """``while not success and <rest>:`` whose try ends with ``success = True``, the
+        flag set nowhere else but ``success = False`` before the loop and read in the loop
+        only by its test: the flag's name and ``<rest>``."""
+        if not isinstance(loop, cst.While) or try_.orelse is not None:
+            return None
+        test = loop.test
+        if not isinstance(test, cst.BooleanOperation) or not isinstance(test.operator, cst.And):
+            return None
+        name: str | None = None
+        rest: cst.BaseExpression | None = None
+        for side, other in ((test.left, test.right), (test.right, test.left)):
+            if (
+                isinstance(side, cst.UnaryOperation)
+                and isinstance(side.operator, cst.Not)
+                and isinstance(side.expression, cst.Name)
+            ):
+                name, rest = side.expression.value, other
+                break
+        if name is None or rest is None:
+            return None
+        stmts = list(try_.body.body)
+        if len(stmts) < 2 or not m.matches(
+            stmts[-1],
+            m.SimpleStatementLine(
+                body=[m.Assign(targets=[m.AssignTarget(target=m.Name(name))], value=m.Name("True"))]
+            ),
+        ):
+            return None
+        if name in _names_read_in([*stmts[:-1], *pre, *post, *try_.handlers]):
+            return None
+        if name in _names_read_in([cst.Expr(rest)]):
+            return None
+        loop_range = self._range(loop)
+        nodes: list[cst.CSTNode] = []
+        for assignment in scope.assignments[name]:
+            node = getattr(assignment, "node", None)
+            if not isinstance(node, cst.CSTNode):
+                return None
+            nodes.append(node)
+        inside = [n for n in nodes if _within(self._range(n), loop_range)]
+        before = [n for n in nodes if not _within(self._range(n), loop_range)]
+        if len(inside) != 1 or len(before) != 1:
+            return None
+        init = next(
+            (
+                stmt
+                for stmt in self._block_of(loop)
+                if m.matches(
+                    stmt,
+                    m.SimpleStatementLine(
+                        body=[
+                            m.Assign(
+                                targets=[m.AssignTarget(target=m.Name(name))],
+                                value=m.Name("False"),
+                            )
+                        ]
+                    ),
+                )
+            ),
+            None,
+        )
+        if init is None or not _within(self._range(before[0]), self._range(init)):
+            return None
+        return name, rest
+
+    def _flag_read_after(self, name: str, scope: Scope, loop: cst.CSTNode) -> bool:
+        """The code after the loop reads the success flag (else its ``= False`` goes)."""
+        loop_range = self._range(loop)
+        read = any(not _within(self._range(a.node), loop_range) for a in scope.accesses[name])
+        if not read:
+            for stmt in self._block_of(loop):
+                if m.matches(
+                    stmt,
+                    m.SimpleStatementLine(
+                        body=[m.Assign(targets=[m.AssignTarget(target=m.Name(name))])]
+                    ),
+                ):
+                    self.remove_stmts.add(stmt)
+        return read
+
+    def _local_constants(
+        self,
+        loop: cst.For | cst.While,
+        state: set[str],
+        scope: Scope,
+        attempt_node: cst.CSTNode,
+        inits: list[tuple[str, cst.BaseExpression]],
+    ) -> list[cst.SimpleStatementLine]:
+        """``retries = 4`` before the loop, in its block, never assigned again and read only
+        by the loop's machinery (its header, its handler): a number, like a module
+        constant (added to ``inits``); the statements, which go with the loop."""
+        out: list[cst.SimpleStatementLine] = []
+        loop_range, attempt_range = self._range(loop), self._range(attempt_node)
+        for stmt in self._block_of(loop):
+            if stmt is loop:
+                break
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not (
+                isinstance(small, cst.Assign)
+                and len(small.targets) == 1
+                and isinstance(small.targets[0].target, cst.Name)
+                and isinstance(small.value, cst.Integer | cst.Float)
+            ):
+                continue
+            name = small.targets[0].target.value
+            if name in state or len(scope.assignments[name]) != 1:
+                continue
+            readers = [self._range(a.node) for a in scope.accesses[name]]
+            if not readers or not all(
+                _within(r, loop_range) and not _within(r, attempt_range) for r in readers
+            ):
+                continue
+            inits.append((name, small.value))
+            out.append(stmt)
+        return out
+
+    def _is_final_attempt(self, stmt: cst.BaseStatement, attempt: Sequence[cst.CSTNode]) -> bool:
+        """``return <call>`` after the loop, the same code as the attempt's only statement."""
+        code = self.source_module.code_for_node
+        if len(attempt) != 1 or not _last_small_is(stmt, cst.Return):
+            return False
+        only = attempt[0]
+        if not isinstance(only, cst.SimpleStatementLine) or not isinstance(
+            stmt, cst.SimpleStatementLine
+        ):
+            return False
+        if len(only.body) != 1 or len(stmt.body) != 1:
+            return False
+        mine, theirs = only.body[0], stmt.body[0]
+        return (
+            isinstance(mine, cst.Return)
+            and isinstance(theirs, cst.Return)
+            and mine.value is not None
+            and theirs.value is not None
+            and code(mine.value) == code(theirs.value)
+        )
+
+    def _final_attempt(self, policy: Policy, outcome: _Outcome, notes: list[str]) -> None:
+        """The attempt after the loop is one more attempt of the step: the wait before it
+        must be the policy's next delay."""
+        if outcome.attempts is None or policy.max_attempts is None:
+            raise Skip("a final attempt after a loop without end")
+        if outcome.repairs or self._last_repairs or outcome.jitter or outcome.random_delay:
+            raise Skip("the final attempt after the loop follows work the policy cannot repeat")
+        n = outcome.attempts
+        expected = policy.initial_delay * policy.backoff ** (n - 1) + policy.increment * (n - 1)
+        if policy.max_delay is not None:
+            expected = min(expected, policy.max_delay)
+        if n > 1 and policy.initial_delay == 0:
+            expected = 0.0
+        if abs(outcome.last_sleep - expected) > 1e-9 and not (n == 1 and outcome.last_sleep >= 0):
+            raise Skip(
+                f"the wait before the final attempt after the loop ({outcome.last_sleep:g}s)"
+                " is not the policy's next delay"
+            )
+        if n == 1 and outcome.last_sleep > 0:
+            policy.initial_delay = outcome.last_sleep
+        policy.max_attempts += 1
+        if "max_attempts" in policy.sources:
+            policy.sources["max_attempts"] = f"{policy.sources['max_attempts']} + 1"
+        notes[:] = [n for n in notes if not n.startswith("the legacy code slept")]
+        notes.append("the unguarded attempt after the loop is the step's last attempt")
+        self._last_summary = policy.summary()
+
     def _whole_function(
         self,
         func: cst.FunctionDef,
         loop: cst.CSTNode,
         init_stmts: dict[str, cst.SimpleStatementLine],
         saved: str | None,
+        const_stmts: Sequence[cst.SimpleStatementLine] = (),
     ) -> bool:
         body = list(func.body.body)
         if loop not in body:
@@ -1884,7 +2122,7 @@ class RetryLoopCodemod(DurableCodemod):
         before = body[:index]
         if before and is_docstring(before[0]):
             before = before[1:]
-        inits = set(init_stmts.values())
+        inits = set(init_stmts.values()) | set(const_stmts)
         return all(stmt in inits for stmt in before)
 
     def _remove_inits(

@@ -1709,9 +1709,10 @@ def send(hook, payload):
         attempts += 1
         try:
             hook.post(payload)
-            success = True
         except OSError as exc:
             print("could not call the hook", exc)
+        else:
+            success = True
 """
         self.assertUnchanged(
             before,
@@ -1937,3 +1938,234 @@ def fetch(client, key):
     raise RuntimeError("gave up")
 """
         self.assertCodemod(before, after)
+
+    def test_fallback_value_when_attempts_run_out(self) -> None:
+        before = """\
+import time
+
+
+def find(client, wanted):
+    found = None
+    for _ in range(3):
+        try:
+            nodes = client.list_nodes()
+            found = [n for n in nodes if n.id == wanted][0]
+        except IndexError:
+            time.sleep(1)
+        else:
+            break
+    return found
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(IndexError,),
+    )
+)
+def _list_nodes_step(client, wanted):
+    nodes = client.list_nodes()
+    found = [n for n in nodes if n.id == wanted][0]
+    return found
+
+
+def find(client, wanted):
+    found = None
+    try:
+        found = _list_nodes_step(client, wanted)
+    except IndexError:
+        pass
+    return found
+"""
+        self.assertCodemod(before, after)
+
+    def test_fall_through_reading_a_value_a_failed_attempt_set(self) -> None:
+        before = """\
+import time
+
+
+def find(client, wanted):
+    found = None
+    for _ in range(3):
+        try:
+            found = client.lookup(wanted)
+            found.check()
+            break
+        except LookupError:
+            time.sleep(1)
+    return found
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "when attempts run out the code after the loop reads `found`, which a failed"
+                " attempt may have set"
+            ],
+        )
+
+    def test_final_unguarded_attempt_after_the_loop_is_one_more_attempt(self) -> None:
+        before = """\
+import errno
+
+
+class Conn(Base):
+    def request(self, *args, **kwargs):
+        retries = 4
+        tries = 0
+        while tries < (retries - 1):
+            try:
+                return super().request(*args, **kwargs)
+            except OSError as e:
+                if e.errno == errno.ECONNRESET:
+                    tries = tries + 1
+                else:
+                    raise e
+
+        return super().request(*args, **kwargs)
+"""
+        after = """\
+import errno
+
+from toolkit import RetryPolicy, step
+
+
+class Conn(Base):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=4,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(OSError,),
+            retry_if=lambda e: e.errno == errno.ECONNRESET,
+        )
+    )
+    def request(self, *args, **kwargs):
+        return super().request(*args, **kwargs)
+"""
+        self.assertCodemod(before, after)
+
+    def test_final_attempt_after_a_different_wait_is_refused(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client):
+    for attempt in range(3):
+        try:
+            return client.get()
+        except OSError:
+            if attempt < 2:
+                time.sleep(1)
+    return client.get()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the wait before the final attempt after the loop (0s) is not the policy's"
+                " next delay"
+            ],
+        )
+
+    def test_local_count_read_by_the_code_run_when_attempts_run_out_stays(self) -> None:
+        before = """\
+import time
+
+
+def download(fetch, url):
+    max_retries = 3
+    for attempt in range(max_retries):
+        try:
+            fetch(url).save()
+            break
+        except OSError as e:
+            if attempt == max_retries - 1:
+                raise RuntimeError(f"failed after {max_retries} attempts: {e}")
+            time.sleep(2**attempt)
+"""
+        code, sites = self.run_codemod(before)
+        self.assertEqual([s.action for s in sites], ["rewritten"], sites)
+        self.assertIn("    max_retries = 3\n", code)
+        self.assertIn("max_attempts=3,", code)
+
+    def test_success_flag_becomes_a_step(self) -> None:
+        before = """\
+import time
+
+
+def send(hook, payload):
+    success = False
+    attempts = 0
+    while not success and attempts < 4:
+        attempts += 1
+        try:
+            response = hook.post(payload)
+            success = True
+        except OSError:
+            time.sleep(2)
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _post_step(hook, payload):
+    response = hook.post(payload)
+    return response
+
+
+def send(hook, payload):
+    success = False
+    try:
+        response = _post_step(hook, payload)
+    except OSError:
+        pass
+    else:
+        success = True
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        self.assertCodemod(before, after)
+
+    def test_success_flag_with_a_value_a_failed_attempt_may_set(self) -> None:
+        before = """\
+import time
+
+
+def send(hook, payload):
+    success = False
+    attempts = 0
+    while not success and attempts < 4:
+        attempts += 1
+        try:
+            response = hook.post(payload)
+            response.raise_for_status()
+            success = True
+        except OSError:
+            time.sleep(2)
+    if not success:
+        raise RuntimeError("hook failed")
+    return response
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "when attempts run out the code after the loop reads `response`, which a"
+                " failed attempt may have set"
+            ],
+        )
