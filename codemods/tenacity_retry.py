@@ -4,7 +4,8 @@
 Mapped: ``stop_after_attempt``, ``stop_after_delay`` (and ``|`` of both),
 ``stop_never``; ``wait_fixed``, ``wait_none``, ``wait_exponential``,
 ``wait_incrementing`` (``increment=``), ``wait_random`` and ``wait_fixed +
-wait_random`` (``random_delay=``, exact), ``wait_random_exponential``,
+wait_random`` (``random_delay=``, exact), ``wait_exponential(min=...)``
+(``min_delay=``, exact), ``wait_random_exponential`` (``full_jitter=True``, exact),
 ``wait_exponential_jitter`` (approximated by ``jitter=True``, noted);
 ``retry_if_exception_type`` (and ``|``), ``retry_if_not_exception_type``,
 ``retry_if_exception(pred)`` (``retry_if=``), ``retry_if_result(pred)``
@@ -17,6 +18,7 @@ with the option named.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +55,8 @@ class _Wait:
     deterministic: bool = True
     increment: float = 0.0
     random: float = 0.0  # uniform(0, random) added (exact, no jitter)
+    floor: float = 0.0  # min_delay
+    full_jitter: bool = False
 
 
 class TenacityCodemod(DecoratorCodemod):
@@ -233,6 +237,7 @@ class TenacityCodemod(DecoratorCodemod):
         policy.initial_delay, policy.backoff, policy.max_delay = wait.initial, wait.factor, wait.cap
         policy.jitter = wait.jitter
         policy.increment, policy.random_delay = wait.increment, wait.random
+        policy.min_delay, policy.full_jitter = wait.floor, wait.full_jitter
         notes.extend(wait.notes)
         if "retry" in args:
             policy.retry_on, policy.give_up_on = self._retry(args["retry"], policy)
@@ -333,9 +338,15 @@ class TenacityCodemod(DecoratorCodemod):
         if name in ("wait_exponential", "wait_random_exponential"):
             args = self.bound_args(expr, ("multiplier", "max", "exp_base", "min"), name)
             wait = self._exponential(args, name, "multiplier")
+            if "min" in args:  # tenacity: max(min, min(delay, max)), as min_delay does
+                wait.floor = self.number(args["min"], name)
+                if wait.cap is not None and wait.floor > wait.cap:
+                    raise Kept(f"{name} min={wait.floor:g} is above max={wait.cap:g}")
+                if wait.cap is None and wait.floor > 60:
+                    wait.cap = math.inf  # tenacity's max is unbounded
             if name == "wait_random_exponential":
-                wait.jitter, wait.deterministic = True, False
-                wait.notes.append("full jitter approximated by jitter=True")
+                # uniform(min, delay), as full_jitter draws
+                wait.full_jitter, wait.deterministic = True, False
             return wait
         if name == "wait_exponential_jitter":
             args = self.bound_args(
@@ -365,7 +376,7 @@ class TenacityCodemod(DecoratorCodemod):
         factor = self.number(args["exp_base"], name) if "exp_base" in args else 2.0
         cap = self.number(args["max"], name) if "max" in args else None
         notes = []
-        if "min" in args:
+        if "min" in args and name == "wait_exponential_jitter":
             low = self.number(args["min"], name)
             if low > initial:
                 notes.append(

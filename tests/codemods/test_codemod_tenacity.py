@@ -53,7 +53,7 @@ def fetch(url):
 """
         self.assertCodemod(before, after)
 
-    def test_min_wait_approximated(self) -> None:
+    def test_min_wait_exact(self) -> None:
         before = """\
 import tenacity
 from tenacity import (
@@ -85,9 +85,10 @@ from toolkit import RetryPolicy, step
 @step(
     retry=RetryPolicy(
         max_attempts=3,
-        initial_delay=4.0,
+        initial_delay=1.0,
         backoff=2.0,
         max_delay=10.0,
+        min_delay=4.0,
         retry_on=(Exception,),
     )
 )
@@ -270,7 +271,7 @@ from toolkit import RetryPolicy, step
         initial_delay=0.5,
         backoff=2.0,
         max_delay=20.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(ConnectionError,),
     )
 )
