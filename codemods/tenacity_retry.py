@@ -19,6 +19,7 @@ with the option named.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,11 @@ class TenacityCodemod(DecoratorCodemod):
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
         self.catches_retry_error = False
+        #: functions entered and not yet left: a decorator inside one is evaluated
+        #: each time the enclosing function runs, so its policy may read run-time values
+        self.depth = 0
+        self.functions: list[cst.FunctionDef] = []
+        self.runtime_notes: list[str] = []
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -113,16 +119,33 @@ class TenacityCodemod(DecoratorCodemod):
         value = original_node.value
         name = self.call_name(value, LIB) if isinstance(value, cst.Call) else None
         if name in ("Retrying", "AsyncRetrying"):
-            self.record(
-                original_node,
-                "kept",
-                f"a {name} object bound to a name: the calls that use it are not followed",
-            )
+            self.record(original_node, "kept", self._bound_reason(name, value))
             return updated_node
         if not isinstance(value, cst.Call) or name != "retry":
             return updated_node
         made = self._make_step(original_node, value, "name = retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def _bound_reason(self, name: str, call: cst.Call) -> str:
+        """Why ``r = Retrying(...)`` stays: a retry engine when it runs a function its
+        callers pass in (``r(f, ...)``, ``f`` a parameter), else the uses are not followed."""
+        params: list[str] = []
+        for function in self.functions:
+            every = [*function.params.params, *function.params.kwonly_params]
+            params.extend(p.name.value for p in every)
+            for star in (function.params.star_arg, function.params.star_kwarg):
+                if isinstance(star, cst.Param):
+                    params.append(star.name.value)
+        if self.functions:
+            inner = self.code(self.functions[-1])
+            called = re.search(r"\b\w+\(\s*(\w+)\s*,\s*\*\w+", inner)
+            if called and called.group(1) in params:
+                return (
+                    f"a retry engine: a {name} object runs `{called.group(1)}`, which its"
+                    " callers pass in, with a policy from the enclosing function's parameters:"
+                    " make the functions they pass steps instead"
+                )
+        return f"a {name} object bound to a name: the calls that use it are not followed"
 
     def _make_step(self, node: cst.CSTNode, call: cst.Call, what: str) -> cst.Call | None:
         """``step(retry=RetryPolicy(...))`` for tenacity's ``call``, recorded on ``node``."""
@@ -142,7 +165,21 @@ class TenacityCodemod(DecoratorCodemod):
         return made
 
     # -- Retrying blocks -----------------------------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.depth += 1
+        self.functions.append(node)
+        return True
+
     def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        try:
+            return self._leave_function(original_node, updated_node)
+        finally:
+            self.depth -= 1
+            self.functions.pop()
+
+    def _leave_function(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         updated_node = super().leave_FunctionDef(original_node, updated_node)
@@ -230,10 +267,11 @@ class TenacityCodemod(DecoratorCodemod):
             if name not in _MAPPED_OPTIONS:
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
+        self.runtime_notes = []
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
-        wait = self._wait(args["wait"]) if "wait" in args else _Wait()
+        wait = self._wait(args["wait"], policy) if "wait" in args else _Wait()
         policy.initial_delay, policy.backoff, policy.max_delay = wait.initial, wait.factor, wait.cap
         policy.jitter = wait.jitter
         policy.increment, policy.random_delay = wait.increment, wait.random
@@ -246,6 +284,13 @@ class TenacityCodemod(DecoratorCodemod):
         for hook in ("before", "after", "before_sleep"):
             if hook in args:
                 if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
+                    if hook == "before":
+                        raise Kept(
+                            f"option `before={self.code(args[hook])}` runs before every attempt,"
+                            " the first included, with tenacity's RetryCallState"
+                            " (RetryPolicy.before_retry runs only between attempts, given a"
+                            " toolkit.RetryState): adapt it by hand"
+                        )
                     raise Kept(
                         f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
                         " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
@@ -275,7 +320,52 @@ class TenacityCodemod(DecoratorCodemod):
             notes.append("raises the last exception instead of tenacity.RetryError")
         if not finite:
             notes.append("retries forever, as before")
+        if policy.max_elapsed is not None:
+            notes.append(
+                "stop_after_delay stopped once the time since the first attempt reached it;"
+                " max_elapsed also counts the next delay, so an attempt that would start"
+                " after it is not made"
+            )
+        if self.runtime_notes:
+            notes.extend(self.runtime_notes)
+            notes.append(
+                "the step is defined in the function: its policy uses run-time values,"
+                " read each time the function runs, as tenacity's decorator did"
+            )
         return policy, notes
+
+    def runtime(
+        self, expr: cst.BaseExpression, option: str, policy: Policy, field_name: str
+    ) -> float | None:
+        """The constant value of ``expr``, or ``None`` once its source is kept in
+        ``policy.sources[field_name]``: allowed for a decorator inside a function, where
+        the policy is built each time that function runs (tenacity's was too)."""
+        try:
+            return self.number(expr, option)
+        except Kept as exc:
+            if self.depth < 2 or "known only at run time" not in str(exc):
+                raise
+            if field_name in policy.sources:
+                raise Kept(f"{option}={self.code(expr)} joins two run-time values") from None
+        text = self.code(expr)
+        outer, inner = self.functions[-2], self.functions[-1]
+        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+        if re.search(returned, self.code(outer), re.MULTILINE):
+            raise Kept(
+                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                f" policy comes from its callers ({option}={text})"
+            )
+        policy.sources[field_name] = f"({text})" if "\n" in text or " if " in text else text
+        if field_name == "max_attempts":
+            self.runtime_notes.append(
+                f"a count below 1 at run time (`{text}` < 1) made one attempt under tenacity;"
+                " RetryPolicy raises ValueError for it"
+            )
+        else:
+            self.runtime_notes.append(
+                f"a negative `{text}` at run time: RetryPolicy raises ValueError for it"
+            )
+        return None
 
     def _stop(self, expr: cst.BaseExpression, policy: Policy) -> None:
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
@@ -289,17 +379,32 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(f"stop={self.code(expr)} has no equivalent")
         if name == "stop_after_attempt":
             args = self.bound_args(expr, ("max_attempt_number",), name)
-            value = int(self.number(args["max_attempt_number"], "stop_after_attempt"))
+            number = self.runtime(args["max_attempt_number"], name, policy, "max_attempts")
+            if (number is None and policy.max_attempts is not None) or (
+                number is not None and "max_attempts" in policy.sources
+            ):
+                raise Kept(f"stop={self.code(expr)} joins a run-time count with another")
+            if number is None:
+                policy.max_attempts = 3  # a stand-in: the source is written out
+                return
+            value = int(number)
             policy.max_attempts = min(value, policy.max_attempts or value)
             name = self.constant_name(args["max_attempt_number"])
             if name is not None and policy.max_attempts == value:
                 policy.sources["max_attempts"] = name
         else:
             args = self.bound_args(expr, ("max_delay",), name)
-            seconds = self.number(args["max_delay"], "stop_after_delay")
+            seconds = self.runtime(args["max_delay"], name, policy, "max_elapsed")
+            if (seconds is None and policy.max_elapsed is not None) or (
+                seconds is not None and "max_elapsed" in policy.sources
+            ):
+                raise Kept(f"stop={self.code(expr)} joins a run-time delay with another")
+            if seconds is None:
+                policy.max_elapsed = 60.0  # a stand-in: the source is written out
+                return
             policy.max_elapsed = min(seconds, policy.max_elapsed or seconds)
 
-    def _wait(self, expr: cst.BaseExpression) -> _Wait:
+    def _wait(self, expr: cst.BaseExpression, policy: Policy | None = None) -> _Wait:
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
             left, right = self._wait(expr.left), self._wait(expr.right)
             fixed = [w for w in (left, right) if w.deterministic]
@@ -334,7 +439,10 @@ class TenacityCodemod(DecoratorCodemod):
             return _Wait()
         if name == "wait_fixed":
             args = self.bound_args(expr, ("wait",), name)
-            return _Wait(self.number(args["wait"], "wait_fixed"))
+            if policy is None:
+                return _Wait(self.number(args["wait"], name))
+            seconds = self.runtime(args["wait"], name, policy, "initial_delay")
+            return _Wait(1.0 if seconds is None else seconds)
         if name in ("wait_exponential", "wait_random_exponential"):
             args = self.bound_args(expr, ("multiplier", "max", "exp_base", "min"), name)
             wait = self._exponential(args, name, "multiplier")

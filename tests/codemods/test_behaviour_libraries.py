@@ -99,6 +99,40 @@ case(
     lambda ns, dep: ns["fetch"](dep, "k"),
 )
 
+case(
+    "tenacity_nested_runtime_policy_result_or_exception",
+    """
+    import tenacity
+
+    class Agent:
+        def __init__(self, dep, retries, interval):
+            self.dep, self.retries, self.interval = dep, retries, interval
+
+        def wait_until_ready(self, node):
+            wait = self.interval
+            attempts = self.retries + 1
+
+            @tenacity.retry(
+                stop=tenacity.stop_after_attempt(attempts),
+                retry=(tenacity.retry_if_result(lambda result: not result)
+                       | tenacity.retry_if_exception_type(ConnectionError)),
+                wait=tenacity.wait_fixed(wait),
+                reraise=True)
+            def _ready(node):
+                return self.dep.call(node)
+
+            try:
+                return _ready(node)
+            except Exception as exc:
+                return f"gave up: {type(exc).__name__}"
+    """,
+    # the difference the site's notes name: a result still rejected at the end raises
+    # toolkit.RetriesExhausted instead of tenacity.RetryError
+    lambda ns, dep: (
+        ns["Agent"](dep, 4, 0.5).wait_until_ready("n1").replace("RetryError", "RetriesExhausted")
+    ),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

@@ -726,7 +726,13 @@ def factory(n):
 
     return inner
 """
-        self.assertUnchanged(before, ["stop_after_attempt=n is known only at run time"])
+        self.assertUnchanged(
+            before,
+            [
+                "a retry factory: `factory` returns `inner`, whose policy comes from its"
+                " callers (stop_after_attempt=n)"
+            ],
+        )
 
 
 class TestCallForms(DurableCodemodTest):
@@ -800,3 +806,110 @@ def settings(api):
     return api.settings()
 """
         self.assertCodemod(before, after)
+
+
+class TestRunTimePolicies(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_nested_function_reads_run_time_values(self) -> None:
+        before = """\
+import tenacity
+
+
+class Agent:
+    def wait_until_ready(self, node, timeout):
+        wait = self.interval
+
+        @tenacity.retry(
+            stop=tenacity.stop_after_delay(timeout),
+            retry=(tenacity.retry_if_result(lambda result: not result)
+                   | tenacity.retry_if_exception_type(ConnectionError)),
+            wait=tenacity.wait_fixed(wait),
+            reraise=True)
+        def _ready(node):
+            return self.client.status(node)
+
+        return _ready(node)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Agent:
+    def wait_until_ready(self, node, timeout):
+        wait = self.interval
+
+        @step(
+            retry=RetryPolicy(
+                max_attempts=None,
+                initial_delay=wait,
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(ConnectionError,),
+                max_elapsed=timeout,
+                retry_on_result=lambda result: not result,
+            )
+        )
+        def _ready(node):
+            return self.client.status(node)
+
+        return _ready(node)
+"""
+        self.assertCodemod(before, after)
+
+    def test_before_hook_runs_before_the_first_attempt(self) -> None:
+        before = """\
+import tenacity
+
+
+def replace(store, attempts):
+    def prepare(retry_state):
+        if retry_state.attempt_number > 1:
+            store.reload()
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(attempts),
+        retry=tenacity.retry_if_exception_type(KeyError),
+        before=prepare,
+        wait=tenacity.wait_random(max=2),
+        reraise=True)
+    def create():
+        return store.create()
+
+    return create()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "option `before=prepare` runs before every attempt, the first included, with"
+                " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
+                " attempts, given a toolkit.RetryState): adapt it by hand"
+            ],
+        )
+
+    def test_retrying_engine_in_a_decorator_factory(self) -> None:
+        before = """\
+import functools
+
+import tenacity
+
+
+def retry(retries=3):
+    def _decorator(f):
+        @functools.wraps(f)
+        def _wrapper(*args, **kwargs):
+            r = tenacity.Retrying(stop=tenacity.stop_after_attempt(retries), reraise=True)
+            return r(f, *args, **kwargs)
+
+        return _wrapper
+
+    return _decorator
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: a Retrying object runs `f`, which its callers pass in, with a"
+                " policy from the enclosing function's parameters: make the functions they"
+                " pass steps instead"
+            ],
+        )
