@@ -126,7 +126,7 @@ class TenacityCodemod(DecoratorCodemod):
         made = self._make_step(original_node, value, "name = retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
 
-    def _bound_reason(self, name: str, call: cst.Call) -> str:
+    def _bound_reason(self, name: str, call: cst.BaseExpression) -> str:
         """Why ``r = Retrying(...)`` stays: a retry engine when it runs a function its
         callers pass in (``r(f, ...)``, ``f`` a parameter), else the uses are not followed."""
         params: list[str] = []
