@@ -367,7 +367,50 @@ class TenacityCodemod(DecoratorCodemod):
             )
         return None
 
+    def _local(self, expr: cst.BaseExpression, option: str) -> cst.BaseExpression:
+        """For ``stop=name`` / ``wait=name`` on a nested function: the value of the one
+        assignment to ``name`` before it in the enclosing function; :class:`Kept` naming
+        the lines when the name is assigned more than once or its attributes are changed."""
+        if not isinstance(expr, cst.Name) or self.depth < 2:
+            return expr
+        outer, name = self.functions[-2], expr.value
+        assigns: list[cst.Assign] = []
+        mutated: list[int] = []
+
+        class Finder(cst.CSTVisitor):
+            def visit_Assign(self, node: cst.Assign) -> None:
+                for target in node.targets:
+                    if isinstance(target.target, cst.Name) and target.target.value == name:
+                        assigns.append(node)
+                    elif (
+                        isinstance(target.target, cst.Attribute)
+                        and isinstance(target.target.value, cst.Name)
+                        and target.target.value.value == name
+                    ):
+                        mutated.append(id(node))
+
+        finder = Finder()
+        outer.body.visit(finder)
+        if not assigns:
+            return expr
+        lines = ", ".join(str(self.line_of(a)) for a in assigns)
+        if len(assigns) > 1:
+            raise Kept(
+                f"{option}={name} is chosen at run time: `{name}` is assigned at lines {lines}"
+            )
+        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", self.code(outer))
+        if mutated or changed:
+            attr = changed.group(1) if changed else "an attribute"
+            raise Kept(
+                f"{option}={name}: `{name}` (line {lines}) has `{name}.{attr}` changed at"
+                " run time, so each delay depends on state the attempts set"
+            )
+        if self.line_of(assigns[0]) >= self.line_of(expr):
+            return expr
+        return assigns[0].value
+
     def _stop(self, expr: cst.BaseExpression, policy: Policy) -> None:
+        expr = self._local(expr, "stop")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
             self._stop(expr.left, policy)
             self._stop(expr.right, policy)
@@ -405,6 +448,7 @@ class TenacityCodemod(DecoratorCodemod):
             policy.max_elapsed = min(seconds, policy.max_elapsed or seconds)
 
     def _wait(self, expr: cst.BaseExpression, policy: Policy | None = None) -> _Wait:
+        expr = self._local(expr, "wait")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
             left, right = self._wait(expr.left), self._wait(expr.right)
             fixed = [w for w in (left, right) if w.deterministic]

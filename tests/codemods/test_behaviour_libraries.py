@@ -133,6 +133,33 @@ case(
     ),
 )
 
+case(
+    "tenacity_local_stop_and_wait",
+    """
+    import tenacity
+
+    class Locker:
+        def __init__(self, dep, interval):
+            self.dep, self.interval = dep, interval
+
+        def lock(self, node):
+            stop = tenacity.stop_after_attempt(4)
+            wait = tenacity.wait_fixed(self.interval)
+
+            @tenacity.retry(
+                retry=tenacity.retry_if_exception_type(ConnectionError),
+                stop=stop,
+                wait=wait,
+                reraise=True,
+            )
+            def reserve():
+                return self.dep.call(node)
+
+            return reserve()
+    """,
+    lambda ns, dep: ns["Locker"](dep, 2.5).lock("n1"),
+)
+
 
 def _run(
     source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]

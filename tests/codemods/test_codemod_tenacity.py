@@ -913,3 +913,66 @@ def retry(retries=3):
                 " pass steps instead"
             ],
         )
+
+    def test_local_stop_and_wait_resolved(self) -> None:
+        before = """\
+import tenacity
+
+
+def once(self):
+    stop = tenacity.stop_after_attempt(4)
+    wait = tenacity.wait_fixed(self.interval)
+
+    @tenacity.retry(retry=tenacity.retry_if_exception_type(KeyError), stop=stop, wait=wait, reraise=True)
+    def reserve():
+        return self.reserve()
+
+    return reserve()
+"""
+        after = """\
+import tenacity
+from toolkit import RetryPolicy, step
+
+
+def once(self):
+    stop = tenacity.stop_after_attempt(4)
+    wait = tenacity.wait_fixed(self.interval)
+
+    @step(
+        retry=RetryPolicy(
+            max_attempts=4,
+            initial_delay=self.interval,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(KeyError,),
+        )
+    )
+    def reserve():
+        return self.reserve()
+
+    return reserve()
+"""
+        self.assertCodemod(before, after)
+
+    def test_wait_changed_by_the_attempts(self) -> None:
+        before = """\
+import tenacity
+
+
+def sync(store, preds):
+    wait_strategy = tenacity.wait_random_exponential(max=60)
+
+    @tenacity.retry(retry=tenacity.retry_if_result(lambda r: r is None), wait=wait_strategy)
+    def _sync():
+        wait_strategy.multiplier = len(preds) * 0.01
+        return store.update()
+
+    return _sync()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "wait=wait_strategy: `wait_strategy` (line 5) has `wait_strategy.multiplier`"
+                " changed at run time, so each delay depends on state the attempts set"
+            ],
+        )
