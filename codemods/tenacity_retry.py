@@ -70,6 +70,7 @@ class TenacityCodemod(DecoratorCodemod):
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
         self.catches_retry_error = False
+        self.retry_error_lines: list[str] = []
         #: functions entered and not yet left: a decorator inside one is evaluated
         #: each time the enclosing function runs, so its policy may read run-time values
         self.depth = 0
@@ -79,6 +80,11 @@ class TenacityCodemod(DecoratorCodemod):
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         self.catches_retry_error = "RetryError" in node.code
+        self.retry_error_lines = [
+            str(number)
+            for number, line in enumerate(node.code.splitlines(), 1)
+            if re.match(r"\s*except\b.*\bRetryError\b", line)
+        ]
         return True
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
@@ -302,7 +308,9 @@ class TenacityCodemod(DecoratorCodemod):
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
             if self.catches_retry_error:
-                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+                raise Kept(
+                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
+                )
             notes.append(
                 "a result still rejected after the last attempt raises toolkit.RetriesExhausted"
                 " instead of tenacity.RetryError"
@@ -316,7 +324,7 @@ class TenacityCodemod(DecoratorCodemod):
         reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
         if finite and not reraises and policy.on_give_up is None:
             if self.catches_retry_error:
-                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+                raise Kept(self._retry_error_reason("the last attempt's exception"))
             notes.append("raises the last exception instead of tenacity.RetryError")
         if not finite:
             notes.append("retries forever, as before")
@@ -333,6 +341,18 @@ class TenacityCodemod(DecoratorCodemod):
                 " read each time the function runs, as tenacity's decorator did"
             )
         return policy, notes
+
+    def _retry_error_reason(self, what: str) -> str:
+        where = (
+            f"`except ... RetryError` at line {', '.join(self.retry_error_lines)}"
+            if self.retry_error_lines
+            else "code that reads RetryError"
+        )
+        return (
+            "the module handles tenacity.RetryError, raised when attempts run out:"
+            f" {where} would not catch {what}, which the step raises instead;"
+            " change that handler, then rerun"
+        )
 
     def runtime(
         self, expr: cst.BaseExpression, option: str, policy: Policy, field_name: str

@@ -686,7 +686,12 @@ def caller(x):
         return None
 """
         self.assertUnchanged(
-            before, ["the module handles tenacity.RetryError, raised when attempts run out"]
+            before,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 18 would not catch the last attempt's"
+                " exception, which the step raises instead; change that handler, then rerun"
+            ],
         )
 
     def test_retrying_block_with_code_after(self) -> None:
