@@ -368,13 +368,7 @@ class TenacityCodemod(DecoratorCodemod):
             if field_name in policy.sources:
                 raise Kept(f"{option}={self.code(expr)} joins two run-time values") from None
         text = self.code(expr)
-        outer, inner = self.functions[-2], self.functions[-1]
-        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
-        if re.search(returned, self.code(outer), re.MULTILINE):
-            raise Kept(
-                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
-                f" policy comes from its callers ({option}={text})"
-            )
+        self._not_a_factory(option, text)
         policy.sources[field_name] = f"({text})" if "\n" in text or " if " in text else text
         if field_name == "max_attempts":
             self.runtime_notes.append(
@@ -386,6 +380,96 @@ class TenacityCodemod(DecoratorCodemod):
                 f"a negative `{text}` at run time: RetryPolicy raises ValueError for it"
             )
         return None
+
+    def _not_a_factory(self, option: str, text: str) -> None:
+        """:class:`Kept` when the enclosing function returns the decorated one: a retry
+        factory whose policy comes from its callers."""
+        outer, inner = self.functions[-2], self.functions[-1]
+        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+        if re.search(returned, self.code(outer), re.MULTILINE):
+            raise Kept(
+                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                f" policy comes from its callers ({option}={text})"
+            )
+
+    def _branches(
+        self, name: str
+    ) -> list[tuple[cst.BaseExpression | None, cst.BaseExpression]] | None:
+        """``if c1: name = v1 / elif c2: name = v2 / else: name = v3`` in the enclosing
+        function, every assignment of ``name`` one branch: ``[(c1, v1), (c2, v2), (None, v3)]``."""
+        outer = self.functions[-2]
+        code = self.code(outer)
+        if len(re.findall(rf"\b{re.escape(name)}\b\s*=[^=]", code)) < 2:
+            return None
+        for stmt in outer.body.body:
+            if not isinstance(stmt, cst.If):
+                continue
+            branches: list[tuple[cst.BaseExpression | None, cst.BaseExpression]] = []
+            node: cst.If | cst.Else | None = stmt
+            while node is not None:
+                body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
+                small = (
+                    body[0].body
+                    if len(body) == 1 and isinstance(body[0], cst.SimpleStatementLine)
+                    else []
+                )
+                assign = small[0] if len(small) == 1 else None
+                if not (
+                    isinstance(assign, cst.Assign)
+                    and len(assign.targets) == 1
+                    and isinstance(assign.targets[0].target, cst.Name)
+                    and assign.targets[0].target.value == name
+                ):
+                    return None
+                if isinstance(node, cst.If):
+                    branches.append((node.test, assign.value))
+                    node = node.orelse
+                else:
+                    branches.append((None, assign.value))
+                    node = None
+            if branches[-1][0] is not None:
+                return None  # no else: the name may be unbound
+            if len(re.findall(rf"\b{re.escape(name)}\b\s*=[^=]", code)) != len(branches):
+                return None
+            return branches
+        return None
+
+    def _stop_chain(self, name: str, policy: Policy) -> bool:
+        """``stop=name`` chosen by an if/elif/else among ``stop_never`` and
+        ``stop_after_attempt(n)``: ``max_attempts=(None if c1 else n if c2 else m)``."""
+        branches = self._branches(name)
+        if branches is None:
+            return False
+        counts: list[str] = []
+        for _test, value in branches:
+            called = self.call_name(value, LIB)
+            if called == "stop_never" and not isinstance(value, cst.Call):
+                counts.append("None")
+            elif called == "stop_after_attempt" and isinstance(value, cst.Call):
+                args = self.bound_args(value, ("max_attempt_number",), called)
+                counts.append(self.code(args["max_attempt_number"]).strip())
+            else:
+                raise Kept(
+                    f"stop={name} is chosen at run time: `{self.code(value)}` has no equivalent"
+                )
+        text = counts[-1]
+        for (test, _value), count in zip(
+            reversed(branches[:-1]), reversed(counts[:-1]), strict=True
+        ):
+            assert test is not None
+            text = f"{count} if {self.code(test).strip()} else {text}"
+        self._not_a_factory("stop", name)
+        if policy.max_attempts is not None or "max_attempts" in policy.sources:
+            raise Kept(f"stop={name} joins a run-time count with another")
+        policy.max_attempts = 3  # a stand-in: the source is written out
+        policy.sources["max_attempts"] = f"({' '.join(text.split())})"
+        conditions = ", ".join(f"`{self.code(t).strip()}`" for t, _ in branches if t is not None)
+        self.runtime_notes.append(
+            f"stop={name} was chosen by an if/elif/else: its conditions ({conditions}) are"
+            " read again where the step is defined; a count below 1 at run time made one"
+            " attempt under tenacity, RetryPolicy raises ValueError for it"
+        )
+        return True
 
     def _local(self, expr: cst.BaseExpression, option: str) -> cst.BaseExpression:
         """For ``stop=name`` / ``wait=name`` on a nested function: the value of the one
@@ -430,6 +514,8 @@ class TenacityCodemod(DecoratorCodemod):
         return assigns[0].value
 
     def _stop(self, expr: cst.BaseExpression, policy: Policy) -> None:
+        if isinstance(expr, cst.Name) and self.depth >= 2 and self._stop_chain(expr.value, policy):
+            return
         expr = self._local(expr, "stop")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
             self._stop(expr.left, policy)

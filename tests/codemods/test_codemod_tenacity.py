@@ -981,3 +981,57 @@ def sync(store, preds):
                 " changed at run time, so each delay depends on state the attempts set"
             ],
         )
+
+    def test_stop_chosen_by_branches(self) -> None:
+        before = """\
+import tenacity
+
+
+class Task:
+    def lock(self):
+        if self.patient:
+            stop_after = tenacity.stop_never
+        elif self.retry:
+            stop_after = tenacity.stop_after_attempt(self.attempts)
+        else:
+            stop_after = tenacity.stop_after_attempt(1)
+
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type(KeyError),
+            stop=stop_after,
+            wait=tenacity.wait_fixed(self.interval),
+            reraise=True)
+        def reserve():
+            self.node = self.store.reserve()
+
+        reserve()
+"""
+        after = """\
+import tenacity
+from toolkit import RetryPolicy, step
+
+
+class Task:
+    def lock(self):
+        if self.patient:
+            stop_after = tenacity.stop_never
+        elif self.retry:
+            stop_after = tenacity.stop_after_attempt(self.attempts)
+        else:
+            stop_after = tenacity.stop_after_attempt(1)
+
+        @step(
+            retry=RetryPolicy(
+                max_attempts=(None if self.patient else self.attempts if self.retry else 1),
+                initial_delay=self.interval,
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(KeyError,),
+            )
+        )
+        def reserve():
+            self.node = self.store.reserve()
+
+        reserve()
+"""
+        self.assertCodemod(before, after)
