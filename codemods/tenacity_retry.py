@@ -218,7 +218,43 @@ class TenacityCodemod(DecoratorCodemod):
                 body=updated_node.body.with_changes(body=new_body),
                 decorators=[*updated_node.decorators, self.decorator_for(policy)],
             )
+        self._report_nested_blocks(original_node)
         return updated_node
+
+    def _report_nested_blocks(self, function: cst.FunctionDef) -> None:
+        """``for attempt in Retrying(...)`` inside an ``if``/``try``/``with`` of the
+        function (not in a nested function): reported, never rewritten."""
+        found: list[cst.For] = []
+        codemod = self
+
+        class Finder(cst.CSTVisitor):
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return node is function
+
+            def visit_For(self, node: cst.For) -> None:
+                if codemod.call_name(node.iter, LIB) in ("Retrying", "AsyncRetrying"):
+                    found.append(node)
+
+        function.visit(Finder())
+        top = [stmt for stmt in function.body.body if isinstance(stmt, cst.For)]
+        params: list[str] = []
+        for enclosing in self.functions:
+            every = [*enclosing.params.params, *enclosing.params.kwonly_params]
+            params.extend(p.name.value for p in every if p.name.value not in ("self", "cls"))
+        for loop in found:
+            if any(loop is stmt for stmt in top):
+                continue
+            called = [
+                name for name in re.findall(r"\b(\w+)\s*\(", self.code(loop.body)) if name in params
+            ]
+            if called:
+                reason = (
+                    f"a retry engine: the Retrying block runs `{called[0]}`, which its callers"
+                    " pass in: make the functions they pass steps instead"
+                )
+            else:
+                reason = "the Retrying block is inside a branch or block of the function"
+            self.record(loop, "kept", reason)
 
     def _retrying_block(
         self, func: cst.FunctionDef, loop: cst.For, index: int

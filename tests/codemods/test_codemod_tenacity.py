@@ -1035,3 +1035,30 @@ class Task:
         reserve()
 """
         self.assertCodemod(before, after)
+
+    def test_retrying_block_in_a_branch_of_a_decorator(self) -> None:
+        before = """\
+import functools
+
+import tenacity
+
+
+def wrap_retry(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        if not ENABLED:
+            return f(*args, **kwargs)
+        else:
+            for attempt in tenacity.Retrying(stop=tenacity.stop_after_delay(10)):
+                with attempt:
+                    return f(*args, **kwargs)
+
+    return wrapper
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: the Retrying block runs `f`, which its callers pass in:"
+                " make the functions they pass steps instead"
+            ],
+        )
