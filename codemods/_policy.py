@@ -36,6 +36,10 @@ class Policy:
     #: linear growth (seconds added per attempt) and a uniform random addition
     increment: float = 0.0
     random_delay: float = 0.0
+    #: the floor of every delay, and a uniform draw from it up to the delay (tenacity's
+    #: ``wait_exponential(min=...)`` and ``wait_random_exponential``)
+    min_delay: float = 0.0
+    full_jitter: bool = False
     #: hooks, as source text (``lambda e: e.errno == 104``, ``self.reset``)
     retry_if: str | None = None
     retry_on_result: str | None = None
@@ -76,6 +80,10 @@ class Policy:
             args.append(f"max_delay={_num(max_delay)}")
         if self.jitter:
             args.append("jitter=True")
+        if self.min_delay:
+            args.append(f"min_delay={_num(self.min_delay)}")
+        if self.full_jitter:
+            args.append("full_jitter=True")
         args.append(f"retry_on={_types(self.retry_on)}")
         if self.give_up_on:
             args.append(f"give_up_on={_types(self.give_up_on)}")
@@ -120,8 +128,12 @@ class Policy:
             delay += f" growing by {self.increment:g}s"
         if self.random_delay:
             delay += f" plus up to {self.random_delay:g}s at random"
+        if self.min_delay:
+            delay += f" at least {self.min_delay:g}s"
         if self.jitter:
             delay += " with jitter"
+        if self.full_jitter:
+            delay += " with full jitter"
         if self.delay_from and delay == "no delay":
             delay = "the delay the failure supplies"
         parts.append(delay)

@@ -6,13 +6,14 @@ Mapped: the wait generators ``backoff.expo`` (``base``, ``factor``,
 ``jitter`` (``full_jitter``, the default, and ``random_jitter`` become
 ``jitter=True``; ``jitter=None`` none); ``giveup=lambda e: isinstance(e, X)``;
 ``raise_on_giveup=True``. Logging options are dropped with a note. Hooks
-(``on_backoff``, ``on_giveup``, ``on_success``), other ``giveup`` predicates and
-``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
+(``on_backoff``, ``on_giveup``: the reason names what it reads, ``on_success``),
+other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
 ``@backoff.on_predicate`` retries on a return value and is reported, never rewritten.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import libcst as cst
@@ -89,6 +90,8 @@ class BackoffCodemod(DecoratorCodemod):
         notes: list[str] = []
         policy = Policy(max_attempts=None, retry_on=self.exception_types(exceptions))
         for name, value in kwargs.items():
+            if name == "on_giveup":
+                raise Kept(self._on_giveup_reason(value))
             if name in _HOOKS:
                 raise Kept(f"option `{name}=` has no equivalent")
             if name in _LOGGING:
@@ -138,6 +141,29 @@ class BackoffCodemod(DecoratorCodemod):
         if policy.max_attempts is None and policy.max_elapsed is None:
             notes.append("retries forever, as before")
         return policy, notes
+
+    def _on_giveup_reason(self, value: cst.BaseExpression) -> str:
+        """Why ``on_giveup=handler`` stays: backoff calls it with a details dict (the
+        call's ``args``/``kwargs``/``target``, ``tries``, ``elapsed``, ``exception``), also
+        when ``giveup`` gives up at once, then re-raises; ``RetryPolicy.on_give_up`` gets a
+        ``toolkit.RetryState`` only when the budget runs out, and its value is the result."""
+        handler = self.code(value)
+        source = handler
+        if isinstance(value, cst.Name):
+            for stmt in self.source_module.body:
+                if isinstance(stmt, cst.FunctionDef) and stmt.name.value == value.value:
+                    source = self.code(stmt)
+        read = sorted(set(re.findall(r"\[\s*['\"](args|kwargs|target)['\"]\s*\]", source)))
+        if read:
+            keys = ", ".join(f"details['{key}']" for key in read)
+            return (
+                f"on_giveup={handler} reads {keys}, the call's arguments, which"
+                " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+            )
+        return (
+            f"on_giveup={handler} runs before backoff re-raises the exception;"
+            " RetryPolicy.on_give_up's value would replace it: adapt it by hand"
+        )
 
     def _keep_name(self, policy: Policy, field: str, value: cst.BaseExpression) -> None:
         name = self.constant_name(value)

@@ -4,7 +4,8 @@
 Mapped: ``stop_after_attempt``, ``stop_after_delay`` (and ``|`` of both),
 ``stop_never``; ``wait_fixed``, ``wait_none``, ``wait_exponential``,
 ``wait_incrementing`` (``increment=``), ``wait_random`` and ``wait_fixed +
-wait_random`` (``random_delay=``, exact), ``wait_random_exponential``,
+wait_random`` (``random_delay=``, exact), ``wait_exponential(min=...)``
+(``min_delay=``, exact), ``wait_random_exponential`` (``full_jitter=True``, exact),
 ``wait_exponential_jitter`` (approximated by ``jitter=True``, noted);
 ``retry_if_exception_type`` (and ``|``), ``retry_if_not_exception_type``,
 ``retry_if_exception(pred)`` (``retry_if=``), ``retry_if_result(pred)``
@@ -17,6 +18,8 @@ with the option named.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +56,8 @@ class _Wait:
     deterministic: bool = True
     increment: float = 0.0
     random: float = 0.0  # uniform(0, random) added (exact, no jitter)
+    floor: float = 0.0  # min_delay
+    full_jitter: bool = False
 
 
 class TenacityCodemod(DecoratorCodemod):
@@ -65,10 +70,21 @@ class TenacityCodemod(DecoratorCodemod):
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
         self.catches_retry_error = False
+        self.retry_error_lines: list[str] = []
+        #: functions entered and not yet left: a decorator inside one is evaluated
+        #: each time the enclosing function runs, so its policy may read run-time values
+        self.depth = 0
+        self.functions: list[cst.FunctionDef] = []
+        self.runtime_notes: list[str] = []
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         self.catches_retry_error = "RetryError" in node.code
+        self.retry_error_lines = [
+            str(number)
+            for number, line in enumerate(node.code.splitlines(), 1)
+            if re.match(r"\s*except\b.*\bRetryError\b", line)
+        ]
         return True
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
@@ -109,16 +125,33 @@ class TenacityCodemod(DecoratorCodemod):
         value = original_node.value
         name = self.call_name(value, LIB) if isinstance(value, cst.Call) else None
         if name in ("Retrying", "AsyncRetrying"):
-            self.record(
-                original_node,
-                "kept",
-                f"a {name} object bound to a name: the calls that use it are not followed",
-            )
+            self.record(original_node, "kept", self._bound_reason(name, value))
             return updated_node
         if not isinstance(value, cst.Call) or name != "retry":
             return updated_node
         made = self._make_step(original_node, value, "name = retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def _bound_reason(self, name: str, call: cst.BaseExpression) -> str:
+        """Why ``r = Retrying(...)`` stays: a retry engine when it runs a function its
+        callers pass in (``r(f, ...)``, ``f`` a parameter), else the uses are not followed."""
+        params: list[str] = []
+        for function in self.functions:
+            every = [*function.params.params, *function.params.kwonly_params]
+            params.extend(p.name.value for p in every)
+            for star in (function.params.star_arg, function.params.star_kwarg):
+                if isinstance(star, cst.Param):
+                    params.append(star.name.value)
+        if self.functions:
+            inner = self.code(self.functions[-1])
+            called = re.search(r"\b\w+\(\s*(\w+)\s*,\s*\*\w+", inner)
+            if called and called.group(1) in params:
+                return (
+                    f"a retry engine: a {name} object runs `{called.group(1)}`, which its"
+                    " callers pass in, with a policy from the enclosing function's parameters:"
+                    " make the functions they pass steps instead"
+                )
+        return f"a {name} object bound to a name: the calls that use it are not followed"
 
     def _make_step(self, node: cst.CSTNode, call: cst.Call, what: str) -> cst.Call | None:
         """``step(retry=RetryPolicy(...))`` for tenacity's ``call``, recorded on ``node``."""
@@ -138,7 +171,21 @@ class TenacityCodemod(DecoratorCodemod):
         return made
 
     # -- Retrying blocks -----------------------------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.depth += 1
+        self.functions.append(node)
+        return True
+
     def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        try:
+            return self._leave_function(original_node, updated_node)
+        finally:
+            self.depth -= 1
+            self.functions.pop()
+
+    def _leave_function(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         updated_node = super().leave_FunctionDef(original_node, updated_node)
@@ -171,7 +218,43 @@ class TenacityCodemod(DecoratorCodemod):
                 body=updated_node.body.with_changes(body=new_body),
                 decorators=[*updated_node.decorators, self.decorator_for(policy)],
             )
+        self._report_nested_blocks(original_node)
         return updated_node
+
+    def _report_nested_blocks(self, function: cst.FunctionDef) -> None:
+        """``for attempt in Retrying(...)`` inside an ``if``/``try``/``with`` of the
+        function (not in a nested function): reported, never rewritten."""
+        found: list[cst.For] = []
+        codemod = self
+
+        class Finder(cst.CSTVisitor):
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return node is function
+
+            def visit_For(self, node: cst.For) -> None:
+                if codemod.call_name(node.iter, LIB) in ("Retrying", "AsyncRetrying"):
+                    found.append(node)
+
+        function.visit(Finder())
+        top = [stmt for stmt in function.body.body if isinstance(stmt, cst.For)]
+        params: list[str] = []
+        for enclosing in self.functions:
+            every = [*enclosing.params.params, *enclosing.params.kwonly_params]
+            params.extend(p.name.value for p in every if p.name.value not in ("self", "cls"))
+        for loop in found:
+            if any(loop is stmt for stmt in top):
+                continue
+            called = [
+                name for name in re.findall(r"\b(\w+)\s*\(", self.code(loop.body)) if name in params
+            ]
+            if called:
+                reason = (
+                    f"a retry engine: the Retrying block runs `{called[0]}`, which its callers"
+                    " pass in: make the functions they pass steps instead"
+                )
+            else:
+                reason = "the Retrying block is inside a branch or block of the function"
+            self.record(loop, "kept", reason)
 
     def _retrying_block(
         self, func: cst.FunctionDef, loop: cst.For, index: int
@@ -226,13 +309,15 @@ class TenacityCodemod(DecoratorCodemod):
             if name not in _MAPPED_OPTIONS:
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
+        self.runtime_notes = []
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
-        wait = self._wait(args["wait"]) if "wait" in args else _Wait()
+        wait = self._wait(args["wait"], policy) if "wait" in args else _Wait()
         policy.initial_delay, policy.backoff, policy.max_delay = wait.initial, wait.factor, wait.cap
         policy.jitter = wait.jitter
         policy.increment, policy.random_delay = wait.increment, wait.random
+        policy.min_delay, policy.full_jitter = wait.floor, wait.full_jitter
         notes.extend(wait.notes)
         if "retry" in args:
             policy.retry_on, policy.give_up_on = self._retry(args["retry"], policy)
@@ -241,6 +326,13 @@ class TenacityCodemod(DecoratorCodemod):
         for hook in ("before", "after", "before_sleep"):
             if hook in args:
                 if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
+                    if hook == "before":
+                        raise Kept(
+                            f"option `before={self.code(args[hook])}` runs before every attempt,"
+                            " the first included, with tenacity's RetryCallState"
+                            " (RetryPolicy.before_retry runs only between attempts, given a"
+                            " toolkit.RetryState): adapt it by hand"
+                        )
                     raise Kept(
                         f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
                         " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
@@ -252,7 +344,9 @@ class TenacityCodemod(DecoratorCodemod):
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
             if self.catches_retry_error:
-                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+                raise Kept(
+                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
+                )
             notes.append(
                 "a result still rejected after the last attempt raises toolkit.RetriesExhausted"
                 " instead of tenacity.RetryError"
@@ -266,13 +360,199 @@ class TenacityCodemod(DecoratorCodemod):
         reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
         if finite and not reraises and policy.on_give_up is None:
             if self.catches_retry_error:
-                raise Kept("the module handles tenacity.RetryError, raised when attempts run out")
+                raise Kept(self._retry_error_reason("the last attempt's exception"))
             notes.append("raises the last exception instead of tenacity.RetryError")
         if not finite:
             notes.append("retries forever, as before")
+        if policy.max_elapsed is not None:
+            notes.append(
+                "stop_after_delay stopped once the time since the first attempt reached it;"
+                " max_elapsed also counts the next delay, so an attempt that would start"
+                " after it is not made"
+            )
+        if self.runtime_notes:
+            notes.extend(self.runtime_notes)
+            notes.append(
+                "the step is defined in the function: its policy uses run-time values,"
+                " read each time the function runs, as tenacity's decorator did"
+            )
         return policy, notes
 
+    def _retry_error_reason(self, what: str) -> str:
+        where = (
+            f"`except ... RetryError` at line {', '.join(self.retry_error_lines)}"
+            if self.retry_error_lines
+            else "code that reads RetryError"
+        )
+        return (
+            "the module handles tenacity.RetryError, raised when attempts run out:"
+            f" {where} would not catch {what}, which the step raises instead;"
+            " change that handler, then rerun"
+        )
+
+    def runtime(
+        self, expr: cst.BaseExpression, option: str, policy: Policy, field_name: str
+    ) -> float | None:
+        """The constant value of ``expr``, or ``None`` once its source is kept in
+        ``policy.sources[field_name]``: allowed for a decorator inside a function, where
+        the policy is built each time that function runs (tenacity's was too)."""
+        try:
+            return self.number(expr, option)
+        except Kept as exc:
+            if self.depth < 2 or "known only at run time" not in str(exc):
+                raise
+            if field_name in policy.sources:
+                raise Kept(f"{option}={self.code(expr)} joins two run-time values") from None
+        text = self.code(expr)
+        self._not_a_factory(option, text)
+        policy.sources[field_name] = f"({text})" if "\n" in text or " if " in text else text
+        if field_name == "max_attempts":
+            self.runtime_notes.append(
+                f"a count below 1 at run time (`{text}` < 1) made one attempt under tenacity;"
+                " RetryPolicy raises ValueError for it"
+            )
+        else:
+            self.runtime_notes.append(
+                f"a negative `{text}` at run time: RetryPolicy raises ValueError for it"
+            )
+        return None
+
+    def _not_a_factory(self, option: str, text: str) -> None:
+        """:class:`Kept` when the enclosing function returns the decorated one: a retry
+        factory whose policy comes from its callers."""
+        outer, inner = self.functions[-2], self.functions[-1]
+        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+        if re.search(returned, self.code(outer), re.MULTILINE):
+            raise Kept(
+                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                f" policy comes from its callers ({option}={text})"
+            )
+
+    def _branches(
+        self, name: str
+    ) -> list[tuple[cst.BaseExpression | None, cst.BaseExpression]] | None:
+        """``if c1: name = v1 / elif c2: name = v2 / else: name = v3`` in the enclosing
+        function, every assignment of ``name`` one branch: ``[(c1, v1), (c2, v2), (None, v3)]``."""
+        outer = self.functions[-2]
+        code = self.code(outer)
+        if len(re.findall(rf"\b{re.escape(name)}\b\s*=[^=]", code)) < 2:
+            return None
+        for stmt in outer.body.body:
+            if not isinstance(stmt, cst.If):
+                continue
+            branches: list[tuple[cst.BaseExpression | None, cst.BaseExpression]] = []
+            node: cst.If | cst.Else | None = stmt
+            while node is not None:
+                body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
+                small = (
+                    body[0].body
+                    if len(body) == 1 and isinstance(body[0], cst.SimpleStatementLine)
+                    else []
+                )
+                assign = small[0] if len(small) == 1 else None
+                if not (
+                    isinstance(assign, cst.Assign)
+                    and len(assign.targets) == 1
+                    and isinstance(assign.targets[0].target, cst.Name)
+                    and assign.targets[0].target.value == name
+                ):
+                    return None
+                if isinstance(node, cst.If):
+                    branches.append((node.test, assign.value))
+                    node = node.orelse
+                else:
+                    branches.append((None, assign.value))
+                    node = None
+            if branches[-1][0] is not None:
+                return None  # no else: the name may be unbound
+            if len(re.findall(rf"\b{re.escape(name)}\b\s*=[^=]", code)) != len(branches):
+                return None
+            return branches
+        return None
+
+    def _stop_chain(self, name: str, policy: Policy) -> bool:
+        """``stop=name`` chosen by an if/elif/else among ``stop_never`` and
+        ``stop_after_attempt(n)``: ``max_attempts=(None if c1 else n if c2 else m)``."""
+        branches = self._branches(name)
+        if branches is None:
+            return False
+        counts: list[str] = []
+        for _test, value in branches:
+            called = self.call_name(value, LIB)
+            if called == "stop_never" and not isinstance(value, cst.Call):
+                counts.append("None")
+            elif called == "stop_after_attempt" and isinstance(value, cst.Call):
+                args = self.bound_args(value, ("max_attempt_number",), called)
+                counts.append(self.code(args["max_attempt_number"]).strip())
+            else:
+                raise Kept(
+                    f"stop={name} is chosen at run time: `{self.code(value)}` has no equivalent"
+                )
+        text = counts[-1]
+        for (test, _value), count in zip(
+            reversed(branches[:-1]), reversed(counts[:-1]), strict=True
+        ):
+            assert test is not None
+            text = f"{count} if {self.code(test).strip()} else {text}"
+        self._not_a_factory("stop", name)
+        if policy.max_attempts is not None or "max_attempts" in policy.sources:
+            raise Kept(f"stop={name} joins a run-time count with another")
+        policy.max_attempts = 3  # a stand-in: the source is written out
+        policy.sources["max_attempts"] = f"({' '.join(text.split())})"
+        conditions = ", ".join(f"`{self.code(t).strip()}`" for t, _ in branches if t is not None)
+        self.runtime_notes.append(
+            f"stop={name} was chosen by an if/elif/else: its conditions ({conditions}) are"
+            " read again where the step is defined; a count below 1 at run time made one"
+            " attempt under tenacity, RetryPolicy raises ValueError for it"
+        )
+        return True
+
+    def _local(self, expr: cst.BaseExpression, option: str) -> cst.BaseExpression:
+        """For ``stop=name`` / ``wait=name`` on a nested function: the value of the one
+        assignment to ``name`` before it in the enclosing function; :class:`Kept` naming
+        the lines when the name is assigned more than once or its attributes are changed."""
+        if not isinstance(expr, cst.Name) or self.depth < 2:
+            return expr
+        outer, name = self.functions[-2], expr.value
+        assigns: list[cst.Assign] = []
+        mutated: list[int] = []
+
+        class Finder(cst.CSTVisitor):
+            def visit_Assign(self, node: cst.Assign) -> None:
+                for target in node.targets:
+                    if isinstance(target.target, cst.Name) and target.target.value == name:
+                        assigns.append(node)
+                    elif (
+                        isinstance(target.target, cst.Attribute)
+                        and isinstance(target.target.value, cst.Name)
+                        and target.target.value.value == name
+                    ):
+                        mutated.append(id(node))
+
+        finder = Finder()
+        outer.body.visit(finder)
+        if not assigns:
+            return expr
+        lines = ", ".join(str(self.line_of(a)) for a in assigns)
+        if len(assigns) > 1:
+            raise Kept(
+                f"{option}={name} is chosen at run time: `{name}` is assigned at lines {lines}"
+            )
+        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", self.code(outer))
+        if mutated or changed:
+            attr = changed.group(1) if changed else "an attribute"
+            raise Kept(
+                f"{option}={name}: `{name}` (line {lines}) has `{name}.{attr}` changed at"
+                " run time, so each delay depends on state the attempts set"
+            )
+        if self.line_of(assigns[0]) >= self.line_of(expr):
+            return expr
+        return assigns[0].value
+
     def _stop(self, expr: cst.BaseExpression, policy: Policy) -> None:
+        if isinstance(expr, cst.Name) and self.depth >= 2 and self._stop_chain(expr.value, policy):
+            return
+        expr = self._local(expr, "stop")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
             self._stop(expr.left, policy)
             self._stop(expr.right, policy)
@@ -284,17 +564,33 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(f"stop={self.code(expr)} has no equivalent")
         if name == "stop_after_attempt":
             args = self.bound_args(expr, ("max_attempt_number",), name)
-            value = int(self.number(args["max_attempt_number"], "stop_after_attempt"))
+            number = self.runtime(args["max_attempt_number"], name, policy, "max_attempts")
+            if (number is None and policy.max_attempts is not None) or (
+                number is not None and "max_attempts" in policy.sources
+            ):
+                raise Kept(f"stop={self.code(expr)} joins a run-time count with another")
+            if number is None:
+                policy.max_attempts = 3  # a stand-in: the source is written out
+                return
+            value = int(number)
             policy.max_attempts = min(value, policy.max_attempts or value)
             name = self.constant_name(args["max_attempt_number"])
             if name is not None and policy.max_attempts == value:
                 policy.sources["max_attempts"] = name
         else:
             args = self.bound_args(expr, ("max_delay",), name)
-            seconds = self.number(args["max_delay"], "stop_after_delay")
+            seconds = self.runtime(args["max_delay"], name, policy, "max_elapsed")
+            if (seconds is None and policy.max_elapsed is not None) or (
+                seconds is not None and "max_elapsed" in policy.sources
+            ):
+                raise Kept(f"stop={self.code(expr)} joins a run-time delay with another")
+            if seconds is None:
+                policy.max_elapsed = 60.0  # a stand-in: the source is written out
+                return
             policy.max_elapsed = min(seconds, policy.max_elapsed or seconds)
 
-    def _wait(self, expr: cst.BaseExpression) -> _Wait:
+    def _wait(self, expr: cst.BaseExpression, policy: Policy | None = None) -> _Wait:
+        expr = self._local(expr, "wait")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
             left, right = self._wait(expr.left), self._wait(expr.right)
             fixed = [w for w in (left, right) if w.deterministic]
@@ -329,13 +625,22 @@ class TenacityCodemod(DecoratorCodemod):
             return _Wait()
         if name == "wait_fixed":
             args = self.bound_args(expr, ("wait",), name)
-            return _Wait(self.number(args["wait"], "wait_fixed"))
+            if policy is None:
+                return _Wait(self.number(args["wait"], name))
+            seconds = self.runtime(args["wait"], name, policy, "initial_delay")
+            return _Wait(1.0 if seconds is None else seconds)
         if name in ("wait_exponential", "wait_random_exponential"):
             args = self.bound_args(expr, ("multiplier", "max", "exp_base", "min"), name)
             wait = self._exponential(args, name, "multiplier")
+            if "min" in args:  # tenacity: max(min, min(delay, max)), as min_delay does
+                wait.floor = self.number(args["min"], name)
+                if wait.cap is not None and wait.floor > wait.cap:
+                    raise Kept(f"{name} min={wait.floor:g} is above max={wait.cap:g}")
+                if wait.cap is None and wait.floor > 60:
+                    wait.cap = math.inf  # tenacity's max is unbounded
             if name == "wait_random_exponential":
-                wait.jitter, wait.deterministic = True, False
-                wait.notes.append("full jitter approximated by jitter=True")
+                # uniform(min, delay), as full_jitter draws
+                wait.full_jitter, wait.deterministic = True, False
             return wait
         if name == "wait_exponential_jitter":
             args = self.bound_args(
@@ -365,7 +670,7 @@ class TenacityCodemod(DecoratorCodemod):
         factor = self.number(args["exp_base"], name) if "exp_base" in args else 2.0
         cap = self.number(args["max"], name) if "max" in args else None
         notes = []
-        if "min" in args:
+        if "min" in args and name == "wait_exponential_jitter":
             low = self.number(args["min"], name)
             if low > initial:
                 notes.append(

@@ -313,3 +313,28 @@ def poll(job):
     return job.done()
 """
         self.assertCodemod(before, after)
+
+    def test_on_giveup_reads_the_call_arguments(self) -> None:
+        before = """\
+import backoff
+import requests
+
+
+def on_giveup(details):
+    url = details['args'][0]
+    raise Exception("giving up on {} after {} tries".format(url, details['tries']))
+
+
+@backoff.on_exception(
+    backoff.constant, requests.RequestException, max_tries=5, on_giveup=on_giveup, interval=10
+)
+def request(url):
+    return requests.get(url)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "on_giveup=on_giveup reads details['args'], the call's arguments, which"
+                " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+            ],
+        )

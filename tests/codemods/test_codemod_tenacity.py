@@ -53,7 +53,7 @@ def fetch(url):
 """
         self.assertCodemod(before, after)
 
-    def test_min_wait_approximated(self) -> None:
+    def test_min_wait_exact(self) -> None:
         before = """\
 import tenacity
 from tenacity import (
@@ -85,9 +85,10 @@ from toolkit import RetryPolicy, step
 @step(
     retry=RetryPolicy(
         max_attempts=3,
-        initial_delay=4.0,
+        initial_delay=1.0,
         backoff=2.0,
         max_delay=10.0,
+        min_delay=4.0,
         retry_on=(Exception,),
     )
 )
@@ -270,7 +271,7 @@ from toolkit import RetryPolicy, step
         initial_delay=0.5,
         backoff=2.0,
         max_delay=20.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(ConnectionError,),
     )
 )
@@ -685,7 +686,12 @@ def caller(x):
         return None
 """
         self.assertUnchanged(
-            before, ["the module handles tenacity.RetryError, raised when attempts run out"]
+            before,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 18 would not catch the last attempt's"
+                " exception, which the step raises instead; change that handler, then rerun"
+            ],
         )
 
     def test_retrying_block_with_code_after(self) -> None:
@@ -725,7 +731,13 @@ def factory(n):
 
     return inner
 """
-        self.assertUnchanged(before, ["stop_after_attempt=n is known only at run time"])
+        self.assertUnchanged(
+            before,
+            [
+                "a retry factory: `factory` returns `inner`, whose policy comes from its"
+                " callers (stop_after_attempt=n)"
+            ],
+        )
 
 
 class TestCallForms(DurableCodemodTest):
@@ -799,3 +811,254 @@ def settings(api):
     return api.settings()
 """
         self.assertCodemod(before, after)
+
+
+class TestRunTimePolicies(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_nested_function_reads_run_time_values(self) -> None:
+        before = """\
+import tenacity
+
+
+class Agent:
+    def wait_until_ready(self, node, timeout):
+        wait = self.interval
+
+        @tenacity.retry(
+            stop=tenacity.stop_after_delay(timeout),
+            retry=(tenacity.retry_if_result(lambda result: not result)
+                   | tenacity.retry_if_exception_type(ConnectionError)),
+            wait=tenacity.wait_fixed(wait),
+            reraise=True)
+        def _ready(node):
+            return self.client.status(node)
+
+        return _ready(node)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Agent:
+    def wait_until_ready(self, node, timeout):
+        wait = self.interval
+
+        @step(
+            retry=RetryPolicy(
+                max_attempts=None,
+                initial_delay=wait,
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(ConnectionError,),
+                max_elapsed=timeout,
+                retry_on_result=lambda result: not result,
+            )
+        )
+        def _ready(node):
+            return self.client.status(node)
+
+        return _ready(node)
+"""
+        self.assertCodemod(before, after)
+
+    def test_before_hook_runs_before_the_first_attempt(self) -> None:
+        before = """\
+import tenacity
+
+
+def replace(store, attempts):
+    def prepare(retry_state):
+        if retry_state.attempt_number > 1:
+            store.reload()
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(attempts),
+        retry=tenacity.retry_if_exception_type(KeyError),
+        before=prepare,
+        wait=tenacity.wait_random(max=2),
+        reraise=True)
+    def create():
+        return store.create()
+
+    return create()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "option `before=prepare` runs before every attempt, the first included, with"
+                " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
+                " attempts, given a toolkit.RetryState): adapt it by hand"
+            ],
+        )
+
+    def test_retrying_engine_in_a_decorator_factory(self) -> None:
+        before = """\
+import functools
+
+import tenacity
+
+
+def retry(retries=3):
+    def _decorator(f):
+        @functools.wraps(f)
+        def _wrapper(*args, **kwargs):
+            r = tenacity.Retrying(stop=tenacity.stop_after_attempt(retries), reraise=True)
+            return r(f, *args, **kwargs)
+
+        return _wrapper
+
+    return _decorator
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: a Retrying object runs `f`, which its callers pass in, with a"
+                " policy from the enclosing function's parameters: make the functions they"
+                " pass steps instead"
+            ],
+        )
+
+    def test_local_stop_and_wait_resolved(self) -> None:
+        before = """\
+import tenacity
+
+
+def once(self):
+    stop = tenacity.stop_after_attempt(4)
+    wait = tenacity.wait_fixed(self.interval)
+
+    @tenacity.retry(retry=tenacity.retry_if_exception_type(KeyError), stop=stop, wait=wait, reraise=True)
+    def reserve():
+        return self.reserve()
+
+    return reserve()
+"""
+        after = """\
+import tenacity
+from toolkit import RetryPolicy, step
+
+
+def once(self):
+    stop = tenacity.stop_after_attempt(4)
+    wait = tenacity.wait_fixed(self.interval)
+
+    @step(
+        retry=RetryPolicy(
+            max_attempts=4,
+            initial_delay=self.interval,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(KeyError,),
+        )
+    )
+    def reserve():
+        return self.reserve()
+
+    return reserve()
+"""
+        self.assertCodemod(before, after)
+
+    def test_wait_changed_by_the_attempts(self) -> None:
+        before = """\
+import tenacity
+
+
+def sync(store, preds):
+    wait_strategy = tenacity.wait_random_exponential(max=60)
+
+    @tenacity.retry(retry=tenacity.retry_if_result(lambda r: r is None), wait=wait_strategy)
+    def _sync():
+        wait_strategy.multiplier = len(preds) * 0.01
+        return store.update()
+
+    return _sync()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "wait=wait_strategy: `wait_strategy` (line 5) has `wait_strategy.multiplier`"
+                " changed at run time, so each delay depends on state the attempts set"
+            ],
+        )
+
+    def test_stop_chosen_by_branches(self) -> None:
+        before = """\
+import tenacity
+
+
+class Task:
+    def lock(self):
+        if self.patient:
+            stop_after = tenacity.stop_never
+        elif self.retry:
+            stop_after = tenacity.stop_after_attempt(self.attempts)
+        else:
+            stop_after = tenacity.stop_after_attempt(1)
+
+        @tenacity.retry(
+            retry=tenacity.retry_if_exception_type(KeyError),
+            stop=stop_after,
+            wait=tenacity.wait_fixed(self.interval),
+            reraise=True)
+        def reserve():
+            self.node = self.store.reserve()
+
+        reserve()
+"""
+        after = """\
+import tenacity
+from toolkit import RetryPolicy, step
+
+
+class Task:
+    def lock(self):
+        if self.patient:
+            stop_after = tenacity.stop_never
+        elif self.retry:
+            stop_after = tenacity.stop_after_attempt(self.attempts)
+        else:
+            stop_after = tenacity.stop_after_attempt(1)
+
+        @step(
+            retry=RetryPolicy(
+                max_attempts=(None if self.patient else self.attempts if self.retry else 1),
+                initial_delay=self.interval,
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(KeyError,),
+            )
+        )
+        def reserve():
+            self.node = self.store.reserve()
+
+        reserve()
+"""
+        self.assertCodemod(before, after)
+
+    def test_retrying_block_in_a_branch_of_a_decorator(self) -> None:
+        before = """\
+import functools
+
+import tenacity
+
+
+def wrap_retry(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        if not ENABLED:
+            return f(*args, **kwargs)
+        else:
+            for attempt in tenacity.Retrying(stop=tenacity.stop_after_delay(10)):
+                with attempt:
+                    return f(*args, **kwargs)
+
+    return wrapper
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: the Retrying block runs `f`, which its callers pass in:"
+                " make the functions they pass steps instead"
+            ],
+        )
