@@ -32,9 +32,14 @@ def check_small_values(
     followers: Mapping[str, str],
     base: Any,
     probe: float,
-) -> None:
+) -> bool:
     """Raise :class:`Skip` when the loop, run with a run-time value at 0..3, does not do
-    what the policy fitted at ``probe`` predicts (attempts, then delays)."""
+    what the policy fitted at ``probe`` predicts (attempts, then delays).
+
+    Return ``True`` when the loop runs once where the policy's count falls below 1
+    (``while True`` with ``if tries >= limit: raise`` after the attempt): the count is
+    then written ``max(1, ...)``, which is exact."""
+    once_below_one: list[bool] = []
     for name in symbols:
         for small in SMALL_VALUES:
             fields = _predicted(base_fields, followers, name, small, probe)
@@ -44,10 +49,15 @@ def check_small_values(
             except Skip:
                 if attempts is not None and attempts >= 1:
                     raise _differs(name, small, f"{attempts} attempt(s)", "no attempt") from None
+                once_below_one.append(False)
                 continue  # the loop never runs: the count-below-1 note says what changes
             if attempts is not None and attempts < 1:
+                if outcome.attempts == 1 and followers.get("max_attempts") == name:
+                    once_below_one.append(True)  # max(1, count): exact
+                    continue
                 if outcome.attempts is None or outcome.attempts >= 1:
                     raise _differs(name, small, "no attempt", _attempts(outcome.attempts))
+                once_below_one.append(False)
                 continue
             if outcome.attempts != attempts:
                 raise _differs(name, small, _attempts(attempts), _attempts(outcome.attempts))
@@ -63,6 +73,9 @@ def check_small_values(
                 for a, b in zip(actual, expected, strict=True)
             ):
                 raise _differs(name, small, _show(expected), _show(actual))
+    if any(once_below_one) and not all(once_below_one):
+        raise Skip("the loop runs once for some counts below 1 and not at all for others")
+    return any(once_below_one)
 
 
 def _predicted(

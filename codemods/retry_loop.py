@@ -659,7 +659,11 @@ class RetryLoopCodemod(DurableCodemod):
                 " the step gives up at once"
             )
         count = policy.sources.get("max_attempts", "")
-        constant = count in self.constants or re.fullmatch(r"\d+ if .+ else \d+", count)
+        constant = (
+            count in self.constants
+            or re.fullmatch(r"\d+ if .+ else \d+", count)
+            or count.startswith("max(1, ")  # at least one attempt, as the legacy loop
+        )
         if count and not constant and policy.max_attempts is not None:
             notes.append(
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
@@ -1909,7 +1913,8 @@ class RetryLoopCodemod(DurableCodemod):
                 values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
                 sources[field_name] = _expression_of(field_name, name, values)
                 followers[field_name] = name
-        check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE)
+        if check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE):
+            sources["max_attempts"] = f"max(1, {sources['max_attempts']})"
         attempts, initial, factor, cap, increment = fields["base"]
         policy = Policy(
             sources=sources,

@@ -44,15 +44,6 @@ WRONG_ONCE = {
                     time.sleep(1)
             raise RuntimeError("gave up")
     """,
-    "max of a value": """
-        def fetch(svc, n):
-            for i in range(max(1, n)):
-                try:
-                    return svc.get()
-                except ConnectionError:
-                    time.sleep(1)
-            raise RuntimeError("gave up")
-    """,
     "delay by flag": """
         def fetch(svc, slow):
             for i in range(3):
@@ -146,3 +137,35 @@ def test_an_assignment_expression_in_the_loop_head_is_reported_not_a_crash() -> 
     """
     (site,) = decide(textwrap.dedent(source))
     assert site.action == "skipped" and "x :=" in site.reason
+
+
+def test_a_loop_that_runs_once_below_a_count_of_1_keeps_that_with_max() -> None:
+    """``range(max(1, n))`` and ``if count >= tries: raise`` after the attempt run once
+    when the count is 0: ``max_attempts=max(1, ...)`` says exactly that."""
+    source = """
+        import time
+
+        def fetch(svc, n):
+            for i in range(max(1, n)):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+
+        def page(svc, tries):
+            count = 0
+            while True:
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    count += 1
+                    if count >= tries:
+                        raise
+                    time.sleep(2)
+    """
+    sites = decide(textwrap.dedent(source))
+    assert [s.action for s in sites] == ["rewritten", "rewritten"]
+    assert "max_attempts=max(1, n)" in str(sites[0].policy)
+    assert "max_attempts=max(1, tries)" in str(sites[1].policy)
+    assert not any("below 1" in note for s in sites for note in s.notes)
