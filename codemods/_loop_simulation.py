@@ -100,6 +100,25 @@ class _Outcome:
     random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
+    #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
+    full_jitter: bool = False
+    min_delay: float = 0.0
+    #: the source of a draw of whole numbers (``random.randint(20, 500) / 100.0``)
+    discrete: str | None = None
+
+
+@dataclass
+class _Draw:
+    """One delay as the handler computes it: ``total`` with random terms read at their
+    upper bound (``jitter`` says some were), and, for ``low + uniform(0, width)``, the
+    exact parts; ``pure`` when the delay is that one draw and nothing else."""
+
+    total: float
+    jitter: bool
+    exact: float | None = None
+    width: float | None = None
+    pure: bool = False
+    discrete: str | None = None
 
 
 class _Simulation:
@@ -140,6 +159,13 @@ class _Simulation:
         self.exact_delays: list[float] = []
         self.widths: list[float] = []
         self.split_jitter = False
+        # one (low, high) per sleep when the sleep is a single uniform draw, else None
+        self.draws: list[tuple[float, float] | None] = []
+        self.sleeps_now = 0
+        self.several_sleeps = False
+        self.discrete: str | None = None
+        # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
+        self.drawn: dict[str, _Draw] = {}
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -180,6 +206,8 @@ class _Simulation:
                 self.exact_delays.append(self.pending_exact)
             self.pending = 0.0
             self.pending_exact = 0.0
+            self.several_sleeps = self.several_sleeps or self.sleeps_now > 1
+            self.sleeps_now = 0
             if n > 1:
                 # the calls made before this retry: the same before every retry
                 if self.repairs is None:
@@ -211,10 +239,22 @@ class _Simulation:
         if attempts == 0:
             raise Skip("the loop never runs")
         jitter, width = self.jitter or self.split_jitter, 0.0
+        full, low = False, 0.0
+        pure = [d for d in self.draws if d is not None]
         if self.widths and all(w == self.widths[0] for w in self.widths) and self.widths[0] >= 0:
             # every random draw has the same width: random_delay, exactly
             delays = self.exact_delays[: len(delays)]
             jitter, width = self.jitter, float(self.widths[0])
+        elif (
+            pure
+            and len(pure) == len(self.draws)
+            and not self.jitter
+            and not self.several_sleeps
+            and self.sleeps_now <= 1
+            and all(lo == pure[0][0] and 0 <= lo <= hi for lo, hi in pure)
+        ):
+            # every delay is one draw `uniform(low, d)` with d following the law: full jitter
+            jitter, full, low = False, True, float(pure[0][0])
         return _Outcome(
             attempts,
             delays,
@@ -227,6 +267,9 @@ class _Simulation:
             list(self.repairs_now),
             width,
             self.repair_values,
+            full,
+            low,
+            self.discrete,
         )
 
     def _repair(self, node: cst.CSTNode) -> None:
@@ -257,6 +300,44 @@ class _Simulation:
                         return False
             branch = branch.orelse if isinstance(branch, cst.If) else None
         return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
+
+    def _draw(self, source: str, what: str) -> _Draw:
+        """Read one delay expression: its upper bound, and its exact random parts."""
+        tree = ev.parse(source)
+        split = ev.split_uniform(tree)
+        discrete = source.strip() if ev.discrete_draw(tree) else None
+        if split is None:
+            jitter_before = self.jitter
+            total = float(self._eval_source(source, what, True))
+            jittered = self.jitter and not jitter_before
+            self.jitter = jitter_before
+            return _Draw(total, jittered, discrete=discrete)
+        pure = ev.is_uniform_draw(tree)
+        exact = float(self._eval_source(ast.unparse(split[0]), what))
+        width = float(self._eval_source(ast.unparse(split[1]), what))
+        stripped, jittered = ev.strip_jitter(flat := ev.flatten_attributes(tree))
+        if any(ev.is_random_call(n) for n in ast.walk(stripped)) or not jittered:
+            total = exact + width  # `random.randint(a, b) / k`: read at its upper bound
+        else:
+            jitter_before = self.jitter
+            total = float(self._eval_source(ast.unparse(flat), what, True))
+            self.jitter = jitter_before
+        return _Draw(total, True, exact, width, pure, discrete)
+
+    def _add_draw(self, draw: _Draw) -> None:
+        self.sleeps_now += 1
+        self.pending += draw.total
+        self.discrete = self.discrete or draw.discrete
+        if draw.width is None:
+            self.pending_exact += draw.total
+            self.jitter = self.jitter or draw.jitter
+            self.draws.append(None)
+            return
+        self.split_jitter = self.split_jitter or draw.jitter
+        self.pending_exact += float(draw.exact or 0.0)
+        self.widths.append(draw.width)
+        low = float(draw.exact or 0.0)
+        self.draws.append((low, low + draw.width) if draw.pure else None)
 
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
@@ -333,17 +414,10 @@ class _Simulation:
                     raise Skip("sleep is not a backoff: unusual sleep call")
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
-                split = ev.split_uniform(ev.parse(code(arg)))
-                jitter_before = self.jitter
-                delay = self._eval(arg, what, True)
-                self.pending += float(delay)
-                if split is None:
-                    self.pending_exact += float(delay)
-                    return None
-                self.split_jitter = self.split_jitter or (self.jitter and not jitter_before)
-                self.jitter = jitter_before
-                self.pending_exact += float(self._eval_source(ast.unparse(split[0]), what))
-                self.widths.append(float(self._eval_source(ast.unparse(split[1]), what)))
+                if isinstance(arg, cst.Name) and arg.value in self.drawn:
+                    self._add_draw(self.drawn[arg.value])  # `time.sleep(wait_time)`
+                else:
+                    self._add_draw(self._draw(code(arg), what))
                 return None
             if self.cm._is_log(small):
                 return None
@@ -384,6 +458,13 @@ class _Simulation:
                     return None
                 if _is_text(small.value):
                     return None  # a message for a log call; a reader elsewhere is refused
+                value_source = code(small.value)
+                if any(ev.is_random_call(n) for n in ast.walk(ev.parse(value_source))):
+                    # a random delay kept for a sleep: only the sleep may read it
+                    self.drawn[target.value] = self._draw(value_source, f"`{target.value}`")
+                    self.env.pop(target.value, None)
+                    return None
+                self.drawn.pop(target.value, None)
                 value = self._eval(small.value, f"`{target.value}`")
                 self.env[target.value] = value
                 return None

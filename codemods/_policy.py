@@ -36,6 +36,9 @@ class Policy:
     #: linear growth (seconds added per attempt) and a uniform random addition
     increment: float = 0.0
     random_delay: float = 0.0
+    #: full jitter: each delay drawn uniformly from ``[min_delay, d]``
+    min_delay: float = 0.0
+    full_jitter: bool = False
     #: hooks, as source text (``lambda e: e.errno == 104``, ``self.reset``)
     retry_if: str | None = None
     retry_on_result: str | None = None
@@ -76,6 +79,10 @@ class Policy:
             args.append(f"max_delay={_num(max_delay)}")
         if self.jitter:
             args.append("jitter=True")
+        if self.min_delay:
+            args.append(f"min_delay={src.get('min_delay', _num(self.min_delay))}")
+        if self.full_jitter:
+            args.append("full_jitter=True")
         args.append(f"retry_on={_types(self.retry_on)}")
         if self.give_up_on:
             args.append(f"give_up_on={_types(self.give_up_on)}")
@@ -122,6 +129,10 @@ class Policy:
             delay += f" plus up to {self.random_delay:g}s at random"
         if self.jitter:
             delay += " with jitter"
+        if self.full_jitter:
+            delay += " with full jitter"
+            if self.min_delay:
+                delay += f" from {self.min_delay:g}s"
         parts.append(delay)
         if self.max_elapsed is not None:
             parts.append(f"within {src.get('max_elapsed') or _secs(self.max_elapsed)}")

@@ -575,6 +575,11 @@ class RetryLoopCodemod(DurableCodemod):
             )
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
+        if outcome.discrete and (outcome.random_delay or outcome.full_jitter):
+            notes.append(
+                f"`{outcome.discrete}` drew whole steps of the range;"
+                " RetryPolicy draws any value in it"
+            )
         if any(self._is_log(s) for s in _small_statements(machinery)):
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0 and outcome.attempts is not None:
@@ -1474,6 +1479,8 @@ class RetryLoopCodemod(DurableCodemod):
             give_up_on=give_up,
             increment=increment,
             random_delay=outcome.random_delay,
+            full_jitter=outcome.full_jitter,
+            min_delay=outcome.min_delay,
         )
 
     def _runtime_value(
@@ -1553,7 +1560,11 @@ class RetryLoopCodemod(DurableCodemod):
                 outcome = simulate({**flags, **symbols, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
-                if outcome.random_delay != base.random_delay:
+                if (outcome.random_delay, outcome.full_jitter, outcome.min_delay) != (
+                    base.random_delay,
+                    base.full_jitter,
+                    base.min_delay,
+                ):
                     raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
@@ -1583,6 +1594,8 @@ class RetryLoopCodemod(DurableCodemod):
             give_up_on=give_up,
             increment=increment or 0.0,
             random_delay=base.random_delay,
+            full_jitter=base.full_jitter,
+            min_delay=base.min_delay,
         )
         if cap is None and (factor or 1.0) > 1 and sources:
             policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped

@@ -1,0 +1,140 @@
+"""retry-loop codemod: delay laws (random ranges, full jitter), and what it refuses about them."""
+
+from __future__ import annotations
+
+from codemods.retry_loop import RetryLoopCodemod
+from codemods.testing import DurableCodemodTest
+
+
+class TestRandomDelays(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_full_jitter_assigned_then_slept(self) -> None:
+        before = """\
+import logging
+import random
+import time
+
+log = logging.getLogger(__name__)
+MAX_TRIES = 5
+
+
+def enqueue(job):
+    tries = 0
+    while True:
+        try:
+            job.enqueue_waiting()
+        except OSError as err:
+            if tries >= MAX_TRIES:
+                raise
+            wait_time = random.uniform(0.0, 2**tries)
+            tries += 1
+            log.info("retry %d in %.2f s", tries, wait_time)
+            time.sleep(wait_time)
+        else:
+            break
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+MAX_TRIES = 5
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=6,
+        initial_delay=1.0,
+        backoff=2.0,
+        full_jitter=True,
+        retry_on=(OSError,),
+    )
+)
+def _enqueue_waiting_step(job):
+    job.enqueue_waiting()
+
+
+def enqueue(job):
+    _enqueue_waiting_step(job)
+"""
+        self.assertCodemod(before, after)
+
+    def test_random_whole_steps_scaled(self) -> None:
+        before = """\
+import random
+import time
+
+
+def run(client, command):
+    for attempt in range(4):
+        try:
+            return client.execute(command)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(random.randint(20, 500) / 100.0)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.2,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+        random_delay=4.8,
+    )
+)
+def run(client, command):
+    return client.execute(command)
+"""
+        self.assertCodemod(before, after)
+        _, sites = self.run_codemod(before)
+        self.assertIn(
+            "`random.randint(20, 500) / 100.0` drew whole steps of the range;"
+            " RetryPolicy draws any value in it",
+            sites[0].notes,
+        )
+
+    def test_full_jitter_with_a_floor(self) -> None:
+        before = """\
+import random
+import time
+
+
+def fetch(client):
+    for attempt in range(5):
+        try:
+            return client.get()
+        except ConnectionError:
+            if attempt == 4:
+                raise
+            time.sleep(random.uniform(0.5, min(30, 2 ** attempt)))
+"""
+        code, sites = self.run_codemod(before)
+        self.assertIn("min_delay=0.5", code)
+        self.assertIn("full_jitter=True", code)
+        self.assertEqual(sites[0].action, "rewritten")
+        self.assertEqual(sites[0].notes, ())
+
+    def test_jitter_drawn_from_a_floor_above_the_delay_is_not_full_jitter(self) -> None:
+        before = """\
+import random
+import time
+
+
+def fetch(client):
+    for attempt in range(5):
+        try:
+            return client.get()
+        except ConnectionError:
+            if attempt == 4:
+                raise
+            time.sleep(random.uniform(3, 2 ** attempt))
+"""
+        code, _ = self.run_codemod(before)
+        self.assertNotIn("full_jitter", code)
