@@ -128,6 +128,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: clock reads that make a time budget (``time.time()``, ``datetime.now()``)
+_CLOCKS = frozenset({"time", "monotonic", "perf_counter", "now", "utcnow", "monotonic_ns"})
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
 _WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
@@ -534,28 +536,28 @@ class RetryLoopCodemod(DurableCodemod):
                 flag = needed.name
                 symbols[flag] = True
             except _NeedsValue as need:
-                if need.what in symbols or len(symbols) >= 4:
-                    raise Skip(str(need)) from None
                 machinery_names = state | {n for n in (saved, as_name) if n}
-                if not self._runtime_value(need.what, scope, machinery_names, stored):
-                    raise Skip(str(need)) from None
+                if (
+                    need.what in symbols
+                    or len(symbols) >= 4
+                    or not self._runtime_value(need.what, scope, machinery_names, stored)
+                ):
+                    called = self._called_parameter(func, attempt_stmts)
+                    called = called or self._wrapped_parameter(func, attempt_stmts)
+                    if called is None:
+                        raise Skip(str(need)) from None
+                    reason = self._engine_reason(func, attempt_stmts, called, str(need))
+                    raise Skip(reason) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
                 called = self._called_parameter(func, attempt_stmts)
                 if called is None:
                     raise
-                raise Skip(
-                    f"a retry engine: it retries `{called}`, which its callers pass in: make"
-                    f" the functions they pass steps instead ({skip})"
-                ) from None
+                raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
-            raise Skip(
-                f"a retry engine: it retries `{engine}`, which its callers pass in, with a"
-                f" policy they choose (`{sorted(symbols)[0]}`): make the functions they pass"
-                " steps instead"
-            )
+            raise Skip(self._engine_reason(func, attempt_stmts, engine, "", sorted(symbols)))
         if flag is not None:
             policy, outcome = self._flag_policy(simulate, symbols, flag, retry_types, give_up)
         elif symbols:
@@ -754,6 +756,86 @@ class RetryLoopCodemod(DurableCodemod):
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
         return plan
+
+    def _engine_reason(
+        self,
+        func: cst.FunctionDef,
+        attempt: Sequence[cst.CSTNode],
+        called: str,
+        why: str,
+        symbols: Sequence[str] = (),
+    ) -> str:
+        """Why a retry engine is refused: the function it retries and the policy (counts,
+        delays, a time budget) come from its callers, so the policy is not in the code."""
+        code = self.source_module.code_for_node
+        params: list[str] = []
+        node: cst.CSTNode | None = func
+        while node is not None:
+            if isinstance(node, cst.FunctionDef):
+                p = node.params
+                params += [q.name.value for q in (*p.posonly_params, *p.params, *p.kwonly_params)]
+            node = self.get_metadata(ParentNodeProvider, node, None)
+        skipped = {id(s) for s in attempt}
+        in_attempt = {
+            n.value for s in attempt for n in [s, *_walk_own(s)] if isinstance(n, cst.Name)
+        }
+        knobs: list[str] = list(symbols)
+        clocks: list[str] = []
+        stack: list[cst.CSTNode] = [s for s in func.body.body if id(s) not in skipped]
+        while stack:
+            sub = stack.pop(0)
+            if id(sub) in skipped:
+                continue
+            if (
+                isinstance(sub, cst.Attribute)
+                and isinstance(sub.value, cst.Name)
+                and sub.value.value in ("self", "cls")
+                and sub.value.value in params
+            ):
+                if code(sub) not in knobs:
+                    knobs.append(code(sub))
+                continue
+            if (
+                isinstance(sub, cst.Name)
+                and sub.value in params
+                and sub.value not in (called, "self", "cls", *knobs, *in_attempt)
+            ):
+                knobs.append(sub.value)
+            if isinstance(sub, cst.Call) and not sub.args:
+                name = code(sub.func).rsplit(".", 1)[-1]
+                if name in _CLOCKS and code(sub) not in clocks:
+                    clocks.append(code(sub))
+            if not isinstance(sub, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+                stack.extend(sub.children)
+        chosen = ", ".join(f"`{k}`" for k in knobs[:6])
+        reason = f"a retry engine: it retries `{called}`, which its callers pass in"
+        if chosen:
+            reason += f", with a policy they choose ({chosen})"
+        if clocks:
+            reason += f" and a time budget read from `{clocks[0]}`"
+        reason += ": make the functions they pass steps instead"
+        if why and not clocks:
+            reason += f" ({why})"
+        return reason
+
+    def _wrapped_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
+        """A decorator's wrapper that hands the decorated function on (``call(func, *args)``):
+        a parameter of a function *around* ``func`` passed as an argument in the attempt."""
+        outer: set[str] = set()
+        node = self.get_metadata(ParentNodeProvider, func, None)
+        while node is not None:
+            if isinstance(node, cst.FunctionDef):
+                p = node.params
+                outer |= {q.name.value for q in (*p.posonly_params, *p.params)}
+            node = self.get_metadata(ParentNodeProvider, node, None)
+        outer -= {"self", "cls"}
+        for stmt in stmts:
+            for sub in _walk_own(stmt):
+                if isinstance(sub, cst.Call):
+                    for arg in sub.args:
+                        if isinstance(arg.value, cst.Name) and arg.value.value in outer:
+                            return arg.value.value
+        return None
 
     def _called_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
         """A parameter of ``func`` or of a function around it that the attempt calls:

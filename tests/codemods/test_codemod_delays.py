@@ -138,3 +138,71 @@ def fetch(client):
 """
         code, _ = self.run_codemod(before)
         self.assertNotIn("full_jitter", code)
+
+
+class TestEnginesWithTimeBudgets(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_decorator_factory_with_a_deadline(self) -> None:
+        before = """\
+from time import perf_counter, sleep
+
+
+def retry(wait, stop_after_delay):
+    def wrapper(func):
+        def retry_wrapped(*args, **kwargs):
+            start_time = perf_counter()
+            while True:
+                try:
+                    return func(*args, **kwargs)
+                except Exception:
+                    if perf_counter() - start_time > stop_after_delay:
+                        raise
+                    sleep(wait)
+
+        return retry_wrapped
+
+    return wrapper
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: it retries `func`, which its callers pass in, with a policy"
+                " they choose (`stop_after_delay`, `wait`) and a time budget read from"
+                " `perf_counter()`: make the functions they pass steps instead"
+            ],
+        )
+
+    def test_wrapper_object_handing_the_function_on(self) -> None:
+        before = """\
+import time
+from datetime import datetime, timedelta
+
+
+class MinimalRetry:
+    def __init__(self, retry_delay=1, timeout=10):
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+
+    def __call__(self, func):
+        def retry_loop(*args, **kwargs):
+            end = datetime.now() + timedelta(seconds=self.timeout)
+            last_exc = None
+            while datetime.now() < end:
+                try:
+                    return call_checked(func, *args, **kwargs)
+                except Exception as exc:
+                    last_exc = exc
+                    time.sleep(self.retry_delay)
+            raise last_exc
+
+        return retry_loop
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: it retries `func`, which its callers pass in, with a policy"
+                " they choose (`self.timeout`, `self.retry_delay`) and a time budget read"
+                " from `datetime.now()`: make the functions they pass steps instead"
+            ],
+        )

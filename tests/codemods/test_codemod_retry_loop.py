@@ -771,7 +771,8 @@ def retry(tries=4, delay=3, backoff=2):
             before,
             [
                 "a retry engine: it retries `f`, which its callers pass in, with a policy"
-                " they choose (`backoff`): make the functions they pass steps instead"
+                " they choose (`backoff`, `delay`, `tries`): make the functions they pass"
+                " steps instead"
             ],
         )
 
