@@ -174,7 +174,13 @@ class _Simulation:
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
         values: range | None = None
         loop_var: str | None = None
-        if isinstance(self.loop, cst.For):
+        fixed: list[ev.Number] | None = None
+        if isinstance(self.loop, cst.For) and isinstance(self.loop.iter, cst.Tuple | cst.List):
+            # `for is_first in (True, False)`: one attempt per value of the tuple
+            assert isinstance(self.loop.target, cst.Name)
+            loop_var = self.loop.target.value
+            fixed = [self._eval(e.value, "the attempt values") for e in self.loop.iter.elements]
+        elif isinstance(self.loop, cst.For):
             assert isinstance(self.loop.target, cst.Name) and isinstance(self.loop.iter, cst.Call)
             loop_var = self.loop.target.value
             bounds = [self._eval(a.value, "the attempt count") for a in self.loop.iter.args]
@@ -187,7 +193,12 @@ class _Simulation:
             else:
                 values = range(*bounds)
         while True:
-            if values is not None:
+            if fixed is not None:
+                if n >= len(fixed):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+                assert isinstance(loop_var, str)
+                self.env[loop_var] = fixed[n]
+            elif values is not None:
                 if n >= len(values):
                     return self._outcome(n, delays, _Exit("fallthrough"))
                 assert isinstance(loop_var, str)
@@ -476,6 +487,8 @@ class _Simulation:
             expr = f"{name} {op} ({code(small.value)})"
             self.env[name] = self._eval_source(expr, f"`{name}`")
             return None
+        if self.in_pre:  # code in the loop before the try: it runs before every attempt
+            raise Skip(f"the loop runs `{_first_line(code(small))}` before every attempt")
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
 
 

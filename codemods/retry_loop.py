@@ -484,7 +484,13 @@ class RetryLoopCodemod(DurableCodemod):
         state = _assigned_names(machinery) - ({as_name} if as_name else set())
         loop_var: str | None = None
         if isinstance(loop, cst.For):
-            loop_var = self._range_header(loop, scope)
+            try:
+                loop_var = self._range_header(loop, scope)
+            except Skip as skip:
+                called = self._called_parameter(func, attempt_stmts)
+                if called is None:
+                    raise
+                raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
             state.add(loop_var)
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
@@ -1406,11 +1412,19 @@ class RetryLoopCodemod(DurableCodemod):
             and not any(a.keyword or a.star for a in iterable.args)
             and len(iterable.args) <= 1
         )
+        if _fixed_values(iterable) is not None:
+            is_range = True  # `for is_first in (True, False)`: one attempt per value
         if not (is_range or is_count):
-            raise Skip(
-                f"loops over `{self.source_module.code_for_node(iterable)}`"
-                " rather than over attempts"
-            )
+            code = self.source_module.code_for_node
+            items = _failover_items(loop)
+            if items:
+                # `for cdn in cdns`: each attempt tries the next item, not the same call again
+                raise Skip(
+                    f"loops over `{code(iterable)}` rather than over attempts: each attempt"
+                    f" uses the next `{items[0]}` (a failover: state carried into the next"
+                    " attempt, not a retry of the same call)"
+                )
+            raise Skip(f"loops over `{code(iterable)}` rather than over attempts")
         target = loop.target
         if isinstance(target, cst.Name):
             return target.value
@@ -1907,6 +1921,51 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _failover_items(loop: cst.For) -> list[str]:
+    """The loop targets (``cdn_id`` of ``for n, cdn_id in enumerate(cdns)``) that the loop
+    body reads outside its except handlers; an ``enumerate`` index alone is a counter."""
+    targets = loop.target.elements if isinstance(loop.target, cst.Tuple) else [loop.target]
+    names = [t.value if isinstance(t, cst.Element) else t for t in targets]
+    wanted = [n.value for n in names if isinstance(n, cst.Name)]
+    iterable = loop.iter
+    if (
+        isinstance(iterable, cst.Call)
+        and isinstance(iterable.func, cst.Name)
+        and iterable.func.value == "enumerate"
+        and len(wanted) == 2
+    ):
+        wanted = wanted[1:]
+    read: set[str] = set()
+    stack: list[cst.CSTNode] = list(loop.body.children)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.ExceptHandler):
+            continue
+        if isinstance(node, cst.Name):
+            read.add(node.value)
+        stack.extend(node.children)
+    return [n for n in wanted if n in read]
+
+
+def _fixed_values(iterable: cst.BaseExpression) -> list[ev.Number] | None:
+    """The values of a literal tuple or list of numbers or booleans (``(True, False)``),
+    the loop running one attempt for each; None for anything else."""
+    if not isinstance(iterable, cst.Tuple | cst.List) or not iterable.elements:
+        return None
+    values: list[ev.Number] = []
+    for element in iterable.elements:
+        value = element.value
+        if isinstance(element, cst.StarredElement):
+            return None
+        if isinstance(value, cst.Name) and value.value in ("True", "False"):
+            values.append(value.value == "True")
+        elif isinstance(value, cst.Integer):
+            values.append(int(value.evaluated_value))
+        else:
+            return None
+    return values
 
 
 def _expression_of(field_name: str, name: str, values: list[Any]) -> str:

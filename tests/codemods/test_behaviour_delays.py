@@ -93,6 +93,50 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
         """,
         lambda ns, dep: ns["fetch"](dep),
     ),
+    "two_attempts_retry_flag_false_then_true": (
+        """
+        import time
+
+        def fetch(dep):
+            for retry in (False, True):
+                try:
+                    return dep.call()
+                except OSError:
+                    if retry:
+                        raise
+                    time.sleep(2)
+        """,
+        lambda ns, dep: ns["fetch"](dep),
+    ),
+    "two_attempts_refresh_then_retry_on_some_errors": (
+        """
+        class Session:
+            def __init__(self, dep):
+                self.dep, self.token, self.refreshed = dep, "old", 0
+
+            def refresh(self):
+                self.refreshed += 1
+                self.token = f"new{self.refreshed}"
+
+            def call_api(self):
+                for is_first_attempt in (True, False):
+                    try:
+                        return self.dep.call(self.token)
+                    except OSError as e:
+                        if is_first_attempt and "failure" in str(e):
+                            self.refresh()
+                            continue
+                        raise
+
+        def run(dep):
+            session = Session(dep)
+            try:
+                return session.call_api(), session.token
+            except OSError as e:
+                return "gave up", str(e), session.token
+        """,
+        lambda ns, dep: ns["run"](dep),
+    ),
 }
 
 
@@ -110,7 +154,8 @@ def _run(source: str, call: Callable[..., Any], dep: Flaky, sleeps: list[float])
 @pytest.fixture(params=["low", "high"])
 def sleeps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
-    monkeypatch.setattr(time, "sleep", lambda s: recorded.append(round(s, 9)))
+    # sleep(0) waits for nothing (the policy's "no delay" calls it): not recorded
+    monkeypatch.setattr(time, "sleep", lambda s: s and recorded.append(round(s, 9)))
     pick = (lambda a, b: min(a, b)) if request.param == "low" else (lambda a, b: max(a, b))
     monkeypatch.setattr(random, "uniform", pick)
     monkeypatch.setattr(random, "randint", pick)

@@ -206,3 +206,132 @@ class MinimalRetry:
                 " from `datetime.now()`: make the functions they pass steps instead"
             ],
         )
+
+
+class TestFixedTuples(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_two_attempts_with_a_credential_refresh(self) -> None:
+        before = """\
+class Client:
+    def call_api(self, url):
+        for is_first_attempt in (True, False):
+            try:
+                return self.download_json(url, self.client_id)
+            except ApiError as e:
+                if is_first_attempt and e.status in (401, 403):
+                    self.refresh_client_id()
+                    continue
+                raise
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+class Client:
+    def call_api(self, url):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=2,
+                initial_delay=0.0,
+                backoff=1.0,
+                retry_on=(ApiError,),
+                retry_if=lambda e: e.status in (401, 403),
+                before_retry=lambda _state: self.refresh_client_id(),
+            )
+        )
+        def _download_json_step():
+            return self.download_json(url, self.client_id)
+
+        return _download_json_step()
+"""
+        self.assertCodemod(before, after)
+
+    def test_retry_flag_false_then_true(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client, url):
+    for retry in (False, True):
+        try:
+            return client.get(url)
+        except ConnectionError:
+            if retry:
+                raise
+            time.sleep(2)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=2,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def fetch(client, url):
+    return client.get(url)
+"""
+        self.assertCodemod(before, after)
+
+    def test_the_attempt_reading_the_tuple_value_is_refused(self) -> None:
+        before = """\
+def fetch(client, url):
+    for fresh in (False, True):
+        try:
+            return client.get(url, fresh=fresh)
+        except ConnectionError:
+            if fresh:
+                raise
+"""
+        code, sites = self.run_codemod(before)
+        self.assertEqual(code, before)  # the value is no attempt number: never rewritten
+        self.assertTrue(all(s.action != "rewritten" for s in sites))
+
+    def test_failover_over_a_list_is_refused_as_such(self) -> None:
+        before = """\
+def formats(client, cdn_ids):
+    for attempt, cdn_id in enumerate(cdn_ids, start=1):
+        url = client.assign(cdn_id)
+        try:
+            return client.extract(url)
+        except LookupError:
+            if attempt == len(cdn_ids):
+                raise
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "loops over `enumerate(cdn_ids, start=1)` rather than over attempts: each"
+                " attempt uses the next `cdn_id` (a failover: state carried into the next"
+                " attempt, not a retry of the same call)"
+            ],
+        )
+
+    def test_engine_over_a_sleep_generator(self) -> None:
+        before = """\
+import time
+
+
+def _retry_func(func, sleep_times, retries):
+    counter = 0
+    for sleep_time in sleep_times:
+        try:
+            return func()
+        except Exception:
+            counter += 1
+            if counter == retries:
+                raise
+            time.sleep(sleep_time)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: it retries `func`, which its callers pass in, with a policy"
+                " they choose (`sleep_times`, `retries`): make the functions they pass steps"
+                " instead (loops over `sleep_times` rather than over attempts)"
+            ],
+        )

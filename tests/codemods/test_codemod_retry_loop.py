@@ -1094,7 +1094,14 @@ def over_hosts(hosts, path):
             time.sleep(1)
     raise ConnectionError("all hosts down")
 """
-        self.assertUnchanged(before, ["loops over `hosts` rather than over attempts"])
+        self.assertUnchanged(
+            before,
+            [
+                "loops over `hosts` rather than over attempts: each attempt uses the next"
+                " `host` (a failover: state carried into the next attempt, not a retry of"
+                " the same call)"
+            ],
+        )
 
     def test_shrinking_work(self) -> None:
         before = """\
