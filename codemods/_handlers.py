@@ -46,6 +46,8 @@ class Predicate:
     derived: list[Any] = field(default_factory=list)
     #: the test as the legacy code wrote it, reading the derived names
     raw_test: str = ""
+    #: ``reject`` is an if/elif chain that tests again by itself (no guard needed)
+    reject_tests: bool = False
 
 
 def _reraises(stmts: Sequence[Any], as_name: str | None, is_log: Callable[[Any], bool]) -> bool:
@@ -279,7 +281,9 @@ def split_predicate(
                 return predicate, [*before, stmt.with_changes(test=rest), *after]
         elif chain is not None and not _reads([stmt], counters):
             tests = " or ".join(f"({code(t)})" for t in chain)
-            found = _predicate(f"not ({tests})", as_name, [stmt]), [*before, *after]
+            chained = _predicate(f"not ({tests})", as_name, [stmt])
+            chained.reject_tests = True
+            found = chained, [*before, *after]
         elif else_body and (reject := rejects(else_body)) is not False:
             # `if <test>: <retry> else: raise`: retried when the test is true
             mine, rest, moved = _split_bool(stmt.test, cst.And, as_name, code, counters)
@@ -358,6 +362,7 @@ def _with_derived(
     result = _predicate(text, as_name, predicate.reject)
     result.derived = list(stmts)
     result.raw_test = predicate.raw_test
+    result.reject_tests = predicate.reject_tests
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,12 +46,45 @@ def _leaves_on_success(loop: cst.For | cst.While) -> bool:
 
 
 def _is_candidate(loop: cst.For | cst.While) -> bool:
-    """A loop around a ``try``: analysed when it also looks like a retry (see
-    ``_ast_retry_like``); one whose success does not leave the loop is reported."""
+    """A loop around a ``try`` (also one inside an ``if`` of its body): analysed when it
+    also looks like a retry (see ``_ast_retry_like``); one whose success does not leave the
+    loop is reported."""
     body = loop.body
     if not isinstance(body, cst.IndentedBlock):
         return False
-    return any(isinstance(stmt, cst.Try) and stmt.handlers for stmt in body.body)
+    return bool(_nested_tries(body.body))
+
+
+def _nested_tries(stmts: Sequence[cst.CSTNode]) -> list[cst.Try]:
+    """The ``try`` statements of a loop body and of the ``if`` blocks in it."""
+    out: list[cst.Try] = []
+    for stmt in stmts:
+        if isinstance(stmt, cst.Try) and stmt.handlers:
+            out.append(stmt)
+        elif isinstance(stmt, cst.If):
+            out.extend(_nested_tries(stmt.body.body))
+            orelse = stmt.orelse
+            if isinstance(orelse, cst.If):
+                out.extend(_nested_tries([orelse]))
+            elif isinstance(orelse, cst.Else):
+                out.extend(_nested_tries(orelse.body.body))
+    return out
+
+
+def _cst_retry_like(loop: cst.For | cst.While) -> bool:
+    """:func:`_ast_retry_like` on a libcst loop (the nested-retry test of the body)."""
+    source = cst.Module(body=[]).code_for_node(loop.with_changes(leading_lines=[]))
+    is_async = getattr(loop, "asynchronous", None) is not None or "await" in source
+    prefix = "async def _():\n" if is_async else ""
+    text = textwrap.indent(source, "    ") if prefix else source
+    try:
+        tree = ast.parse(prefix + text)
+    except SyntaxError:
+        return True
+    node: ast.AST = tree.body[0]
+    if isinstance(node, ast.AsyncFunctionDef):
+        node = node.body[0]
+    return isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node)
 
 
 def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
@@ -64,9 +98,50 @@ def _success_style(try_: cst.Try) -> Literal["return", "break"] | None:
         return None
     if _ends_with_return(stmts[-1]):
         return "return"
-    if _last_small_is(stmts[-1], cst.Break):
+    if _last_small_is(stmts[-1], cst.Break) or _breaks_everywhere(stmts[-1]):
         return "break"
     return None
+
+
+def _breaks_everywhere(stmt: cst.CSTNode) -> bool:
+    """An ``if``/``elif``/``else`` whose every branch ends with ``break``."""
+    if not isinstance(stmt, cst.If):
+        return False
+    branches = _if_branches(stmt)
+    return branches is not None and all(
+        b and (_last_small_is(b[-1], cst.Break) or _breaks_everywhere(b[-1])) for b in branches
+    )
+
+
+def _without_final_break(stmts: Sequence[Any]) -> list[Any]:
+    """``stmts`` without the ``break`` that ends them (also the one ending each branch of
+    a final ``if``/``else``)."""
+    out = list(stmts)
+    if not out:
+        return out
+    last = out[-1]
+    if isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Break):
+        if len(last.body) == 1:
+            return out[:-1]
+        out[-1] = last.with_changes(body=last.body[:-1])
+        return out
+    if _breaks_everywhere(last):
+        out[-1] = _strip_if_breaks(last)
+    return out
+
+
+def _strip_if_breaks(node: cst.If) -> cst.If:
+    def block(suite: cst.BaseSuite) -> cst.BaseSuite:
+        assert isinstance(suite, cst.IndentedBlock)
+        body = _without_final_break(suite.body) or [cst.SimpleStatementLine([cst.Pass()])]
+        return suite.with_changes(body=body)
+
+    orelse = node.orelse
+    if isinstance(orelse, cst.If):
+        orelse = _strip_if_breaks(orelse)
+    elif isinstance(orelse, cst.Else):
+        orelse = orelse.with_changes(body=block(orelse.body))
+    return node.with_changes(body=block(node.body), orelse=orelse)
 
 
 def _success_tail(try_: cst.Try) -> list[Any]:
@@ -93,8 +168,9 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
     leaving = [t for t in tries if _ast_leaves_loop(t)]
     if len(leaving) > 1:
         return True  # several: analysed (and reported) by libcst
-    if not tries:
-        return False
+    if not tries:  # a try inside an ``if`` of the body: reported when it clearly retries
+        nested = _ast_nested_tries(loop.body)
+        return bool(nested) and _ast_clearly_retries(loop, nested[0])
     if not leaving:  # success does not leave the loop: reported when it clearly retries
         return _ast_clearly_retries(loop, tries[0])
     tries = leaving
@@ -124,19 +200,74 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
 
 
 def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try) -> bool:
-    """Retry words in the loop's header and a sleep in its handler: a retry whose success
-    path the codemod does not follow (a success flag, ``try/else`` work)."""
+    """A retry whose success path the codemod does not follow (a success flag, ``try/else``
+    work, a retry decided after the try): reported. Retry words in the loop's header and a
+    sleep anywhere in the loop, a counted ``range`` header, a counter updated in the loop
+    or a generator's pause; or ``while True:`` with a retry counter (``retry += 1``) and a
+    sleep."""
     header = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else loop.test
     target = ast.unparse(loop.target) if isinstance(loop, ast.For | ast.AsyncFor) else ""
+    if any(isinstance(n, ast.Break) for h in try_.handlers for n in _ast_own(h.body)):
+        return False  # a failure ends the loop: polling until an error, not a retry
+    own = list(_ast_own(loop.body))
+    sleeps = any(_ast_is_sleep(node) for node in own)
+    counters = [_ast_counter(node) for node in own]
     if not _RETRY_WORDS.search(ast.unparse(header) + " " + target):
+        return sleeps and any(name and _RETRY_WORDS.search(name) for name in counters)
+    if sleeps:
+        return True
+    if isinstance(header, ast.Call) and getattr(header.func, "id", "") == "range":
+        return True
+    return any(counters) or any(isinstance(node, ast.Yield | ast.YieldFrom) for node in own)
+
+
+def _ast_counter(node: ast.AST) -> str | None:
+    """The counter a statement updates: ``n += 1``, ``count[k] += 1``, ``n = n + 1``."""
+    if isinstance(node, ast.AugAssign):
+        return ast.unparse(node.target)
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.BinOp)
+        and isinstance(node.value.left, ast.Name)
+        and node.value.left.id == node.targets[0].id
+    ):
+        return node.targets[0].id
+    return None
+
+
+def _ast_own(stmts: Sequence[ast.AST]) -> Iterator[ast.AST]:
+    """Every node under ``stmts``, not descending into nested functions, lambdas or classes."""
+    stack = list(stmts)
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(
+                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+            ):
+                stack.append(child)
+
+
+def _ast_is_sleep(node: ast.AST) -> bool:
+    """``time.sleep(...)``, ``self._sleep(...)``, ``self._jitter_sleep(...)``."""
+    if not isinstance(node, ast.Call):
         return False
-    for handler in try_.handlers:
-        for sub in ast.walk(handler):
-            func = sub.func if isinstance(sub, ast.Call) else None
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if name in ("sleep", "_sleep"):
-                return True
-    return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("sleep", "_sleep") or name.endswith("_sleep")
+
+
+def _ast_nested_tries(stmts: Sequence[ast.stmt]) -> list[ast.Try]:
+    """The ``try`` statements inside the ``if`` blocks of a loop body (not in nested loops)."""
+    out: list[ast.Try] = []
+    for stmt in stmts:
+        if isinstance(stmt, ast.Try) and stmt.handlers:
+            out.append(stmt)
+        elif isinstance(stmt, ast.If):
+            out.extend(_ast_nested_tries([*stmt.body, *stmt.orelse]))
+    return out
 
 
 def _ast_leaves_loop(try_: ast.Try) -> bool:
@@ -146,7 +277,44 @@ def _ast_leaves_loop(try_: ast.Try) -> bool:
     last: ast.stmt | None = try_.body[-1] if try_.body else None
     while isinstance(last, ast.With | ast.AsyncWith) and last.body:
         last = last.body[-1]
-    return isinstance(last, ast.Return | ast.Break)
+    return (
+        isinstance(last, ast.Return | ast.Break)
+        or _ast_returns_or_raises(last)
+        or _ast_breaks_everywhere(last)
+    )
+
+
+def _ast_breaks_everywhere(stmt: ast.stmt | None) -> bool:
+    """The ast twin of :func:`_breaks_everywhere`."""
+    if not isinstance(stmt, ast.If) or not stmt.orelse:
+        return False
+    return all(
+        bool(b) and (isinstance(b[-1], ast.Break) or _ast_breaks_everywhere(b[-1]))
+        for b in (stmt.body, stmt.orelse)
+    )
+
+
+def _ast_returns_or_raises(stmt: ast.stmt | None) -> bool:
+    """The ast twin of the ``if`` case of :func:`_ends_with_return`."""
+    if not isinstance(stmt, ast.If):
+        return False
+    branches: list[list[ast.stmt]] = [stmt.body]
+    orelse = stmt.orelse
+    while len(orelse) == 1 and isinstance(orelse[0], ast.If):
+        branches.append(orelse[0].body)
+        orelse = orelse[0].orelse
+    if not orelse:
+        return False
+    branches.append(orelse)
+
+    def ends(block: list[ast.stmt]) -> bool:
+        return bool(block) and (
+            isinstance(block[-1], ast.Return | ast.Raise) or _ast_returns_or_raises(block[-1])
+        )
+
+    return all(ends(b) for b in branches) and any(
+        isinstance(b[-1], ast.Return) or _ast_returns_or_raises(b[-1]) for b in branches
+    )
 
 
 def loop_header(loop: cst.For | cst.While) -> cst.BaseExpression:
@@ -155,10 +323,31 @@ def loop_header(loop: cst.For | cst.While) -> cst.BaseExpression:
 
 
 def _ends_with_return(stmt: cst.CSTNode) -> bool:
-    """A ``return``, or a ``with`` block that ends with one."""
+    """A ``return``, a ``with`` block that ends with one, or an ``if``/``else`` whose every
+    branch returns or raises (``if test: raise ... else: return ret``)."""
     if isinstance(stmt, cst.With) and isinstance(stmt.body, cst.IndentedBlock):
         return bool(stmt.body.body) and _ends_with_return(stmt.body.body[-1])
+    if isinstance(stmt, cst.If):
+        branches = _if_branches(stmt)
+        return (
+            branches is not None
+            and all(b and (_ends_with_return(b[-1]) or _exits(b[-1])) for b in branches)
+            and any(_ends_with_return(b[-1]) for b in branches)
+        )
     return _last_small_is(stmt, cst.Return)
+
+
+def _if_branches(stmt: cst.If) -> list[Sequence[cst.BaseStatement]] | None:
+    """The blocks of ``if``/``elif``/``else``; None without a final ``else``."""
+    branches: list[Sequence[cst.BaseStatement]] = [stmt.body.body]  # type: ignore[list-item]
+    orelse = stmt.orelse
+    while isinstance(orelse, cst.If):
+        branches.append(orelse.body.body)  # type: ignore[arg-type]
+        orelse = orelse.orelse
+    if not isinstance(orelse, cst.Else):
+        return None
+    branches.append(orelse.body.body)  # type: ignore[arg-type]
+    return branches
 
 
 def _last_small_is(stmt: cst.CSTNode | None, kind: type) -> bool:
@@ -189,12 +378,7 @@ def _attempt_body(loop: cst.For | cst.While, style: str, skip: int = 0) -> list[
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
     stmts: list[Any] = list(try_.body.body)[skip:]
     if style == "break" and try_.orelse is None:
-        last = stmts[-1]
-        assert isinstance(last, cst.SimpleStatementLine)
-        if len(last.body) == 1:
-            stmts = stmts[:-1]
-        else:
-            stmts[-1] = last.with_changes(body=last.body[:-1])
+        stmts = _without_final_break(stmts)
     if not stmts:
         stmts = [cst.SimpleStatementLine([cst.Pass()])]
     first = stmts[0]
@@ -464,7 +648,7 @@ class _BodyFinder(cst.CSTVisitor):
         self.global_decl = True
 
     def visit_For(self, node: cst.For) -> None:
-        if _is_candidate(node):
+        if _is_candidate(node) and _cst_retry_like(node):
             self.nested_retry = True
         self._loops += 1
 
@@ -472,7 +656,7 @@ class _BodyFinder(cst.CSTVisitor):
         self._loops -= 1
 
     def visit_While(self, node: cst.While) -> None:
-        if _is_candidate(node):
+        if _is_candidate(node) and _cst_retry_like(node):
             self.nested_retry = True
         self._loops += 1
 
@@ -486,3 +670,192 @@ class _BodyFinder(cst.CSTVisitor):
     def visit_Continue(self, node: cst.Continue) -> None:
         if self._loops == 0:
             self.loop_exits = True
+
+
+def _own_has(stmts: Sequence[cst.CSTNode], kinds: tuple[type, ...]) -> bool:
+    """A node of ``kinds`` in ``stmts``; a ``break``/``continue`` of a nested loop is the
+    nested loop's own."""
+    stack = list(stmts)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, kinds):
+            return True
+        if isinstance(node, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+            continue
+        if isinstance(node, cst.For | cst.While):
+            if cst.Return in kinds or cst.Raise in kinds:
+                stack.extend(n for n in _walk_own(node) if isinstance(n, cst.Return | cst.Raise))
+            continue
+        stack.extend(node.children)
+    return False
+
+
+def _header_names(loop: cst.For | cst.While) -> set[str]:
+    return {
+        n.value
+        for n in [loop_header(loop), *_walk_own(loop_header(loop))]
+        if isinstance(n, cst.Name)
+    }
+
+
+def _success_flag(
+    loop: cst.For | cst.While, try_: cst.Try, after: Sequence[cst.BaseStatement] = ()
+) -> str | None:
+    """A name of the ``while`` test that the try's success path (its body, its ``else``,
+    the statements after it) sets to a constant (``success = True``, ``retries = 0``)."""
+    if not isinstance(loop, cst.While):
+        return None
+    names = _header_names(loop)
+    blocks: list[Sequence[cst.BaseStatement]] = [try_.body.body, after]  # type: ignore[list-item]
+    if try_.orelse is not None:
+        blocks.append(try_.orelse.body.body)  # type: ignore[arg-type]
+    for block in blocks:
+        for stmt in block:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                continue
+            for small in stmt.body:
+                if (
+                    isinstance(small, cst.Assign)
+                    and len(small.targets) == 1
+                    and isinstance(small.targets[0].target, cst.Name)
+                    and small.targets[0].target.value in names
+                    and isinstance(small.value, cst.Name | cst.Integer)
+                ):
+                    return small.targets[0].target.value
+    return None
+
+
+def _flow_reason(
+    loop: cst.For | cst.While,
+    stmts: Sequence[cst.BaseStatement],
+    index: int,
+    code: Any,
+) -> str:
+    """Why a loop whose ``try`` does not leave it on success is not rewritten: the
+    construct that decides the retry, named."""
+    try_ = stmts[index]
+    assert isinstance(try_, cst.Try)
+    pre, post = stmts[:index], stmts[index + 1 :]
+    for stmt in pre:
+        if _own_has([stmt], (cst.Return, cst.Raise, cst.Break)):
+            return (
+                f"the loop body leaves the loop before its try (`{_first_line(code(stmt))}`):"
+                " an attempt is more than the try"
+            )
+    flag = _success_flag(loop, try_, post)
+    if flag is not None:
+        return (
+            f"the attempt's success is recorded in `{flag}`, which the loop test reads"
+            " (a success flag)"
+        )
+    for stmt in post:
+        if isinstance(stmt, cst.If) and (
+            _own_has([stmt], (cst.Continue,))
+            or any(
+                isinstance(n, cst.Call)
+                and _ast_is_sleep(ast.parse(_call_name_src(n), mode="eval").body)
+                for n in _walk_own(stmt)
+            )
+        ):
+            return (
+                f"the retry is decided after the try, by `{_first_line(code(stmt.test))}`,"
+                " rather than by an exception"
+            )
+    last = try_.body.body[-1] if try_.body.body else None
+    if isinstance(last, cst.If) and _own_has([last], (cst.Return, cst.Break)):
+        return f"the attempt leaves the loop only when `{_first_line(code(last.test))}`"
+    if post:
+        return f"work after the try runs after every attempt (`{_first_line(code(post[0]))}`)"
+    return "the attempt's success does not leave the loop (a success flag, or work after the try)"
+
+
+def _call_name_src(call: cst.Call) -> str:
+    """``name()`` or ``owner.attr()`` of a call, enough for :func:`_ast_is_sleep`."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return f"_.{func.attr.value}()"
+    if isinstance(func, cst.Name):
+        return f"{func.value}()"
+    return "_()"
+
+
+def _nested_try_reason(stmts: Sequence[cst.BaseStatement], code: Any) -> str:
+    """A loop whose ``try`` sits inside an ``if`` of its body."""
+    assigned = _assigned_names(stmts)
+    for index, stmt in enumerate(stmts):
+        if not isinstance(stmt, cst.If):
+            continue
+        earlier = _assigned_names(stmts[:index])
+        carried = sorted((_names_read_in([cst.Expr(stmt.test)]) & assigned) - earlier)
+        if carried:  # read before the body sets it: the value of an earlier attempt
+            return (
+                f"the loop body tests `{_first_line(code(stmt.test))}`, which reads"
+                f" `{carried[0]}`, set by an earlier attempt (state carried into the next"
+                " attempt)"
+            )
+    for stmt in stmts:
+        if isinstance(stmt, cst.If) and _nested_tries([stmt]):
+            return (
+                f"the try is inside `if {_first_line(code(stmt.test))}`: an attempt is more"
+                " than the try"
+            )
+    return "the loop body has no try of its own"
+
+
+def _ast_recursive_retry(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """The ast twin of :func:`_recursive_retry` (the file pre-check)."""
+    params = {a.arg for a in [*func.args.args, *func.args.kwonlyargs]}
+    for node in _ast_own(func.body):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func
+        name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+        if name != func.name:
+            continue
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if (
+                isinstance(arg, ast.BinOp)
+                and isinstance(arg.op, ast.Sub | ast.Add)
+                and isinstance(arg.left, ast.Name)
+                and arg.left.id in params
+                and _RETRY_WORDS.search(arg.left.id)
+                and isinstance(arg.right, ast.Constant)
+            ):
+                return True
+    return False
+
+
+def _recursive_retry(func: cst.FunctionDef, code: Any) -> str | None:
+    """A function that retries by calling itself with one retry fewer
+    (``return self.send(request, retries - 1)``): the reason it is not rewritten."""
+    p = func.params
+    params = {param.name.value for param in [*p.params, *p.kwonly_params]}
+    calls: list[tuple[cst.Call, str]] = []
+    for node in _walk_own(func.body):
+        if not isinstance(node, cst.Call):
+            continue
+        callee = node.func
+        name = callee.attr.value if isinstance(callee, cst.Attribute) else None
+        if isinstance(callee, cst.Name):
+            name = callee.value
+        if name != func.name.value:
+            continue
+        for arg in node.args:
+            value = arg.value
+            if (
+                isinstance(value, cst.BinaryOperation)
+                and isinstance(value.operator, cst.Subtract | cst.Add)
+                and isinstance(value.left, cst.Name)
+                and value.left.value in params
+                and _RETRY_WORDS.search(value.left.value)
+                and isinstance(value.right, cst.Integer)
+            ):
+                calls.append((node, code(value)))
+                break
+    if not calls:
+        return None
+    where = "" if len(calls) == 1 else f" from {len(calls)} places"
+    return (
+        f"retries by calling itself with `{calls[0][1]}`{where} (a recursion, not a loop):"
+        " make it a step by hand, its attempts read from the retries argument"
+    )

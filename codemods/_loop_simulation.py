@@ -98,6 +98,11 @@ class _Outcome:
     repairs: list[Any] = field(default_factory=list)
     last_repairs: list[Any] = field(default_factory=list)
     random_delay: float = 0.0  # a uniform draw of this width added to every delay (exact)
+    #: ``sleep(<from the failure>)``: delay_from; whether every retry slept it, and
+    #: whether the handler slept it after the last failed attempt too
+    supplied: cst.BaseExpression | None = None
+    supplied_every: bool = True
+    supplied_last: bool = False
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
     #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
@@ -153,6 +158,11 @@ class _Simulation:
         self.repairs_now: list[Any] = []
         self.repairs: list[Any] | None = None
         self.repair_values: dict[int, list[dict[str, ev.Number]]] = {}
+        #: the sleep whose delay the failure supplies (`e.retry_after`), and whether the
+        #: handler slept it since the last attempt
+        self.supplied: cst.BaseExpression | None = None
+        self.supplied_now = False
+        self.supplied_every = True
         self.in_pre = False
         # delays read exactly, with a uniform draw of a fixed width (random_delay)
         self.pending_exact = 0.0
@@ -215,10 +225,14 @@ class _Simulation:
             if n > 1:
                 delays.append(self.pending)
                 self.exact_delays.append(self.pending_exact)
+                self.supplied_every = self.supplied_every and self.supplied_now
+                if self.supplied_now and self.pending:
+                    raise Skip("the handler sleeps a delay read from the failure and another one")
             self.pending = 0.0
             self.pending_exact = 0.0
             self.several_sleeps = self.several_sleeps or self.sleeps_now > 1
             self.sleeps_now = 0
+            self.supplied_now = False
             if n > 1:
                 # the calls made before this retry: the same before every retry
                 if self.repairs is None:
@@ -277,11 +291,42 @@ class _Simulation:
             list(self.repairs or []),
             list(self.repairs_now),
             width,
-            self.repair_values,
-            full,
-            low,
-            self.discrete,
+            repair_values=self.repair_values,
+            supplied=self.supplied,
+            supplied_every=self.supplied_every,
+            supplied_last=self.supplied_now,
+            full_jitter=full,
+            min_delay=low,
+            discrete=self.discrete,
         )
+
+    def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
+        """Simple statements that build an error and raise it (``err = Wrapped(...);
+        err.cause = e; raise err from e``): the code run when attempts run out, as a
+        whole (not simulated: the error object it builds is no counter)."""
+        smalls: list[cst.BaseSmallStatement] = []
+        for stmt in stmts:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                return False
+            smalls.extend(stmt.body)
+        if len(smalls) < 2 or not isinstance(smalls[-1], cst.Raise):
+            return False
+        exc = smalls[-1].exc
+        if exc is None or (isinstance(exc, cst.Name) and exc.value in (self.as_name, self.saved)):
+            return False  # a re-raise: simulated as such
+        builds = [s for s in smalls[:-1] if not self.cm._is_log(s)]
+        if not builds or not all(isinstance(s, cst.Assign) for s in builds):
+            return False
+        code = self.cm.source_module.code_for_node
+        counters = set(self.env) - set(self.cm.constants)
+        for small in builds:
+            assert isinstance(small, cst.Assign)
+            for target in small.targets:
+                if isinstance(target.target, cst.Name) and target.target.value in counters:
+                    return False  # it sets a counter: simulated
+            if ev.names(ev.parse(code(small.value))) & counters:
+                return False
+        return True
 
     def _repair(self, node: cst.CSTNode) -> None:
         """Record work the handler does for the next attempt, with the counters' values."""
@@ -374,6 +419,8 @@ class _Simulation:
     def _block(
         self, stmts: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
+        if in_handler and self._builds_its_error(stmts):
+            return _Exit("code", stmts)  # `err = Wrapped(...); err.cause = e; raise err`
         for stmt in stmts:
             result = self._statement(stmt, stmts, in_handler)
             if result is not None:
@@ -425,6 +472,14 @@ class _Simulation:
                     raise Skip("sleep is not a backoff: unusual sleep call")
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
+                read = ev.names(ev.parse(code(arg)))
+                if in_handler and read & ({self.as_name, self.saved} - {None}):
+                    # `sleep(e.retry_after)`: the failure supplies the delay (delay_from)
+                    if self.supplied not in (None, arg):
+                        raise Skip("the handler sleeps delays read from the failure in two places")
+                    self.supplied = arg
+                    self.supplied_now = True
+                    return None
                 if isinstance(arg, cst.Name) and arg.value in self.drawn:
                     self._add_draw(self.drawn[arg.value])  # `time.sleep(wait_time)`
                 else:

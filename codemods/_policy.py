@@ -133,6 +133,8 @@ class Policy:
             delay += " with full jitter"
             if self.min_delay:
                 delay += f" from {self.min_delay:g}s"
+        if self.delay_from and delay == "no delay":
+            delay = "the delay the failure supplies"
         parts.append(delay)
         if self.max_elapsed is not None:
             parts.append(f"within {src.get('max_elapsed') or _secs(self.max_elapsed)}")
@@ -143,6 +145,8 @@ class Policy:
             parts.append("if " + self.retry_if.split(":", 1)[-1].strip())
         if self.retry_on_result:
             parts.append("on results " + self.retry_on_result)
+        if self.delay_from:
+            parts.append("delay from " + self.delay_from.split(":", 1)[-1].strip())
         if self.before_retry:
             parts.append("between attempts " + self.before_retry)
         if self.on_give_up:

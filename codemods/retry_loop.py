@@ -28,7 +28,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 import libcst as cst
 from libcst.codemod.visitors import AddImportsVisitor
@@ -59,6 +59,7 @@ from ._loop_shapes import (
     _accesses_within,
     _as_name,
     _assigned_names,
+    _ast_recursive_retry,
     _ast_retry_like,
     _attempt_body,
     _BodyFinder,
@@ -67,13 +68,16 @@ from ._loop_shapes import (
     _declared_global,
     _exits,
     _first_line,
+    _flow_reason,
     _following,
     _function_scopes,
     _is_counter_bump,
     _is_local,
     _is_none,
     _names_read_in,
+    _nested_try_reason,
     _private_name,
+    _recursive_retry,
     _reraises_only,
     _reraises_saved,
     _saved_exception,
@@ -86,6 +90,7 @@ from ._loop_shapes import (
     _walk_all,
     _walk_own,
     _within,
+    _without_final_break,
     loop_header,
 )
 from ._loop_simulation import (
@@ -130,6 +135,8 @@ _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "to
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
 #: clock reads that make a time budget (``time.time()``, ``datetime.now()``)
 _CLOCKS = frozenset({"time", "monotonic", "perf_counter", "now", "utcnow", "monotonic_ns"})
+#: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
+_SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
 _WAITS = re.compile(r"backoff|sleep|wait|delay|pause", re.I)
 
@@ -185,6 +192,10 @@ class RetryLoopCodemod(DurableCodemod):
         for node in ast.walk(tree):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _ast_recursive_retry(
+                node
+            ):
+                return True
         return False
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
@@ -193,6 +204,7 @@ class RetryLoopCodemod(DurableCodemod):
         self.constants: dict[str, ev.Number] = {}
         self.plans: dict[cst.CSTNode, _Plan] = {}
         self.function_plans: dict[cst.FunctionDef, _Plan] = {}
+        self.recursions: dict[cst.FunctionDef, str] = {}  # retries by calling itself
         self.remove_stmts: set[cst.CSTNode] = set()
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
@@ -210,6 +222,9 @@ class RetryLoopCodemod(DurableCodemod):
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        recursion = _recursive_retry(node, self.source_module.code_for_node)
+        if recursion is not None:
+            self.recursions[node] = recursion
         loops = list(_candidate_loops(node.body))
         if not loops:
             return True
@@ -282,6 +297,10 @@ class RetryLoopCodemod(DurableCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         plan = self.function_plans.get(original_node)
+        recursion = self.recursions.get(original_node)
+        if recursion is not None and plan is None:
+            self.record(original_node, "skipped", recursion)
+            return self.annotated(updated_node, recursion)
         if plan is None:
             return updated_node
         assert plan.policy is not None
@@ -414,6 +433,16 @@ class RetryLoopCodemod(DurableCodemod):
         if not isinstance(body, cst.IndentedBlock):
             raise Skip("the loop body is on one line")
         tries = [i for i, s in enumerate(body.body) if isinstance(s, cst.Try | cst.TryStar)]
+        if any(isinstance(n, cst.Yield) for n in _walk_own(body)):
+            first = body.body[tries[0]] if len(tries) == 1 else None
+            in_attempt = isinstance(first, cst.Try | cst.TryStar) and any(
+                isinstance(n, cst.Yield) for n in _walk_own(first.body)
+            )
+            if in_attempt:
+                raise Skip("the attempt body yields")
+            raise Skip("the loop yields (a generator): its retries cannot become a step")
+        if not tries:
+            raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
             raise Skip("the loop body has more than one try")
         index = tries[0]
@@ -426,15 +455,18 @@ class RetryLoopCodemod(DurableCodemod):
             raise Skip("the try has a finally block that runs after every attempt")
         style = _success_style(try_)
         if style is None:
-            raise Skip(
-                "the attempt's success does not leave the loop"
-                " (a success flag, or work after the try)"
-            )
+            engine = self._called_parameter(func, list(try_.body.body))
+            if engine is not None:
+                raise Skip(
+                    f"a retry engine: it retries `{engine}`, which its callers pass in:"
+                    " make the functions they pass steps instead"
+                )
+            raise Skip(_flow_reason(loop, body.body, index, code))
         if style == "return" and try_.orelse is not None:
             raise Skip("the try has an else block")
         attempt_stmts: list[Any] = list(try_.body.body)
         if style == "break" and try_.orelse is None:
-            attempt_stmts = attempt_stmts[:-1]
+            attempt_stmts = _without_final_break(attempt_stmts)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
@@ -452,7 +484,11 @@ class RetryLoopCodemod(DurableCodemod):
         # The exception handlers, in order: which retry, which give up at once (re-raising,
         # or with code of their own that the call site keeps).
         self._local_types = False
-        rules = self._handler_rules(try_, loop)
+        self._per_type_delays: list[tuple[str, float]] = []
+        try:
+            rules = self._handler_rules(try_, loop, scope)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
         for h, kind in rules:
@@ -487,10 +523,7 @@ class RetryLoopCodemod(DurableCodemod):
             try:
                 loop_var = self._range_header(loop, scope)
             except Skip as skip:
-                called = self._called_parameter(func, attempt_stmts)
-                if called is None:
-                    raise
-                raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
+                self._engine_or(skip, func, attempt_stmts)
             state.add(loop_var)
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
@@ -510,7 +543,10 @@ class RetryLoopCodemod(DurableCodemod):
         inits, init_stmts = self._initial_values(loop, state, saved)
 
         # A test on the caught exception becomes retry_if; the rest of the handler is run.
-        predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        try:
+            predicate, handler_rest, predicates = self._split_handlers(rules, state, as_name)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         simulated = handler
         if predicate is not None:
             state -= _assigned_names([s for p in predicates.values() for s in p.derived])
@@ -556,10 +592,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(reason) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
-                called = self._called_parameter(func, attempt_stmts)
-                if called is None:
-                    raise
-                raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
+                self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
@@ -572,7 +605,10 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
+        supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
+        repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes]
@@ -669,6 +705,14 @@ class RetryLoopCodemod(DurableCodemod):
         )
         if clauses:
             needs_wrapper = True
+            for h, kind in rules:
+                read = _names_read_in([h.body]) & state if kind == "give_up" else set()
+                if read:
+                    shown = code(h.type) if h.type is not None else "a bare except"
+                    raise Skip(
+                        f"the handler for `{shown}` gives up reading the counter"
+                        f" `{sorted(read)[0]}`"
+                    )
             for _, _, clause_body in clauses:
                 exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
             set_by_attempt = sorted(exhaustion_reads & stored - state)
@@ -685,7 +729,7 @@ class RetryLoopCodemod(DurableCodemod):
         if predicate is not None and needs_wrapper and not clauses:
             # the step raises a rejected exception at once: the wrapper lets it through
             wrapper_as = as_name
-            guard = cst.parse_statement(f"if not ({predicate.test}):\n    raise\n")
+            guard = cst.parse_statement(f"if {negation_of(predicate.test)}:\n    raise\n")
             wrapper_body = [guard, *wrapper_body]
         if exhaustion_reads & state:
             name = sorted(exhaustion_reads & state)[0]
@@ -933,6 +977,79 @@ class RetryLoopCodemod(DurableCodemod):
         notes.append(f"{shown} runs between attempts as before_retry")
         return notes
 
+    def _delay_from(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        scope: Scope,
+        state: set[str],
+        stored: set[str],
+        as_name: str | None,
+        saved: str | None,
+    ) -> list[str]:
+        """``sleep(e.retry_after)``: the failure supplies the delay, ``delay_from`` (uncapped,
+        as the legacy sleep was)."""
+        if outcome.supplied is None:
+            return []
+        code = self.source_module.code_for_node
+        text = " ".join(code(outcome.supplied).split())
+        if not outcome.supplied_every:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, before some retries")
+        if policy.initial_delay or policy.increment or policy.random_delay or policy.jitter:
+            raise Skip(f"the handler sleeps `{text}`, read from the failure, and another delay")
+        param = as_name or "exc"
+        for name in sorted(ev.names(ev.parse(text))):
+            if name in state:
+                raise Skip(f"the delay `{text}`, read from the failure, reads the counter `{name}`")
+            if name in stored:
+                raise Skip(f"the delay `{text}` reads `{name}`, set by the attempt")
+            if name not in (as_name, saved) and _is_local(scope, name):
+                self._local_types = True
+        if saved and saved != param:
+            text = substitute(text, {saved: param})
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.max_delay = math.inf  # the legacy sleep had no cap
+        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        if outcome.supplied_last and outcome.attempts is not None:
+            notes.append(
+                f"the legacy code slept `{text}` after its last failed attempt;"
+                " the step gives up at once"
+            )
+        return notes
+
+    def _type_delays(self, outcome: _Outcome, policy: Policy, as_name: str | None) -> list[str]:
+        """Clauses that wait different constant delays: ``delay_from`` picks the delay of
+        the clause the failure would have met."""
+        if not self._per_type_delays:
+            return []
+        if outcome.supplied is not None or policy.delay_from is not None:
+            raise Skip("the handlers wait a delay read from the failure and constant ones")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.sources.get("initial_delay")
+        ):
+            raise Skip("the handlers retry differently: delays that change with the attempt")
+        param = as_name or "exc"
+        *firsts, (_, last) = self._per_type_delays
+        text = f"{_num_text(last)}"
+        for types, delay in reversed(firsts):
+            text = f"{_num_text(delay)} if isinstance({param}, {types}) else {text}"
+        policy.delay_from = f"lambda {param}: {text}"
+        policy.initial_delay = 0.0
+        policy.max_delay = math.inf
+        shown = ", ".join(f"{_num_text(d)}s after `{t}`" for t, d in self._per_type_delays)
+        notes = [f"the clauses wait different delays ({shown}): delay_from picks it"]
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
+            notes.append(
+                "the legacy code slept once more after its last failed attempt;"
+                " the step gives up at once"
+            )
+            outcome.last_sleep = 0.0  # said here, with the delay of the clause that met it
+        return notes
+
     def _check_small_counts(
         self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
     ) -> None:
@@ -1033,12 +1150,14 @@ class RetryLoopCodemod(DurableCodemod):
 
     # ------------------------------------------------------------- handlers
     def _handler_rules(
-        self, try_: cst.Try, loop: cst.For | cst.While
+        self, try_: cst.Try, loop: cst.For | cst.While, scope: Scope
     ) -> list[tuple[cst.ExceptHandler, str]]:
         """Each handler with what it does: ``reraise`` (only ``raise``), ``give_up`` (always
         ends the call its own way: ``raise Domain(e)``, ``return ""``) or ``retry``."""
         code = self.source_module.code_for_node
         self._check_retry_object(try_, loop)
+        if isinstance(loop, cst.For):
+            self._range_header(loop, scope)  # `for retry in (False, True)`: said first
         rules: list[tuple[cst.ExceptHandler, str]] = []
         for h in try_.handlers:
             shown = code(h.type) if h.type is not None else "a bare except"
@@ -1093,6 +1212,16 @@ class RetryLoopCodemod(DurableCodemod):
             )
         raise Skip(reason)
 
+    def _engine_or(
+        self, skip: Skip, func: cst.FunctionDef, attempt_stmts: Sequence[cst.CSTNode]
+    ) -> NoReturn:
+        """Re-raise ``skip``, said as a retry engine's when the attempt calls a callable
+        its callers pass in (``func(*args)``): that is the first thing to know."""
+        called = self._called_parameter(func, attempt_stmts)
+        if called is None or str(skip).startswith("a retry engine"):
+            raise skip
+        raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
+
     def _check_carried(
         self,
         handlers: list[cst.ExceptHandler],
@@ -1102,9 +1231,18 @@ class RetryLoopCodemod(DurableCodemod):
     ) -> None:
         """A handler that sets a name the attempt reads (``filename = sanitize(filename)``)
         hands state to the next attempt: a step's attempts are all the same call."""
-        finder = _BodyFinder()
+        code = self.source_module.code_for_node
+        read: set[str] = set()
         for stmt in attempt_stmts:
-            stmt.visit(finder)
+            try:
+                tree = ast.parse(textwrap.dedent(code(stmt)))
+            except SyntaxError:
+                return
+            read |= {
+                n.id
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
         for h in handlers:
             for node in _walk_all(h.body):
                 if not isinstance(node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign):
@@ -1118,7 +1256,7 @@ class RetryLoopCodemod(DurableCodemod):
                 for t in targets:
                     if not isinstance(t, cst.Name) or t.value in state or t.value == as_name:
                         continue
-                    if t.value in finder.names:
+                    if t.value in read:
                         raise Skip(
                             f"the handler changes `{t.value}`, which the next attempt reads"
                             " (state carried into the next attempt)"
@@ -1182,8 +1320,11 @@ class RetryLoopCodemod(DurableCodemod):
                 )
             ]
 
+        self._per_type_delays = self._delays_by_type(retrying, rests, work)
         for other in retrying[1:]:
             mine, theirs = work(first), work(other)
+            if self._per_type_delays:
+                mine, theirs = self._masked(mine), self._masked(theirs)
             named = _as_name(other) != _as_name(first) and any(
                 n in _names_read_in(rests[h])
                 for h, n in ((first, _as_name(first)), (other, _as_name(other)))
@@ -1225,10 +1366,8 @@ class RetryLoopCodemod(DurableCodemod):
                 f"the handlers for `{pair[0]}` and `{pair[1]}` retry differently:"
                 f" {shown(mine)} / {shown(theirs)}"
             )
-        if not predicates:
-            return None, rests[first], predicates
         param = as_name or next(
-            p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()
+            (p.source.split(":", 1)[0][len("lambda ") :] for p in predicates.values()), "exc"
         )
         terms: list[tuple[str | None, str, bool]] = []  # (types, decision, retrying)
         started = False
@@ -1287,6 +1426,49 @@ class RetryLoopCodemod(DurableCodemod):
         combined.calls = any(p.calls for p in predicates.values()) or combined.calls
         return combined, rests[first], predicates
 
+    @staticmethod
+    def _masked(lines: list[str]) -> list[str]:
+        return [_SLEEP_LINE.sub("<sleep>", line) for line in lines]
+
+    def _delays_by_type(
+        self,
+        retrying: list[cst.ExceptHandler],
+        rests: dict[cst.ExceptHandler, list[Any]],
+        work: Any,
+    ) -> list[tuple[str, float]]:
+        """Retrying clauses that differ only in a constant sleep (``except Busy:
+        sleep(5)``, ``except ConnectionError: sleep(1)``): each type's delay, in order."""
+        if len(retrying) < 2 or any(h.type is None for h in retrying):
+            return []
+        code = self.source_module.code_for_node
+        delays: list[tuple[str, float]] = []
+        for h in retrying:
+            found: list[float] = []
+            for stmt in rests[h]:
+                if not isinstance(stmt, cst.SimpleStatementLine):
+                    continue
+                for small in stmt.body:
+                    if not isinstance(small, cst.Expr):
+                        continue
+                    call = self.is_sleep(small.value)
+                    if call is None or len(call.args) != 1:
+                        continue
+                    try:
+                        value = ev.evaluate(ev.parse(code(call.args[0].value)), self.constants)
+                    except (ev.Unknown, SyntaxError):
+                        return []
+                    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                        return []
+                    found.append(float(value))
+            if len(found) != 1:
+                return []
+            assert h.type is not None
+            delays.append((code(h.type), found[0]))
+        if len({d for _, d in delays}) == 1:
+            return []  # the same delay: nothing to tell apart
+        masked = {tuple(self._masked(work(h))) for h in retrying}
+        return delays if len(masked) == 1 else []
+
     def _give_up_clauses(
         self,
         rules: list[tuple[cst.ExceptHandler, str]],
@@ -1329,11 +1511,14 @@ class RetryLoopCodemod(DurableCodemod):
                     and "".join(code(s) for s in found.reject) == rendered_exhaustion
                 ):  # (a rejected exception meets the same code as attempts running out)
                     reject = found.reject if found.reject is not None else [reraise]
-                    guard = cst.If(
-                        test=cst.parse_expression(negation_of(found.raw_test)),
-                        body=cst.IndentedBlock(body=reject),
-                    )
-                    body = [*found.derived, guard]
+                    if found.reject_tests:
+                        body = [*found.derived, *reject]  # `if a: raise A elif b: raise B`
+                    else:
+                        guard = cst.If(
+                            test=cst.parse_expression(negation_of(found.raw_test)),
+                            body=cst.IndentedBlock(body=reject),
+                        )
+                        body = [*found.derived, guard]
                 if exhaustion_as and exhaustion_as in exhaustion_reads and own_as != exhaustion_as:
                     if own_as is not None:
                         raise Skip(
@@ -1966,6 +2151,10 @@ def _fixed_values(iterable: cst.BaseExpression) -> list[ev.Number] | None:
         else:
             return None
     return values
+
+
+def _num_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _expression_of(field_name: str, name: str, values: list[Any]) -> str:

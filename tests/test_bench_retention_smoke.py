@@ -21,6 +21,7 @@ def test_bench_retention_runs(postgres_admin_url: str, tmp_path: Path) -> None:
     out = tmp_path / "samples.json"
     tiny = "--finished 500 --rounds 1 --n-one 5 --n-ten 2 --n-claims 5 --n-queue 20"
     steady = "--duration 4 --retention 1 --prune-interval 0.5 --sample-every 1"
+    steady += " --prune --probe-seconds 1"
     cmd = [sys.executable, str(BENCH / "bench_retention.py"), "--postgres", postgres_admin_url]
     proc = subprocess.run(
         [*cmd, *tiny.split(), *steady.split(), "--json", str(out)],
@@ -40,6 +41,28 @@ def test_bench_retention_runs(postgres_admin_url: str, tmp_path: Path) -> None:
         }
     assert len(samples["part2"]) >= 2
     assert "the worker pruned" in proc.stdout
+    assert samples["part3"]["deleted"] > 0  # 29 of the 30 days of finished workflows
+    assert samples["part3"]["during"]["claim_limited_n"] > 0
+    assert len(samples["part1_rounds"]) == 1 and "within 10%" in proc.stdout
+
+
+def test_bench_retention_sqlite_runs(tmp_path: Path) -> None:
+    """Parts 1 and 3 on SQLite (the Pruner's batches), no server needed."""
+    out = tmp_path / "samples.json"
+    tiny = "--finished 300 --rounds 2 --n-one 3 --n-ten 1 --n-claims 3"
+    prune = "--skip-part2 --prune --prune-with pruner --probe-seconds 1"
+    cmd = [sys.executable, str(BENCH / "bench_retention.py"), "--backend", "sqlite"]
+    proc = subprocess.run(
+        [*cmd, *tiny.split(), *prune.split(), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    samples = json.loads(out.read_text())
+    assert "queue_wf_s" not in samples["part1"]["full"]  # one worker process per file
+    assert len(samples["part1"]["full"]["claim_limited_p50_ms"]) == 2
+    assert samples["part3"]["with"] == "pruner" and samples["part3"]["deleted"] > 0
 
 
 @pytest.mark.postgres

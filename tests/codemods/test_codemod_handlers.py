@@ -443,3 +443,518 @@ def test_repair_between_attempts_runs_as_before(failures: int, sleeps: list[floa
             result = repr(exc)
         outcomes.append((result, gateway.log, list(sleeps)))
     assert outcomes[0] == outcomes[1], rewritten
+
+
+# -- several handlers, give-up rules, repairs --------------------------------------------
+MAPPED = """\
+import time
+
+
+def fetch(dep, key):
+    for attempt in range(1, 4):
+        try:
+            return dep.call(key)
+        except (ConnectionError, TimeoutError) as e:
+            if attempt == 3:
+                raise Domain(f"gave up: {e}")
+            time.sleep(1)
+        except PermissionError as e:
+            raise Domain(f"denied: {e}")
+"""
+BETWEEN = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(4):
+        try:
+            return dep.call()
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(0.5)
+        except OSError:
+            raise
+        except Exception:
+            if attempt == 3:
+                raise
+            time.sleep(0.5)
+"""
+
+
+class TestSeveralHandlers(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_handler_mapping_to_a_domain_error_stays_at_the_call_site(self) -> None:
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ConnectionError, TimeoutError),
+    )
+)
+def _call_step(dep, key):
+    return dep.call(key)
+
+
+def fetch(dep, key):
+    try:
+        return _call_step(dep, key)
+    except (ConnectionError, TimeoutError) as e:
+        raise Domain(f"gave up: {e}")
+    except PermissionError as e:
+        raise Domain(f"denied: {e}")
+"""
+        self.assertCodemod(MAPPED, after)
+
+    def test_a_re_raising_handler_between_retrying_ones_is_read_in_order(self) -> None:
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.5,
+        backoff=1.0,
+        retry_on=(ConnectionError, Exception),
+        retry_if=lambda exc: isinstance(exc, ConnectionError) or (not isinstance(exc, OSError)),
+    )
+)
+def fetch(dep):
+    return dep.call()
+"""
+        self.assertCodemod(BETWEEN, after)
+
+    def test_a_rejected_failure_raised_rebuilt(self) -> None:
+        source = """\
+import time
+
+
+def clone(api, interval):
+    for attempt in range(5):
+        try:
+            return api.clone()
+        except ApiError as e:
+            if "Device busy" in e.message:
+                if attempt == 4:
+                    raise DriverError("timed out")
+                time.sleep(interval)
+            else:
+                raise ApiError(e.code, e.message)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        assert 'retry_if=lambda e: "Device busy" in e.message' in out
+        assert '        if "Device busy" not in e.message:\n' in out
+        assert "            raise ApiError(e.code, e.message)\n" in out
+        assert out.rstrip().endswith('raise DriverError("timed out")')
+
+    def test_an_error_code_read_once_then_domain_errors(self) -> None:
+        source = """\
+import time
+
+
+def get(store, key):
+    for attempt in range(3):
+        try:
+            return store.get(key)
+        except StoreError as err:
+            code = classify(err)
+            if code == 404:
+                raise NotFound(key)
+            elif code == 403:
+                raise Denied(key)
+            if attempt == 2:
+                raise
+            time.sleep(1)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "skipped"  # classify() would run once more at the call site
+        assert "would call once more" in sites[0].reason
+        plain = source.replace("classify(err)", "err.code")
+        out, sites = transform_source(plain)
+        assert sites[0].action == "rewritten", sites
+        assert "retry_if=lambda err: not ((err.code == 404) or (err.code == 403))" in out
+        assert "        code = err.code\n        if code == 404:\n" in out
+
+    def test_a_fallback_value_for_a_rejected_failure(self) -> None:
+        source = """\
+import time
+
+
+def read(dep, missing_ok):
+    for i in range(3):
+        try:
+            return dep.call()
+        except Status as e:
+            if e.status == 404 and missing_ok:
+                return ""
+            if i == 2:
+                raise
+            time.sleep(1)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        assert "retry_if=lambda e: not (e.status == 404 and missing_ok)" in out
+        assert '        if (e.status == 404 and missing_ok):\n            return ""\n' in out
+
+    def test_repairs_read_the_exception_and_the_attempt(self) -> None:
+        source = """\
+import time
+
+
+class Runner:
+    def run(self, *args):
+        attempt = 0
+        while True:
+            try:
+                return self.once(*args)
+            except OSError as exc:
+                if attempt < 3:
+                    if self.on_retry:
+                        self.on_retry(attempt, exc)
+                    del self.conn
+                    time.sleep(2)
+                    attempt += 1
+                else:
+                    raise
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        assert (
+            "before_retry=lambda state: ((self.on_retry((state.attempt - 1), state.exception)"
+            " if self.on_retry else None), delattr(self, 'conn'))"
+        ) in out
+        assert "max_attempts=4" in out
+
+
+class TestSuppliedDelay(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_the_failure_supplies_the_delay(self) -> None:
+        source = """\
+import time
+
+
+def call(api, threshold):
+    for attempt in range(5):
+        try:
+            return api.call()
+        except FloodWait as e:
+            if e.seconds <= threshold and attempt < 4:
+                time.sleep(e.seconds)
+                continue
+            raise
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def call(api, threshold):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=5,
+            initial_delay=0.0,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(FloodWait,),
+            retry_if=lambda e: e.seconds <= threshold,
+            delay_from=lambda e: e.seconds,
+        )
+    )
+    def _call_step():
+        return api.call()
+
+    return _call_step()
+"""
+        self.assertCodemod(source, after)
+
+    def test_a_supplied_delay_read_with_the_counter_is_refused(self) -> None:
+        source = """\
+import time
+
+
+def call(api):
+    for attempt in range(5):
+        try:
+            return api.call()
+        except FloodWait as e:
+            time.sleep(e.seconds * attempt)
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the delay `e.seconds * attempt`, read from the failure, reads the counter `attempt`"
+        )
+
+    def test_clauses_waiting_different_constant_delays(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(4):
+        try:
+            return dep.call()
+        except Busy:
+            if attempt == 3:
+                raise
+            time.sleep(5)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(1)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.0,
+        backoff=1.0,
+        max_delay=float("inf"),
+        retry_on=(Busy, ConnectionError),
+        delay_from=lambda exc: 5 if isinstance(exc, Busy) else 1,
+    )
+)
+def fetch(dep):
+    return dep.call()
+"""
+        self.assertCodemod(source, after)
+
+    def test_clauses_with_growing_different_delays_are_refused(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(4):
+        try:
+            return dep.call()
+        except Busy:
+            if attempt == 3:
+                raise
+            time.sleep(5 * attempt)
+        except ConnectionError:
+            if attempt == 3:
+                raise
+            time.sleep(1)
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the handlers for `Busy` and `ConnectionError` retry differently:"
+            " `time.sleep(5 * attempt)` / `time.sleep(1)`"
+        )
+
+
+class TestHandlerRefusals(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def _reason(self, source: str) -> str:
+        out, sites = transform_source(source)
+        assert out == source
+        assert sites and sites[0].action == "skipped", sites
+        return sites[0].reason
+
+    def test_a_handler_asking_the_user(self) -> None:
+        reason = self._reason(
+            """\
+import time
+
+
+def connect(client):
+    retry = 0
+    while retry < 5:
+        try:
+            return client.connect()
+        except OSError:
+            time.sleep(5)
+            retry += 1
+        except BadHostKey:
+            input("fix known_hosts, then press enter")
+            retry += 1
+"""
+        )
+        assert reason == (
+            "the handler for `BadHostKey` asks for user input between attempts"
+            " (never a durable step)"
+        )
+
+    def test_handlers_with_different_delays(self) -> None:
+        reason = self._reason(MAPPED.replace('raise Domain(f"denied: {e}")', "time.sleep(9)"))
+        assert reason == (
+            "the handlers for `(ConnectionError, TimeoutError)` and `PermissionError` retry"
+            ' differently: `if attempt == 3: raise Domain(f"gave up: {e}")` / `time.sleep(9)`'
+        )
+
+    def test_a_retry_object_drives_the_loop(self) -> None:
+        reason = self._reason(
+            """\
+def download(self):
+    for retry in RetryManager(self.retries, self.report):
+        try:
+            return self.fetch()
+        except Partial:
+            retry.error = None
+            retry.attempt -= 1
+            continue
+        except OSError as err:
+            retry.error = err
+            continue
+"""
+        )
+        assert reason.startswith("a retry object drives the loop (`for retry in RetryManager(")
+        assert "a budget reset by progress" in reason
+
+    def test_state_carried_into_the_next_attempt(self) -> None:
+        reason = self._reason(
+            """\
+def open_file(name, mode):
+    for attempt in range(2):
+        try:
+            return open(name, mode)
+        except OSError:
+            if attempt:
+                raise
+            old, name = name, tidy(name)
+"""
+        )
+        assert reason == (
+            "the handler changes `name`, which the next attempt reads"
+            " (state carried into the next attempt)"
+        )
+
+    def test_a_delay_helper_of_another_module(self) -> None:
+        reason = self._reason(
+            """\
+from client.timing import backoff_wait
+
+
+def send(batch, retries):
+    for attempt in range(retries + 1):
+        try:
+            return post(batch)
+        except Exception as e:
+            if attempt < retries:
+                backoff_wait(attempt, getattr(e, "retry_after", None))
+"""
+        )
+        assert reason.startswith("the handler waits in `backoff_wait(attempt,")
+        assert "(from `client.timing`)" in reason
+
+    def test_a_retry_engine(self) -> None:
+        reason = self._reason(
+            """\
+def ensure(self, func, *args):
+    retries = 0
+    while True:
+        try:
+            return func(*args)
+        except Exception as exc:
+            if retries < self.max_retries:
+                retries += 1
+                try:
+                    self.on_error(exc)
+                except Exception:
+                    pass
+                self._sleep(1)
+            else:
+                raise
+"""
+        )
+        assert reason.startswith("a retry engine: it retries `func`, which its callers pass in")
+
+    def test_a_retry_engine_said_before_its_predicate(self) -> None:
+        reason = self._reason(
+            """\
+import asyncio
+
+
+async def guarded(self, name, coro_func, *args):
+    for attempt in range(self.max_retries + 1):
+        try:
+            return await coro_func(*args)
+        except Exception as e:
+            if name in UNSAFE or attempt == self.max_retries or not self.retryable(e):
+                raise
+            await asyncio.sleep(1)
+"""
+        )
+        assert reason.startswith("a retry engine: it retries `coro_func`")
+
+    def test_a_give_up_handler_reading_the_counter(self) -> None:
+        reason = self._reason(
+            """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(3):
+        try:
+            return dep.call()
+        except KeyError:
+            raise Domain(f"bad after {attempt}")
+        except ConnectionError:
+            time.sleep(1)
+    raise RuntimeError("no")
+"""
+        )
+        assert reason == "the handler for `KeyError` gives up reading the counter `attempt`"
+
+    def test_a_handler_call_that_may_end_the_program(self) -> None:
+        reason = self._reason(
+            """\
+from time import sleep
+
+
+def wait_ready(module, client):
+    for _ in range(10):
+        try:
+            client.wait()
+            break
+        except WaiterError as e:
+            if e.code == "NotFound":
+                sleep(10)
+                continue
+            module.fail(e)
+        except ClientError as e:
+            module.fail(e)
+"""
+        )
+        assert reason.startswith("the handler for `WaiterError` calls `module.fail(...)`")
+
+    def test_a_count_of_zero_ends_the_loop_differently(self) -> None:
+        reason = self._reason(
+            """\
+import time
+
+
+class Command:
+    def get(self):
+        attempt = 0
+        while True:
+            try:
+                return self.once()
+            except CommandFailed as exc:
+                if attempt < self.retry_times:
+                    time.sleep(self.retry_sleep)
+                    attempt += 1
+                elif attempt == 0:
+                    raise
+                else:
+                    raise MaxRetries(*exc.args)
+"""
+        )
+        assert reason == (
+            "what happens when attempts run out depends on `self.retry_times`: when it is 0"
+            " the loop re-raises the exception, else it runs `raise MaxRetries(*exc.args)`"
+        )

@@ -1425,9 +1425,27 @@ def server_delay(url):
                 raise
             time.sleep(e.retry_after)
 """
-        self.assertUnchanged(
-            before, ["sleep is not a backoff: the delay depends on `e.retry_after`"]
-        )
+        after = """\
+import requests
+from tenacity import retry
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=0.0,
+        backoff=1.0,
+        max_delay=float("inf"),
+        retry_on=(RateLimited,),
+        delay_from=lambda e: e.retry_after,
+    )
+)
+def server_delay(url):
+    return requests.get(url)
+"""
+        # the failure supplies the delay: delay_from, uncapped as the legacy sleep was
+        self.assertCodemod(before, after)
 
     def test_generator(self) -> None:
         before = """\
@@ -1677,3 +1695,253 @@ def warm(url):
         self.assertUnchanged(
             before, ["the attempt body assigns `_cache`, declared global or nonlocal"]
         )
+
+
+class TestControlFlowReported(DurableCodemodTest):
+    """Retry loops whose control flow is not followed are reported, each with the
+    construct named (none of them may go unreported)."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_success_flag(self) -> None:
+        before = """\
+import time
+
+
+def send(hook, payload):
+    success = False
+    attempts = 0
+    while not success and attempts <= hook.retries:
+        if attempts:
+            time.sleep(hook.delay)
+        attempts += 1
+        try:
+            hook.post(payload)
+            success = True
+        except OSError as exc:
+            print("could not call the hook", exc)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the attempt's success is recorded in `success`, which the loop test reads"
+                " (a success flag)"
+            ],
+        )
+
+    def test_retry_decided_after_the_try(self) -> None:
+        before = """\
+import time
+
+
+def run(cli, command, retry_codes):
+    for retry_num in range(5):
+        try:
+            rc = cli.run(command)
+        except Exception as ex:
+            raise RuntimeError(str(ex))
+        if rc in retry_codes:
+            time.sleep(2)
+            continue
+        break
+    return rc
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the retry is decided after the try, by `rc in retry_codes`, rather than by an"
+                " exception"
+            ],
+        )
+
+    def test_try_inside_an_if_of_the_body(self) -> None:
+        before = """\
+import time
+
+
+def connect(link, retries):
+    connected = False
+    for attempt in range(retries):
+        if not connected:
+            connected = link.open()
+            if not connected:
+                continue
+        if not link.key:
+            try:
+                link.make_key()
+            except OSError:
+                connected = False
+                time.sleep(1)
+                continue
+        break
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the loop body tests `not connected`, which reads `connected`, set by an"
+                " earlier attempt (state carried into the next attempt)"
+            ],
+        )
+
+    def test_generator_pausing_between_attempts(self) -> None:
+        before = """\
+def create(resource, retry_limit):
+    count = 0
+    while count <= retry_limit:
+        if count:
+            yield from resource.pause(count)
+        try:
+            resource.do_create()
+            break
+        except RuntimeError:
+            count += 1
+"""
+        self.assertUnchanged(
+            before, ["the loop yields (a generator): its retries cannot become a step"]
+        )
+
+    def test_callback_engine_with_a_deadline(self) -> None:
+        before = """\
+import time
+
+
+def with_transaction(session, callback):
+    start = time.monotonic()
+    retry = 0
+    while True:
+        if retry:
+            time.sleep(0.1)
+        retry += 1
+        try:
+            ret = callback(session)
+        except OSError:
+            if time.monotonic() - start < 120:
+                continue
+            raise
+        if not session.in_transaction:
+            return ret
+        session.commit()
+        return ret
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine: it retries `callback`, which its callers pass in: make the"
+                " functions they pass steps instead"
+            ],
+        )
+
+    def test_recursion_with_one_retry_fewer(self) -> None:
+        before = """\
+import time
+
+
+class Client:
+    def send(self, request, retries=3):
+        try:
+            return self.conn.request(request)
+        except OSError:
+            if retries:
+                time.sleep(3)
+                return self.send(request, retries - 1)
+            raise
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "retries by calling itself with `retries - 1` (a recursion, not a loop): make it"
+                " a step by hand, its attempts read from the retries argument"
+            ],
+        )
+
+    def test_polling_until_an_error_is_not_a_retry(self) -> None:
+        before = """\
+import time
+
+
+def wait_gone(conn, node, retries):
+    while retries > 0:
+        try:
+            time.sleep(5)
+            conn.request(node)
+            retries -= 1
+        except LookupError:
+            break
+"""
+        self.assertUnchanged(before, [])
+
+
+class TestControlFlowRewrites(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_plain_loop_over_data_inside_the_attempt_is_not_a_nested_retry(self) -> None:
+        before = """\
+import time
+
+
+def add(db, metadata):
+    for attempt in range(3):
+        try:
+            for key, value in metadata.items():
+                try:
+                    db.put(key, value)
+                except KeyError:
+                    raise ValueError(key)
+            return metadata
+        except ConnectionError:
+            time.sleep(1)
+    raise RuntimeError("gave up")
+"""
+        code, sites = self.run_codemod(before)
+        self.assertEqual([s.action for s in sites], ["rewritten"], sites)
+        self.assertIn("for key, value in metadata.items():", code)
+
+    def test_attempt_that_raises_or_returns_in_an_if(self) -> None:
+        before = """\
+import time
+
+CHECK = False
+
+
+def fetch(client, key):
+    for i in range(3):
+        try:
+            ret = client.get(key)
+            if CHECK and not ret:
+                raise ValueError("empty")
+            else:
+                return ret
+        except (ValueError, ConnectionError):
+            time.sleep(2)
+    raise RuntimeError("gave up")
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+CHECK = False
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ValueError, ConnectionError),
+    )
+)
+def _get_step(client, key):
+    ret = client.get(key)
+    if CHECK and not ret:
+        raise ValueError("empty")
+    else:
+        return ret
+
+
+def fetch(client, key):
+    try:
+        return _get_step(client, key)
+    except (ValueError, ConnectionError):
+        pass
+    raise RuntimeError("gave up")
+"""
+        self.assertCodemod(before, after)

@@ -1027,12 +1027,18 @@ class Storage:
             return []
         w, s = self.workflows, self.steps
         now = now_ms()
+        # The statuses are literals in the SQL, not parameters, so that even a generic
+        # (parameter-blind) plan matches the partial indexes: ``workflows_queue_running``
+        # for the count, ``workflows_queue_claim`` for the candidates. Both hold live
+        # rows only, so a claim's cost does not grow with the finished workflows.
+        pending = sa.literal_column("'pending'", sa.Text)
+        enqueued = sa.literal_column("'enqueued'", sa.Text)
         with self.transaction() as conn:
             self._lock_queue(conn, queue_name)
             if concurrency is not None:
                 running = conn.execute(
                     sa.select(sa.func.count()).where(
-                        w.c.queue_name == queue_name, w.c.status == "pending"
+                        w.c.queue_name == queue_name, w.c.status == pending
                     )
                 ).scalar_one()
                 want = min(want, concurrency - running)
@@ -1050,7 +1056,7 @@ class Storage:
             candidates = (
                 sa.select(w.c.workflow_id)
                 .where(
-                    w.c.status == "enqueued",
+                    w.c.status == enqueued,
                     w.c.queue_name == queue_name,
                     w.c.name.in_(list(names)),
                     sa.or_(w.c.not_before.is_(None), w.c.not_before <= now),

@@ -427,12 +427,35 @@ def _v5_workers(op: Operations, names: Names) -> None:
     op.create_table(names.table("workers"), *_worker_columns(), schema=names.schema)
 
 
+def _v6_queue_running_index(op: Operations, names: Names) -> None:
+    """The running workflows of each queue, for a claim's global concurrency count.
+
+    ``queue_name = ? AND status = 'pending'`` had no index of its own: the planner
+    took ``(queue_name, started_at)`` (SQLite always, PostgreSQL when its statistics
+    predate the finished rows) and read every workflow the queue ever ran, finished
+    or not, on each claim. This partial index holds running queued workflows only,
+    so the count reads those whatever the number of finished rows; direct runs
+    (no queue) stay out of it, and lease and heartbeat updates still touch no
+    indexed column.
+    """
+    running = sa.text("status = 'pending' AND queue_name IS NOT NULL")
+    op.create_index(
+        names.table("workflows_queue_running"),
+        names.table("workflows"),
+        ["queue_name"],
+        schema=names.schema,
+        postgresql_where=running,
+        sqlite_where=running,
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "workflows and steps", _v1_core_tables),
     (2, "queues, schedules, messages and events", _v2_queues_schedules_messages),
     (3, "integer workflow keys for steps", _v3_integer_workflow_keys),
     (4, "state store identity", _v4_store_identity),
     (5, "worker registry", _v5_workers),
+    (6, "index of the running workflows of each queue", _v6_queue_running_index),
 ]
 """Every migration, in order. Append only: a released version never changes."""
 
