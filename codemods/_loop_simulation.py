@@ -103,6 +103,8 @@ class _Outcome:
     supplied: cst.BaseExpression | None = None
     supplied_every: bool = True
     supplied_last: bool = False
+    #: ``if clock() - start > B: raise`` in the handler: ``(B, start, clock source)``
+    budget: tuple[float, str, str] | None = None
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
     #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
@@ -176,6 +178,7 @@ class _Simulation:
         self.discrete: str | None = None
         # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
         self.drawn: dict[str, _Draw] = {}
+        self.budget: tuple[float, str, str] | None = None
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -252,7 +255,10 @@ class _Simulation:
                     return self._outcome(n, delays, result)
             snapshot = dict(self.env)
             if snapshot == previous:
-                # nothing changes from one failure to the next: it retries forever
+                # nothing changes from one failure to the next: it retries forever, each
+                # time after the wait just computed (a cap reached now included)
+                delays.append(self.pending)
+                self.exact_delays.append(self.pending_exact)
                 return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
             previous = snapshot
             if n >= _MAX_SIMULATED:
@@ -298,6 +304,7 @@ class _Simulation:
             full_jitter=full,
             min_delay=low,
             discrete=self.discrete,
+            budget=self.budget,
         )
 
     def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
@@ -356,6 +363,43 @@ class _Simulation:
                         return False
             branch = branch.orelse if isinstance(branch, cst.If) else None
         return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
+
+    def _budget_test(self, stmt: cst.If) -> bool:
+        """``if clock() - start > B: raise`` (``>=`` too), re-raising the failure: a time
+        budget checked after each failure, before the wait. Recorded, never taken."""
+        code = self.cm.source_module.code_for_node
+        if stmt.orelse is not None or len(stmt.body.body) != 1:
+            return False
+        only = stmt.body.body[0]
+        if not (
+            isinstance(only, cst.SimpleStatementLine)
+            and len(only.body) == 1
+            and isinstance(only.body[0], cst.Raise)
+        ):
+            return False
+        exc = only.body[0].exc
+        if exc is not None and not (isinstance(exc, cst.Name) and exc.value == self.as_name):
+            return False
+        test = ev.parse(code(stmt.test))
+        if not (
+            isinstance(test, ast.Compare)
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Gt | ast.GtE)
+            and isinstance(test.left, ast.BinOp)
+            and isinstance(test.left.op, ast.Sub)
+            and isinstance(test.left.left, ast.Call)
+            and not test.left.left.args
+            and isinstance(test.left.right, ast.Name)
+        ):
+            return False
+        clock = ast.unparse(test.left.left)
+        if clock.rsplit(".", 1)[-1] not in ("time()", "monotonic()", "perf_counter()"):
+            return False
+        limit = self._eval_source(ast.unparse(test.comparators[0]), "the time budget")
+        if self.budget is not None and self.budget != (float(limit), test.left.right.id, clock):
+            raise Skip("the handler checks two time budgets")
+        self.budget = (float(limit), test.left.right.id, clock)
+        return True
 
     def _draw(self, source: str, what: str) -> _Draw:
         """Read one delay expression: its upper bound, and its exact random parts."""
@@ -431,6 +475,8 @@ class _Simulation:
         self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
         code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If) and in_handler and self._budget_test(stmt):
+            return None  # the time budget is checked by max_elapsed, not simulated
         if isinstance(stmt, cst.If) and in_handler and self._conditional_repair(stmt):
             self._repair(stmt)  # `if isinstance(e, Gone): self.pending.add(q)`: before_retry
             return None

@@ -110,6 +110,7 @@ from ._policy import (
     fit_linear,
     looks_like_class,
 )
+from ._recursion import ast_recursive_wrapper, recursive_wrapper
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
 _PROBE, _PROBES = 6, (7, 12)
@@ -192,8 +193,8 @@ class RetryLoopCodemod(DurableCodemod):
         for node in ast.walk(tree):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _ast_recursive_retry(
-                node
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                _ast_recursive_retry(node) or ast_recursive_wrapper(node)
             ):
                 return True
         return False
@@ -223,6 +224,9 @@ class RetryLoopCodemod(DurableCodemod):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         recursion = _recursive_retry(node, self.source_module.code_for_node)
+        if recursion is None and node.params.star_kwarg is not None:
+            engine_of = self._called_parameter(node, node.body.body)
+            recursion = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
         if recursion is not None:
             self.recursions[node] = recursion
         loops = list(_candidate_loops(node.body))
@@ -605,13 +609,14 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        budget_notes = self._budget(outcome, policy, loop, scope, bool(symbols or flag))
         supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
         supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
         repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
-        notes: list[str] = [*type_notes, *repair_notes]
+        notes: list[str] = [*type_notes, *repair_notes, *budget_notes]
         if self.sleep_like:
             shown = ", ".join(f"`{name}(...)`" for name in sorted(self.sleep_like))
             notes.append(
@@ -806,6 +811,69 @@ class RetryLoopCodemod(DurableCodemod):
         keep_saved = bool(saved) and needs_wrapper
         self._remove_inits(init_stmts, state, saved, scope, loop, keep_saved=keep_saved)
         return plan
+
+    def _budget(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        loop: cst.For | cst.While,
+        scope: Scope,
+        run_time: bool,
+    ) -> list[str]:
+        """``start = clock()`` before the loop and ``if clock() - start > B: raise`` before a
+        constant wait ``W``: the legacy loop retries while ``elapsed <= B``, RetryPolicy while
+        ``elapsed + W <= max_elapsed``, so ``max_elapsed = B + W`` is the same budget."""
+        if outcome.budget is None:
+            return []
+        limit, start, clock = outcome.budget
+        shown = f"`{clock} - {start} > {limit:g}`"
+        if run_time:
+            raise Skip(f"the time budget {shown} comes with run-time values")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.full_jitter
+            or policy.delay_from
+            or policy.initial_delay <= 0
+        ):
+            raise Skip(
+                f"the time budget {shown} is checked before waits that change:"
+                " max_elapsed counts the wait, the legacy test did not"
+            )
+        if start in _assigned_names(list(loop.body.children)):
+            raise Skip(
+                f"the time budget restarts (`{start}` is set in the loop):"
+                " a budget reset by progress"
+            )
+        setter = None
+        for stmt in self._block_of(loop):
+            if stmt is loop:
+                break
+            if (
+                isinstance(stmt, cst.SimpleStatementLine)
+                and len(stmt.body) == 1
+                and isinstance(stmt.body[0], cst.Assign)
+                and len(stmt.body[0].targets) == 1
+                and isinstance(stmt.body[0].targets[0].target, cst.Name)
+                and stmt.body[0].targets[0].target.value == start
+            ):
+                same = self.source_module.code_for_node(stmt.body[0].value) == clock
+                setter = stmt if same else None
+        if setter is None:
+            raise Skip(
+                f"the time budget {shown} starts at `{start}`, not set by `{clock}` before the loop"
+            )
+        if not self._read_outside(scope, loop, {start}):
+            self.remove_stmts.add(setter)  # only the budget read it
+        wait = policy.initial_delay
+        policy.max_elapsed = limit + wait
+        return [
+            f"the time budget {shown} became max_elapsed={limit + wait:g} (the budget plus"
+            f" the {wait:g}s wait: RetryPolicy stops before a wait that would pass it), counted"
+            " from the first attempt"
+        ]
 
     def _engine_reason(
         self,

@@ -184,3 +184,55 @@ def test_random_delays_behave_the_same(name: str, failures: Any, sleeps: list[fl
     assert len(before[3]) - len(after[3]) in (0, 1), where
     if len(before[3]) != len(after[3]):
         assert any("after its last failed attempt" in n for s in sites for n in s.notes)
+
+
+BUDGET_SOURCE = """
+import time
+
+BUDGET = 9
+
+def fetch(dep):
+    started = time.monotonic()
+    while True:
+        try:
+            return dep.call()
+        except OSError:
+            if time.monotonic() - started > BUDGET:
+                raise
+            time.sleep(2)
+"""
+
+
+@pytest.mark.parametrize("cost", [0.0, 0.5, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("failures", [0, 1, 2, 3, 4, 6, None, "not retried"])
+def test_time_budget_behaves_the_same(
+    cost: float, failures: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake clock: each call costs ``cost`` seconds, each sleep its delay. The legacy
+    budget (``elapsed > 9`` after a failure) and max_elapsed=11 (9 + the 2 s wait) stop
+    after the same call."""
+    source = textwrap.dedent(BUDGET_SOURCE)
+    rewritten, sites = transform_source(source)
+    assert "max_elapsed=11.0" in rewritten, sites
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if seconds:
+            slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+
+    class Costly(Flaky):
+        def call(self, *args: Any) -> str:
+            now[0] += cost
+            return super().call(*args)
+
+    outcomes = []
+    for text in (source, rewritten):
+        dep = Costly(1, LookupError) if failures == "not retried" else Costly(failures)
+        now[0] = 1000.0
+        outcomes.append(_run(text, lambda ns, d: ns["fetch"](d), dep, slept))
+    assert outcomes[1] == outcomes[0], rewritten

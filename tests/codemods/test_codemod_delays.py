@@ -335,3 +335,132 @@ def _retry_func(func, sleep_times, retries):
                 " instead (loops over `sleep_times` rather than over attempts)"
             ],
         )
+
+
+class TestRecursiveWrappers(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_decorator_counting_in_its_kwargs_is_an_engine(self) -> None:
+        before = """\
+import time
+from functools import wraps
+
+
+def retrier(retries=4):
+    def decorator(f):
+        @wraps(f)
+        def wrapper(*args, **kwargs):
+            count = kwargs.pop("count", retries)
+            try:
+                return f(*args, **kwargs)
+            except TimeoutError as ex:
+                if count > 0:
+                    kwargs.update({"count": count - 1})
+                    time.sleep(1)
+                    return wrapper(*args, **kwargs)
+                raise ex
+
+        return wrapper
+
+    return decorator
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry engine by recursion: `wrapper` calls itself again from its handler to"
+                " retry `f`, which its callers pass in, the attempt count carried in"
+                ' `kwargs["count"]`: make the functions they pass steps instead'
+            ],
+        )
+
+    def test_method_counting_in_its_kwargs(self) -> None:
+        before = """\
+class Client:
+    def fetch(self, url, **kwargs):
+        try:
+            return self.session.get(url)
+        except ConnectionError:
+            if kwargs.get("_attempt", 1) >= 3:
+                raise
+            kwargs["_attempt"] = kwargs.get("_attempt", 1) + 1
+            return self.fetch(url, **kwargs)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "retries by calling `fetch` again from its handler, the attempt count carried"
+                ' in `kwargs["_attempt"]` (a recursion, not a loop): make it a step by hand'
+            ],
+        )
+
+
+class TestTimeBudgets(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_budget_checked_before_a_constant_wait(self) -> None:
+        before = """\
+import time
+
+BUDGET = 30
+
+
+def fetch(client):
+    started = time.monotonic()
+    while True:
+        try:
+            return client.get()
+        except ConnectionError:
+            if time.monotonic() - started > BUDGET:
+                raise
+            time.sleep(2)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+BUDGET = 30
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+        max_elapsed=32.0,
+    )
+)
+def _get_step(client):
+    return client.get()
+
+
+def fetch(client):
+    return _get_step(client)
+"""
+        self.assertCodemod(before, after)
+        _, sites = self.run_codemod(before)
+        self.assertIn("became max_elapsed=32", sites[0].notes[0])
+
+    def test_budget_before_growing_waits_is_refused(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client):
+    started = time.monotonic()
+    delay = 1
+    while True:
+        try:
+            return client.get()
+        except ConnectionError:
+            if time.monotonic() - started > 60:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the time budget `time.monotonic() - started > 60` is checked before waits"
+                " that change: max_elapsed counts the wait, the legacy test did not"
+            ],
+        )
