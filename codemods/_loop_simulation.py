@@ -103,8 +103,9 @@ class _Outcome:
     supplied: cst.BaseExpression | None = None
     supplied_every: bool = True
     supplied_last: bool = False
-    #: ``if clock() - start > B: raise`` in the handler: ``(B, start, clock source)``
-    budget: tuple[float, str, str] | None = None
+    #: ``if clock() - start > B: raise`` in the handler: ``(B, start, clock source, whether
+    #: the handler had already waited)``
+    budget: tuple[float, str, str, bool] | None = None
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
     #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
@@ -178,7 +179,7 @@ class _Simulation:
         self.discrete: str | None = None
         # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
         self.drawn: dict[str, _Draw] = {}
-        self.budget: tuple[float, str, str] | None = None
+        self.budget: tuple[float, str, str, bool] | None = None
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -396,9 +397,10 @@ class _Simulation:
         if clock.rsplit(".", 1)[-1] not in ("time()", "monotonic()", "perf_counter()"):
             return False
         limit = self._eval_source(ast.unparse(test.comparators[0]), "the time budget")
-        if self.budget is not None and self.budget != (float(limit), test.left.right.id, clock):
+        budget = (float(limit), test.left.right.id, clock, self.sleeps_now > 0)
+        if self.budget is not None and self.budget != budget:
             raise Skip("the handler checks two time budgets")
-        self.budget = (float(limit), test.left.right.id, clock)
+        self.budget = budget
         return True
 
     def _draw(self, source: str, what: str) -> _Draw:

@@ -825,7 +825,7 @@ class RetryLoopCodemod(DurableCodemod):
         ``elapsed + W <= max_elapsed``, so ``max_elapsed = B + W`` is the same budget."""
         if outcome.budget is None:
             return []
-        limit, start, clock = outcome.budget
+        limit, start, clock, waited = outcome.budget
         shown = f"`{clock} - {start} > {limit:g}`"
         if run_time:
             raise Skip(f"the time budget {shown} comes with run-time values")
@@ -868,6 +868,15 @@ class RetryLoopCodemod(DurableCodemod):
         if not self._read_outside(scope, loop, {start}):
             self.remove_stmts.add(setter)  # only the budget read it
         wait = policy.initial_delay
+        if waited:
+            # tested after the wait: the legacy loop retried while elapsed + W <= B, as
+            # max_elapsed=B does, but it waited once more before giving up
+            policy.max_elapsed = limit
+            return [
+                f"the time budget {shown} became max_elapsed={limit:g}, counted from the first"
+                f" attempt; the legacy code waited {wait:g}s more before giving up, the step"
+                " gives up at once"
+            ]
         policy.max_elapsed = limit + wait
         return [
             f"the time budget {shown} became max_elapsed={limit + wait:g} (the budget plus"

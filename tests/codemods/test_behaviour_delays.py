@@ -202,18 +202,34 @@ def fetch(dep):
             time.sleep(2)
 """
 
+BUDGET_AFTER_WAIT_SOURCE = """
+import time
 
+def fetch(dep):
+    started = time.monotonic()
+    while True:
+        try:
+            return dep.call()
+        except OSError:
+            time.sleep(2)
+            if time.monotonic() - started > 9:
+                raise
+"""
+
+
+@pytest.mark.parametrize("after_wait", [False, True])
 @pytest.mark.parametrize("cost", [0.0, 0.5, 1.0, 1.5, 3.0])
 @pytest.mark.parametrize("failures", [0, 1, 2, 3, 4, 6, None, "not retried"])
 def test_time_budget_behaves_the_same(
-    cost: float, failures: Any, monkeypatch: pytest.MonkeyPatch
+    cost: float, failures: Any, after_wait: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fake clock: each call costs ``cost`` seconds, each sleep its delay. The legacy
     budget (``elapsed > 9`` after a failure) and max_elapsed=11 (9 + the 2 s wait) stop
-    after the same call."""
-    source = textwrap.dedent(BUDGET_SOURCE)
+    after the same call; tested after the wait, max_elapsed=9 does, and the legacy code
+    waited once more before giving up (the site's note says so)."""
+    source = textwrap.dedent(BUDGET_AFTER_WAIT_SOURCE if after_wait else BUDGET_SOURCE)
     rewritten, sites = transform_source(source)
-    assert "max_elapsed=11.0" in rewritten, sites
+    assert f"max_elapsed={9.0 if after_wait else 11.0}" in rewritten, sites
     now = [1000.0]
     slept: list[float] = []
 
@@ -235,4 +251,10 @@ def test_time_budget_behaves_the_same(
         dep = Costly(1, LookupError) if failures == "not retried" else Costly(failures)
         now[0] = 1000.0
         outcomes.append(_run(text, lambda ns, d: ns["fetch"](d), dep, slept))
-    assert outcomes[1] == outcomes[0], rewritten
+    before, after = outcomes
+    assert after[:3] == before[:3], rewritten
+    if after_wait and before[1] is not None and before[1][0] == "OSError":
+        assert after[3] == before[3][:-1]  # the wait before giving up
+        assert any("waited 2s more before giving up" in n for n in sites[0].notes)
+    else:
+        assert after[3] == before[3], rewritten
