@@ -107,9 +107,23 @@ def _uniform_args(node: ast.AST) -> tuple[ast.expr, ast.expr] | None:
         assert isinstance(node, ast.Call)
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if name == "uniform" and len(node.args) == 2 and not node.keywords:
+        if name in ("uniform", "randint") and len(node.args) == 2 and not node.keywords:
             return node.args[0], node.args[1]
         return None
+    if (  # `random.randint(20, 500) / 100.0`: a range scaled by a constant
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Div | ast.Mult)
+        and isinstance(node.left, ast.Call)
+        and is_random_call(node.left)
+        and not _contains_random(node.right)
+    ):
+        inner = _uniform_args(node.left)
+        if inner is not None:
+            low, high = inner
+            return (
+                ast.BinOp(left=low, op=node.op, right=node.right),
+                ast.BinOp(left=high, op=node.op, right=node.right),
+            )
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         for rnd, other in ((node.left, node.right), (node.right, node.left)):
             if (
@@ -143,6 +157,24 @@ def split_uniform(expr: ast.expr) -> tuple[ast.expr, ast.expr] | None:
                 det = ast.BinOp(left=other, op=ast.Add(), right=low)
                 return det, ast.BinOp(left=high, op=ast.Sub(), right=low)
     return None
+
+
+def is_uniform_draw(expr: ast.expr) -> bool:
+    """The whole expression is one uniform draw: ``random.uniform(a, b)``,
+    ``random.randint(a, b) / k``, ``random.random() * r``."""
+    found = _uniform_args(expr)
+    return found is not None and not any(_contains_random(x) for x in found)
+
+
+def discrete_draw(expr: ast.expr) -> bool:
+    """The delay draws whole numbers (``random.randint``), scaled or not."""
+    for node in ast.walk(expr):
+        if is_random_call(node) and isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name == "randint":
+                return True
+    return False
 
 
 def _contains_random(node: ast.AST) -> bool:

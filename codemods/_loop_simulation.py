@@ -103,8 +103,30 @@ class _Outcome:
     supplied: cst.BaseExpression | None = None
     supplied_every: bool = True
     supplied_last: bool = False
+    #: ``if clock() - start > B: raise`` in the handler: ``(B, start, clock source, whether
+    #: the handler had already waited)``
+    budget: tuple[float, str, str, bool] | None = None
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
+    #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
+    full_jitter: bool = False
+    min_delay: float = 0.0
+    #: the source of a draw of whole numbers (``random.randint(20, 500) / 100.0``)
+    discrete: str | None = None
+
+
+@dataclass
+class _Draw:
+    """One delay as the handler computes it: ``total`` with random terms read at their
+    upper bound (``jitter`` says some were), and, for ``low + uniform(0, width)``, the
+    exact parts; ``pure`` when the delay is that one draw and nothing else."""
+
+    total: float
+    jitter: bool
+    exact: float | None = None
+    width: float | None = None
+    pure: bool = False
+    discrete: str | None = None
 
 
 class _Simulation:
@@ -150,6 +172,14 @@ class _Simulation:
         self.exact_delays: list[float] = []
         self.widths: list[float] = []
         self.split_jitter = False
+        # one (low, high) per sleep when the sleep is a single uniform draw, else None
+        self.draws: list[tuple[float, float] | None] = []
+        self.sleeps_now = 0
+        self.several_sleeps = False
+        self.discrete: str | None = None
+        # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
+        self.drawn: dict[str, _Draw] = {}
+        self.budget: tuple[float, str, str, bool] | None = None
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -158,7 +188,13 @@ class _Simulation:
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
         values: range | None = None
         loop_var: str | None = None
-        if isinstance(self.loop, cst.For):
+        fixed: list[ev.Number] | None = None
+        if isinstance(self.loop, cst.For) and isinstance(self.loop.iter, cst.Tuple | cst.List):
+            # `for is_first in (True, False)`: one attempt per value of the tuple
+            assert isinstance(self.loop.target, cst.Name)
+            loop_var = self.loop.target.value
+            fixed = [self._eval(e.value, "the attempt values") for e in self.loop.iter.elements]
+        elif isinstance(self.loop, cst.For):
             assert isinstance(self.loop.target, cst.Name) and isinstance(self.loop.iter, cst.Call)
             loop_var = self.loop.target.value
             bounds = [self._eval(a.value, "the attempt count") for a in self.loop.iter.args]
@@ -171,7 +207,12 @@ class _Simulation:
             else:
                 values = range(*bounds)
         while True:
-            if values is not None:
+            if fixed is not None:
+                if n >= len(fixed):
+                    return self._outcome(n, delays, _Exit("fallthrough"))
+                assert isinstance(loop_var, str)
+                self.env[loop_var] = fixed[n]
+            elif values is not None:
                 if n >= len(values):
                     return self._outcome(n, delays, _Exit("fallthrough"))
                 assert isinstance(loop_var, str)
@@ -193,6 +234,8 @@ class _Simulation:
                     raise Skip("the handler sleeps a delay read from the failure and another one")
             self.pending = 0.0
             self.pending_exact = 0.0
+            self.several_sleeps = self.several_sleeps or self.sleeps_now > 1
+            self.sleeps_now = 0
             self.supplied_now = False
             if n > 1:
                 # the calls made before this retry: the same before every retry
@@ -213,7 +256,10 @@ class _Simulation:
                     return self._outcome(n, delays, result)
             snapshot = dict(self.env)
             if snapshot == previous:
-                # nothing changes from one failure to the next: it retries forever
+                # nothing changes from one failure to the next: it retries forever, each
+                # time after the wait just computed (a cap reached now included)
+                delays.append(self.pending)
+                self.exact_delays.append(self.pending_exact)
                 return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
             previous = snapshot
             if n >= _MAX_SIMULATED:
@@ -225,10 +271,22 @@ class _Simulation:
         if attempts == 0:
             raise Skip("the loop never runs")
         jitter, width = self.jitter or self.split_jitter, 0.0
+        full, low = False, 0.0
+        pure = [d for d in self.draws if d is not None]
         if self.widths and all(w == self.widths[0] for w in self.widths) and self.widths[0] >= 0:
             # every random draw has the same width: random_delay, exactly
             delays = self.exact_delays[: len(delays)]
             jitter, width = self.jitter, float(self.widths[0])
+        elif (
+            pure
+            and len(pure) == len(self.draws)
+            and not self.jitter
+            and not self.several_sleeps
+            and self.sleeps_now <= 1
+            and all(lo == pure[0][0] and 0 <= lo <= hi for lo, hi in pure)
+        ):
+            # every delay is one draw `uniform(low, d)` with d following the law: full jitter
+            jitter, full, low = False, True, float(pure[0][0])
         return _Outcome(
             attempts,
             delays,
@@ -244,6 +302,10 @@ class _Simulation:
             supplied=self.supplied,
             supplied_every=self.supplied_every,
             supplied_last=self.supplied_now,
+            full_jitter=full,
+            min_delay=low,
+            discrete=self.discrete,
+            budget=self.budget,
         )
 
     def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
@@ -303,6 +365,82 @@ class _Simulation:
             branch = branch.orelse if isinstance(branch, cst.If) else None
         return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
 
+    def _budget_test(self, stmt: cst.If) -> bool:
+        """``if clock() - start > B: raise`` (``>=`` too), re-raising the failure: a time
+        budget checked after each failure, before the wait. Recorded, never taken."""
+        code = self.cm.source_module.code_for_node
+        if stmt.orelse is not None or len(stmt.body.body) != 1:
+            return False
+        only = stmt.body.body[0]
+        if not (
+            isinstance(only, cst.SimpleStatementLine)
+            and len(only.body) == 1
+            and isinstance(only.body[0], cst.Raise)
+        ):
+            return False
+        exc = only.body[0].exc
+        if exc is not None and not (isinstance(exc, cst.Name) and exc.value == self.as_name):
+            return False
+        test = ev.parse(code(stmt.test))
+        if not (
+            isinstance(test, ast.Compare)
+            and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Gt | ast.GtE)
+            and isinstance(test.left, ast.BinOp)
+            and isinstance(test.left.op, ast.Sub)
+            and isinstance(test.left.left, ast.Call)
+            and not test.left.left.args
+            and isinstance(test.left.right, ast.Name)
+        ):
+            return False
+        clock = ast.unparse(test.left.left)
+        if clock.rsplit(".", 1)[-1] not in ("time()", "monotonic()", "perf_counter()"):
+            return False
+        limit = self._eval_source(ast.unparse(test.comparators[0]), "the time budget")
+        budget = (float(limit), test.left.right.id, clock, self.sleeps_now > 0)
+        if self.budget is not None and self.budget != budget:
+            raise Skip("the handler checks two time budgets")
+        self.budget = budget
+        return True
+
+    def _draw(self, source: str, what: str) -> _Draw:
+        """Read one delay expression: its upper bound, and its exact random parts."""
+        tree = ev.parse(source)
+        split = ev.split_uniform(tree)
+        discrete = source.strip() if ev.discrete_draw(tree) else None
+        if split is None:
+            jitter_before = self.jitter
+            total = float(self._eval_source(source, what, True))
+            jittered = self.jitter and not jitter_before
+            self.jitter = jitter_before
+            return _Draw(total, jittered, discrete=discrete)
+        pure = ev.is_uniform_draw(tree)
+        exact = float(self._eval_source(ast.unparse(split[0]), what))
+        width = float(self._eval_source(ast.unparse(split[1]), what))
+        stripped, jittered = ev.strip_jitter(flat := ev.flatten_attributes(tree))
+        if any(ev.is_random_call(n) for n in ast.walk(stripped)) or not jittered:
+            total = exact + width  # `random.randint(a, b) / k`: read at its upper bound
+        else:
+            jitter_before = self.jitter
+            total = float(self._eval_source(ast.unparse(flat), what, True))
+            self.jitter = jitter_before
+        return _Draw(total, True, exact, width, pure, discrete)
+
+    def _add_draw(self, draw: _Draw) -> None:
+        self.sleeps_now += 1
+        self.pending += draw.total
+        self.discrete = self.discrete or draw.discrete
+        if draw.width is None:
+            self.pending_exact += draw.total
+            self.jitter = self.jitter or draw.jitter
+            self.draws.append(None)
+            return
+        self.split_jitter = self.split_jitter or draw.jitter
+        self.pending_exact += float(draw.exact or 0.0)
+        self.widths.append(draw.width)
+        low = float(draw.exact or 0.0)
+        self.draws.append((low, low + draw.width) if draw.pure else None)
+
     def _is_true_constant(self, test: cst.BaseExpression) -> bool:
         return (isinstance(test, cst.Name) and test.value == "True") or (
             isinstance(test, cst.Integer) and test.value != "0"
@@ -339,6 +477,8 @@ class _Simulation:
         self, stmt: cst.BaseStatement, block: Sequence[cst.BaseStatement], in_handler: bool
     ) -> _Exit | Literal["continue"] | None:
         code = self.cm.source_module.code_for_node
+        if isinstance(stmt, cst.If) and in_handler and self._budget_test(stmt):
+            return None  # the time budget is checked by max_elapsed, not simulated
         if isinstance(stmt, cst.If) and in_handler and self._conditional_repair(stmt):
             self._repair(stmt)  # `if isinstance(e, Gone): self.pending.add(q)`: before_retry
             return None
@@ -388,17 +528,10 @@ class _Simulation:
                     self.supplied = arg
                     self.supplied_now = True
                     return None
-                split = ev.split_uniform(ev.parse(code(arg)))
-                jitter_before = self.jitter
-                delay = self._eval(arg, what, True)
-                self.pending += float(delay)
-                if split is None:
-                    self.pending_exact += float(delay)
-                    return None
-                self.split_jitter = self.split_jitter or (self.jitter and not jitter_before)
-                self.jitter = jitter_before
-                self.pending_exact += float(self._eval_source(ast.unparse(split[0]), what))
-                self.widths.append(float(self._eval_source(ast.unparse(split[1]), what)))
+                if isinstance(arg, cst.Name) and arg.value in self.drawn:
+                    self._add_draw(self.drawn[arg.value])  # `time.sleep(wait_time)`
+                else:
+                    self._add_draw(self._draw(code(arg), what))
                 return None
             if self.cm._is_log(small):
                 return None
@@ -439,6 +572,13 @@ class _Simulation:
                     return None
                 if _is_text(small.value):
                     return None  # a message for a log call; a reader elsewhere is refused
+                value_source = code(small.value)
+                if any(ev.is_random_call(n) for n in ast.walk(ev.parse(value_source))):
+                    # a random delay kept for a sleep: only the sleep may read it
+                    self.drawn[target.value] = self._draw(value_source, f"`{target.value}`")
+                    self.env.pop(target.value, None)
+                    return None
+                self.drawn.pop(target.value, None)
                 value = self._eval(small.value, f"`{target.value}`")
                 self.env[target.value] = value
                 return None
@@ -450,6 +590,8 @@ class _Simulation:
             expr = f"{name} {op} ({code(small.value)})"
             self.env[name] = self._eval_source(expr, f"`{name}`")
             return None
+        if self.in_pre:  # code in the loop before the try: it runs before every attempt
+            raise Skip(f"the loop runs `{_first_line(code(small))}` before every attempt")
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
 
 

@@ -36,8 +36,8 @@ class Policy:
     #: linear growth (seconds added per attempt) and a uniform random addition
     increment: float = 0.0
     random_delay: float = 0.0
-    #: the floor of every delay, and a uniform draw from it up to the delay (tenacity's
-    #: ``wait_exponential(min=...)`` and ``wait_random_exponential``)
+    #: the floor of every delay, and full jitter: each delay drawn uniformly from
+    #: ``[min_delay, d]`` (tenacity's ``wait_exponential(min=...)``, ``wait_random_exponential``)
     min_delay: float = 0.0
     full_jitter: bool = False
     #: hooks, as source text (``lambda e: e.errno == 104``, ``self.reset``)
@@ -81,7 +81,7 @@ class Policy:
         if self.jitter:
             args.append("jitter=True")
         if self.min_delay:
-            args.append(f"min_delay={_num(self.min_delay)}")
+            args.append(f"min_delay={src.get('min_delay', _num(self.min_delay))}")
         if self.full_jitter:
             args.append("full_jitter=True")
         args.append(f"retry_on={_types(self.retry_on)}")
@@ -134,6 +134,8 @@ class Policy:
             delay += " with jitter"
         if self.full_jitter:
             delay += " with full jitter"
+            if self.min_delay:
+                delay += f" from {self.min_delay:g}s"
         if self.delay_from and delay == "no delay":
             delay = "the delay the failure supplies"
         parts.append(delay)

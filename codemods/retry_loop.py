@@ -114,6 +114,7 @@ from ._policy import (
     fit_linear,
     looks_like_class,
 )
+from ._recursion import ast_recursive_wrapper, recursive_wrapper
 from ._small_values import check_small_values
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
@@ -138,6 +139,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: clock reads that make a time budget (``time.time()``, ``datetime.now()``)
+_CLOCKS = frozenset({"time", "monotonic", "perf_counter", "now", "utcnow", "monotonic_ns"})
 #: context managers that re-raise the handled exception unless told not to (oslo)
 _RERAISER = re.compile(r"save_and_reraise")
 #: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
@@ -201,8 +204,8 @@ class RetryLoopCodemod(DurableCodemod):
         for node in ast.walk(tree):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _ast_recursive_retry(
-                node
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                _ast_recursive_retry(node) or ast_recursive_wrapper(node)
             ):
                 return True
         return False
@@ -232,6 +235,9 @@ class RetryLoopCodemod(DurableCodemod):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         recursion = _recursive_retry(node, self.source_module.code_for_node)
+        if recursion is None and node.params.star_kwarg is not None:
+            engine_of = self._called_parameter(node, node.body.body)
+            recursion = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
         if recursion is not None:
             self.recursions[node] = recursion
         loops = list(_candidate_loops(node.body))
@@ -511,7 +517,10 @@ class RetryLoopCodemod(DurableCodemod):
         # or with code of their own that the call site keeps).
         self._local_types = False
         self._per_type_delays: list[tuple[str, float]] = []
-        rules = self._handler_rules(try_, loop, scope)
+        try:
+            rules = self._handler_rules(try_, loop, scope)
+        except Skip as skip:
+            self._engine_or(skip, func, attempt_stmts)
         retry_handlers = [h for h, kind in rules if kind == "retry"]
         give_up: list[str] = []
         for h, kind in rules:
@@ -543,7 +552,10 @@ class RetryLoopCodemod(DurableCodemod):
         state = _assigned_names(machinery) - ({as_name} if as_name else set())
         loop_var: str | None = None
         if isinstance(loop, cst.For):
-            loop_var = self._range_header(loop, scope)
+            try:
+                loop_var = self._range_header(loop, scope)
+            except Skip as skip:
+                self._engine_or(skip, func, attempt_stmts)
             state.add(loop_var)
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
@@ -612,22 +624,25 @@ class RetryLoopCodemod(DurableCodemod):
                 flag = needed.name
                 symbols[flag] = True
             except _NeedsValue as need:
-                if need.what in symbols or len(symbols) >= 4:
-                    raise Skip(str(need)) from None
                 machinery_names = state | {n for n in (saved, as_name) if n}
-                if not self._runtime_value(need.what, scope, machinery_names, stored):
-                    raise Skip(str(need)) from None
+                if (
+                    need.what in symbols
+                    or len(symbols) >= 4
+                    or not self._runtime_value(need.what, scope, machinery_names, stored)
+                ):
+                    called = self._called_parameter(func, attempt_stmts)
+                    called = called or self._wrapped_parameter(func, attempt_stmts)
+                    if called is None:
+                        raise Skip(str(need)) from None
+                    reason = self._engine_reason(func, attempt_stmts, called, str(need))
+                    raise Skip(reason) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
                 self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
-            raise Skip(
-                f"a retry engine: it retries `{engine}`, which its callers pass in, with a"
-                f" policy they choose (`{sorted(symbols)[0]}`): make the functions they pass"
-                " steps instead"
-            )
+            raise Skip(self._engine_reason(func, attempt_stmts, engine, "", sorted(symbols)))
         if flag is not None:
             policy, outcome = self._flag_policy(simulate, symbols, flag, retry_types, give_up)
         elif symbols:
@@ -636,13 +651,14 @@ class RetryLoopCodemod(DurableCodemod):
             policy = self._policy(outcome, retry_types, give_up, loop)
         if predicate is not None:
             policy.retry_if = predicate.source
+        budget_notes = self._budget(outcome, policy, loop, scope, bool(symbols or flag))
         supplied_notes = self._delay_from(outcome, policy, scope, state, stored, as_name, saved)
         supplied_notes += self._type_delays(outcome, policy, as_name)
         repair_notes = self._before_retry(outcome, policy, scope, state, stored, as_name, saved)
         repair_notes = [*supplied_notes, *repair_notes]
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
-        notes: list[str] = [*type_notes, *repair_notes]
+        notes: list[str] = [*type_notes, *repair_notes, *budget_notes]
         if self.sleep_like:
             shown = ", ".join(f"`{name}(...)`" for name in sorted(self.sleep_like))
             notes.append(
@@ -650,6 +666,11 @@ class RetryLoopCodemod(DurableCodemod):
             )
         if outcome.jitter:
             notes.append("random jitter becomes jitter=True (delays drawn from [d/2, d])")
+        if outcome.discrete and (outcome.random_delay or outcome.full_jitter):
+            notes.append(
+                f"`{outcome.discrete}` drew whole steps of the range;"
+                " RetryPolicy draws any value in it"
+            )
         if any(self._is_log(s) for s in _small_statements(machinery)):
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0 and outcome.attempts is not None:
@@ -895,6 +916,158 @@ class RetryLoopCodemod(DurableCodemod):
         if final_attempt is not None:
             self.remove_stmts.add(final_attempt)
         return plan
+
+    def _budget(
+        self,
+        outcome: _Outcome,
+        policy: Policy,
+        loop: cst.For | cst.While,
+        scope: Scope,
+        run_time: bool,
+    ) -> list[str]:
+        """``start = clock()`` before the loop and ``if clock() - start > B: raise`` before a
+        constant wait ``W``: the legacy loop retries while ``elapsed <= B``, RetryPolicy while
+        ``elapsed + W <= max_elapsed``, so ``max_elapsed = B + W`` is the same budget."""
+        if outcome.budget is None:
+            return []
+        limit, start, clock, waited = outcome.budget
+        shown = f"`{clock} - {start} > {limit:g}`"
+        if run_time:
+            raise Skip(f"the time budget {shown} comes with run-time values")
+        if (
+            policy.backoff != 1
+            or policy.increment
+            or policy.random_delay
+            or policy.jitter
+            or policy.full_jitter
+            or policy.delay_from
+            or policy.initial_delay <= 0
+        ):
+            raise Skip(
+                f"the time budget {shown} is checked before waits that change:"
+                " max_elapsed counts the wait, the legacy test did not"
+            )
+        if start in _assigned_names(list(loop.body.children)):
+            raise Skip(
+                f"the time budget restarts (`{start}` is set in the loop):"
+                " a budget reset by progress"
+            )
+        setter = None
+        for stmt in self._block_of(loop):
+            if stmt is loop:
+                break
+            if (
+                isinstance(stmt, cst.SimpleStatementLine)
+                and len(stmt.body) == 1
+                and isinstance(stmt.body[0], cst.Assign)
+                and len(stmt.body[0].targets) == 1
+                and isinstance(stmt.body[0].targets[0].target, cst.Name)
+                and stmt.body[0].targets[0].target.value == start
+            ):
+                same = self.source_module.code_for_node(stmt.body[0].value) == clock
+                setter = stmt if same else None
+        if setter is None:
+            raise Skip(
+                f"the time budget {shown} starts at `{start}`, not set by `{clock}` before the loop"
+            )
+        if not self._read_outside(scope, loop, {start}):
+            self.remove_stmts.add(setter)  # only the budget read it
+        wait = policy.initial_delay
+        if waited:
+            # tested after the wait: the legacy loop retried while elapsed + W <= B, as
+            # max_elapsed=B does, but it waited once more before giving up
+            policy.max_elapsed = limit
+            return [
+                f"the time budget {shown} became max_elapsed={limit:g}, counted from the first"
+                f" attempt; the legacy code waited {wait:g}s more before giving up, the step"
+                " gives up at once"
+            ]
+        policy.max_elapsed = limit + wait
+        return [
+            f"the time budget {shown} became max_elapsed={limit + wait:g} (the budget plus"
+            f" the {wait:g}s wait: RetryPolicy stops before a wait that would pass it), counted"
+            " from the first attempt"
+        ]
+
+    def _engine_reason(
+        self,
+        func: cst.FunctionDef,
+        attempt: Sequence[cst.CSTNode],
+        called: str,
+        why: str,
+        symbols: Sequence[str] = (),
+    ) -> str:
+        """Why a retry engine is refused: the function it retries and the policy (counts,
+        delays, a time budget) come from its callers, so the policy is not in the code."""
+        code = self.source_module.code_for_node
+        params: list[str] = []
+        node: cst.CSTNode | None = func
+        while node is not None:
+            if isinstance(node, cst.FunctionDef):
+                p = node.params
+                params += [q.name.value for q in (*p.posonly_params, *p.params, *p.kwonly_params)]
+            node = self.get_metadata(ParentNodeProvider, node, None)
+        skipped = {id(s) for s in attempt}
+        in_attempt = {
+            n.value for s in attempt for n in [s, *_walk_own(s)] if isinstance(n, cst.Name)
+        }
+        knobs: list[str] = list(symbols)
+        clocks: list[str] = []
+        stack: list[cst.CSTNode] = [s for s in func.body.body if id(s) not in skipped]
+        while stack:
+            sub = stack.pop(0)
+            if id(sub) in skipped:
+                continue
+            if (
+                isinstance(sub, cst.Attribute)
+                and isinstance(sub.value, cst.Name)
+                and sub.value.value in ("self", "cls")
+                and sub.value.value in params
+            ):
+                if code(sub) not in knobs:
+                    knobs.append(code(sub))
+                continue
+            if (
+                isinstance(sub, cst.Name)
+                and sub.value in params
+                and sub.value not in (called, "self", "cls", *knobs, *in_attempt)
+            ):
+                knobs.append(sub.value)
+            if isinstance(sub, cst.Call) and not sub.args:
+                name = code(sub.func).rsplit(".", 1)[-1]
+                if name in _CLOCKS and code(sub) not in clocks:
+                    clocks.append(code(sub))
+            if not isinstance(sub, cst.FunctionDef | cst.ClassDef | cst.Lambda):
+                stack.extend(sub.children)
+        chosen = ", ".join(f"`{k}`" for k in knobs[:6])
+        reason = f"a retry engine: it retries `{called}`, which its callers pass in"
+        if chosen:
+            reason += f", with a policy they choose ({chosen})"
+        if clocks:
+            reason += f" and a time budget read from `{clocks[0]}`"
+        reason += ": make the functions they pass steps instead"
+        if why and not clocks:
+            reason += f" ({why})"
+        return reason
+
+    def _wrapped_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
+        """A decorator's wrapper that hands the decorated function on (``call(func, *args)``):
+        a parameter of a function *around* ``func`` passed as an argument in the attempt."""
+        outer: set[str] = set()
+        node = self.get_metadata(ParentNodeProvider, func, None)
+        while node is not None:
+            if isinstance(node, cst.FunctionDef):
+                p = node.params
+                outer |= {q.name.value for q in (*p.posonly_params, *p.params)}
+            node = self.get_metadata(ParentNodeProvider, node, None)
+        outer -= {"self", "cls"}
+        for stmt in stmts:
+            for sub in _walk_own(stmt):
+                if isinstance(sub, cst.Call):
+                    for arg in sub.args:
+                        if isinstance(arg.value, cst.Name) and arg.value.value in outer:
+                            return arg.value.value
+        return None
 
     def _called_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
         """A parameter of ``func`` or of a function around it that the attempt calls:
@@ -1237,12 +1410,9 @@ class RetryLoopCodemod(DurableCodemod):
         """Re-raise ``skip``, said as a retry engine's when the attempt calls a callable
         its callers pass in (``func(*args)``): that is the first thing to know."""
         called = self._called_parameter(func, attempt_stmts)
-        if called is None:
+        if called is None or str(skip).startswith("a retry engine"):
             raise skip
-        raise Skip(
-            f"a retry engine: it retries `{called}`, which its callers pass in: make"
-            f" the functions they pass steps instead ({skip})"
-        ) from None
+        raise Skip(self._engine_reason(func, attempt_stmts, called, str(skip))) from None
 
     def _kept_from_failure(
         self,
@@ -1659,11 +1829,19 @@ class RetryLoopCodemod(DurableCodemod):
             and not any(a.keyword or a.star for a in iterable.args)
             and len(iterable.args) <= 1
         )
+        if _fixed_values(iterable) is not None:
+            is_range = True  # `for is_first in (True, False)`: one attempt per value
         if not (is_range or is_count):
-            raise Skip(
-                f"loops over `{self.source_module.code_for_node(iterable)}`"
-                " rather than over attempts"
-            )
+            code = self.source_module.code_for_node
+            items = _failover_items(loop)
+            if items:
+                # `for cdn in cdns`: each attempt tries the next item, not the same call again
+                raise Skip(
+                    f"loops over `{code(iterable)}` rather than over attempts: each attempt"
+                    f" uses the next `{items[0]}` (a failover: state carried into the next"
+                    " attempt, not a retry of the same call)"
+                )
+            raise Skip(f"loops over `{code(iterable)}` rather than over attempts")
         target = loop.target
         if isinstance(target, cst.Name):
             return target.value
@@ -1814,6 +1992,8 @@ class RetryLoopCodemod(DurableCodemod):
             give_up_on=give_up,
             increment=increment,
             random_delay=outcome.random_delay,
+            full_jitter=outcome.full_jitter,
+            min_delay=outcome.min_delay,
         )
 
     def _runtime_value(
@@ -1893,7 +2073,11 @@ class RetryLoopCodemod(DurableCodemod):
                 outcome = simulate({**flags, **symbols, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
-                if outcome.random_delay != base.random_delay:
+                if (outcome.random_delay, outcome.full_jitter, outcome.min_delay) != (
+                    base.random_delay,
+                    base.full_jitter,
+                    base.min_delay,
+                ):
                     raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
@@ -1927,6 +2111,8 @@ class RetryLoopCodemod(DurableCodemod):
             give_up_on=give_up,
             increment=increment or 0.0,
             random_delay=base.random_delay,
+            full_jitter=base.full_jitter,
+            min_delay=base.min_delay,
         )
         if cap is None and (factor or 1.0) > 1 and sources:
             policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped
@@ -2331,6 +2517,51 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _failover_items(loop: cst.For) -> list[str]:
+    """The loop targets (``cdn_id`` of ``for n, cdn_id in enumerate(cdns)``) that the loop
+    body reads outside its except handlers; an ``enumerate`` index alone is a counter."""
+    targets = loop.target.elements if isinstance(loop.target, cst.Tuple) else [loop.target]
+    names = [t.value if isinstance(t, cst.Element) else t for t in targets]
+    wanted = [n.value for n in names if isinstance(n, cst.Name)]
+    iterable = loop.iter
+    if (
+        isinstance(iterable, cst.Call)
+        and isinstance(iterable.func, cst.Name)
+        and iterable.func.value == "enumerate"
+        and len(wanted) == 2
+    ):
+        wanted = wanted[1:]
+    read: set[str] = set()
+    stack: list[cst.CSTNode] = list(loop.body.children)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.ExceptHandler):
+            continue
+        if isinstance(node, cst.Name):
+            read.add(node.value)
+        stack.extend(node.children)
+    return [n for n in wanted if n in read]
+
+
+def _fixed_values(iterable: cst.BaseExpression) -> list[ev.Number] | None:
+    """The values of a literal tuple or list of numbers or booleans (``(True, False)``),
+    the loop running one attempt for each; None for anything else."""
+    if not isinstance(iterable, cst.Tuple | cst.List) or not iterable.elements:
+        return None
+    values: list[ev.Number] = []
+    for element in iterable.elements:
+        value = element.value
+        if isinstance(element, cst.StarredElement):
+            return None
+        if isinstance(value, cst.Name) and value.value in ("True", "False"):
+            values.append(value.value == "True")
+        elif isinstance(value, cst.Integer):
+            values.append(int(value.evaluated_value))
+        else:
+            return None
+    return values
 
 
 def _num_text(value: float) -> str:

@@ -771,7 +771,8 @@ def retry(tries=4, delay=3, backoff=2):
             before,
             [
                 "a retry engine: it retries `f`, which its callers pass in, with a policy"
-                " they choose (`backoff`): make the functions they pass steps instead"
+                " they choose (`backoff`, `delay`, `tries`): make the functions they pass"
+                " steps instead"
             ],
         )
 
@@ -1093,7 +1094,14 @@ def over_hosts(hosts, path):
             time.sleep(1)
     raise ConnectionError("all hosts down")
 """
-        self.assertUnchanged(before, ["loops over `hosts` rather than over attempts"])
+        self.assertUnchanged(
+            before,
+            [
+                "loops over `hosts` rather than over attempts: each attempt uses the next"
+                " `host` (a failover: state carried into the next attempt, not a retry of"
+                " the same call)"
+            ],
+        )
 
     def test_shrinking_work(self) -> None:
         before = """\

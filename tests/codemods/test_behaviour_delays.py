@@ -1,0 +1,260 @@
+"""Random delay laws keep their behaviour: each legacy function is run before and after
+the rewrite against a fake dependency; results, calls, exceptions and sleeps must match.
+
+Random draws are pinned to their lower or their upper bound (``random.uniform`` and
+``random.randint`` both), so the legacy draw and RetryPolicy's draw are comparable: a
+range ``[a, b]`` is the same range whichever law produces it."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import textwrap
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from codemods.runner import transform_source
+
+_ids = itertools.count()
+
+
+class Flaky:
+    """Fails ``failures`` times (``None``: forever), then returns a value."""
+
+    def __init__(self, failures: int | None, error: type[BaseException] = OSError) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def call(self, *args: Any) -> str:
+        self.calls += 1
+        if self.failures is None or self.calls <= self.failures:
+            raise self.error(f"failure {self.calls}")
+        return f"ok after {self.calls}"
+
+
+CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
+    "full_jitter_assigned_then_slept": (
+        """
+        import random
+        import time
+
+        MAX_TRIES = 4
+
+        def enqueue(dep):
+            tries = 0
+            while True:
+                try:
+                    dep.call()
+                except OSError:
+                    if tries >= MAX_TRIES:
+                        raise
+                    wait_time = random.uniform(0.0, 2**tries)
+                    tries += 1
+                    time.sleep(wait_time)
+                else:
+                    break
+            return "enqueued"
+        """,
+        lambda ns, dep: ns["enqueue"](dep),
+    ),
+    "random_whole_steps_countdown": (
+        """
+        import random
+        import time
+
+        def run(dep, attempts=3):
+            last = None
+            while attempts > 0:
+                attempts -= 1
+                try:
+                    return dep.call()
+                except OSError as e:
+                    last = e
+                    time.sleep(random.randint(20, 500) / 100.0)
+            raise RuntimeError(str(last))
+        """,
+        lambda ns, dep: ns["run"](dep),
+    ),
+    "full_jitter_with_floor_and_cap": (
+        """
+        import random
+        import time
+
+        def fetch(dep):
+            for attempt in range(6):
+                try:
+                    return dep.call()
+                except OSError:
+                    if attempt == 5:
+                        raise
+                    time.sleep(random.uniform(0.5, min(6, 2 ** attempt)))
+        """,
+        lambda ns, dep: ns["fetch"](dep),
+    ),
+    "two_attempts_retry_flag_false_then_true": (
+        """
+        import time
+
+        def fetch(dep):
+            for retry in (False, True):
+                try:
+                    return dep.call()
+                except OSError:
+                    if retry:
+                        raise
+                    time.sleep(2)
+        """,
+        lambda ns, dep: ns["fetch"](dep),
+    ),
+    "two_attempts_refresh_then_retry_on_some_errors": (
+        """
+        class Session:
+            def __init__(self, dep):
+                self.dep, self.token, self.refreshed = dep, "old", 0
+
+            def refresh(self):
+                self.refreshed += 1
+                self.token = f"new{self.refreshed}"
+
+            def call_api(self):
+                for is_first_attempt in (True, False):
+                    try:
+                        return self.dep.call(self.token)
+                    except OSError as e:
+                        if is_first_attempt and "failure" in str(e):
+                            self.refresh()
+                            continue
+                        raise
+
+        def run(dep):
+            session = Session(dep)
+            try:
+                return session.call_api(), session.token
+            except OSError as e:
+                return "gave up", str(e), session.token
+        """,
+        lambda ns, dep: ns["run"](dep),
+    ),
+}
+
+
+def _run(source: str, call: Callable[..., Any], dep: Flaky, sleeps: list[float]) -> tuple:
+    namespace: dict[str, Any] = {"__name__": f"legacy_delays_{next(_ids)}"}
+    exec(compile(source, namespace["__name__"], "exec"), namespace)
+    sleeps.clear()
+    try:
+        result, error = call(namespace, dep), None
+    except Exception as exc:
+        result, error = None, (type(exc).__name__, exc.args)
+    return result, error, dep.calls, list(sleeps)
+
+
+@pytest.fixture(params=["low", "high"])
+def sleeps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+    # sleep(0) waits for nothing (the policy's "no delay" calls it): not recorded
+    monkeypatch.setattr(time, "sleep", lambda s: s and recorded.append(round(s, 9)))
+    pick = (lambda a, b: min(a, b)) if request.param == "low" else (lambda a, b: max(a, b))
+    monkeypatch.setattr(random, "uniform", pick)
+    monkeypatch.setattr(random, "randint", pick)
+    return recorded
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("failures", [0, 1, 2, 3, 5, 8, None, "not retried"])
+def test_random_delays_behave_the_same(name: str, failures: Any, sleeps: list[float]) -> None:
+    source, call = CASES[name]
+    source = textwrap.dedent(source)
+    rewritten, sites = transform_source(source)
+    assert rewritten != source, sites
+
+    def make() -> Flaky:
+        if failures == "not retried":
+            return Flaky(1, error=LookupError)
+        return Flaky(failures)
+
+    before = _run(source, call, make(), sleeps)
+    after = _run(rewritten, call, make(), sleeps)
+    where = f"{name}, {failures!r}\n{rewritten}"
+    assert after[:3] == before[:3], where
+    # the legacy code may sleep once more after its last attempt (a note names it)
+    assert after[3] == before[3][: len(after[3])], where
+    assert len(before[3]) - len(after[3]) in (0, 1), where
+    if len(before[3]) != len(after[3]):
+        assert any("after its last failed attempt" in n for s in sites for n in s.notes)
+
+
+BUDGET_SOURCE = """
+import time
+
+BUDGET = 9
+
+def fetch(dep):
+    started = time.monotonic()
+    while True:
+        try:
+            return dep.call()
+        except OSError:
+            if time.monotonic() - started > BUDGET:
+                raise
+            time.sleep(2)
+"""
+
+BUDGET_AFTER_WAIT_SOURCE = """
+import time
+
+def fetch(dep):
+    started = time.monotonic()
+    while True:
+        try:
+            return dep.call()
+        except OSError:
+            time.sleep(2)
+            if time.monotonic() - started > 9:
+                raise
+"""
+
+
+@pytest.mark.parametrize("after_wait", [False, True])
+@pytest.mark.parametrize("cost", [0.0, 0.5, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("failures", [0, 1, 2, 3, 4, 6, None, "not retried"])
+def test_time_budget_behaves_the_same(
+    cost: float, failures: Any, after_wait: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake clock: each call costs ``cost`` seconds, each sleep its delay. The legacy
+    budget (``elapsed > 9`` after a failure) and max_elapsed=11 (9 + the 2 s wait) stop
+    after the same call; tested after the wait, max_elapsed=9 does, and the legacy code
+    waited once more before giving up (the site's note says so)."""
+    source = textwrap.dedent(BUDGET_AFTER_WAIT_SOURCE if after_wait else BUDGET_SOURCE)
+    rewritten, sites = transform_source(source)
+    assert f"max_elapsed={9.0 if after_wait else 11.0}" in rewritten, sites
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if seconds:
+            slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+
+    class Costly(Flaky):
+        def call(self, *args: Any) -> str:
+            now[0] += cost
+            return super().call(*args)
+
+    outcomes = []
+    for text in (source, rewritten):
+        dep = Costly(1, LookupError) if failures == "not retried" else Costly(failures)
+        now[0] = 1000.0
+        outcomes.append(_run(text, lambda ns, d: ns["fetch"](d), dep, slept))
+    before, after = outcomes
+    assert after[:3] == before[:3], rewritten
+    if after_wait and before[1] is not None and before[1][0] == "OSError":
+        assert after[3] == before[3][:-1]  # the wait before giving up
+        assert any("waited 2s more before giving up" in n for n in sites[0].notes)
+    else:
+        assert after[3] == before[3], rewritten
