@@ -43,6 +43,7 @@ class Project:
     deps: tuple[str, ...] = ()  # what the tests need beyond pytest
     requirements: tuple[str, ...] = ()  # requirement files in the sdist to install
     touch: tuple[str, ...] = ()  # empty files the sdist lacks (a tests/__init__.py)
+    copies: tuple[tuple[str, str], ...] = ()  # (source, target) files the tests expect
 
 
 PROJECTS = [
@@ -82,6 +83,27 @@ PROJECTS = [
         "S3",
         (),  # ships no tests: the rewrite is only checked to import
         ("python-dateutil", "python-magic"),
+    ),
+    Project(
+        "apache-libcloud",
+        "3.8.0",
+        "libcloud",
+        # test_vcloud.py: VCloud 1.5 create_node deploys the new vApp through the
+        # loop the codemod rewrites (vcloud.py, "retry 3 times" around
+        # ex_deploy_node), against recorded HTTP fixtures, offline.
+        # test_retry_limit.py and test_google.py drive the sites it refuses
+        # (utils/retry.py's time-budget retry, common/google.py's retry around
+        # super().request): they must stay green because those files are untouched.
+        (
+            "libcloud/test/compute/test_vcloud.py",
+            "libcloud/test/common/test_retry_limit.py",
+            "libcloud/test/common/test_google.py",
+        ),
+        # requirements-tests.txt pins libvirt-python (a C build): only what these need
+        ("requests", "requests-mock", "cryptography", "pyopenssl"),
+        (),
+        (),
+        (("libcloud/test/secrets.py-dist", "libcloud/test/secrets.py"),),
     ),
 ]
 
@@ -195,6 +217,8 @@ def measure(project: Project, cache: Path) -> dict[str, object]:
         shutil.copytree(source, tree)
         for name in project.touch:
             (tree / name).touch()
+        for origin, target in project.copies:
+            shutil.copyfile(tree / origin, tree / target)
     report = codemod_write(after, project.package)
     sites = [
         (r["path"], s)
