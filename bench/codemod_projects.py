@@ -29,6 +29,7 @@ import tarfile
 import venv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path("/work/cache/codemod-projects")
@@ -183,7 +184,7 @@ def pytest_outcomes(python: Path, tree: Path, tests: tuple[str, ...]) -> dict[st
     return outcomes
 
 
-def codemod_write(tree: Path, package: str) -> dict[str, object]:
+def codemod_write(tree: Path, package: str) -> dict[str, Any]:
     """Run ``durable codemod --write`` on the package; its JSON report."""
     result = run(
         [
@@ -201,11 +202,11 @@ def codemod_write(tree: Path, package: str) -> dict[str, object]:
     )
     if result.returncode not in (0, 3):
         raise RuntimeError(f"codemod failed: {result.stderr.strip()[-300:]}")
-    report: dict[str, object] = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
     return report
 
 
-def measure(project: Project, cache: Path) -> dict[str, object]:
+def measure(project: Project, cache: Path) -> dict[str, Any]:
     source = fetch(project, cache)
     before, after = (
         cache / "work" / f"{project.name}-before",
@@ -220,11 +221,7 @@ def measure(project: Project, cache: Path) -> dict[str, object]:
         for origin, target in project.copies:
             shutil.copyfile(tree / origin, tree / target)
     report = codemod_write(after, project.package)
-    sites = [
-        (r["path"], s)
-        for r in report["results"]
-        for s in r["sites"]  # type: ignore[index,union-attr]
-    ]
+    sites = [(r["path"], s) for r in report["results"] for s in r["sites"]]
     python = test_env(project, cache, source) if project.tests else Path(sys.executable)
     first = pytest_outcomes(python, before, project.tests)
     second = pytest_outcomes(python, after, project.tests)
@@ -258,13 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             f"== {result['project']}: tests passed before {result['passed_before']}, "
             f"after {result['passed_after']}; rewritten code compiles: {result['compiles']}"
         )
-        for path, site in result["sites"]:  # type: ignore[union-attr]
+        for path, site in result["sites"]:
             notes = "; ".join(site["notes"])
             print(
                 f"  {path}:{site['line']}: {site['selector']}: {site['action']}: "
                 f"{site['reason']}" + (f" [notes: {notes}]" if notes else "")
             )
-        for test in result["broken"]:  # type: ignore[union-attr]
+        for test in result["broken"]:
             print(f"  NEW FAILURE: {test}")
             status = 1
     return status
