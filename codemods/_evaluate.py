@@ -150,8 +150,16 @@ def _contains_random(node: ast.AST) -> bool:
 
 
 def parse(source: str) -> ast.expr:
-    """Parse one expression."""
-    return ast.parse(source.strip(), mode="eval").body
+    """Parse one expression (an assignment expression, valid only in parentheses on its
+    own, is parsed in them); raise :class:`Unknown` for text that is no expression."""
+    text = source.strip()
+    try:
+        return ast.parse(text, mode="eval").body
+    except SyntaxError:
+        try:
+            return ast.parse(f"({text})", mode="eval").body
+        except SyntaxError:
+            raise Unknown(text) from None
 
 
 def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:

@@ -249,6 +249,17 @@ def split_predicate(
             stmt.test, as_name, code, set(derived)
         ):
             return None, stmts
+        # only the names the test reads are the predicate's; other assignments from the
+        # exception (`error = str(err)`) stay in the handler, run as they were
+        used = ev.names(ev.parse(code(stmt.test)))
+        derived = {k: v for k, v in derived.items() if k in used}
+        derived_stmts = [
+            d
+            for d in derived_stmts
+            if isinstance(d.body[0], cst.Assign)
+            and isinstance(d.body[0].targets[0].target, cst.Name)
+            and d.body[0].targets[0].target.value in derived
+        ]
         before = [s for s in stmts[:index] if s not in derived_stmts]
         after = stmts[index + 1 :]
         body = list(stmt.body.body)

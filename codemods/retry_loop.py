@@ -110,6 +110,7 @@ from ._policy import (
     fit_linear,
     looks_like_class,
 )
+from ._small_values import check_small_values
 
 #: the values a run-time symbol takes in the simulation: a baseline and two variations
 _PROBE, _PROBES = 6, (7, 12)
@@ -133,6 +134,8 @@ _LOG_FUNCTION = re.compile(
 )
 _RETRY_DECORATOR_PREFIXES = ("tenacity.", "backoff.", "retrying.", "retry.", "toolkit.")
 _RETRY_DECORATOR = re.compile(r"retr(y|ies)|backoff")
+#: context managers that re-raise the handled exception unless told not to (oslo)
+_RERAISER = re.compile(r"save_and_reraise")
 #: a sleep statement as one line of a handler's work (its delay masked to compare clauses)
 _SLEEP_LINE = re.compile(r"^(await )?[\w.]*sleep\(.*\)$")
 #: the name of a helper that waits (``_backoff``, ``wait_before_retry``, ``jitter_sleep``)
@@ -520,6 +523,10 @@ class RetryLoopCodemod(DurableCodemod):
         saved = _saved_exception(self.handler_stmts(handler), as_name)
         if saved:
             state.discard(saved)
+        # `error = str(err)`: a value of the failure kept for the code after the loop
+        kept = self._kept_from_failure(handler, as_name, saved, state, attempt_stmts)
+        kept_names = _assigned_names(kept)
+        state -= kept_names
 
         attempt_node = try_.body
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
@@ -545,6 +552,10 @@ class RetryLoopCodemod(DurableCodemod):
             self._check_predicate(predicate, scope, state, stored)
             body_rest = handler_rest or [cst.SimpleStatementLine([cst.Pass()])]
             simulated = handler.with_changes(body=handler.body.with_changes(body=body_rest))
+        if kept:
+            rest = [s for s in simulated.body.body if not any(s is k for k in kept)]
+            rest = rest or [cst.SimpleStatementLine([cst.Pass()])]
+            simulated = simulated.with_changes(body=simulated.body.with_changes(body=rest))
 
         def simulate(symbols: dict[str, ev.Number]) -> _Outcome:
             sim = _Simulation(self, loop, pre, simulated, post, as_name, saved, inits, symbols)
@@ -675,6 +686,33 @@ class RetryLoopCodemod(DurableCodemod):
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
+        # the predicate's `code = e.getcode()` read after the loop: the same as `kept`
+        derived_after = [s for p in predicates.values() for s in p.derived]
+        if derived_after:
+            derived_names = _assigned_names(derived_after)
+            following_reads = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                following_reads |= _names_read_in(list(loop.orelse.body.body))
+            if following_reads & derived_names:
+                own = predicates.get(handler)
+                if own is None or _assigned_names(own.derived) != derived_names:
+                    name = sorted(following_reads & derived_names)[0]
+                    raise Skip(f"the code after the loop reads `{name}`, set by the handlers")
+                kept = [*kept, *(d for d in own.derived if not any(d is k for k in kept))]
+                kept_names |= derived_names
+        if kept:
+            after_loop = _names_read_in(_following(func, loop)) | _names_read_in(wrapper_body)
+            if isinstance(loop.orelse, cst.Else):
+                after_loop |= _names_read_in(list(loop.orelse.body.body))
+            if after_loop & kept_names and style == "break":
+                name = sorted(after_loop & kept_names)[0]
+                raise Skip(
+                    f"the code after the loop reads `{name}`, kept from a failure"
+                    " before a later attempt succeeded"
+                )
+            if after_loop & kept_names and needs_wrapper:
+                wrapper_as = wrapper_as or as_name
+                wrapper_body = [*kept, *wrapper_body]
         if self._last_repairs:
             # the work the handler did after the last failed attempt: at the call site
             if not needs_wrapper:
@@ -966,7 +1004,7 @@ class RetryLoopCodemod(DurableCodemod):
             for small in (0, 1):
                 try:
                     probe = simulate({**symbols, name: small})
-                except Skip:
+                except (Skip, ArithmeticError, ValueError, TypeError):
                     continue  # a loop that never runs: the count-below-1 note says it
                 same = probe.exit.kind == outcome.exit.kind and [
                     id(s) for s in probe.exit.block
@@ -1072,6 +1110,16 @@ class RetryLoopCodemod(DurableCodemod):
                     f"the handler for `{shown}` asks for user input between attempts"
                     " (never a durable step)"
                 )
+            for node in _walk_all(h.body):
+                if isinstance(node, cst.With) and any(
+                    isinstance(item.item, cst.Call) and _RERAISER.search(code(item.item.func))
+                    for item in node.items
+                ):
+                    shown_with = _first_line(code(node.items[0].item))
+                    raise Skip(
+                        f"the handler for `{shown}` decides inside `with {shown_with}`"
+                        " (setting `reraise = False` retries, else it re-raises on leaving)"
+                    )
             if _reraises_only(h):
                 rules.append((h, "reraise"))
             elif gives_up(h.body.body, self._is_log):
@@ -1128,6 +1176,46 @@ class RetryLoopCodemod(DurableCodemod):
             f"a retry engine: it retries `{called}`, which its callers pass in: make"
             f" the functions they pass steps instead ({skip})"
         ) from None
+
+    def _kept_from_failure(
+        self,
+        handler: cst.ExceptHandler,
+        as_name: str | None,
+        saved: str | None,
+        state: set[str],
+        attempt_stmts: Sequence[cst.CSTNode],
+    ) -> list[cst.SimpleStatementLine]:
+        """``error = str(err)`` in the handler: a value of the failure, read after the loop
+        only (not by the attempt, nor earlier in the handler). When attempts run out the
+        call site computes it from the exception the step raises."""
+        if as_name is None:
+            return []
+        code = self.source_module.code_for_node
+        stmts = list(handler.body.body)
+        attempt_reads = _names_read_in(list(attempt_stmts))
+        found: list[cst.SimpleStatementLine] = []
+        for index, stmt in enumerate(stmts):
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target = small.targets[0].target
+            if not isinstance(target, cst.Name) or target.value in (as_name, saved):
+                continue
+            try:
+                read = ev.names(ev.parse(code(small.value)))
+            except SyntaxError:
+                continue
+            name = target.value
+            if as_name not in read or read & (state - {name}) or name in read:
+                continue
+            if name in attempt_reads or name in _names_read_in(stmts[:index]):
+                continue
+            if sum(1 for s in stmts if name in _assigned_names([s])) != 1:
+                continue
+            found.append(stmt)
+        return found
 
     def _check_carried(
         self,
@@ -1742,6 +1830,7 @@ class RetryLoopCodemod(DurableCodemod):
                     raise Skip(f"the random part of the delay depends on `{name}`")
                 fields[f"{name}={probe}"] = self._fields(outcome)
         sources: dict[str, str] = {}
+        followers: dict[str, str] = {}  # field -> the run-time value it follows
         for index, field_name in enumerate(
             ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
         ):
@@ -1756,6 +1845,8 @@ class RetryLoopCodemod(DurableCodemod):
                 name = depends[0]
                 values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
                 sources[field_name] = _expression_of(field_name, name, values)
+                followers[field_name] = name
+        check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE)
         attempts, initial, factor, cap, increment = fields["base"]
         policy = Policy(
             sources=sources,

@@ -398,6 +398,60 @@ case(
 )
 
 
+case(
+    "a_message_of_the_failure_kept_for_the_error_after_the_loop",
+    """
+    import time
+
+    def fetch(dep):
+        error = ""
+        for i in range(3):
+            try:
+                return dep.call()
+            except Status as err:
+                error = str(err)
+                if err.status == 404:
+                    raise
+                time.sleep(1)
+        raise Domain("failed: " + error)
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [
+        [],
+        [Status(500, "a")],
+        [Status(500, "a"), Status(404, "b")],
+        [Status(500, "a"), Status(502, "b"), Status(503, "c")],
+    ],
+)
+
+
+case(
+    "an_error_code_tested_and_read_after_the_loop",
+    """
+    import time
+
+    def fetch(dep):
+        code = 0
+        for i in range(3):
+            try:
+                return dep.call()
+            except Status as err:
+                code = err.status
+                if code == 404:
+                    raise
+                time.sleep(1)
+        raise Domain(code)
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [
+        [],
+        [Status(500)],
+        [Status(500), Status(404)],
+        [Status(500), Status(502), Status(503)],
+    ],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

@@ -755,6 +755,56 @@ def fetch(dep):
             " `time.sleep(5 * attempt)` / `time.sleep(1)`"
         )
 
+    def test_a_message_kept_from_the_failure_is_computed_at_the_call_site(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    error = ""
+    for i in range(3):
+        try:
+            return dep.call()
+        except Status as err:
+            error = str(err)
+            if err.status == 404:
+                raise
+            time.sleep(1)
+    raise Domain(error)
+"""
+        out, sites = transform_source(source)
+        assert sites[0].action == "rewritten", sites
+        # the message of the last failure, not the empty one set before the loop
+        assert (
+            "    except Status as err:\n        if err.status == 404:\n            raise\n"
+            "        error = str(err)\n    raise Domain(error)\n"
+        ) in out
+
+    def test_a_message_kept_then_read_after_a_success_is_refused(self) -> None:
+        source = """\
+import time
+
+
+def fetch(dep):
+    error = ""
+    for i in range(3):
+        try:
+            dep.call()
+            break
+        except Status as err:
+            error = str(err)
+            time.sleep(1)
+    else:
+        raise Domain(error)
+    return error
+"""
+        _, sites = transform_source(source)
+        assert sites[0].action == "skipped"
+        assert sites[0].reason == (
+            "the code after the loop reads `error`, kept from a failure before a later attempt"
+            " succeeded"
+        )
+
 
 class TestHandlerRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
@@ -909,6 +959,28 @@ def fetch(dep):
 """
         )
         assert reason == "the handler for `KeyError` gives up reading the counter `attempt`"
+
+    def test_a_handler_deciding_in_save_and_reraise(self) -> None:
+        reason = self._reason(
+            """\
+from oslo_utils import excutils
+
+
+def add(db, rows, max_retries):
+    for attempt in range(max_retries):
+        try:
+            return db.insert(rows)
+        except Duplicate:
+            with excutils.save_and_reraise_exception() as ctxt:
+                if attempt < max_retries - 1:
+                    ctxt.reraise = False
+"""
+        )
+        assert reason == (
+            "the handler for `Duplicate` decides inside"
+            " `with excutils.save_and_reraise_exception()` (setting `reraise = False`"
+            " retries, else it re-raises on leaving)"
+        )
 
     def test_a_handler_call_that_may_end_the_program(self) -> None:
         reason = self._reason(

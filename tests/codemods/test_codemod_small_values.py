@@ -1,0 +1,148 @@
+"""A policy read from run-time values must hold for small and empty values too.
+
+Each legacy loop below treats a small or empty run-time value its own way (a
+conditional expression, ``or``, ``min``/``max``, an ``if`` on a parameter); the
+probes the codemod simulates with (6, 7, 12) fit a law the loop does not
+follow for 0..3. Each was once rewritten wrongly, with no note: now each is
+refused with the value that breaks the law. Plain run-time counts and delays
+are still rewritten.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from codemods import decide
+
+WRONG_ONCE = {
+    "flag in range": """
+        def wait_ready(svc, quick=False):
+            for _ in range(1 if quick else 50):
+                try:
+                    return svc.ping()
+                except ConnectionError:
+                    time.sleep(0.2)
+            raise RuntimeError("never came up")
+    """,
+    "or default": """
+        def fetch(svc, tries=None):
+            for i in range(tries or 5):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """,
+    "min of a value": """
+        def fetch(svc, limit):
+            for i in range(min(limit, 4)):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """,
+    "max of a value": """
+        def fetch(svc, n):
+            for i in range(max(1, n)):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """,
+    "delay by flag": """
+        def fetch(svc, slow):
+            for i in range(3):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(5 if slow else 1)
+            raise RuntimeError("gave up")
+    """,
+    "if on a parameter": """
+        def fetch(svc, x):
+            for i in range(3):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    if x > 2:
+                        time.sleep(1)
+                    else:
+                        time.sleep(10)
+            raise RuntimeError("gave up")
+    """,
+    "delay or default": """
+        def fetch(svc, wait=None):
+            for i in range(3):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(wait or 2)
+            raise RuntimeError("gave up")
+    """,
+    "count if positive": """
+        def fetch(svc, n):
+            for i in range(n if n > 0 else 3):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """,
+}
+
+
+@pytest.mark.parametrize("source", WRONG_ONCE.values(), ids=list(WRONG_ONCE))
+def test_a_law_that_small_values_break_is_refused(source: str) -> None:
+    sites = decide("import time\n" + textwrap.dedent(source))
+    assert sites, "the loop must be reported"
+    assert all(s.action != "rewritten" for s in sites), [s.reason for s in sites]
+
+
+STILL_REWRITTEN = {
+    "count": """
+        def fetch(svc, retries):
+            for i in range(retries):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """,
+    "count plus one": """
+        class Client:
+            def fetch(self):
+                for i in range(self.max_retries + 1):
+                    try:
+                        return self.svc.get()
+                    except ConnectionError:
+                        if i == self.max_retries:
+                            raise
+                        time.sleep(self.backoff * 2 ** i)
+    """,
+}
+
+
+@pytest.mark.parametrize("source", STILL_REWRITTEN.values(), ids=list(STILL_REWRITTEN))
+def test_plain_run_time_values_are_still_rewritten(source: str) -> None:
+    sites = decide("import time\n" + textwrap.dedent(source))
+    assert [s.action for s in sites] == ["rewritten"], [s.reason for s in sites]
+
+
+def test_an_assignment_expression_in_the_loop_head_is_reported_not_a_crash() -> None:
+    source = """
+        import time
+
+        def fetch(svc, flag):
+            for i in range(x := 4 if flag else 1):
+                try:
+                    return svc.get()
+                except ConnectionError:
+                    time.sleep(1)
+            raise RuntimeError("gave up")
+    """
+    (site,) = decide(textwrap.dedent(source))
+    assert site.action == "skipped" and "x :=" in site.reason
