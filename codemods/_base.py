@@ -149,9 +149,11 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         also a libcst warning so ``libcst.tool`` shows it."""
         line = self.line_of(node)
         end_line = int(self.get_metadata(PositionProvider, end or node).end.line)
-        sites_of(self.context).append(
-            Site(self.SELECTOR, line, action, reason, tuple(notes), end_line, policy)
-        )
+        site = Site(self.SELECTOR, line, action, reason, tuple(notes), end_line, policy)
+        sites = sites_of(self.context)
+        if site in sites:  # nested calls of one construct (`retry(...)(f)(x)`): one site
+            return
+        sites.append(site)
         if action != "rewritten":
             self.warn(f"line {line}: {self.SELECTOR}: {action}: {reason}")
 

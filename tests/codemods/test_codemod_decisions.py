@@ -50,3 +50,14 @@ def test_decorator_site_spans_the_function() -> None:
     assert site.action == "rewritten"
     assert (site.line, site.end_line) == (4, 6)
     assert site.policy.startswith("3 attempts")
+
+
+def test_nested_calls_of_one_retry_construct_are_one_site() -> None:
+    source = (
+        "from tenacity import retry\n\n"
+        "class Embedder:\n"
+        "    def embed(self, items, **retry_kwargs):\n"
+        "        return retry(**retry_kwargs)(self.__call__)(items)\n"
+    )
+    (site,) = decide(source)
+    assert site.action == "kept" and site.line == 5
