@@ -33,6 +33,9 @@ log = logging.getLogger("toolkit.worker")
 OUTPUTS_PRUNE_EVERY = 300.0
 """Seconds between two prunes of the app database's outputs rows (when it is apart)."""
 
+SEEN_EVERY = 1.0
+"""Seconds between two refreshes of a worker's row in the worker registry."""
+
 DEFAULT_WORKER_CONCURRENCY = 16
 """Per-queue cap in one worker when the queue declares no ``worker_concurrency``."""
 
@@ -123,6 +126,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self._registered = False
+        self._next_seen = 0.0
         self._unregistered = UnregisteredReporter(app, names, app_label)
         self._next_unregistered_look = 0.0
 
@@ -248,6 +252,11 @@ class Worker:
             self._warn_once("could not register in the worker list", exc)
 
     def _seen(self) -> None:
+        """Refresh this worker's row, at most every ``SEEN_EVERY`` seconds (recovery passes
+        can come every 50 ms with a short lease)."""
+        if time.monotonic() < self._next_seen:
+            return
+        self._next_seen = time.monotonic() + SEEN_EVERY
         try:
             if not self._registered:
                 self._register()

@@ -14,19 +14,16 @@ exception at the end, the calls and the delays slept must be the same.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from codemods.runner import transform_source
-
-_ids = itertools.count()
+from tests.codemods.test_codemod_behaviour import _run
 
 
 class Flaky:
@@ -48,14 +45,6 @@ class Flaky:
         if self.failures is None or self.calls - self.falsy <= self.failures:
             raise self.error(f"failure {self.calls}")
         return f"ok after {self.calls} calls{args!r}"
-
-
-@dataclass
-class Outcome:
-    result: Any
-    error: tuple[str, tuple[Any, ...]] | None
-    calls: int
-    sleeps: list[float]
 
 
 CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {}
@@ -191,19 +180,6 @@ for patient, retry in ((True, False), (False, True), (False, False)):
         """,
         lambda ns, dep, patient=patient, retry=retry: ns["Task"](dep, patient, retry).lock("n"),
     )
-
-
-def _run(
-    source: str, call: Callable[[dict[str, Any], Flaky], Any], dep: Flaky, sleeps: list[float]
-) -> Outcome:
-    namespace: dict[str, Any] = {"__name__": f"legacy_lib_{next(_ids)}"}
-    exec(compile(source, namespace["__name__"], "exec"), namespace)
-    sleeps.clear()
-    try:
-        result, error = call(namespace, dep), None
-    except Exception as exc:
-        result, error = None, (type(exc).__name__, exc.args)
-    return Outcome(result, error, dep.calls, list(sleeps))
 
 
 @pytest.fixture
