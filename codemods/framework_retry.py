@@ -28,13 +28,18 @@ import re
 import libcst as cst
 import libcst.matchers as m
 
-from ._base import DurableCodemod
+from libcst.metadata import PositionProvider
+
+from ._base import DurableCodemod, sites_of
 
 _CELERY_OPTIONS = ("autoretry_for", "retry_backoff", "max_retries", "default_retry_delay")
+#: keywords of celery's ``Task.retry`` that tell it from another ``.retry(...)``
+_TASK_RETRY_OPTIONS = ("countdown", "eta", "exc", "max_retries", "throw")
 _AWS_METHODS = ("jittered_backoff", "exponential_backoff", "backoff")
 _SIGNS = re.compile(
     r"wrap_db_retry|RetryDecorator|AWSRetry|forever_retry_uncaught_exceptions"
     r"|autoretry_for|retry_backoff|self\.retry\(|dramatiq|max_retries|default_retry_delay"
+    r"|\.retry\("
 )
 
 
@@ -46,6 +51,19 @@ def _dotted(node: cst.BaseExpression) -> str:
         head = _dotted(node.value)
         return f"{head}.{node.attr.value}" if head else ""
     return ""
+
+
+def _is_wrap_db_retry(func: cst.BaseExpression) -> bool:
+    return _dotted(func).rsplit(".", 1)[-1] == "wrap_db_retry"
+
+
+def _is_task_retry(func: cst.BaseExpression) -> bool:
+    """``task.retry`` on a task the code holds (not ``self.retry``, a task's own)."""
+    return (
+        isinstance(func, cst.Attribute)
+        and func.attr.value == "retry"
+        and _dotted(func.value) not in ("", "self")
+    )
 
 
 def _calls_self_retry(function: cst.FunctionDef) -> bool:
@@ -63,6 +81,7 @@ class FrameworkRetryCodemod(DurableCodemod):
         super().__init__(context, annotate)
         self.source_module = cst.Module(body=[])
         self.functions: list[cst.FunctionDef] = []
+        self.classes = 0
 
     @classmethod
     def might_apply(cls, source: str) -> bool:
@@ -149,9 +168,59 @@ class FrameworkRetryCodemod(DurableCodemod):
             )
         return None
 
+    def built_retry(self, node: cst.FunctionDef | cst.ClassDef) -> tuple[str, str] | None:
+        """(reason, policy read) when the body of a top-level ``node`` builds a framework
+        retry for the functions its callers pass in: a decorator made of oslo.db's
+        ``wrap_db_retry(...)`` (returned, or applied per call), or a celery task retried
+        through the broker from a helper (``task.retry(countdown=...)``)."""
+        name = node.name.value
+        for call in m.findall(node.body, m.Call(func=m.MatchIfTrue(_is_wrap_db_retry))):
+            assert isinstance(call, cst.Call)
+            return (
+                f"`{name}` builds oslo.db wrap_db_retry for the functions it is given: "
+                "oslo.db retries the database transaction on deadlock or disconnect, "
+                "deciding per exception inside oslo.db",
+                self.policy_of(call),
+            )
+        if "celery" not in self.source_module.code:
+            return None
+        for call in m.findall(node.body, m.Call(func=m.MatchIfTrue(_is_task_retry))):
+            assert isinstance(call, cst.Call)
+            if not any(a.keyword and a.keyword.value in _TASK_RETRY_OPTIONS for a in call.args):
+                continue
+            return (
+                f"broker-managed retries (celery): `{name}` calls `{self.code(call.func)}(...)`, "
+                "the broker re-queues the task; a task-to-workflow migration, not a step",
+                self.policy_of(call),
+            )
+        return None
+
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         self.functions.append(node)
         return True
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.classes += 1
+        return True
+
+    def leave_ClassDef(
+        self, original_node: cst.ClassDef, updated_node: cst.ClassDef
+    ) -> cst.ClassDef:
+        self.classes -= 1
+        if self.classes or self.functions:
+            return updated_node
+        found = self.built_retry(original_node)
+        if found is None or self.reported_within(original_node):
+            return updated_node
+        reason, policy = found
+        self.record(original_node, "skipped", reason, policy=policy)
+        return self.annotated(updated_node, reason, policy)
+
+    def reported_within(self, node: cst.CSTNode) -> bool:
+        """A site of this codemod already lies inside ``node`` (a celery task in a class)."""
+        position = self.get_metadata(PositionProvider, node)
+        start, end = position.start.line, position.end.line
+        return any(start <= site.line <= end for site in sites_of(self.context))
 
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
@@ -160,6 +229,12 @@ class FrameworkRetryCodemod(DurableCodemod):
         for decorator in original_node.decorators:
             found = self.reason_for(decorator, original_node)
             if found is not None:
+                reason, policy = found
+                self.record(original_node, "skipped", reason, policy=policy)
+                return self.annotated(updated_node, reason, policy)
+        if not self.functions and not self.classes:
+            found = self.built_retry(original_node)
+            if found is not None and not self.reported_within(original_node):
                 reason, policy = found
                 self.record(original_node, "skipped", reason, policy=policy)
                 return self.annotated(updated_node, reason, policy)

@@ -1,0 +1,312 @@
+"""Use sites of a project's own retry decorators: the names that say retry, the
+definitions a run can reach, and their decisions.
+
+A project often wraps its retry once (``cinder.utils.retry``, freqtrade's
+``retrier``, metaflow's ``aws_retry``) and decorates dozens of functions with
+it. The codemods answer for the definition (rewritten, or refused as a retry
+engine); :mod:`codemods.project_retry` answers for each use, with the
+definition's own decision when the run reaches it:
+
+* in the same file: the decision the other codemods took on it in this run;
+* in another file of the same run (``durable codemod PROJECT_DIR``):
+  :func:`build_index` reads, before the run, every decorator imported from the
+  project's own modules, finds the files defining them and asks the codemods
+  about those definitions once (:class:`ProjectIndex`);
+* else only the shape is known: a decorator imported from the project's own
+  modules whose name says retry (:func:`says_retry`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ._base import Site, _names_module
+from ._project import first_party_modules
+
+#: words that make a name a retry (``retry``, ``retrier``, ``aws_retry``, ``with_retries``)
+_RETRY_WORDS = frozenset({"retry", "retries", "retrier", "retrying", "retryable", "retried"})
+#: a word before the retry word that makes it something else (``no_retry``, ``on_retry``,
+#: ``log_retry``, ``should_retry``)
+_NOT_BEFORE = frozenset(
+    {"no", "not", "non", "never", "without", "skip", "disable", "disabled", "dont", "on",
+     "log", "count", "record", "track", "report", "is", "should", "can", "get", "set",
+     "max", "num"}
+)  # fmt: skip
+#: a word after it that makes it a value, not a retry (``retry_after`` is the Retry-After
+#: header, ``retry_count``, ``retry_delay``, ``retry_callback``)
+_NOT_AFTER = frozenset(
+    {"after", "count", "counter", "counts", "number", "delay", "delays", "header", "headers",
+     "state", "callback", "hook", "hooks", "log", "logger", "metric", "metrics", "stats",
+     "info", "id"}
+)  # fmt: skip
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return [w for w in spaced.lower().split("_") if w]
+
+
+def says_retry(name: str) -> bool:
+    """The name of a decorator says it retries: ``retry``, ``retrier``, ``aws_retry``,
+    ``retry_on_db_error``, ``with_retries``, ``RetryDecorator``, ``autoretry``; not
+    ``retry_after_header``, ``no_retry``, ``on_retry``, ``retry_count``."""
+    words = _words(name.rsplit(".", 1)[-1])
+    for i, word in enumerate(words):
+        retry = word in _RETRY_WORDS or (
+            word.endswith(("retry", "retries")) and not word.startswith(("no", "non"))
+        )
+        if not retry:
+            continue
+        if any(w in _NOT_BEFORE for w in words[:i]):
+            continue
+        if i + 1 < len(words) and words[i + 1] in _NOT_AFTER:
+            continue
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A decorator's definition the run reaches, and the codemods' decision on it."""
+
+    #: where it is defined: a path (another file) or "" (this file)
+    path: str
+    line: int
+    end_line: int
+    #: the codemods' decision on the definition (the site overlapping it), None if none
+    decision: Site | None = None
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.path else f"line {self.line}"
+
+
+@dataclass(frozen=True)
+class ProjectIndex:
+    """The definitions of the project's own decorators used in a run, by file and name.
+
+    ``modules`` maps a file's module key (its path without ``.py`` or ``/__init__.py``,
+    as a POSIX string) and a name to the definition.
+    """
+
+    definitions: dict[tuple[str, str], Definition] = field(default_factory=dict)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for _key, name in self.definitions)
+
+    def find(self, qualified: str, filename: str) -> Definition | None:
+        """The definition ``qualified`` (``cinder.utils.retry``, ``.s3util.aws_retry``, as
+        the use site in ``filename`` imports it) names, if the run holds it."""
+        module, _, name = qualified.rpartition(".")
+        for key in module_keys(module, filename):
+            if key.startswith("/"):  # an exact file (a relative import)
+                found = self.definitions.get((key, name))
+                if found is not None:
+                    return found
+                continue
+            for (path, defined), definition in self.definitions.items():
+                if defined == name and (path == key or path.endswith("/" + key)):
+                    return definition
+        return None
+
+
+def module_keys(module: str, filename: str) -> list[str]:
+    """How to find ``module`` (as imported from ``filename``) among the run's files: an
+    absolute file key for a relative import (``/abs/pkg/sub``), else the dotted path as a
+    path suffix (``cinder/utils``)."""
+    if not module.startswith("."):
+        return [module.replace(".", "/")] if module else []
+    level = len(module) - len(module.lstrip("."))
+    rest = module[level:]
+    folder = Path(filename).resolve().parent
+    for _ in range(level - 1):
+        folder = folder.parent
+    target = folder.joinpath(*rest.split(".")) if rest else folder
+    return [target.as_posix()]
+
+
+def module_key(path: str | Path) -> str:
+    """A file's key: its absolute path without ``.py`` and without ``/__init__``."""
+    key = Path(path).resolve().as_posix().removesuffix(".py")
+    return key.removesuffix("/__init__")
+
+
+def is_first_party(qualified: str, filename: str, first_party: frozenset[str]) -> bool:
+    """``qualified`` is imported from the project's own code: a relative import, a module
+    ``first_party`` names, or, for a file not on disk (source given with a path such as
+    ``cinder/volume/rbd.py``), a top-level package its path names."""
+    if qualified.startswith("."):
+        return True
+    module = qualified.rpartition(".")[0]
+    if not module:
+        return False
+    if any(_names_module(name, module) for name in first_party):
+        return True
+    if not first_party and not Path(filename).is_file():
+        parts = PurePosixPath(filename.replace("\\", "/")).parts[:-1]
+        return module.split(".")[0] in parts
+    return False
+
+
+def definition_spans(tree: ast.Module) -> dict[str, tuple[int, int]]:
+    """Qualified name (as libcst names them: ``A.m``, ``f.<locals>.g``) -> first line
+    (decorators included) and last line of each def, class and module-level assignment."""
+    spans: dict[str, tuple[int, int]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = prefix + node.name
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if not _is_overload(node):  # a typing stub is not the definition
+                    spans.setdefault(name, (first, node.end_lineno or node.lineno))
+                inner = f"{name}.<locals>." if not isinstance(node, ast.ClassDef) else f"{name}."
+                visit(node.body, inner)
+            elif isinstance(node, ast.Assign | ast.AnnAssign) and not prefix:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        spans[target.id] = (node.lineno, node.end_lineno or node.lineno)
+            elif isinstance(node, ast.If | ast.Try) and not prefix:  # `if TYPE_CHECKING:` ...
+                for block in (node.body, getattr(node, "orelse", [])):
+                    visit(block, prefix)
+
+    visit(tree.body, "")
+    return spans
+
+
+def _is_overload(node: ast.AST) -> bool:
+    return any(
+        (isinstance(d, ast.Name) and d.id == "overload")
+        or (isinstance(d, ast.Attribute) and d.attr == "overload")
+        for d in getattr(node, "decorator_list", [])
+    )
+
+
+def decision_for(sites: Iterable[Site], span: tuple[int, int]) -> Site | None:
+    """The site that answers for a definition spanning ``span``: the one starting closest
+    to its first line among those overlapping it (a rewritten one first)."""
+    start, end = span
+    near = [s for s in sites if s.line <= end and max(s.end_line, s.line) >= start]
+    near.sort(key=lambda s: (s.action != "rewritten", abs(s.line - start), s.line))
+    return near[0] if near else None
+
+
+def _imported_decorators(tree: ast.Module) -> dict[str, str]:
+    """Local name -> the module path it is imported as (``utils`` -> ``cinder.utils``,
+    ``retry`` -> ``.retry.retry``), for module-level imports."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            for alias in node.names:
+                local = alias.asname or alias.name
+                joined = f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
+                out[local] = joined
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    out[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    out.setdefault(head, head)
+    return out
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return f"{head}.{node.attr}" if head else ""
+    return ""
+
+
+def used_decorators(source: str, filename: str) -> set[str]:
+    """The qualified names of the project's own decorators ``source`` applies (as imported:
+    ``cinder.utils.retry``, ``.s3util.aws_retry``)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    imports = _imported_decorators(tree)
+    first_party = first_party_modules(filename)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        for decorator in node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            name = _dotted(target)
+            head, _, tail = name.partition(".")
+            if not name or head not in imports:
+                continue
+            qualified = f"{imports[head]}.{tail}" if tail else imports[head]
+            if is_first_party(qualified, filename, first_party):
+                found.add(qualified)
+    return found
+
+
+def build_index(files: Iterable[str], selectors: Iterable[str]) -> ProjectIndex:
+    """The definitions of the project's own decorators the ``files`` of a run use, each with
+    the decision of the ``selectors`` codemods on it (definitions in files outside the run
+    are not read)."""
+    from .runner import GENERATED_MARKER, transform_source  # runner imports the codemods
+
+    paths = {module_key(f): f for f in files}
+    wanted: dict[str, set[str]] = {}  # file key -> names defined there the run uses
+    for path in paths.values():
+        source = _read(path)
+        if source is None or "@" not in source or "import" not in source:
+            continue
+        for qualified in used_decorators(source, path):
+            module, _, name = qualified.rpartition(".")
+            for key in module_keys(module, path):
+                for file_key in _matching_keys(key, paths):
+                    wanted.setdefault(file_key, set()).add(name)
+    definitions: dict[tuple[str, str], Definition] = {}
+    for file_key, names in wanted.items():
+        path = paths[file_key]
+        source = _read(path)
+        if source is None or GENERATED_MARKER in source:
+            continue
+        try:
+            spans = definition_spans(ast.parse(source))
+            _code, sites = transform_source(source, tuple(selectors), path)
+        except Exception:  # a definition the codemods cannot read: its uses go by name
+            continue
+        for name in names:
+            span = spans.get(name)
+            if span is None:
+                continue
+            decision = decision_for(sites, span)
+            definitions[(file_key, name)] = Definition(path, span[0], span[1], decision)
+    return ProjectIndex(definitions)
+
+
+def _matching_keys(key: str, paths: dict[str, str]) -> list[str]:
+    if key.startswith("/"):
+        return [key] if key in paths else []
+    return [k for k in paths if k.endswith("/" + key)]
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+__all__ = [
+    "Definition",
+    "ProjectIndex",
+    "build_index",
+    "decision_for",
+    "definition_spans",
+    "is_first_party",
+    "says_retry",
+]
