@@ -114,6 +114,42 @@ class ProjectIndex:
         return None
 
 
+def use_reason(label: str, module: str, definition: Definition | None) -> tuple[str, str] | None:
+    """(reason, the definition's policy) for a use of the project's decorator ``label``
+    (``utils.retry``) imported from ``module`` ("" when defined in the file), or None
+    when it is not a retry: the run reads its definition and finds no retry there, and
+    its name does not say retry."""
+    decision = definition.decision if definition else None
+    if decision is None and not says_retry(label):
+        return None
+    mine = f"`@{label}` is the project's own retry decorator"
+    if definition is None:
+        origin = f" (from {module})" if module else ""
+        return (
+            f"{mine}{origin}, defined in a file outside this run: its policy lives in its "
+            "definition; run the codemod on the project's directory to read the "
+            "definition's decision, then make each use a step with that policy",
+            "",
+        )
+    where = definition.where()
+    if decision is None:
+        return (
+            f"{mine}, defined at {where}, where the codemods read no retry: "
+            "check its policy by hand",
+            "",
+        )
+    if decision.action == "rewritten":
+        return (
+            f"{mine}, defined at {where}, which the {decision.selector} codemod "
+            "rewrites into a step: each use becomes a step with it",
+            decision.policy,
+        )
+    return (
+        f"{mine}, defined at {where}: {decision.selector} {decision.action}: {decision.reason}",
+        decision.policy,
+    )
+
+
 def module_keys(module: str, filename: str) -> list[str]:
     """How to find ``module`` (as imported from ``filename``) among the run's files: an
     absolute file key for a relative import (``/abs/pkg/sub``), else the dotted path as a
@@ -205,7 +241,9 @@ def _imported_decorators(tree: ast.Module) -> dict[str, str]:
             base = "." * node.level + (node.module or "")
             for alias in node.names:
                 local = alias.asname or alias.name
-                joined = f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
+                joined = (
+                    f"{base}.{alias.name}" if base and not base.endswith(".") else base + alias.name
+                )
                 out[local] = joined
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -309,4 +347,5 @@ __all__ = [
     "definition_spans",
     "is_first_party",
     "says_retry",
+    "use_reason",
 ]

@@ -27,7 +27,6 @@ import re
 
 import libcst as cst
 import libcst.matchers as m
-
 from libcst.metadata import PositionProvider
 
 from ._base import DurableCodemod, sites_of

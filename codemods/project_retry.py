@@ -45,7 +45,7 @@ from ._use_sites import (
     decision_for,
     definition_spans,
     is_first_party,
-    says_retry,
+    use_reason,
 )
 
 #: scratch keys the runner fills: the sites the other codemods found in this file (lines
@@ -124,41 +124,6 @@ class ProjectRetryCodemod(DurableCodemod):
             return module, found
         return None
 
-    def reason_for(
-        self, label: str, module: str, definition: Definition | None
-    ) -> tuple[str, str] | None:
-        """(reason, definition's policy) for a use of ``label``, or None: not a retry."""
-        decision = definition.decision if definition else None
-        if decision is None and not says_retry(label):
-            return None
-        mine = f"`@{label}` is the project's own retry decorator"
-        if definition is None:
-            origin = f" (from {module})" if module else ""
-            return (
-                f"{mine}{origin}, defined in a file outside this run: its policy lives "
-                "there; run the codemod on the whole project to read the definition's "
-                "decision, then replace each use by a step with the same policy",
-                "",
-            )
-        where = definition.where()
-        if decision is None:
-            return (
-                f"{mine}, defined at {where}, where the codemods read no retry: "
-                "check its policy by hand",
-                "",
-            )
-        if decision.action == "rewritten":
-            return (
-                f"{mine}, defined at {where}, which the {decision.selector} codemod "
-                "rewrites into a step: each use becomes a step with it",
-                decision.policy,
-            )
-        return (
-            f"{mine}, defined at {where}: {decision.selector} {decision.action}: "
-            f"{decision.reason}",
-            decision.policy,
-        )
-
     def policy_of(self, decorator: cst.Decorator, definition_policy: str) -> str:
         """The decorator call's arguments as written, and the definition's policy."""
         target = decorator.decorator
@@ -189,7 +154,7 @@ class ProjectRetryCodemod(DurableCodemod):
                 continue
             module, definition = found
             label = self.code(func)
-            answer = self.reason_for(label, module, definition)
+            answer = use_reason(label, module, definition)
             if answer is None:
                 continue
             reason, definition_policy = answer
