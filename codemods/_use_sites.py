@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ._base import Site, _names_module
-from ._project import first_party_modules
 
 #: words that make a name a retry (``retry``, ``retrier``, ``aws_retry``, ``with_retries``)
 _RETRY_WORDS = frozenset({"retry", "retries", "retrier", "retrying", "retryable", "retried"})
@@ -86,13 +85,15 @@ class Definition:
 
 @dataclass(frozen=True)
 class ProjectIndex:
-    """The definitions of the project's own decorators used in a run, by file and name.
+    """The definitions of the project's own decorators used in a run.
 
-    ``modules`` maps a file's module key (its path without ``.py`` or ``/__init__.py``,
-    as a POSIX string) and a name to the definition.
+    ``definitions`` maps a file's key (:func:`module_key`) and a name to the definition;
+    ``modules`` maps a dotted module name the run's files import to the key of the file
+    of the run that is that module (``cinder.utils`` -> ``/src/cinder/utils``).
     """
 
     definitions: dict[tuple[str, str], Definition] = field(default_factory=dict)
+    modules: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> frozenset[str]:
@@ -102,16 +103,9 @@ class ProjectIndex:
         """The definition ``qualified`` (``cinder.utils.retry``, ``.s3util.aws_retry``, as
         the use site in ``filename`` imports it) names, if the run holds it."""
         module, _, name = qualified.rpartition(".")
-        for key in module_keys(module, filename):
-            if key.startswith("/"):  # an exact file (a relative import)
-                found = self.definitions.get((key, name))
-                if found is not None:
-                    return found
-                continue
-            for (path, defined), definition in self.definitions.items():
-                if defined == name and (path == key or path.endswith("/" + key)):
-                    return definition
-        return None
+        key = _relative_key(module, filename) if module.startswith(".") else None
+        key = key or self.modules.get(module)
+        return self.definitions.get((key, name)) if key else None
 
 
 def use_reason(label: str, module: str, definition: Definition | None) -> tuple[str, str] | None:
@@ -150,19 +144,25 @@ def use_reason(label: str, module: str, definition: Definition | None) -> tuple[
     )
 
 
-def module_keys(module: str, filename: str) -> list[str]:
-    """How to find ``module`` (as imported from ``filename``) among the run's files: an
-    absolute file key for a relative import (``/abs/pkg/sub``), else the dotted path as a
-    path suffix (``cinder/utils``)."""
-    if not module.startswith("."):
-        return [module.replace(".", "/")] if module else []
+def _relative_key(module: str, filename: str) -> str:
+    """The file key of a relative import's module (``..utils`` from ``pkg/sub/mod.py``)."""
     level = len(module) - len(module.lstrip("."))
     rest = module[level:]
     folder = Path(filename).resolve().parent
     for _ in range(level - 1):
         folder = folder.parent
     target = folder.joinpath(*rest.split(".")) if rest else folder
-    return [target.as_posix()]
+    return target.as_posix()
+
+
+def _module_file(module: str, keys: Iterable[str]) -> str | None:
+    """The key of the run's file that is the absolute ``module``: its path ends with the
+    module's path and its top-level package is not inside another package."""
+    tail = "/" + module.replace(".", "/")
+    for key in keys:
+        if key.endswith(tail) and not (Path(key[: -len(tail)]) / "__init__.py").is_file():
+            return key
+    return None
 
 
 def module_key(path: str | Path) -> str:
@@ -264,15 +264,14 @@ def _dotted(node: ast.expr) -> str:
     return ""
 
 
-def used_decorators(source: str, filename: str) -> set[str]:
-    """The qualified names of the project's own decorators ``source`` applies (as imported:
+def used_decorators(source: str) -> set[str]:
+    """The qualified names of the imported decorators ``source`` applies (as imported:
     ``cinder.utils.retry``, ``.s3util.aws_retry``)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return set()
     imports = _imported_decorators(tree)
-    first_party = first_party_modules(filename)
     found: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -281,11 +280,8 @@ def used_decorators(source: str, filename: str) -> set[str]:
             target = decorator.func if isinstance(decorator, ast.Call) else decorator
             name = _dotted(target)
             head, _, tail = name.partition(".")
-            if not name or head not in imports:
-                continue
-            qualified = f"{imports[head]}.{tail}" if tail else imports[head]
-            if is_first_party(qualified, filename, first_party):
-                found.add(qualified)
+            if name and head in imports:
+                found.add(f"{imports[head]}.{tail}" if tail else imports[head])
     return found
 
 
@@ -296,16 +292,22 @@ def build_index(files: Iterable[str], selectors: Iterable[str]) -> ProjectIndex:
     from .runner import GENERATED_MARKER, transform_source  # runner imports the codemods
 
     paths = {module_key(f): f for f in files}
+    modules: dict[str, str | None] = {}
     wanted: dict[str, set[str]] = {}  # file key -> names defined there the run uses
     for path in paths.values():
         source = _read(path)
         if source is None or "@" not in source or "import" not in source:
             continue
-        for qualified in used_decorators(source, path):
+        for qualified in used_decorators(source):
             module, _, name = qualified.rpartition(".")
-            for key in module_keys(module, path):
-                for file_key in _matching_keys(key, paths):
-                    wanted.setdefault(file_key, set()).add(name)
+            if module.startswith("."):
+                key: str | None = _relative_key(module, path)
+            else:
+                if module not in modules:
+                    modules[module] = _module_file(module, paths) if module else None
+                key = modules[module]
+            if key is not None and key in paths:
+                wanted.setdefault(key, set()).add(name)
     definitions: dict[tuple[str, str], Definition] = {}
     for file_key, names in wanted.items():
         path = paths[file_key]
@@ -323,13 +325,8 @@ def build_index(files: Iterable[str], selectors: Iterable[str]) -> ProjectIndex:
                 continue
             decision = decision_for(sites, span)
             definitions[(file_key, name)] = Definition(path, span[0], span[1], decision)
-    return ProjectIndex(definitions)
-
-
-def _matching_keys(key: str, paths: dict[str, str]) -> list[str]:
-    if key.startswith("/"):
-        return [key] if key in paths else []
-    return [k for k in paths if k.endswith("/" + key)]
+    found = {module: key for module, key in modules.items() if key is not None}
+    return ProjectIndex(definitions, found)
 
 
 def _read(path: str) -> str | None:

@@ -117,11 +117,12 @@ class ProjectRetryCodemod(DurableCodemod):
                 return "", Definition("", span[0], span[1], decision)
             if qualified.source is not QualifiedNameSource.IMPORT:
                 continue
-            if not is_first_party(qualified.name, self.filename, self.first_party):
-                continue
-            found = self.project.find(qualified.name, self.filename) if self.project else None
             module = qualified.name.rpartition(".")[0]
-            return module, found
+            found = self.project.find(qualified.name, self.filename) if self.project else None
+            if found is not None:  # a file of the run defines it: the project's own
+                return module, found
+            if is_first_party(qualified.name, self.filename, self.first_party):
+                return module, None
         return None
 
     def policy_of(self, decorator: cst.Decorator, definition_policy: str) -> str:
