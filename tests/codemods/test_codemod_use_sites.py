@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import unittest
 from pathlib import Path
+from typing import Any
 
 import libcst as cst
+import pytest
 from click.testing import CliRunner
 from libcst.codemod import CodemodContext
 
@@ -17,7 +19,10 @@ from codemods._use_sites import says_retry
 from codemods.cli import codemod
 from codemods.framework_retry import FrameworkRetryCodemod
 from codemods.project_retry import ProjectRetryCodemod
+from codemods.runner import transform_source
 from codemods.testing import DurableCodemodTest
+from tests.codemods.test_codemod_behaviour import SCENARIOS, Flaky, _run
+from tests.codemods.test_codemod_behaviour import sleeps as sleeps  # the fixture
 
 
 class TestFrameworkRetry(DurableCodemodTest):
@@ -644,3 +649,27 @@ def test_annotate_write_twice_changes_nothing_more(tmp_path: Path) -> None:
     assert "(policy read: 5)" in first
     CliRunner().invoke(codemod, args, catch_exceptions=False)
     assert (package / "client.py").read_text() == first
+
+
+# -- behaviour: a listed use is left as it was (the annotated file runs the same) ----------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_an_annotated_use_site_behaves_the_same(
+    scenario: int | str | None, sleeps: list[float]
+) -> None:
+    source = ENGINE + "\n\n@with_retries(3)\ndef fetch(dep, url):\n    return dep.call(url)\n"
+    annotated, sites = transform_source(source, annotate=True)
+    assert [s.selector for s in sites] == ["retry-loop", "project-retry"]
+    assert "# durable: project-retry not rewritten:" in annotated
+
+    def make() -> Flaky:
+        if scenario == "not retried":
+            return Flaky(1, error=LookupError)
+        assert not isinstance(scenario, str)
+        return Flaky(scenario)
+
+    def call(namespace: dict[str, Any], dep: Flaky) -> Any:
+        return namespace["fetch"](dep, "/a")
+
+    assert _run(annotated, call, make(), sleeps) == _run(source, call, make(), sleeps)
