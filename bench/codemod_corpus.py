@@ -70,7 +70,11 @@ def read_index(path: Path) -> list[Row]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
-        return [Row(*r[:6]) for r in reader if len(r) >= 5 and r[0] in PATTERNS]
+        return [
+            Row(r[0], r[1], r[2], r[3], r[4], r[5] if len(r) > 5 else "")
+            for r in reader
+            if len(r) >= 5 and r[0] in PATTERNS
+        ]
 
 
 def source_of(row: Row, cache: Path) -> str:

@@ -597,7 +597,7 @@ def _project(root: Path) -> Path:
     return package
 
 
-def _sites(*args: str) -> dict[str, list[dict[str, object]]]:
+def _sites(*args: str) -> dict[str, list[dict[str, Any]]]:
     result = CliRunner().invoke(codemod, [*args, "--json", "--jobs", "1"], catch_exceptions=False)
     report = json.loads(result.stdout)
     return {Path(r["path"]).name: r["sites"] for r in report["results"]}
