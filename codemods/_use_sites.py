@@ -171,10 +171,23 @@ def module_key(path: str | Path) -> str:
     return key.removesuffix("/__init__")
 
 
+#: package folders that hold third-party code copied into a project (``pip._vendor.tenacity``)
+_VENDORED = frozenset(
+    {"_vendor", "vendor", "vendored", "_vendored", "extern", "_extern", "third_party"}
+)
+
+
+def vendored(qualified: str) -> bool:
+    """``qualified`` names code a project copied from a library, not its own."""
+    return any(part in _VENDORED for part in qualified.split("."))
+
+
 def is_first_party(qualified: str, filename: str, first_party: frozenset[str]) -> bool:
     """``qualified`` is imported from the project's own code: a relative import, a module
     ``first_party`` names, or, for a file not on disk (source given with a path such as
     ``cinder/volume/rbd.py``), a top-level package its path names."""
+    if vendored(qualified):
+        return False
     if qualified.startswith("."):
         return True
     module = qualified.rpartition(".")[0]
@@ -299,6 +312,8 @@ def build_index(files: Iterable[str], selectors: Iterable[str]) -> ProjectIndex:
         if source is None or "@" not in source or "import" not in source:
             continue
         for qualified in used_decorators(source):
+            if vendored(qualified):
+                continue
             module, _, name = qualified.rpartition(".")
             if module.startswith("."):
                 key: str | None = _relative_key(module, path)

@@ -382,6 +382,8 @@ from functools import cache
 
 from vendorlib import retry
 
+from shop._vendor.tenacity import retry as vendored_retry
+
 from . import helpers
 from .http import retry_after_header
 
@@ -417,6 +419,7 @@ def c():
 
 
 @retry(3)
+@vendored_retry(reraise=True)
 def d():
     pass
 
