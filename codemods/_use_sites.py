@@ -116,7 +116,7 @@ def use_reason(label: str, module: str, definition: Definition | None) -> tuple[
     decision = definition.decision if definition else None
     if decision is None and not says_retry(label):
         return None
-    mine = f"`@{label}` is the project's own retry decorator"
+    mine = f"a use of the project's own retry decorator `@{label}`"
     if definition is None:
         origin = f" (from {module})" if module else ""
         return (

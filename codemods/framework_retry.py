@@ -176,9 +176,9 @@ class FrameworkRetryCodemod(DurableCodemod):
         for call in m.findall(node.body, m.Call(func=m.MatchIfTrue(_is_wrap_db_retry))):
             assert isinstance(call, cst.Call)
             return (
-                f"`{name}` builds oslo.db wrap_db_retry for the functions it is given: "
-                "oslo.db retries the database transaction on deadlock or disconnect, "
-                "deciding per exception inside oslo.db",
+                f"oslo.db wrap_db_retry (built by `{name}` for the functions it is given) "
+                "retries the database transaction on deadlock or disconnect, deciding per "
+                "exception inside oslo.db",
                 self.policy_of(call),
             )
         if "celery" not in self.source_module.code:

@@ -228,7 +228,7 @@ class Client:
         self.assertUnchanged(
             before,
             [
-                "`@with_retries` is the project's own retry decorator, defined at line 5: "
+                "a use of the project's own retry decorator `@with_retries`, defined at line 5: "
                 "retry-loop skipped: a retry engine: it retries `func`, which its callers "
                 "pass in, with a policy they choose (`attempts`): make the functions they "
                 "pass steps instead"
@@ -262,9 +262,9 @@ def reserve(node):
                 (
                     13,
                     "skipped",
-                    "`@retry_on_lock` is the project's own retry decorator, defined at line 4, "
-                    "which the tenacity codemod rewrites into a step: each use becomes a step "
-                    "with it",
+                    "a use of the project's own retry decorator `@retry_on_lock`, defined at "
+                    "line 4, which the tenacity codemod rewrites into a step: each use becomes a "
+                    "step with it",
                     "3 attempts, no delay, on Exception",
                 )
             ],
@@ -299,21 +299,21 @@ class Exchange:
                 (
                     8,
                     "skipped",
-                    f"`@utils.retry` is the project's own retry decorator (from shop.utils), "
+                    f"a use of the project's own retry decorator `@utils.retry` (from shop.utils), "
                     f"{ELSEWHERE}",
                     "IOError, tries=4",
                 ),
                 (
                     12,
                     "skipped",
-                    "`@retrier` is the project's own retry decorator (from "
+                    "a use of the project's own retry decorator `@retrier` (from "
                     f"shop.exchange.common), {ELSEWHERE}",
                     "retries=API_RETRY_COUNT",
                 ),
                 (
                     16,
                     "skipped",
-                    "`@aws_retry` is the project's own retry decorator (from .s3util), "
+                    "a use of the project's own retry decorator `@aws_retry` (from .s3util), "
                     + ELSEWHERE,
                     "",
                 ),
@@ -339,9 +339,9 @@ def instance_update(context, values):
             [
                 (
                     8,
-                    "`@_retry_instance_update` is the project's own retry decorator, defined at "
-                    "line 4: framework-retry skipped: `_retry_instance_update` builds oslo.db "
-                    "wrap_db_retry for the functions it is given: oslo.db retries the database "
+                    "a use of the project's own retry decorator `@_retry_instance_update`, "
+                    "defined at line 4: framework-retry skipped: oslo.db wrap_db_retry (built by "
+                    "`_retry_instance_update` for the functions it is given) retries the database "
                     "transaction on deadlock or disconnect, deciding per exception inside oslo.db",
                     "max_retries=5, retry_on_deadlock=True",
                 )
@@ -366,8 +366,8 @@ from shop.net import retrier
 def fetch(url):
     return get(url)
 """.format(
-            comment="# durable: project-retry not rewritten: `@retrier` is the project's own "
-            f"retry decorator (from shop.net), {ELSEWHERE} (policy read: retries=3)"
+            comment="# durable: project-retry not rewritten: a use of the project's own retry "
+            f"decorator `@retrier` (from shop.net), {ELSEWHERE} (policy read: retries=3)"
         )
         context = CodemodContext(filename=self.FILENAME)
         self.assertCodemod(before, after, annotate=True, context_override=context)
@@ -444,8 +444,8 @@ def save(row):
     row.save()
 """,
             [
-                "`@retry_on_conflict` is the project's own retry decorator, defined at line 1, "
-                "where the codemods read no retry: check its policy by hand"
+                "a use of the project's own retry decorator `@retry_on_conflict`, defined at "
+                "line 1, where the codemods read no retry: check its policy by hand"
             ],
         )
 
@@ -465,7 +465,7 @@ def fetch(url):
         transform.transform_module(cst.parse_module(code))
         self.assertEqual(
             [s.reason.split(",")[0] for s in sites_of(context)],
-            ["`@local_retrier` is the project's own retry decorator (from .net)"],
+            ["a use of the project's own retry decorator `@local_retrier` (from .net)"],
         )
 
 
@@ -509,9 +509,9 @@ def retry_on_db_error(func):
                 (
                     6,
                     12,
-                    "`retry_on_db_error` builds oslo.db wrap_db_retry for the functions it is "
-                    "given: oslo.db retries the database transaction on deadlock or disconnect, "
-                    "deciding per exception inside oslo.db",
+                    "oslo.db wrap_db_retry (built by `retry_on_db_error` for the functions it is "
+                    "given) retries the database transaction on deadlock or disconnect, deciding "
+                    "per exception inside oslo.db",
                     "max_retries=CONF.retries, retry_on_deadlock=True",
                 )
             ],
@@ -615,13 +615,13 @@ def test_a_use_in_one_file_answers_with_the_definition_in_another(tmp_path: Path
     assert use["selector"] == "project-retry" and use["action"] == "skipped"
     assert (use["line"], use["end_line"], use["policy"]) == (5, 7, "5")
     assert use["reason"] == (
-        f"`@with_retries` is the project's own retry decorator, defined at "
+        f"a use of the project's own retry decorator `@with_retries`, defined at "
         f"{package / 'retrying.py'}:5: retry-loop skipped: {definition['reason']}"
     )
     # the use file alone: the definition is outside the run, the name says retry
     (alone,) = _sites(str(package / "client.py"))["client.py"]
     assert alone["reason"].startswith(
-        "`@with_retries` is the project's own retry decorator (from shop.retrying), "
+        "a use of the project's own retry decorator `@with_retries` (from shop.retrying), "
         "defined in a file outside this run"
     )
 
@@ -637,7 +637,9 @@ def test_the_definition_decides_when_the_name_says_nothing(tmp_path: Path) -> No
         )
     )
     (use,) = _sites(str(tmp_path))["client.py"]
-    assert use["reason"].startswith("`@robust` is the project's own retry decorator, defined at")
+    assert use["reason"].startswith(
+        "a use of the project's own retry decorator `@robust`, defined at"
+    )
     assert "retry-loop skipped: a retry engine" in use["reason"]
     # alone, neither name says retry: nothing to report
     assert _sites(str(package / "client.py")) == {}
