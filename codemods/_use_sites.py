@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ._base import Site, _names_module
+from ._project import first_party_modules
 
 #: words that make a name a retry (``retry``, ``retrier``, ``aws_retry``, ``with_retries``)
 _RETRY_WORDS = frozenset({"retry", "retries", "retrier", "retrying", "retryable", "retried"})
@@ -245,7 +246,158 @@ def decision_for(sites: Iterable[Site], span: tuple[int, int]) -> Site | None:
     return near[0] if near else None
 
 
-def _imported_decorators(tree: ast.Module) -> dict[str, str]:
+def resolve(
+    dotted: str, scopes: list[str], imports: dict[str, str], spans: dict[str, tuple[int, int]]
+) -> tuple[str, str] | None:
+    """What a decorator's dotted name is bound to: ``("local", qualname)`` for a definition
+    of the file (looked up from the innermost scope out, as libcst names them: ``A._retry``,
+    ``f.<locals>.deco``), ``("import", qualified)`` for an imported name
+    (``cinder.utils.retry``, ``.s3util.aws_retry``), else None."""
+    for i in range(len(scopes), -1, -1):
+        prefix = ".".join(scopes[:i])
+        qualname = f"{prefix}.{dotted}" if prefix else dotted
+        if qualname in spans:
+            return "local", qualname
+    head, _, tail = dotted.partition(".")
+    if head in imports:
+        return "import", f"{imports[head]}.{tail}" if tail else imports[head]
+    return None
+
+
+@dataclass(frozen=True)
+class Use:
+    """A use of a project retry decorator: the decorator's line, the function's last
+    line and its ``def`` line (in the code analysed), the reason and the policy read."""
+
+    line: int
+    end_line: int
+    def_line: int
+    reason: str
+    policy: str
+
+
+def find_uses(
+    code: str,
+    filename: str,
+    earlier: Iterable[Site] = (),
+    project: ProjectIndex | None = None,
+    original: str | None = None,
+) -> list[Use]:
+    """Every function of ``code`` decorated with a project retry decorator, answered.
+
+    ``earlier``: the other codemods' sites in the file, with the lines of ``original``
+    (the file as read, when earlier codemods changed ``code``): a decorator defined in
+    the file is answered with the one overlapping its definition. ``project``: the
+    definitions other files of the run hold. An ``ast`` pass (libcst's scope analysis
+    costs seconds on a large file, for a codemod that never rewrites).
+    """
+    try:
+        tree = ast.parse(code)
+        spans = definition_spans(ast.parse(original) if original is not None else tree)
+    except (SyntaxError, ValueError):
+        return []
+    imports = imported_names(tree)
+    sites = list(earlier)
+    first_party = first_party_modules(filename)
+    lines = [line.encode("utf-8") for line in code.splitlines(keepends=True)]
+
+    def definition_of(dotted: str, scopes: list[str]) -> tuple[str, Definition | None] | None:
+        found = resolve(dotted, scopes, imports, spans)
+        if found is None:
+            return None
+        kind, qualified = found
+        if kind == "local":
+            span = spans[qualified]
+            return "", Definition("", span[0], span[1], decision_for(sites, span))
+        module = qualified.rpartition(".")[0]
+        if vendored(qualified):
+            return None
+        definition = project.find(qualified, filename) if project else None
+        if definition is not None:  # a file of the run defines it: the project's own
+            return module, definition
+        if is_first_party(qualified, filename, first_party):
+            return module, None
+        return None
+
+    uses: list[Use] = []
+
+    def visit(body: list[ast.stmt], scopes: list[str]) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                if not isinstance(node, ast.ClassDef):
+                    use = _use_of(node, scopes, definition_of, lines)
+                    if use is not None:
+                        uses.append(use)
+                inner = node.name if isinstance(node, ast.ClassDef) else f"{node.name}.<locals>"
+                visit(node.body, [*scopes, inner])
+            else:
+                for field_name in ("body", "orelse", "finalbody", "handlers"):
+                    block = getattr(node, field_name, None)
+                    if isinstance(block, list):
+                        visit([b for b in block if isinstance(b, ast.stmt)], scopes)
+                        for handler in block:
+                            if isinstance(handler, ast.ExceptHandler):
+                                visit(handler.body, scopes)
+
+    visit(tree.body, [])
+    uses.sort(key=lambda u: u.line)
+    return uses
+
+
+def _use_of(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    scopes: list[str],
+    definition_of: Callable[[str, list[str]], tuple[str, Definition | None] | None],
+    lines: list[bytes],
+) -> Use | None:
+    """The first decorator of ``node`` that is a project retry decorator, answered."""
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        label = _dotted(target)
+        found = definition_of(label, scopes) if label else None
+        if found is None:
+            continue
+        module, definition = found
+        answer = use_reason(label, module, definition)
+        if answer is None:
+            continue
+        reason, definition_policy = answer
+        policy = _policy_of(decorator, definition_policy, lines)
+        end = node.end_lineno or node.lineno
+        return Use(decorator.lineno, end, node.lineno, reason, policy)
+    return None
+
+
+def _policy_of(decorator: ast.expr, definition_policy: str, lines: list[bytes]) -> str:
+    """The decorator call's arguments as written, and the definition's policy."""
+    parts: list[str] = []
+    if isinstance(decorator, ast.Call):
+        for arg in decorator.args:
+            parts.append(_text(arg, lines))
+        for keyword in decorator.keywords:
+            value = _text(keyword.value, lines)
+            parts.append(f"{keyword.arg}={value}" if keyword.arg else f"**{value}")
+    read = ", ".join(parts)
+    if isinstance(decorator, ast.Call) and not read and not definition_policy:
+        read = "the decorator's defaults"
+    if definition_policy:
+        return f"{read} (definition: {definition_policy})" if read else definition_policy
+    return read
+
+
+def _text(node: ast.expr, lines: list[bytes]) -> str:
+    """The source text of ``node`` (``lines``: the code's lines, UTF-8, as ``ast``'s
+    column offsets count), on one line."""
+    first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+    start, end = node.col_offset, node.end_col_offset
+    if first == last:
+        chunk = lines[first][start:end]
+    else:
+        chunk = lines[first][start:] + b"".join(lines[first + 1 : last]) + lines[last][:end]
+    return " ".join(chunk.decode("utf-8", errors="replace").split())
+
+
+def imported_names(tree: ast.Module) -> dict[str, str]:
     """Local name -> the module path it is imported as (``utils`` -> ``cinder.utils``,
     ``retry`` -> ``.retry.retry``), for module-level imports."""
     out: dict[str, str] = {}
@@ -284,7 +436,7 @@ def used_decorators(source: str) -> set[str]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return set()
-    imports = _imported_decorators(tree)
+    imports = imported_names(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -357,6 +509,7 @@ __all__ = [
     "build_index",
     "decision_for",
     "definition_spans",
+    "find_uses",
     "is_first_party",
     "says_retry",
     "use_reason",

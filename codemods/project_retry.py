@@ -24,29 +24,14 @@ so ``--annotate`` leaves what a person needs to finish by hand.
 
 from __future__ import annotations
 
-import ast
 import re
 from typing import Any, ClassVar
 
 import libcst as cst
-from libcst.metadata import (
-    PositionProvider,
-    QualifiedName,
-    QualifiedNameProvider,
-    QualifiedNameSource,
-    ScopeProvider,
-)
+from libcst.metadata import PositionProvider
 
-from ._base import DurableCodemod, Site
-from ._project import first_party_modules
-from ._use_sites import (
-    Definition,
-    ProjectIndex,
-    decision_for,
-    definition_spans,
-    is_first_party,
-    use_reason,
-)
+from ._base import DurableCodemod, Site, sites_of
+from ._use_sites import Use, find_uses
 
 #: scratch keys the runner fills: the sites the other codemods found in this file (lines
 #: of the original source), that source, and the run's :class:`ProjectIndex`
@@ -58,111 +43,60 @@ _SIGNS = re.compile(r"retr", re.IGNORECASE)
 
 
 class ProjectRetryCodemod(DurableCodemod):
-    """Report every use of a project's own retry decorator, with its definition's decision."""
+    """Report every use of a project's own retry decorator, with its definition's decision.
+
+    The analysis is :func:`codemods._use_sites.find_uses` (``ast``); the codemod records
+    its sites and, with ``--annotate``, leaves the comment above each function."""
 
     SELECTOR = "project-retry"
     DESCRIPTION = "Report each use of a project's own retry decorator (never rewritten)."
-    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (
-        PositionProvider,
-        ScopeProvider,
-        QualifiedNameProvider,
-    )
+    METADATA_DEPENDENCIES: ClassVar[tuple[Any, ...]] = (PositionProvider,)
 
     def __init__(self, context: cst.codemod.CodemodContext, annotate: bool = False) -> None:
         super().__init__(context, annotate)
-        self.source_module = cst.Module(body=[])
-        self.spans: dict[str, tuple[int, int]] = {}
-        self.earlier: list[Site] = []
-        self.project: ProjectIndex | None = None
-        self.first_party: frozenset[str] = frozenset()
+        self.uses: dict[int, Use] = {}
 
     @classmethod
     def might_apply(cls, source: str) -> bool:
         return "@" in source and _SIGNS.search(source) is not None
 
-    def visit_Module(self, node: cst.Module) -> bool:
-        super().visit_Module(node)
-        self.source_module = node
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        code = tree.code
+        filename = self.context.filename or "<string>"
         scratch = self.context.scratch
-        original = scratch.get(ORIGINAL_SOURCE, node.code)
-        try:
-            self.spans = definition_spans(ast.parse(original))
-        except (SyntaxError, ValueError):
-            self.spans = {}
         if EARLIER_SITES in scratch:
-            self.earlier = list(scratch[EARLIER_SITES])
+            earlier = list(scratch[EARLIER_SITES])
         else:  # run alone (libcst.tool, a test): ask the other codemods now
-            self.earlier = _other_sites(node.code, self.context.filename or "<string>")
-        self.project = scratch.get(PROJECT_INDEX)
-        self.first_party = first_party_modules(self.filename)
-        return True
+            earlier = _other_sites(code, filename)
+        uses = find_uses(
+            code, filename, earlier, scratch.get(PROJECT_INDEX), scratch.get(ORIGINAL_SOURCE)
+        )
+        sites = sites_of(self.context)
+        for use in uses:
+            sites.append(use_site(use))
+            self.warn(f"line {use.line}: {self.SELECTOR}: skipped: {use.reason}")
+        if not self.annotate or not uses:
+            return tree
+        self.uses = {use.def_line: use for use in uses}
+        return super().transform_module(tree)
 
-    @property
-    def filename(self) -> str:
-        return self.context.filename or "<string>"
+    def visit_Module(self, node: cst.Module) -> bool:
+        return True  # nothing to name: this codemod adds no import
 
-    def code(self, node: cst.CSTNode) -> str:
-        return " ".join(self.source_module.code_for_node(node).split())
-
-    # -- what a decorator is ---------------------------------------------------
-    def definition_of(self, target: cst.BaseExpression) -> tuple[str, Definition | None] | None:
-        """(how it was found, the definition reached) for a project decorator, else None."""
-        names: set[QualifiedName] = set(self.get_metadata(QualifiedNameProvider, target, set()))
-        for qualified in sorted(names, key=lambda q: q.name):
-            if qualified.source is QualifiedNameSource.LOCAL:
-                span = self.spans.get(qualified.name)
-                if span is None:
-                    continue
-                decision = decision_for(self.earlier, span)
-                return "", Definition("", span[0], span[1], decision)
-            if qualified.source is not QualifiedNameSource.IMPORT:
-                continue
-            module = qualified.name.rpartition(".")[0]
-            found = self.project.find(qualified.name, self.filename) if self.project else None
-            if found is not None:  # a file of the run defines it: the project's own
-                return module, found
-            if is_first_party(qualified.name, self.filename, self.first_party):
-                return module, None
-        return None
-
-    def policy_of(self, decorator: cst.Decorator, definition_policy: str) -> str:
-        """The decorator call's arguments as written, and the definition's policy."""
-        target = decorator.decorator
-        parts = []
-        if isinstance(target, cst.Call):
-            for arg in target.args:
-                value = self.code(arg.value)
-                if arg.keyword is not None:
-                    parts.append(f"{arg.keyword.value}={value}")
-                else:
-                    parts.append(f"{arg.star}{value}")
-        read = ", ".join(parts)
-        if isinstance(target, cst.Call) and not read and not definition_policy:
-            read = "the decorator's defaults"
-        if definition_policy:
-            return f"{read} (definition: {definition_policy})" if read else definition_policy
-        return read
-
-    # -- the traversal -----------------------------------------------------------
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
-        for decorator in original_node.decorators:
-            target = decorator.decorator
-            func = target.func if isinstance(target, cst.Call) else target
-            found = self.definition_of(func)
-            if found is None:
-                continue
-            module, definition = found
-            label = self.code(func)
-            answer = use_reason(label, module, definition)
-            if answer is None:
-                continue
-            reason, definition_policy = answer
-            policy = self.policy_of(decorator, definition_policy)
-            self.record(decorator, "skipped", reason, policy=policy, end=original_node)
-            return self.annotated(updated_node, reason, policy)
-        return updated_node
+        use = self.uses.get(self.line_of(original_node))
+        if use is None:
+            return updated_node
+        return self.annotated(updated_node, use.reason, use.policy)
+
+
+def use_site(use: Use) -> Site:
+    """The report entry of a use (``skipped``: listed, never rewritten)."""
+    return Site(
+        ProjectRetryCodemod.SELECTOR, use.line, "skipped", use.reason, (), use.end_line, use.policy
+    )
 
 
 def _other_sites(code: str, filename: str) -> list[Site]:
@@ -176,4 +110,4 @@ def _other_sites(code: str, filename: str) -> list[Site]:
         return []
 
 
-__all__ = ["ProjectRetryCodemod"]
+__all__ = ["ProjectRetryCodemod", "use_site"]

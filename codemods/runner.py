@@ -28,8 +28,14 @@ from libcst.codemod import CodemodContext
 
 from . import CODEMODS
 from ._base import Site, sites_of
-from ._use_sites import ProjectIndex, build_index
-from .project_retry import EARLIER_SITES, ORIGINAL_SOURCE, PROJECT_INDEX, ProjectRetryCodemod
+from ._use_sites import ProjectIndex, build_index, find_uses
+from .project_retry import (
+    EARLIER_SITES,
+    ORIGINAL_SOURCE,
+    PROJECT_INDEX,
+    ProjectRetryCodemod,
+    use_site,
+)
 
 #: the marker of generated files; split so that this file is not taken for one
 GENERATED_MARKER = "@" + "generated"
@@ -120,11 +126,13 @@ def transform_source(
     for selector in selectors:
         codemod_class = CODEMODS[selector]
         uses = codemod_class is ProjectRetryCodemod
-        if (
-            precheck
-            and not codemod_class.might_apply(code)
-            and not (uses and project is not None and any(n in code for n in project.names))
-        ):
+        named = uses and project is not None and any(n in code for n in project.names)
+        if precheck and not codemod_class.might_apply(code) and not named:
+            continue
+        if uses and not annotate:  # it only reports: its ast analysis, without libcst
+            found = find_uses(code, filename, sites, project, source)
+            lines = _line_map(original_lines, code.splitlines()) if code != source else {}
+            sites.extend(_with_lines(use_site(u), lines) for u in found)
             continue
         context = CodemodContext(filename=filename)
         if uses:  # the use sites are answered with their definitions' decisions
