@@ -126,7 +126,10 @@ def transform_source(
     for selector in selectors:
         codemod_class = CODEMODS[selector]
         uses = codemod_class is ProjectRetryCodemod
-        named = uses and project is not None and any(n in code for n in project.names)
+        # uses: also a decorator named after a definition of the run, or defined here
+        named = uses and (
+            bool(sites) or (project is not None and any(n in code for n in project.names))
+        )
         if precheck and not codemod_class.might_apply(code) and not named:
             continue
         if uses and not annotate:  # it only reports: its ast analysis, without libcst

@@ -678,3 +678,13 @@ def test_an_annotated_use_site_behaves_the_same(
         return namespace["fetch"](dep, "/a")
 
     assert _run(annotated, call, make(), sleeps) == _run(source, call, make(), sleeps)
+
+
+def test_a_decorator_defined_here_is_answered_whatever_its_name() -> None:
+    source = (
+        ENGINE.replace("with_retries", "robust") + "\n\n@robust(3)\ndef fetch(dep):\n    return 1\n"
+    )
+    assert "retr" not in source.lower()
+    _code, sites = transform_source(source)
+    assert [(s.selector, s.line) for s in sites] == [("retry-loop", 9), ("project-retry", 22)]
+    assert sites[1].reason.startswith("a use of the project's own retry decorator `@robust`")
