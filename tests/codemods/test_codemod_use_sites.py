@@ -688,3 +688,17 @@ def test_a_decorator_defined_here_is_answered_whatever_its_name() -> None:
     _code, sites = transform_source(source)
     assert [(s.selector, s.line) for s in sites] == [("retry-loop", 9), ("project-retry", 22)]
     assert sites[1].reason.startswith("a use of the project's own retry decorator `@robust`")
+
+
+def test_worker_processes_get_the_definitions_too(tmp_path: Path) -> None:
+    package = _project(tmp_path)
+    for n in range(8):  # enough files for a worker pool
+        (package / f"client{n}.py").write_text(USES)
+    one = _sites(str(tmp_path))
+    two = json.loads(
+        CliRunner()
+        .invoke(codemod, [str(tmp_path), "--json", "--jobs", "2"], catch_exceptions=False)
+        .stdout
+    )
+    assert {Path(r["path"]).name: r["sites"] for r in two["results"]} == one
+    assert sum(s["selector"] == "project-retry" for v in one.values() for s in v) == 9
