@@ -14,9 +14,13 @@ exception at the end, the calls and the delays slept must be the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
+import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -180,6 +184,90 @@ for patient, retry in ((True, False), (False, True), (False, False)):
         """,
         lambda ns, dep, patient=patient, retry=retry: ns["Task"](dep, patient, retry).lock("n"),
     )
+
+
+case(
+    "oslo_retry_decorator",
+    """
+    from oslo_service import loopingcall
+
+    @loopingcall.RetryDecorator(
+        max_retry_count=4, inc_sleep_time=0.5, max_sleep_time=1.2, exceptions=(ConnectionError,))
+    def create(dep, spec):
+        return dep.call(spec)
+    """,
+    lambda ns, dep: ns["create"](dep, "vm"),
+)
+
+
+class _RetryDecorator:
+    """A reproduction of oslo.service's ``loopingcall.RetryDecorator`` semantics (its
+    counters live on the decorator object and are never reset; the looping call's
+    green thread is left out): after a failure in ``exceptions`` the retry count goes
+    up by one and it sleeps ``min(count * inc_sleep_time, max_sleep_time)``, until the
+    count reaches ``max_retry_count`` (-1: never)."""
+
+    def __init__(
+        self,
+        max_retry_count: int = -1,
+        inc_sleep_time: float = 10,
+        max_sleep_time: float | None = 60,
+        exceptions: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._max, self._inc, self._cap, self._exceptions = (
+            max_retry_count,
+            inc_sleep_time,
+            max_sleep_time,
+            exceptions,
+        )
+        self._retry_count = 0
+        self._sleep_time = 0.0
+
+    def __call__(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def func(*args: Any, **kwargs: Any) -> Any:
+            while True:
+                try:
+                    return f(*args, **kwargs)
+                except self._exceptions:
+                    if self._max != -1 and self._retry_count >= self._max:
+                        raise
+                    self._retry_count += 1
+                    self._sleep_time += self._inc
+                    delay = self._sleep_time
+                    time.sleep(delay if self._cap is None else min(delay, self._cap))
+
+        return func
+
+
+@pytest.fixture(autouse=True)
+def oslo_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``from oslo_service import loopingcall`` finds the reproduction above."""
+    package = types.ModuleType("oslo_service")
+    loopingcall = types.ModuleType("oslo_service.loopingcall")
+    loopingcall.RetryDecorator = _RetryDecorator  # type: ignore[attr-defined]
+    package.loopingcall = loopingcall  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "oslo_service", package)
+    monkeypatch.setitem(sys.modules, "oslo_service.loopingcall", loopingcall)
+
+
+def test_oslo_retry_counter_shared_by_calls_is_the_noted_difference(sleeps: list[float]) -> None:
+    """The note of the oslo.service rewrite: the legacy decorator's retries are spent for
+    good by the first call; each call of the step gets the whole budget."""
+    source, _ = CASES["oslo_retry_decorator"]
+    rewritten, sites = transform_source(source)
+    assert "never reset" in sites[0].notes[0]
+
+    def twice(ns: dict[str, Any], dep: Flaky) -> Any:
+        with contextlib.suppress(ConnectionError):
+            ns["create"](dep, "vm")
+        dep.failures = dep.calls + 1  # the second call fails once, then succeeds
+        return ns["create"](dep, "vm")
+
+    before = _run(source, twice, Flaky(None), sleeps)
+    after = _run(rewritten, twice, Flaky(None), sleeps)
+    assert before.error == ("ConnectionError", ("failure 6",)) and before.calls == 6
+    assert after.result == "ok after 7 calls('vm',)" and after.sleeps[-1] == 0.5
 
 
 @pytest.fixture
