@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,80 @@ _MAPPED_OPTIONS = (
 )
 #: tenacity's logging hooks: dropped (the step retries silently)
 _LOG_HOOKS = ("before_log", "after_log", "before_sleep_log")
+
+
+@dataclass
+class _HookRewrite:
+    """A ``before=`` hook whose whole body runs only from the second attempt on
+    (``if state.attempt_number > 1:``): it becomes ``before_retry``, its guard (always
+    true there) dropped and ``state.attempt_number`` read as ``state.attempt + 1``."""
+
+    #: the function whose body defines the hook (None: the module)
+    scope: cst.FunctionDef | None
+    name: str
+    param: str
+
+
+_FIRST_ATTEMPT_GUARDS = (
+    r"{p}\.attempt_number\s*>\s*1",
+    r"{p}\.attempt_number\s*>=\s*2",
+    r"{p}\.attempt_number\s*!=\s*1",
+    r"1\s*<\s*{p}\.attempt_number",
+    r"2\s*<=\s*{p}\.attempt_number",
+)
+
+
+class _DropGuard(cst.CSTTransformer):
+    """``P.attempt_number`` -> ``(P.attempt + 1)`` (RetryState counts the failed attempt)."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__()
+        self.param = param
+
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.BaseExpression:
+        if (
+            isinstance(updated_node.value, cst.Name)
+            and updated_node.value.value == self.param
+            and updated_node.attr.value == "attempt_number"
+        ):
+            return cst.parse_expression(f"({self.param}.attempt + 1)")
+        return updated_node
+
+
+def _name_uses(node: cst.CSTNode, name: str) -> int:
+    """How many times ``name`` is read as a name (not as an attribute) in ``node``."""
+    count = 0
+
+    class Counter(cst.CSTVisitor):
+        def visit_Name(self, found: cst.Name) -> None:
+            nonlocal count
+            count += found.value == name
+
+        def visit_Attribute(self, found: cst.Attribute) -> bool:
+            found.value.visit(self)
+            return False
+
+        def visit_FunctionDef(self, found: cst.FunctionDef) -> bool:
+            for part in (*found.decorators, found.params, found.body):
+                part.visit(self)
+            return False  # its own name is a definition, not a use
+
+    node.visit(Counter())
+    return count
+
+
+def _rewrite_hook(function: cst.FunctionDef, param: str) -> cst.FunctionDef:
+    """The hook without its first-attempt guard (``before_retry`` never runs before the
+    first attempt), reading ``P.attempt + 1`` for tenacity's ``P.attempt_number``."""
+    body: list[Any] = list(function.body.body)
+    guard = body[-1]
+    assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
+    inner: list[Any] = list(guard.body.body)
+    inner[0] = inner[0].with_changes(leading_lines=[*guard.leading_lines, *inner[0].leading_lines])
+    body[-1:] = [stmt.visit(_DropGuard(param)) for stmt in inner]
+    return function.with_changes(body=function.body.with_changes(body=body))
 
 
 @dataclass
@@ -76,6 +150,10 @@ class TenacityCodemod(DecoratorCodemod):
         self.depth = 0
         self.functions: list[cst.FunctionDef] = []
         self.runtime_notes: list[str] = []
+        #: a ``before=`` hook the policy being read turns into ``before_retry``; committed
+        #: to ``hook_rewrites`` when the site is recorded as rewritten
+        self.hook_candidate: _HookRewrite | None = None
+        self.hook_rewrites: list[_HookRewrite] = []
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -180,7 +258,13 @@ class TenacityCodemod(DecoratorCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         try:
-            return self._leave_function(original_node, updated_node)
+            updated_node = self._leave_function(original_node, updated_node)
+            if any(h.scope is original_node for h in self.hook_rewrites):
+                body = self._adapt_hooks(original_node, updated_node.body.body)
+                updated_node = updated_node.with_changes(
+                    body=updated_node.body.with_changes(body=body)
+                )
+            return updated_node
         finally:
             self.depth -= 1
             self.functions.pop()
@@ -310,6 +394,7 @@ class TenacityCodemod(DecoratorCodemod):
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
         self.runtime_notes = []
+        self.hook_candidate = None
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
@@ -327,12 +412,9 @@ class TenacityCodemod(DecoratorCodemod):
             if hook in args:
                 if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
                     if hook == "before":
-                        raise Kept(
-                            f"option `before={self.code(args[hook])}` runs before every attempt,"
-                            " the first included, with tenacity's RetryCallState"
-                            " (RetryPolicy.before_retry runs only between attempts, given a"
-                            " toolkit.RetryState): adapt it by hand"
-                        )
+                        policy.before_retry, note = self._before_hook(args[hook])
+                        notes.append(note)
+                        continue
                     raise Kept(
                         f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
                         " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
@@ -377,6 +459,109 @@ class TenacityCodemod(DecoratorCodemod):
                 " read each time the function runs, as tenacity's decorator did"
             )
         return policy, notes
+
+    def _before_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
+        """``before=hook``: tenacity calls it before every attempt, the first included, and
+        an exception it raises ends the retries at once. A hook defined here whose whole
+        body is under ``if state.attempt_number > 1:`` does nothing before the first
+        attempt: it is ``before_retry`` (also not retried when it raises), run before the
+        wait instead of after it (noted)."""
+        shown = self.code(expr)
+        kept = (
+            f"option `before={shown}` runs before every attempt, the first included, with"
+            " tenacity's RetryCallState (RetryPolicy.before_retry runs only between attempts,"
+            " given a toolkit.RetryState)"
+        )
+        if not isinstance(expr, cst.Name):
+            raise Kept(f"{kept}: adapt it by hand")
+        name = expr.value
+        scope = self.functions[-2] if self.depth >= 2 else None
+        body = list(scope.body.body) if scope is not None else list(self.source_module.body)
+        defs = [s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name]
+        if len(defs) != 1:
+            raise Kept(f"{kept}: `{name}` is not a function defined beside it")
+        hook = defs[0]
+        if _name_uses(scope if scope is not None else self.source_module, name) != 1:
+            raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
+        params = hook.params
+        if (
+            len(params.params) != 1
+            or params.posonly_params
+            or params.kwonly_params
+            or isinstance(params.star_arg, cst.Param)
+            or params.star_kwarg is not None
+            or hook.decorators
+            or hook.asynchronous is not None
+        ):
+            raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
+        param = params.params[0].name.value
+        stmts = list(hook.body.body)
+        if stmts and is_docstring(stmts[0]):
+            stmts = stmts[1:]
+        guard = stmts[0] if len(stmts) == 1 else None
+        guarded = (
+            isinstance(guard, cst.If)
+            and guard.orelse is None
+            and isinstance(guard.body, cst.IndentedBlock)
+            and any(
+                re.fullmatch(pattern.format(p=re.escape(param)), self.code(guard.test).strip())
+                for pattern in _FIRST_ATTEMPT_GUARDS
+            )
+        )
+        if not guarded:
+            raise Kept(
+                f"{kept}; `{name}` also runs before the first attempt (only a hook whose whole"
+                f" body is under `if {param}.attempt_number > 1:` is rewritten): adapt it by hand"
+            )
+        assert isinstance(guard, cst.If)
+        uses = re.findall(rf"\b{re.escape(param)}\b(\.\w+)?", self.code(guard.body))
+        other = sorted({use or param for use in uses if use != ".attempt_number"})
+        if other:
+            raise Kept(
+                f"{kept}: `{name}` reads `{param}{other[0] if other[0] != param else ''}`,"
+                " which a toolkit.RetryState does not carry"
+            )
+        self.hook_candidate = _HookRewrite(scope, name, param)
+        note = (
+            f"before={name} ran before every attempt and did nothing before the first: it is"
+            " before_retry now, run after a failed attempt and before the wait instead of"
+            " after it (an exception it raises still ends the retries at once, now without"
+            " that wait); its first-attempt guard is dropped"
+        )
+        if ".attempt_number" in self.code(guard.body):
+            note += f", and it reads `{param}.attempt + 1` for tenacity's `{param}.attempt_number`"
+        return name, note
+
+    def record(
+        self,
+        node: cst.CSTNode,
+        action: Any,
+        reason: str,
+        notes: tuple[str, ...] | list[str] = (),
+        policy: str = "",
+        end: cst.CSTNode | None = None,
+    ) -> None:
+        super().record(node, action, reason, notes, policy, end)
+        if action == "rewritten" and self.hook_candidate is not None:
+            self.hook_rewrites.append(self.hook_candidate)
+        self.hook_candidate = None
+
+    def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
+        """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
+        names = {h.name: h.param for h in self.hook_rewrites if h.scope is scope}
+        return [
+            _rewrite_hook(stmt, names[stmt.name.value])
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in names
+            else stmt
+            for stmt in body
+        ]
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if any(h.scope is None for h in self.hook_rewrites):
+            updated_node = updated_node.with_changes(
+                body=self._adapt_hooks(None, updated_node.body)
+            )
+        return super().leave_Module(original_node, updated_node)
 
     def _retry_error_reason(self, what: str) -> str:
         where = (

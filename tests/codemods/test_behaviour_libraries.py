@@ -187,6 +187,40 @@ for patient, retry in ((True, False), (False, True), (False, False)):
 
 
 case(
+    "tenacity_before_hook_from_the_second_attempt",
+    """
+    import tenacity
+
+    class Resource:
+        def __init__(self, dep, limit):
+            self.dep, self.limit, self.reloads, self.key = dep, limit, [], 0
+
+        def replace(self, template):
+            attempts = max(self.limit, 0) + 1
+
+            def refresh(retry_state):
+                if retry_state.attempt_number > 1:
+                    self.reloads.append(retry_state.attempt_number)
+                    self.key = retry_state.attempt_number * 10
+
+            @tenacity.retry(
+                stop=tenacity.stop_after_attempt(attempts),
+                retry=tenacity.retry_if_exception_type(ConnectionError),
+                before=refresh,
+                wait=tenacity.wait_random(max=2),
+                reraise=True)
+            def create():
+                return self.dep.call(template, self.key)
+
+            try:
+                return create(), self.reloads
+            except ConnectionError as exc:
+                return f"gave up: {exc}", self.reloads
+    """,
+    lambda ns, dep: ns["Resource"](dep, 4).replace("t"),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall
@@ -240,6 +274,35 @@ class _RetryDecorator:
         return func
 
 
+def test_tenacity_before_hook_raising_is_the_noted_difference(sleeps: list[float]) -> None:
+    """The note of the ``before=`` rewrite: the hook runs before the wait, so when it
+    raises (ending the retries, before and after) the step has not waited."""
+    source = textwrap.dedent(
+        """
+        import tenacity
+
+        def replace(dep):
+            def check(state):
+                if state.attempt_number >= 2:
+                    raise LookupError(f"taken before attempt {state.attempt_number}")
+
+            @tenacity.retry(stop=tenacity.stop_after_attempt(5), before=check,
+                            wait=tenacity.wait_fixed(3), reraise=True)
+            def create():
+                return dep.call()
+
+            return create()
+        """
+    )
+    rewritten, sites = transform_source(source)
+    assert "now without that wait" in sites[0].notes[0]
+    before = _run(source, lambda ns, dep: ns["replace"](dep), Flaky(2), sleeps)
+    after = _run(rewritten, lambda ns, dep: ns["replace"](dep), Flaky(2), sleeps)
+    assert before.error == after.error == ("LookupError", ("taken before attempt 2",))
+    assert before.calls == after.calls == 1
+    assert (before.sleeps, after.sleeps) == ([3.0], [])
+
+
 @pytest.fixture(autouse=True)
 def oslo_service(monkeypatch: pytest.MonkeyPatch) -> None:
     """``from oslo_service import loopingcall`` finds the reproduction above."""
@@ -284,6 +347,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(time, "sleep", fake_sleep)
     monkeypatch.setattr(asyncio, "sleep", fake_async_sleep)
     monkeypatch.setattr(random, "uniform", lambda low, high: low + (high - low) / 4)
+    monkeypatch.setattr(random, "random", lambda: 0.25)  # tenacity's wait_random
     return recorded
 
 

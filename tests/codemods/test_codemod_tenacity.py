@@ -862,15 +862,17 @@ class Agent:
 """
         self.assertCodemod(before, after)
 
-    def test_before_hook_runs_before_the_first_attempt(self) -> None:
+    def test_before_hook_guarded_from_the_second_attempt_becomes_before_retry(self) -> None:
         before = """\
 import tenacity
 
 
 def replace(store, attempts):
     def prepare(retry_state):
+        \"\"\"Reload before a retry.\"\"\"
         if retry_state.attempt_number > 1:
-            store.reload()
+            # the row may have moved on
+            store.reload(retry_state.attempt_number)
 
     @tenacity.retry(
         stop=tenacity.stop_after_attempt(attempts),
@@ -883,12 +885,74 @@ def replace(store, attempts):
 
     return create()
 """
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def replace(store, attempts):
+    def prepare(retry_state):
+        \"\"\"Reload before a retry.\"\"\"
+        # the row may have moved on
+        store.reload((retry_state.attempt + 1))
+
+    @step(
+        retry=RetryPolicy(
+            max_attempts=attempts,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(KeyError,),
+            random_delay=2.0,
+            before_retry=prepare,
+        )
+    )
+    def create():
+        return store.create()
+
+    return create()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn("before the wait instead of after it", sites[0].notes[0])
+        self.assertIn("`retry_state.attempt + 1`", sites[0].notes[0])
+
+    def test_before_hook_on_the_first_attempt_or_reading_more_is_kept(self) -> None:
+        before = """\
+import tenacity
+
+from app import store
+
+
+def prepare(state):
+    store.reload()
+
+
+def check(state):
+    if state.attempt_number >= 2:
+        store.check(state.outcome)
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3), before=prepare, reraise=True)
+def create():
+    return store.create()
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3), before=check, reraise=True)
+def update():
+    return store.update()
+"""
+        kept = (
+            "option `before={}` runs before every attempt, the first included, with"
+            " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
+            " attempts, given a toolkit.RetryState)"
+        )
         self.assertUnchanged(
             before,
             [
-                "option `before=prepare` runs before every attempt, the first included, with"
-                " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
-                " attempts, given a toolkit.RetryState): adapt it by hand"
+                kept.format("prepare") + "; `prepare` also runs before the first attempt (only a"
+                " hook whose whole body is under `if state.attempt_number > 1:` is rewritten):"
+                " adapt it by hand",
+                kept.format("check") + ": `check` reads `state.outcome`, which a"
+                " toolkit.RetryState does not carry",
             ],
         )
 
