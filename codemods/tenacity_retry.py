@@ -18,13 +18,16 @@ with the option named.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import libcst as cst
+import libcst.matchers as m
+from libcst.codemod.visitors import AddImportsVisitor
 
 from ._base import is_docstring
 from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
@@ -84,6 +87,34 @@ class _DropGuard(cst.CSTTransformer):
         ):
             return cst.parse_expression(f"({self.param}.attempt + 1)")
         return updated_node
+
+
+class _CatchExhausted(cst.CSTTransformer):
+    """``except tenacity.RetryError`` -> ``except RetriesExhausted`` (also in a tuple)."""
+
+    def leave_ExceptHandler(
+        self, original_node: cst.ExceptHandler, updated_node: cst.ExceptHandler
+    ) -> cst.ExceptHandler:
+        kind = updated_node.type
+        if kind is None:
+            return updated_node
+        if isinstance(kind, cst.Tuple):
+            elements = [
+                e.with_changes(value=cst.Name("RetriesExhausted"))
+                if _is_retry_error(e.value)
+                else e
+                for e in kind.elements
+            ]
+            return updated_node.with_changes(type=kind.with_changes(elements=elements))
+        if _is_retry_error(kind):
+            return updated_node.with_changes(type=cst.Name("RetriesExhausted"))
+        return updated_node
+
+
+def _is_retry_error(node: cst.BaseExpression) -> bool:
+    return (isinstance(node, cst.Name) and node.value == "RetryError") or (
+        isinstance(node, cst.Attribute) and node.attr.value == "RetryError"
+    )
 
 
 def _name_uses(node: cst.CSTNode, name: str) -> int:
@@ -154,6 +185,35 @@ class TenacityCodemod(DecoratorCodemod):
         #: to ``hook_rewrites`` when the site is recorded as rewritten
         self.hook_candidate: _HookRewrite | None = None
         self.hook_rewrites: list[_HookRewrite] = []
+        #: ``except tenacity.RetryError`` handlers: made ``except RetriesExhausted`` when
+        #: every tenacity site of the module is rewritten (``adapt_handlers``); why not, else
+        self.handlers: list[cst.ExceptHandler] = []
+        self.handlers_blocked = ""
+        self.adapt_handlers = True
+        self.exhausted_candidate = False
+        self.exhausted_sites = 0
+        self.sites_left = 0
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        """One pass; a second, handlers left alone, when the first rewrote sites for the
+        module's ``except RetryError`` handlers and then had to keep another site (the
+        handlers could then not change, so neither can those sites)."""
+        scratch = self.context.scratch
+        saved = {key: copy.copy(value) for key, value in scratch.items()}
+        self.adapt_handlers, self.handlers_blocked = True, ""
+        result = super().transform_module_impl(tree)
+        if not (self.exhausted_sites and self.sites_left):
+            return result
+        scratch.clear()
+        scratch.update(saved)
+        self.adapt_handlers = False
+        self.changed = self._imports_scheduled = False
+        self.hook_rewrites, self.hook_candidate = [], None
+        self.handlers_blocked = (
+            f"{self.sites_left} other tenacity site(s) of the module stay, so the handler"
+            " cannot change"
+        )
+        return super().transform_module_impl(tree)
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -163,7 +223,69 @@ class TenacityCodemod(DecoratorCodemod):
             for number, line in enumerate(node.code.splitlines(), 1)
             if re.match(r"\s*except\b.*\bRetryError\b", line)
         ]
+        self.exhausted_sites = self.sites_left = 0
+        if self.catches_retry_error and self.adapt_handlers:
+            self.handlers, self.handlers_blocked = self._retry_error_handlers(node)
+            if self.handlers_blocked:
+                self.adapt_handlers = False
         return True
+
+    def _retry_error_handlers(self, module: cst.Module) -> tuple[list[cst.ExceptHandler], str]:
+        """The handlers of ``tenacity.RetryError``, and why they cannot catch
+        ``RetriesExhausted`` instead ("" when they can): every mention of ``RetryError``
+        must be such a handler's type, which neither reads the error nor re-raises it."""
+        codemod = self
+        handlers: list[cst.ExceptHandler] = []
+        mentions: list[cst.CSTNode] = []
+        in_types: set[int] = set()
+        problems: list[str] = []
+
+        class Finder(cst.CSTVisitor):
+            def visit_Import(self, node: cst.Import) -> bool:
+                return False
+
+            def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+                return False
+
+            def visit_Name(self, node: cst.Name) -> None:
+                if node.value == "RetryError":
+                    mentions.append(node)
+
+            def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
+                if node.type is None:
+                    return
+                parts = (
+                    [e.value for e in node.type.elements]
+                    if isinstance(node.type, cst.Tuple)
+                    else [node.type]
+                )
+                mine = [part for part in parts if "tenacity.RetryError" in codemod.qualified(part)]
+                if not mine:
+                    return
+                handlers.append(node)
+                for part in mine:
+                    target = part.attr if isinstance(part, cst.Attribute) else part
+                    in_types.add(id(target))
+                line = codemod.line_of(node)
+                name = node.name.name if node.name is not None else None
+                if isinstance(name, cst.Name) and _name_uses(node.body, name.value):
+                    problems.append(
+                        f"the handler at line {line} reads the error `{name.value}`"
+                        " (RetriesExhausted has no `last_attempt`)"
+                    )
+                if m.findall(node.body, m.Raise(exc=None)):
+                    problems.append(
+                        f"the handler at line {line} re-raises it, so its callers would get"
+                        " RetriesExhausted"
+                    )
+
+        module.visit(Finder())
+        others = [n for n in mentions if id(n) not in in_types]
+        if others:
+            problems.append(f"RetryError is read at line {self.line_of(others[0])}")
+        if "RetriesExhausted" in module.code:
+            problems.append("the module already uses the name RetriesExhausted")
+        return handlers, "; ".join(problems[:1])
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         target = decorator.decorator
@@ -394,7 +516,7 @@ class TenacityCodemod(DecoratorCodemod):
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
         self.runtime_notes = []
-        self.hook_candidate = None
+        self.hook_candidate, self.exhausted_candidate = None, False
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
@@ -425,14 +547,23 @@ class TenacityCodemod(DecoratorCodemod):
             notes.append("retry_error_callback's value is the step's result when attempts run out")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
-            if self.catches_retry_error:
-                raise Kept(
-                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
-                )
-            notes.append(
+            note = (
                 "a result still rejected after the last attempt raises toolkit.RetriesExhausted"
                 " instead of tenacity.RetryError"
             )
+            if self.catches_retry_error and not self.adapt_handlers:
+                raise Kept(
+                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
+                )
+            if self.catches_retry_error:
+                lines = ", ".join(str(self.line_of(h)) for h in self.handlers)
+                note += (
+                    f": the `except RetryError` at line {lines} catches RetriesExhausted instead"
+                    " (a tenacity.RetryError raised by other code in its try block is no"
+                    " longer caught there)"
+                )
+                self.exhausted_candidate = True
+            notes.append(note)
         reraise = args.get("reraise")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if reraise is not None and not (
@@ -440,7 +571,7 @@ class TenacityCodemod(DecoratorCodemod):
         ):
             raise Kept(f"reraise={self.code(reraise)} is known only at run time")
         reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
-        if finite and not reraises and policy.on_give_up is None:
+        if finite and not reraises and policy.on_give_up is None and policy.retry_on:
             if self.catches_retry_error:
                 raise Kept(self._retry_error_reason("the last attempt's exception"))
             notes.append("raises the last exception instead of tenacity.RetryError")
@@ -544,7 +675,11 @@ class TenacityCodemod(DecoratorCodemod):
         super().record(node, action, reason, notes, policy, end)
         if action == "rewritten" and self.hook_candidate is not None:
             self.hook_rewrites.append(self.hook_candidate)
-        self.hook_candidate = None
+        if action == "rewritten" and self.exhausted_candidate:
+            self.exhausted_sites += 1
+        if action != "rewritten":
+            self.sites_left += 1
+        self.hook_candidate, self.exhausted_candidate = None, False
 
     def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
         """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
@@ -561,6 +696,9 @@ class TenacityCodemod(DecoratorCodemod):
             updated_node = updated_node.with_changes(
                 body=self._adapt_hooks(None, updated_node.body)
             )
+        if self.exhausted_sites and not self.sites_left:
+            updated_node = cast(cst.Module, updated_node.visit(_CatchExhausted()))
+            AddImportsVisitor.add_needed_import(self.context, "toolkit", "RetriesExhausted")
         return super().leave_Module(original_node, updated_node)
 
     def _retry_error_reason(self, what: str) -> str:
@@ -569,9 +707,10 @@ class TenacityCodemod(DecoratorCodemod):
             if self.retry_error_lines
             else "code that reads RetryError"
         )
+        why = f" ({self.handlers_blocked})" if self.handlers_blocked else ""
         return (
             "the module handles tenacity.RetryError, raised when attempts run out:"
-            f" {where} would not catch {what}, which the step raises instead;"
+            f" {where} would not catch {what}, which the step raises instead{why};"
             " change that handler, then rerun"
         )
 

@@ -221,6 +221,27 @@ case(
 )
 
 case(
+    "tenacity_retry_error_handler_of_a_result_poll",
+    """
+    import tenacity
+
+    def settle(dep, node):
+        try:
+            return _until_ready(dep, node)
+        except tenacity.RetryError:
+            return "not ready, going on"
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_fixed(2),
+        retry=tenacity.retry_if_result(lambda ready: not ready))
+    def _until_ready(dep, node):
+        return dep.call(node)
+    """,
+    lambda ns, dep: ns["settle"](dep, "n1"),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

@@ -694,6 +694,120 @@ def caller(x):
             ],
         )
 
+    def test_retry_error_handler_of_a_result_poll_catches_retries_exhausted(self) -> None:
+        before = """\
+import logging
+
+from tenacity import RetryError, retry, retry_if_result, stop_after_attempt, wait_fixed
+
+log = logging.getLogger(__name__)
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except (RetryError, TimeoutError) as exc:
+        log.info("still not ready, going on")
+        return False
+
+
+@retry(stop=stop_after_attempt(6), wait=wait_fixed(5), retry=retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+"""
+        after = """\
+import logging
+
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except (RetriesExhausted, TimeoutError) as exc:
+        log.info("still not ready, going on")
+        return False
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=6,
+        initial_delay=5.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda ok: not ok,
+    )
+)
+def _until_ready(device):
+    return device.ready()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn(
+            "the `except RetryError` at line 11 catches RetriesExhausted", sites[0].notes[0]
+        )
+
+    def test_retry_error_handler_that_reads_the_error_or_another_site_kept(self) -> None:
+        reads = """\
+import tenacity
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except tenacity.RetryError as exc:
+        return exc.last_attempt.result()
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(6), retry=tenacity.retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+"""
+        self.assertUnchanged(
+            reads,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 7 would not catch toolkit.RetriesExhausted (a"
+                " result still rejected), which the step raises instead (the handler at line 7"
+                " reads the error `exc` (RetriesExhausted has no `last_attempt`));"
+                " change that handler, then rerun"
+            ],
+        )
+        other = """\
+import tenacity
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except tenacity.RetryError:
+        return False
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(6), retry=tenacity.retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+
+
+@tenacity.retry(wait=tenacity.wait_chain(tenacity.wait_fixed(1), tenacity.wait_fixed(5)))
+def _other(device):
+    return device.other()
+"""
+        self.assertUnchanged(
+            other,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 7 would not catch toolkit.RetriesExhausted (a"
+                " result still rejected), which the step raises instead (1 other tenacity"
+                " site(s) of the module stay, so the handler cannot change); change that"
+                " handler, then rerun",
+                "wait=tenacity.wait_chain(tenacity.wait_fixed(1), tenacity.wait_fixed(5)) has no"
+                " equivalent",
+            ],
+        )
+
     def test_retrying_block_with_code_after(self) -> None:
         before = """\
 import logging
