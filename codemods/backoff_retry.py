@@ -3,8 +3,9 @@
 Mapped: the wait generators ``backoff.expo`` (``base``, ``factor``,
 ``max_value``), ``backoff.constant`` (``interval``) and ``backoff.fibo``
 (approximated by ``backoff=1.618``); ``max_tries``; ``max_time``;
-``jitter`` (``full_jitter``, the default, and ``random_jitter`` become
-``jitter=True``; ``jitter=None`` none); ``giveup=lambda e: isinstance(e, X)``;
+``jitter`` (``full_jitter``, the default, becomes ``full_jitter=True``, or
+``random_delay=interval`` for ``backoff.constant``; ``random_jitter`` becomes
+``random_delay=1.0``; ``jitter=None`` none: all exact); ``giveup=lambda e: isinstance(e, X)``;
 ``raise_on_giveup=True``. Logging options are dropped with a note. Hooks
 (``on_backoff``, ``on_giveup``: the reason names what it reads, ``on_success``),
 other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import libcst as cst
 
@@ -38,6 +40,11 @@ class BackoffCodemod(DecoratorCodemod):
     SELECTOR = "backoff"
     LIBRARY = LIB
     DESCRIPTION = "Rewrite backoff.on_exception decorators into durable steps."
+
+    def __init__(self, context: Any, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        #: functions entered and not yet left (a decorator inside one reads run-time values)
+        self.functions: list[cst.FunctionDef] = []
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         target = decorator.decorator
@@ -89,6 +96,7 @@ class BackoffCodemod(DecoratorCodemod):
             raise Kept(f"wait generator {self.code(wait_gen)} has no equivalent")
         notes: list[str] = []
         policy = Policy(max_attempts=None, retry_on=self.exception_types(exceptions))
+        jitter = "full"  # backoff's default, full_jitter
         for name, value in kwargs.items():
             if name == "on_giveup":
                 raise Kept(self._on_giveup_reason(value))
@@ -97,13 +105,15 @@ class BackoffCodemod(DecoratorCodemod):
             if name in _LOGGING:
                 notes.append(f"logging option `{name}=` dropped")
             elif name == "max_tries":
-                policy.max_attempts = int(self.number(value, name))
+                tries = self._runtime(value, name, policy, "max_attempts", notes)
+                policy.max_attempts = 3 if tries is None else int(tries)
                 self._keep_name(policy, "max_attempts", value)
             elif name == "max_time":
-                policy.max_elapsed = self.number(value, name)
+                seconds = self._runtime(value, name, policy, "max_elapsed", notes)
+                policy.max_elapsed = 60.0 if seconds is None else seconds
                 self._keep_name(policy, "max_elapsed", value)
             elif name == "jitter":
-                policy.jitter = self._jitter(value)
+                jitter = self._jitter(value)
             elif name == "giveup":
                 try:
                     policy.give_up_on = self._giveup(value)
@@ -114,13 +124,19 @@ class BackoffCodemod(DecoratorCodemod):
                     raise Kept(f"raise_on_giveup={self.code(value)} has no equivalent")
             elif name not in _WAIT_KWARGS[gen]:
                 raise Kept(f"option `{name}=` has no equivalent")
-        if "jitter" not in kwargs:
-            policy.jitter = True
-        if policy.jitter:
-            notes.append("backoff's jitter approximated by jitter=True (delays in [d/2, d])")
+        # full_jitter: uniform(0, d), as full_jitter=True draws; random_jitter: d plus
+        # random.random(), as random_delay=1.0 adds (after the cap, as backoff did)
+        policy.full_jitter = jitter == "full"
+        policy.random_delay = 1.0 if jitter == "random" else 0.0
 
         def wait_arg(name: str, default: float | None) -> float | None:
-            return self.number(kwargs[name], name) if name in kwargs else default
+            if name not in kwargs:
+                return default
+            field = {"factor": "initial_delay", "interval": "initial_delay"}.get(name, "")
+            if not field:
+                return self.number(kwargs[name], name)
+            value = self._runtime(kwargs[name], name, policy, field, notes)
+            return 1.0 if value is None else value
 
         if gen == "expo":
             policy.initial_delay = wait_arg("factor", 1.0) or 0.0
@@ -129,18 +145,81 @@ class BackoffCodemod(DecoratorCodemod):
         elif gen == "constant":
             policy.initial_delay = wait_arg("interval", 1.0) or 0.0
             policy.backoff = 1.0
-            if policy.jitter and _full_jitter(kwargs.get("jitter"), self):
+            if policy.full_jitter:
                 # full jitter of a constant wait: uniform(0, interval), exactly
                 policy.random_delay, policy.initial_delay = policy.initial_delay, 0.0
-                policy.jitter = False
-                notes.remove("backoff's jitter approximated by jitter=True (delays in [d/2, d])")
+                policy.full_jitter = False
         else:
             policy.initial_delay, policy.backoff = 1.0, _GOLDEN
             policy.max_delay = wait_arg("max_value", None)
             notes.append("fibonacci delays approximated by backoff=1.618")
         if policy.max_attempts is None and policy.max_elapsed is None:
             notes.append("retries forever, as before")
+        if policy.runtime:
+            if "random_delay" in policy.runtime or (
+                policy.random_delay and "initial_delay" in policy.runtime
+            ):
+                raise Kept("a full jitter of a run-time interval has no equivalent")
+            notes.append(
+                "the step is defined in the function: its policy uses run-time values, read"
+                " each time the function runs, as backoff's decorator did"
+            )
         return policy, notes
+
+    # -- run-time values on a nested function ------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.functions.append(node)
+        return True
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        try:
+            return super().leave_FunctionDef(original_node, updated_node)
+        finally:
+            self.functions.pop()
+
+    def _runtime(
+        self,
+        expr: cst.BaseExpression,
+        option: str,
+        policy: Policy,
+        field: str,
+        notes: list[str],
+    ) -> float | None:
+        """The constant value of ``expr``; or, on a function defined inside another one
+        (the decorator is evaluated each time that one runs, and so is the step's), ``None``
+        with ``expr``'s source kept in ``policy.sources[field]``."""
+        try:
+            return self.number(expr, option)
+        except Kept as exc:
+            if len(self.functions) < 2 or "known only at run time" not in str(exc):
+                raise
+        text = " ".join(self.code(expr).split())
+        outer, inner = self.functions[-2], self.functions[-1]
+        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+        if re.search(returned, self.code(outer), re.MULTILINE):
+            raise Kept(
+                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                f" policy comes from its callers ({option}={text})"
+            )
+        if isinstance(expr, cst.Lambda):
+            raise Kept(f"{option}={text} is a function backoff calls on each call")
+        policy.sources[field] = f"({text})" if " if " in text else text
+        policy.runtime.add(field)
+        if field == "max_attempts":
+            notes.append(
+                f"a count below 1 at run time (`{text}` < 1) retried forever under backoff;"
+                " RetryPolicy raises ValueError for it"
+            )
+        else:
+            notes.append(f"a negative `{text}` at run time: RetryPolicy raises ValueError for it")
+        if isinstance(expr, cst.Name | cst.Attribute):
+            notes.append(
+                f"backoff also took a function for {option}= (calling it on each call);"
+                f" RetryPolicy needs the number `{text}` holds"
+            )
+        return None
 
     def _on_giveup_reason(self, value: cst.BaseExpression) -> str:
         """Why ``on_giveup=handler`` stays: backoff calls it with a details dict (the
@@ -170,13 +249,13 @@ class BackoffCodemod(DecoratorCodemod):
         if name is not None:
             policy.sources[field] = name
 
-    def _jitter(self, value: cst.BaseExpression) -> bool:
+    def _jitter(self, value: cst.BaseExpression) -> str:
+        """``none``, ``full`` (``backoff.full_jitter``) or ``random`` (``random_jitter``)."""
         if isinstance(value, cst.Name) and value.value == "None":
-            return False
-        if self.call_name(value, LIB) in ("full_jitter", "random_jitter") and not isinstance(
-            value, cst.Call
-        ):
-            return True
+            return "none"
+        name = self.call_name(value, LIB)
+        if name in ("full_jitter", "random_jitter") and not isinstance(value, cst.Call):
+            return "full" if name == "full_jitter" else "random"
         raise Kept(f"jitter={self.code(value)} has no equivalent")
 
     def _not(self, value: cst.BaseExpression) -> str:
@@ -201,9 +280,6 @@ class BackoffCodemod(DecoratorCodemod):
             return self.exception_types(value.body.args[1].value)
         raise Kept(f"giveup={self.code(value)} has no equivalent")
 
-
-def _full_jitter(value: cst.BaseExpression | None, codemod: BackoffCodemod) -> bool:
-    return value is None or codemod.call_name(value, LIB) == "full_jitter"
 
 
 __all__ = ["BackoffCodemod"]

@@ -730,6 +730,7 @@ class TenacityCodemod(DecoratorCodemod):
         text = self.code(expr)
         self._not_a_factory(option, text)
         policy.sources[field_name] = f"({text})" if "\n" in text or " if " in text else text
+        policy.runtime.add(field_name)
         if field_name == "max_attempts":
             self.runtime_notes.append(
                 f"a count below 1 at run time (`{text}` < 1) made one attempt under tenacity;"
@@ -823,6 +824,7 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(f"stop={name} joins a run-time count with another")
         policy.max_attempts = 3  # a stand-in: the source is written out
         policy.sources["max_attempts"] = f"({' '.join(text.split())})"
+        policy.runtime.add("max_attempts")
         conditions = ", ".join(f"`{self.code(t).strip()}`" for t, _ in branches if t is not None)
         self.runtime_notes.append(
             f"stop={name} was chosen by an if/elif/else: its conditions ({conditions}) are"

@@ -242,6 +242,87 @@ case(
 )
 
 case(
+    "backoff_nested_runtime_values_full_jitter",
+    """
+    import backoff
+
+    def fatal(exc):
+        return "failure 4" in str(exc)
+
+    class Sender:
+        def __init__(self, dep, retries, factor):
+            self.dep, self.retries, self.factor = dep, retries, factor
+
+        def send(self, batch):
+            @backoff.on_exception(
+                backoff.expo, ConnectionError, max_tries=self.retries + 1, factor=self.factor,
+                giveup=fatal)
+            def send_request():
+                return self.dep.call(batch)
+
+            return send_request()
+    """,
+    lambda ns, dep: ns["Sender"](dep, 8, 0.5).send("b"),  # gives up on failure 4
+)
+
+case(
+    "backoff_nested_runtime_values_full_jitter_exhausted",
+    """
+    import backoff
+
+    def fatal(exc):
+        return "failure 4" in str(exc)
+
+    class Sender:
+        def __init__(self, dep, retries, factor):
+            self.dep, self.retries, self.factor = dep, retries, factor
+
+        def send(self, batch):
+            @backoff.on_exception(
+                backoff.expo, ConnectionError, max_tries=self.retries + 1, factor=self.factor,
+                giveup=fatal)
+            def send_request():
+                return self.dep.call(batch)
+
+            return send_request()
+    """,
+    lambda ns, dep: ns["Sender"](dep, 2, 1.5).send("b"),  # 3 attempts
+)
+
+case(
+    "backoff_random_jitter_and_max_value",
+    """
+    import backoff
+
+    @backoff.on_exception(backoff.expo, (ConnectionError, TimeoutError), max_tries=7,
+                          jitter=backoff.random_jitter, max_value=5)
+    def push(dep, item):
+        return dep.call(item)
+    """,
+    lambda ns, dep: ns["push"](dep, "i"),
+)
+
+case(
+    "tenacity_nested_runtime_attempts_uncapped_exponential",
+    """
+    import tenacity
+
+    class Poller:
+        def __init__(self, dep, tries):
+            self.dep, self.tries = dep, tries
+
+        def poll(self):
+            @tenacity.retry(stop=tenacity.stop_after_attempt(self.tries),
+                            wait=tenacity.wait_exponential(multiplier=0.5), reraise=True)
+            def once():
+                return self.dep.call()
+
+            return once()
+    """,
+    lambda ns, dep: ns["Poller"](dep, 10).poll(),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

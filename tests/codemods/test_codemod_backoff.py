@@ -34,7 +34,7 @@ MAX_TRIES = 8
         initial_delay=1.0,
         backoff=2.0,
         max_delay=64.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(requests.exceptions.RequestException,),
     )
 )
@@ -148,7 +148,7 @@ MAX_TRIES = 8
         max_attempts=6,
         initial_delay=1.0,
         backoff=1.618,
-        jitter=True,
+        full_jitter=True,
         retry_on=(OSError,),
     )
 )
@@ -180,7 +180,7 @@ from toolkit import RetryPolicy, step
         initial_delay=1.0,
         backoff=1.618,
         max_delay=13.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(),
         retry_on_result=lambda x: x is None,
         on_give_up=lambda state: state.result,
@@ -221,7 +221,7 @@ from toolkit import RetryPolicy, step
         initial_delay=1.0,
         backoff=2.0,
         max_delay=float("inf"),
-        jitter=True,
+        full_jitter=True,
         retry_on=(Exception,),
         retry_if=lambda e: not (e.response.status_code < 500),
     )
@@ -336,5 +336,128 @@ def request(url):
             [
                 "on_giveup=on_giveup reads details['args'], the call's arguments, which"
                 " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+            ],
+        )
+
+
+class TestRunTimeValues(DurableCodemodTest):
+    """A decorator on a function defined inside another one is evaluated each time that
+    one runs: its ``self.x`` and parameter values are kept as source text in the step."""
+
+    TRANSFORM = BackoffCodemod
+
+    def test_self_values_on_a_nested_function(self) -> None:
+        before = """\
+import backoff
+
+
+class Uploader:
+    def upload(self, batch, timeout):
+        @backoff.on_exception(
+            backoff.expo, Exception, max_tries=self.retries + 1, max_time=timeout,
+            giveup=lambda e: isinstance(e, ValueError))
+        def send():
+            return self.session.post(batch)
+
+        send()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Uploader:
+    def upload(self, batch, timeout):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.retries + 1,
+                initial_delay=1.0,
+                backoff=2.0,
+                max_delay=float("inf"),
+                full_jitter=True,
+                retry_on=(Exception,),
+                give_up_on=(ValueError,),
+                max_elapsed=timeout,
+            )
+        )
+        def send():
+            return self.session.post(batch)
+
+        send()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn(
+            "a count below 1 at run time (`self.retries + 1` < 1) retried forever under"
+            " backoff; RetryPolicy raises ValueError for it",
+            sites[0].notes,
+        )
+
+    def test_constant_interval_read_at_run_time(self) -> None:
+        before = """\
+import backoff
+
+
+def sync(client, pause):
+    @backoff.on_exception(
+        backoff.constant, ConnectionError, max_tries=4, interval=pause, jitter=None
+    )
+    def pull():
+        return client.pull()
+
+    return pull()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def sync(client, pause):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=4,
+            initial_delay=pause,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(ConnectionError,),
+        )
+    )
+    def pull():
+        return client.pull()
+
+    return pull()
+"""
+        self.assertCodemod(before, after)
+
+    def test_module_level_run_time_values_and_factories_are_kept(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_exception(backoff.expo, Exception, max_tries=CONFIG.retries)
+def send(batch):
+    return batch.send()
+
+
+def retrying(tries):
+    @backoff.on_exception(backoff.expo, Exception, max_tries=tries)
+    def wrapper(fn):
+        return fn()
+
+    return wrapper
+
+
+def lazy(client):
+    @backoff.on_exception(backoff.expo, Exception, max_tries=lambda: client.tries)
+    def go():
+        return client.go()
+
+    return go()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "max_tries=CONFIG.retries is known only at run time",
+                "a retry factory: `retrying` returns `wrapper`, whose policy comes from its"
+                " callers (max_tries=tries)",
+                "max_tries=lambda: client.tries is a function backoff calls on each call",
             ],
         )
