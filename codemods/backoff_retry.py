@@ -281,5 +281,4 @@ class BackoffCodemod(DecoratorCodemod):
         raise Kept(f"giveup={self.code(value)} has no equivalent")
 
 
-
 __all__ = ["BackoffCodemod"]
