@@ -30,7 +30,7 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 
 from ._base import is_docstring
-from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
+from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite, name_uses
 from ._policy import AmbiguousTypes, Policy, check_types
 
 LIB = "tenacity"
@@ -115,28 +115,6 @@ def _is_retry_error(node: cst.BaseExpression) -> bool:
     return (isinstance(node, cst.Name) and node.value == "RetryError") or (
         isinstance(node, cst.Attribute) and node.attr.value == "RetryError"
     )
-
-
-def _name_uses(node: cst.CSTNode, name: str) -> int:
-    """How many times ``name`` is read as a name (not as an attribute) in ``node``."""
-    count = 0
-
-    class Counter(cst.CSTVisitor):
-        def visit_Name(self, found: cst.Name) -> None:
-            nonlocal count
-            count += found.value == name
-
-        def visit_Attribute(self, found: cst.Attribute) -> bool:
-            found.value.visit(self)
-            return False
-
-        def visit_FunctionDef(self, found: cst.FunctionDef) -> bool:
-            for part in (*found.decorators, found.params, found.body):
-                part.visit(self)
-            return False  # its own name is a definition, not a use
-
-    node.visit(Counter())
-    return count
 
 
 def _rewrite_hook(function: cst.FunctionDef, param: str) -> cst.FunctionDef:
@@ -268,7 +246,7 @@ class TenacityCodemod(DecoratorCodemod):
                     in_types.add(id(target))
                 line = codemod.line_of(node)
                 name = node.name.name if node.name is not None else None
-                if isinstance(name, cst.Name) and _name_uses(node.body, name.value):
+                if isinstance(name, cst.Name) and name_uses(node.body, name.value):
                     problems.append(
                         f"the handler at line {line} reads the error `{name.value}`"
                         " (RetriesExhausted has no `last_attempt`)"
@@ -612,7 +590,7 @@ class TenacityCodemod(DecoratorCodemod):
         if len(defs) != 1:
             raise Kept(f"{kept}: `{name}` is not a function defined beside it")
         hook = defs[0]
-        if _name_uses(scope if scope is not None else self.source_module, name) != 1:
+        if name_uses(scope if scope is not None else self.source_module, name) != 1:
             raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
         params = hook.params
         if (

@@ -323,6 +323,45 @@ case(
 )
 
 case(
+    "backoff_on_giveup_that_logs",
+    """
+    import backoff
+
+    GAVE_UP = []
+
+    def note_giveup(details):
+        GAVE_UP.append((details["tries"], str(details["exception"])))
+
+    @backoff.on_exception(backoff.constant, ConnectionError, max_tries=4, interval=1.5,
+                          jitter=None, on_giveup=note_giveup)
+    def fetch(dep, key):
+        return dep.call(key)
+
+    def fetch_or_report(dep):
+        try:
+            return fetch(dep, "k")
+        except ConnectionError as exc:
+            return f"raised {exc!r} after {GAVE_UP}"
+    """,
+    lambda ns, dep: ns["fetch_or_report"](dep),
+)
+
+case(
+    "backoff_on_giveup_that_raises",
+    """
+    import backoff
+
+    def fail(details):
+        raise RuntimeError(f"gave up after {details['tries']} tries: {details['exception']}")
+
+    @backoff.on_exception(backoff.expo, ConnectionError, max_tries=3, factor=0.5, on_giveup=fail)
+    def fetch(dep, key):
+        return dep.call(key)
+    """,
+    lambda ns, dep: ns["fetch"](dep, "k"),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

@@ -334,8 +334,136 @@ def request(url):
         self.assertUnchanged(
             before,
             [
-                "on_giveup=on_giveup reads details['args'], the call's arguments, which"
-                " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+                "on_giveup=on_giveup reads details['args'], the call's arguments as passed,"
+                " which RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+            ],
+        )
+
+    def test_on_giveup_reading_tries_and_exception_is_called_by_on_give_up(self) -> None:
+        before = """\
+import logging
+
+import backoff
+
+log = logging.getLogger(__name__)
+
+
+def report(details):
+    \"\"\"Say we gave up.\"\"\"
+    log.error("gave up after %d tries: %s", details['tries'], details['exception'])
+
+
+def fail(info):
+    raise RuntimeError("gave up after %d tries" % info["tries"])
+
+
+@backoff.on_exception(backoff.constant, OSError, max_tries=4, interval=2, jitter=None,
+                      on_giveup=report)
+def read(path):
+    return path.read_text()
+
+
+@backoff.on_exception(backoff.constant, OSError, max_tries=4, interval=2, jitter=None,
+                      on_giveup=fail)
+def write(path, text):
+    path.write_text(text)
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+def report(details):
+    \"\"\"Say we gave up.\"\"\"
+    log.error("gave up after %d tries: %s", details['tries'], details['exception'])
+    # durable: backoff raised the exception after this hook; so does it now
+    raise details['exception']
+
+
+def fail(info):
+    raise RuntimeError("gave up after %d tries" % info["tries"])
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        on_give_up=lambda state: report({"exception": state.exception, "tries": state.attempt}),
+    )
+)
+def read(path):
+    return path.read_text()
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        on_give_up=lambda state: fail({"tries": state.attempt}),
+    )
+)
+def write(path, text):
+    path.write_text(text)
+"""
+        self.assertCodemod(before, after)
+
+    def test_on_giveup_that_cannot_be_called_from_on_give_up_is_kept(self) -> None:
+        before = """\
+import backoff
+
+
+def whole(details):
+    log(details)
+
+
+def early(details):
+    if details["tries"] < 2:
+        return
+    log(details["exception"])
+
+
+def fast(details):
+    log(details["tries"])
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=whole)
+def a(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=early)
+def b(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=fast, giveup=is_fatal)
+def c(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=lambda d: log(d["tries"]))
+def d(x):
+    return x.go()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "on_giveup=whole reads `details` other than as details['tries'],"
+                " details['elapsed'] or details['exception'], the parts a toolkit.RetryState"
+                " carries",
+                "on_giveup=early returns early; backoff re-raised the exception after it,"
+                " RetryPolicy.on_give_up's value would replace it: adapt it by hand",
+                "on_giveup=fast also ran when giveup= gave up at once; RetryPolicy.on_give_up"
+                " runs only when the attempts run out",
+                'on_giveup=lambda d: log(d["tries"]) runs before backoff re-raises the'
+                " exception; RetryPolicy.on_give_up's value would replace it: adapt it by hand",
             ],
         )
 
