@@ -28,6 +28,7 @@ from typing import Any, cast
 import libcst as cst
 import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import PositionProvider
 
 from ._base import is_docstring
 from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite, name_uses
@@ -842,12 +843,23 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(
                 f"{option}={name} is chosen at run time: `{name}` is assigned at lines {lines}"
             )
-        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", self.code(outer))
+        outer_code = self.code(outer.with_changes(leading_lines=()))
+        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", outer_code)
         if mutated or changed:
             attr = changed.group(1) if changed else "an attribute"
+            where = ""
+            if changed:
+                line = self.line_of(outer) + outer_code.count("\n", 0, changed.start())
+                inner = self.functions[-1]
+                start = self.line_of(inner)
+                end = self.get_metadata(PositionProvider, inner).end.line
+                inside = f", inside `{inner.name.value}`" if start <= line <= end else ""
+                where = f" (line {line}{inside})"
             raise Kept(
                 f"{option}={name}: `{name}` (line {lines}) has `{name}.{attr}` changed at"
-                " run time, so each delay depends on state the attempts set"
+                f" run time{where}, so each delay depends on state the attempts set (a"
+                " RetryPolicy's delays follow a law fixed where the step is defined;"
+                " delay_from reads only the exception)"
             )
         if self.line_of(assigns[0]) >= self.line_of(expr):
             return expr

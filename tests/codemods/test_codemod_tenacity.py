@@ -1156,7 +1156,9 @@ def sync(store, preds):
             before,
             [
                 "wait=wait_strategy: `wait_strategy` (line 5) has `wait_strategy.multiplier`"
-                " changed at run time, so each delay depends on state the attempts set"
+                " changed at run time (line 9, inside `_sync`), so each delay depends on state"
+                " the attempts set (a RetryPolicy's delays follow a law fixed where the step is"
+                " defined; delay_from reads only the exception)"
             ],
         )
 
