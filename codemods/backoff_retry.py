@@ -116,6 +116,11 @@ class BackoffCodemod(DecoratorCodemod):
             predicate = self.code(positional[1].value)
             call = call.with_changes(args=[a for a in call.args if a is not positional[1]])
         kwargs = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        if "on_giveup" in kwargs:
+            raise Kept(
+                f"on_giveup={self.code(kwargs['on_giveup'])} on on_predicate gets the last"
+                " value, and its on_give_up already returns that value: adapt it by hand"
+            )
         if "predicate" in kwargs:
             predicate = self.code(kwargs["predicate"])
             call = call.with_changes(

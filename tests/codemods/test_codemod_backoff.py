@@ -451,6 +451,11 @@ def c(x):
 @backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=lambda d: log(d["tries"]))
 def d(x):
     return x.go()
+
+
+@backoff.on_predicate(backoff.expo, max_tries=4, on_giveup=fast)
+def e(x):
+    return x.go()
 """
         self.assertUnchanged(
             before,
@@ -464,6 +469,8 @@ def d(x):
                 " runs only when the attempts run out",
                 'on_giveup=lambda d: log(d["tries"]) runs before backoff re-raises the'
                 " exception; RetryPolicy.on_give_up's value would replace it: adapt it by hand",
+                "on_giveup=fast on on_predicate gets the last value, and its on_give_up already"
+                " returns that value: adapt it by hand",
             ],
         )
 
