@@ -475,6 +475,35 @@ def e(x):
         )
 
 
+    def test_random_jitter_is_a_random_delay_of_one_second(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=5, max_value=8, jitter=backoff.random_jitter)
+def read(path):
+    return path.read_text()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=1.0,
+        backoff=2.0,
+        max_delay=8.0,
+        retry_on=(OSError,),
+        random_delay=1.0,
+    )
+)
+def read(path):
+    return path.read_text()
+"""
+        self.assertCodemod(before, after)
+
+
 class TestRunTimeValues(DurableCodemodTest):
     """A decorator on a function defined inside another one is evaluated each time that
     one runs: its ``self.x`` and parameter values are kept as source text in the step."""

@@ -1242,3 +1242,46 @@ def wrap_retry(f):
                 " make the functions they pass steps instead"
             ],
         )
+
+
+class TestRunTimeCounts(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_run_time_count_leaves_exponential_delays_uncapped(self) -> None:
+        before = """\
+import tenacity
+
+
+class Poller:
+    def poll(self):
+        @tenacity.retry(
+            stop=tenacity.stop_after_attempt(self.tries),
+            wait=tenacity.wait_exponential(multiplier=0.5),
+            reraise=True,
+        )
+        def once():
+            return self.client.poll()
+
+        return once()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Poller:
+    def poll(self):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.tries,
+                initial_delay=0.5,
+                backoff=2.0,
+                max_delay=float("inf"),
+                retry_on=(Exception,),
+            )
+        )
+        def once():
+            return self.client.poll()
+
+        return once()
+"""
+        self.assertCodemod(before, after)
