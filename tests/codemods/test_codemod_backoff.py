@@ -474,7 +474,6 @@ def e(x):
             ],
         )
 
-
     def test_random_jitter_is_a_random_delay_of_one_second(self) -> None:
         before = """\
 import backoff
