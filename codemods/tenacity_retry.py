@@ -196,23 +196,27 @@ class TenacityCodemod(DecoratorCodemod):
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        self.catches_retry_error = "RetryError" in node.code
+        self.catches_retry_error = False
         self.retry_error_lines = [
             str(number)
             for number, line in enumerate(node.code.splitlines(), 1)
             if re.match(r"\s*except\b.*\bRetryError\b", line)
         ]
         self.exhausted_sites = self.sites_left = 0
-        if self.catches_retry_error and self.adapt_handlers:
-            self.handlers, self.handlers_blocked = self._retry_error_handlers(node)
-            if self.handlers_blocked:
-                self.adapt_handlers = False
+        if "RetryError" in node.code:
+            # read as a name, not only in a docstring or a comment
+            self.handlers, blocked, self.catches_retry_error = self._retry_error_handlers(node)
+            if self.adapt_handlers and blocked:
+                self.handlers_blocked, self.adapt_handlers = blocked, False
         return True
 
-    def _retry_error_handlers(self, module: cst.Module) -> tuple[list[cst.ExceptHandler], str]:
-        """The handlers of ``tenacity.RetryError``, and why they cannot catch
+    def _retry_error_handlers(
+        self, module: cst.Module
+    ) -> tuple[list[cst.ExceptHandler], str, bool]:
+        """The handlers of ``tenacity.RetryError``, why they cannot catch
         ``RetriesExhausted`` instead ("" when they can): every mention of ``RetryError``
-        must be such a handler's type, which neither reads the error nor re-raises it."""
+        must be such a handler's type, which neither reads the error nor re-raises it;
+        and whether the code reads ``RetryError`` at all (outside its imports)."""
         codemod = self
         handlers: list[cst.ExceptHandler] = []
         mentions: list[cst.CSTNode] = []
@@ -264,7 +268,7 @@ class TenacityCodemod(DecoratorCodemod):
             problems.append(f"RetryError is read at line {self.line_of(others[0])}")
         if "RetriesExhausted" in module.code:
             problems.append("the module already uses the name RetriesExhausted")
-        return handlers, "; ".join(problems[:1])
+        return handlers, "; ".join(problems[:1]), bool(mentions)
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         target = decorator.decorator
