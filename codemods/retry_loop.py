@@ -671,7 +671,22 @@ class RetryLoopCodemod(DurableCodemod):
                 f"`{outcome.discrete}` drew whole steps of the range;"
                 " RetryPolicy draws any value in it"
             )
-        if any(self._is_log(s) for s in _small_statements(machinery)):
+        logged = [s for s in _small_statements(machinery) if self._is_log(s)]
+        for log_call in logged:
+            unbound = sorted(
+                name
+                for name in _plain_names_read(log_call) & stored
+                if not self._bound_before(scope, name, loop)
+            )
+            if unbound:
+                # `log.warning("bad %s", fixed)` where `fixed = chain.fix()` failed: the legacy
+                # handler raised UnboundLocalError and ended the loop; the step would retry
+                raise Skip(
+                    f"the handler logs `{_first_line(code(log_call))}`, which reads"
+                    f" `{unbound[0]}`, set by the attempt: when an attempt fails before setting"
+                    " it, the legacy handler raises UnboundLocalError (the step would retry)"
+                )
+        if logged:
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0 and outcome.attempts is not None:
             slept = "once more" if symbols else f"{outcome.last_sleep:g}s"
@@ -1191,7 +1206,13 @@ class RetryLoopCodemod(DurableCodemod):
             text = substitute(text, {saved: param})
         policy.delay_from = f"lambda {param}: {text}"
         policy.max_delay = math.inf  # the legacy sleep had no cap
-        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        notes = [
+            f"the delay `{text}` comes from the failure: delay_from, without a cap",
+            # time.sleep(None) raises TypeError, time.sleep(-1) ValueError: the legacy handler
+            # ended there, where RetryPolicy reads None as "no delay supplied" and clamps at 0
+            f"where `{text}` is None or below 0 the legacy sleep raised (TypeError,"
+            " ValueError) and ended the loop; the step waits 0s and tries again",
+        ]
         if outcome.supplied_last and outcome.attempts is not None:
             notes.append(
                 f"the legacy code slept `{text}` after its last failed attempt;"
@@ -2349,6 +2370,17 @@ class RetryLoopCodemod(DurableCodemod):
     def _range(self, node: cst.CSTNode) -> CodeRange:
         return self.get_metadata(PositionProvider, node)
 
+    def _bound_before(self, scope: Scope, name: str, loop: cst.CSTNode) -> bool:
+        """Whether ``name`` is a parameter or is assigned before ``loop`` starts."""
+        start = self._range(loop).start
+        for a in scope.assignments[name]:
+            node = getattr(a, "node", None)
+            if isinstance(node, cst.CSTNode):
+                where = self._range(node).start
+                if (where.line, where.column) < (start.line, start.column):
+                    return True
+        return False
+
     def _stored_in(self, scope: Scope, region: cst.CSTNode) -> set[str]:
         region_range = self._range(region)
         return {
@@ -2517,6 +2549,15 @@ class RetryLoopCodemod(DurableCodemod):
                 return True
             return bool(_LOG_FUNCTION.match(func.attr.value))
         return False
+
+
+def _plain_names_read(node: cst.CSTNode) -> set[str]:
+    """The variables ``node`` reads: its names, without attribute names (``log.warning``)
+    and keyword names (``exc_info=``)."""
+    nodes = [node, *_walk_all(node)]
+    skip = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
+    skip |= {id(n.keyword) for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
+    return {n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in skip}
 
 
 def _failover_items(loop: cst.For) -> list[str]:
