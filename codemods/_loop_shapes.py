@@ -21,7 +21,7 @@ from libcst.metadata import (
 )
 
 if TYPE_CHECKING:
-    from .retry_loop import RetryLoopCodemod
+    from ._loop_scope import LoopScope
 
 
 def _candidate_loops(node: cst.CSTNode) -> Iterator[cst.For | cst.While]:
@@ -550,7 +550,7 @@ def _within(inner: CodeRange, outer: CodeRange) -> bool:
 
 
 def _accesses_within(
-    codemod: RetryLoopCodemod, region: cst.CSTNode, region_range: CodeRange
+    codemod: LoopScope, region: cst.CSTNode, region_range: CodeRange
 ) -> Iterator[Any]:
     scopes: set[Scope] = set()
     for node in [region, *_walk_all(region)]:
