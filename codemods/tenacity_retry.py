@@ -319,7 +319,9 @@ class TenacityCodemod(DecoratorCodemod):
         """``return retry(...)``: a factory handing out tenacity's decorator (langchain's
         ``_create_retry_decorator(llm)``) hands out the step decorator instead."""
         value = original_node.value
-        if not isinstance(value, cst.Call) or self.call_name(value, LIB) != "retry":
+        if not isinstance(value, cst.Call) or isinstance(value.func, cst.Call):
+            return updated_node  # `return retry(...)(f)(x)` is a call form, one site
+        if self.call_name(value, LIB) != "retry":
             return updated_node
         made = self._make_step(original_node, value, "return retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
