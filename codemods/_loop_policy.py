@@ -20,7 +20,6 @@ from ._loop_scope import (
     _CLOCKS,
     _NAME_PATH,
     _PROBE,
-    _PROBES,
     LoopScope,
     _expression_of,
     _failover_items,
@@ -49,6 +48,7 @@ from ._policy import (
     fit_delays,
     fit_linear,
 )
+from ._runtime_check import check_other_values, distinct_bases, probes_of
 from ._small_values import check_small_values
 
 
@@ -557,14 +557,52 @@ class LoopPolicy(LoopScope):
         give_up: list[str],
     ) -> Policy:
         """Simulate with each run-time value varied; each field of the policy must be a
-        constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``)."""
-        base = simulate(symbols)
-        fields = {"base": self._fields(base)}
+        constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``).
+
+        Fitted first with every value at one base; when values that coincide there hide
+        a law (``min(max_backoff, backoff * 2 ** n)`` with both at 6), with distinct
+        bases. Either way the policy written must hold with every value changed at
+        once (:func:`check_other_values`)."""
+        numeric = [k for k, v in symbols.items() if not isinstance(v, bool)]
         flags = {k: v for k, v in symbols.items() if isinstance(v, bool)}
-        symbols = {k: v for k, v in symbols.items() if not isinstance(v, bool)}  # not flags
-        for name in symbols:
-            for probe in _PROBES:
-                outcome = simulate({**flags, **symbols, name: probe})
+        try:
+            policy = self._symbolic_policy_at(simulate, symbols, retry_on, give_up, {})
+        except Skip as uniform:
+            text = str(uniform)
+            if len(numeric) < 2 or not (
+                "in a way a policy cannot express" in text or "depends on both" in text
+            ):
+                raise
+            for bases in distinct_bases(numeric):
+                try:
+                    policy = self._symbolic_policy_at(simulate, symbols, retry_on, give_up, bases)
+                    check_other_values(policy, simulate, flags, numeric, self.constants)
+                except Skip:
+                    continue
+                return policy
+            raise
+        check_other_values(policy, simulate, flags, numeric, self.constants)
+        return policy
+
+    def _symbolic_policy_at(
+        self,
+        simulate: Any,
+        symbols: dict[str, ev.Number],
+        retry_on: list[str],
+        give_up: list[str],
+        bases: dict[str, int],
+    ) -> Policy:
+        """The policy fitted with each run-time value at its base (``_PROBE`` unless
+        ``bases`` names another) and at two variations of it."""
+        flags = {k: v for k, v in symbols.items() if isinstance(v, bool)}
+        at: dict[str, int] = {
+            k: bases.get(k, _PROBE) for k, v in symbols.items() if not isinstance(v, bool)
+        }
+        base = simulate({**flags, **at})
+        outcomes = {"base": base}
+        for name in at:
+            for probe in probes_of(at[name]):
+                outcome = simulate({**flags, **at, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
                 if (outcome.random_delay, outcome.full_jitter, outcome.min_delay) != (
@@ -573,7 +611,9 @@ class LoopPolicy(LoopScope):
                     base.min_delay,
                 ):
                     raise Skip(f"the random part of the delay depends on `{name}`")
-                fields[f"{name}={probe}"] = self._fields(outcome)
+                outcomes[f"{name}={probe}"] = outcome
+        fields = {key: list(self._fields(outcome)) for key, outcome in outcomes.items()}
+        _fill_unreached_caps(fields, outcomes, at)
         sources: dict[str, str] = {}
         followers: dict[str, str] = {}  # field -> the run-time value it follows
         for index, field_name in enumerate(
@@ -581,19 +621,31 @@ class LoopPolicy(LoopScope):
         ):
             depends = [
                 name
-                for name in symbols
-                if any(fields[f"{name}={p}"][index] != fields["base"][index] for p in _PROBES)
+                for name in at
+                if any(
+                    fields[f"{name}={p}"][index] != fields["base"][index]
+                    for p in probes_of(at[name])
+                )
             ]
             if len(depends) > 1:
                 raise Skip(f"the {field_name} depends on both `{depends[0]}` and `{depends[1]}`")
             if depends:
                 name = depends[0]
-                values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
-                sources[field_name] = _expression_of(field_name, name, values)
+                xs = [at[name], *probes_of(at[name])]
+                values = [fields["base"][index]] + [
+                    fields[f"{name}={p}"][index] for p in probes_of(at[name])
+                ]
+                sources[field_name] = _expression_of(field_name, name, values, xs)
                 followers[field_name] = name
-        if check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE):
+        base_fields = tuple(fields["base"])
+        if check_small_values(simulate, flags, at, base_fields, followers, base, at):
             sources["max_attempts"] = f"max(1, {sources['max_attempts']})"
-        attempts, initial, factor, cap, increment = fields["base"]
+        attempts, initial, factor, cap, increment = base_fields
+        if "max_delay" in sources and (initial or "initial_delay" in sources):
+            # a cap below the first delay: every delay is the cap, as RetryPolicy's
+            # min(first, cap) (it refuses a first delay above the cap)
+            first = sources.get("initial_delay", _num_source(initial))
+            sources["initial_delay"] = f"min({first}, {sources['max_delay']})"
         policy = Policy(
             sources=sources,
             max_attempts=attempts,
@@ -789,3 +841,37 @@ class LoopPolicy(LoopScope):
         notes[:] = [n for n in notes if not n.startswith("the legacy code slept")]
         notes.append("the unguarded attempt after the loop is the step's last attempt")
         self._last_summary = policy.summary()
+
+
+def _num_source(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _fill_unreached_caps(
+    fields: dict[str, list[Any]], outcomes: dict[str, _Outcome], symbols: dict[str, int]
+) -> None:
+    """A cap no delay reached at some values is not "no cap": where the other values
+    show one cap ``c`` (or ``k * value`` for the value varied), and every delay there
+    stays below it, that cap is filled in (index 3 of each row of ``fields``)."""
+    seen = [row[3] for row in fields.values() if row[3] is not None]
+    if not seen or len(seen) == len(fields):
+        return
+    if all(c == seen[0] for c in seen):
+        laws = {key: float(seen[0]) for key in fields}
+    else:
+        laws = {}
+        for name, base in symbols.items():
+            keys = ["base", *(f"{name}={p}" for p in probes_of(base))]
+            xs = [base, *probes_of(base)]
+            known = [(fields[k][3], x) for k, x in zip(keys, xs, strict=True) if fields[k][3]]
+            ratios = {round(c / x, 9) for c, x in known}
+            if len(ratios) == 1 and len(known) >= 2:
+                k = ratios.pop()
+                laws.update({key: k * x for key, x in zip(keys, xs, strict=True)})
+    for key, row in fields.items():
+        cap = laws.get(key)
+        if row[3] is not None or cap is None:
+            continue
+        delays = outcomes[key].delays
+        if delays and max(delays) <= cap:
+            row[3] = cap

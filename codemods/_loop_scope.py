@@ -401,10 +401,13 @@ def _num_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def _expression_of(field_name: str, name: str, values: list[Any]) -> str:
+def _expression_of(
+    field_name: str, name: str, values: list[Any], xs: Sequence[float] | None = None
+) -> str:
     """The source of a field that follows run-time value ``name``: its values at the
-    probes (``_PROBE``, then ``_PROBES``) must be ``name + c`` (attempts) or ``k * name``."""
-    xs = [_PROBE, *_PROBES]
+    probes (``xs``: ``_PROBE``, then ``_PROBES`` by default) must be ``name + c``
+    (attempts) or ``k * name``."""
+    xs = list(xs) if xs is not None else [_PROBE, *_PROBES]
     if any(v is None for v in values):
         raise Skip(f"the {field_name} depends on `{name}` in a way a policy cannot express")
     offsets = {v - x for v, x in zip(values, xs, strict=True)}

@@ -31,7 +31,7 @@ def check_small_values(
     base_fields: tuple[Any, ...],
     followers: Mapping[str, str],
     base: Any,
-    probe: float,
+    probe: float | Mapping[str, float],
 ) -> bool:
     """Raise :class:`Skip` when the loop, run with a run-time value at 0..3, does not do
     what the policy fitted at ``probe`` predicts (attempts, then delays).
@@ -42,7 +42,8 @@ def check_small_values(
     once_below_one: list[bool] = []
     for name in symbols:
         for small in SMALL_VALUES:
-            fields = _predicted(base_fields, followers, name, small, probe)
+            at = probe[name] if isinstance(probe, Mapping) else probe
+            fields = _predicted(base_fields, followers, name, small, at)
             attempts = fields["max_attempts"]
             try:
                 outcome = simulate({**flags, **symbols, name: small})
