@@ -104,6 +104,8 @@ class _Plan:
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
+    #: ``(class, first parameter)``: ``super()`` in the step becomes ``super(Cls, self)``
+    super_of: tuple[str, str] | None = None
 
 
 class LoopScope(DurableCodemod):

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._loop_simulation import Skip
 
-SMALL_VALUES = (0, 1, 2, 3)
+SMALL_VALUES = (-1, 0, 1, 2, 3)
 _FIELDS = ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
 _COMPARED_RETRIES = 8
 

@@ -98,6 +98,42 @@ from ._policy import (
 from ._recursion import ast_recursive_wrapper, recursive_wrapper
 
 
+class _ExplicitSuper(cst.CSTTransformer):
+    """``super()`` -> ``super(Cls, self)``, outside nested functions and classes."""
+
+    def __init__(self, cls: str, first: str) -> None:
+        super().__init__()
+        self.cls, self.first = cls, first
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        func = updated_node.func
+        if isinstance(func, cst.Name) and func.value == "super" and not updated_node.args:
+            return updated_node.with_changes(
+                args=[
+                    cst.Arg(
+                        cst.Name(self.cls),
+                        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+                    ),
+                    cst.Arg(cst.Name(self.first)),
+                ]
+            )
+        return updated_node
+
+
+def _is_local_name(scope: FunctionScope, name: str, func: cst.FunctionDef) -> bool:
+    """``name`` is assigned in the function besides being its parameter."""
+    return any(not isinstance(getattr(a, "node", None), cst.Param) for a in scope.assignments[name])
+
+
 class RetryLoopCodemod(LoopHandlers):
     """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
 
@@ -193,6 +229,9 @@ class RetryLoopCodemod(LoopHandlers):
             plan.policy.summary(),
         )
         attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
+        if plan.super_of is not None:
+            explicit = _ExplicitSuper(*plan.super_of)
+            attempt_body = [s.visit(explicit) for s in attempt_body]
         func = self._step_function(plan, attempt_body)
         replacement = self._call_site(plan, updated)
         if plan.nested:
@@ -331,6 +370,27 @@ class RetryLoopCodemod(LoopHandlers):
             self.drop_if_unused("itertools", "count")
 
     # --------------------------------------------------------------- analysis
+    def _super_arguments(self, func: cst.FunctionDef) -> tuple[str, str]:
+        """``(class, first parameter)`` for ``super()`` in a method of a module-level
+        class, written out when the attempt leaves the method."""
+        block = self.get_metadata(ParentNodeProvider, func, None)
+        cls = self.get_metadata(ParentNodeProvider, block, None) if block is not None else None
+        outer = self.get_metadata(ParentNodeProvider, cls, None) if cls is not None else None
+        params = [*func.params.posonly_params, *func.params.params]
+        static = any(
+            isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+            for d in func.decorators
+        )
+        if not isinstance(cls, cst.ClassDef) or not isinstance(outer, cst.Module):
+            raise Skip("the attempt body calls super() without arguments outside a method")
+        if not params or static:
+            raise Skip("the attempt body calls super() without arguments in a static method")
+        first = params[0].name.value
+        scope = self.get_metadata(ScopeProvider, func.body, None)
+        if isinstance(scope, FunctionScope) and _is_local_name(scope, first, func):
+            raise Skip(f"the attempt body calls super() and the method rebinds `{first}`")
+        return cls.name.value, first
+
     def _retry_decorator(self, func: cst.FunctionDef) -> str | None:
         for decorator in func.decorators:
             target = decorator.decorator
@@ -785,7 +845,13 @@ class RetryLoopCodemod(LoopHandlers):
             name = sorted(read_outside)[0]
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
         if _uses_zero_arg_super(attempt_node):
-            raise Skip("the attempt body calls super() without arguments")
+            plan.super_of = self._super_arguments(func)
+            cls_name, first_param = plan.super_of
+            plan.notes.append(
+                f"`super()` in the step became `super({cls_name}, {first_param})`: a step"
+                " defined apart from the method has no implicit class (the same class unless"
+                f" the module rebinds `{cls_name}`)"
+            )
         mangled = None if nested else _private_name(attempt_node)
         if mangled is not None:
             raise Skip(f"the attempt body uses the class-private name `{mangled}`")
