@@ -375,19 +375,52 @@ def _attempt_body(
     loop: cst.For | cst.While, style: str, skip: int = 0, flag: bool = False
 ) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
-    counter updates that open the try (nor the final ``success = True`` with ``flag``)."""
+    counter updates that open the try (nor the final ``success = True`` with ``flag``).
+    Comments go with them: the ``try:`` line's and those of the dropped counter updates
+    stand above the first statement (see :func:`_attempt_footer` for the others)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
-    stmts: list[Any] = list(try_.body.body)[skip:]
+    every: list[Any] = list(try_.body.body)
+    stmts = every[skip:]
     if flag:
         stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
     if not stmts:
         stmts = [cst.SimpleStatementLine([cst.Pass()])]
+    above: list[cst.EmptyLine] = []
+    header = try_.body.header.comment if isinstance(try_.body, cst.IndentedBlock) else None
+    if header is not None:
+        above.append(cst.EmptyLine(comment=header))
+    for dropped in every[:skip]:
+        above.extend(_comments(dropped))
     first = stmts[0]
-    comments = [line for line in first.leading_lines if line.comment is not None]
-    return [first.with_changes(leading_lines=comments), *stmts[1:]]
+    return [first.with_changes(leading_lines=[*above, *_comments(first)]), *stmts[1:]]
+
+
+def _attempt_footer(
+    loop: cst.For | cst.While, style: str, flag: bool = False
+) -> list[cst.EmptyLine]:
+    """Comments after the attempt's last statement: those of a dropped final ``break``
+    or ``success = True``, and the ones that close the try body."""
+    assert isinstance(loop.body, cst.IndentedBlock)
+    try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
+    stmts: list[Any] = list(try_.body.body)
+    out: list[cst.EmptyLine] = []
+    if flag and stmts:
+        out.extend(_comments(stmts[-1]))
+        stmts = stmts[:-1]
+    if style == "break" and try_.orelse is None:
+        kept = _without_final_break(stmts)
+        if len(kept) < len(stmts):
+            out.extend(_comments(stmts[-1]))
+    if isinstance(try_.body, cst.IndentedBlock):
+        out.extend(line for line in try_.body.footer if line.comment is not None)
+    return out
+
+
+def _comments(stmt: Any) -> list[cst.EmptyLine]:
+    return [line for line in getattr(stmt, "leading_lines", ()) if line.comment is not None]
 
 
 def _reraises_only(handler: cst.ExceptHandler) -> bool:

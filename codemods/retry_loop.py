@@ -56,6 +56,7 @@ from ._loop_shapes import (
     _ast_recursive_retry,
     _ast_retry_like,
     _attempt_body,
+    _attempt_footer,
     _BodyFinder,
     _candidate_loops,
     _contains_return,
@@ -232,7 +233,8 @@ class RetryLoopCodemod(LoopHandlers):
         if plan.super_of is not None:
             explicit = _ExplicitSuper(*plan.super_of)
             attempt_body = [s.visit(explicit) for s in attempt_body]
-        func = self._step_function(plan, attempt_body)
+        footer = _attempt_footer(updated, plan.style, bool(plan.success_flag))
+        func = self._step_function(plan, attempt_body, footer)
         replacement = self._call_site(plan, updated)
         if plan.nested:
             func = func.with_changes(leading_lines=updated.leading_lines)
@@ -281,8 +283,11 @@ class RetryLoopCodemod(LoopHandlers):
         keep.extend(attempt[1:])
         decorators = [*updated_node.decorators, self.decorator_for(plan.policy)]
         self._drop_imports(plan.machinery)
+        own = updated_node.body.footer if isinstance(updated_node.body, cst.IndentedBlock) else []
+        footer = [*_attempt_footer(loop, "return"), *own]
         return updated_node.with_changes(
-            decorators=decorators, body=updated_node.body.with_changes(body=keep)
+            decorators=decorators,
+            body=updated_node.body.with_changes(body=keep, footer=footer),
         )
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
@@ -296,18 +301,26 @@ class RetryLoopCodemod(LoopHandlers):
         return updated_node.with_changes(body=body)
 
     # --------------------------------------------------------------- building
-    def _step_function(self, plan: _Plan, attempt_body: list[cst.BaseStatement]) -> cst.FunctionDef:
+    def _step_function(
+        self,
+        plan: _Plan,
+        attempt_body: list[cst.BaseStatement],
+        footer: list[cst.EmptyLine] | None = None,
+    ) -> cst.FunctionDef:
         assert plan.policy is not None
         body = [*self._counter_stmt(plan), *attempt_body]
+        footer = list(footer or [])
         if plan.style == "break" and plan.outputs:
             value = ", ".join(plan.outputs)
-            body.append(cst.parse_statement(f"return {value}\n"))
+            returned = cst.parse_statement(f"return {value}\n")
+            body.append(returned.with_changes(leading_lines=footer))  # above the return
+            footer = []
         params = cst.Parameters(params=[cst.Param(cst.Name(p)) for p in plan.params])
         self._drop_imports(plan.machinery)
         return cst.FunctionDef(
             name=cst.Name(plan.step_name),
             params=params,
-            body=cst.IndentedBlock(body=body),
+            body=cst.IndentedBlock(body=body, footer=footer),
             decorators=[self.decorator_for(plan.policy)],
             asynchronous=cst.Asynchronous() if plan.is_async else None,
             leading_lines=_spacing(plan.top_level),
