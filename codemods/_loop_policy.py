@@ -5,6 +5,7 @@ budgets become a :class:`codemods._policy.Policy`, or the reason they cannot.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -403,13 +404,39 @@ class LoopPolicy(LoopScope):
                 raise Skip(f"the attempt body uses the attempt counter `{loop_var}`")
             self._counter_read = (loop_var, start)  # read from current_step().attempt
             used = set()
-        if used:
-            name = sorted(used)[0]
+        if used & finder.read:
+            name = sorted(used & finder.read)[0]
             raise Skip(f"the attempt body reads `{name}`, which changes between attempts")
+        if used:
+            # only assigned by the attempt: the loop sets it too, and the value left
+            # after the loop depends on which of them ran last
+            name = sorted(used)[0]
+            raise Skip(
+                f"the attempt body assigns `{name}`, which the loop also sets"
+                f" {self._where_set(name)}: the value left after the loop comes from both"
+            )
         if finder.asks_user:
             raise Skip("the attempt body asks for user input (never a durable step)")
         if finder.global_decl:
             raise Skip("the attempt body declares global or nonlocal names")
+
+    def _where_set(self, name: str) -> str:
+        """Where the loop machinery (its header, the code around the try, the handlers)
+        assigns ``name``, said for a reason."""
+        loop = self._current_loop
+        if loop is None:
+            return "between attempts"
+        if isinstance(loop, cst.For) and m.matches(loop.target, m.Name(name)):
+            return "as its loop variable"
+        body = loop.body.body if isinstance(loop.body, cst.IndentedBlock) else ()
+        for stmt in body:
+            if isinstance(stmt, cst.Try):
+                for handler in stmt.handlers:
+                    if name in _assigned_names([handler.body]):
+                        return "in its handler"
+            elif name in _assigned_names([stmt]):
+                return f"(`{_first_line(self.source_module.code_for_node(stmt))}`)"
+        return "between attempts"
 
     def _initial_values(
         self, loop: cst.CSTNode, state: set[str], saved: str | None
@@ -582,6 +609,13 @@ class LoopPolicy(LoopScope):
                 return policy
             raise
         check_other_values(policy, simulate, flags, numeric, self.constants)
+        for name in sorted(self._guarded_delays & set(numeric)):
+            pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.])")
+            for field_name in ("initial_delay", "max_delay", "increment"):
+                if field_name in policy.sources:
+                    policy.sources[field_name] = pattern.sub(
+                        f"({name} or 0)", policy.sources[field_name]
+                    )
         return policy
 
     def _symbolic_policy_at(

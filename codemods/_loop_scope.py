@@ -130,6 +130,9 @@ class LoopScope(DurableCodemod):
         self._per_type_delays: list[tuple[str, float]] = []
         self._assigned_attributes: set[str] = set()
         self._last_repairs: list[cst.BaseStatement] = []
+        #: run-time delays slept only when true (``if delay: sleep(delay)``): written
+        #: ``(delay or 0)``, which is what the loop waited for 0 and None
+        self._guarded_delays: set[str] = set()
 
     def _whole_function(
         self,

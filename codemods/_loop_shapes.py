@@ -648,8 +648,34 @@ class _BodyFinder(cst.CSTVisitor):
         self.global_decl = False
         self.asks_user = False
         self.names: set[str] = set()
+        #: the names the body reads (``names`` also has those it only assigns)
+        self.read: set[str] = set()
+        self._stores: set[int] = set()
         self._loops = 0
         self._functions = 0
+
+    def _mark_store(self, target: cst.CSTNode | None) -> None:
+        """Names bound by ``target`` (through tuples, lists and stars only)."""
+        if isinstance(target, cst.Name):
+            self._stores.add(id(target))
+        elif isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._mark_store(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._mark_store(target.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._mark_store(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._mark_store(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._mark_store(node.name)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._mark_store(node.target)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return False
@@ -662,6 +688,8 @@ class _BodyFinder(cst.CSTVisitor):
 
     def visit_Name(self, node: cst.Name) -> None:
         self.names.add(node.value)
+        if id(node) not in self._stores:
+            self.read.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         node.value.visit(self)
@@ -685,6 +713,7 @@ class _BodyFinder(cst.CSTVisitor):
         self.global_decl = True
 
     def visit_For(self, node: cst.For) -> None:
+        self._mark_store(node.target)
         if _is_candidate(node) and _cst_retry_like(node):
             self.nested_retry = True
         self._loops += 1

@@ -420,6 +420,7 @@ class RetryLoopCodemod(LoopHandlers):
     def _analyse(self, func: cst.FunctionDef, loop: cst.For | cst.While) -> _Plan:
         self._last_summary = ""
         self._current_loop = loop
+        self._guarded_delays = set()
         self._counter_read = None
         code = self.source_module.code_for_node
         body = loop.body
