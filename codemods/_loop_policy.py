@@ -233,21 +233,35 @@ class LoopPolicy(LoopScope):
         self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
     ) -> None:
         """A run-time count of 0 or 1 must end the loop the way larger ones do: ``if attempt
-        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy."""
+        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy. One exception: the
+        loop re-raises at and below a threshold ``t`` of one value and ends its usual way
+        above it; then ``self._small_exit = (value, t)`` and the call site re-raises when
+        ``value <= t`` before the usual ending."""
         code = self.source_module.code_for_node
+        self._small_exit = None
+
+        def exit_at(name: str, small: int) -> _Exit | None:
+            try:
+                return simulate({**symbols, name: small}).exit
+            except (Skip, ArithmeticError, ValueError, TypeError):
+                return None  # a loop that never runs: the count-below-1 note says it
+
+        def same(exit_: _Exit) -> bool:
+            return exit_.kind == outcome.exit.kind and [id(s) for s in exit_.block] == [
+                id(s) for s in outcome.exit.block
+            ]
+
         for name, value in symbols.items():
             if isinstance(value, bool):
                 continue
             for small in (0, 1):
-                try:
-                    probe = simulate({**symbols, name: small})
-                except (Skip, ArithmeticError, ValueError, TypeError):
-                    continue  # a loop that never runs: the count-below-1 note says it
-                same = probe.exit.kind == outcome.exit.kind and [
-                    id(s) for s in probe.exit.block
-                ] == [id(s) for s in outcome.exit.block]
-                if same:
+                probe = exit_at(name, small)
+                if probe is None or same(probe):
                     continue
+                threshold = self._reraise_threshold(name, exit_at, same)
+                if threshold is not None and self._small_exit is None:
+                    self._small_exit = (name, threshold)
+                    break
 
                 def said(exit_: _Exit) -> str:
                     if exit_.kind == "reraise":
@@ -259,8 +273,25 @@ class LoopPolicy(LoopScope):
 
                 raise Skip(
                     f"what happens when attempts run out depends on `{name}`: when it is"
-                    f" {small} the loop {said(probe.exit)}, else it {said(outcome.exit)}"
+                    f" {small} the loop {said(probe)}, else it {said(outcome.exit)}"
                 )
+
+    @staticmethod
+    def _reraise_threshold(name: str, exit_at: Any, same: Any) -> int | None:
+        """``t`` when the loop re-raises for every value of ``name`` up to ``t`` (from -1)
+        and ends as usual above it (up to 3 and at the probes)."""
+        kinds: list[tuple[int, _Exit]] = []
+        for small in (-1, 0, 1, 2, 3, _PROBE, 7, 12):
+            exit_ = exit_at(name, small)
+            if exit_ is not None:
+                kinds.append((small, exit_))
+        low = [v for v, e in kinds if not same(e)]
+        if not low or any(e.kind != "reraise" for v, e in kinds if not same(e)):
+            return None
+        threshold = max(low)
+        if any(v <= threshold and same(e) for v, e in kinds):
+            return None
+        return threshold if threshold < _PROBE else None
 
     def _counter_from_attempt(
         self, outcome: _Outcome, node: cst.CSTNode, name: str, text: str

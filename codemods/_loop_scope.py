@@ -133,6 +133,8 @@ class LoopScope(DurableCodemod):
         #: run-time delays slept only when true (``if delay: sleep(delay)``): written
         #: ``(delay or 0)``, which is what the loop waited for 0 and None
         self._guarded_delays: set[str] = set()
+        #: ``(value, t)``: the loop re-raises when attempts run out and ``value <= t``
+        self._small_exit: tuple[str, int] | None = None
 
     def _whole_function(
         self,

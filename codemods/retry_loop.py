@@ -617,6 +617,12 @@ class RetryLoopCodemod(LoopHandlers):
             except Skip as skip:
                 self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
+        if self._small_exit is not None and outcome.exit.kind != "code":
+            value, threshold = self._small_exit
+            raise Skip(
+                f"what happens when attempts run out depends on `{value}`: at {threshold} or"
+                " below the loop re-raises the exception, above it the loop ends another way"
+            )
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
             raise Skip(self._engine_reason(func, attempt_stmts, engine, "", sorted(symbols)))
@@ -734,6 +740,11 @@ class RetryLoopCodemod(LoopHandlers):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
+            if self._small_exit is not None:
+                # `if attempt == 0: raise` reached only for a small run-time count
+                value, threshold = self._small_exit
+                guard = cst.parse_statement(f"if {value} <= {threshold}:\n    raise\n")
+                wrapper_body = [guard, *wrapper_body]
             # a message built in the block (`msg = _("...")`) is not a counter
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
