@@ -889,6 +889,8 @@ class RetryLoopCodemod(LoopHandlers):
             )
         counter = self._counter_read[0] if self._counter_read else None
         params = [p for p in params if p != counter]  # read from current_step() instead
+        if plan.super_of is not None and plan.super_of[1] not in params:
+            params.insert(0, plan.super_of[1])  # `super(Cls, self)` reads it
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
         plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
