@@ -893,6 +893,10 @@ class RetryLoopCodemod(LoopHandlers):
             params.insert(0, plan.super_of[1])  # `super(Cls, self)` reads it
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
+        if plan.outputs and not any("may not serialize" in n for n in plan.notes):
+            handed_back = unserializable_return(try_.body, code, plan.outputs)
+            if handed_back and "may not serialize" in handed_back:
+                plan.notes.append(handed_back)
         plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
         plan.top_level = None if nested else self._top_level(func)
         if nested:

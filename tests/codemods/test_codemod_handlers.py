@@ -1021,12 +1021,14 @@ class Command:
                     time.sleep(self.retry_sleep)
                     attempt += 1
                 elif attempt == 0:
-                    raise
+                    raise NoRetry(*exc.args)
                 else:
                     raise MaxRetries(*exc.args)
 """
         )
+        # (a plain re-raise at 0 is rewritten: see test_codemod_loop_misc.py)
         assert reason == (
             "what happens when attempts run out depends on `self.retry_times`: when it is 0"
-            " the loop re-raises the exception, else it runs `raise MaxRetries(*exc.args)`"
+            " the loop runs `raise NoRetry(*exc.args)`, else it runs"
+            " `raise MaxRetries(*exc.args)`"
         )
