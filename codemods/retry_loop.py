@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import libcst as cst
@@ -41,6 +42,7 @@ from . import _evaluate as ev
 from ._base import is_docstring, module_constants
 from ._effects import unserializable_return
 from ._handlers import (
+    gives_up,
     negation_of,
 )
 from ._loop_handlers import LoopHandlers
@@ -71,6 +73,7 @@ from ._loop_shapes import (
     _private_name,
     _read_in,
     _recursive_retry,
+    _reraises_only,
     _reraises_saved,
     _saved_exception,
     _set_only_by_last,
@@ -383,6 +386,37 @@ class RetryLoopCodemod(LoopHandlers):
             self.drop_if_unused("itertools", "count")
 
     # --------------------------------------------------------------- analysis
+    def _several_tries_reason(self, stmts: Sequence[cst.BaseStatement], tries: list[int]) -> str:
+        """Why a loop body with several tries is no one attempt: which try retries, and
+        what its retry decision reads that an earlier part of the body set."""
+        code = self.source_module.code_for_node
+        lines = ", ".join(str(self._range(stmts[i]).start.line) for i in tries)
+        reason = f"the loop body has {len(tries)} tries (lines {lines})"
+        retrying = [
+            (i, h)
+            for i in tries
+            for h in getattr(stmts[i], "handlers", ())
+            if not (_reraises_only(h) or gives_up(h.body.body, self._is_log))
+        ]
+        if len(retrying) != 1:
+            return reason + ": which failure retries is decided in more than one place"
+        index, handler = retrying[0]
+        earlier = _assigned_names(list(stmts[:index]))
+        for node in _walk_all(handler.body):
+            if isinstance(node, cst.If):
+                read = sorted(_names_read_in([cst.Expr(node.test)]) & earlier)
+                if read:
+                    return (
+                        f"{reason}: the attempt is the whole body, and the retry decision"
+                        f" `{_first_line(code(node.test))}` reads `{read[0]}`, set by the attempt"
+                        " before the try that fails (not a retry on the exception alone)"
+                    )
+        shown = code(handler.type) if handler.type is not None else "a bare except"
+        return (
+            f"{reason}: the attempt is the whole body, retried on `{shown}` from the try at"
+            f" line {self._range(stmts[index]).start.line} only"
+        )
+
     def _super_arguments(self, func: cst.FunctionDef) -> tuple[str, str]:
         """``(class, first parameter)`` for ``super()`` in a method of a module-level
         class, written out when the attempt leaves the method."""
@@ -438,7 +472,7 @@ class RetryLoopCodemod(LoopHandlers):
         if not tries:
             raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
-            raise Skip("the loop body has more than one try")
+            raise Skip(self._several_tries_reason(body.body, tries))
         index = tries[0]
         try_ = body.body[index]
         if isinstance(try_, cst.TryStar):
