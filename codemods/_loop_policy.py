@@ -366,7 +366,19 @@ class LoopPolicy(LoopScope):
                     f" uses the next `{items[0]}` (a failover: state carried into the next"
                     " attempt, not a retry of the same call)"
                 )
-            raise Skip(f"loops over `{code(iterable)}` rather than over attempts")
+            reason = f"loops over `{code(iterable)}` rather than over attempts"
+            if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
+                helper = iterable.func.value
+                origin = sorted(q for q in self.qualified(iterable.func) if q != helper)
+                if origin:
+                    module = origin[0].rsplit(".", 1)[0]
+                    reason += (
+                        f": `{helper}` comes from `{module}`, and what a helper yields is"
+                        " not read across modules"
+                    )
+                else:
+                    reason += f": what `{helper}(...)` yields is not followed"
+            raise Skip(reason)
         target = loop.target
         if isinstance(target, cst.Name):
             return target.value
