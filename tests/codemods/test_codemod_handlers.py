@@ -974,12 +974,14 @@ def add(db, rows, max_retries):
             with excutils.save_and_reraise_exception() as ctxt:
                 if attempt < max_retries - 1:
                     ctxt.reraise = False
+                    db.rollback()
 """
         )
+        # (with `reraise = False` last in its branch it is rewritten: test_codemod_loop_misc.py)
         assert reason == (
             "the handler for `Duplicate` decides inside"
-            " `with excutils.save_and_reraise_exception()` (setting `reraise = False`"
-            " retries, else it re-raises on leaving)"
+            " `with excutils.save_and_reraise_exception()` in a way not followed"
+            " (`reraise = False` only as the last thing a branch does is read)"
         )
 
     def test_a_handler_call_that_may_end_the_program(self) -> None:
