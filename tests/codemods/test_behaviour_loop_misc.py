@@ -4,7 +4,8 @@ depends on a run-time count keep their behaviour once rewritten.
 Each legacy function is a minimal reproduction of a shape read in public retry code
 (an HTTP session method capping its backoff with an argument; a webhook sender that
 sleeps only when a configured delay is set; a command runner that re-raises at once
-when no retry was asked for, else raises its own "max retries" error). Each is run
+when no retry was asked for, else raises its own "max retries" error; a database
+write retried by leaving oslo's ``save_and_reraise_exception`` without re-raising). Each is run
 before and after the rewrite against the fake of ``test_codemod_behaviour``, with
 the run-time values at several points (0, below and above each other): same result,
 calls, exception and sleeps (the legacy loop may sleep once more after its last
@@ -205,6 +206,45 @@ case(
                             raise MaxRetries(*exc.args)
     """,
     [_runner(0), _runner(1), _runner(3), _runner(-2)],
+)
+
+
+case(
+    "decided_inside_save_and_reraise",
+    """
+    import sys
+
+    class save_and_reraise_exception:
+        # oslo's context manager, as it behaves: re-raise on leaving unless told not to
+        def __init__(self):
+            self.reraise = True
+
+        def __enter__(self):
+            self.value = sys.exc_info()[1]
+            return self
+
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None and self.reraise:
+                raise self.value
+            return False
+
+    def add(dep, rows, max_retries=4):
+        for attempt in range(max_retries):
+            try:
+                return dep.call(rows)
+            except ConnectionError:
+                with save_and_reraise_exception() as ctxt:
+                    if attempt < max_retries - 1:
+                        ctxt.reraise = False
+                    else:
+                        msg = "gave up after %(n)s retries" % {"n": max_retries}
+                        print(msg)
+    """,
+    [
+        lambda ns, dep: ns["add"](dep, "r"),
+        lambda ns, dep: ns["add"](dep, "r", max_retries=1),
+        lambda ns, dep: ns["add"](dep, "r", max_retries=6),
+    ],
 )
 
 
