@@ -644,7 +644,13 @@ class RetryLoopCodemod(LoopHandlers):
                     called = self._called_parameter(func, attempt_stmts)
                     called = called or self._wrapped_parameter(func, attempt_stmts)
                     if called is None:
-                        raise Skip(str(need)) from None
+                        message = str(need)
+                        if isinstance(need.what, str) and "(" in need.what:
+                            message += (
+                                ", a call made again before each wait (a run-time value is"
+                                " read from a name or an attribute only)"
+                            )
+                        raise Skip(message) from None
                     reason = self._engine_reason(func, attempt_stmts, called, str(need))
                     raise Skip(reason) from None
                 symbols[need.what] = _PROBE

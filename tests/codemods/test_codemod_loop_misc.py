@@ -439,3 +439,53 @@ def load(session, url):
     assert any(
         n.startswith("the step returns the value of `session.request(...)`") for n in load.notes
     )
+
+
+class TestMoreReasons(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_value_the_small_values_cannot_read_is_named(self) -> None:
+        before = """\
+class Cluster:
+    def execute(self, command, targets=None):
+        retries = 0 if targets else self.retry.get_retries()
+        for _ in range(1 + retries):
+            try:
+                return self.send(command, targets)
+            except ConnectionError:
+                if retries > 0:
+                    retries -= 1
+                    continue
+                raise
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the policy read for `targets` cannot be checked when it is 0: the initial"
+                " value of `retries` depends on `self.retry.get_retries()`"
+            ],
+        )
+
+    def test_a_delay_read_from_a_call_says_so(self) -> None:
+        before = """\
+import time
+
+import settings
+
+
+def fetch(client, url):
+    for i in range(5):
+        try:
+            return client.read(url)
+        except OSError:
+            time.sleep(min(2**i, settings.get("max_delay", 60)))
+    return ""
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "sleep is not a backoff: the delay depends on"
+                " `settings.get('max_delay', 60)`, a call made again before each wait"
+                " (a run-time value is read from a name or an attribute only)"
+            ],
+        )
