@@ -974,12 +974,14 @@ def add(db, rows, max_retries):
             with excutils.save_and_reraise_exception() as ctxt:
                 if attempt < max_retries - 1:
                     ctxt.reraise = False
+                    db.rollback()
 """
         )
+        # (with `reraise = False` last in its branch it is rewritten: test_codemod_loop_misc.py)
         assert reason == (
             "the handler for `Duplicate` decides inside"
-            " `with excutils.save_and_reraise_exception()` (setting `reraise = False`"
-            " retries, else it re-raises on leaving)"
+            " `with excutils.save_and_reraise_exception()` in a way not followed"
+            " (`reraise = False` only as the last thing a branch does is read)"
         )
 
     def test_a_handler_call_that_may_end_the_program(self) -> None:
@@ -1021,14 +1023,16 @@ class Command:
                     time.sleep(self.retry_sleep)
                     attempt += 1
                 elif attempt == 0:
-                    raise
+                    raise NoRetry(*exc.args)
                 else:
                     raise MaxRetries(*exc.args)
 """
         )
+        # (a plain re-raise at 0 is rewritten: see test_codemod_loop_misc.py)
         assert reason == (
             "what happens when attempts run out depends on `self.retry_times`: when it is 0"
-            " the loop re-raises the exception, else it runs `raise MaxRetries(*exc.args)`"
+            " the loop runs `raise NoRetry(*exc.args)`, else it runs"
+            " `raise MaxRetries(*exc.args)`"
         )
 
 
