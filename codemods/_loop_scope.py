@@ -104,6 +104,8 @@ class _Plan:
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
+    #: a retry decided by a returned value (:class:`codemods._loop_results.ResultPlan`)
+    result: Any = None
 
 
 class LoopScope(DurableCodemod):

@@ -43,7 +43,7 @@ from ._effects import unserializable_return
 from ._handlers import (
     negation_of,
 )
-from ._loop_handlers import LoopHandlers
+from ._loop_results import LoopResults
 from ._loop_scope import (
     _PROBE,
     _RETRY_DECORATOR,
@@ -71,6 +71,7 @@ from ._loop_shapes import (
     _read_in,
     _recursive_retry,
     _reraises_saved,
+    _result_shape,
     _saved_exception,
     _set_only_by_last,
     _small_statements,
@@ -98,7 +99,7 @@ from ._policy import (
 from ._recursion import ast_recursive_wrapper, recursive_wrapper
 
 
-class RetryLoopCodemod(LoopHandlers):
+class RetryLoopCodemod(LoopResults):
     """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
 
     SELECTOR = "retry-loop"
@@ -192,9 +193,13 @@ class RetryLoopCodemod(LoopHandlers):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
-        func = self._step_function(plan, attempt_body)
-        replacement = self._call_site(plan, updated)
+        if plan.result is not None:  # a retry decided by a returned value
+            func = self._step_function(plan, plan.result.step_body)
+            replacement = self._result_call_site(plan)
+        else:
+            attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
+            func = self._step_function(plan, attempt_body)
+            replacement = self._call_site(plan, updated)
         if plan.nested:
             func = func.with_changes(leading_lines=updated.leading_lines)
             first = replacement[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
@@ -362,6 +367,8 @@ class RetryLoopCodemod(LoopHandlers):
                 raise Skip("the attempt body yields")
             raise Skip("the loop yields (a generator): its retries cannot become a step")
         if not tries:
+            if _result_shape(body.body):  # a retry decided by a returned value
+                return self._analyse_result(func, loop)
             raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
             raise Skip("the loop body has more than one try")
