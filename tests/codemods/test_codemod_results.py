@@ -1,0 +1,398 @@
+"""retry-loop codemod: retries decided by a returned value, not by an exception.
+
+Each case is a minimal reproduction of a shape read in public code (a status code
+checked after the call, a future that must succeed, a read retried until it is not
+``None``, a counted poll of a job's state), the source before and after side by side;
+then the shapes that must be left alone, each with its reason.
+"""
+
+from __future__ import annotations
+
+from codemods.retry_loop import RetryLoopCodemod
+from codemods.testing import DurableCodemodTest
+
+
+class TestResultRewrites(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_status_code_then_an_error(self) -> None:
+        before = """\
+import time
+
+
+def fetch_profile(session, user_id):
+    for attempt in range(4):
+        resp = session.get(f"/users/{user_id}", timeout=5)
+        if resp.status_code == 200:
+            return resp.json()
+        time.sleep(2)
+    raise LookupError(user_id)
+"""
+        after = """\
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda resp: resp.status_code != 200,
+    )
+)
+def _get_step(session, user_id):
+    return session.get(f"/users/{user_id}", timeout=5)
+
+
+def fetch_profile(session, user_id):
+    try:
+        resp = _get_step(session, user_id)
+    except RetriesExhausted:
+        pass
+    else:
+        return resp.json()
+    raise LookupError(user_id)
+"""
+        self.assertCodemod(before, after)
+        _, [site] = self.run_codemod(before)
+        assert site.notes == (
+            "the legacy code slept 2s after its last rejected value; the step gives up at once",
+            "the step returns the value of `session.get(...)`, which may not serialize as JSON"
+            " (a response, a cursor, an ORM object): inside a workflow the step would fail;"
+            " return plain data",
+        )
+
+    def test_error_raised_between_attempts(self) -> None:
+        before = """\
+import time
+
+import requests
+
+
+def create(url, payload):
+    for attempt in range(3):
+        resp = requests.post(url, json=payload)
+        if resp.status_code < 500:
+            return resp
+        if attempt == 2:
+            raise RuntimeError("server kept failing")
+        time.sleep(2**attempt)
+"""
+        after = """\
+import requests
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=2.0,
+        retry_on=(),
+        retry_on_result=lambda resp: not (resp.status_code < 500),
+    )
+)
+def _post_step(url, payload):
+    return requests.post(url, json=payload)
+
+
+def create(url, payload):
+    try:
+        resp = _post_step(url, payload)
+    except RetriesExhausted:
+        raise RuntimeError("server kept failing")
+    else:
+        return resp
+"""
+        self.assertCodemod(before, after)
+        _, [site] = self.run_codemod(before)
+        assert any("inside `except RetriesExhausted`" in n for n in site.notes)
+
+    def test_future_kept_either_way(self) -> None:
+        before = """\
+import time
+
+
+def publish(producer, topic, record):
+    attempts = 0
+    while attempts < 3:
+        future = producer.send(topic, record)
+        if future.succeeded():
+            break
+        attempts += 1
+        time.sleep(0.5 * 2**attempts)
+    return future
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=2.0,
+        retry_on=(),
+        retry_on_result=lambda future: not future.succeeded(),
+        on_give_up=lambda state: state.result,
+    )
+)
+def _send_step(producer, topic, record):
+    return producer.send(topic, record)
+
+
+def publish(producer, topic, record):
+    future = _send_step(producer, topic, record)
+    return future
+"""
+        self.assertCodemod(before, after)
+
+    def test_for_else_default_reads_the_test_again(self) -> None:
+        before = """\
+import time
+
+
+def read_setting(store, key):
+    for attempt in range(5):
+        value = store.read(key)
+        if value is not None:
+            break
+        time.sleep(1)
+    else:
+        value = "default"
+    return value
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda value: value is None,
+        on_give_up=lambda state: state.result,
+    )
+)
+def _read_step(store, key):
+    return store.read(key)
+
+
+def read_setting(store, key):
+    value = _read_step(store, key)
+    if value is None:
+        value = "default"
+    return value
+"""
+        self.assertCodemod(before, after)
+
+    def test_counted_poll_returns_the_last_state(self) -> None:
+        before = """\
+import time
+
+DONE = ("finished", "failed")
+
+
+def wait_for_job(api, job_id):
+    for _ in range(10):
+        state = api.job_state(job_id)
+        if state in DONE:
+            return state
+        time.sleep(5)
+    return state
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+DONE = ("finished", "failed")
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=10,
+        initial_delay=5.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda state: state not in DONE,
+        on_give_up=lambda state: state.result,
+    )
+)
+def _job_state_step(api, job_id):
+    return api.job_state(job_id)
+
+
+def wait_for_job(api, job_id):
+    state = _job_state_step(api, job_id)
+    if state in DONE:
+        return state
+    return state
+"""
+        self.assertCodemod(before, after)
+
+    def test_test_reading_self_makes_the_step_nested(self) -> None:
+        before = """\
+import time
+
+
+class Uploader:
+    def push(self, blob):
+        tries = 0
+        while True:
+            tries += 1
+            code = self.client.upload(blob)
+            if code in self.accepted:
+                return code
+            if tries >= 3:
+                raise RuntimeError(f"upload refused with {code}")
+            time.sleep(1.5)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Uploader:
+    def push(self, blob):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=3,
+                initial_delay=1.5,
+                backoff=1.0,
+                retry_on=(),
+                retry_on_result=lambda code: code not in self.accepted,
+                on_give_up=lambda state: state.result,
+            )
+        )
+        def _upload_step():
+            return self.client.upload(blob)
+
+        code = _upload_step()
+        if code in self.accepted:
+            return code
+        else:
+            raise RuntimeError(f"upload refused with {code}")
+"""
+        self.assertCodemod(before, after)
+
+
+class TestResultRefusals(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_refused_with_the_reason(self) -> None:
+        before = """\
+import time
+
+
+def counter_in_the_test(api, key):
+    for attempt in range(5):
+        resp = api.fetch(key)
+        if resp.ok or attempt == 4:
+            return resp
+        time.sleep(1)
+
+
+def two_values(api, key):
+    for attempt in range(5):
+        head = api.head(key)
+        body = api.body(key)
+        if head and body:
+            return body
+        time.sleep(1)
+
+
+def repair_between(api, key):
+    for attempt in range(5):
+        resp = api.fetch(key)
+        if resp.ok:
+            return resp
+        api.refresh_token()
+        time.sleep(1)
+
+
+def last_value_and_a_call(api, key):
+    for attempt in range(3):
+        resp = api.fetch(key)
+        if resp.json()["ok"]:
+            return resp.json()
+        time.sleep(1)
+    return resp
+
+
+def carried(api, token):
+    for attempt in range(3):
+        token = api.renew(token)
+        if token.valid:
+            return token
+        time.sleep(1)
+
+
+def told_to_wait(api, key):
+    for attempt in range(3):
+        resp = api.fetch(key)
+        if resp.status_code != 429:
+            return resp
+        time.sleep(int(resp.headers["Retry-After"]))
+
+
+def no_count(api, key):
+    retries = 0
+    while True:
+        resp = api.fetch(key)
+        if resp.ok:
+            return resp
+        retries += 1
+        time.sleep(1)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the retry decision `resp.ok or attempt == 4` reads `attempt`, which changes"
+                " between attempts",
+                "the retry decision `head and body` reads `body` and `head`: a value predicate"
+                " reads one returned value",
+                "between attempts the loop runs `api.refresh_token()` (work for the next"
+                " attempt, not followed for a retry decided by a value)",
+                "when attempts run out the code reads the last `resp`, and the retry decision"
+                ' `resp.json()["ok"]` calls `resp.json` (it would run once more at the call'
+                " site)",
+                "the attempt body updates `token`, read by the next attempt",
+                "sleep is not a backoff: the delay depends on `resp.headers['Retry-After']`",
+                "polls until `resp.ok` with no count (a supervisor, not a step: make the poll"
+                " a workflow)",
+            ],
+        )
+
+    def test_readiness_polls_are_not_retries(self) -> None:
+        before = """\
+import os
+import time
+
+import requests
+
+
+def wait_ready(ready):
+    for attempt in range(30):
+        if ready():
+            break
+        time.sleep(1)
+
+
+def wait_for_file(path):
+    for _ in range(30):
+        if os.path.exists(path):
+            return True
+        time.sleep(1)
+    return False
+
+
+def wait_for_health(url):
+    for _ in range(30):
+        resp = requests.get(url, timeout=1)
+        if resp.status_code == 200:
+            return True
+        time.sleep(1)
+    return False
+"""
+        self.assertUnchanged(before, [])
