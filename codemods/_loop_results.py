@@ -473,3 +473,105 @@ def _small_of(stmts: list[Any]) -> list[cst.BaseSmallStatement]:
 
 
 __all__ = ["LoopResults", "ResultPlan"]
+
+
+def _targets(stmts: list[Any]) -> dict[str, cst.BaseExpression]:
+    """Names assigned by simple statements (tuple targets too), with the value assigned."""
+    out: dict[str, cst.BaseExpression] = {}
+    for stmt in stmts:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if not isinstance(small, cst.Assign):
+                continue
+            for target in small.targets:
+                elements = (
+                    [e.value for e in target.target.elements]
+                    if isinstance(target.target, cst.Tuple | cst.List)
+                    else [target.target]
+                )
+                for element in elements:
+                    if isinstance(element, cst.Name):
+                        out[element.value] = small.value
+    return out
+
+
+def decision_detail(
+    loop: cst.For | cst.While,
+    try_: cst.Try,
+    before_test: list[Any],
+    test: cst.BaseExpression,
+    code: Any,
+    decision: cst.CSTNode | None = None,
+) -> str:
+    """What a retry decided after (or inside) a ``try`` reads besides the attempt's value:
+    a helper given more than the value, a counter, an exception kept by the handler, a
+    value the handler changes for the next attempt. ``""`` when nothing is found."""
+    read = _read_names(test)
+    handlers = [s for h in try_.handlers for s in h.body.body]
+    attempt = set(_assigned_names(list(try_.body.body)))
+    in_loop = set(_targets(list(loop.body.body))) | _assigned_names(list(loop.body.body))
+    counters = {
+        n.target.value
+        for s in loop.body.body
+        for n in [s, *_walk_own(s)]
+        if isinstance(n, cst.AugAssign) and isinstance(n.target, cst.Name)
+    }
+    if isinstance(loop, cst.For) and isinstance(loop.target, cst.Name):
+        counters.add(loop.target.value)
+    parts: list[str] = []
+    for name, value in _targets(before_test).items():
+        if name in read and isinstance(value, cst.Call):
+            given = [
+                n
+                for a in value.args
+                for n in sorted(_read_names(a.value))
+                if n not in attempt | in_loop and n != "self"
+            ]
+            shown = ", ".join(f"`{n}`" for n in dict.fromkeys(given[:2]))
+            more = f", which is also given {shown}" if shown else ""
+            parts.append(f"`{name}` is set by `{_first_line(code(value.func))}(...)`{more}")
+            read = read | {n for a in value.args for n in _read_names(a.value)}
+    counted = sorted(read & counters)
+    if counted:
+        parts.append(f"it reads the counter `{counted[0]}`")
+    kept = sorted(read & _assigned_names(handlers) & attempt)
+    if kept:
+        parts.append(
+            f"it reads `{kept[0]}`, also set by the except handler (exceptions and returned"
+            " values decided together)"
+        )
+    carried = sorted(_assigned_names(handlers) & _loads(list(try_.body.body)))
+    if carried:
+        parts.append(
+            f"the except handler changes `{carried[0]}`, which the next attempt reads"
+            " (state carried into the next attempt)"
+        )
+    if decision is not None:
+        sleeps = [
+            _first_line(code(n))
+            for n in _walk_own(decision)
+            if isinstance(n, cst.Call)
+            and isinstance(n.func, cst.Attribute | cst.Name)
+            and code(n.func).rsplit(".", 1)[-1] == "sleep"
+        ]
+        if len(set(sleeps)) > 1:
+            shown = ", ".join(f"`{s}`" for s in dict.fromkeys(sleeps))
+            parts.append(f"the retries it decides wait differently ({shown})")
+    return "; ".join(parts)
+
+
+def _loads(stmts: list[Any]) -> set[str]:
+    """The variables statements read (not the names they assign)."""
+    out: set[str] = set()
+    for stmt in stmts:
+        for node in [stmt, *_walk_own(stmt)]:
+            if isinstance(node, cst.Assign):
+                out |= _read_names(node.value)
+            elif isinstance(node, cst.AugAssign):
+                out |= _read_names(node.value) | _read_names(node.target)
+            elif isinstance(node, cst.Expr | cst.Return) and node.value is not None:
+                out |= _read_names(node.value)
+            elif isinstance(node, cst.If | cst.While):
+                out |= _read_names(node.test)
+    return out

@@ -780,13 +780,22 @@ def _flow_reason(
                 for n in _walk_own(stmt)
             )
         ):
+            from ._loop_results import decision_detail
+
+            detail = decision_detail(
+                loop, try_, list(post[: post.index(stmt)]), stmt.test, code, stmt
+            )
             return (
                 f"the retry is decided after the try, by `{_first_line(code(stmt.test))}`,"
-                " rather than by an exception"
+                " rather than by an exception" + (f"; {detail}" if detail else "")
             )
     last = try_.body.body[-1] if try_.body.body else None
     if isinstance(last, cst.If) and _own_has([last], (cst.Return, cst.Break)):
-        return f"the attempt leaves the loop only when `{_first_line(code(last.test))}`"
+        from ._loop_results import decision_detail
+
+        detail = decision_detail(loop, try_, [], last.test, code)
+        shown = f"the attempt leaves the loop only when `{_first_line(code(last.test))}`"
+        return shown + (f"; {detail}" if detail else "")
     if post:
         return f"work after the try runs after every attempt (`{_first_line(code(post[0]))}`)"
     return "the attempt's success does not leave the loop (a success flag, or work after the try)"

@@ -396,3 +396,66 @@ def wait_for_health(url):
     return False
 """
         self.assertUnchanged(before, [])
+
+    def test_retries_decided_after_a_try_name_what_they_read(self) -> None:
+        before = """\
+import time
+
+
+def helper_decides(client, req, max_retries):
+    retries = 0
+    while True:
+        try:
+            reply = client.send(req)
+            error = None
+        except ConnectionError as exc:
+            error = exc
+            reply = None
+        if client.should_retry(reply, error, retries, max_retries):
+            retries += 1
+            time.sleep(client.backoff(retries))
+        else:
+            return reply
+
+
+def two_waits(cli, command, codes):
+    for retry_num in range(3):
+        try:
+            out = cli.run(command)
+        except Exception as ex:
+            raise RuntimeError(ex)
+        if out.startswith("E"):
+            if out in codes:
+                time.sleep(5)
+                continue
+            time.sleep(1)
+            continue
+        break
+
+
+def switches_host(api, data, host):
+    tries = 0
+    while tries < 5:
+        tries += 1
+        try:
+            obj = api.query(data, host)
+            if obj["status"] == "ok":
+                return obj
+        except Exception:
+            host = api.other_host()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the retry is decided after the try, by"
+                " `client.should_retry(reply, error, retries, max_retries)`, rather than by an"
+                " exception; it reads the counter `retries`; it reads `error`, also set by the"
+                " except handler (exceptions and returned values decided together)",
+                'the retry is decided after the try, by `out.startswith("E")`, rather than by'
+                " an exception; the retries it decides wait differently (`time.sleep(5)`,"
+                " `time.sleep(1)`)",
+                'the attempt leaves the loop only when `obj["status"] == "ok"`; the except'
+                " handler changes `host`, which the next attempt reads (state carried into the"
+                " next attempt)",
+            ],
+        )
