@@ -59,6 +59,7 @@ from ._loop_shapes import (
     _walk_own,
 )
 from ._loop_simulation import Skip, _FlagNeeded, _NeedsValue, _Outcome, _Simulation
+from ._policy import AmbiguousTypes, check_types
 
 #: calls a test may make and still be read once more at the call site (they change nothing)
 _PURE_CALLS = frozenset(
@@ -99,6 +100,11 @@ def _without_break(stmts: list[Any]) -> list[Any]:
     if len(last.body) == 1:
         return stmts[:-1]
     return [*stmts[:-1], last.with_changes(body=last.body[:-1])]
+
+
+def _ends_in_continue(stmts: Any) -> bool:
+    last = stmts[-1] if stmts else None
+    return isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Continue)
 
 
 def _ends_in_exit(stmts: list[Any]) -> bool:
@@ -166,7 +172,15 @@ class LoopResults(LoopHandlers):
         attempt: list[Any] = list(stmts[:index])
         while attempt and _is_counter_bump(attempt[0]):
             pre.append(attempt.pop(0))
-        state = _assigned_names([*pre, *between])
+        # a try around the attempt whose handlers retry too (`except E: sleep(d); continue`)
+        try_: cst.Try | None = None
+        if len(attempt) == 1 and isinstance(attempt[0], cst.Try):
+            try_ = attempt[0]
+            attempt = self._guarded_attempt(try_)
+        elif any(isinstance(n, cst.Try | cst.TryStar) for s in attempt for n in [s, *_walk_own(s)]):
+            raise Skip("the attempt holds a try that does not enclose it")
+        handler_stmts = [s for h in try_.handlers for s in h.body.body] if try_ else []
+        state = _assigned_names([*pre, *between, *handler_stmts])
         loop_var: str | None = None
         if isinstance(loop, cst.For):
             loop_var = self._range_header(loop, scope)
@@ -247,6 +261,9 @@ class LoopResults(LoopHandlers):
             policy = self._symbolic_policy(simulate, symbols, [], [])
         else:
             policy = self._policy(outcome, [], [], loop)
+        retry_types: list[str] = []
+        if try_ is not None:
+            retry_types = self._same_retries(try_, pre, inits, symbols, policy, outcome, scope)
 
         # what runs when attempts run out
         else_body: list[Any] = (
@@ -277,6 +294,11 @@ class LoopResults(LoopHandlers):
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
         last_value = value in after_reads
         recheck = False
+        if last_value and retry_types:
+            raise Skip(
+                f"when attempts run out the code reads the last `{value}`, which a failed"
+                " call did not set (exceptions are retried too)"
+            )
         if last_value:
             if success or exhausted:
                 if calls:
@@ -295,7 +317,7 @@ class LoopResults(LoopHandlers):
         else:
             rejected = negation_of(code(predicate_test))
         policy.retry_on_result = f"lambda {value}: {rejected}"
-        policy.retry_on = []
+        policy.retry_on = retry_types
         free = self._closure_names(predicate_test, {value}, scope)
         nested = bool(symbols) or bool(free)
 
@@ -314,7 +336,7 @@ class LoopResults(LoopHandlers):
             step_body = [*attempt[:-1], last.with_changes(body=[cst.Return(value=small.value)])]
 
         notes: list[str] = []
-        if any(self._is_log(s) for s in _small_of(between)):
+        if any(self._is_log(s) for s in _small_of([*between, *handler_stmts])):
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0:
             notes.append(
@@ -353,7 +375,9 @@ class LoopResults(LoopHandlers):
         self._last_summary = policy.summary()
 
         plan = _Plan(
-            machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *between]))),
+            machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *between])))
+            + "".join(code(h) for h in (try_.handlers if try_ else ())),
+            retry_types=retry_types,
             policy=policy,
             notes=notes,
             style=style,
@@ -382,6 +406,87 @@ class LoopResults(LoopHandlers):
         )
         self._remove_inits(init_stmts, state, None, scope, loop, keep_saved=False)
         return plan
+
+    def _decided_after_try(self, stmts: list[Any], index: int) -> bool:
+        """``try: v = call() except E: ...; continue`` then ``if <test on v>: return ...``:
+        a retry decided by the value, exceptions retried too (counter bumps may open the
+        body)."""
+        try_ = stmts[index]
+        after = stmts[index + 1] if index + 1 < len(stmts) else None
+        return (
+            isinstance(try_, cst.Try)
+            and all(_is_counter_bump(s) for s in stmts[:index])
+            and isinstance(after, cst.If)
+            and _leaves(after.body) is not None
+            and all(_ends_in_continue(h.body.body) for h in try_.handlers)
+        )
+
+    def _guarded_attempt(self, try_: cst.Try) -> list[Any]:
+        """The statements of a ``try`` whose every handler retries with ``continue``."""
+        if try_.orelse is not None or try_.finalbody is not None:
+            raise Skip("the try around the attempt has an else or finally block")
+        for h in try_.handlers:
+            last = h.body.body[-1] if h.body.body else None
+            if not (
+                isinstance(last, cst.SimpleStatementLine)
+                and isinstance(last.body[-1], cst.Continue)
+            ):
+                shown = self.source_module.code_for_node(h.type) if h.type else "a bare except"
+                raise Skip(
+                    f"the handler for `{shown}` does not retry with `continue`: the test after"
+                    " the try would read the value of an earlier attempt"
+                )
+        return list(try_.body.body)
+
+    def _same_retries(
+        self,
+        try_: cst.Try,
+        pre: list[Any],
+        inits: list[Any],
+        symbols: dict[str, ev.Number],
+        policy: Any,
+        outcome: _Outcome,
+        scope: Scope,
+    ) -> list[str]:
+        """The exception types the handlers retry, when they retry exactly as a rejected
+        value does (the same attempts, delays and end): one policy for both."""
+        types: list[str] = []
+        wanted = policy.to_call().deep_equals
+        for h in try_.handlers:
+            as_name = h.name.name.value if h.name and isinstance(h.name.name, cst.Name) else None
+            types.extend(self._types(h.type, scope) if h.type is not None else ["Exception"])
+
+            def simulate(
+                values: dict[str, ev.Number], h: cst.ExceptHandler = h, name: Any = as_name
+            ) -> _Outcome:
+                sim = _Simulation(self, self._current_loop, pre, h, [], name, None, inits, values)  # type: ignore[arg-type]
+                return sim.run()
+
+            try:
+                other = simulate(symbols)
+                if symbols:
+                    theirs = self._symbolic_policy(simulate, symbols, [], [])
+                else:
+                    theirs = self._policy(other, [], [], self._current_loop)  # type: ignore[arg-type]
+            except Skip as skip:
+                raise Skip(f"the handler for a failed call: {skip}") from None
+            shown = self.source_module.code_for_node(h.type) if h.type else "a bare except"
+            if other.supplied is not None or other.repairs or other.last_repairs:
+                raise Skip(f"the handler for `{shown}` does work between attempts")
+            if (
+                not wanted(theirs.to_call())
+                or other.exit.kind != outcome.exit.kind
+                or other.exit.kind != "fallthrough"
+            ):
+                raise Skip(
+                    f"a failed call (`except {shown}`) and a rejected value are retried"
+                    " differently (attempts, delays or the end)"
+                )
+        try:
+            check_types(types)
+        except AmbiguousTypes as exc:
+            raise Skip(str(exc)) from None
+        return types
 
     def _check_carried_in_attempt(self, attempt: list[Any]) -> None:
         """A name the attempt reads before it assigns it: the value of an earlier attempt."""
@@ -427,7 +532,10 @@ class LoopResults(LoopHandlers):
         if plan.policy.on_give_up is not None:
             return [cst.parse_statement(bind)]  # the last value, for the code after the loop
         AddImportsVisitor.add_needed_import(self.context, "toolkit", "RetriesExhausted")
-        template = cst.parse_statement(f"try:\n    {bind}except RetriesExhausted:\n    pass\n")
+        caught = ", ".join([*plan.retry_types, "RetriesExhausted"])
+        if plan.retry_types:
+            caught = f"({caught})"
+        template = cst.parse_statement(f"try:\n    {bind}except {caught}:\n    pass\n")
         assert isinstance(template, cst.Try)
         handler = template.handlers[0]
         if result.exhausted:

@@ -7,12 +7,15 @@ succeeds (the last future returned either way), a read retried until it is not
 (the last state returned), a ``while True`` counter raising with the last value. Each
 is run before and after the rewrite against a fake that answers rejected values ``k``
 times then an accepted one, always rejected ones, or raises an error on its second
-call: same result, exception, calls and sleeps (the legacy loop may sleep once more
-after its last rejected value, which the site's notes name).
+call (and, where the loop's ``try`` retries failed calls too, fails with
+``ConnectionError`` first): same result, exception, calls and sleeps (the legacy
+loop may sleep once more after its last rejected value, which the site's notes
+name).
 """
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,14 +50,19 @@ class Replies:
     """Answers a rejected value for the first ``rejected`` calls (``None``: always), then
     an accepted one; raises ``LookupError`` on call ``error_at``."""
 
-    def __init__(self, rejected: int | None, kind: str, error_at: int | None = None) -> None:
+    def __init__(
+        self, rejected: int | None, kind: str, error_at: int | None = None, drops: int = 0
+    ) -> None:
         self.rejected, self.kind, self.error_at = rejected, kind, error_at
+        self.drops = drops  # calls that fail with ConnectionError first (retried)
         self.calls = 0
 
     def call(self, *args: Any) -> Any:
         self.calls += 1
         if self.calls == self.error_at:
             raise LookupError(f"call {self.calls}")
+        if self.calls <= self.drops:
+            raise ConnectionError(f"call {self.calls}")
         good = self.rejected is not None and self.calls > self.rejected
         if self.kind == "reply":
             return Reply(self.calls, good)
@@ -181,6 +189,28 @@ case(
     lambda ns, dep: ns["lookup"](dep, "k"),
 )
 
+case(
+    "failed_calls_retried_too",
+    "reply",
+    """
+    import time
+
+    def fetch(dep, url):
+        for attempt in range(4):
+            try:
+                resp = dep.call(url)
+            except ConnectionError as exc:
+                print("call failed", exc)
+                time.sleep(2)
+                continue
+            if resp.status_code == 200:
+                return resp.json()
+            time.sleep(2)
+        raise RuntimeError("unavailable")
+    """,
+    lambda ns, dep: ns["fetch"](dep, "/u"),
+)
+
 SCENARIOS: list[tuple[int | None, int | None]] = [
     (0, None),
     (1, None),
@@ -200,10 +230,11 @@ def test_rewritten_result_retry_behaves_the_same(name: str, sleeps: list[float])
     rewritten, sites = transform_source(source)
     assert rewritten != source, f"{name} was not rewritten: {sites}"
     assert "retry_on_result=" in rewritten
-    for rejected, error_at in SCENARIOS:
-        before = _run(source, call, Replies(rejected, kind, error_at), sleeps)  # type: ignore[arg-type]
-        after = _run(rewritten, call, Replies(rejected, kind, error_at), sleeps)  # type: ignore[arg-type]
-        where = f"{name}, scenario {(rejected, error_at)!r}\n{rewritten}"
+    drops = (0, 1, 2, 4) if name == "failed_calls_retried_too" else (0,)
+    for (rejected, error_at), drop in itertools.product(SCENARIOS, drops):
+        before = _run(source, call, Replies(rejected, kind, error_at, drop), sleeps)  # type: ignore[arg-type]
+        after = _run(rewritten, call, Replies(rejected, kind, error_at, drop), sleeps)  # type: ignore[arg-type]
+        where = f"{name}, scenario {(rejected, error_at, drop)!r}\n{rewritten}"
         assert after.result == before.result, where
         assert after.error == before.error, where
         assert after.calls == before.calls, where

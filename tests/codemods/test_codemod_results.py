@@ -276,6 +276,57 @@ class Uploader:
 """
         self.assertCodemod(before, after)
 
+    def test_failed_calls_retried_too(self) -> None:
+        before = """\
+import time
+
+import requests
+
+
+def fetch(url):
+    for attempt in range(4):
+        try:
+            resp = requests.get(url, timeout=5)
+        except requests.ConnectionError as exc:
+            print("failed", exc)
+            time.sleep(2)
+            continue
+        if resp.status_code == 200:
+            return resp.json()
+        time.sleep(2)
+    raise RuntimeError("unavailable")
+"""
+        after = """\
+import requests
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(requests.ConnectionError,),
+        retry_on_result=lambda resp: resp.status_code != 200,
+    )
+)
+def _get_step(url):
+    return requests.get(url, timeout=5)
+
+
+def fetch(url):
+    try:
+        resp = _get_step(url)
+    except (requests.ConnectionError, RetriesExhausted):
+        pass
+    else:
+        return resp.json()
+    raise RuntimeError("unavailable")
+"""
+        self.assertCodemod(before, after)
+        _, [site] = self.run_codemod(before)
+        assert "log calls between attempts were dropped" in site.notes
+
 
 class TestResultRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
@@ -457,5 +508,44 @@ def switches_host(api, data, host):
                 'the attempt leaves the loop only when `obj["status"] == "ok"`; the except'
                 " handler changes `host`, which the next attempt reads (state carried into the"
                 " next attempt)",
+            ],
+        )
+
+    def test_failed_calls_and_values_must_retry_alike(self) -> None:
+        before = """\
+import time
+
+
+def waits_differently(api, key):
+    for attempt in range(4):
+        try:
+            resp = api.fetch(key)
+        except ConnectionError:
+            time.sleep(5)
+            continue
+        if resp.ok:
+            return resp
+        time.sleep(2)
+
+
+def last_value_after_failures(api, key):
+    for attempt in range(4):
+        try:
+            resp = api.fetch(key)
+        except ConnectionError:
+            time.sleep(2)
+            continue
+        if resp.ok:
+            break
+        time.sleep(2)
+    return resp
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a failed call (`except ConnectionError`) and a rejected value are retried"
+                " differently (attempts, delays or the end)",
+                "when attempts run out the code reads the last `resp`, which a failed call did"
+                " not set (exceptions are retried too)",
             ],
         )
