@@ -15,6 +15,7 @@ name).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import textwrap
 from collections.abc import Callable
@@ -71,6 +72,9 @@ class Replies:
         if self.kind == "state":
             return "finished" if good else f"running {self.calls}"
         return 201 if good else 503  # "code"
+
+    async def acall(self, *args: Any) -> Any:
+        return self.call(*args)
 
 
 CASES: dict[str, tuple[str, str, Callable[[dict[str, Any], Replies], Any]]] = {}
@@ -209,6 +213,22 @@ case(
         raise RuntimeError("unavailable")
     """,
     lambda ns, dep: ns["fetch"](dep, "/u"),
+)
+case(
+    "async_status_checked",
+    "reply",
+    """
+    import asyncio
+
+    async def fetch(dep, url):
+        for attempt in range(3):
+            resp = await dep.acall(url)
+            if resp.status_code == 200:
+                return resp.json()
+            await asyncio.sleep(1 + attempt)
+        return None
+    """,
+    lambda ns, dep: asyncio.run(ns["fetch"](dep, "/a")),
 )
 
 SCENARIOS: list[tuple[int | None, int | None]] = [
