@@ -914,7 +914,25 @@ class PythonScanner:
         if not ast_result_retry(node):
             return False
         effects = self.effects(list(node.body))
-        risk, reason = self._retry_risk(False, "constant", "specific", effects, "")
+        # `while True:` counting but never leaving between attempts: no limit
+        forever = (
+            isinstance(node, ast.While)
+            and isinstance(node.test, ast.Constant)
+            and bool(node.test.value)
+            and not any(
+                isinstance(n, ast.Raise | ast.Return | ast.Break)
+                for s in node.body
+                if not (
+                    isinstance(s, ast.If)
+                    and s.body
+                    and isinstance(s.body[-1], ast.Return | ast.Break)
+                )
+                for n in _walk_local([s])
+            )
+        )
+        risk, reason = self._retry_risk(forever, "constant", "specific", effects, "")
+        if reason == "bounded retry with backoff on specific exceptions":
+            reason = "bounded retry with a pause, decided by the returned value"
         self.add(
             Kind.RETRY_LOOP,
             "retry decided by a returned value",
