@@ -37,6 +37,7 @@ left it at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,6 +65,11 @@ from ._policy import AmbiguousTypes, check_types
 #: calls a test may make and still be read once more at the call site (they change nothing)
 _PURE_CALLS = frozenset(
     {"len", "isinstance", "getattr", "hasattr", "str", "int", "float", "bool", "any", "all"}
+)
+#: handler types that also catch what a test on a value may raise (``obj.x``, ``obj[k]``)
+_BROAD = re.compile(
+    r"\b(Exception|BaseException|AttributeError|TypeError|LookupError|KeyError|IndexError|"
+    r"ValueError|ArithmeticError|StandardError)\b"
 )
 _PURE_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "isdigit"})
 
@@ -141,9 +147,16 @@ class LoopResults(LoopHandlers):
             ),
             None,
         )
+        inside: cst.Try | None = None  # the decision is the try's last statement
         if index is None:
-            raise Skip(_nested_try_reason(stmts, code))
-        decision = stmts[index]
+            index = self._decided_in_try(stmts)
+            if index is None:
+                raise Skip(_nested_try_reason(stmts, code))
+            inside = stmts[index]
+            assert isinstance(inside, cst.Try)
+            decision = inside.body.body[-1]
+        else:
+            decision = stmts[index]
         assert isinstance(decision, cst.If)
         test_src = _first_line(code(decision.test))
         if isinstance(decision.orelse, cst.If):
@@ -174,12 +187,17 @@ class LoopResults(LoopHandlers):
             pre.append(attempt.pop(0))
         # a try around the attempt whose handlers retry too (`except E: sleep(d); continue`)
         try_: cst.Try | None = None
-        if len(attempt) == 1 and isinstance(attempt[0], cst.Try):
+        if inside is not None:
+            if attempt:
+                raise Skip("the loop runs code before the try that is not a counter")
+            attempt = self._attempt_in_try(inside, decision, success)
+        elif len(attempt) == 1 and isinstance(attempt[0], cst.Try):
             try_ = attempt[0]
             attempt = self._guarded_attempt(try_)
         elif any(isinstance(n, cst.Try | cst.TryStar) for s in attempt for n in [s, *_walk_own(s)]):
             raise Skip("the attempt holds a try that does not enclose it")
-        handler_stmts = [s for h in try_.handlers for s in h.body.body] if try_ else []
+        guard = try_ or inside
+        handler_stmts = [s for h in guard.handlers for s in h.body.body] if guard else []
         state = _assigned_names([*pre, *between, *handler_stmts])
         loop_var: str | None = None
         if isinstance(loop, cst.For):
@@ -264,6 +282,13 @@ class LoopResults(LoopHandlers):
         retry_types: list[str] = []
         if try_ is not None:
             retry_types = self._same_retries(try_, pre, inits, symbols, policy, outcome, scope)
+        elif inside is not None:  # failed calls fall through to the same code between attempts
+            for h in inside.handlers:
+                retry_types.extend(self._types(h.type, scope) if h.type else ["Exception"])
+            try:
+                check_types(retry_types)
+            except AmbiguousTypes as exc:
+                raise Skip(str(exc)) from None
 
         # what runs when attempts run out
         else_body: list[Any] = (
@@ -376,7 +401,7 @@ class LoopResults(LoopHandlers):
 
         plan = _Plan(
             machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *between])))
-            + "".join(code(h) for h in (try_.handlers if try_ else ())),
+            + "".join(code(h) for h in (guard.handlers if guard else ())),
             retry_types=retry_types,
             policy=policy,
             notes=notes,
@@ -420,6 +445,79 @@ class LoopResults(LoopHandlers):
             and _leaves(after.body) is not None
             and all(_ends_in_continue(h.body.body) for h in try_.handlers)
         )
+
+    def _decided_in_try(self, stmts: list[Any]) -> int | None:
+        """The index of ``try: v = call(); if <test on v>: return v`` (the test the try's
+        last statement, its handlers only logging), counter bumps before it."""
+        tries = [i for i, s in enumerate(stmts) if isinstance(s, cst.Try)]
+        if len(tries) != 1 or not all(_is_counter_bump(s) for s in stmts[: tries[0]]):
+            return None
+        try_ = stmts[tries[0]]
+        last = try_.body.body[-1] if try_.body.body else None
+        if not isinstance(last, cst.If) or _leaves(last.body) is None:
+            return None
+        return tries[0]
+
+    def _attempt_in_try(self, try_: cst.Try, decision: cst.If, success: list[Any]) -> list[Any]:
+        """The attempt of a try whose last statement decides; refused unless the try's
+        handlers only log (a failed call then runs the same code between attempts as a
+        rejected value) and nothing the test or the accepted branch does can raise what
+        the handlers caught (the step would not retry it)."""
+        code = self.source_module.code_for_node
+        if try_.orelse is not None or try_.finalbody is not None:
+            raise Skip("the try around the attempt has an else or finally block")
+        handlers = [s for h in try_.handlers for s in h.body.body]
+        carried = sorted(_assigned_names(handlers) & _loads(list(try_.body.body)))
+        if carried:
+            raise Skip(
+                f"the attempt leaves the loop only when `{_first_line(code(decision.test))}`;"
+                f" the except handler changes `{carried[0]}`, which the next attempt reads"
+                " (state carried into the next attempt)"
+            )
+        for h in try_.handlers:
+            smalls = _small_of(list(h.body.body))
+            shown = code(h.type) if h.type else "a bare except"
+            if not all(isinstance(x, cst.Pass) or self._is_log(x) for x in smalls) or len(
+                smalls
+            ) != sum(
+                len(s.body) if isinstance(s, cst.SimpleStatementLine) else 1 for s in h.body.body
+            ):
+                raise Skip(
+                    f"the handler for `{shown}` does more than log, and the retry is decided"
+                    " inside the try"
+                )
+        test = decision.test
+        if decision.orelse is not None:
+            raise Skip("the retry decision inside the try has an else block")
+        broad = next(
+            (h for h in try_.handlers if h.type is None or _BROAD.search(code(h.type))), None
+        )
+        if broad is not None:
+            shown = code(broad.type) if broad.type else "a bare except"
+            raise Skip(
+                f"the retry decision `{_first_line(code(decision.test))}` is inside a try that"
+                f" catches `{shown}`: an error the test raises was retried, a step would end"
+            )
+        risky: list[cst.CSTNode] = [c for c in _own_calls(test) if not _is_pure_call(c)]
+        risky += [n for n in [test, *_walk_own(test)] if isinstance(n, cst.Subscript)]
+        if risky:
+            raise Skip(
+                f"the retry decision `{_first_line(code(test))}` is inside the try: an error it"
+                f" raises (`{_first_line(code(risky[0]))}`) was retried, a step would end"
+            )
+        for stmt in success:
+            for small in _small_of([stmt]):
+                value = small.value if isinstance(small, cst.Return) else None
+                if not isinstance(small, cst.Return) or (
+                    value is not None
+                    and not isinstance(value, cst.Name | cst.BaseNumber)
+                    and not isinstance(value, cst.SimpleString)
+                ):
+                    raise Skip(
+                        f"the code run when `{_first_line(code(test))}` holds is inside the"
+                        " try: an error it raises was retried, after the step it would not be"
+                    )
+        return list(try_.body.body[:-1])
 
     def _guarded_attempt(self, try_: cst.Try) -> list[Any]:
         """The statements of a ``try`` whose every handler retries with ``continue``."""

@@ -394,7 +394,10 @@ class RetryLoopCodemod(LoopResults):
             style = "break"
             assert isinstance(loop, cst.While)
             sim_loop = loop.with_changes(test=success_flag[1])
-        if style is None and self._decided_after_try(list(body.body), index):
+        if style is None and (
+            self._decided_after_try(list(body.body), index)
+            or self._decided_in_try(list(body.body)) is not None
+        ):
             return self._analyse_result(func, loop)  # a value decides, exceptions retry too
         if style is None:
             engine = self._called_parameter(func, list(try_.body.body))

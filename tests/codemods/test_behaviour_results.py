@@ -230,6 +230,27 @@ case(
     """,
     lambda ns, dep: asyncio.run(ns["fetch"](dep, "/a")),
 )
+case(
+    "decided_inside_the_try",
+    "state",
+    """
+    import time
+
+    def query(dep, data):
+        tries = 0
+        while tries < 4:
+            tries += 1
+            try:
+                state = dep.call(data)
+                if state in ("finished", "failed"):
+                    return state
+            except ConnectionError as e:
+                print("query failed", e)
+            time.sleep(2)
+        raise RuntimeError("retry limit reached")
+    """,
+    lambda ns, dep: ns["query"](dep, "d"),
+)
 
 SCENARIOS: list[tuple[int | None, int | None]] = [
     (0, None),
@@ -250,7 +271,7 @@ def test_rewritten_result_retry_behaves_the_same(name: str, sleeps: list[float])
     rewritten, sites = transform_source(source)
     assert rewritten != source, f"{name} was not rewritten: {sites}"
     assert "retry_on_result=" in rewritten
-    drops = (0, 1, 2, 4) if name == "failed_calls_retried_too" else (0,)
+    drops = (0, 1, 2, 4) if name in ("failed_calls_retried_too", "decided_inside_the_try") else (0,)
     for (rejected, error_at), drop in itertools.product(SCENARIOS, drops):
         before = _run(source, call, Replies(rejected, kind, error_at, drop), sleeps)  # type: ignore[arg-type]
         after = _run(rewritten, call, Replies(rejected, kind, error_at, drop), sleeps)  # type: ignore[arg-type]

@@ -327,6 +327,59 @@ def fetch(url):
         _, [site] = self.run_codemod(before)
         assert "log calls between attempts were dropped" in site.notes
 
+    def test_decided_inside_the_try(self) -> None:
+        before = """\
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def query(client, data, node):
+    tries = 0
+    while tries < 5:
+        tries += 1
+        try:
+            obj = client.query(data, node)
+            if obj.status in ("ok", "warning"):
+                return obj
+        except ConnectionError as e:
+            log.debug("query failed: %s", e)
+        time.sleep(2)
+    raise RuntimeError("retry limit reached")
+"""
+        after = """\
+import logging
+
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+        retry_on_result=lambda obj: obj.status not in ("ok", "warning"),
+    )
+)
+def _query_step(client, data, node):
+    return client.query(data, node)
+
+
+def query(client, data, node):
+    try:
+        obj = _query_step(client, data, node)
+    except (ConnectionError, RetriesExhausted):
+        pass
+    else:
+        return obj
+    raise RuntimeError("retry limit reached")
+"""
+        self.assertCodemod(before, after)
+
 
 class TestResultRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
@@ -547,5 +600,54 @@ def last_value_after_failures(api, key):
                 " differently (attempts, delays or the end)",
                 "when attempts run out the code reads the last `resp`, which a failed call did"
                 " not set (exceptions are retried too)",
+            ],
+        )
+
+    def test_decided_inside_a_try_that_would_catch_the_test(self) -> None:
+        before = """\
+import time
+
+
+def subscripted(client, data):
+    for attempt in range(3):
+        try:
+            obj = client.query(data)
+            if obj["status"] == "ok":
+                return obj
+        except Exception:
+            pass
+        time.sleep(1)
+
+
+def does_work(client, data):
+    for attempt in range(3):
+        try:
+            obj = client.query(data)
+            if obj.ok:
+                return obj.payload()
+        except ConnectionError:
+            pass
+        time.sleep(1)
+
+
+def handler_repairs(client, data):
+    for attempt in range(3):
+        try:
+            obj = client.query(data)
+            if obj.ok:
+                return obj
+        except ConnectionError:
+            client.reconnect()
+        time.sleep(1)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                'the retry decision `obj["status"] == "ok"` is inside a try that catches'
+                " `Exception`: an error the test raises was retried, a step would end",
+                "the code run when `obj.ok` holds is inside the try: an error it raises was"
+                " retried, after the step it would not be",
+                "the handler for `ConnectionError` does more than log, and the retry is"
+                " decided inside the try",
             ],
         )
