@@ -158,7 +158,13 @@ class LoopHandlers(LoopPolicy):
             text = substitute(text, {saved: param})
         policy.delay_from = f"lambda {param}: {text}"
         policy.max_delay = math.inf  # the legacy sleep had no cap
-        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        notes = [
+            f"the delay `{text}` comes from the failure: delay_from, without a cap",
+            # time.sleep(None) raises TypeError, time.sleep(-1) ValueError: the legacy handler
+            # ended there, where RetryPolicy reads None as "no delay supplied" and clamps at 0
+            f"where `{text}` is None or below 0 the legacy sleep raised (TypeError,"
+            " ValueError) and ended the loop; the step waits 0s and tries again",
+        ]
         if outcome.supplied_last and outcome.attempts is not None:
             notes.append(
                 f"the legacy code slept `{text}` after its last failed attempt;"

@@ -184,6 +184,17 @@ class LoopScope(DurableCodemod):
     def _range(self, node: cst.CSTNode) -> CodeRange:
         return self.get_metadata(PositionProvider, node)
 
+    def _bound_before(self, scope: Scope, name: str, loop: cst.CSTNode) -> bool:
+        """Whether ``name`` is a parameter or is assigned before ``loop`` starts."""
+        start = self._range(loop).start
+        for a in scope.assignments[name]:
+            node = getattr(a, "node", None)
+            if isinstance(node, cst.CSTNode):
+                where = self._range(node).start
+                if (where.line, where.column) < (start.line, start.column):
+                    return True
+        return False
+
     def _stored_in(self, scope: Scope, region: cst.CSTNode) -> set[str]:
         region_range = self._range(region)
         return {

@@ -586,7 +586,22 @@ class RetryLoopCodemod(LoopResults):
                 f"`{outcome.discrete}` drew whole steps of the range;"
                 " RetryPolicy draws any value in it"
             )
-        if any(self._is_log(s) for s in _small_statements(machinery)):
+        logged = [s for s in _small_statements(machinery) if self._is_log(s)]
+        for log_call in logged:
+            unbound = sorted(
+                name
+                for name in _plain_names_read(log_call) & stored
+                if not self._bound_before(scope, name, loop)
+            )
+            if unbound:
+                # `log.warning("bad %s", fixed)` where `fixed = chain.fix()` failed: the legacy
+                # handler raised UnboundLocalError and ended the loop; the step would retry
+                raise Skip(
+                    f"the handler logs `{_first_line(code(log_call))}`, which reads"
+                    f" `{unbound[0]}`, set by the attempt: when an attempt fails before setting"
+                    " it, the legacy handler raises UnboundLocalError (the step would retry)"
+                )
+        if logged:
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0 and outcome.attempts is not None:
             slept = "once more" if symbols else f"{outcome.last_sleep:g}s"
@@ -834,3 +849,12 @@ class RetryLoopCodemod(LoopResults):
 
 
 __all__ = ["RetryLoopCodemod"]
+
+
+def _plain_names_read(node: cst.CSTNode) -> set[str]:
+    """The variables ``node`` reads: its names, without attribute names (``log.warning``)
+    and keyword names (``exc_info=``)."""
+    nodes = [node, *_walk_all(node)]
+    skip = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
+    skip |= {id(n.keyword) for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
+    return {n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in skip}

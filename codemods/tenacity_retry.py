@@ -315,6 +315,15 @@ class TenacityCodemod(DecoratorCodemod):
         made = self._make_step(original_node, value, "name = retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
 
+    def leave_Return(self, original_node: cst.Return, updated_node: cst.Return) -> cst.Return:
+        """``return retry(...)``: a factory handing out tenacity's decorator (langchain's
+        ``_create_retry_decorator(llm)``) hands out the step decorator instead."""
+        value = original_node.value
+        if not isinstance(value, cst.Call) or self.call_name(value, LIB) != "retry":
+            return updated_node
+        made = self._make_step(original_node, value, "return retry(...)")
+        return updated_node if made is None else updated_node.with_changes(value=made)
+
     def _bound_reason(self, name: str, call: cst.BaseExpression) -> str:
         """Why ``r = Retrying(...)`` stays: a retry engine when it runs a function its
         callers pass in (``r(f, ...)``, ``f`` a parameter), else the uses are not followed."""

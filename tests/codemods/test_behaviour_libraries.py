@@ -185,6 +185,31 @@ for patient, retry in ((True, False), (False, True), (False, False)):
         lambda ns, dep, patient=patient, retry=retry: ns["Task"](dep, patient, retry).lock("n"),
     )
 
+case(
+    "tenacity_factory_returning_the_decorator",
+    """
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    def _create_retry_decorator():
+        return retry(
+            reraise=True,
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=1, min=1.5, max=3),
+            retry=retry_if_exception_type(ConnectionError),
+        )
+
+    def completion_with_retry(dep, key):
+        retry_decorator = _create_retry_decorator()
+
+        @retry_decorator
+        def _completion_with_retry(key):
+            return dep.call(key)
+
+        return _completion_with_retry(key)
+    """,
+    lambda ns, dep: ns["completion_with_retry"](dep, "k"),
+)
+
 
 case(
     "tenacity_before_hook_from_the_second_attempt",

@@ -1030,3 +1030,87 @@ class Command:
             "what happens when attempts run out depends on `self.retry_times`: when it is 0"
             " the loop re-raises the exception, else it runs `raise MaxRetries(*exc.args)`"
         )
+
+
+class TestLogReadingTheAttempt(DurableCodemodTest):
+    """A dropped log call that reads a name the attempt sets (langchain-community's
+    GremlinQAChain: `self.log_invalid_query(run_manager, fixed_gremlin, ...)`)."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_unbound_on_the_first_failure_is_refused(self) -> None:
+        before = """\
+import logging
+
+log = logging.getLogger("x")
+
+
+def fix(chain, query):
+    retries = 0
+    while retries < 3:
+        try:
+            fixed = chain.fix(query)
+            return chain.run(fixed)
+        except Exception as e:
+            retries += 1
+            log.warning("invalid query %s: %s", fixed, e)
+    raise ValueError("the query is invalid")
+"""
+        self.assertUnchanged(
+            before,
+            [
+                'the handler logs `log.warning("invalid query %s: %s", fixed, e)`, which'
+                " reads `fixed`, set by the attempt: when an attempt fails before setting it,"
+                " the legacy handler raises UnboundLocalError (the step would retry)"
+            ],
+        )
+
+    def test_bound_before_the_loop_is_rewritten(self) -> None:
+        before = """\
+import logging
+
+log = logging.getLogger("x")
+
+
+def fix(chain, query):
+    retries = 0
+    fixed = None
+    while retries < 3:
+        try:
+            fixed = chain.fix(query)
+            return chain.run(fixed)
+        except Exception as e:
+            retries += 1
+            log.warning("invalid query %s: %s", fixed, e)
+    raise ValueError("the query is invalid")
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger("x")
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def _fix_step(chain, query):
+    fixed = chain.fix(query)
+    return chain.run(fixed)
+
+
+def fix(chain, query):
+    fixed = None
+    try:
+        return _fix_step(chain, query)
+    except Exception:
+        pass
+    raise ValueError("the query is invalid")
+"""
+        self.assertCodemod(before, after)

@@ -926,6 +926,44 @@ def settings(api):
 """
         self.assertCodemod(before, after)
 
+    def test_factory_returning_the_decorator(self) -> None:
+        # langchain-community's `_create_retry_decorator(llm)`: `return retry(...)`, used as
+        # `@retry_decorator` on a nested function; with a run-time count it is reported
+        before = """\
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+
+def _create_retry_decorator():
+    return retry(
+        reraise=True,
+        stop=stop_after_attempt(6),
+        wait=wait_exponential(multiplier=1, min=4, max=10),
+        retry=retry_if_exception_type(TimeoutError),
+    )
+
+
+def _create_from_settings(llm):
+    return retry(reraise=True, stop=stop_after_attempt(llm.max_retries))
+"""
+        after = """\
+from tenacity import retry, stop_after_attempt
+from toolkit import RetryPolicy, step
+
+
+def _create_retry_decorator():
+    return step(retry=RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=10.0, min_delay=4.0, retry_on=(TimeoutError,)))
+
+
+def _create_from_settings(llm):
+    return retry(reraise=True, stop=stop_after_attempt(llm.max_retries))
+"""
+        self.assertCodemod(before, after)
+        _, sites = self.run_codemod(before)
+        self.assertEqual(
+            [(s.line, s.action, s.reason) for s in sites if s.action != "rewritten"],
+            [(14, "kept", "stop_after_attempt=llm.max_retries is known only at run time")],
+        )
+
 
 class TestRunTimePolicies(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
