@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import libcst as cst
 
 from . import _evaluate as ev
-from ._loop_shapes import _first_line
+from ._loop_shapes import _assigned_names, _first_line
 
 if TYPE_CHECKING:
     from .retry_loop import RetryLoopCodemod
@@ -150,6 +150,9 @@ class _Simulation:
         self.handler: list[Any] = list(handler.body.body)
         self.as_name, self.saved = as_name, saved
         self.symbols = symbols
+        #: names the machinery assigns: counters, never flags (`if not retries: raise`
+        #: then `retries -= 1` counts down; read as a flag it made 2 attempts of 4)
+        self.counted = _assigned_names([*pre, *self.handler, *post])
         self.env: dict[str, ev.Number] = {**codemod.constants, **symbols}
         for name, expr in inits:
             value = self._eval(expr, f"the initial value of `{name}`")
@@ -485,7 +488,11 @@ class _Simulation:
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))
             for name in _flags_in(test):
-                if name in self.symbols and not isinstance(self.symbols[name], bool):
+                if (
+                    name in self.symbols
+                    and name not in self.counted
+                    and not isinstance(self.symbols[name], bool)
+                ):
                     raise _FlagNeeded(name)  # simulated again with True and with False
             if self._eval(stmt.test, "the retry decision"):
                 return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
