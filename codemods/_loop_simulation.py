@@ -339,6 +339,28 @@ class _Simulation:
                 return False
         return True
 
+    def _last_pass(self, block: Sequence[cst.BaseStatement]) -> Sequence[cst.BaseStatement]:
+        """The code run when attempts run out: ``block`` without the ``if <test>: ...
+        continue`` before the give-up, the retry branch the last pass did not take (kept,
+        it put a ``continue`` outside any loop at the call site)."""
+        kept: list[cst.BaseStatement] = []
+        for stmt in block:
+            if not _retries_here(stmt):
+                kept.append(stmt)
+                continue
+            body = stmt.body.body if isinstance(stmt, cst.If) else ()
+            last = body[-1] if body else None
+            if (
+                isinstance(stmt, cst.If)
+                and stmt.orelse is None
+                and isinstance(last, cst.SimpleStatementLine)
+                and isinstance(last.body[-1], cst.Continue)
+            ):
+                continue  # not taken on the last pass: the simulation gave up after it
+            code = self.cm.source_module.code_for_node
+            raise Skip(f"the handler's `{_first_line(code(stmt))}` both retries and gives up")
+        return kept
+
     def _repair(self, node: cst.CSTNode) -> None:
         """Record work the handler does for the next attempt, with the counters' values."""
         self.repairs_now.append(node)
@@ -567,11 +589,11 @@ class _Simulation:
                 return _Exit("reraise")
             if not in_handler:
                 raise Skip("raises outside the handler when attempts run out")
-            return _Exit("code", block)
+            return _Exit("code", self._last_pass(block))
         if isinstance(small, cst.Return):
             if not in_handler:
                 raise Skip("returns outside the handler when attempts run out")
-            return _Exit("code", block)
+            return _Exit("code", self._last_pass(block))
         if isinstance(small, cst.Assign) and len(small.targets) == 1:
             target = small.targets[0].target
             if isinstance(target, cst.Name):
@@ -600,6 +622,20 @@ class _Simulation:
         if self.in_pre:  # code in the loop before the try: it runs before every attempt
             raise Skip(f"the loop runs `{_first_line(code(small))}` before every attempt")
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+def _retries_here(stmt: cst.BaseStatement) -> bool:
+    return any(isinstance(n, cst.Continue) for n in [stmt, *_walk_statement(stmt)])
+
+
+def _walk_statement(node: cst.CSTNode) -> list[cst.CSTNode]:
+    out: list[cst.CSTNode] = []
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(child.children)
+    return out
 
 
 def _small_statements_of(stmt: cst.If) -> list[cst.BaseSmallStatement]:

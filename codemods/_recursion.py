@@ -351,9 +351,9 @@ def _callers_pass(
 ) -> bool:
     """A call of the function elsewhere in the module may pass ``counter``."""
     name = func.name.value
-    for node in _walk(module):
-        if not isinstance(node, cst.Call):
-            continue
+    every = _AllCalls()
+    module.visit(every)
+    for node in every.calls:
         callee = node.func
         called = callee.attr.value if isinstance(callee, cst.Attribute) else None
         if isinstance(callee, cst.Name):
@@ -371,10 +371,6 @@ def _callers_pass(
         if positional > position:
             return True
     return False
-
-
-def _inside(func: cst.FunctionDef, node: cst.CSTNode) -> bool:
-    return any(n is node for n in _walk(func))
 
 
 class _AllCalls(cst.CSTVisitor):
