@@ -351,9 +351,13 @@ def _callers_pass(
 ) -> bool:
     """A call of the function elsewhere in the module may pass ``counter``."""
     name = func.name.value
-    every = _AllCalls()
+    every, own = _AllCalls(), _AllCalls()
     module.visit(every)
+    func.visit(own)
+    recursive = {id(c) for c in own.calls}
     for node in every.calls:
+        if id(node) in recursive:
+            continue  # the recursion itself
         callee = node.func
         called = callee.attr.value if isinstance(callee, cst.Attribute) else None
         if isinstance(callee, cst.Name):
