@@ -234,13 +234,9 @@ def _assigned_in(func: cst.FunctionDef) -> set[str]:
     names: set[str] = set()
     for node in _walk(func.body):
         targets: list[cst.BaseExpression] = []
-        if isinstance(node, cst.AssignTarget):
-            targets = [node.target]
-        elif isinstance(node, cst.AugAssign | cst.AnnAssign):
-            targets = [node.target]
-        elif isinstance(node, cst.For):
-            targets = [node.target]
-        elif isinstance(node, cst.NamedExpr):
+        if isinstance(
+            node, cst.AssignTarget | cst.AugAssign | cst.AnnAssign | cst.For | cst.NamedExpr
+        ):
             targets = [node.target]
         elif isinstance(node, cst.AsName):
             targets = [node.name]
@@ -255,7 +251,7 @@ def _assigned_in(func: cst.FunctionDef) -> set[str]:
     return names
 
 
-def _ends(stmts: Sequence[cst.BaseStatement]) -> bool:
+def _ends(stmts: Sequence[Any]) -> bool:
     """The block never falls through: it ends in ``return``, ``raise`` or ``continue``, or
     in an ``if`` whose every branch does."""
     if not stmts:
@@ -275,13 +271,13 @@ def _ends(stmts: Sequence[cst.BaseStatement]) -> bool:
 
 def _tail_calls(
     handler: cst.ExceptHandler, func: cst.FunctionDef, method: bool
-) -> tuple[list[tuple[cst.SimpleStatementLine, cst.Call, bool]], list[cst.Call]]:
+) -> tuple[list[tuple[cst.SimpleStatementLine, cst.Call, bool]], list[Any]]:
     """The recursive calls in ``handler`` that are whole statements, ``(line, call,
     returned)``, and the others (their value used, or inside a loop, ``with`` or ``try``)."""
     tails: list[tuple[cst.SimpleStatementLine, cst.Call, bool]] = []
-    others: list[cst.Call] = []
+    others: list[Any] = []
 
-    def visit(stmts: Sequence[cst.BaseStatement], last_chain: bool) -> None:
+    def visit(stmts: Sequence[Any], last_chain: bool) -> None:
         for i, stmt in enumerate(stmts):
             at_end = last_chain and i == len(stmts) - 1
             if isinstance(stmt, cst.SimpleStatementLine):
@@ -301,28 +297,24 @@ def _tail_calls(
                             tails.append((stmt, inner, returned))
                         else:
                             others.append(inner)
-                        rest = [*inner.args]
+                        rest: list[Any] = [*inner.args]
                     else:
                         rest = [small]
                     for node in rest:
-                        others.extend(
-                            n for n in _walk(node) if _self_call(n, func, method)  # type: ignore[misc]
-                        )
+                        others.extend(n for n in _walk(node) if _self_call(n, func, method))
             elif isinstance(stmt, cst.If):
                 branch: cst.If | cst.Else | None = stmt
                 while branch is not None:
                     if isinstance(branch, cst.If):
                         others.extend(
-                            n  # type: ignore[misc]
+                            n
                             for n in [branch.test, *_walk(branch.test)]
                             if _self_call(n, func, method)
                         )
                     visit(list(branch.body.body), at_end)
                     branch = branch.orelse if isinstance(branch, cst.If) else None
             else:
-                others.extend(
-                    n for n in _walk(stmt) if _self_call(n, func, method)  # type: ignore[misc]
-                )
+                others.extend(n for n in _walk(stmt) if _self_call(n, func, method))
 
     visit(list(handler.body.body), True)
     return tails, others
@@ -394,9 +386,11 @@ def _loop_form(
     """The function written as a loop over its counter, the notes of that reading, the
     counter (None: no argument changes) and the counter parameter dropped (private)."""
     if _is_generator(func):
-        raise _Refused("a generator that retries by calling itself: its values are yielded,"
-                       " no step can return them")
-    body = list(func.body.body)
+        raise _Refused(
+            "a generator that retries by calling itself: its values are yielded,"
+            " no step can return them"
+        )
+    body: list[Any] = list(func.body.body)
     start = 1 if body and _is_docstring(body[0]) else 0
     tries = [
         i
@@ -407,8 +401,10 @@ def _loop_form(
     every = [n for n in _walk(func.body) if _self_call(n, func, method)]
     if len(tries) != 1:
         where = "two `try` statements" if tries else "outside an except handler"
-        raise _Refused(f"retries by calling itself from {where} (a recursion, not a loop):"
-                       " make it a step by hand")
+        raise _Refused(
+            f"retries by calling itself from {where} (a recursion, not a loop):"
+            " make it a step by hand"
+        )
     at = tries[0]
     try_ = body[at]
     assert isinstance(try_, cst.Try)
@@ -421,12 +417,17 @@ def _loop_form(
             " a step by hand"
         )
     if try_.finalbody is not None:
-        raise _Refused("the `try` that retries by recursion has a `finally` block, which ran"
-                       " once per call, after the retries")
-    pre, post = body[start:at], body[at + 1 :]
+        raise _Refused(
+            "the `try` that retries by recursion has a `finally` block, which ran"
+            " once per call, after the retries"
+        )
+    pre: list[Any] = body[start:at]
+    post: list[Any] = body[at + 1 :]
     success = list((try_.orelse.body if try_.orelse else try_.body).body)
-    success_leaves = bool(success) and isinstance(success[-1], cst.SimpleStatementLine) and (
-        isinstance(success[-1].body[-1], cst.Return | cst.Raise)
+    success_leaves = (
+        bool(success)
+        and isinstance(success[-1], cst.SimpleStatementLine)
+        and (isinstance(success[-1].body[-1], cst.Return | cst.Raise))
     )
     values_returned = any(
         isinstance(n, cst.Return) and n.value is not None for n in _walk(func.body)
@@ -435,8 +436,10 @@ def _loop_form(
     replacements: dict[cst.SimpleStatementLine, list[cst.BaseSmallStatement]] = {}
     changed: dict[str, set[str]] = {}
     assigned = _assigned_in(func)
-    params = [p.name.value for p in [*func.params.posonly_params, *func.params.params,
-                                    *func.params.kwonly_params]]
+    params = [
+        p.name.value
+        for p in [*func.params.posonly_params, *func.params.params, *func.params.kwonly_params]
+    ]
     if method:
         params = params[1:]
     for handler in try_.handlers:
@@ -460,7 +463,8 @@ def _loop_form(
                     continue
                 if value != name:
                     changed.setdefault(name, set()).add(value)
-                    smalls.append(cst.parse_statement(f"{name} = {value}\n").body[0])  # type: ignore[attr-defined]
+                    assign: Any = cst.parse_statement(f"{name} = {value}\n")
+                    smalls.append(assign.body[0])
             for name in params:
                 if name in assigned and bound.get(name) == name:
                     changed.setdefault(name, set()).add(name)
@@ -493,13 +497,15 @@ def _loop_form(
         for h in try_.handlers
         if h.name is not None and isinstance(h.name.name, cst.Name)
     }
-    after: list[cst.BaseStatement] = []
-    fall_back: list[cst.BaseStatement] = []
+    after: list[Any] = []
+    fall_back: list[Any] = []
     if success_leaves or not post:
         if not success_leaves:  # falls off the end: returns None, as the legacy did
             if values_returned:
-                raise _Refused("an attempt that succeeds falls through to the end of the"
-                               " function, which returns values elsewhere")
+                raise _Refused(
+                    "an attempt that succeeds falls through to the end of the"
+                    " function, which returns values elsewhere"
+                )
             stop = cst.parse_statement("return\n")
             block = new_try.orelse if new_try.orelse is not None else new_try
             inner = block.body
@@ -551,8 +557,7 @@ def _loop_form(
     inits: list[cst.BaseStatement] = []
     new_params = func.params
     if counter is not None:
-        every_param = [*func.params.posonly_params, *func.params.params,
-                       *func.params.kwonly_params]
+        every_param = [*func.params.posonly_params, *func.params.params, *func.params.kwonly_params]
         param = next(p for p in every_param if p.name.value == counter)
         position = [p.name.value for p in [*func.params.posonly_params, *func.params.params]]
         index = position.index(counter) if counter in position else len(position)
@@ -625,9 +630,9 @@ def _is_docstring(stmt: cst.CSTNode) -> bool:
     )
 
 
-def _path(func: cst.FunctionDef, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]) -> (
-    list[str] | None
-):
+def _path(
+    func: cst.FunctionDef, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]
+) -> list[str] | None:
     """Names of the classes and functions from the module down to ``func``, when each is a
     direct statement of the one above (else None)."""
     path = [func.name.value]
@@ -648,7 +653,9 @@ def _find(module: cst.Module, path: list[str]) -> cst.FunctionDef | None:
     found: cst.CSTNode | None = None
     for name in path:
         matches = [
-            s for s in body if isinstance(s, cst.ClassDef | cst.FunctionDef) and s.name.value == name
+            s
+            for s in body
+            if isinstance(s, cst.ClassDef | cst.FunctionDef) and s.name.value == name
         ]
         if len(matches) != 1:
             return None
@@ -658,9 +665,9 @@ def _find(module: cst.Module, path: list[str]) -> cst.FunctionDef | None:
     return found if isinstance(found, cst.FunctionDef) else None
 
 
-def is_method(func: cst.FunctionDef, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]) -> (
-    bool
-):
+def is_method(
+    func: cst.FunctionDef, parent_of: Callable[[cst.CSTNode], cst.CSTNode | None]
+) -> bool:
     block = parent_of(func)
     owner = parent_of(block) if isinstance(block, cst.IndentedBlock) else None
     static = any(
@@ -681,7 +688,7 @@ def retries_by_recursion(
         if not any(_self_call(n, func, method) for n in inside):
             continue
         if any(
-            isinstance(n, cst.Call | cst.Await) and is_sleep(n)  # type: ignore[arg-type]
+            isinstance(n, cst.Call | cst.Await) and is_sleep(n)
             for n in inside
         ):
             return True
@@ -716,8 +723,12 @@ def rewrite_recursion(codemod: Any, func: cst.FunctionDef, method: bool) -> Recu
     path = _path(func, lambda n: codemod.get_metadata(ParentNodeProvider, n, None))
     if path is None:
         return RecursionRewrite(
-            None, [], "retries by calling itself (a recursion, not a loop) where the codemod"
-            " does not place a rewrite: make it a step by hand", [], "",
+            None,
+            [],
+            "retries by calling itself (a recursion, not a loop) where the codemod"
+            " does not place a rewrite: make it a step by hand",
+            [],
+            "",
         )
     synthetic = module.deep_replace(func, loop_func)
     assert isinstance(synthetic, cst.Module)
@@ -727,43 +738,46 @@ def rewrite_recursion(codemod: Any, func: cst.FunctionDef, method: bool) -> Recu
     try:
         result = sub.transform_module(synthetic)
     except Exception as error:  # the loop codemod on a form it was not written for
-        return RecursionRewrite(None, [], f"as a loop, the recursion could not be read ({error})",
-                                [], "")
+        return RecursionRewrite(
+            None, [], f"as a loop, the recursion could not be read ({error})", [], ""
+        )
     first = codemod.line_of(func)
     shown = synthetic.code_for_node(loop_func.with_changes(leading_lines=[]))
     last = first + len(shown.rstrip().splitlines()) - 1 - len(loop_func.decorators)
     sites = [s for s in sites_of(context) if first <= s.line <= last]
     if len(sites) != 1:
         return RecursionRewrite(
-            None, [], "retries by calling itself (a recursion, not a loop): make it a step by"
-            " hand", [], "",
+            None,
+            [],
+            "retries by calling itself (a recursion, not a loop): make it a step by hand",
+            [],
+            "",
         )
     site = sites[0]
-    what = f"retries by calling itself with `{counter}` changed" if counter else (
-        "retries by calling itself"
+    what = (
+        f"retries by calling itself with `{counter}` changed"
+        if counter
+        else ("retries by calling itself")
     )
     if site.action != "rewritten":
         reason = site.reason
         if counter is not None and not dropped and _depends_on(reason, counter):
-            reason = (
-                f"callers can pass `{counter}`, and the policy cannot follow it: {reason}"
-            )
+            reason = f"callers can pass `{counter}`, and the policy cannot follow it: {reason}"
         return RecursionRewrite(None, [], f"{what}, read as a loop: {reason}", [], site.policy)
     new_func = _find(result, path)
     if new_func is None:
         return RecursionRewrite(None, [], f"{what}: the rewrite could not be placed", [], "")
-    new_func = new_func.visit(_StripFinalReturn())  # type: ignore[assignment]
+    new_func = cst.ensure_type(new_func.visit(_StripFinalReturn()), cst.FunctionDef)
     before_names = {
         s.name.value for s in synthetic.body if isinstance(s, cst.FunctionDef | cst.ClassDef)
     }
     added = [
-        s for s in result.body if isinstance(s, cst.FunctionDef) and s.name.value not in
-        before_names
+        s
+        for s in result.body
+        if isinstance(s, cst.FunctionDef) and s.name.value not in before_names
     ]
     wanted = {codemod.step_name, codemod.policy_name, "current_step"}
-    used = {
-        n.value for n in _walk(cst.Module(body=[*added, new_func])) if isinstance(n, cst.Name)
-    }
+    used = {n.value for n in _walk(cst.Module(body=[*added, new_func])) if isinstance(n, cst.Name)}
     site_notes = [n for n in site.notes if "ran the legacy loop zero times" not in n]
     if len(site_notes) != len(site.notes):
         site_notes.append(
@@ -827,7 +841,7 @@ def apply_recursion(
     """``leave_FunctionDef``'s answer for a recursion: the rewrite, or the reason."""
     if rewrite.function is None:
         codemod.record(original, "skipped", rewrite.reason, policy=rewrite.policy)
-        return codemod.annotated(updated, rewrite.reason, rewrite.policy)  # type: ignore[no-any-return]
+        return codemod.annotated(updated, rewrite.reason, rewrite.policy)
     codemod.record(original, "rewritten", rewrite.reason, rewrite.notes, rewrite.policy)
     codemod.need_imports()
     if "current_step" in rewrite.toolkit_names:
@@ -849,6 +863,6 @@ def apply_recursion(
         leading_lines=updated.leading_lines,
         decorators=[
             *updated.decorators,
-            *rewrite.function.decorators[len(original.decorators):],
+            *rewrite.function.decorators[len(original.decorators) :],
         ],
     )

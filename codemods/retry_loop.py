@@ -153,13 +153,15 @@ class RetryLoopCodemod(LoopHandlers):
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         recursion = _recursive_retry(node, self.source_module.code_for_node)
         loops = list(_candidate_loops(node.body))
-        rewrite = None if loops else find_recursion(self, node, recursion is not None)
+        wrapper = None
+        if recursion is None and node.params.star_kwarg is not None:
+            engine_of = self._called_parameter(node, node.body.body)
+            wrapper = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
+        rewrite = None if loops or wrapper else find_recursion(self, node, recursion is not None)
         if rewrite is not None:  # retries by recursion: read as a loop (codemods/_recursion.py)
             self.recursion_rewrites[node] = rewrite
             return True
-        if recursion is None and node.params.star_kwarg is not None:
-            engine_of = self._called_parameter(node, node.body.body)
-            recursion = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
+        recursion = recursion or wrapper
         if recursion is not None:
             self.recursions[node] = recursion
         if not loops:
