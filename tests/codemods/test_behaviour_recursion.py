@@ -120,6 +120,45 @@ case(
     lambda ns, dep: asyncio.run(ns["fetch"](dep, "/c")),
 )
 
+# the loop forms the recursion is read as, written by hand: the loop codemod once read the
+# first as a flag (2 attempts of 4) and put the second's retry branch at the call site
+case(
+    "loop_countdown_tested_as_truth",
+    """
+    import time
+
+    def fetch(dep, url, retries=3):
+        while True:
+            try:
+                return dep.call(url)
+            except ConnectionError:
+                if not retries:
+                    raise
+                time.sleep(1)
+                retries -= 1
+    """,
+    lambda ns, dep: ns["fetch"](dep, "/d"),
+)
+case(
+    "loop_retry_branch_then_give_up",
+    """
+    import time
+
+    def fetch(dep, url):
+        n = 0
+        while True:
+            try:
+                return dep.call(url)
+            except ConnectionError:
+                if n < 3:
+                    time.sleep(1)
+                    n += 1
+                    continue
+                raise RuntimeError("gave up")
+    """,
+    lambda ns, dep: ns["fetch"](dep, "/e"),
+)
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rewritten_recursion_behaves_the_same(name: str, sleeps: list[float]) -> None:
