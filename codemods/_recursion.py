@@ -399,6 +399,22 @@ def _loop_form(
         and any(_self_call(n, func, method) for h in s.handlers for n in _walk(h))
     ]
     every = [n for n in _walk(func.body) if _self_call(n, func, method)]
+    if not every:
+        raise _Refused(
+            "retries by calling itself through a name the codemod does not follow"
+            " (a recursion, not a loop): make it a step by hand"
+        )
+    through = [
+        d
+        for d in func.decorators
+        if code(d.decorator) not in ("staticmethod", "classmethod")
+    ]
+    if through:
+        shown = _first_line(code(through[0].decorator))
+        raise _Refused(
+            f"the recursive call goes through the decorator `@{shown}`, which a loop over"
+            " the attempts would skip: make it a step by hand"
+        )
     if len(tries) != 1:
         where = "two `try` statements" if tries else "outside an except handler"
         raise _Refused(

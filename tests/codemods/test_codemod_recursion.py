@@ -453,3 +453,28 @@ def store(db, row, retries=3):
                 " function returns one, or code runs after it"
             ],
         )
+
+    def test_a_decorated_recursion(self) -> None:
+        """The recursive call goes through the decorator (a cache, a tracer, a retry)."""
+        before = """\
+import functools
+import time
+
+
+@functools.lru_cache
+def fetch(path, retries=3):
+    try:
+        return get(path)
+    except ConnectionError:
+        if retries <= 0:
+            raise
+        time.sleep(1)
+        return fetch(path, retries - 1)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the recursive call goes through the decorator `@functools.lru_cache`, which a"
+                " loop over the attempts would skip: make it a step by hand"
+            ],
+        )
