@@ -405,9 +405,7 @@ def _loop_form(
             " (a recursion, not a loop): make it a step by hand"
         )
     through = [
-        d
-        for d in func.decorators
-        if code(d.decorator) not in ("staticmethod", "classmethod")
+        d for d in func.decorators if code(d.decorator) not in ("staticmethod", "classmethod")
     ]
     if through:
         shown = _first_line(code(through[0].decorator))
@@ -703,10 +701,7 @@ def retries_by_recursion(
         inside = list(_walk(node))
         if not any(_self_call(n, func, method) for n in inside):
             continue
-        if any(
-            isinstance(n, cst.Call | cst.Await) and is_sleep(n)
-            for n in inside
-        ):
+        if any(isinstance(n, cst.Call | cst.Await) and is_sleep(n) for n in inside):
             return True
     return False
 
