@@ -182,6 +182,9 @@ class _Simulation:
         self.discrete: str | None = None
         # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
         self.drawn: dict[str, _Draw] = {}
+        # names the handler assigns a delay read from the failure to (`delay =
+        # int(e.response.headers.get("Retry-After", "30"))`): a sleep of it is delay_from
+        self.from_failure: dict[str, cst.BaseExpression] = {}
         self.budget: tuple[float, str, str, bool] | None = None
 
     def run(self) -> _Outcome:
@@ -550,6 +553,9 @@ class _Simulation:
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
                 read = ev.names(ev.parse(code(arg)))
+                if in_handler and isinstance(arg, cst.Name) and arg.value in self.from_failure:
+                    arg = self.from_failure[arg.value]  # `delay = int(e.headers[...])`
+                    read = ev.names(ev.parse(code(arg)))
                 if in_handler and read & ({self.as_name, self.saved} - {None}):
                     # `sleep(e.retry_after)`: the failure supplies the delay (delay_from)
                     if self.supplied not in (None, arg):
@@ -608,6 +614,18 @@ class _Simulation:
                     self.env.pop(target.value, None)
                     return None
                 self.drawn.pop(target.value, None)
+                self.from_failure.pop(target.value, None)
+                failure = {self.as_name, self.saved} - {None}
+                if (
+                    in_handler
+                    and target.value not in self.symbols
+                    and ev.names(ev.parse(value_source)) & failure
+                ):
+                    # a delay read from the failure, kept for a sleep: only the sleep may
+                    # read it (anything else needs its value and is refused)
+                    self.from_failure[target.value] = small.value
+                    self.env.pop(target.value, None)
+                    return None
                 value = self._eval(small.value, f"`{target.value}`")
                 self.env[target.value] = value
                 return None

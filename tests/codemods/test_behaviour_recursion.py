@@ -221,3 +221,58 @@ def test_a_failure_supplying_its_delay_is_retried_as_long(sleeps: list[float]) -
             result = namespace["Client"](dep).api_call("chat.post")
             outcomes.append((result, dep.calls, list(sleeps)))
         assert outcomes[0] == outcomes[1], rewritten
+
+
+def test_a_delay_kept_in_a_name_and_a_rejected_error(sleeps: list[float]) -> None:
+    """``delay = int(e.headers["Retry-After"]); sleep(delay); return self.f()``, and an
+    error the handler does not retry: same result, calls, sleeps and exception."""
+    source = textwrap.dedent(
+        """
+        import time
+
+        class ApiError(Exception):
+            def __init__(self, message, error="ratelimited"):
+                super().__init__(message)
+                self.error = error
+                self.headers = {"Retry-After": "3"}
+
+        class Rtm:
+            def __init__(self, dep):
+                self.dep = dep
+
+            def issue_url(self):
+                try:
+                    return self.dep.call("rtm.connect")
+                except ApiError as e:
+                    if e.error == "ratelimited":
+                        delay = int(e.headers.get("Retry-After", "30"))
+                        time.sleep(delay)
+                        return self.issue_url()
+                    else:
+                        raise e
+        """
+    )
+    rewritten, sites = transform_source(source)
+    assert [s.action for s in sites] == ["rewritten"], sites
+    for failures, error in ((0, None), (1, None), (4, None), (1, "invalid_auth")):
+        outcomes = []
+        for code in (source, rewritten):
+            namespace: dict[str, Any] = {"__name__": "legacy_rtm"}
+            exec(compile(code, "legacy_rtm", "exec"), namespace)
+            api_error = namespace["ApiError"]
+            if error is None:
+                dep = Flaky(failures, error=api_error)
+            else:
+
+                class Rejected(api_error):  # type: ignore[misc, valid-type]
+                    def __init__(self, message: str, code: str = error) -> None:
+                        super().__init__(message, code)
+
+                dep = Flaky(failures, error=Rejected)
+            sleeps.clear()
+            try:
+                result, raised = namespace["Rtm"](dep).issue_url(), None
+            except Exception as exc:
+                result, raised = None, (type(exc).__name__, exc.args)
+            outcomes.append((result, raised, dep.calls, list(sleeps)))
+        assert outcomes[0] == outcomes[1], rewritten

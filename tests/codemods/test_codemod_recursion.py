@@ -284,6 +284,50 @@ def _fetch(url, _retries=3):
         self.assertEqual(twice, once)
         self.assertEqual(sites, [])
 
+    def test_a_delay_read_from_the_failure_into_a_name(self) -> None:
+        """No counter: the delay the failure supplies, kept in a name and slept, is
+        ``delay_from``; the error test is ``retry_if``, the log calls are dropped."""
+        before = """\
+import time
+
+
+class Rtm:
+    def issue_url(self):
+        try:
+            response = self.web.connect()
+            return response["url"]
+        except ApiError as e:
+            if e.response["error"] == "ratelimited":
+                delay = int(e.response.headers.get("Retry-After", "30"))
+                self.logger.info(f"Rate limited. Retrying in {delay} seconds...")
+                time.sleep(delay)
+                return self.issue_url()
+            else:
+                self.logger.error(f"Failed: {e}")
+                raise e
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Rtm:
+    @step(
+        retry=RetryPolicy(
+            max_attempts=None,
+            initial_delay=0.0,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(ApiError,),
+            retry_if=lambda e: e.response["error"] == "ratelimited",
+            delay_from=lambda e: int(e.response.headers.get("Retry-After", "30")),
+        )
+    )
+    def issue_url(self):
+        response = self.web.connect()
+        return response["url"]
+"""
+        self.assertCodemod(before, after)
+
 
 class TestRecursionRefused(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
