@@ -7,9 +7,11 @@ arguments read as the policy (and, with ``--annotate``, a comment above it):
 
 * oslo.db ``wrap_db_retry(...)``: retries a database transaction on deadlock
   or disconnect, deciding per exception inside oslo.db;
-* oslo.service ``loopingcall.RetryDecorator(...)``: not rewritten yet (the
-  arguments read are ``max_retry_count, inc_sleep_time, max_sleep_time,
-  exceptions``);
+* oslo.service ``loopingcall.RetryDecorator(...)`` is the one construct
+  rewritten (see :meth:`FrameworkRetryCodemod.retry_decorator`): its retries
+  (``max_retry_count + 1`` attempts, delays ``inc_sleep_time * n`` capped at
+  ``max_sleep_time``, on ``exceptions``) are a ``RetryPolicy``; it is kept when
+  an argument is known only at run time or nothing is retried;
 * ``AWSRetry.jittered_backoff`` / ``exponential_backoff`` / ``backoff``
   (decorator, or a client's ``retry_decorator=``): retries on AWS error codes
   read from the response, not on exception classes;
@@ -23,19 +25,29 @@ arguments read as the policy (and, with ``--annotate``, a comment above it):
 
 from __future__ import annotations
 
+import math
 import re
 
 import libcst as cst
 import libcst.matchers as m
+from libcst.metadata import GlobalScope, ScopeProvider
 
-from ._base import DurableCodemod
+from . import _evaluate as ev
+from ._base import DurableCodemod, module_constants
+from ._effects import unserializable_return
+from ._policy import AmbiguousTypes, Policy, check_types
 
+_OSLO_ARGS = ("max_retry_count", "inc_sleep_time", "max_sleep_time", "exceptions")
 _CELERY_OPTIONS = ("autoretry_for", "retry_backoff", "max_retries", "default_retry_delay")
 _AWS_METHODS = ("jittered_backoff", "exponential_backoff", "backoff")
 _SIGNS = re.compile(
     r"wrap_db_retry|RetryDecorator|AWSRetry|forever_retry_uncaught_exceptions"
     r"|autoretry_for|retry_backoff|self\.retry\(|dramatiq|max_retries|default_retry_delay"
 )
+
+
+class _Refused(Exception):
+    """oslo.service's RetryDecorator stays: the message says why."""
 
 
 def _dotted(node: cst.BaseExpression) -> str:
@@ -63,6 +75,8 @@ class FrameworkRetryCodemod(DurableCodemod):
         super().__init__(context, annotate)
         self.source_module = cst.Module(body=[])
         self.functions: list[cst.FunctionDef] = []
+        self.constants: dict[str, ev.Number] = {}
+        self.changed = False
 
     @classmethod
     def might_apply(cls, source: str) -> bool:
@@ -71,7 +85,16 @@ class FrameworkRetryCodemod(DurableCodemod):
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
         self.source_module = node
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if isinstance(scope, GlobalScope):
+            self.constants = module_constants(node, scope)
         return True
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if self.changed:
+            self.drop_if_unused("oslo_service", "loopingcall")
+            self.drop_if_unused("oslo_service.loopingcall")
+        return updated_node
 
     def code(self, node: cst.CSTNode) -> str:
         return " ".join(self.source_module.code_for_node(node).split())
@@ -107,11 +130,7 @@ class FrameworkRetryCodemod(DurableCodemod):
                 policy,
             )
         if last == "RetryDecorator" and call is not None:
-            names = ("max_retry_count", "inc_sleep_time", "max_sleep_time", "exceptions")
-            return (
-                "oslo.service loopingcall.RetryDecorator is not rewritten yet",
-                self.policy_of(call, names),
-            )
+            return self._retry_decorator_reason(call, function), self.policy_of(call, _OSLO_ARGS)
         if last in _AWS_METHODS and "AWSRetry" in name:
             policy = self.policy_of(call) if call else "AWSRetry's defaults"
             return (
@@ -157,13 +176,147 @@ class FrameworkRetryCodemod(DurableCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         self.functions.pop()
-        for decorator in original_node.decorators:
+        for index, decorator in enumerate(original_node.decorators):
+            rewritten = self.retry_decorator(decorator, original_node)
+            if rewritten is not None:
+                policy, notes = rewritten
+                returned = unserializable_return(original_node.body, self.code)
+                self.record(
+                    decorator,
+                    "rewritten",
+                    "oslo.service RetryDecorator replaced by a step",
+                    [*notes, *([returned] if returned else [])],
+                    policy.summary(),
+                    original_node,
+                )
+                self.changed = True
+                old = updated_node.decorators[index]
+                new = self.decorator_for(policy).with_changes(leading_lines=old.leading_lines)
+                decorators = list(updated_node.decorators)
+                decorators[index] = new
+                return updated_node.with_changes(decorators=decorators)
             found = self.reason_for(decorator, original_node)
             if found is not None:
-                reason, policy = found
-                self.record(original_node, "skipped", reason, policy=policy)
-                return self.annotated(updated_node, reason, policy)
+                reason, read = found
+                self.record(original_node, "skipped", reason, policy=read)
+                return self.annotated(updated_node, reason, read)
         return updated_node
+
+    # -- oslo.service RetryDecorator: the one construct rewritten ------------------
+    def _oslo_call(self, decorator: cst.Decorator) -> cst.Call | None:
+        target = decorator.decorator
+        if not isinstance(target, cst.Call) or "oslo_service" not in self.source_module.code:
+            return None
+        if _dotted(target.func).rsplit(".", 1)[-1] != "RetryDecorator":
+            return None
+        return target
+
+    def _retry_decorator_reason(self, call: cst.Call, function: cst.FunctionDef) -> str:
+        try:
+            self._oslo_policy(call, function)
+        except _Refused as refused:
+            return f"oslo.service loopingcall.RetryDecorator: {refused}"
+        return "oslo.service loopingcall.RetryDecorator"  # not reached: it was rewritten
+
+    def retry_decorator(
+        self, decorator: cst.Decorator, function: cst.FunctionDef
+    ) -> tuple[Policy, list[str]] | None:
+        """The policy of ``@loopingcall.RetryDecorator(...)`` when it can be rewritten."""
+        call = self._oslo_call(decorator)
+        if call is None:
+            return None
+        try:
+            return self._oslo_policy(call, function)
+        except _Refused:
+            return None  # reported by reason_for
+
+    def _oslo_number(self, expr: cst.BaseExpression, name: str) -> float | None:
+        if isinstance(expr, cst.Name) and expr.value == "None":
+            return None
+        try:
+            value = ev.evaluate(ev.parse(self.source_module.code_for_node(expr)), self.constants)
+        except (ev.Unknown, SyntaxError):
+            raise _Refused(f"{name}={self.code(expr)} is known only at run time") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Refused(f"{name}={self.code(expr)} is not a number")
+        return float(value)
+
+    def _oslo_policy(self, call: cst.Call, function: cst.FunctionDef) -> tuple[Policy, list[str]]:
+        """oslo.service (``RetryDecorator.__call__``): after a failure in ``exceptions`` the
+        retry count ``r`` goes up by one and the loop sleeps ``min(r * inc_sleep_time,
+        max_sleep_time)``, until ``r`` reaches ``max_retry_count`` (-1: never); then the
+        exception is raised. So ``max_retry_count + 1`` attempts, ``increment`` delays."""
+        if function.asynchronous is not None:
+            raise _Refused("on an async function (oslo.service runs it in a looping call)")
+        args: dict[str, cst.BaseExpression] = {}
+        for index, arg in enumerate(call.args):
+            if arg.star:
+                raise _Refused("it gets *args or **kwargs")
+            if arg.keyword is None:
+                if index >= len(_OSLO_ARGS):
+                    raise _Refused("it has an unexpected argument")
+                args[_OSLO_ARGS[index]] = arg.value
+            elif arg.keyword.value in _OSLO_ARGS:
+                args[arg.keyword.value] = arg.value
+            else:
+                raise _Refused(f"option `{arg.keyword.value}=` is not RetryDecorator's")
+        if "exceptions" not in args:
+            raise _Refused("no `exceptions=`: it retries nothing (every exception is raised)")
+        exceptions = args["exceptions"]
+        types = (
+            [self.code(e.value) for e in exceptions.elements]
+            if isinstance(exceptions, cst.Tuple | cst.List)
+            else [self.code(exceptions)]
+        )
+        if not types:
+            raise _Refused("exceptions=() retries nothing")
+        try:
+            check_types(types)
+        except AmbiguousTypes as ambiguous:
+            raise _Refused(str(ambiguous)) from None
+        read = {
+            name: self._oslo_number(args[name], name) if name in args else default
+            for name, default in (
+                ("max_retry_count", -1.0),
+                ("inc_sleep_time", 10.0),
+                ("max_sleep_time", 60.0),
+            )
+        }
+        count, inc, cap = read["max_retry_count"], read["inc_sleep_time"], read["max_sleep_time"]
+        if count is None or inc is None or not float(count).is_integer():
+            raise _Refused("max_retry_count and inc_sleep_time must be numbers")
+        if inc < 0 or (cap is not None and cap < 0):
+            raise _Refused("a negative sleep time")
+        policy = Policy(retry_on=types)
+        if count == -1:
+            policy.max_attempts = None
+        else:
+            policy.max_attempts = max(int(count), 0) + 1
+        if inc == 0 or cap == 0:
+            policy.initial_delay, policy.backoff = 0.0, 1.0
+        elif cap is not None and cap <= inc:
+            policy.initial_delay, policy.backoff = cap, 1.0
+        else:
+            policy.initial_delay, policy.backoff, policy.increment = inc, 1.0, inc
+            policy.max_delay = math.inf if cap is None else cap
+        name = function.name.value
+        attempts = (
+            "unlimited attempts"
+            if policy.max_attempts is None
+            else f"{policy.max_attempts} attempt{'s' if policy.max_attempts != 1 else ''}"
+        )
+        notes = [
+            f"oslo.service counted the retries on the decorator object, shared by every call"
+            f" of `{name}` through it and never reset: once earlier calls had retried, later"
+            f" calls got fewer retries and longer delays; the step gives each call"
+            f" {attempts}, its delays starting again from the first",
+            f"oslo.service ran `{name}` in a new (green) thread and waited for it; the step"
+            " runs it in the caller's thread (thread-local state is the caller's)",
+            "oslo.service's log lines are dropped (the step logs its retries)",
+        ]
+        if policy.max_attempts is None:
+            notes.append("retries forever, as before")
+        return policy, notes
 
     def visit_Arg(self, node: cst.Arg) -> bool:
         """A client configured with ``retry_decorator=AWSRetry.<backoff>(...)``."""

@@ -31,14 +31,21 @@ def update(context, values):
 from oslo_service import loopingcall
 
 
-@loopingcall.RetryDecorator(10, 1, 15, (IOError,))
+@loopingcall.RetryDecorator(CONF.retries, 1, 15, (IOError,))
 def create(session):
     return session.create()
 """
-        _code, sites = self.run_codemod(before)
+        code, sites = self.run_codemod(before)
+        self.assertEqual(code, before)
+        self.assertEqual(
+            sites[0].reason,
+            "oslo.service loopingcall.RetryDecorator: max_retry_count=CONF.retries is known"
+            " only at run time",
+        )
         self.assertEqual(
             sites[0].policy,
-            "max_retry_count=10, inc_sleep_time=1, max_sleep_time=15, exceptions=(IOError,)",
+            "max_retry_count=CONF.retries, inc_sleep_time=1, max_sleep_time=15,"
+            " exceptions=(IOError,)",
         )
 
     def test_aws_retry_decorator_and_client_config(self) -> None:
