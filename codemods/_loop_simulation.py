@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import libcst as cst
 
 from . import _evaluate as ev
-from ._loop_shapes import _first_line
+from ._loop_shapes import _assigned_names, _first_line
 
 if TYPE_CHECKING:
     from .retry_loop import RetryLoopCodemod
@@ -152,6 +152,9 @@ class _Simulation:
         self.handler: list[Any] = list(handler.body.body)
         self.as_name, self.saved = as_name, saved
         self.symbols = symbols
+        #: names the machinery assigns: counters, never flags (`if not retries: raise`
+        #: then `retries -= 1` counts down; read as a flag it made 2 attempts of 4)
+        self.counted = _assigned_names([*pre, *self.handler, *post])
         self.env: dict[str, ev.Number] = {**codemod.constants, **symbols}
         for name, expr in inits:
             value = self._eval(expr, f"the initial value of `{name}`")
@@ -181,6 +184,9 @@ class _Simulation:
         self.discrete: str | None = None
         # names the handler assigns a random delay to (`wait = random.uniform(0, 2**n)`)
         self.drawn: dict[str, _Draw] = {}
+        # names the handler assigns a delay read from the failure to (`delay =
+        # int(e.response.headers.get("Retry-After", "30"))`): a sleep of it is delay_from
+        self.from_failure: dict[str, cst.BaseExpression] = {}
         self.budget: tuple[float, str, str, bool] | None = None
 
     def run(self) -> _Outcome:
@@ -337,6 +343,28 @@ class _Simulation:
             if ev.names(ev.parse(code(small.value))) & counters:
                 return False
         return True
+
+    def _last_pass(self, block: Sequence[cst.BaseStatement]) -> Sequence[cst.BaseStatement]:
+        """The code run when attempts run out: ``block`` without the ``if <test>: ...
+        continue`` before the give-up, the retry branch the last pass did not take (kept,
+        it put a ``continue`` outside any loop at the call site)."""
+        kept: list[cst.BaseStatement] = []
+        for stmt in block:
+            if not _retries_here(stmt):
+                kept.append(stmt)
+                continue
+            body = stmt.body.body if isinstance(stmt, cst.If) else ()
+            last = body[-1] if body else None
+            if (
+                isinstance(stmt, cst.If)
+                and stmt.orelse is None
+                and isinstance(last, cst.SimpleStatementLine)
+                and isinstance(last.body[-1], cst.Continue)
+            ):
+                continue  # not taken on the last pass: the simulation gave up after it
+            code = self.cm.source_module.code_for_node
+            raise Skip(f"the handler's `{_first_line(code(stmt))}` both retries and gives up")
+        return kept
 
     def _repair(self, node: cst.CSTNode) -> None:
         """Record work the handler does for the next attempt, with the counters' values."""
@@ -516,7 +544,11 @@ class _Simulation:
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))
             for name in _flags_in(test):
-                if name in self.symbols and not isinstance(self.symbols[name], bool):
+                if (
+                    name in self.symbols
+                    and name not in self.counted
+                    and not isinstance(self.symbols[name], bool)
+                ):
                     raise _FlagNeeded(name)  # simulated again with True and with False
             if self._eval(stmt.test, "the retry decision"):
                 return self._block(stmt.body.body, in_handler)  # type: ignore[arg-type]
@@ -552,6 +584,9 @@ class _Simulation:
                 arg = sleep.args[0].value
                 what = "sleep is not a backoff: the delay"
                 read = ev.names(ev.parse(code(arg)))
+                if in_handler and isinstance(arg, cst.Name) and arg.value in self.from_failure:
+                    arg = self.from_failure[arg.value]  # `delay = int(e.headers[...])`
+                    read = ev.names(ev.parse(code(arg)))
                 if in_handler and read & ({self.as_name, self.saved} - {None}):
                     # `sleep(e.retry_after)`: the failure supplies the delay (delay_from)
                     if self.supplied not in (None, arg):
@@ -591,11 +626,11 @@ class _Simulation:
                 return _Exit("reraise")
             if not in_handler:
                 raise Skip("raises outside the handler when attempts run out")
-            return _Exit("code", block)
+            return _Exit("code", self._last_pass(block))
         if isinstance(small, cst.Return):
             if not in_handler:
                 raise Skip("returns outside the handler when attempts run out")
-            return _Exit("code", block)
+            return _Exit("code", self._last_pass(block))
         if isinstance(small, cst.Assign) and len(small.targets) == 1:
             target = small.targets[0].target
             if isinstance(target, cst.Name):
@@ -610,6 +645,18 @@ class _Simulation:
                     self.env.pop(target.value, None)
                     return None
                 self.drawn.pop(target.value, None)
+                self.from_failure.pop(target.value, None)
+                failure = {self.as_name, self.saved} - {None}
+                if (
+                    in_handler
+                    and target.value not in self.symbols
+                    and ev.names(ev.parse(value_source)) & failure
+                ):
+                    # a delay read from the failure, kept for a sleep: only the sleep may
+                    # read it (anything else needs its value and is refused)
+                    self.from_failure[target.value] = small.value
+                    self.env.pop(target.value, None)
+                    return None
                 value = self._eval(small.value, f"`{target.value}`")
                 self.env[target.value] = value
                 return None
@@ -624,6 +671,20 @@ class _Simulation:
         if self.in_pre:  # code in the loop before the try: it runs before every attempt
             raise Skip(f"the loop runs `{_first_line(code(small))}` before every attempt")
         raise Skip(f"the handler runs `{_first_line(code(small))}` between attempts")
+
+
+def _retries_here(stmt: cst.BaseStatement) -> bool:
+    return any(isinstance(n, cst.Continue) for n in [stmt, *_walk_statement(stmt)])
+
+
+def _walk_statement(node: cst.CSTNode) -> list[cst.CSTNode]:
+    out: list[cst.CSTNode] = []
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(child.children)
+    return out
 
 
 def _small_statements_of(stmt: cst.If) -> list[cst.BaseSmallStatement]:

@@ -100,7 +100,13 @@ from ._policy import (
     AmbiguousTypes,
     check_types,
 )
-from ._recursion import ast_recursive_wrapper, recursive_wrapper
+from ._recursion import (
+    apply_recursion,
+    ast_recursive_wrapper,
+    ast_retries_by_recursion,
+    find_recursion,
+    recursive_wrapper,
+)
 
 
 class _ExplicitSuper(cst.CSTTransformer):
@@ -151,6 +157,12 @@ class RetryLoopCodemod(LoopResults):
         ParentNodeProvider,
     )
 
+    def __init__(self, context: Any, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        #: True on the in-memory run of a recursion's loop form (codemods/_recursion.py)
+        self.in_recursion = False
+        self.recursion_rewrites: dict[cst.FunctionDef, Any] = {}
+
     @classmethod
     def might_apply(cls, source: str) -> bool:
         """Cheap pre-check with :mod:`ast`: is there a loop around a ``try`` at all?"""
@@ -162,7 +174,9 @@ class RetryLoopCodemod(LoopResults):
             if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
                 return True
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
-                _ast_recursive_retry(node) or ast_recursive_wrapper(node)
+                _ast_recursive_retry(node)
+                or ast_recursive_wrapper(node)
+                or ast_retries_by_recursion(node)
             ):
                 return True
         return False
@@ -179,12 +193,18 @@ class RetryLoopCodemod(LoopResults):
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         recursion = _recursive_retry(node, self.source_module.code_for_node)
+        loops = list(_candidate_loops(node.body))
+        wrapper = None
         if recursion is None and node.params.star_kwarg is not None:
             engine_of = self._called_parameter(node, node.body.body)
-            recursion = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
+            wrapper = recursive_wrapper(node, self.source_module.code_for_node, engine_of)
+        rewrite = None if loops or wrapper else find_recursion(self, node, recursion is not None)
+        if rewrite is not None:  # retries by recursion: read as a loop (codemods/_recursion.py)
+            self.recursion_rewrites[node] = rewrite
+            return True
+        recursion = recursion or wrapper
         if recursion is not None:
             self.recursions[node] = recursion
-        loops = list(_candidate_loops(node.body))
         if not loops:
             return True
         decorated = self._retry_decorator(node)
@@ -263,6 +283,9 @@ class RetryLoopCodemod(LoopResults):
     def leave_FunctionDef(
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
+        rewrite = self.recursion_rewrites.get(original_node)
+        if rewrite is not None:
+            return apply_recursion(self, original_node, updated_node, rewrite)
         plan = self.function_plans.get(original_node)
         recursion = self.recursions.get(original_node)
         if recursion is not None and plan is None:

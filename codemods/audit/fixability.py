@@ -44,6 +44,16 @@ def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:
     assignments stay, so the codemods read the kept sites exactly as in the file.
     """
     lines = source.splitlines(keepends=True)
+    # the functions holding a site: a definition calling one stays (a recursion's counter
+    # is private only when no caller passes it, codemods/_recursion.py)
+    kept_names = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(a <= (node.end_lineno or node.lineno) and b >= node.lineno for a, b in keep)
+    }
+    alternatives = "|".join(map(re.escape, sorted(kept_names)))
+    calls = re.compile(rf"\b(?:{alternatives})\(") if kept_names else None
     # functions the kept sites name (an on_giveup= or before= hook) stay: the codemods read them
     # (and so do the functions that use those, which decide whether a hook can be adapted)
     words = set(re.findall(r"\w+", "".join(line for a, b in keep for line in lines[a - 1 : b])))
@@ -67,6 +77,8 @@ def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:
                 continue
             if any("RetryError" in line for line in lines[start - 1 : end]):
                 continue  # the codemods look for code that handles exhausted retries
+            if calls is not None and any(calls.search(line) for line in lines[start - 1 : end]):
+                continue
             if (
                 named
                 and not inner

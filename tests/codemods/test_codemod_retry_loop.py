@@ -1844,14 +1844,15 @@ class Client:
         except OSError:
             if retries:
                 time.sleep(3)
-                return self.send(request, retries - 1)
+                return self.send(request.retry(), retries - 1)
             raise
 """
+        # rewritten when only the count changes: tests/codemods/test_codemod_recursion.py
         self.assertUnchanged(
             before,
             [
-                "retries by calling itself with `retries - 1` (a recursion, not a loop): make it"
-                " a step by hand, its attempts read from the retries argument"
+                "the recursive call changes `request`, `retries` (state carried into the next"
+                " attempt): make it a step by hand"
             ],
         )
 
