@@ -671,16 +671,24 @@ class RetryLoopCodemod(LoopResults):
                 symbols[flag] = True
             except _NeedsValue as need:
                 machinery_names = state | {n for n in (saved, as_name) if n}
+                # a name the loop itself sets (``delay = e.retry_after`` in a handler) has
+                # no value where the step is defined: never a run-time value of the policy
+                set_in_loop = isinstance(need.what, str) and (
+                    need.what.split(".", 1)[0] in self._stored_in(scope, loop)
+                )
                 if (
                     need.what in symbols
                     or len(symbols) >= 4
+                    or set_in_loop
                     or not self._runtime_value(need.what, scope, machinery_names, stored)
                 ):
                     called = self._called_parameter(func, attempt_stmts)
                     called = called or self._wrapped_parameter(func, attempt_stmts)
                     if called is None:
                         message = str(need)
-                        if isinstance(need.what, str) and "(" in need.what:
+                        if set_in_loop:
+                            message += ", which the loop itself sets between attempts"
+                        elif isinstance(need.what, str) and "(" in need.what:
                             message += (
                                 ", a call made again before each wait (a run-time value is"
                                 " read from a name or an attribute only)"

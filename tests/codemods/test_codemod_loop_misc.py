@@ -344,6 +344,30 @@ def fetch(client, url):
             ],
         )
 
+    def test_a_delay_the_handler_sets_is_not_a_run_time_value(self) -> None:
+        # the handler's own `delay` has no value where a step would be defined (it was
+        # once written as `initial_delay=delay`, unbound there)
+        before = """\
+import time
+
+
+def call(api):
+    for i in range(3):
+        try:
+            return api.get()
+        except Busy as e:
+            delay = e.retry_after
+            time.sleep(delay)
+    return delay
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "sleep is not a backoff: the delay depends on `delay`, which the loop"
+                " itself sets between attempts"
+            ],
+        )
+
     def test_two_tries_say_what_the_retry_decision_reads(self) -> None:
         before = """\
 import time
