@@ -44,9 +44,7 @@ _SWEEP_HINT = re.compile(r"update")
 _AGE_HINT = re.compile(r"__lte?\b|interval|heartbeat|_at\b|timedelta|cutoff|now\(\)|<")
 _DEAD_HINT = re.compile(r"failed|dead|dlq|bur(?:y|ied)|graveyard|poison|on_failure|exhausted")
 # a count going down or up, or a wait before calling itself again (a Retry-After)
-_RECURSE_HINT = re.compile(
-    r"(?:retr|attempt|tries|count|left)\w*['\"\]]*\s*[-+]=?\s*1|\bsleep\("
-)
+_RECURSE_HINT = re.compile(r"(?:retr|attempt|tries|count|left)\w*['\"\]]*\s*[-+]=?\s*1|\bsleep\(")
 _HARMLESS = frozenset(
     {"min", "max", "int", "float", "str", "repr", "len", "isinstance", "type", "format", "round",
      "random.uniform", "random.random", "random.randint", "time.time", "time.monotonic"}
