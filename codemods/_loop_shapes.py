@@ -372,10 +372,15 @@ def _is_counter_bump(stmt: cst.CSTNode) -> bool:
 
 
 def _attempt_body(
-    loop: cst.For | cst.While, style: str, skip: int = 0, flag: bool = False
+    loop: cst.For | cst.While,
+    style: str,
+    skip: int = 0,
+    flag: bool = False,
+    setup: Sequence[int] = (),
 ) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
-    counter updates that open the try (nor the final ``success = True`` with ``flag``)."""
+    counter updates that open the try (nor the final ``success = True`` with ``flag``),
+    after the ``setup`` statements before the try (their indexes in the loop body)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
     stmts: list[Any] = list(try_.body.body)[skip:]
@@ -383,6 +388,8 @@ def _attempt_body(
         stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
+    if setup:
+        stmts = [*(loop.body.body[i] for i in setup), *stmts]
     if not stmts:
         stmts = [cst.SimpleStatementLine([cst.Pass()])]
     first = stmts[0]

@@ -83,6 +83,7 @@ from ._loop_shapes import (
     _walk_own,
     _without_final_break,
 )
+from ._loop_setup import message_prelude, setup_note, span_or_node, split_setup
 from ._loop_simulation import (
     Skip,
     _Exit,
@@ -192,7 +193,9 @@ class RetryLoopCodemod(LoopHandlers):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
+        attempt_body = _attempt_body(
+            updated, plan.style, plan.bumps, bool(plan.success_flag), plan.setup
+        )
         func = self._step_function(plan, attempt_body)
         replacement = self._call_site(plan, updated)
         if plan.nested:
@@ -234,7 +237,7 @@ class RetryLoopCodemod(LoopHandlers):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return", plan.bumps)]
+        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return", plan.bumps, setup=plan.setup)]
         # comments above the loop now stand above the attempt's first statement
         above = [line for line in loop.leading_lines if line.comment is not None]
         first = attempt[0]
@@ -402,10 +405,13 @@ class RetryLoopCodemod(LoopHandlers):
             attempt_stmts = _without_final_break(attempt_stmts)
         if success_flag is not None:
             attempt_stmts = attempt_stmts[:-1] or [cst.SimpleStatementLine([cst.Pass()])]
+        # statements before the try that each attempt recomputes: the step's first lines
+        pre, setup = split_setup(self, loop, pre, try_.handlers, post, try_.orelse)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
             bumps += 1
+        attempt_stmts = [*setup, *attempt_stmts]
         finder = _BodyFinder()
         for stmt in attempt_stmts:
             stmt.visit(finder)
@@ -468,7 +474,7 @@ class RetryLoopCodemod(LoopHandlers):
         kept_names = _assigned_names(kept)
         state -= kept_names
 
-        attempt_node = try_.body
+        attempt_node = span_or_node(setup, try_.body)
         self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
         # the saved exception (`result = e`) that the attempt only assigns is its result
         # when attempts run out, not state for the next attempt
@@ -593,6 +599,10 @@ class RetryLoopCodemod(LoopHandlers):
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
                 " RetryPolicy raises ValueError for it"
             )
+        caught = [t for h, _ in rules for t in (self._types(h.type, scope) if h.type else ["BaseException"])]
+        setup_difference = setup_note(self, setup, caught)
+        if setup_difference:
+            notes.append(setup_difference)
         returned = unserializable_return(try_.body, code)
         if returned:
             notes.append(returned)
@@ -662,6 +672,11 @@ class RetryLoopCodemod(LoopHandlers):
             wrapper_body = list(exit_.block)
             # a message built in the block (`msg = _("...")`) is not a counter
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
+            # `error_msg = _("...")` set by the handler before it: kept in front of it
+            prelude = message_prelude(self, handler, wrapper_body, exhaustion_reads & state, state)
+            if prelude:
+                wrapper_body = [*prelude, *wrapper_body]
+                exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
         # the predicate's `code = e.getcode()` read after the loop: the same as `kept`
@@ -742,7 +757,9 @@ class RetryLoopCodemod(LoopHandlers):
                     raise Skip(f"the counter `{name}` is read after the loop")
 
         # Data flow between the attempt body and the rest of the function.
-        read_outside = self._read_outside(scope, loop, stored)
+        read_outside = self._read_outside(
+            scope, loop, stored, after_only=not self._in_outer_loop(loop)
+        )
         if tail:
             read_outside |= stored & _names_read_in(tail)  # handed from the step to the else
         params = self._free_locals(scope, attempt_node, stored)
@@ -763,6 +780,7 @@ class RetryLoopCodemod(LoopHandlers):
             success_flag=success_flag[0] if success_flag else None,
             bumps=bumps,
             clauses=clauses,
+            setup=[body.body.index(s) for s in setup],
         )
         if success_flag is not None:
             plan.flag_read_after = self._flag_read_after(success_flag[0], scope, loop)
@@ -800,7 +818,7 @@ class RetryLoopCodemod(LoopHandlers):
         params = [p for p in params if p != counter]  # read from current_step() instead
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
-        plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
+        plan.step_name = self._step_name(try_.body, func, scope if nested else None)
         plan.top_level = None if nested else self._top_level(func)
         if nested:
             plan.notes.append(
