@@ -193,15 +193,15 @@ def _calls(stmts: Sequence[cst.CSTNode]) -> Iterator[cst.Call]:
 
 def _may_catch_plain_errors(type_name: str) -> bool:
     """``KeyError``, ``LookupError``, ``Exception``: an error plain code can raise."""
+    if type_name[:1].islower() and "." not in type_name:
+        return True  # a tuple kept in a variable (`retry_excs`): it may hold any
     found = getattr(builtins, type_name, None)
     if not isinstance(found, type) or not issubclass(found, BaseException):
         return False
     return any(issubclass(err, found) for err in _PLAIN_ERRORS)
 
 
-def setup_note(
-    cm: LoopScope, setup: Sequence[cst.CSTNode], caught: Sequence[str]
-) -> str | None:
+def setup_note(cm: LoopScope, setup: Sequence[cst.CSTNode], caught: Sequence[str]) -> str | None:
     """The note for an error the setup raises, or ``None`` when it cannot be one the
     loop's ``except`` clauses catch."""
     if not setup:
@@ -210,7 +210,9 @@ def setup_note(
     shown = f"`{_first_line(code(setup[0]))}`" + (" ..." if len(setup) > 1 else "")
     types = ", ".join(f"`{t}`" for t in caught)
     runs_code = [
-        c for c in _calls(setup) if not (isinstance(c.func, cst.Name) and c.func.value in _PLAIN_CALLS)
+        c
+        for c in _calls(setup)
+        if not (isinstance(c.func, cst.Name) and c.func.value in _PLAIN_CALLS)
     ]
     if not runs_code and not any(_may_catch_plain_errors(t) for t in caught):
         return None
@@ -256,3 +258,86 @@ def message_prelude(
         if name in needed and not (_loads(cm, [small.value]) & state):
             prelude.append(stmt)
     return prelude
+
+
+def check_cleanup(
+    cm: LoopScope,
+    final: Sequence[cst.BaseStatement],
+    state: set[str],
+    as_name: str | None,
+    tail: Sequence[cst.BaseStatement],
+) -> None:
+    """A ``finally`` block run after every attempt can close the step's body (``try:
+    body finally: cleanup``) when it reads nothing the handler changes, sets nothing,
+    and does not leave the loop."""
+    code = cm.source_module.code_for_node
+    shown = _first_line(code(final[0]))
+    for stmt in final:
+        for node in [stmt, *_walk_own(stmt)]:
+            if isinstance(node, cst.Return | cst.Break | cst.Continue | cst.Yield):
+                raise Skip(f"the finally block (`{shown}`) leaves the loop")
+    read = _loads(cm, final) & (state | ({as_name} if as_name else set()))
+    if read:
+        name = sorted(read)[0]
+        raise Skip(
+            f"the finally block (`{shown}`) reads `{name}`, which the loop changes between attempts"
+        )
+    assigned = _assigned_names(final)
+    if assigned:
+        raise Skip(f"the finally block assigns `{sorted(assigned)[0]}` after every attempt")
+    if tail:
+        raise Skip(
+            "the try's else block runs before its finally block; after the step it"
+            " would run after it"
+        )
+
+
+def cleanup_notes(
+    cm: LoopScope,
+    final: Sequence[cst.BaseStatement],
+    caught: Sequence[str],
+    waits: bool,
+    repairs: bool,
+    after_code: Sequence[cst.BaseStatement],
+) -> list[str]:
+    """What changes when the ``finally`` block moves into the step: it runs when the
+    attempt ends, before the step's wait, the work between attempts and the code run
+    when it gives up, instead of after the handler that did them."""
+    if not final:
+        return []
+    code = cm.source_module.code_for_node
+    shown = f"`{_first_line(code(final[0]))}`" + (" ..." if len(final) > 1 else "")
+    notes: list[str] = []
+    effects = [s for s in after_code if not _raises_or_returns(s)]
+    before: list[str] = []
+    if waits:
+        before.append("the wait")
+    if repairs:
+        before.append("the work between attempts")
+    if effects:
+        before.append(f"`{_first_line(code(effects[0]))}` (run when attempts run out)")
+    if before:
+        notes.append(
+            f"the finally block ({shown}) now runs as soon as an attempt fails, before "
+            + ", ".join(before)
+            + "; the legacy loop ran it after its handler"
+        )
+    runs_code = [
+        c
+        for c in _calls(final)
+        if not (isinstance(c.func, cst.Name) and c.func.value in _PLAIN_CALLS)
+    ]
+    if runs_code or any(_may_catch_plain_errors(t) for t in caught):
+        types = ", ".join(f"`{t}`" for t in caught)
+        notes.append(
+            f"the finally block ({shown}) now runs inside the step: an error it raises that"
+            f" the loop's except clauses catch ({types}) is handled like the attempt's,"
+            " where the legacy loop let it through"
+        )
+    return notes
+
+
+def _raises_or_returns(stmt: cst.BaseStatement) -> bool:
+    return isinstance(stmt, cst.SimpleStatementLine) and all(
+        isinstance(small, cst.Raise | cst.Return | cst.Pass) for small in stmt.body
+    )

@@ -388,6 +388,9 @@ def _attempt_body(
         stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
+    if try_.finalbody is not None:  # the cleanup after every attempt closes the step's body
+        stmts = stmts or [cst.SimpleStatementLine([cst.Pass()])]
+        stmts = [cst.Try(body=cst.IndentedBlock(body=stmts), handlers=[], finalbody=try_.finalbody)]
     if setup:
         stmts = [*(loop.body.body[i] for i in setup), *stmts]
     if not stmts:

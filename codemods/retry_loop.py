@@ -50,6 +50,14 @@ from ._loop_scope import (
     _RETRY_DECORATOR_PREFIXES,
     _Plan,
 )
+from ._loop_setup import (
+    check_cleanup,
+    cleanup_notes,
+    message_prelude,
+    setup_note,
+    span_or_node,
+    split_setup,
+)
 from ._loop_shapes import (
     _as_name,
     _assigned_names,
@@ -83,7 +91,6 @@ from ._loop_shapes import (
     _walk_own,
     _without_final_break,
 )
-from ._loop_setup import message_prelude, setup_note, span_or_node, split_setup
 from ._loop_simulation import (
     Skip,
     _Exit,
@@ -237,7 +244,10 @@ class RetryLoopCodemod(LoopHandlers):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return", plan.bumps, setup=plan.setup)]
+        attempt = [
+            *self._counter_stmt(plan),
+            *_attempt_body(loop, "return", plan.bumps, setup=plan.setup),
+        ]
         # comments above the loop now stand above the attempt's first statement
         above = [line for line in loop.leading_lines if line.comment is not None]
         first = attempt[0]
@@ -374,8 +384,8 @@ class RetryLoopCodemod(LoopHandlers):
             raise Skip("except* is not supported")
         assert isinstance(try_, cst.Try)
         pre, post = list(body.body[:index]), list(body.body[index + 1 :])
-        if try_.finalbody is not None:
-            raise Skip("the try has a finally block that runs after every attempt")
+        # `finally: cleanup` after every attempt: it closes the step's body
+        final: list[Any] = list(try_.finalbody.body.body) if try_.finalbody else []
         style = _success_style(try_)
         sim_loop: cst.For | cst.While = loop
         func_scope = self.get_metadata(ScopeProvider, func.body, None)
@@ -475,7 +485,12 @@ class RetryLoopCodemod(LoopHandlers):
         state -= kept_names
 
         attempt_node = span_or_node(setup, try_.body)
-        self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        if final:
+            try:
+                check_cleanup(self, final, state, as_name, _success_tail(try_))
+            except Skip as skip:
+                self._engine_or(skip, func, attempt_stmts)
+        self._check_attempt_body(attempt_node, [*attempt_stmts, *final], style, state, loop_var)
         # the saved exception (`result = e`) that the attempt only assigns is its result
         # when attempts run out, not state for the next attempt
         only_set = {saved} if saved and not _read_in(saved, attempt_stmts) else set()
@@ -599,10 +614,15 @@ class RetryLoopCodemod(LoopHandlers):
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
                 " RetryPolicy raises ValueError for it"
             )
-        caught = [t for h, _ in rules for t in (self._types(h.type, scope) if h.type else ["BaseException"])]
+        caught = [
+            t
+            for h, _ in rules
+            for t in (self._types(h.type, scope) if h.type else ["BaseException"])
+        ]
         setup_difference = setup_note(self, setup, caught)
         if setup_difference:
             notes.append(setup_difference)
+        cleanup_difference = bool(final)  # its notes once the call site's code is known
         returned = unserializable_return(try_.body, code)
         if returned:
             notes.append(returned)
@@ -756,6 +776,14 @@ class RetryLoopCodemod(LoopHandlers):
                 if (start.line, start.column) >= (end.line, end.column):
                     raise Skip(f"the counter `{name}` is read after the loop")
 
+        if cleanup_difference:
+            after_code = [*wrapper_body, *(s for c in clauses for s in c[2])]
+            waits = bool(outcome.delays and any(outcome.delays)) or policy.delay_from is not None
+            notes.extend(
+                cleanup_notes(
+                    self, final, caught, waits, policy.before_retry is not None, after_code
+                )
+            )
         # Data flow between the attempt body and the rest of the function.
         read_outside = self._read_outside(
             scope, loop, stored, after_only=not self._in_outer_loop(loop)
@@ -763,6 +791,10 @@ class RetryLoopCodemod(LoopHandlers):
         if tail:
             read_outside |= stored & _names_read_in(tail)  # handed from the step to the else
         params = self._free_locals(scope, attempt_node, stored)
+        if try_.finalbody is not None:
+            params += [
+                p for p in self._free_locals(scope, try_.finalbody.body, stored) if p not in params
+            ]
         plan = _Plan(
             machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *post])))
             + "".join(code(h) for h in try_.handlers),
@@ -802,9 +834,13 @@ class RetryLoopCodemod(LoopHandlers):
         if style == "return" and read_outside:
             name = sorted(read_outside)[0]
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
-        if _uses_zero_arg_super(attempt_node):
+        if _uses_zero_arg_super(attempt_node) or (
+            try_.finalbody is not None and _uses_zero_arg_super(try_.finalbody)
+        ):
             raise Skip("the attempt body calls super() without arguments")
         mangled = None if nested else _private_name(attempt_node)
+        if mangled is None and not nested and try_.finalbody is not None:
+            mangled = _private_name(try_.finalbody)
         if mangled is not None:
             raise Skip(f"the attempt body uses the class-private name `{mangled}`")
         if style == "break" and _contains_return(attempt_stmts):
