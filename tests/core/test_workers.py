@@ -7,6 +7,7 @@ module and reads the ``effects`` table its ``@transaction`` steps write.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -356,3 +357,36 @@ def test_a_frozen_worker_loses_its_lease_and_cannot_write_after_it(pg_db, worker
     assert {r.pid for r in rows if r.label == "stop"} == {rescuer.pid}
     assert frozen.poll() is None, "the fenced worker carries on"
     assert workers.terminate_all() == [0, 0]
+
+
+def test_a_sigkilled_worker_is_listed_dead_then_dropped_when_it_is_replaced(db, workers):
+    """`durable workers list` shows a worker killed by SIGKILL as dead once its lease
+    timeout passes (it never deleted its row), and its successor as alive."""
+
+    def listed() -> dict[str, dict[str, Any]]:
+        args = ["workers", "list", "--json", "--lease-timeout", "2", "--database-url", workers.url]
+        out = subprocess.run(
+            [sys.executable, "-m", "toolkit", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return {w["pid"]: w for w in json.loads(out.stdout)["workers"]}
+
+    first = workers.spawn("work")
+    wait_for(lambda: first.pid in listed(), 60)
+    assert listed()[first.pid]["alive"] is True
+    workers.kill(first)
+    assert first.returncode == -signal.SIGKILL
+    wait_for(lambda: listed()[first.pid]["alive"] is False, 30, every=0.5)
+    dead = listed()[first.pid]
+    assert dead["registered"] is True and dead["queues"] == ["work"]
+    second = workers.spawn("work")
+    wait_for(lambda: second.pid in listed(), 60)
+    now = listed()
+    assert now[second.pid]["alive"] is True
+    assert now[first.pid]["alive"] is False  # kept for a day, never shown alive again
+    assert workers.terminate_all() == [0]
+    assert second.pid not in listed()  # a clean stop deletes its row
