@@ -106,13 +106,13 @@ def split_setup(
     pre: list[Any],
     handlers: Sequence[cst.ExceptHandler],
     post: Sequence[cst.BaseStatement],
-    orelse: cst.Else | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """``pre`` split into the loop's machinery (counters, waits, logs) and the setup of
     each attempt (moved into the step). Refuses a setup whose place among the machinery
     matters, or that the handler reads or changes."""
     handler_stmts = [s for h in handlers for s in h.body.body]
-    changed = _assigned_names([*handler_stmts, *post]) | _header_reads(loop)
+    changed = _assigned_names([*handler_stmts, *post])
+    header = _header_reads(loop)  # a name the loop test reads is loop machinery
     machinery: list[Any] = []
     setup: list[Any] = []
     for stmt in pre:
@@ -121,7 +121,7 @@ def split_setup(
             _is_counter_bump(stmt)
             or _is_log_line(cm, stmt)
             or _sleeps(cm, stmt)
-            or own & changed
+            or own & (changed | header)
             or own & _loads(cm, [stmt])  # `n = n + 1`: a counter of its own
         ):
             machinery.append(stmt)
@@ -150,16 +150,18 @@ def split_setup(
                 f"the setup `{_first_line(code(stmt))}` before the try reads `{name}`,"
                 " which the loop changes between attempts"
             )
-    kept = [s for s in handler_stmts if not _is_log_line(cm, s)]
-    if orelse is not None:
-        kept = [*kept, *orelse.body.body]
-    read_by_handler = _loads(cm, [*kept, *post]) & set_by_setup
-    if read_by_handler:
-        name = sorted(read_by_handler)[0]
-        raise Skip(
-            f"the handler reads `{name}`, set before the try by"
-            f" `{_first_line(code(next(s for s in setup if name in _assigned_names([s]))))}`"
-        )
+    readers = [
+        ("the handler", [s for s in handler_stmts if not _is_log_line(cm, s)]),
+        ("the code after the try", list(post)),
+    ]
+    if isinstance(loop.orelse, cst.Else):
+        readers.append(("the loop's else block", list(loop.orelse.body.body)))
+    for who, stmts in readers:
+        read = _loads(cm, stmts) & set_by_setup
+        if read:
+            name = sorted(read)[0]
+            origin = next(s for s in setup if name in _assigned_names([s]))
+            raise Skip(f"{who} reads `{name}`, set before the try by `{_first_line(code(origin))}`")
     return machinery, setup
 
 

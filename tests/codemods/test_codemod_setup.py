@@ -433,3 +433,44 @@ def fetch(dep):
             before,
             ["the finally block assigns `done` after every attempt"],
         )
+
+    def test_loop_else_reading_what_the_setup_set(self) -> None:
+        before = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(3):
+        server = dep.pick()
+        try:
+            return dep.get(server)
+        except ConnectionError:
+            time.sleep(1)
+    else:
+        raise RuntimeError(server)
+"""
+        self.assertUnchanged(
+            before,
+            ["the loop's else block reads `server`, set before the try by `server = dep.pick()`"],
+        )
+
+    def test_setup_reading_the_count_is_exact(self) -> None:
+        """The count the loop header reads does not change between attempts; plain
+        arithmetic raises nothing the handler catches: no note."""
+        before = """\
+import time
+
+
+def fetch(dep, n):
+    for attempt in range(n):
+        share = dep.total / n
+        try:
+            return dep.get(share)
+        except ConnectionError:
+            time.sleep(1)
+    raise RuntimeError("no")
+"""
+        code, sites = self.run_codemod(before)
+        assert sites[0].action == "rewritten"
+        assert "        share = dep.total / n\n        return dep.get(share)\n" in code
+        assert not any("setup" in note for note in sites[0].notes)
