@@ -150,7 +150,7 @@ def split_setup(
                 f"the setup `{_first_line(code(stmt))}` before the try reads `{name}`,"
                 " which the loop changes between attempts"
             )
-    readers = [
+    readers: list[tuple[str, list[Any]]] = [
         ("the handler", [s for s in handler_stmts if not _is_log_line(cm, s)]),
         ("the code after the try", list(post)),
     ]
