@@ -187,10 +187,13 @@ def _loads(cm: LoopScope, stmts: Sequence[cst.CSTNode]) -> set[str]:
 
 
 def _calls(stmts: Sequence[cst.CSTNode]) -> Iterator[cst.Call]:
+    """The calls in ``stmts``; a ``raise`` counts as one (it raises any type it names)."""
     for stmt in stmts:
         for node in [stmt, *_walk_own(stmt)]:
             if isinstance(node, cst.Call):
                 yield node
+            elif isinstance(node, cst.Raise):
+                yield cst.Call(func=cst.Name("raise"))
 
 
 def _may_catch_plain_errors(type_name: str) -> bool:
@@ -211,6 +214,16 @@ def setup_note(cm: LoopScope, setup: Sequence[cst.CSTNode], caught: Sequence[str
     code = cm.source_module.code_for_node
     shown = f"`{_first_line(code(setup[0]))}`" + (" ..." if len(setup) > 1 else "")
     types = ", ".join(f"`{t}`" for t in caught)
+    for stmt in setup:
+        for node in [stmt, *_walk_own(stmt)]:
+            exc = node.exc if isinstance(node, cst.Raise) else None
+            raised = exc.func if isinstance(exc, cst.Call) else exc
+            if raised is not None and code(raised) in caught:
+                raise Skip(
+                    f"the setup before the try raises `{code(raised)}`, which the loop's"
+                    " except clauses would catch inside the step (the legacy loop let it"
+                    " through)"
+                )
     runs_code = [
         c
         for c in _calls(setup)

@@ -474,3 +474,26 @@ def fetch(dep, n):
         assert sites[0].action == "rewritten"
         assert "        share = dep.total / n\n        return dep.get(share)\n" in code
         assert not any("setup" in note for note in sites[0].notes)
+
+    def test_setup_raising_a_caught_type(self) -> None:
+        before = """\
+import time
+
+
+def fetch(dep):
+    for attempt in range(3):
+        if not dep.ready:
+            raise NotReady
+        try:
+            return dep.get()
+        except NotReady:
+            time.sleep(1)
+    raise RuntimeError("no")
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the setup before the try raises `NotReady`, which the loop's except clauses"
+                " would catch inside the step (the legacy loop let it through)"
+            ],
+        )
