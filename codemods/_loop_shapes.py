@@ -644,6 +644,10 @@ class _BodyFinder(cst.CSTVisitor):
         node.value.visit(self)
         return False
 
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # `retries=5`: the keyword is no read of `retries`
+        return False
+
     def visit_Yield(self, node: cst.Yield) -> None:
         self.yields = True
 

@@ -275,6 +275,39 @@ def send(channel, message):
         _, sites = self.run_codemod(before)
         assert any("`channel.flush()`" in note for note in sites[0].notes)
 
+    def test_put_then_wait_keyword_named_like_the_counter(self) -> None:
+        """The write before the try is redone at every attempt, as the loop did; the
+        keyword `retries=5` is no read of the counter `retries`."""
+        before = """\
+def put_key(client, name):
+    max_tries = 3
+    for retries in range(1, max_tries + 1):
+        client.put(name)
+        try:
+            client.wait_applied(name, retries=5)
+            return
+        except NotApplied:
+            if retries == max_tries:
+                raise
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(NotApplied,),
+    )
+)
+def put_key(client, name):
+    client.put(name)
+    client.wait_applied(name, retries=5)
+    return
+"""
+        self.assertCodemod(before, after)
+
 
 class TestSetupRefusals(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
