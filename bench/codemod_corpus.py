@@ -70,7 +70,11 @@ def read_index(path: Path) -> list[Row]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
-        return [Row(*r[:6]) for r in reader if len(r) >= 5 and r[0] in PATTERNS]
+        return [
+            Row(r[0], r[1], r[2], r[3], r[4], r[5] if len(r) > 5 else "")
+            for r in reader
+            if len(r) >= 5 and r[0] in PATTERNS
+        ]
 
 
 def source_of(row: Row, cache: Path) -> str:
@@ -106,13 +110,23 @@ def _qualnames(tree: ast.AST) -> dict[str, tuple[int, int]]:
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 name = ".".join([*scope, child.name])
                 first = min([child.lineno, *(d.lineno for d in child.decorator_list)])
-                out.setdefault(name, (first, child.end_lineno or child.lineno))
+                if not _is_overload(child):  # a typing stub is not the definition
+                    out.setdefault(name, (first, child.end_lineno or child.lineno))
                 visit(child, [*scope, child.name])
             else:
                 visit(child, scope)
 
     visit(tree, [])
     return out
+
+
+def _is_overload(node: ast.AST) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    return any(
+        (isinstance(d, ast.Name) and d.id == "overload")
+        or (isinstance(d, ast.Attribute) and d.attr == "overload")
+        for d in decorators
+    )
 
 
 def locate(row: Row, source: str) -> None:

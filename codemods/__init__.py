@@ -12,6 +12,7 @@ from .backoff_retry import BackoffCodemod
 from .decisions import decide
 from .framework_retry import FrameworkRetryCodemod
 from .google_retry import GoogleRetryCodemod
+from .project_retry import ProjectRetryCodemod
 from .retry_loop import RetryLoopCodemod
 from .retry_package import RetryPackageCodemod
 from .retrying_retry import RetryingCodemod
@@ -29,6 +30,7 @@ CODEMODS: dict[str, type[DurableCodemod]] = {
     "stamina": StaminaCodemod,
     "google-retry": GoogleRetryCodemod,
     "framework-retry": FrameworkRetryCodemod,
+    "project-retry": ProjectRetryCodemod,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "DurableCodemod",
     "FrameworkRetryCodemod",
     "GoogleRetryCodemod",
+    "ProjectRetryCodemod",
     "RetryLoopCodemod",
     "RetryPackageCodemod",
     "RetryingCodemod",

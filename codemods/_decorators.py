@@ -208,4 +208,30 @@ class DecoratorCodemod(DurableCodemod):
         return [self.code(expr)]
 
 
-__all__ = ["DecoratorCodemod", "Kept", "NotRewritten"]
+def name_uses(node: cst.CSTNode, name: str) -> int:
+    """How many times ``name`` is read as a name (not as an attribute) in ``node``."""
+    count = 0
+
+    class Counter(cst.CSTVisitor):
+        def visit_Name(self, found: cst.Name) -> None:
+            nonlocal count
+            count += found.value == name
+
+        def visit_Attribute(self, found: cst.Attribute) -> bool:
+            found.value.visit(self)
+            return False
+
+        def visit_Arg(self, found: cst.Arg) -> bool:
+            found.value.visit(self)  # a keyword is not a use
+            return False
+
+        def visit_FunctionDef(self, found: cst.FunctionDef) -> bool:
+            for part in (*found.decorators, found.params, found.body):
+                part.visit(self)
+            return False  # its own name is a definition, not a use
+
+    node.visit(Counter())
+    return count
+
+
+__all__ = ["DecoratorCodemod", "Kept", "NotRewritten", "name_uses"]

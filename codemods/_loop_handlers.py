@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.metadata import (
     Scope,
 )
@@ -158,7 +159,13 @@ class LoopHandlers(LoopPolicy):
             text = substitute(text, {saved: param})
         policy.delay_from = f"lambda {param}: {text}"
         policy.max_delay = math.inf  # the legacy sleep had no cap
-        notes = [f"the delay `{text}` comes from the failure: delay_from, without a cap"]
+        notes = [
+            f"the delay `{text}` comes from the failure: delay_from, without a cap",
+            # time.sleep(None) raises TypeError, time.sleep(-1) ValueError: the legacy handler
+            # ended there, where RetryPolicy reads None as "no delay supplied" and clamps at 0
+            f"where `{text}` is None or below 0 the legacy sleep raised (TypeError,"
+            " ValueError) and ended the loop; the step waits 0s and tries again",
+        ]
         if outcome.supplied_last and outcome.attempts is not None:
             notes.append(
                 f"the legacy code slept `{text}` after its last failed attempt;"
@@ -273,10 +280,15 @@ class LoopHandlers(LoopPolicy):
                     isinstance(item.item, cst.Call) and _RERAISER.search(code(item.item.func))
                     for item in node.items
                 ):
+                    plain = _without_reraiser(h)
+                    if plain is not None:
+                        h = plain  # `with save_and_reraise_exception()` said with `raise`
+                        break
                     shown_with = _first_line(code(node.items[0].item))
                     raise Skip(
                         f"the handler for `{shown}` decides inside `with {shown_with}`"
-                        " (setting `reraise = False` retries, else it re-raises on leaving)"
+                        " in a way not followed (`reraise = False` only as the last thing"
+                        " a branch does is read)"
                     )
             if _reraises_only(h):
                 rules.append((h, "reraise"))
@@ -701,3 +713,93 @@ class LoopHandlers(LoopPolicy):
         if tail:
             wrapper = wrapper.with_changes(orelse=cst.Else(body=cst.IndentedBlock(body=tail)))
         return wrapper
+
+
+def _without_reraiser(handler: cst.ExceptHandler) -> cst.ExceptHandler | None:
+    """The handler whose last statement is ``with save_and_reraise_exception() as ctxt:``
+    (oslo: on leaving, it re-raises the handled exception unless ``ctxt.reraise = False``
+    was set), with that block written as plain code: each ``ctxt.reraise = False`` that
+    ends a branch leaves it, every other way out of the block ends with ``raise``.
+    None when ``ctxt`` is used otherwise."""
+    stmts = list(handler.body.body)
+    if not stmts or not isinstance(stmts[-1], cst.With) or len(stmts[-1].items) != 1:
+        return None
+    with_ = stmts[-1]
+    item = with_.items[0]
+    if not isinstance(item.item, cst.Call) or item.item.args:
+        return None
+    ctxt: str | None = None
+    if item.asname is not None:
+        if not isinstance(item.asname.name, cst.Name):
+            return None
+        ctxt = item.asname.name.value
+    if not isinstance(with_.body, cst.IndentedBlock) or any(
+        isinstance(n, cst.Name) and n.value == ctxt for s in stmts[:-1] for n in _walk_all(s)
+    ):
+        return None
+    block = _plain_block(list(with_.body.body), ctxt)
+    if block is None:
+        return None
+    body = handler.body.with_changes(body=[*stmts[:-1], *block])
+    return handler.with_changes(body=body)
+
+
+def _is_no_reraise(stmt: cst.CSTNode, ctxt: str | None) -> bool:
+    return ctxt is not None and m.matches(
+        stmt,
+        m.SimpleStatementLine(
+            body=[
+                m.Assign(
+                    targets=[m.AssignTarget(target=m.Attribute(m.Name(ctxt), m.Name("reraise")))],
+                    value=m.Name("False"),
+                )
+            ]
+        ),
+    )
+
+
+def _plain_block(block: list[Any], ctxt: str | None) -> list[Any] | None:
+    """``block`` of the with body as plain code (see :func:`_without_reraiser`)."""
+    raise_ = cst.parse_statement("raise\n")
+    if not block:
+        return [raise_]
+    *head, last = block
+    for stmt in head:
+        if any(isinstance(n, cst.Name) and n.value == ctxt for n in _walk_all(stmt)):
+            return None
+    if _is_no_reraise(last, ctxt):
+        return head or [cst.SimpleStatementLine([cst.Pass()])]
+    if isinstance(last, cst.If) and any(
+        isinstance(n, cst.Name) and n.value == ctxt for n in _walk_all(last)
+    ):
+        branch = _plain_if(last, ctxt)
+        return None if branch is None else [*head, branch]
+    if any(isinstance(n, cst.Name) and n.value == ctxt for n in _walk_all(last)):
+        return None
+    return [*block, raise_]
+
+
+def _plain_if(stmt: cst.If, ctxt: str | None) -> cst.If | None:
+    if _names_read_in([cst.Expr(stmt.test)]) & ({ctxt} - {None}):
+        return None
+    if not isinstance(stmt.body, cst.IndentedBlock):
+        return None
+    body = _plain_block(list(stmt.body.body), ctxt)
+    if body is None:
+        return None
+    orelse = stmt.orelse
+    new_else: cst.If | cst.Else | None
+    if isinstance(orelse, cst.If):
+        new_else = _plain_if(orelse, ctxt)
+        if new_else is None:
+            return None
+    elif isinstance(orelse, cst.Else) and isinstance(orelse.body, cst.IndentedBlock):
+        rest = _plain_block(list(orelse.body.body), ctxt)
+        if rest is None:
+            return None
+        new_else = orelse.with_changes(body=orelse.body.with_changes(body=rest))
+    elif orelse is None:
+        new_else = cst.Else(body=cst.IndentedBlock(body=[cst.parse_statement("raise\n")]))
+    else:
+        return None
+    return stmt.with_changes(body=stmt.body.with_changes(body=body), orelse=new_else)

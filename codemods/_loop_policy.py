@@ -5,6 +5,7 @@ budgets become a :class:`codemods._policy.Policy`, or the reason they cannot.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -20,7 +21,6 @@ from ._loop_scope import (
     _CLOCKS,
     _NAME_PATH,
     _PROBE,
-    _PROBES,
     LoopScope,
     _expression_of,
     _failover_items,
@@ -49,6 +49,7 @@ from ._policy import (
     fit_delays,
     fit_linear,
 )
+from ._runtime_check import check_other_values, distinct_bases, probes_of
 from ._small_values import check_small_values
 
 
@@ -232,21 +233,35 @@ class LoopPolicy(LoopScope):
         self, simulate: Any, symbols: dict[str, ev.Number], outcome: _Outcome
     ) -> None:
         """A run-time count of 0 or 1 must end the loop the way larger ones do: ``if attempt
-        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy."""
+        == 0: raise`` else ``raise MaxRetries(...)`` is not one policy. One exception: the
+        loop re-raises at and below a threshold ``t`` of one value and ends its usual way
+        above it; then ``self._small_exit = (value, t)`` and the call site re-raises when
+        ``value <= t`` before the usual ending."""
         code = self.source_module.code_for_node
+        self._small_exit = None
+
+        def exit_at(name: str, small: int) -> _Exit | None:
+            try:
+                return simulate({**symbols, name: small}).exit
+            except (Skip, ArithmeticError, ValueError, TypeError):
+                return None  # a loop that never runs: the count-below-1 note says it
+
+        def same(exit_: _Exit) -> bool:
+            return exit_.kind == outcome.exit.kind and [id(s) for s in exit_.block] == [
+                id(s) for s in outcome.exit.block
+            ]
+
         for name, value in symbols.items():
             if isinstance(value, bool):
                 continue
             for small in (0, 1):
-                try:
-                    probe = simulate({**symbols, name: small})
-                except (Skip, ArithmeticError, ValueError, TypeError):
-                    continue  # a loop that never runs: the count-below-1 note says it
-                same = probe.exit.kind == outcome.exit.kind and [
-                    id(s) for s in probe.exit.block
-                ] == [id(s) for s in outcome.exit.block]
-                if same:
+                probe = exit_at(name, small)
+                if probe is None or same(probe):
                     continue
+                threshold = self._reraise_threshold(name, exit_at, same)
+                if threshold is not None and self._small_exit is None:
+                    self._small_exit = (name, threshold)
+                    break
 
                 def said(exit_: _Exit) -> str:
                     if exit_.kind == "reraise":
@@ -258,8 +273,25 @@ class LoopPolicy(LoopScope):
 
                 raise Skip(
                     f"what happens when attempts run out depends on `{name}`: when it is"
-                    f" {small} the loop {said(probe.exit)}, else it {said(outcome.exit)}"
+                    f" {small} the loop {said(probe)}, else it {said(outcome.exit)}"
                 )
+
+    @staticmethod
+    def _reraise_threshold(name: str, exit_at: Any, same: Any) -> int | None:
+        """``t`` when the loop re-raises for every value of ``name`` up to ``t`` (from -1)
+        and ends as usual above it (up to 3 and at the probes)."""
+        kinds: list[tuple[int, _Exit]] = []
+        for small in (-1, 0, 1, 2, 3, _PROBE, 7, 12):
+            exit_ = exit_at(name, small)
+            if exit_ is not None:
+                kinds.append((small, exit_))
+        low = [v for v, e in kinds if not same(e)]
+        if not low or any(e.kind != "reraise" for v, e in kinds if not same(e)):
+            return None
+        threshold = max(low)
+        if any(v <= threshold and same(e) for v, e in kinds):
+            return None
+        return threshold if threshold < _PROBE else None
 
     def _counter_from_attempt(
         self, outcome: _Outcome, node: cst.CSTNode, name: str, text: str
@@ -334,7 +366,19 @@ class LoopPolicy(LoopScope):
                     f" uses the next `{items[0]}` (a failover: state carried into the next"
                     " attempt, not a retry of the same call)"
                 )
-            raise Skip(f"loops over `{code(iterable)}` rather than over attempts")
+            reason = f"loops over `{code(iterable)}` rather than over attempts"
+            if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
+                helper = iterable.func.value
+                origin = sorted(q for q in self.qualified(iterable.func) if q != helper)
+                if origin:
+                    module = origin[0].rsplit(".", 1)[0]
+                    reason += (
+                        f": `{helper}` comes from `{module}`, and what a helper yields is"
+                        " not read across modules"
+                    )
+                else:
+                    reason += f": what `{helper}(...)` yields is not followed"
+            raise Skip(reason)
         target = loop.target
         if isinstance(target, cst.Name):
             return target.value
@@ -403,13 +447,39 @@ class LoopPolicy(LoopScope):
                 raise Skip(f"the attempt body uses the attempt counter `{loop_var}`")
             self._counter_read = (loop_var, start)  # read from current_step().attempt
             used = set()
-        if used:
-            name = sorted(used)[0]
+        if used & finder.read:
+            name = sorted(used & finder.read)[0]
             raise Skip(f"the attempt body reads `{name}`, which changes between attempts")
+        if used:
+            # only assigned by the attempt: the loop sets it too, and the value left
+            # after the loop depends on which of them ran last
+            name = sorted(used)[0]
+            raise Skip(
+                f"the attempt body assigns `{name}`, which the loop also sets"
+                f" {self._where_set(name)}: the value left after the loop comes from both"
+            )
         if finder.asks_user:
             raise Skip("the attempt body asks for user input (never a durable step)")
         if finder.global_decl:
             raise Skip("the attempt body declares global or nonlocal names")
+
+    def _where_set(self, name: str) -> str:
+        """Where the loop machinery (its header, the code around the try, the handlers)
+        assigns ``name``, said for a reason."""
+        loop = self._current_loop
+        if loop is None:
+            return "between attempts"
+        if isinstance(loop, cst.For) and m.matches(loop.target, m.Name(name)):
+            return "as its loop variable"
+        body = loop.body.body if isinstance(loop.body, cst.IndentedBlock) else ()
+        for stmt in body:
+            if isinstance(stmt, cst.Try):
+                for handler in stmt.handlers:
+                    if name in _assigned_names([handler.body]):
+                        return "in its handler"
+            elif name in _assigned_names([stmt]):
+                return f"(`{_first_line(self.source_module.code_for_node(stmt))}`)"
+        return "between attempts"
 
     def _initial_values(
         self, loop: cst.CSTNode, state: set[str], saved: str | None
@@ -557,14 +627,59 @@ class LoopPolicy(LoopScope):
         give_up: list[str],
     ) -> Policy:
         """Simulate with each run-time value varied; each field of the policy must be a
-        constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``)."""
-        base = simulate(symbols)
-        fields = {"base": self._fields(base)}
+        constant or follow one value (``retries``, ``retries + 1``, ``2 * base_delay``).
+
+        Fitted first with every value at one base; when values that coincide there hide
+        a law (``min(max_backoff, backoff * 2 ** n)`` with both at 6), with distinct
+        bases. Either way the policy written must hold with every value changed at
+        once (:func:`check_other_values`)."""
+        numeric = [k for k, v in symbols.items() if not isinstance(v, bool)]
         flags = {k: v for k, v in symbols.items() if isinstance(v, bool)}
-        symbols = {k: v for k, v in symbols.items() if not isinstance(v, bool)}  # not flags
-        for name in symbols:
-            for probe in _PROBES:
-                outcome = simulate({**flags, **symbols, name: probe})
+        try:
+            policy = self._symbolic_policy_at(simulate, symbols, retry_on, give_up, {})
+        except Skip as uniform:
+            text = str(uniform)
+            if len(numeric) < 2 or not (
+                "in a way a policy cannot express" in text or "depends on both" in text
+            ):
+                raise
+            for bases in distinct_bases(numeric):
+                try:
+                    policy = self._symbolic_policy_at(simulate, symbols, retry_on, give_up, bases)
+                    check_other_values(policy, simulate, flags, numeric, self.constants)
+                except Skip:
+                    continue
+                return policy
+            raise
+        check_other_values(policy, simulate, flags, numeric, self.constants)
+        for name in sorted(self._guarded_delays & set(numeric)):
+            pattern = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w.])")
+            for field_name in ("initial_delay", "max_delay", "increment"):
+                if field_name in policy.sources:
+                    policy.sources[field_name] = pattern.sub(
+                        f"({name} or 0)", policy.sources[field_name]
+                    )
+        return policy
+
+    def _symbolic_policy_at(
+        self,
+        simulate: Any,
+        symbols: dict[str, ev.Number],
+        retry_on: list[str],
+        give_up: list[str],
+        bases: dict[str, int],
+    ) -> Policy:
+        """The policy fitted with each run-time value at its base (``_PROBE`` unless
+        ``bases`` names another) and at two variations of it."""
+        flags = {k: v for k, v in symbols.items() if isinstance(v, bool)}
+        at: dict[str, int] = {
+            k: bases.get(k, _PROBE) for k, v in symbols.items() if not isinstance(v, bool)
+        }
+        base = simulate({**flags, **at})
+        outcomes = {"base": base}
+        for name in at:
+            for probe in probes_of(at[name]):
+                outcome = simulate({**flags, **at, name: probe})
                 if outcome.exit.kind != base.exit.kind:
                     raise Skip(f"what happens when attempts run out depends on `{name}`")
                 if (outcome.random_delay, outcome.full_jitter, outcome.min_delay) != (
@@ -573,7 +688,9 @@ class LoopPolicy(LoopScope):
                     base.min_delay,
                 ):
                     raise Skip(f"the random part of the delay depends on `{name}`")
-                fields[f"{name}={probe}"] = self._fields(outcome)
+                outcomes[f"{name}={probe}"] = outcome
+        fields = {key: list(self._fields(outcome)) for key, outcome in outcomes.items()}
+        _fill_unreached_caps(fields, outcomes, at)
         sources: dict[str, str] = {}
         followers: dict[str, str] = {}  # field -> the run-time value it follows
         for index, field_name in enumerate(
@@ -581,19 +698,31 @@ class LoopPolicy(LoopScope):
         ):
             depends = [
                 name
-                for name in symbols
-                if any(fields[f"{name}={p}"][index] != fields["base"][index] for p in _PROBES)
+                for name in at
+                if any(
+                    fields[f"{name}={p}"][index] != fields["base"][index]
+                    for p in probes_of(at[name])
+                )
             ]
             if len(depends) > 1:
                 raise Skip(f"the {field_name} depends on both `{depends[0]}` and `{depends[1]}`")
             if depends:
                 name = depends[0]
-                values = [fields["base"][index]] + [fields[f"{name}={p}"][index] for p in _PROBES]
-                sources[field_name] = _expression_of(field_name, name, values)
+                xs = [at[name], *probes_of(at[name])]
+                values = [fields["base"][index]] + [
+                    fields[f"{name}={p}"][index] for p in probes_of(at[name])
+                ]
+                sources[field_name] = _expression_of(field_name, name, values, xs)
                 followers[field_name] = name
-        if check_small_values(simulate, flags, symbols, fields["base"], followers, base, _PROBE):
+        base_fields = tuple(fields["base"])
+        if check_small_values(simulate, flags, at, base_fields, followers, base, at):
             sources["max_attempts"] = f"max(1, {sources['max_attempts']})"
-        attempts, initial, factor, cap, increment = fields["base"]
+        attempts, initial, factor, cap, increment = base_fields
+        if "max_delay" in sources and (initial or "initial_delay" in sources):
+            # a cap below the first delay: every delay is the cap, as RetryPolicy's
+            # min(first, cap) (it refuses a first delay above the cap)
+            first = sources.get("initial_delay", _num_source(initial))
+            sources["initial_delay"] = f"min({first}, {sources['max_delay']})"
         policy = Policy(
             sources=sources,
             max_attempts=attempts,
@@ -789,3 +918,37 @@ class LoopPolicy(LoopScope):
         notes[:] = [n for n in notes if not n.startswith("the legacy code slept")]
         notes.append("the unguarded attempt after the loop is the step's last attempt")
         self._last_summary = policy.summary()
+
+
+def _num_source(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _fill_unreached_caps(
+    fields: dict[str, list[Any]], outcomes: dict[str, _Outcome], symbols: dict[str, int]
+) -> None:
+    """A cap no delay reached at some values is not "no cap": where the other values
+    show one cap ``c`` (or ``k * value`` for the value varied), and every delay there
+    stays below it, that cap is filled in (index 3 of each row of ``fields``)."""
+    seen = [row[3] for row in fields.values() if row[3] is not None]
+    if not seen or len(seen) == len(fields):
+        return
+    if all(c == seen[0] for c in seen):
+        laws = {key: float(seen[0]) for key in fields}
+    else:
+        laws = {}
+        for name, base in symbols.items():
+            keys = ["base", *(f"{name}={p}" for p in probes_of(base))]
+            xs = [base, *probes_of(base)]
+            known = [(fields[k][3], x) for k, x in zip(keys, xs, strict=True) if fields[k][3]]
+            ratios = {round(c / x, 9) for c, x in known}
+            if len(ratios) == 1 and len(known) >= 2:
+                k = ratios.pop()
+                laws.update({key: k * x for key, x in zip(keys, xs, strict=True)})
+    for key, row in fields.items():
+        cap = laws.get(key)
+        if row[3] is not None or cap is None:
+            continue
+        delays = outcomes[key].delays
+        if delays and max(delays) <= cap:
+            row[3] = cap

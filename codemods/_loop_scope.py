@@ -106,6 +106,8 @@ class _Plan:
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
+    #: ``(class, first parameter)``: ``super()`` in the step becomes ``super(Cls, self)``
+    super_of: tuple[str, str] | None = None
 
 
 class LoopScope(DurableCodemod):
@@ -130,6 +132,11 @@ class LoopScope(DurableCodemod):
         self._per_type_delays: list[tuple[str, float]] = []
         self._assigned_attributes: set[str] = set()
         self._last_repairs: list[cst.BaseStatement] = []
+        #: run-time delays slept only when true (``if delay: sleep(delay)``): written
+        #: ``(delay or 0)``, which is what the loop waited for 0 and None
+        self._guarded_delays: set[str] = set()
+        #: ``(value, t)``: the loop re-raises when attempts run out and ``value <= t``
+        self._small_exit: tuple[str, int] | None = None
 
     def _whole_function(
         self,
@@ -187,6 +194,17 @@ class LoopScope(DurableCodemod):
             first, last = self._range(nodes[0]), self._range(nodes[-1])
             return CodeRange(first.start, last.end)
         return self.get_metadata(PositionProvider, node)
+
+    def _bound_before(self, scope: Scope, name: str, loop: cst.CSTNode) -> bool:
+        """Whether ``name`` is a parameter or is assigned before ``loop`` starts."""
+        start = self._range(loop).start
+        for a in scope.assignments[name]:
+            node = getattr(a, "node", None)
+            if isinstance(node, cst.CSTNode):
+                where = self._range(node).start
+                if (where.line, where.column) < (start.line, start.column):
+                    return True
+        return False
 
     def _stored_in(self, scope: Scope, region: cst.CSTNode) -> set[str]:
         region_range = self._range(region)
@@ -424,10 +442,13 @@ def _num_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def _expression_of(field_name: str, name: str, values: list[Any]) -> str:
+def _expression_of(
+    field_name: str, name: str, values: list[Any], xs: Sequence[float] | None = None
+) -> str:
     """The source of a field that follows run-time value ``name``: its values at the
-    probes (``_PROBE``, then ``_PROBES``) must be ``name + c`` (attempts) or ``k * name``."""
-    xs = [_PROBE, *_PROBES]
+    probes (``xs``: ``_PROBE``, then ``_PROBES`` by default) must be ``name + c``
+    (attempts) or ``k * name``."""
+    xs = list(xs) if xs is not None else [_PROBE, *_PROBES]
     if any(v is None for v in values):
         raise Skip(f"the {field_name} depends on `{name}` in a way a policy cannot express")
     offsets = {v - x for v, x in zip(values, xs, strict=True)}

@@ -380,24 +380,61 @@ def _attempt_body(
 ) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
     counter updates that open the try (nor the final ``success = True`` with ``flag``),
-    after the ``setup`` statements before the try (their indexes in the loop body)."""
+    after the ``setup`` statements before the try (their indexes in the loop body); a
+    ``finally`` run after every attempt closes them (``try: ... finally: ...``).
+    Comments go with them: the ``try:`` line's and those of the dropped counter updates
+    stand above the try body's first statement (see :func:`_attempt_footer` for the
+    others)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
-    stmts: list[Any] = list(try_.body.body)[skip:]
+    every: list[Any] = list(try_.body.body)
+    stmts = every[skip:]
     if flag:
         stmts = stmts[:-1]
     if style == "break" and try_.orelse is None:
         stmts = _without_final_break(stmts)
-    if try_.finalbody is not None:  # the cleanup after every attempt closes the step's body
-        stmts = stmts or [cst.SimpleStatementLine([cst.Pass()])]
-        stmts = [cst.Try(body=cst.IndentedBlock(body=stmts), handlers=[], finalbody=try_.finalbody)]
-    if setup:
-        stmts = [*(loop.body.body[i] for i in setup), *stmts]
     if not stmts:
         stmts = [cst.SimpleStatementLine([cst.Pass()])]
+    above: list[cst.EmptyLine] = []
+    header = try_.body.header.comment if isinstance(try_.body, cst.IndentedBlock) else None
+    if header is not None:
+        above.append(cst.EmptyLine(comment=header))
+    for dropped in every[:skip]:
+        above.extend(_comments(dropped))
     first = stmts[0]
-    comments = [line for line in first.leading_lines if line.comment is not None]
-    return [first.with_changes(leading_lines=comments), *stmts[1:]]
+    stmts = [first.with_changes(leading_lines=[*above, *_comments(first)]), *stmts[1:]]
+    if try_.finalbody is not None:  # the cleanup after every attempt closes the step's body
+        stmts = [cst.Try(body=cst.IndentedBlock(body=stmts), handlers=[], finalbody=try_.finalbody)]
+    if setup:
+        before = [loop.body.body[i] for i in setup]
+        before[0] = before[0].with_changes(leading_lines=_comments(before[0]))
+        stmts = [*before, *stmts]
+    return stmts
+
+
+def _attempt_footer(
+    loop: cst.For | cst.While, style: str, flag: bool = False
+) -> list[cst.EmptyLine]:
+    """Comments after the attempt's last statement: those of a dropped final ``break``
+    or ``success = True``, and the ones that close the try body."""
+    assert isinstance(loop.body, cst.IndentedBlock)
+    try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
+    stmts: list[Any] = list(try_.body.body)
+    out: list[cst.EmptyLine] = []
+    if flag and stmts:
+        out.extend(_comments(stmts[-1]))
+        stmts = stmts[:-1]
+    if style == "break" and try_.orelse is None:
+        kept = _without_final_break(stmts)
+        if len(kept) < len(stmts):
+            out.extend(_comments(stmts[-1]))
+    if isinstance(try_.body, cst.IndentedBlock):
+        out.extend(line for line in try_.body.footer if line.comment is not None)
+    return out
+
+
+def _comments(stmt: Any) -> list[cst.EmptyLine]:
+    return [line for line in getattr(stmt, "leading_lines", ()) if line.comment is not None]
 
 
 def _reraises_only(handler: cst.ExceptHandler) -> bool:
@@ -625,8 +662,34 @@ class _BodyFinder(cst.CSTVisitor):
         self.global_decl = False
         self.asks_user = False
         self.names: set[str] = set()
+        #: the names the body reads (``names`` also has those it only assigns)
+        self.read: set[str] = set()
+        self._stores: set[int] = set()
         self._loops = 0
         self._functions = 0
+
+    def _mark_store(self, target: cst.CSTNode | None) -> None:
+        """Names bound by ``target`` (through tuples, lists and stars only)."""
+        if isinstance(target, cst.Name):
+            self._stores.add(id(target))
+        elif isinstance(target, cst.Tuple | cst.List):
+            for element in target.elements:
+                self._mark_store(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._mark_store(target.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._mark_store(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._mark_store(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._mark_store(node.name)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._mark_store(node.target)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return False
@@ -639,6 +702,8 @@ class _BodyFinder(cst.CSTVisitor):
 
     def visit_Name(self, node: cst.Name) -> None:
         self.names.add(node.value)
+        if id(node) not in self._stores:
+            self.read.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         node.value.visit(self)
@@ -666,6 +731,7 @@ class _BodyFinder(cst.CSTVisitor):
         self.global_decl = True
 
     def visit_For(self, node: cst.For) -> None:
+        self._mark_store(node.target)
         if _is_candidate(node) and _cst_retry_like(node):
             self.nested_retry = True
         self._loops += 1

@@ -5,6 +5,7 @@ attempts, the delays and what happens when attempts run out."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .retry_loop import RetryLoopCodemod
 
 _MAX_SIMULATED = 1000
+_NAME_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 #: delays kept to fit the backoff of an endless loop
 _FIT_WINDOW = 64
 
@@ -365,6 +367,28 @@ class _Simulation:
             branch = branch.orelse if isinstance(branch, cst.If) else None
         return not all(self.cm._is_log(small) for small in _small_statements_of(stmt))
 
+    def _guarded_sleep(self, stmt: cst.BaseStatement) -> str | None:
+        """The value of ``if value: sleep(value)`` (no ``else``; log calls may stand
+        beside the sleep), a plain name or attribute path."""
+        if not isinstance(stmt, cst.If) or stmt.orelse is not None:
+            return None
+        code = self.cm.source_module.code_for_node
+        test = code(stmt.test)
+        if not _NAME_PATH.fullmatch(test):
+            return None
+        sleeps = 0
+        for inner in stmt.body.body:
+            if not isinstance(inner, cst.SimpleStatementLine):
+                return None
+            for small in inner.body:
+                if self.cm._is_log(small):
+                    continue
+                sleep = self.cm.is_sleep(small.value) if isinstance(small, cst.Expr) else None
+                if sleep is None or len(sleep.args) != 1 or code(sleep.args[0].value) != test:
+                    return None
+                sleeps += 1
+        return test if sleeps == 1 else None
+
     def _budget_test(self, stmt: cst.If) -> bool:
         """``if clock() - start > B: raise`` (``>=`` too), re-raising the failure: a time
         budget checked after each failure, before the wait. Recorded, never taken."""
@@ -481,6 +505,13 @@ class _Simulation:
             return None  # the time budget is checked by max_elapsed, not simulated
         if isinstance(stmt, cst.If) and in_handler and self._conditional_repair(stmt):
             self._repair(stmt)  # `if isinstance(e, Gone): self.pending.add(q)`: before_retry
+            return None
+        guarded = self._guarded_sleep(stmt)
+        if guarded is not None:
+            # `if delay: sleep(delay)`: a delay of 0 (or None) sleeps nothing, as
+            # `sleep(delay or 0)` does; the value is a delay, not a flag
+            self.cm._guarded_delays.add(guarded)
+            self._add_draw(self._draw(f"({guarded}) or 0", "sleep is not a backoff: the delay"))
             return None
         if isinstance(stmt, cst.If):
             test = ev.flatten_attributes(ev.parse(code(stmt.test)))

@@ -48,6 +48,8 @@ class Policy:
     on_give_up: str | None = None
     #: field -> source text to write instead of the number (a module constant's name)
     sources: dict[str, str] = field(default_factory=dict)
+    #: the fields whose source is known only at run time (their numbers are stand-ins)
+    runtime: set[str] = field(default_factory=set)
 
     def to_call(self, policy_name: str = "RetryPolicy") -> cst.Call:
         """Build ``RetryPolicy(...)``; every field a reader needs is explicit."""
@@ -60,6 +62,8 @@ class Policy:
             # Uncapped growth in the legacy code: keep it uncapped when the
             # attempts can outgrow the default cap of RetryPolicy.
             largest = self.largest_delay()
+            if self.runtime & {"max_attempts", "max_elapsed", "initial_delay"}:
+                largest = None  # grows with a run-time value: keep it uncapped
             if largest is None or largest > DEFAULT_MAX_DELAY:
                 max_delay = largest if largest is not None else math.inf
         if max_delay is None and self.increment and self.backoff <= 1:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._loop_simulation import Skip
 
-SMALL_VALUES = (0, 1, 2, 3)
+SMALL_VALUES = (-1, 0, 1, 2, 3)
 _FIELDS = ("max_attempts", "initial_delay", "backoff", "max_delay", "increment")
 _COMPARED_RETRIES = 8
 
@@ -31,7 +31,7 @@ def check_small_values(
     base_fields: tuple[Any, ...],
     followers: Mapping[str, str],
     base: Any,
-    probe: float,
+    probe: float | Mapping[str, float],
 ) -> bool:
     """Raise :class:`Skip` when the loop, run with a run-time value at 0..3, does not do
     what the policy fitted at ``probe`` predicts (attempts, then delays).
@@ -42,12 +42,18 @@ def check_small_values(
     once_below_one: list[bool] = []
     for name in symbols:
         for small in SMALL_VALUES:
-            fields = _predicted(base_fields, followers, name, small, probe)
+            at = probe[name] if isinstance(probe, Mapping) else probe
+            fields = _predicted(base_fields, followers, name, small, at)
             attempts = fields["max_attempts"]
             try:
                 outcome = simulate({**flags, **symbols, name: small})
-            except Skip:
+            except Skip as skip:
                 if attempts is not None and attempts >= 1:
+                    if str(skip) != "the loop never runs":
+                        raise Skip(
+                            f"the policy read for `{name}` cannot be checked when it is {small}:"
+                            f" {skip}"
+                        ) from None
                     raise _differs(name, small, f"{attempts} attempt(s)", "no attempt") from None
                 once_below_one.append(False)
                 continue  # the loop never runs: the count-below-1 note says what changes

@@ -3,8 +3,9 @@
 Mapped: the wait generators ``backoff.expo`` (``base``, ``factor``,
 ``max_value``), ``backoff.constant`` (``interval``) and ``backoff.fibo``
 (approximated by ``backoff=1.618``); ``max_tries``; ``max_time``;
-``jitter`` (``full_jitter``, the default, and ``random_jitter`` become
-``jitter=True``; ``jitter=None`` none); ``giveup=lambda e: isinstance(e, X)``;
+``jitter`` (``full_jitter``, the default, becomes ``full_jitter=True``, or
+``random_delay=interval`` for ``backoff.constant``; ``random_jitter`` becomes
+``random_delay=1.0``; ``jitter=None`` none: all exact); ``giveup=lambda e: isinstance(e, X)``;
 ``raise_on_giveup=True``. Logging options are dropped with a note. Hooks
 (``on_backoff``, ``on_giveup``: the reason names what it reads, ``on_success``),
 other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
@@ -14,17 +15,19 @@ other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import libcst as cst
+import libcst.matchers as m
 
-from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
+from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite, name_uses
 from ._policy import Policy
 
 LIB = "backoff"
 _GOLDEN = 1.618
 _LOGGING = ("logger", "backoff_log_level", "giveup_log_level")
-_HOOKS = ("on_success", "on_backoff", "on_giveup")
+_HOOKS = ("on_success", "on_backoff")
 _WAIT_KWARGS = {
     "expo": ("base", "factor", "max_value"),
     "constant": ("interval",),
@@ -38,6 +41,60 @@ class BackoffCodemod(DecoratorCodemod):
     SELECTOR = "backoff"
     LIBRARY = LIB
     DESCRIPTION = "Rewrite backoff.on_exception decorators into durable steps."
+
+    def __init__(self, context: Any, annotate: bool = False) -> None:
+        super().__init__(context, annotate)
+        #: functions entered and not yet left (a decorator inside one reads run-time values)
+        self.functions: list[cst.FunctionDef] = []
+        #: an on_giveup handler that gets ``raise details['exception']`` at its end, once
+        #: the site it serves is recorded as rewritten: (scope, name, the statement)
+        self.giveup_candidate: tuple[cst.CSTNode, str, str] | None = None
+        self.giveup_rewrites: list[tuple[cst.CSTNode, str, str]] = []
+
+    def record(
+        self,
+        node: cst.CSTNode,
+        action: Any,
+        reason: str,
+        notes: tuple[str, ...] | list[str] = (),
+        policy: str = "",
+        end: cst.CSTNode | None = None,
+    ) -> None:
+        super().record(node, action, reason, notes, policy, end)
+        candidate = self.giveup_candidate
+        if (
+            action == "rewritten"
+            and candidate is not None
+            and all(done[1] != candidate[1] for done in self.giveup_rewrites)
+        ):
+            self.giveup_rewrites.append(candidate)
+        self.giveup_candidate = None
+
+    def _end_handlers(self, scope: cst.CSTNode, body: Sequence[Any]) -> list[Any]:
+        """``body`` with each handler of ``giveup_rewrites`` defined in ``scope`` ending
+        in the re-raise backoff did after it."""
+        ends = {name: stmt for where, name, stmt in self.giveup_rewrites if where is scope}
+        out: list[Any] = []
+        for stmt in body:
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in ends:
+                comment = cst.EmptyLine(
+                    comment=cst.Comment(
+                        "# durable: backoff raised the exception after this hook; so does it now"
+                    )
+                )
+                added = cst.parse_statement(ends[stmt.name.value]).with_changes(
+                    leading_lines=[comment]
+                )
+                stmt = stmt.with_changes(body=stmt.body.with_changes(body=[*stmt.body.body, added]))
+            out.append(stmt)
+        return out
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if any(where is original_node for where, _n, _s in self.giveup_rewrites):
+            updated_node = updated_node.with_changes(
+                body=self._end_handlers(original_node, updated_node.body)
+            )
+        return super().leave_Module(original_node, updated_node)
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         target = decorator.decorator
@@ -59,6 +116,11 @@ class BackoffCodemod(DecoratorCodemod):
             predicate = self.code(positional[1].value)
             call = call.with_changes(args=[a for a in call.args if a is not positional[1]])
         kwargs = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        if "on_giveup" in kwargs:
+            raise Kept(
+                f"on_giveup={self.code(kwargs['on_giveup'])} on on_predicate gets the last"
+                " value, and its on_give_up already returns that value: adapt it by hand"
+            )
         if "predicate" in kwargs:
             predicate = self.code(kwargs["predicate"])
             call = call.with_changes(
@@ -88,22 +150,27 @@ class BackoffCodemod(DecoratorCodemod):
         if gen not in _WAIT_KWARGS or isinstance(wait_gen, cst.Call):
             raise Kept(f"wait generator {self.code(wait_gen)} has no equivalent")
         notes: list[str] = []
+        self.giveup_candidate = None
         policy = Policy(max_attempts=None, retry_on=self.exception_types(exceptions))
+        jitter = "full"  # backoff's default, full_jitter
         for name, value in kwargs.items():
             if name == "on_giveup":
-                raise Kept(self._on_giveup_reason(value))
+                policy.on_give_up = self._on_giveup(value, kwargs, notes)
+                continue
             if name in _HOOKS:
                 raise Kept(f"option `{name}=` has no equivalent")
             if name in _LOGGING:
                 notes.append(f"logging option `{name}=` dropped")
             elif name == "max_tries":
-                policy.max_attempts = int(self.number(value, name))
+                tries = self._runtime(value, name, policy, "max_attempts", notes)
+                policy.max_attempts = 3 if tries is None else int(tries)
                 self._keep_name(policy, "max_attempts", value)
             elif name == "max_time":
-                policy.max_elapsed = self.number(value, name)
+                seconds = self._runtime(value, name, policy, "max_elapsed", notes)
+                policy.max_elapsed = 60.0 if seconds is None else seconds
                 self._keep_name(policy, "max_elapsed", value)
             elif name == "jitter":
-                policy.jitter = self._jitter(value)
+                jitter = self._jitter(value)
             elif name == "giveup":
                 try:
                     policy.give_up_on = self._giveup(value)
@@ -114,13 +181,19 @@ class BackoffCodemod(DecoratorCodemod):
                     raise Kept(f"raise_on_giveup={self.code(value)} has no equivalent")
             elif name not in _WAIT_KWARGS[gen]:
                 raise Kept(f"option `{name}=` has no equivalent")
-        if "jitter" not in kwargs:
-            policy.jitter = True
-        if policy.jitter:
-            notes.append("backoff's jitter approximated by jitter=True (delays in [d/2, d])")
+        # full_jitter: uniform(0, d), as full_jitter=True draws; random_jitter: d plus
+        # random.random(), as random_delay=1.0 adds (after the cap, as backoff did)
+        policy.full_jitter = jitter == "full"
+        policy.random_delay = 1.0 if jitter == "random" else 0.0
 
         def wait_arg(name: str, default: float | None) -> float | None:
-            return self.number(kwargs[name], name) if name in kwargs else default
+            if name not in kwargs:
+                return default
+            field = {"factor": "initial_delay", "interval": "initial_delay"}.get(name, "")
+            if not field:
+                return self.number(kwargs[name], name)
+            value = self._runtime(kwargs[name], name, policy, field, notes)
+            return 1.0 if value is None else value
 
         if gen == "expo":
             policy.initial_delay = wait_arg("factor", 1.0) or 0.0
@@ -129,54 +202,218 @@ class BackoffCodemod(DecoratorCodemod):
         elif gen == "constant":
             policy.initial_delay = wait_arg("interval", 1.0) or 0.0
             policy.backoff = 1.0
-            if policy.jitter and _full_jitter(kwargs.get("jitter"), self):
+            if policy.full_jitter:
                 # full jitter of a constant wait: uniform(0, interval), exactly
                 policy.random_delay, policy.initial_delay = policy.initial_delay, 0.0
-                policy.jitter = False
-                notes.remove("backoff's jitter approximated by jitter=True (delays in [d/2, d])")
+                policy.full_jitter = False
         else:
             policy.initial_delay, policy.backoff = 1.0, _GOLDEN
             policy.max_delay = wait_arg("max_value", None)
             notes.append("fibonacci delays approximated by backoff=1.618")
         if policy.max_attempts is None and policy.max_elapsed is None:
             notes.append("retries forever, as before")
+        if policy.runtime:
+            if "random_delay" in policy.runtime or (
+                policy.random_delay and "initial_delay" in policy.runtime
+            ):
+                raise Kept("a full jitter of a run-time interval has no equivalent")
+            notes.append(
+                "the step is defined in the function: its policy uses run-time values, read"
+                " each time the function runs, as backoff's decorator did"
+            )
         return policy, notes
 
-    def _on_giveup_reason(self, value: cst.BaseExpression) -> str:
-        """Why ``on_giveup=handler`` stays: backoff calls it with a details dict (the
-        call's ``args``/``kwargs``/``target``, ``tries``, ``elapsed``, ``exception``), also
-        when ``giveup`` gives up at once, then re-raises; ``RetryPolicy.on_give_up`` gets a
-        ``toolkit.RetryState`` only when the budget runs out, and its value is the result."""
+    # -- run-time values on a nested function ------------------------------------
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.functions.append(node)
+        return True
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        try:
+            updated_node = super().leave_FunctionDef(original_node, updated_node)
+            if any(where is original_node.body for where, _n, _s in self.giveup_rewrites):
+                body = self._end_handlers(original_node.body, updated_node.body.body)
+                updated_node = updated_node.with_changes(
+                    body=updated_node.body.with_changes(body=body)
+                )
+            return updated_node
+        finally:
+            self.functions.pop()
+
+    def _runtime(
+        self,
+        expr: cst.BaseExpression,
+        option: str,
+        policy: Policy,
+        field: str,
+        notes: list[str],
+    ) -> float | None:
+        """The constant value of ``expr``; or, on a function defined inside another one
+        (the decorator is evaluated each time that one runs, and so is the step's), ``None``
+        with ``expr``'s source kept in ``policy.sources[field]``."""
+        try:
+            return self.number(expr, option)
+        except Kept as exc:
+            if len(self.functions) < 2 or "known only at run time" not in str(exc):
+                raise
+        text = " ".join(self.code(expr).split())
+        outer, inner = self.functions[-2], self.functions[-1]
+        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+        if re.search(returned, self.code(outer), re.MULTILINE):
+            raise Kept(
+                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                f" policy comes from its callers ({option}={text})"
+            )
+        if isinstance(expr, cst.Lambda):
+            raise Kept(f"{option}={text} is a function backoff calls on each call")
+        policy.sources[field] = f"({text})" if " if " in text else text
+        policy.runtime.add(field)
+        if field == "max_attempts":
+            notes.append(
+                f"a count below 1 at run time (`{text}` < 1) retried forever under backoff;"
+                " RetryPolicy raises ValueError for it"
+            )
+        else:
+            notes.append(f"a negative `{text}` at run time: RetryPolicy raises ValueError for it")
+        if isinstance(expr, cst.Name | cst.Attribute):
+            notes.append(
+                f"backoff also took a function for {option}= (calling it on each call);"
+                f" RetryPolicy needs the number `{text}` holds"
+            )
+        return None
+
+    def _on_giveup(
+        self, value: cst.BaseExpression, kwargs: dict[str, cst.BaseExpression], notes: list[str]
+    ) -> str:
+        """``on_give_up`` for ``on_giveup=handler``. backoff calls the handler with a
+        details dict when the tries run out (also when ``giveup`` says so), then re-raises
+        the exception; ``RetryPolicy.on_give_up`` gets a ``toolkit.RetryState`` when the
+        budget runs out and its value becomes the result. So: no ``giveup=``; a function
+        defined here reading only ``details['tries']``, ``['elapsed']``,
+        ``['exception']`` (passed as a dict built from the state); it must raise at its
+        end, else ``raise details['exception']`` is added there (what backoff did next)."""
         handler = self.code(value)
-        source = handler
-        if isinstance(value, cst.Name):
-            for stmt in self.source_module.body:
-                if isinstance(stmt, cst.FunctionDef) and stmt.name.value == value.value:
-                    source = self.code(stmt)
-        read = sorted(set(re.findall(r"\[\s*['\"](args|kwargs|target)['\"]\s*\]", source)))
+        if not isinstance(value, cst.Name):
+            raise Kept(
+                f"on_giveup={handler} runs before backoff re-raises the exception;"
+                " RetryPolicy.on_give_up's value would replace it: adapt it by hand"
+            )
+        name = value.value
+        scopes: list[Any] = [*([self.functions[-2].body] if len(self.functions) > 1 else [])]
+        scopes.append(self.source_module)
+        found: tuple[Any, cst.FunctionDef] | None = None
+        for scope in scopes:
+            defs = [
+                s for s in scope.body if isinstance(s, cst.FunctionDef) and s.name.value == name
+            ]
+            if defs:
+                found = (scope, defs[0]) if len(defs) == 1 else None
+                break
+        if found is None:
+            raise Kept(
+                f"on_giveup={handler} is not one function defined beside it; backoff re-raises"
+                " after it, RetryPolicy.on_give_up's value would replace the exception"
+            )
+        scope, function = found
+        read = sorted(
+            set(re.findall(r"\[\s*['\"](args|kwargs|target)['\"]\s*\]", self.code(function)))
+        )
         if read:
-            keys = ", ".join(f"details['{key}']" for key in read)
-            return (
-                f"on_giveup={handler} reads {keys}, the call's arguments, which"
+            shown = ", ".join(f"details['{key}']" for key in read)
+            raise Kept(
+                f"on_giveup={handler} reads {shown}, the call's arguments as passed, which"
                 " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
             )
-        return (
-            f"on_giveup={handler} runs before backoff re-raises the exception;"
-            " RetryPolicy.on_give_up's value would replace it: adapt it by hand"
+        if "giveup" in kwargs:
+            raise Kept(
+                f"on_giveup={handler} also ran when giveup= gave up at once;"
+                " RetryPolicy.on_give_up runs only when the attempts run out"
+            )
+        params = function.params
+        if (
+            len(params.params) != 1
+            or params.kwonly_params
+            or params.posonly_params
+            or isinstance(params.star_arg, cst.Param)
+            or params.star_kwarg is not None
+            or function.decorators
+            or function.asynchronous is not None
+        ):
+            raise Kept(f"on_giveup={handler} does not take backoff's details as its one parameter")
+        param = params.params[0].name.value
+        body = self.code(function.body)
+        subscripts = re.findall(
+            rf"\b{re.escape(param)}\s*\[\s*(['\"])(tries|elapsed|exception)\1\s*\]", body
         )
+        keys = sorted({key for _quote, key in subscripts})
+        if len(re.findall(rf"\b{re.escape(param)}\b", body)) != len(subscripts):
+            raise Kept(
+                f"on_giveup={handler} reads `{param}` other than as {param}['tries'],"
+                f" {param}['elapsed'] or {param}['exception'], the parts a toolkit.RetryState"
+                " carries"
+            )
+        uses = name_uses(self.source_module, name)
+        as_hook = len(
+            re.findall(rf"\bon_giveup\s*=\s*{re.escape(name)}\b", self.source_module.code)
+        )
+        if uses != as_hook or "raise_on_giveup" in self.source_module.code:
+            raise Kept(
+                f"on_giveup={handler}: `{name}` is used elsewhere too (or with"
+                " raise_on_giveup=), so it cannot be adapted"
+            )
+        if m.findall(function.body, m.Return()) or m.findall(function.body, m.Yield()):
+            raise Kept(
+                f"on_giveup={handler} returns early; backoff re-raised the exception after it,"
+                " RetryPolicy.on_give_up's value would replace it: adapt it by hand"
+            )
+        statements = list(function.body.body)
+        last = statements[-1] if statements else None
+        raises = (
+            isinstance(last, cst.SimpleStatementLine)
+            and len(last.body) == 1
+            and isinstance(last.body[0], cst.Raise)
+            and last.body[0].exc is not None
+        )
+        built = {
+            "tries": "state.attempt",
+            "elapsed": "state.elapsed",
+            "exception": "state.exception",
+        }
+        wanted = keys if raises else sorted({*keys, "exception"})
+        parts = ", ".join(f'"{key}": {built[key]}' for key in wanted)
+        if not raises:
+            quote = subscripts[0][0] if subscripts else '"'
+            self.giveup_candidate = (scope, name, f"raise {param}[{quote}exception{quote}]")
+            notes.append(
+                f"on_giveup={name}: backoff re-raised the exception after it, so"
+                f" `raise {param}[{quote}exception{quote}]` ends it now (on_give_up's value"
+                " would replace the exception)"
+            )
+        notes.append(
+            f"on_giveup={name} is called by on_give_up with a dict built from the step's"
+            f" RetryState ({', '.join(wanted) or 'nothing'})"
+        )
+        if "elapsed" in keys:
+            notes.append(
+                f"{param}['elapsed'] is the RetryState's: the seconds since the first attempt"
+                " counted after the last attempt, where backoff counted them before it"
+            )
+        return f"lambda state: {name}({{{parts}}})"
 
     def _keep_name(self, policy: Policy, field: str, value: cst.BaseExpression) -> None:
         name = self.constant_name(value)
         if name is not None:
             policy.sources[field] = name
 
-    def _jitter(self, value: cst.BaseExpression) -> bool:
+    def _jitter(self, value: cst.BaseExpression) -> str:
+        """``none``, ``full`` (``backoff.full_jitter``) or ``random`` (``random_jitter``)."""
         if isinstance(value, cst.Name) and value.value == "None":
-            return False
-        if self.call_name(value, LIB) in ("full_jitter", "random_jitter") and not isinstance(
-            value, cst.Call
-        ):
-            return True
+            return "none"
+        name = self.call_name(value, LIB)
+        if name in ("full_jitter", "random_jitter") and not isinstance(value, cst.Call):
+            return "full" if name == "full_jitter" else "random"
         raise Kept(f"jitter={self.code(value)} has no equivalent")
 
     def _not(self, value: cst.BaseExpression) -> str:
@@ -200,10 +437,6 @@ class BackoffCodemod(DecoratorCodemod):
         ):
             return self.exception_types(value.body.args[1].value)
         raise Kept(f"giveup={self.code(value)} has no equivalent")
-
-
-def _full_jitter(value: cst.BaseExpression | None, codemod: BackoffCodemod) -> bool:
-    return value is None or codemod.call_name(value, LIB) == "full_jitter"
 
 
 __all__ = ["BackoffCodemod"]

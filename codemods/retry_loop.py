@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import libcst as cst
@@ -41,6 +42,7 @@ from . import _evaluate as ev
 from ._base import is_docstring, module_constants
 from ._effects import unserializable_return
 from ._handlers import (
+    gives_up,
     negation_of,
 )
 from ._loop_handlers import LoopHandlers
@@ -64,6 +66,7 @@ from ._loop_shapes import (
     _ast_recursive_retry,
     _ast_retry_like,
     _attempt_body,
+    _attempt_footer,
     _BodyFinder,
     _candidate_loops,
     _contains_return,
@@ -78,6 +81,7 @@ from ._loop_shapes import (
     _private_name,
     _read_in,
     _recursive_retry,
+    _reraises_only,
     _reraises_saved,
     _saved_exception,
     _set_only_by_last,
@@ -104,6 +108,42 @@ from ._policy import (
     check_types,
 )
 from ._recursion import ast_recursive_wrapper, recursive_wrapper
+
+
+class _ExplicitSuper(cst.CSTTransformer):
+    """``super()`` -> ``super(Cls, self)``, outside nested functions and classes."""
+
+    def __init__(self, cls: str, first: str) -> None:
+        super().__init__()
+        self.cls, self.first = cls, first
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        func = updated_node.func
+        if isinstance(func, cst.Name) and func.value == "super" and not updated_node.args:
+            return updated_node.with_changes(
+                args=[
+                    cst.Arg(
+                        cst.Name(self.cls),
+                        comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+                    ),
+                    cst.Arg(cst.Name(self.first)),
+                ]
+            )
+        return updated_node
+
+
+def _is_local_name(scope: FunctionScope, name: str, func: cst.FunctionDef) -> bool:
+    """``name`` is assigned in the function besides being its parameter."""
+    return any(not isinstance(getattr(a, "node", None), cst.Param) for a in scope.assignments[name])
 
 
 class RetryLoopCodemod(LoopHandlers):
@@ -203,7 +243,11 @@ class RetryLoopCodemod(LoopHandlers):
         attempt_body = _attempt_body(
             updated, plan.style, plan.bumps, bool(plan.success_flag), plan.setup
         )
-        func = self._step_function(plan, attempt_body)
+        if plan.super_of is not None:
+            explicit = _ExplicitSuper(*plan.super_of)
+            attempt_body = [s.visit(explicit) for s in attempt_body]
+        footer = _attempt_footer(updated, plan.style, bool(plan.success_flag))
+        func = self._step_function(plan, attempt_body, footer)
         replacement = self._call_site(plan, updated)
         if plan.nested:
             func = func.with_changes(leading_lines=updated.leading_lines)
@@ -255,8 +299,11 @@ class RetryLoopCodemod(LoopHandlers):
         keep.extend(attempt[1:])
         decorators = [*updated_node.decorators, self.decorator_for(plan.policy)]
         self._drop_imports(plan.machinery)
+        own = updated_node.body.footer if isinstance(updated_node.body, cst.IndentedBlock) else []
+        footer = [*_attempt_footer(loop, "return"), *own]
         return updated_node.with_changes(
-            decorators=decorators, body=updated_node.body.with_changes(body=keep)
+            decorators=decorators,
+            body=updated_node.body.with_changes(body=keep, footer=footer),
         )
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
@@ -270,18 +317,26 @@ class RetryLoopCodemod(LoopHandlers):
         return updated_node.with_changes(body=body)
 
     # --------------------------------------------------------------- building
-    def _step_function(self, plan: _Plan, attempt_body: list[cst.BaseStatement]) -> cst.FunctionDef:
+    def _step_function(
+        self,
+        plan: _Plan,
+        attempt_body: list[cst.BaseStatement],
+        footer: list[cst.EmptyLine] | None = None,
+    ) -> cst.FunctionDef:
         assert plan.policy is not None
         body = [*self._counter_stmt(plan), *attempt_body]
+        footer = list(footer or [])
         if plan.style == "break" and plan.outputs:
             value = ", ".join(plan.outputs)
-            body.append(cst.parse_statement(f"return {value}\n"))
+            returned = cst.parse_statement(f"return {value}\n")
+            body.append(returned.with_changes(leading_lines=footer))  # above the return
+            footer = []
         params = cst.Parameters(params=[cst.Param(cst.Name(p)) for p in plan.params])
         self._drop_imports(plan.machinery)
         return cst.FunctionDef(
             name=cst.Name(plan.step_name),
             params=params,
-            body=cst.IndentedBlock(body=body),
+            body=cst.IndentedBlock(body=body, footer=footer),
             decorators=[self.decorator_for(plan.policy)],
             asynchronous=cst.Asynchronous() if plan.is_async else None,
             leading_lines=_spacing(plan.top_level),
@@ -344,6 +399,58 @@ class RetryLoopCodemod(LoopHandlers):
             self.drop_if_unused("itertools", "count")
 
     # --------------------------------------------------------------- analysis
+    def _several_tries_reason(self, stmts: Sequence[cst.BaseStatement], tries: list[int]) -> str:
+        """Why a loop body with several tries is no one attempt: which try retries, and
+        what its retry decision reads that an earlier part of the body set."""
+        code = self.source_module.code_for_node
+        lines = ", ".join(str(self._range(stmts[i]).start.line) for i in tries)
+        reason = f"the loop body has {len(tries)} tries (lines {lines})"
+        retrying = [
+            (i, h)
+            for i in tries
+            for h in getattr(stmts[i], "handlers", ())
+            if not (_reraises_only(h) or gives_up(h.body.body, self._is_log))
+        ]
+        if len(retrying) != 1:
+            return reason + ": which failure retries is decided in more than one place"
+        index, handler = retrying[0]
+        earlier = _assigned_names(list(stmts[:index]))
+        for node in _walk_all(handler.body):
+            if isinstance(node, cst.If):
+                read = sorted(_names_read_in([cst.Expr(node.test)]) & earlier)
+                if read:
+                    return (
+                        f"{reason}: the attempt is the whole body, and the retry decision"
+                        f" `{_first_line(code(node.test))}` reads `{read[0]}`, set by the attempt"
+                        " before the try that fails (not a retry on the exception alone)"
+                    )
+        shown = code(handler.type) if handler.type is not None else "a bare except"
+        return (
+            f"{reason}: the attempt is the whole body, retried on `{shown}` from the try at"
+            f" line {self._range(stmts[index]).start.line} only"
+        )
+
+    def _super_arguments(self, func: cst.FunctionDef) -> tuple[str, str]:
+        """``(class, first parameter)`` for ``super()`` in a method of a module-level
+        class, written out when the attempt leaves the method."""
+        block = self.get_metadata(ParentNodeProvider, func, None)
+        cls = self.get_metadata(ParentNodeProvider, block, None) if block is not None else None
+        outer = self.get_metadata(ParentNodeProvider, cls, None) if cls is not None else None
+        params = [*func.params.posonly_params, *func.params.params]
+        static = any(
+            isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod"
+            for d in func.decorators
+        )
+        if not isinstance(cls, cst.ClassDef) or not isinstance(outer, cst.Module):
+            raise Skip("the attempt body calls super() without arguments outside a method")
+        if not params or static:
+            raise Skip("the attempt body calls super() without arguments in a static method")
+        first = params[0].name.value
+        scope = self.get_metadata(ScopeProvider, func.body, None)
+        if isinstance(scope, FunctionScope) and _is_local_name(scope, first, func):
+            raise Skip(f"the attempt body calls super() and the method rebinds `{first}`")
+        return cls.name.value, first
+
     def _retry_decorator(self, func: cst.FunctionDef) -> str | None:
         for decorator in func.decorators:
             target = decorator.decorator
@@ -360,6 +467,7 @@ class RetryLoopCodemod(LoopHandlers):
     def _analyse(self, func: cst.FunctionDef, loop: cst.For | cst.While) -> _Plan:
         self._last_summary = ""
         self._current_loop = loop
+        self._guarded_delays = set()
         self._counter_read = None
         code = self.source_module.code_for_node
         body = loop.body
@@ -377,7 +485,7 @@ class RetryLoopCodemod(LoopHandlers):
         if not tries:
             raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
-            raise Skip("the loop body has more than one try")
+            raise Skip(self._several_tries_reason(body.body, tries))
         index = tries[0]
         try_ = body.body[index]
         if isinstance(try_, cst.TryStar):
@@ -557,13 +665,25 @@ class RetryLoopCodemod(LoopHandlers):
                     called = self._called_parameter(func, attempt_stmts)
                     called = called or self._wrapped_parameter(func, attempt_stmts)
                     if called is None:
-                        raise Skip(str(need)) from None
+                        message = str(need)
+                        if isinstance(need.what, str) and "(" in need.what:
+                            message += (
+                                ", a call made again before each wait (a run-time value is"
+                                " read from a name or an attribute only)"
+                            )
+                        raise Skip(message) from None
                     reason = self._engine_reason(func, attempt_stmts, called, str(need))
                     raise Skip(reason) from None
                 symbols[need.what] = _PROBE
             except Skip as skip:
                 self._engine_or(skip, func, attempt_stmts)
         self._check_small_counts(simulate, symbols, outcome)
+        if self._small_exit is not None and outcome.exit.kind != "code":
+            value, threshold = self._small_exit
+            raise Skip(
+                f"what happens when attempts run out depends on `{value}`: at {threshold} or"
+                " below the loop re-raises the exception, above it the loop ends another way"
+            )
         engine = self._called_parameter(func, attempt_stmts) if symbols else None
         if engine is not None:
             raise Skip(self._engine_reason(func, attempt_stmts, engine, "", sorted(symbols)))
@@ -595,7 +715,22 @@ class RetryLoopCodemod(LoopHandlers):
                 f"`{outcome.discrete}` drew whole steps of the range;"
                 " RetryPolicy draws any value in it"
             )
-        if any(self._is_log(s) for s in _small_statements(machinery)):
+        logged = [s for s in _small_statements(machinery) if self._is_log(s)]
+        for log_call in logged:
+            unbound = sorted(
+                name
+                for name in _plain_names_read(log_call) & stored
+                if not self._bound_before(scope, name, loop)
+            )
+            if unbound:
+                # `log.warning("bad %s", fixed)` where `fixed = chain.fix()` failed: the legacy
+                # handler raised UnboundLocalError and ended the loop; the step would retry
+                raise Skip(
+                    f"the handler logs `{_first_line(code(log_call))}`, which reads"
+                    f" `{unbound[0]}`, set by the attempt: when an attempt fails before setting"
+                    " it, the legacy handler raises UnboundLocalError (the step would retry)"
+                )
+        if logged:
             notes.append("log calls between attempts were dropped")
         if outcome.last_sleep > 0 and outcome.attempts is not None:
             slept = "once more" if symbols else f"{outcome.last_sleep:g}s"
@@ -690,6 +825,11 @@ class RetryLoopCodemod(LoopHandlers):
             needs_wrapper = True
             wrapper_as = as_name
             wrapper_body = list(exit_.block)
+            if self._small_exit is not None:
+                # `if attempt == 0: raise` reached only for a small run-time count
+                value, threshold = self._small_exit
+                guard = cst.parse_statement(f"if {value} <= {threshold}:\n    raise\n")
+                wrapper_body = [guard, *wrapper_body]
             # a message built in the block (`msg = _("...")`) is not a counter
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             # `error_msg = _("...")` set by the handler before it: kept in front of it
@@ -837,7 +977,13 @@ class RetryLoopCodemod(LoopHandlers):
         if _uses_zero_arg_super(attempt_node) or (
             try_.finalbody is not None and _uses_zero_arg_super(try_.finalbody)
         ):
-            raise Skip("the attempt body calls super() without arguments")
+            plan.super_of = self._super_arguments(func)
+            cls_name, first_param = plan.super_of
+            plan.notes.append(
+                f"`super()` in the step became `super({cls_name}, {first_param})`: a step"
+                " defined apart from the method has no implicit class (the same class unless"
+                f" the module rebinds `{cls_name}`)"
+            )
         mangled = None if nested else _private_name(attempt_node)
         if mangled is None and not nested and try_.finalbody is not None:
             mangled = _private_name(try_.finalbody)
@@ -852,8 +998,14 @@ class RetryLoopCodemod(LoopHandlers):
             )
         counter = self._counter_read[0] if self._counter_read else None
         params = [p for p in params if p != counter]  # read from current_step() instead
+        if plan.super_of is not None and plan.super_of[1] not in params:
+            params.insert(0, plan.super_of[1])  # `super(Cls, self)` reads it
         plan.params = [] if nested else params  # a nested step reads them from its closure
         plan.outputs = sorted(read_outside, key=lambda n: self._first_store(scope, n, attempt_node))
+        if plan.outputs and not any("may not serialize" in n for n in plan.notes):
+            handed_back = unserializable_return(try_.body, code, plan.outputs)
+            if handed_back and "may not serialize" in handed_back:
+                plan.notes.append(handed_back)
         plan.step_name = self._step_name(try_.body, func, scope if nested else None)
         plan.top_level = None if nested else self._top_level(func)
         if nested:
@@ -876,3 +1028,12 @@ class RetryLoopCodemod(LoopHandlers):
 
 
 __all__ = ["RetryLoopCodemod"]
+
+
+def _plain_names_read(node: cst.CSTNode) -> set[str]:
+    """The variables ``node`` reads: its names, without attribute names (``log.warning``)
+    and keyword names (``exc_info=``)."""
+    nodes = [node, *_walk_all(node)]
+    skip = {id(n.attr) for n in nodes if isinstance(n, cst.Attribute)}
+    skip |= {id(n.keyword) for n in nodes if isinstance(n, cst.Arg) and n.keyword is not None}
+    return {n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in skip}

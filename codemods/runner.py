@@ -28,6 +28,14 @@ from libcst.codemod import CodemodContext
 
 from . import CODEMODS
 from ._base import Site, sites_of
+from ._use_sites import ProjectIndex, build_index, find_uses
+from .project_retry import (
+    EARLIER_SITES,
+    ORIGINAL_SOURCE,
+    PROJECT_INDEX,
+    ProjectRetryCodemod,
+    use_site,
+)
 
 #: the marker of generated files; split so that this file is not taken for one
 GENERATED_MARKER = "@" + "generated"
@@ -104,18 +112,38 @@ def transform_source(
     selectors: Sequence[str] = tuple(CODEMODS),
     filename: str = "<string>",
     annotate: bool = False,
+    project: ProjectIndex | None = None,
 ) -> tuple[str, list[Site]]:
     """Run the selected codemods on ``source``; the new code and the sites, with the line
-    numbers of ``source``. Raises :class:`libcst.ParserSyntaxError` if it does not parse."""
+    numbers of ``source``. Raises :class:`libcst.ParserSyntaxError` if it does not parse.
+
+    ``project``: the definitions of the project's own decorators that other files of the
+    run hold, with their decisions (:func:`codemods._use_sites.build_index`)."""
     code = source
     sites: list[Site] = []
     original_lines = source.splitlines()
     precheck = not os.environ.get("DURABLE_CODEMOD_NO_PRECHECK")  # the benchmark's worst case
     for selector in selectors:
-        if precheck and not CODEMODS[selector].might_apply(code):
+        codemod_class = CODEMODS[selector]
+        uses = codemod_class is ProjectRetryCodemod
+        # uses: also a decorator named after a definition of the run, or defined here
+        named = uses and (
+            bool(sites) or (project is not None and any(n in code for n in project.names))
+        )
+        if precheck and not codemod_class.might_apply(code) and not named:
+            continue
+        if uses and not annotate:  # it only reports: its ast analysis, without libcst
+            found = find_uses(code, filename, sites, project, source)
+            lines = _line_map(original_lines, code.splitlines()) if code != source else {}
+            sites.extend(_with_lines(use_site(u), lines) for u in found)
             continue
         context = CodemodContext(filename=filename)
-        codemod = CODEMODS[selector](context, annotate=annotate)
+        if uses:  # the use sites are answered with their definitions' decisions
+            context.scratch[EARLIER_SITES] = list(sites)
+            context.scratch[ORIGINAL_SOURCE] = source
+            if project is not None:
+                context.scratch[PROJECT_INDEX] = project
+        codemod = codemod_class(context, annotate=annotate)
         module = codemod.transform_module(cst.parse_module(code))
         stage_sites = sites_of(context)
         if code != source:
@@ -146,7 +174,11 @@ def _line_map(original: list[str], current: list[str]) -> dict[int, int]:
 
 
 def process_file(
-    path: str, selectors: Sequence[str], annotate: bool = False, exclude: Sequence[str] = ()
+    path: str,
+    selectors: Sequence[str],
+    annotate: bool = False,
+    exclude: Sequence[str] = (),
+    project: ProjectIndex | None = None,
 ) -> FileResult:
     """Read, transform and diff one file; never raises."""
     if is_excluded(Path(path), exclude):
@@ -159,7 +191,7 @@ def process_file(
     if GENERATED_MARKER in source:
         return FileResult(path, "generated")
     try:
-        new_code, sites = transform_source(source, selectors, path, annotate)
+        new_code, sites = transform_source(source, selectors, path, annotate, project)
     except cst.ParserSyntaxError as exc:
         line, message = _syntax_error_at(source, exc)
         return FileResult(path, "failed", error=f"line {line}: does not parse: {message}")
@@ -191,7 +223,9 @@ def _syntax_error_at(source: str, exc: cst.ParserSyntaxError) -> tuple[int, str]
     return exc.raw_line, exc.message.splitlines()[0] if exc.message else "syntax error"
 
 
-def _process_star(args: tuple[str, Sequence[str], bool, Sequence[str]]) -> FileResult:
+def _process_star(
+    args: tuple[str, Sequence[str], bool, Sequence[str], ProjectIndex | None],
+) -> FileResult:
     return process_file(*args)
 
 
@@ -213,7 +247,13 @@ def run(
     if unknown:
         raise ValueError(f"unknown codemod {unknown[0]!r}; choose from {', '.join(CODEMODS)}")
     files = [str(p) for p in iter_python_files(paths)]
-    work = [(f, tuple(selectors), annotate, tuple(exclude)) for f in files]
+    project = None
+    if ProjectRetryCodemod.SELECTOR in selectors and len(files) > 1:
+        # the definitions of the project's own decorators, read once for their uses
+        kept = [f for f in files if not is_excluded(Path(f), exclude)]
+        others = [s for s in CODEMODS if s != ProjectRetryCodemod.SELECTOR]
+        project = build_index(kept, others)
+    work = [(f, tuple(selectors), annotate, tuple(exclude), project) for f in files]
     if jobs > 1 and len(work) >= _MIN_FILES_PER_POOL:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             chunk = max(1, min(32, len(work) // (jobs * 4)))

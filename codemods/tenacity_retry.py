@@ -18,16 +18,20 @@ with the option named.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import libcst as cst
+import libcst.matchers as m
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import PositionProvider
 
 from ._base import is_docstring
-from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
+from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite, name_uses
 from ._policy import AmbiguousTypes, Policy, check_types
 
 LIB = "tenacity"
@@ -44,6 +48,86 @@ _MAPPED_OPTIONS = (
 )
 #: tenacity's logging hooks: dropped (the step retries silently)
 _LOG_HOOKS = ("before_log", "after_log", "before_sleep_log")
+
+
+@dataclass
+class _HookRewrite:
+    """A ``before=`` hook whose whole body runs only from the second attempt on
+    (``if state.attempt_number > 1:``): it becomes ``before_retry``, its guard (always
+    true there) dropped and ``state.attempt_number`` read as ``state.attempt + 1``."""
+
+    #: the function whose body defines the hook (None: the module)
+    scope: cst.FunctionDef | None
+    name: str
+    param: str
+
+
+_FIRST_ATTEMPT_GUARDS = (
+    r"{p}\.attempt_number\s*>\s*1",
+    r"{p}\.attempt_number\s*>=\s*2",
+    r"{p}\.attempt_number\s*!=\s*1",
+    r"1\s*<\s*{p}\.attempt_number",
+    r"2\s*<=\s*{p}\.attempt_number",
+)
+
+
+class _DropGuard(cst.CSTTransformer):
+    """``P.attempt_number`` -> ``(P.attempt + 1)`` (RetryState counts the failed attempt)."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__()
+        self.param = param
+
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.BaseExpression:
+        if (
+            isinstance(updated_node.value, cst.Name)
+            and updated_node.value.value == self.param
+            and updated_node.attr.value == "attempt_number"
+        ):
+            return cst.parse_expression(f"({self.param}.attempt + 1)")
+        return updated_node
+
+
+class _CatchExhausted(cst.CSTTransformer):
+    """``except tenacity.RetryError`` -> ``except RetriesExhausted`` (also in a tuple)."""
+
+    def leave_ExceptHandler(
+        self, original_node: cst.ExceptHandler, updated_node: cst.ExceptHandler
+    ) -> cst.ExceptHandler:
+        kind = updated_node.type
+        if kind is None:
+            return updated_node
+        if isinstance(kind, cst.Tuple):
+            elements = [
+                e.with_changes(value=cst.Name("RetriesExhausted"))
+                if _is_retry_error(e.value)
+                else e
+                for e in kind.elements
+            ]
+            return updated_node.with_changes(type=kind.with_changes(elements=elements))
+        if _is_retry_error(kind):
+            return updated_node.with_changes(type=cst.Name("RetriesExhausted"))
+        return updated_node
+
+
+def _is_retry_error(node: cst.BaseExpression) -> bool:
+    return (isinstance(node, cst.Name) and node.value == "RetryError") or (
+        isinstance(node, cst.Attribute) and node.attr.value == "RetryError"
+    )
+
+
+def _rewrite_hook(function: cst.FunctionDef, param: str) -> cst.FunctionDef:
+    """The hook without its first-attempt guard (``before_retry`` never runs before the
+    first attempt), reading ``P.attempt + 1`` for tenacity's ``P.attempt_number``."""
+    body: list[Any] = list(function.body.body)
+    guard = body[-1]
+    assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
+    inner: list[Any] = list(guard.body.body)
+    inner[0] = inner[0].with_changes(leading_lines=[*guard.leading_lines, *inner[0].leading_lines])
+    body[-1:] = [stmt.visit(_DropGuard(param)) for stmt in inner]
+    return function.with_changes(body=function.body.with_changes(body=body))
 
 
 @dataclass
@@ -76,16 +160,115 @@ class TenacityCodemod(DecoratorCodemod):
         self.depth = 0
         self.functions: list[cst.FunctionDef] = []
         self.runtime_notes: list[str] = []
+        #: a ``before=`` hook the policy being read turns into ``before_retry``; committed
+        #: to ``hook_rewrites`` when the site is recorded as rewritten
+        self.hook_candidate: _HookRewrite | None = None
+        self.hook_rewrites: list[_HookRewrite] = []
+        #: ``except tenacity.RetryError`` handlers: made ``except RetriesExhausted`` when
+        #: every tenacity site of the module is rewritten (``adapt_handlers``); why not, else
+        self.handlers: list[cst.ExceptHandler] = []
+        self.handlers_blocked = ""
+        self.adapt_handlers = True
+        self.exhausted_candidate = False
+        self.exhausted_sites = 0
+        self.sites_left = 0
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        """One pass; a second, handlers left alone, when the first rewrote sites for the
+        module's ``except RetryError`` handlers and then had to keep another site (the
+        handlers could then not change, so neither can those sites)."""
+        scratch = self.context.scratch
+        saved = {key: copy.copy(value) for key, value in scratch.items()}
+        self.adapt_handlers, self.handlers_blocked = True, ""
+        result = super().transform_module_impl(tree)
+        if not (self.exhausted_sites and self.sites_left):
+            return result
+        scratch.clear()
+        scratch.update(saved)
+        self.adapt_handlers = False
+        self.changed = self._imports_scheduled = False
+        self.hook_rewrites, self.hook_candidate = [], None
+        self.handlers_blocked = (
+            f"{self.sites_left} other tenacity site(s) of the module stay, so the handler"
+            " cannot change"
+        )
+        return super().transform_module_impl(tree)
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
-        self.catches_retry_error = "RetryError" in node.code
+        self.catches_retry_error = False
         self.retry_error_lines = [
             str(number)
             for number, line in enumerate(node.code.splitlines(), 1)
             if re.match(r"\s*except\b.*\bRetryError\b", line)
         ]
+        self.exhausted_sites = self.sites_left = 0
+        if "RetryError" in node.code:
+            # read as a name, not only in a docstring or a comment
+            self.handlers, blocked, self.catches_retry_error = self._retry_error_handlers(node)
+            if self.adapt_handlers and blocked:
+                self.handlers_blocked, self.adapt_handlers = blocked, False
         return True
+
+    def _retry_error_handlers(
+        self, module: cst.Module
+    ) -> tuple[list[cst.ExceptHandler], str, bool]:
+        """The handlers of ``tenacity.RetryError``, why they cannot catch
+        ``RetriesExhausted`` instead ("" when they can): every mention of ``RetryError``
+        must be such a handler's type, which neither reads the error nor re-raises it;
+        and whether the code reads ``RetryError`` at all (outside its imports)."""
+        codemod = self
+        handlers: list[cst.ExceptHandler] = []
+        mentions: list[cst.CSTNode] = []
+        in_types: set[int] = set()
+        problems: list[str] = []
+
+        class Finder(cst.CSTVisitor):
+            def visit_Import(self, node: cst.Import) -> bool:
+                return False
+
+            def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+                return False
+
+            def visit_Name(self, node: cst.Name) -> None:
+                if node.value == "RetryError":
+                    mentions.append(node)
+
+            def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
+                if node.type is None:
+                    return
+                parts = (
+                    [e.value for e in node.type.elements]
+                    if isinstance(node.type, cst.Tuple)
+                    else [node.type]
+                )
+                mine = [part for part in parts if "tenacity.RetryError" in codemod.qualified(part)]
+                if not mine:
+                    return
+                handlers.append(node)
+                for part in mine:
+                    target = part.attr if isinstance(part, cst.Attribute) else part
+                    in_types.add(id(target))
+                line = codemod.line_of(node)
+                name = node.name.name if node.name is not None else None
+                if isinstance(name, cst.Name) and name_uses(node.body, name.value):
+                    problems.append(
+                        f"the handler at line {line} reads the error `{name.value}`"
+                        " (RetriesExhausted has no `last_attempt`)"
+                    )
+                if m.findall(node.body, m.Raise(exc=None)):
+                    problems.append(
+                        f"the handler at line {line} re-raises it, so its callers would get"
+                        " RetriesExhausted"
+                    )
+
+        module.visit(Finder())
+        others = [n for n in mentions if id(n) not in in_types]
+        if others:
+            problems.append(f"RetryError is read at line {self.line_of(others[0])}")
+        if "RetriesExhausted" in module.code:
+            problems.append("the module already uses the name RetriesExhausted")
+        return handlers, "; ".join(problems[:1]), bool(mentions)
 
     def match(self, decorator: cst.Decorator) -> Callable[[], Rewrite] | None:
         target = decorator.decorator
@@ -130,6 +313,17 @@ class TenacityCodemod(DecoratorCodemod):
         if not isinstance(value, cst.Call) or name != "retry":
             return updated_node
         made = self._make_step(original_node, value, "name = retry(...)")
+        return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def leave_Return(self, original_node: cst.Return, updated_node: cst.Return) -> cst.Return:
+        """``return retry(...)``: a factory handing out tenacity's decorator (langchain's
+        ``_create_retry_decorator(llm)``) hands out the step decorator instead."""
+        value = original_node.value
+        if not isinstance(value, cst.Call) or isinstance(value.func, cst.Call):
+            return updated_node  # `return retry(...)(f)(x)` is a call form, one site
+        if self.call_name(value, LIB) != "retry":
+            return updated_node
+        made = self._make_step(original_node, value, "return retry(...)")
         return updated_node if made is None else updated_node.with_changes(value=made)
 
     def _bound_reason(self, name: str, call: cst.BaseExpression) -> str:
@@ -180,7 +374,13 @@ class TenacityCodemod(DecoratorCodemod):
         self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
     ) -> cst.FunctionDef:
         try:
-            return self._leave_function(original_node, updated_node)
+            updated_node = self._leave_function(original_node, updated_node)
+            if any(h.scope is original_node for h in self.hook_rewrites):
+                body = self._adapt_hooks(original_node, updated_node.body.body)
+                updated_node = updated_node.with_changes(
+                    body=updated_node.body.with_changes(body=body)
+                )
+            return updated_node
         finally:
             self.depth -= 1
             self.functions.pop()
@@ -310,6 +510,7 @@ class TenacityCodemod(DecoratorCodemod):
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
         self.runtime_notes = []
+        self.hook_candidate, self.exhausted_candidate = None, False
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
@@ -327,12 +528,9 @@ class TenacityCodemod(DecoratorCodemod):
             if hook in args:
                 if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
                     if hook == "before":
-                        raise Kept(
-                            f"option `before={self.code(args[hook])}` runs before every attempt,"
-                            " the first included, with tenacity's RetryCallState"
-                            " (RetryPolicy.before_retry runs only between attempts, given a"
-                            " toolkit.RetryState): adapt it by hand"
-                        )
+                        policy.before_retry, note = self._before_hook(args[hook])
+                        notes.append(note)
+                        continue
                     raise Kept(
                         f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
                         " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
@@ -343,14 +541,23 @@ class TenacityCodemod(DecoratorCodemod):
             notes.append("retry_error_callback's value is the step's result when attempts run out")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
-            if self.catches_retry_error:
-                raise Kept(
-                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
-                )
-            notes.append(
+            note = (
                 "a result still rejected after the last attempt raises toolkit.RetriesExhausted"
                 " instead of tenacity.RetryError"
             )
+            if self.catches_retry_error and not self.adapt_handlers:
+                raise Kept(
+                    self._retry_error_reason("toolkit.RetriesExhausted (a result still rejected)")
+                )
+            if self.catches_retry_error:
+                lines = ", ".join(str(self.line_of(h)) for h in self.handlers)
+                note += (
+                    f": the `except RetryError` at line {lines} catches RetriesExhausted instead"
+                    " (a tenacity.RetryError raised by other code in its try block is no"
+                    " longer caught there)"
+                )
+                self.exhausted_candidate = True
+            notes.append(note)
         reraise = args.get("reraise")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if reraise is not None and not (
@@ -358,7 +565,7 @@ class TenacityCodemod(DecoratorCodemod):
         ):
             raise Kept(f"reraise={self.code(reraise)} is known only at run time")
         reraises = isinstance(reraise, cst.Name) and reraise.value == "True"
-        if finite and not reraises and policy.on_give_up is None:
+        if finite and not reraises and policy.on_give_up is None and policy.retry_on:
             if self.catches_retry_error:
                 raise Kept(self._retry_error_reason("the last attempt's exception"))
             notes.append("raises the last exception instead of tenacity.RetryError")
@@ -378,15 +585,126 @@ class TenacityCodemod(DecoratorCodemod):
             )
         return policy, notes
 
+    def _before_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
+        """``before=hook``: tenacity calls it before every attempt, the first included, and
+        an exception it raises ends the retries at once. A hook defined here whose whole
+        body is under ``if state.attempt_number > 1:`` does nothing before the first
+        attempt: it is ``before_retry`` (also not retried when it raises), run before the
+        wait instead of after it (noted)."""
+        shown = self.code(expr)
+        kept = (
+            f"option `before={shown}` runs before every attempt, the first included, with"
+            " tenacity's RetryCallState (RetryPolicy.before_retry runs only between attempts,"
+            " given a toolkit.RetryState)"
+        )
+        if not isinstance(expr, cst.Name):
+            raise Kept(f"{kept}: adapt it by hand")
+        name = expr.value
+        scope = self.functions[-2] if self.depth >= 2 else None
+        body = list(scope.body.body) if scope is not None else list(self.source_module.body)
+        defs = [s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name]
+        if len(defs) != 1:
+            raise Kept(f"{kept}: `{name}` is not a function defined beside it")
+        hook = defs[0]
+        if name_uses(scope if scope is not None else self.source_module, name) != 1:
+            raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
+        params = hook.params
+        if (
+            len(params.params) != 1
+            or params.posonly_params
+            or params.kwonly_params
+            or isinstance(params.star_arg, cst.Param)
+            or params.star_kwarg is not None
+            or hook.decorators
+            or hook.asynchronous is not None
+        ):
+            raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
+        param = params.params[0].name.value
+        stmts = list(hook.body.body)
+        if stmts and is_docstring(stmts[0]):
+            stmts = stmts[1:]
+        guard = stmts[0] if len(stmts) == 1 else None
+        guarded = (
+            isinstance(guard, cst.If)
+            and guard.orelse is None
+            and isinstance(guard.body, cst.IndentedBlock)
+            and any(
+                re.fullmatch(pattern.format(p=re.escape(param)), self.code(guard.test).strip())
+                for pattern in _FIRST_ATTEMPT_GUARDS
+            )
+        )
+        if not guarded:
+            raise Kept(
+                f"{kept}; `{name}` also runs before the first attempt (only a hook whose whole"
+                f" body is under `if {param}.attempt_number > 1:` is rewritten): adapt it by hand"
+            )
+        assert isinstance(guard, cst.If)
+        uses = re.findall(rf"\b{re.escape(param)}\b(\.\w+)?", self.code(guard.body))
+        other = sorted({use or param for use in uses if use != ".attempt_number"})
+        if other:
+            raise Kept(
+                f"{kept}: `{name}` reads `{param}{other[0] if other[0] != param else ''}`,"
+                " which a toolkit.RetryState does not carry"
+            )
+        self.hook_candidate = _HookRewrite(scope, name, param)
+        note = (
+            f"before={name} ran before every attempt and did nothing before the first: it is"
+            " before_retry now, run after a failed attempt and before the wait instead of"
+            " after it (an exception it raises still ends the retries at once, now without"
+            " that wait); its first-attempt guard is dropped"
+        )
+        if ".attempt_number" in self.code(guard.body):
+            note += f", and it reads `{param}.attempt + 1` for tenacity's `{param}.attempt_number`"
+        return name, note
+
+    def record(
+        self,
+        node: cst.CSTNode,
+        action: Any,
+        reason: str,
+        notes: tuple[str, ...] | list[str] = (),
+        policy: str = "",
+        end: cst.CSTNode | None = None,
+    ) -> None:
+        super().record(node, action, reason, notes, policy, end)
+        if action == "rewritten" and self.hook_candidate is not None:
+            self.hook_rewrites.append(self.hook_candidate)
+        if action == "rewritten" and self.exhausted_candidate:
+            self.exhausted_sites += 1
+        if action != "rewritten":
+            self.sites_left += 1
+        self.hook_candidate, self.exhausted_candidate = None, False
+
+    def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
+        """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
+        names = {h.name: h.param for h in self.hook_rewrites if h.scope is scope}
+        return [
+            _rewrite_hook(stmt, names[stmt.name.value])
+            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in names
+            else stmt
+            for stmt in body
+        ]
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if any(h.scope is None for h in self.hook_rewrites):
+            updated_node = updated_node.with_changes(
+                body=self._adapt_hooks(None, updated_node.body)
+            )
+        if self.exhausted_sites and not self.sites_left:
+            updated_node = cast(cst.Module, updated_node.visit(_CatchExhausted()))
+            AddImportsVisitor.add_needed_import(self.context, "toolkit", "RetriesExhausted")
+        return super().leave_Module(original_node, updated_node)
+
     def _retry_error_reason(self, what: str) -> str:
         where = (
             f"`except ... RetryError` at line {', '.join(self.retry_error_lines)}"
             if self.retry_error_lines
             else "code that reads RetryError"
         )
+        why = f" ({self.handlers_blocked})" if self.handlers_blocked else ""
         return (
             "the module handles tenacity.RetryError, raised when attempts run out:"
-            f" {where} would not catch {what}, which the step raises instead;"
+            f" {where} would not catch {what}, which the step raises instead{why};"
             " change that handler, then rerun"
         )
 
@@ -406,6 +724,7 @@ class TenacityCodemod(DecoratorCodemod):
         text = self.code(expr)
         self._not_a_factory(option, text)
         policy.sources[field_name] = f"({text})" if "\n" in text or " if " in text else text
+        policy.runtime.add(field_name)
         if field_name == "max_attempts":
             self.runtime_notes.append(
                 f"a count below 1 at run time (`{text}` < 1) made one attempt under tenacity;"
@@ -499,6 +818,7 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(f"stop={name} joins a run-time count with another")
         policy.max_attempts = 3  # a stand-in: the source is written out
         policy.sources["max_attempts"] = f"({' '.join(text.split())})"
+        policy.runtime.add("max_attempts")
         conditions = ", ".join(f"`{self.code(t).strip()}`" for t, _ in branches if t is not None)
         self.runtime_notes.append(
             f"stop={name} was chosen by an if/elif/else: its conditions ({conditions}) are"
@@ -538,12 +858,23 @@ class TenacityCodemod(DecoratorCodemod):
             raise Kept(
                 f"{option}={name} is chosen at run time: `{name}` is assigned at lines {lines}"
             )
-        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", self.code(outer))
+        outer_code = self.code(outer.with_changes(leading_lines=()))
+        changed = re.search(rf"\b{re.escape(name)}\.(\w+)\s*=[^=]", outer_code)
         if mutated or changed:
             attr = changed.group(1) if changed else "an attribute"
+            where = ""
+            if changed:
+                line = self.line_of(outer) + outer_code.count("\n", 0, changed.start())
+                inner = self.functions[-1]
+                start = self.line_of(inner)
+                end = self.get_metadata(PositionProvider, inner).end.line
+                inside = f", inside `{inner.name.value}`" if start <= line <= end else ""
+                where = f" (line {line}{inside})"
             raise Kept(
                 f"{option}={name}: `{name}` (line {lines}) has `{name}.{attr}` changed at"
-                " run time, so each delay depends on state the attempts set"
+                f" run time{where}, so each delay depends on state the attempts set (a"
+                " RetryPolicy's delays follow a law fixed where the step is defined;"
+                " delay_from reads only the exception)"
             )
         if self.line_of(assigns[0]) >= self.line_of(expr):
             return expr

@@ -13,8 +13,11 @@ from ._base import Site, sites_of
 class DurableCodemodTest(CodemodTest):
     """``assertCodemod`` from libcst, plus a check that a site is left alone with a reason."""
 
+    #: the file name the codemod is told (a path such as ``shop/api.py`` names the package)
+    FILENAME = "case.py"
+
     def run_codemod(self, before: str, **kwargs: object) -> tuple[str, list[Site]]:
-        context = CodemodContext(filename="case.py")
+        context = CodemodContext(filename=self.FILENAME)
         transform = self.TRANSFORM(context, **kwargs)
         module = transform.transform_module(cst.parse_module(textwrap.dedent(before)))
         return module.code, sites_of(context)

@@ -416,7 +416,10 @@ class Shell:
         self.state.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.groups: list[int] = []
 
-    def run(self, command: str) -> str:
+    def run(self, command: str, lines: int = 0) -> str:
+        """Run ``command``; a background job is given 1.5 s, and up to 60 s more until it
+        has printed ``lines`` lines (the page's, ``[...]`` aside), since a loaded machine
+        can be slow to start it."""
         if self.doc_dir:
             command = command.replace(self.doc_dir, str(self.workdir))
         if self.port:  # the page's port is a free one: two runs at once never meet
@@ -438,6 +441,12 @@ class Shell:
             proc.wait(timeout=300)
         if command.rstrip().endswith("&") or " & " in command:
             time.sleep(1.5)  # what a background job prints when it starts
+            deadline = time.monotonic() + 60
+            while (
+                len(out_path.read_text(encoding="utf-8", errors="replace").splitlines()) < lines
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
         text = out_path.read_text(encoding="utf-8", errors="replace")
         if self.port:
             text = text.replace(f":{self.port[1]}", f":{self.port[0]}")
@@ -480,7 +489,8 @@ def run_session(path: Path, workdir: Path) -> list[tuple[Command, list[str]]]:
                 shell.run(action.text)
             elif action.kind == "commands":
                 for command in action.commands or []:
-                    ran.append((command, shell.run(command.text).splitlines()))
+                    shown = sum(1 for line in command.expected if line.strip() != ELLIPSIS)
+                    ran.append((command, shell.run(command.text, shown).splitlines()))
     finally:  # background processes a page started never outlive it
         shell.close()
     return ran

@@ -20,6 +20,7 @@ RETRY_KINDS = frozenset({Kind.RETRY_LOOP, Kind.RETRY_DECORATOR, Kind.CELERY_RETR
 
 _REWRITABLE = re.compile(
     r"^(?:tenacity|backoff|retrying|retry|stamina|google\.api_core)\b|home-made|recursive|"
+    r"^oslo\.service @(?:\w+\.)*RetryDecorator\b|"
     r"over (?:tenacity|backoff|retrying|stamina|google)"
 )
 
@@ -28,8 +29,8 @@ def is_candidate(h: Hotspot) -> bool:
     """True when one of the codemods may rewrite ``h`` (so it is worth asking them).
 
     Loops and the libraries the codemods know (tenacity, backoff, retrying, retry,
-    stamina, google-api-core); not Celery, AWSRetry, oslo, dramatiq or client
-    policies, for which no codemod exists.
+    stamina, google-api-core, oslo.service's RetryDecorator); not Celery, AWSRetry,
+    oslo.db, dramatiq or client policies, for which no codemod exists.
     """
     if h.kind is Kind.RETRY_LOOP:
         return True
@@ -43,6 +44,11 @@ def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:
     assignments stay, so the codemods read the kept sites exactly as in the file.
     """
     lines = source.splitlines(keepends=True)
+    # functions the kept sites name (an on_giveup= or before= hook) stay: the codemods read them
+    # (and so do the functions that use those, which decide whether a hook can be adapted)
+    words = set(re.findall(r"\w+", "".join(line for a, b in keep for line in lines[a - 1 : b])))
+    tops = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    named = words & tops
 
     def blank(body: list[ast.stmt], inner: bool) -> None:
         for node in body:
@@ -61,6 +67,15 @@ def focus(source: str, tree: ast.Module, keep: list[tuple[int, int]]) -> str:
                 continue
             if any("RetryError" in line for line in lines[start - 1 : end]):
                 continue  # the codemods look for code that handles exhausted retries
+            if (
+                named
+                and not inner
+                and (
+                    getattr(node, "name", "") in named
+                    or named & set(re.findall(r"\w+", "".join(lines[start - 1 : end])))
+                )
+            ):
+                continue
             for i in range(start - 1, min(end, len(lines))):
                 lines[i] = "\n"
 

@@ -514,6 +514,14 @@ def report_decorator(
     elif lib == "stamina":
         exc = kw.get("on") or (args[0] if args else None)
         catch = "broad" if exc is None or sc._broad(exc) else "specific"
+    elif lib == "oslo.service" and full.endswith("RetryDecorator"):
+        selector = "framework-retry"
+        count = kw.get("max_retry_count") or (args[0] if args else None)
+        forever = count is None or (
+            isinstance(count, ast.UnaryOp) and ast.unparse(count).replace(" ", "") == "-1"
+        )
+        sleep = "other"  # inc_sleep_time * n, capped
+        catch = "specific"
     elif lib == "oslo.utils":
         forever, catch = True, "broad"
     elif lib == "dramatiq":

@@ -11,10 +11,16 @@ importing file's imports (relative imports included); nothing is imported.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codemods.audit.effects import Effects
 from codemods.audit.model import Fix, Hotspot, Kind, Risk
+
+if TYPE_CHECKING:
+    from codemods._use_sites import Definition
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,21 @@ def _matches(resolved: str, helper: HelperDef, use_module: str) -> bool:
 
 
 def link(
-    helpers: list[HelperDef], uses: list[UseSite], seen: set[tuple[str, int]]
+    helpers: list[HelperDef],
+    uses: list[UseSite],
+    seen: set[tuple[str, int]],
+    files: dict[str, str] | None = None,
 ) -> list[Hotspot]:
-    """One hotspot per use site of a project retry helper (``seen``: (path, line) reported)."""
+    """One hotspot per use site of a project retry helper (``seen``: (path, line) reported).
+
+    ``files`` maps each scanned file's relative path to the file: with it, each use is
+    answered as ``durable codemod`` answers it (the ``project-retry`` codemod's reason,
+    with the codemods' decision on the helper's definition)."""
     by_name: dict[str, list[HelperDef]] = {}
     for h in helpers:
         by_name.setdefault(h.name, []).append(h)
+    by_module = {module_of(rel): rel for rel in files or {}}
+    definitions: dict[HelperDef, Definition | None] = {}
     out: list[Hotspot] = []
     for use in uses:
         name = use.resolved.rsplit(".", 1)[-1]
@@ -75,12 +90,44 @@ def link(
             continue
         helper = found[0]
         seen.add((use.path, use.start_line))
-        out.append(use_hotspot(use, helper))
+        answer = None
+        if files is not None:
+            from codemods._use_sites import use_reason  # libcst loads only when asked
+
+            if helper not in definitions:
+                definitions[helper] = _definition(helper, by_module, files)
+            module = use.resolved.rpartition(".")[0]
+            answer = use_reason(use.label, module, definitions[helper])
+        out.append(use_hotspot(use, helper, answer))
     return out
 
 
-def use_hotspot(use: UseSite, helper: HelperDef) -> Hotspot:
-    """The finding for one use of a project helper, ranked by what the decorated code does."""
+def _definition(
+    helper: HelperDef, by_module: dict[str, str], files: dict[str, str]
+) -> Definition | None:
+    """The helper's definition with the codemods' decision on it (as ``durable codemod``
+    reads it for the uses in other files of its run)."""
+    from codemods import decide  # the codemods (libcst) load only when asked
+    from codemods._use_sites import Definition, decision_for, definition_spans
+
+    rel = by_module.get(helper.module)
+    if rel is None:
+        return None
+    try:
+        source = Path(files[rel]).read_text(encoding="utf-8")
+        spans = definition_spans(ast.parse(source))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    span = spans.get(helper.qualname) or spans.get(helper.name)
+    if span is None:
+        return None
+    return Definition(rel, span[0], span[1], decision_for(decide(source, files[rel]), span))
+
+
+def use_hotspot(use: UseSite, helper: HelperDef, answer: tuple[str, str] | None = None) -> Hotspot:
+    """The finding for one use of a project helper, ranked by what the decorated code does.
+
+    ``answer``: the ``project-retry`` codemod's (reason, definition's policy) for the use."""
     eff = use.effects
     group = f"{helper.module}.{helper.qualname}"
     why = [f"Every call of `{use.function}` goes through the project's retry helper `{group}`."]
@@ -105,6 +152,15 @@ def use_hotspot(use: UseSite, helper: HelperDef) -> Hotspot:
         why.append(
             "No write or outside side effect is visible in the function, so a repeat is cheap."
         )
+    note = (
+        f"replace @{use.label} with @step(retry=RetryPolicy(...)), or rewrite the helper "
+        "once as a durable step"
+    )
+    refusal = "project retry helper: no codemod rewrites its use sites"
+    if answer is not None:
+        refusal, policy = answer
+        read = f"; policy read: {policy}" if policy else ""
+        note = f"{note}; the project-retry codemod leaves it: {refusal}{read}"
     return Hotspot(
         kind=Kind.RETRY_DECORATOR,
         pattern=f"@{use.label} (project helper)",
@@ -115,14 +171,8 @@ def use_hotspot(use: UseSite, helper: HelperDef) -> Hotspot:
         excerpt=use.excerpt,
         risk=risk,
         reason=reason,
-        fix=Fix(
-            "manual",
-            "@step",
-            False,
-            f"replace @{use.label} with @step(retry=RetryPolicy(...)), or rewrite the helper "
-            "once as a durable step",
-        ),
-        refusal="project retry helper: no codemod rewrites its use sites",
+        fix=Fix("manual", "@step", False, note),
+        refusal=refusal,
         side_effects=eff.labels,
         start_col=use.start_col,
         end_col=use.start_col + len(use.label) + 1,  # the `@name` of the decorator line

@@ -333,7 +333,7 @@ def run_audit(
                 merge(fut.result())
     if helpers and uses:
         seen = {(h.path, h.start_line) for h in report.hotspots}
-        report.hotspots += link(helpers, uses, seen)
+        report.hotspots += link(helpers, uses, seen, {rel: path for path, rel in items})
     report.seconds = time.perf_counter() - started
     report.sort()
     return report

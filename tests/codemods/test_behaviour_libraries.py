@@ -14,9 +14,13 @@ exception at the end, the calls and the delays slept must be the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
+import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -181,6 +185,319 @@ for patient, retry in ((True, False), (False, True), (False, False)):
         lambda ns, dep, patient=patient, retry=retry: ns["Task"](dep, patient, retry).lock("n"),
     )
 
+case(
+    "tenacity_factory_returning_the_decorator",
+    """
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    def _create_retry_decorator():
+        return retry(
+            reraise=True,
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=1, min=1.5, max=3),
+            retry=retry_if_exception_type(ConnectionError),
+        )
+
+    def completion_with_retry(dep, key):
+        retry_decorator = _create_retry_decorator()
+
+        @retry_decorator
+        def _completion_with_retry(key):
+            return dep.call(key)
+
+        return _completion_with_retry(key)
+    """,
+    lambda ns, dep: ns["completion_with_retry"](dep, "k"),
+)
+
+
+case(
+    "tenacity_before_hook_from_the_second_attempt",
+    """
+    import tenacity
+
+    class Resource:
+        def __init__(self, dep, limit):
+            self.dep, self.limit, self.reloads, self.key = dep, limit, [], 0
+
+        def replace(self, template):
+            attempts = max(self.limit, 0) + 1
+
+            def refresh(retry_state):
+                if retry_state.attempt_number > 1:
+                    self.reloads.append(retry_state.attempt_number)
+                    self.key = retry_state.attempt_number * 10
+
+            @tenacity.retry(
+                stop=tenacity.stop_after_attempt(attempts),
+                retry=tenacity.retry_if_exception_type(ConnectionError),
+                before=refresh,
+                wait=tenacity.wait_random(max=2),
+                reraise=True)
+            def create():
+                return self.dep.call(template, self.key)
+
+            try:
+                return create(), self.reloads
+            except ConnectionError as exc:
+                return f"gave up: {exc}", self.reloads
+    """,
+    lambda ns, dep: ns["Resource"](dep, 4).replace("t"),
+)
+
+case(
+    "tenacity_retry_error_handler_of_a_result_poll",
+    """
+    import tenacity
+
+    def settle(dep, node):
+        try:
+            return _until_ready(dep, node)
+        except tenacity.RetryError:
+            return "not ready, going on"
+
+    @tenacity.retry(
+        stop=tenacity.stop_after_attempt(4),
+        wait=tenacity.wait_fixed(2),
+        retry=tenacity.retry_if_result(lambda ready: not ready))
+    def _until_ready(dep, node):
+        return dep.call(node)
+    """,
+    lambda ns, dep: ns["settle"](dep, "n1"),
+)
+
+case(
+    "backoff_nested_runtime_values_full_jitter",
+    """
+    import backoff
+
+    def fatal(exc):
+        return "failure 4" in str(exc)
+
+    class Sender:
+        def __init__(self, dep, retries, factor):
+            self.dep, self.retries, self.factor = dep, retries, factor
+
+        def send(self, batch):
+            @backoff.on_exception(
+                backoff.expo, ConnectionError, max_tries=self.retries + 1, factor=self.factor,
+                giveup=fatal)
+            def send_request():
+                return self.dep.call(batch)
+
+            return send_request()
+    """,
+    lambda ns, dep: ns["Sender"](dep, 8, 0.5).send("b"),  # gives up on failure 4
+)
+
+case(
+    "backoff_nested_runtime_values_full_jitter_exhausted",
+    """
+    import backoff
+
+    def fatal(exc):
+        return "failure 4" in str(exc)
+
+    class Sender:
+        def __init__(self, dep, retries, factor):
+            self.dep, self.retries, self.factor = dep, retries, factor
+
+        def send(self, batch):
+            @backoff.on_exception(
+                backoff.expo, ConnectionError, max_tries=self.retries + 1, factor=self.factor,
+                giveup=fatal)
+            def send_request():
+                return self.dep.call(batch)
+
+            return send_request()
+    """,
+    lambda ns, dep: ns["Sender"](dep, 2, 1.5).send("b"),  # 3 attempts
+)
+
+case(
+    "backoff_random_jitter_and_max_value",
+    """
+    import backoff
+
+    @backoff.on_exception(backoff.expo, (ConnectionError, TimeoutError), max_tries=7,
+                          jitter=backoff.random_jitter, max_value=5)
+    def push(dep, item):
+        return dep.call(item)
+    """,
+    lambda ns, dep: ns["push"](dep, "i"),
+)
+
+case(
+    "tenacity_nested_runtime_attempts_uncapped_exponential",
+    """
+    import tenacity
+
+    class Poller:
+        def __init__(self, dep, tries):
+            self.dep, self.tries = dep, tries
+
+        def poll(self):
+            @tenacity.retry(stop=tenacity.stop_after_attempt(self.tries),
+                            wait=tenacity.wait_exponential(multiplier=0.5), reraise=True)
+            def once():
+                return self.dep.call()
+
+            return once()
+    """,
+    lambda ns, dep: ns["Poller"](dep, 10).poll(),
+)
+
+case(
+    "backoff_on_giveup_that_logs",
+    """
+    import backoff
+
+    GAVE_UP = []
+
+    def note_giveup(details):
+        GAVE_UP.append((details["tries"], str(details["exception"])))
+
+    @backoff.on_exception(backoff.constant, ConnectionError, max_tries=4, interval=1.5,
+                          jitter=None, on_giveup=note_giveup)
+    def fetch(dep, key):
+        return dep.call(key)
+
+    def fetch_or_report(dep):
+        try:
+            return fetch(dep, "k")
+        except ConnectionError as exc:
+            return f"raised {exc!r} after {GAVE_UP}"
+    """,
+    lambda ns, dep: ns["fetch_or_report"](dep),
+)
+
+case(
+    "backoff_on_giveup_that_raises",
+    """
+    import backoff
+
+    def fail(details):
+        raise RuntimeError(f"gave up after {details['tries']} tries: {details['exception']}")
+
+    @backoff.on_exception(backoff.expo, ConnectionError, max_tries=3, factor=0.5, on_giveup=fail)
+    def fetch(dep, key):
+        return dep.call(key)
+    """,
+    lambda ns, dep: ns["fetch"](dep, "k"),
+)
+
+case(
+    "oslo_retry_decorator",
+    """
+    from oslo_service import loopingcall
+
+    @loopingcall.RetryDecorator(
+        max_retry_count=4, inc_sleep_time=0.5, max_sleep_time=1.2, exceptions=(ConnectionError,))
+    def create(dep, spec):
+        return dep.call(spec)
+    """,
+    lambda ns, dep: ns["create"](dep, "vm"),
+)
+
+
+class _RetryDecorator:
+    """A reproduction of oslo.service's ``loopingcall.RetryDecorator`` semantics (its
+    counters live on the decorator object and are never reset; the looping call's
+    green thread is left out): after a failure in ``exceptions`` the retry count goes
+    up by one and it sleeps ``min(count * inc_sleep_time, max_sleep_time)``, until the
+    count reaches ``max_retry_count`` (-1: never)."""
+
+    def __init__(
+        self,
+        max_retry_count: int = -1,
+        inc_sleep_time: float = 10,
+        max_sleep_time: float | None = 60,
+        exceptions: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._max, self._inc, self._cap, self._exceptions = (
+            max_retry_count,
+            inc_sleep_time,
+            max_sleep_time,
+            exceptions,
+        )
+        self._retry_count = 0
+        self._sleep_time = 0.0
+
+    def __call__(self, f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def func(*args: Any, **kwargs: Any) -> Any:
+            while True:
+                try:
+                    return f(*args, **kwargs)
+                except self._exceptions:
+                    if self._max != -1 and self._retry_count >= self._max:
+                        raise
+                    self._retry_count += 1
+                    self._sleep_time += self._inc
+                    delay = self._sleep_time
+                    time.sleep(delay if self._cap is None else min(delay, self._cap))
+
+        return func
+
+
+def test_tenacity_before_hook_raising_is_the_noted_difference(sleeps: list[float]) -> None:
+    """The note of the ``before=`` rewrite: the hook runs before the wait, so when it
+    raises (ending the retries, before and after) the step has not waited."""
+    source = textwrap.dedent(
+        """
+        import tenacity
+
+        def replace(dep):
+            def check(state):
+                if state.attempt_number >= 2:
+                    raise LookupError(f"taken before attempt {state.attempt_number}")
+
+            @tenacity.retry(stop=tenacity.stop_after_attempt(5), before=check,
+                            wait=tenacity.wait_fixed(3), reraise=True)
+            def create():
+                return dep.call()
+
+            return create()
+        """
+    )
+    rewritten, sites = transform_source(source)
+    assert "now without that wait" in sites[0].notes[0]
+    before = _run(source, lambda ns, dep: ns["replace"](dep), Flaky(2), sleeps)
+    after = _run(rewritten, lambda ns, dep: ns["replace"](dep), Flaky(2), sleeps)
+    assert before.error == after.error == ("LookupError", ("taken before attempt 2",))
+    assert before.calls == after.calls == 1
+    assert (before.sleeps, after.sleeps) == ([3.0], [])
+
+
+@pytest.fixture(autouse=True)
+def oslo_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``from oslo_service import loopingcall`` finds the reproduction above."""
+    package = types.ModuleType("oslo_service")
+    loopingcall = types.ModuleType("oslo_service.loopingcall")
+    loopingcall.RetryDecorator = _RetryDecorator  # type: ignore[attr-defined]
+    package.loopingcall = loopingcall  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "oslo_service", package)
+    monkeypatch.setitem(sys.modules, "oslo_service.loopingcall", loopingcall)
+
+
+def test_oslo_retry_counter_shared_by_calls_is_the_noted_difference(sleeps: list[float]) -> None:
+    """The note of the oslo.service rewrite: the legacy decorator's retries are spent for
+    good by the first call; each call of the step gets the whole budget."""
+    source, _ = CASES["oslo_retry_decorator"]
+    rewritten, sites = transform_source(source)
+    assert "never reset" in sites[0].notes[0]
+
+    def twice(ns: dict[str, Any], dep: Flaky) -> Any:
+        with contextlib.suppress(ConnectionError):
+            ns["create"](dep, "vm")
+        dep.failures = dep.calls + 1  # the second call fails once, then succeeds
+        return ns["create"](dep, "vm")
+
+    before = _run(source, twice, Flaky(None), sleeps)
+    after = _run(rewritten, twice, Flaky(None), sleeps)
+    assert before.error == ("ConnectionError", ("failure 6",)) and before.calls == 6
+    assert after.result == "ok after 7 calls('vm',)" and after.sleeps[-1] == 0.5
+
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -196,6 +513,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(time, "sleep", fake_sleep)
     monkeypatch.setattr(asyncio, "sleep", fake_async_sleep)
     monkeypatch.setattr(random, "uniform", lambda low, high: low + (high - low) / 4)
+    monkeypatch.setattr(random, "random", lambda: 0.25)  # tenacity's wait_random
     return recorded
 
 

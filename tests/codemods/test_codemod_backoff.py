@@ -34,7 +34,7 @@ MAX_TRIES = 8
         initial_delay=1.0,
         backoff=2.0,
         max_delay=64.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(requests.exceptions.RequestException,),
     )
 )
@@ -148,7 +148,7 @@ MAX_TRIES = 8
         max_attempts=6,
         initial_delay=1.0,
         backoff=1.618,
-        jitter=True,
+        full_jitter=True,
         retry_on=(OSError,),
     )
 )
@@ -180,7 +180,7 @@ from toolkit import RetryPolicy, step
         initial_delay=1.0,
         backoff=1.618,
         max_delay=13.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(),
         retry_on_result=lambda x: x is None,
         on_give_up=lambda state: state.result,
@@ -221,7 +221,7 @@ from toolkit import RetryPolicy, step
         initial_delay=1.0,
         backoff=2.0,
         max_delay=float("inf"),
-        jitter=True,
+        full_jitter=True,
         retry_on=(Exception,),
         retry_if=lambda e: not (e.response.status_code < 500),
     )
@@ -334,7 +334,293 @@ def request(url):
         self.assertUnchanged(
             before,
             [
-                "on_giveup=on_giveup reads details['args'], the call's arguments, which"
-                " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+                "on_giveup=on_giveup reads details['args'], the call's arguments as passed,"
+                " which RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+            ],
+        )
+
+    def test_on_giveup_reading_tries_and_exception_is_called_by_on_give_up(self) -> None:
+        before = """\
+import logging
+
+import backoff
+
+log = logging.getLogger(__name__)
+
+
+def report(details):
+    \"\"\"Say we gave up.\"\"\"
+    log.error("gave up after %d tries: %s", details['tries'], details['exception'])
+
+
+def fail(info):
+    raise RuntimeError("gave up after %d tries" % info["tries"])
+
+
+@backoff.on_exception(backoff.constant, OSError, max_tries=4, interval=2, jitter=None,
+                      on_giveup=report)
+def read(path):
+    return path.read_text()
+
+
+@backoff.on_exception(backoff.constant, OSError, max_tries=4, interval=2, jitter=None,
+                      on_giveup=fail)
+def write(path, text):
+    path.write_text(text)
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+def report(details):
+    \"\"\"Say we gave up.\"\"\"
+    log.error("gave up after %d tries: %s", details['tries'], details['exception'])
+    # durable: backoff raised the exception after this hook; so does it now
+    raise details['exception']
+
+
+def fail(info):
+    raise RuntimeError("gave up after %d tries" % info["tries"])
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        on_give_up=lambda state: report({"exception": state.exception, "tries": state.attempt}),
+    )
+)
+def read(path):
+    return path.read_text()
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        on_give_up=lambda state: fail({"tries": state.attempt}),
+    )
+)
+def write(path, text):
+    path.write_text(text)
+"""
+        self.assertCodemod(before, after)
+
+    def test_on_giveup_that_cannot_be_called_from_on_give_up_is_kept(self) -> None:
+        before = """\
+import backoff
+
+
+def whole(details):
+    log(details)
+
+
+def early(details):
+    if details["tries"] < 2:
+        return
+    log(details["exception"])
+
+
+def fast(details):
+    log(details["tries"])
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=whole)
+def a(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=early)
+def b(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=fast, giveup=is_fatal)
+def c(x):
+    return x.go()
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=4, on_giveup=lambda d: log(d["tries"]))
+def d(x):
+    return x.go()
+
+
+@backoff.on_predicate(backoff.expo, max_tries=4, on_giveup=fast)
+def e(x):
+    return x.go()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "on_giveup=whole reads `details` other than as details['tries'],"
+                " details['elapsed'] or details['exception'], the parts a toolkit.RetryState"
+                " carries",
+                "on_giveup=early returns early; backoff re-raised the exception after it,"
+                " RetryPolicy.on_give_up's value would replace it: adapt it by hand",
+                "on_giveup=fast also ran when giveup= gave up at once; RetryPolicy.on_give_up"
+                " runs only when the attempts run out",
+                'on_giveup=lambda d: log(d["tries"]) runs before backoff re-raises the'
+                " exception; RetryPolicy.on_give_up's value would replace it: adapt it by hand",
+                "on_giveup=fast on on_predicate gets the last value, and its on_give_up already"
+                " returns that value: adapt it by hand",
+            ],
+        )
+
+    def test_random_jitter_is_a_random_delay_of_one_second(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_exception(backoff.expo, OSError, max_tries=5, max_value=8, jitter=backoff.random_jitter)
+def read(path):
+    return path.read_text()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=1.0,
+        backoff=2.0,
+        max_delay=8.0,
+        retry_on=(OSError,),
+        random_delay=1.0,
+    )
+)
+def read(path):
+    return path.read_text()
+"""
+        self.assertCodemod(before, after)
+
+
+class TestRunTimeValues(DurableCodemodTest):
+    """A decorator on a function defined inside another one is evaluated each time that
+    one runs: its ``self.x`` and parameter values are kept as source text in the step."""
+
+    TRANSFORM = BackoffCodemod
+
+    def test_self_values_on_a_nested_function(self) -> None:
+        before = """\
+import backoff
+
+
+class Uploader:
+    def upload(self, batch, timeout):
+        @backoff.on_exception(
+            backoff.expo, Exception, max_tries=self.retries + 1, max_time=timeout,
+            giveup=lambda e: isinstance(e, ValueError))
+        def send():
+            return self.session.post(batch)
+
+        send()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Uploader:
+    def upload(self, batch, timeout):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.retries + 1,
+                initial_delay=1.0,
+                backoff=2.0,
+                max_delay=float("inf"),
+                full_jitter=True,
+                retry_on=(Exception,),
+                give_up_on=(ValueError,),
+                max_elapsed=timeout,
+            )
+        )
+        def send():
+            return self.session.post(batch)
+
+        send()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn(
+            "a count below 1 at run time (`self.retries + 1` < 1) retried forever under"
+            " backoff; RetryPolicy raises ValueError for it",
+            sites[0].notes,
+        )
+
+    def test_constant_interval_read_at_run_time(self) -> None:
+        before = """\
+import backoff
+
+
+def sync(client, pause):
+    @backoff.on_exception(
+        backoff.constant, ConnectionError, max_tries=4, interval=pause, jitter=None
+    )
+    def pull():
+        return client.pull()
+
+    return pull()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def sync(client, pause):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=4,
+            initial_delay=pause,
+            backoff=1.0,
+            max_delay=float("inf"),
+            retry_on=(ConnectionError,),
+        )
+    )
+    def pull():
+        return client.pull()
+
+    return pull()
+"""
+        self.assertCodemod(before, after)
+
+    def test_module_level_run_time_values_and_factories_are_kept(self) -> None:
+        before = """\
+import backoff
+
+
+@backoff.on_exception(backoff.expo, Exception, max_tries=CONFIG.retries)
+def send(batch):
+    return batch.send()
+
+
+def retrying(tries):
+    @backoff.on_exception(backoff.expo, Exception, max_tries=tries)
+    def wrapper(fn):
+        return fn()
+
+    return wrapper
+
+
+def lazy(client):
+    @backoff.on_exception(backoff.expo, Exception, max_tries=lambda: client.tries)
+    def go():
+        return client.go()
+
+    return go()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "max_tries=CONFIG.retries is known only at run time",
+                "a retry factory: `retrying` returns `wrapper`, whose policy comes from its"
+                " callers (max_tries=tries)",
+                "max_tries=lambda: client.tries is a function backoff calls on each call",
             ],
         )

@@ -977,12 +977,14 @@ def add(db, rows, max_retries):
             with excutils.save_and_reraise_exception() as ctxt:
                 if attempt < max_retries - 1:
                     ctxt.reraise = False
+                    db.rollback()
 """
         )
+        # (with `reraise = False` last in its branch it is rewritten: test_codemod_loop_misc.py)
         assert reason == (
             "the handler for `Duplicate` decides inside"
-            " `with excutils.save_and_reraise_exception()` (setting `reraise = False`"
-            " retries, else it re-raises on leaving)"
+            " `with excutils.save_and_reraise_exception()` in a way not followed"
+            " (`reraise = False` only as the last thing a branch does is read)"
         )
 
     def test_a_handler_call_that_may_end_the_program(self) -> None:
@@ -1024,12 +1026,98 @@ class Command:
                     time.sleep(self.retry_sleep)
                     attempt += 1
                 elif attempt == 0:
-                    raise
+                    raise NoRetry(*exc.args)
                 else:
                     raise MaxRetries(*exc.args)
 """
         )
+        # (a plain re-raise at 0 is rewritten: see test_codemod_loop_misc.py)
         assert reason == (
             "what happens when attempts run out depends on `self.retry_times`: when it is 0"
-            " the loop re-raises the exception, else it runs `raise MaxRetries(*exc.args)`"
+            " the loop runs `raise NoRetry(*exc.args)`, else it runs"
+            " `raise MaxRetries(*exc.args)`"
         )
+
+
+class TestLogReadingTheAttempt(DurableCodemodTest):
+    """A dropped log call that reads a name the attempt sets (langchain-community's
+    GremlinQAChain: `self.log_invalid_query(run_manager, fixed_gremlin, ...)`)."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_unbound_on_the_first_failure_is_refused(self) -> None:
+        before = """\
+import logging
+
+log = logging.getLogger("x")
+
+
+def fix(chain, query):
+    retries = 0
+    while retries < 3:
+        try:
+            fixed = chain.fix(query)
+            return chain.run(fixed)
+        except Exception as e:
+            retries += 1
+            log.warning("invalid query %s: %s", fixed, e)
+    raise ValueError("the query is invalid")
+"""
+        self.assertUnchanged(
+            before,
+            [
+                'the handler logs `log.warning("invalid query %s: %s", fixed, e)`, which'
+                " reads `fixed`, set by the attempt: when an attempt fails before setting it,"
+                " the legacy handler raises UnboundLocalError (the step would retry)"
+            ],
+        )
+
+    def test_bound_before_the_loop_is_rewritten(self) -> None:
+        before = """\
+import logging
+
+log = logging.getLogger("x")
+
+
+def fix(chain, query):
+    retries = 0
+    fixed = None
+    while retries < 3:
+        try:
+            fixed = chain.fix(query)
+            return chain.run(fixed)
+        except Exception as e:
+            retries += 1
+            log.warning("invalid query %s: %s", fixed, e)
+    raise ValueError("the query is invalid")
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger("x")
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+    )
+)
+def _fix_step(chain, query):
+    fixed = chain.fix(query)
+    return chain.run(fixed)
+
+
+def fix(chain, query):
+    fixed = None
+    try:
+        return _fix_step(chain, query)
+    except Exception:
+        pass
+    raise ValueError("the query is invalid")
+"""
+        self.assertCodemod(before, after)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from codemods.framework_retry import FrameworkRetryCodemod
 from codemods.google_retry import GoogleRetryCodemod
 from codemods.retry_package import RetryPackageCodemod
 from codemods.retrying_retry import RetryingCodemod
@@ -235,3 +236,104 @@ def upload(blob):
     return blob.upload()
 """
         self.assertUnchanged(before, ["Retry(...) has option `on_error=` with no equivalent"])
+
+
+class TestOsloRetryDecorator(DurableCodemodTest):
+    """oslo.service ``loopingcall.RetryDecorator(max_retry_count, inc_sleep_time,
+    max_sleep_time, exceptions)``: ``max_retry_count + 1`` attempts, delays
+    ``min(n * inc_sleep_time, max_sleep_time)``."""
+
+    TRANSFORM = FrameworkRetryCodemod
+
+    def test_growing_delays_capped(self) -> None:
+        before = """\
+from oslo_service import loopingcall
+
+from app import errors
+
+
+@loopingcall.RetryDecorator(
+    max_retry_count=8, inc_sleep_time=3, max_sleep_time=15,
+    exceptions=(errors.Busy,))
+def build(client, spec):
+    return client.build(spec)
+"""
+        after = """\
+from app import errors
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=9,
+        initial_delay=3.0,
+        backoff=1.0,
+        max_delay=15.0,
+        retry_on=(errors.Busy,),
+        increment=3.0,
+    )
+)
+def build(client, spec):
+    return client.build(spec)
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertEqual([s.action for s in sites], ["rewritten"])
+        self.assertIn("never reset", sites[0].notes[0])
+        self.assertIn("caller's thread", sites[0].notes[1])
+
+    def test_positional_arguments_forever_and_a_cap_below_the_step(self) -> None:
+        before = """\
+from oslo_service import loopingcall
+
+RETRIES = -1
+
+
+class Volume:
+    @loopingcall.RetryDecorator(RETRIES, 30, 20, (IOError, TimeoutError))
+    def attach(self, host):
+        return self.api.attach(host)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+RETRIES = -1
+
+
+class Volume:
+    @step(
+        retry=RetryPolicy(
+            max_attempts=None,
+            initial_delay=20.0,
+            backoff=1.0,
+            retry_on=(IOError, TimeoutError),
+        )
+    )
+    def attach(self, host):
+        return self.api.attach(host)
+"""
+        self.assertCodemod(before, after)
+
+    def test_run_time_values_and_no_exceptions_are_refused(self) -> None:
+        before = """\
+from oslo_service import loopingcall
+
+
+@loopingcall.RetryDecorator(max_retry_count=CONF.retries, exceptions=(IOError,))
+def a(x):
+    return x.go()
+
+
+@loopingcall.RetryDecorator(max_retry_count=3)
+def b(x):
+    return x.go()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "oslo.service loopingcall.RetryDecorator: max_retry_count=CONF.retries is known"
+                " only at run time",
+                "oslo.service loopingcall.RetryDecorator: no `exceptions=`: it retries nothing"
+                " (every exception is raised)",
+            ],
+        )

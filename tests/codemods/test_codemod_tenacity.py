@@ -694,6 +694,120 @@ def caller(x):
             ],
         )
 
+    def test_retry_error_handler_of_a_result_poll_catches_retries_exhausted(self) -> None:
+        before = """\
+import logging
+
+from tenacity import RetryError, retry, retry_if_result, stop_after_attempt, wait_fixed
+
+log = logging.getLogger(__name__)
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except (RetryError, TimeoutError) as exc:
+        log.info("still not ready, going on")
+        return False
+
+
+@retry(stop=stop_after_attempt(6), wait=wait_fixed(5), retry=retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+"""
+        after = """\
+import logging
+
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except (RetriesExhausted, TimeoutError) as exc:
+        log.info("still not ready, going on")
+        return False
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=6,
+        initial_delay=5.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda ok: not ok,
+    )
+)
+def _until_ready(device):
+    return device.ready()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn(
+            "the `except RetryError` at line 11 catches RetriesExhausted", sites[0].notes[0]
+        )
+
+    def test_retry_error_handler_that_reads_the_error_or_another_site_kept(self) -> None:
+        reads = """\
+import tenacity
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except tenacity.RetryError as exc:
+        return exc.last_attempt.result()
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(6), retry=tenacity.retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+"""
+        self.assertUnchanged(
+            reads,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 7 would not catch toolkit.RetriesExhausted (a"
+                " result still rejected), which the step raises instead (the handler at line 7"
+                " reads the error `exc` (RetriesExhausted has no `last_attempt`));"
+                " change that handler, then rerun"
+            ],
+        )
+        other = """\
+import tenacity
+
+
+def settle(device):
+    try:
+        return _until_ready(device)
+    except tenacity.RetryError:
+        return False
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(6), retry=tenacity.retry_if_result(lambda ok: not ok))
+def _until_ready(device):
+    return device.ready()
+
+
+@tenacity.retry(wait=tenacity.wait_chain(tenacity.wait_fixed(1), tenacity.wait_fixed(5)))
+def _other(device):
+    return device.other()
+"""
+        self.assertUnchanged(
+            other,
+            [
+                "the module handles tenacity.RetryError, raised when attempts run out:"
+                " `except ... RetryError` at line 7 would not catch toolkit.RetriesExhausted (a"
+                " result still rejected), which the step raises instead (1 other tenacity"
+                " site(s) of the module stay, so the handler cannot change); change that"
+                " handler, then rerun",
+                "wait=tenacity.wait_chain(tenacity.wait_fixed(1), tenacity.wait_fixed(5)) has no"
+                " equivalent",
+            ],
+        )
+
     def test_retrying_block_with_code_after(self) -> None:
         before = """\
 import logging
@@ -812,6 +926,44 @@ def settings(api):
 """
         self.assertCodemod(before, after)
 
+    def test_factory_returning_the_decorator(self) -> None:
+        # langchain-community's `_create_retry_decorator(llm)`: `return retry(...)`, used as
+        # `@retry_decorator` on a nested function; with a run-time count it is reported
+        before = """\
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+
+def _create_retry_decorator():
+    return retry(
+        reraise=True,
+        stop=stop_after_attempt(6),
+        wait=wait_exponential(multiplier=1, min=4, max=10),
+        retry=retry_if_exception_type(TimeoutError),
+    )
+
+
+def _create_from_settings(llm):
+    return retry(reraise=True, stop=stop_after_attempt(llm.max_retries))
+"""
+        after = """\
+from tenacity import retry, stop_after_attempt
+from toolkit import RetryPolicy, step
+
+
+def _create_retry_decorator():
+    return step(retry=RetryPolicy(max_attempts=6, initial_delay=1.0, backoff=2.0, max_delay=10.0, min_delay=4.0, retry_on=(TimeoutError,)))
+
+
+def _create_from_settings(llm):
+    return retry(reraise=True, stop=stop_after_attempt(llm.max_retries))
+"""
+        self.assertCodemod(before, after)
+        _, sites = self.run_codemod(before)
+        self.assertEqual(
+            [(s.line, s.action, s.reason) for s in sites if s.action != "rewritten"],
+            [(14, "kept", "stop_after_attempt=llm.max_retries is known only at run time")],
+        )
+
 
 class TestRunTimePolicies(DurableCodemodTest):
     TRANSFORM = TenacityCodemod
@@ -862,15 +1014,17 @@ class Agent:
 """
         self.assertCodemod(before, after)
 
-    def test_before_hook_runs_before_the_first_attempt(self) -> None:
+    def test_before_hook_guarded_from_the_second_attempt_becomes_before_retry(self) -> None:
         before = """\
 import tenacity
 
 
 def replace(store, attempts):
     def prepare(retry_state):
+        \"\"\"Reload before a retry.\"\"\"
         if retry_state.attempt_number > 1:
-            store.reload()
+            # the row may have moved on
+            store.reload(retry_state.attempt_number)
 
     @tenacity.retry(
         stop=tenacity.stop_after_attempt(attempts),
@@ -883,12 +1037,74 @@ def replace(store, attempts):
 
     return create()
 """
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def replace(store, attempts):
+    def prepare(retry_state):
+        \"\"\"Reload before a retry.\"\"\"
+        # the row may have moved on
+        store.reload((retry_state.attempt + 1))
+
+    @step(
+        retry=RetryPolicy(
+            max_attempts=attempts,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(KeyError,),
+            random_delay=2.0,
+            before_retry=prepare,
+        )
+    )
+    def create():
+        return store.create()
+
+    return create()
+"""
+        self.assertCodemod(before, after)
+        _code, sites = self.run_codemod(before)
+        self.assertIn("before the wait instead of after it", sites[0].notes[0])
+        self.assertIn("`retry_state.attempt + 1`", sites[0].notes[0])
+
+    def test_before_hook_on_the_first_attempt_or_reading_more_is_kept(self) -> None:
+        before = """\
+import tenacity
+
+from app import store
+
+
+def prepare(state):
+    store.reload()
+
+
+def check(state):
+    if state.attempt_number >= 2:
+        store.check(state.outcome)
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3), before=prepare, reraise=True)
+def create():
+    return store.create()
+
+
+@tenacity.retry(stop=tenacity.stop_after_attempt(3), before=check, reraise=True)
+def update():
+    return store.update()
+"""
+        kept = (
+            "option `before={}` runs before every attempt, the first included, with"
+            " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
+            " attempts, given a toolkit.RetryState)"
+        )
         self.assertUnchanged(
             before,
             [
-                "option `before=prepare` runs before every attempt, the first included, with"
-                " tenacity's RetryCallState (RetryPolicy.before_retry runs only between"
-                " attempts, given a toolkit.RetryState): adapt it by hand"
+                kept.format("prepare") + "; `prepare` also runs before the first attempt (only a"
+                " hook whose whole body is under `if state.attempt_number > 1:` is rewritten):"
+                " adapt it by hand",
+                kept.format("check") + ": `check` reads `state.outcome`, which a"
+                " toolkit.RetryState does not carry",
             ],
         )
 
@@ -978,7 +1194,9 @@ def sync(store, preds):
             before,
             [
                 "wait=wait_strategy: `wait_strategy` (line 5) has `wait_strategy.multiplier`"
-                " changed at run time, so each delay depends on state the attempts set"
+                " changed at run time (line 9, inside `_sync`), so each delay depends on state"
+                " the attempts set (a RetryPolicy's delays follow a law fixed where the step is"
+                " defined; delay_from reads only the exception)"
             ],
         )
 
@@ -1062,3 +1280,46 @@ def wrap_retry(f):
                 " make the functions they pass steps instead"
             ],
         )
+
+
+class TestRunTimeCounts(DurableCodemodTest):
+    TRANSFORM = TenacityCodemod
+
+    def test_run_time_count_leaves_exponential_delays_uncapped(self) -> None:
+        before = """\
+import tenacity
+
+
+class Poller:
+    def poll(self):
+        @tenacity.retry(
+            stop=tenacity.stop_after_attempt(self.tries),
+            wait=tenacity.wait_exponential(multiplier=0.5),
+            reraise=True,
+        )
+        def once():
+            return self.client.poll()
+
+        return once()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Poller:
+    def poll(self):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.tries,
+                initial_delay=0.5,
+                backoff=2.0,
+                max_delay=float("inf"),
+                retry_on=(Exception,),
+            )
+        )
+        def once():
+            return self.client.poll()
+
+        return once()
+"""
+        self.assertCodemod(before, after)

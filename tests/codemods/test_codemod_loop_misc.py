@@ -1,0 +1,491 @@
+"""retry-loop codemod: run-time caps and delays, ``super()`` in an extracted step, a give-up
+that depends on a run-time count, oslo's ``save_and_reraise_exception``, comments kept,
+and the precise reasons of loops that stay (each a minimal reproduction of a shape read in
+public code, see ../shared/corpus/dev-index.tsv)."""
+
+from __future__ import annotations
+
+from codemods.retry_loop import RetryLoopCodemod
+from codemods.runner import transform_source
+from codemods.testing import DurableCodemodTest
+
+
+class TestRewrites(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_backoff_capped_by_an_argument(self) -> None:
+        """``min(cap, backoff * 2 ** n)`` with both from arguments: the cap is read, and a cap
+        below the first delay stays exact (``min(backoff, cap)``).
+        """
+        before = """\
+import time
+
+
+def request(client, url, retries=0, backoff=0.3, max_backoff=10.0):
+    attempt = 0
+    while True:
+        try:
+            res = client.get(url)
+            break
+        except ConnectionError as err:
+            if attempt >= retries:
+                raise RuntimeError(f"cannot open {url}") from err
+            attempt += 1
+            time.sleep(min(max_backoff, backoff * (2 ** (attempt - 1))))
+    return res.json()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def request(client, url, retries=0, backoff=0.3, max_backoff=10.0):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=max(1, retries + 1),
+            initial_delay=min(backoff, max_backoff),
+            backoff=2.0,
+            max_delay=max_backoff,
+            retry_on=(ConnectionError,),
+        )
+    )
+    def _get_step():
+        res = client.get(url)
+        return res
+
+    try:
+        res = _get_step()
+    except ConnectionError as err:
+        raise RuntimeError(f"cannot open {url}") from err
+    return res.json()
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+    def test_delay_slept_only_when_set(self) -> None:
+        """``if delay: sleep(delay)``: a delay, not a flag (0 and None sleep nothing, as ``delay or
+        0``).
+        """
+        before = """\
+import time
+
+
+class Notifier:
+    def send(self, payload):
+        success = False
+        attempts = 0
+        while not success and attempts <= self.retries:
+            if attempts:
+                if self.retry_delay:
+                    time.sleep(self.retry_delay)
+            attempts += 1
+            try:
+                self.http.post(self.url, json=payload)
+                success = True
+            except OSError:
+                pass
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Notifier:
+    def send(self, payload):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=self.retries + 1,
+                initial_delay=(self.retry_delay or 0),
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(OSError,),
+            )
+        )
+        def _post_step():
+            self.http.post(self.url, json=payload)
+
+        try:
+            _post_step()
+        except OSError:
+            pass
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+    def test_super_in_an_extracted_step(self) -> None:
+        """``super()`` in an attempt that leaves its method becomes ``super(Cls, self)``, ``self``
+        passed in.
+        """
+        before = """\
+import time
+
+
+class Session(Base):
+    def request(self, url):
+        url = url.strip()
+        for attempt in range(3):
+            try:
+                res = super().request(url)
+                break
+            except ConnectionError:
+                time.sleep(2)
+        else:
+            raise RuntimeError("gave up")
+        return res.text
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def _request_step(self, url):
+    res = super(Session, self).request(url)
+    return res
+
+
+class Session(Base):
+    def request(self, url):
+        url = url.strip()
+        try:
+            res = _request_step(self, url)
+        except ConnectionError:
+            raise RuntimeError("gave up")
+        return res.text
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+    def test_reraise_at_once_when_no_retry_was_asked(self) -> None:
+        """``if attempt == 0: raise`` else ``raise MaxRetries``: the call site re-raises when no
+        retry was asked for.
+        """
+        before = """\
+import time
+
+
+class Command:
+    def output(self):
+        attempt = 0
+        while True:
+            try:
+                return self.run_once()
+            except CommandFailed as exc:
+                if attempt < self.retry_times:
+                    time.sleep(self.retry_sleep)
+                    attempt += 1
+                elif attempt == 0:
+                    raise
+                else:
+                    raise MaxRetries(*exc.args)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+class Command:
+    def output(self):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=max(1, self.retry_times + 1),
+                initial_delay=self.retry_sleep,
+                backoff=1.0,
+                max_delay=float("inf"),
+                retry_on=(CommandFailed,),
+            )
+        )
+        def _run_once_step():
+            return self.run_once()
+
+        try:
+            return _run_once_step()
+        except CommandFailed as exc:
+            if self.retry_times <= 0:
+                raise
+            raise MaxRetries(*exc.args)
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+    def test_comments_of_the_attempt_are_kept(self) -> None:
+        """Comments of the attempt go with it: the ``try:`` line's, and the one above the dropped
+        ``break``.
+        """
+        before = """\
+import time
+
+
+def fetch(client, url):
+    for attempt in range(3):
+        try:  # the call that fails
+            # first the request
+            resp = client.get(url)
+            # then the body
+            data = resp.json()
+            # the body is read
+            break
+        except ConnectionError:
+            time.sleep(1)
+    else:
+        raise RuntimeError("no")
+    return data
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def _get_step(client, url):
+    # the call that fails
+    # first the request
+    resp = client.get(url)
+    # then the body
+    data = resp.json()
+    # the body is read
+    return data
+
+
+def fetch(client, url):
+    try:
+        data = _get_step(client, url)
+    except ConnectionError:
+        raise RuntimeError("no")
+    return data
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+    def test_decided_inside_save_and_reraise(self) -> None:
+        """oslo's ``save_and_reraise_exception``: ``ctxt.reraise = False`` ending a branch retries,
+        the rest re-raises.
+        """
+        before = """\
+from oslo_utils import excutils
+
+
+def add_metadata(context, aggregate_id, metadata, max_retries=10):
+    all_keys = metadata.keys()
+    for attempt in range(max_retries):
+        try:
+            with context.writer():
+                context.insert(aggregate_id, all_keys, metadata)
+                return metadata
+        except DuplicateEntry:
+            # a concurrent writer won: try again unless this was the last attempt
+            with excutils.save_and_reraise_exception() as ctxt:
+                if attempt < max_retries - 1:
+                    ctxt.reraise = False
+                else:
+                    msg = "Add metadata failed after %(n)s retries" % {"n": max_retries}
+                    LOG.warning(msg)
+"""
+        after = """\
+from oslo_utils import excutils
+from toolkit import RetryPolicy, step
+
+
+def add_metadata(context, aggregate_id, metadata, max_retries=10):
+    all_keys = metadata.keys()
+    @step(
+        retry=RetryPolicy(
+            max_attempts=max_retries,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(DuplicateEntry,),
+        )
+    )
+    def _writer_step():
+        with context.writer():
+            context.insert(aggregate_id, all_keys, metadata)
+            return metadata
+
+    return _writer_step()
+"""
+        self.assertCodemod(before, after)
+        self.assertCodemod(after, after)  # a second run changes nothing
+
+
+class TestReasons(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_name_the_attempt_only_assigns_is_not_said_read(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client, url):
+    for attempt in range(3):
+        resp = None
+        try:
+            resp = client.get(url)
+            break
+        except ConnectionError:
+            time.sleep(1)
+    return resp
+"""
+        self.assertUnchanged(
+            before,
+            [
+                (
+                    "the attempt body assigns `resp`, which the loop also sets (`resp = "
+                    "None`): the value left after the loop comes from both"
+                ),
+            ],
+        )
+
+    def test_two_tries_say_what_the_retry_decision_reads(self) -> None:
+        before = """\
+import time
+
+
+def request(path, endpoint):
+    for attempt in range(5):
+        started = None
+        try:
+            with open(path) as f:
+                address, started = f.read().split()
+        except Exception:
+            raise NotRunning()
+        try:
+            return call(address, endpoint)
+        except ConnectError:
+            if not (started <= time.time() <= started + 1.0):
+                raise NotRunning()
+        time.sleep(1.0)
+    raise NotRunning()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                (
+                    "the loop body has 2 tries (lines 7, 12): the attempt is the whole body, "
+                    "and the retry decision `not (started <= time.time() <= started + 1.0)` "
+                    "reads `started`, set by the attempt before the try that fails (not a "
+                    "retry on the exception alone)"
+                ),
+            ],
+        )
+
+    def test_a_helper_generator_from_another_module_is_named(self) -> None:
+        before = """\
+import time
+
+from .helpers import attempts_of
+
+
+def call(client, request, retries):
+    for attempt in attempts_of(retries):
+        try:
+            return client.send(request)
+        except ConnectionError:
+            time.sleep(2)
+    raise RuntimeError("failed")
+"""
+        self.assertUnchanged(
+            before,
+            [
+                (
+                    "loops over `attempts_of(retries)` rather than over attempts: "
+                    "`attempts_of` comes from `.helpers`, and what a helper yields is not "
+                    "read across modules"
+                ),
+            ],
+        )
+
+
+def test_a_returned_argument_and_a_returned_response_get_notes() -> None:
+    source = """\
+import time
+
+
+def publish(channel, message):
+    for attempt in range(3):
+        try:
+            channel.publish(message.encode())
+            return message
+        except ConnectionError:
+            time.sleep(1)
+    raise RuntimeError("not published")
+
+
+def load(session, url):
+    for attempt in range(3):
+        try:
+            res = session.request("GET", url)
+            break
+        except ConnectionError:
+            time.sleep(1)
+    else:
+        raise RuntimeError("no")
+    return res.status_code
+"""
+    _, sites = transform_source(source)
+    publish, load = sites
+    assert publish.action == load.action == "rewritten"
+    assert any(
+        n.startswith("the step returns `message`, which it was handed") for n in publish.notes
+    )
+    assert any(
+        n.startswith("the step returns the value of `session.request(...)`") for n in load.notes
+    )
+
+
+class TestMoreReasons(DurableCodemodTest):
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_value_the_small_values_cannot_read_is_named(self) -> None:
+        before = """\
+class Cluster:
+    def execute(self, command, targets=None):
+        retries = 0 if targets else self.retry.get_retries()
+        for _ in range(1 + retries):
+            try:
+                return self.send(command, targets)
+            except ConnectionError:
+                if retries > 0:
+                    retries -= 1
+                    continue
+                raise
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the policy read for `targets` cannot be checked when it is 0: the initial"
+                " value of `retries` depends on `self.retry.get_retries()`"
+            ],
+        )
+
+    def test_a_delay_read_from_a_call_says_so(self) -> None:
+        before = """\
+import time
+
+import settings
+
+
+def fetch(client, url):
+    for i in range(5):
+        try:
+            return client.read(url)
+        except OSError:
+            time.sleep(min(2**i, settings.get("max_delay", 60)))
+    return ""
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "sleep is not a backoff: the delay depends on"
+                " `settings.get('max_delay', 60)`, a call made again before each wait"
+                " (a run-time value is read from a name or an attribute only)"
+            ],
+        )
