@@ -106,6 +106,7 @@ def split_setup(
     pre: list[Any],
     handlers: Sequence[cst.ExceptHandler],
     post: Sequence[cst.BaseStatement],
+    body: Sequence[cst.BaseStatement] = (),
 ) -> tuple[list[Any], list[Any]]:
     """``pre`` split into the loop's machinery (counters, waits, logs) and the setup of
     each attempt (moved into the step). Refuses a setup whose place among the machinery
@@ -113,6 +114,9 @@ def split_setup(
     handler_stmts = [s for h in handlers for s in h.body.body]
     changed = _assigned_names([*handler_stmts, *post])
     header = _header_reads(loop)  # a name the loop test reads is loop machinery
+    # `resp = None` reset before a try that sets `resp`: the value left after the loop,
+    # which the loop's own rules judge (not a setup of the attempt)
+    header |= _assigned_names(body)
     machinery: list[Any] = []
     setup: list[Any] = []
     for stmt in pre:

@@ -524,7 +524,7 @@ class RetryLoopCodemod(LoopHandlers):
         if success_flag is not None:
             attempt_stmts = attempt_stmts[:-1] or [cst.SimpleStatementLine([cst.Pass()])]
         # statements before the try that each attempt recomputes: the step's first lines
-        pre, setup = split_setup(self, loop, pre, try_.handlers, post)
+        pre, setup = split_setup(self, loop, pre, try_.handlers, post, try_.body.body)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
