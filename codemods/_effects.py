@@ -105,7 +105,8 @@ def unserializable_return(
             continue
         if not _OBJECT_MAKERS.match(name):
             continue
-        if name == "get" and (_PLAIN_GET.search(owner) or len(call.args) != 1):
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if name == "get" and (_PLAIN_GET.search(owner) or len(positional) != 1):
             continue
         shown = code(func)
         return (

@@ -108,6 +108,8 @@ class _Plan:
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
     #: ``(class, first parameter)``: ``super()`` in the step becomes ``super(Cls, self)``
     super_of: tuple[str, str] | None = None
+    #: a retry decided by a returned value (:class:`codemods._loop_results.ResultPlan`)
+    result: Any = None
 
 
 class LoopScope(DurableCodemod):

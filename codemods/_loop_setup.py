@@ -106,7 +106,7 @@ def split_setup(
     pre: list[Any],
     handlers: Sequence[cst.ExceptHandler],
     post: Sequence[cst.BaseStatement],
-    body: Sequence[cst.BaseStatement] = (),
+    body: Sequence[cst.CSTNode] = (),
 ) -> tuple[list[Any], list[Any]]:
     """``pre`` split into the loop's machinery (counters, waits, logs) and the setup of
     each attempt (moved into the step). Refuses a setup whose place among the machinery

@@ -20,6 +20,8 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from ._result_shape import ast_result_retry
+
 if TYPE_CHECKING:
     from ._loop_scope import LoopScope
 
@@ -52,7 +54,22 @@ def _is_candidate(loop: cst.For | cst.While) -> bool:
     body = loop.body
     if not isinstance(body, cst.IndentedBlock):
         return False
-    return bool(_nested_tries(body.body))
+    return bool(_nested_tries(body.body)) or _result_shape(body.body)
+
+
+def _result_shape(stmts: Sequence[cst.BaseStatement]) -> bool:
+    """No ``try`` at all, and an ``if`` whose body leaves the loop: a retry decided by a
+    returned value (see :mod:`codemods._result_shape`), when it also looks like a retry."""
+    if any(isinstance(n, cst.Try | cst.TryStar) for s in stmts for n in [s, *_walk_own(s)]):
+        return False
+    for stmt in stmts:
+        if isinstance(stmt, cst.If) and isinstance(stmt.body, cst.IndentedBlock):
+            last = stmt.body.body[-1] if stmt.body.body else None
+            if isinstance(last, cst.SimpleStatementLine) and isinstance(
+                last.body[-1], cst.Return | cst.Break
+            ):
+                return True
+    return False
 
 
 def _nested_tries(stmts: Sequence[cst.CSTNode]) -> list[cst.Try]:
@@ -170,7 +187,9 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
         return True  # several: analysed (and reported) by libcst
     if not tries:  # a try inside an ``if`` of the body: reported when it clearly retries
         nested = _ast_nested_tries(loop.body)
-        return bool(nested) and _ast_clearly_retries(loop, nested[0])
+        if not nested:  # a retry decided by a returned value (no try at all)
+            return ast_result_retry(loop)
+        return _ast_clearly_retries(loop, nested[0])
     if not leaving:  # success does not leave the loop: reported when it clearly retries
         return _ast_clearly_retries(loop, tries[0])
     tries = leaving
@@ -841,13 +860,22 @@ def _flow_reason(
                 for n in _walk_own(stmt)
             )
         ):
+            from ._loop_results import decision_detail
+
+            detail = decision_detail(
+                loop, try_, list(post[: post.index(stmt)]), stmt.test, code, stmt
+            )
             return (
                 f"the retry is decided after the try, by `{_first_line(code(stmt.test))}`,"
-                " rather than by an exception"
+                " rather than by an exception" + (f"; {detail}" if detail else "")
             )
     last = try_.body.body[-1] if try_.body.body else None
     if isinstance(last, cst.If) and _own_has([last], (cst.Return, cst.Break)):
-        return f"the attempt leaves the loop only when `{_first_line(code(last.test))}`"
+        from ._loop_results import decision_detail
+
+        detail = decision_detail(loop, try_, [], last.test, code)
+        shown = f"the attempt leaves the loop only when `{_first_line(code(last.test))}`"
+        return shown + (f"; {detail}" if detail else "")
     if post:
         return f"work after the try runs after every attempt (`{_first_line(code(post[0]))}`)"
     return "the attempt's success does not leave the loop (a success flag, or work after the try)"

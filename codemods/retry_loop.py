@@ -45,7 +45,7 @@ from ._handlers import (
     gives_up,
     negation_of,
 )
-from ._loop_handlers import LoopHandlers
+from ._loop_results import LoopResults
 from ._loop_scope import (
     _PROBE,
     _RETRY_DECORATOR,
@@ -83,6 +83,7 @@ from ._loop_shapes import (
     _recursive_retry,
     _reraises_only,
     _reraises_saved,
+    _result_shape,
     _saved_exception,
     _set_only_by_last,
     _small_statements,
@@ -146,7 +147,7 @@ def _is_local_name(scope: FunctionScope, name: str, func: cst.FunctionDef) -> bo
     return any(not isinstance(getattr(a, "node", None), cst.Param) for a in scope.assignments[name])
 
 
-class RetryLoopCodemod(LoopHandlers):
+class RetryLoopCodemod(LoopResults):
     """Rewrite hand-rolled retry loops into ``@step(retry=RetryPolicy(...))``."""
 
     SELECTOR = "retry-loop"
@@ -240,15 +241,19 @@ class RetryLoopCodemod(LoopHandlers):
             plan.notes,
             plan.policy.summary(),
         )
-        attempt_body = _attempt_body(
-            updated, plan.style, plan.bumps, bool(plan.success_flag), plan.setup
-        )
-        if plan.super_of is not None:
-            explicit = _ExplicitSuper(*plan.super_of)
-            attempt_body = [s.visit(explicit) for s in attempt_body]
-        footer = _attempt_footer(updated, plan.style, bool(plan.success_flag))
-        func = self._step_function(plan, attempt_body, footer)
-        replacement = self._call_site(plan, updated)
+        if plan.result is not None:  # a retry decided by a returned value
+            func = self._step_function(plan, plan.result.step_body)
+            replacement = self._result_call_site(plan)
+        else:
+            attempt_body = _attempt_body(
+                updated, plan.style, plan.bumps, bool(plan.success_flag), plan.setup
+            )
+            if plan.super_of is not None:
+                explicit = _ExplicitSuper(*plan.super_of)
+                attempt_body = [s.visit(explicit) for s in attempt_body]
+            footer = _attempt_footer(updated, plan.style, bool(plan.success_flag))
+            func = self._step_function(plan, attempt_body, footer)
+            replacement = self._call_site(plan, updated)
         if plan.nested:
             func = func.with_changes(leading_lines=updated.leading_lines)
             first = replacement[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
@@ -483,6 +488,8 @@ class RetryLoopCodemod(LoopHandlers):
                 raise Skip("the attempt body yields")
             raise Skip("the loop yields (a generator): its retries cannot become a step")
         if not tries:
+            if _result_shape(body.body):  # a retry decided by a returned value
+                return self._analyse_result(func, loop)
             raise Skip(_nested_try_reason(body.body, code))
         if len(tries) != 1:
             raise Skip(self._several_tries_reason(body.body, tries))
@@ -508,6 +515,11 @@ class RetryLoopCodemod(LoopHandlers):
             style = "break"
             assert isinstance(loop, cst.While)
             sim_loop = loop.with_changes(test=success_flag[1])
+        if style is None and (
+            self._decided_after_try(list(body.body), index)
+            or self._decided_in_try(list(body.body)) is not None
+        ):
+            return self._analyse_result(func, loop)  # a value decides, exceptions retry too
         if style is None:
             engine = self._called_parameter(func, list(try_.body.body))
             if engine is not None:

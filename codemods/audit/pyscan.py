@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from codemods._result_shape import ast_result_retry
 from codemods.audit import jobscan, libraries, tables
 from codemods.audit.astutil import excerpt as _excerpt
 from codemods.audit.astutil import walk_local as _walk_local
@@ -783,7 +784,11 @@ class PythonScanner:
             return
         facts = self._loop_facts(loop)
         if facts is None:
-            self._scan_status_code_retry(loop) or self._scan_poller(loop)
+            (
+                self._scan_status_code_retry(loop)
+                or self._scan_result_retry(loop)
+                or self._scan_poller(loop)
+            )
             return
         effects = self.effects(facts.region)
         shape = ""
@@ -897,6 +902,48 @@ class PythonScanner:
                 ),
             ),
             refusal="retry decided by the HTTP status, not by an exception",
+            effects=effects,
+        )
+        return True
+
+    def _scan_result_retry(self, loop: _Loop) -> bool:
+        """A retry decided by a returned value (``future = send(); if future.succeeded():
+        break``): the shape the retry-loop codemod analyses (one test for both, see
+        :mod:`codemods._result_shape`); whether it is fixable is the codemod's answer."""
+        node = loop.node
+        if not ast_result_retry(node):
+            return False
+        effects = self.effects(list(node.body))
+        # `while True:` counting but never leaving between attempts: no limit
+        forever = (
+            isinstance(node, ast.While)
+            and isinstance(node.test, ast.Constant)
+            and bool(node.test.value)
+            and not any(
+                isinstance(n, ast.Raise | ast.Return | ast.Break)
+                for s in node.body
+                if not (
+                    isinstance(s, ast.If)
+                    and s.body
+                    and isinstance(s.body[-1], ast.Return | ast.Break)
+                )
+                for n in _walk_local([s])
+            )
+        )
+        risk, reason = self._retry_risk(forever, "constant", "specific", effects, "")
+        if reason == "bounded retry with backoff on specific exceptions":
+            reason = "bounded retry with a pause, decided by the returned value"
+        self.add(
+            Kind.RETRY_LOOP,
+            "retry decided by a returned value",
+            node.lineno,
+            node.end_lineno or node.lineno,
+            loop.qualname,
+            risk,
+            reason,
+            self._fix_for(
+                effects, Fix("codemod", "retry-loop", True, "durable codemod --select retry-loop")
+            ),
             effects=effects,
         )
         return True

@@ -90,3 +90,15 @@ def test_every_finding_says_why_and_where(report: AuditReport) -> None:
         assert h.why and all(s.endswith(".") for s in h.why), h
         if h.kind in (Kind.RETRY_LOOP, Kind.RETRY_DECORATOR):
             assert h.end_col >= h.start_col >= 0
+
+
+def test_retries_decided_by_a_value_carry_the_codemods_decision(report: AuditReport) -> None:
+    publish = _in(report, "inventory/replies.py", "publish")
+    assert publish.fix.automatic and "message publish" in publish.reason
+    read = _in(report, "inventory/replies.py", "read_setting")
+    assert read.fix.automatic and read.reason == (
+        "bounded retry with a pause, decided by the returned value"
+    )
+    endless = _in(report, "inventory/replies.py", "read_until_set")
+    assert not endless.fix.automatic and "retries forever" in endless.reason
+    assert endless.refusal is not None and "no count" in endless.refusal
