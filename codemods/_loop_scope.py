@@ -101,6 +101,8 @@ class _Plan:
     #: whether the code after the loop reads it (then it is set after the step)
     success_flag: str | None = None
     flag_read_after: bool = False
+    #: the loop body's statements before the try that each attempt runs (their indexes)
+    setup: list[int] = field(default_factory=list)
     #: the call site's except clauses (types, as-name, body) when handlers give up their
     #: own way (``raise Domain(e)``, ``return ""``): the legacy handlers' order, kept
     clauses: list[tuple[str | None, str | None, list[Any]]] = field(default_factory=list)
@@ -189,6 +191,10 @@ class LoopScope(DurableCodemod):
 
     # ----------------------------------------------------------- data flow
     def _range(self, node: cst.CSTNode) -> CodeRange:
+        nodes = getattr(node, "nodes", None)  # a _Span: the setup and the try's body
+        if isinstance(nodes, list) and not isinstance(node, cst.CSTNode):
+            first, last = self._range(nodes[0]), self._range(nodes[-1])
+            return CodeRange(first.start, last.end)
         return self.get_metadata(PositionProvider, node)
 
     def _bound_before(self, scope: Scope, name: str, loop: cst.CSTNode) -> bool:
@@ -211,14 +217,31 @@ class LoopScope(DurableCodemod):
             and _within(self._range(node), region_range)
         }
 
-    def _read_outside(self, scope: Scope, loop: cst.CSTNode, stored: set[str]) -> set[str]:
+    def _read_outside(
+        self, scope: Scope, loop: cst.CSTNode, stored: set[str], after_only: bool = False
+    ) -> set[str]:
+        """The names of ``stored`` read outside the loop; with ``after_only``, read after it
+        (a parameter read before a loop that runs once sees none of its values)."""
         loop_range = self._range(loop)
+        begin = (loop_range.start.line, loop_range.start.column)
         out = set()
         for name in stored:
             for access in scope.accesses[name]:
-                if not _within(self._range(access.node), loop_range):
+                where = self._range(access.node)
+                if after_only and (where.end.line, where.end.column) <= begin:
+                    continue
+                if not _within(where, loop_range):
                     out.add(name)
         return out
+
+    def _in_outer_loop(self, node: cst.CSTNode) -> bool:
+        """``node`` runs again in the same call: inside another loop of its function."""
+        parent = self.get_metadata(ParentNodeProvider, node, None)
+        while parent is not None and not isinstance(parent, cst.FunctionDef | cst.Lambda):
+            if isinstance(parent, cst.For | cst.While):
+                return True
+            parent = self.get_metadata(ParentNodeProvider, parent, None)
+        return False
 
     def _first_store(self, scope: Scope, name: str, region: cst.CSTNode) -> tuple[int, int]:
         region_range = self._range(region)

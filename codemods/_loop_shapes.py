@@ -391,12 +391,19 @@ def _is_counter_bump(stmt: cst.CSTNode) -> bool:
 
 
 def _attempt_body(
-    loop: cst.For | cst.While, style: str, skip: int = 0, flag: bool = False
+    loop: cst.For | cst.While,
+    style: str,
+    skip: int = 0,
+    flag: bool = False,
+    setup: Sequence[int] = (),
 ) -> list[Any]:
     """The statements of one attempt, from the (updated) loop, without the ``skip``
-    counter updates that open the try (nor the final ``success = True`` with ``flag``).
+    counter updates that open the try (nor the final ``success = True`` with ``flag``),
+    after the ``setup`` statements before the try (their indexes in the loop body); a
+    ``finally`` run after every attempt closes them (``try: ... finally: ...``).
     Comments go with them: the ``try:`` line's and those of the dropped counter updates
-    stand above the first statement (see :func:`_attempt_footer` for the others)."""
+    stand above the try body's first statement (see :func:`_attempt_footer` for the
+    others)."""
     assert isinstance(loop.body, cst.IndentedBlock)
     try_ = next(s for s in loop.body.body if isinstance(s, cst.Try))
     every: list[Any] = list(try_.body.body)
@@ -414,7 +421,14 @@ def _attempt_body(
     for dropped in every[:skip]:
         above.extend(_comments(dropped))
     first = stmts[0]
-    return [first.with_changes(leading_lines=[*above, *_comments(first)]), *stmts[1:]]
+    stmts = [first.with_changes(leading_lines=[*above, *_comments(first)]), *stmts[1:]]
+    if try_.finalbody is not None:  # the cleanup after every attempt closes the step's body
+        stmts = [cst.Try(body=cst.IndentedBlock(body=stmts), handlers=[], finalbody=try_.finalbody)]
+    if setup:
+        before = [loop.body.body[i] for i in setup]
+        before[0] = before[0].with_changes(leading_lines=_comments(before[0]))
+        stmts = [*before, *stmts]
+    return stmts
 
 
 def _attempt_footer(
@@ -712,6 +726,10 @@ class _BodyFinder(cst.CSTVisitor):
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         node.value.visit(self)
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # `retries=5`: the keyword is no read of `retries`
         return False
 
     def visit_Yield(self, node: cst.Yield) -> None:

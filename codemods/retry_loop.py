@@ -52,6 +52,14 @@ from ._loop_scope import (
     _RETRY_DECORATOR_PREFIXES,
     _Plan,
 )
+from ._loop_setup import (
+    check_cleanup,
+    cleanup_notes,
+    message_prelude,
+    setup_note,
+    span_or_node,
+    split_setup,
+)
 from ._loop_shapes import (
     _as_name,
     _assigned_names,
@@ -257,7 +265,9 @@ class RetryLoopCodemod(LoopResults):
             func = self._step_function(plan, plan.result.step_body)
             replacement = self._result_call_site(plan)
         else:
-            attempt_body = _attempt_body(updated, plan.style, plan.bumps, bool(plan.success_flag))
+            attempt_body = _attempt_body(
+                updated, plan.style, plan.bumps, bool(plan.success_flag), plan.setup
+            )
             if plan.super_of is not None:
                 explicit = _ExplicitSuper(*plan.super_of)
                 attempt_body = [s.visit(explicit) for s in attempt_body]
@@ -306,7 +316,10 @@ class RetryLoopCodemod(LoopResults):
         if body and is_docstring(body[0]):
             keep.append(body[0])
         loop = next(s for s in body if isinstance(s, cst.For | cst.While))
-        attempt = [*self._counter_stmt(plan), *_attempt_body(loop, "return", plan.bumps)]
+        attempt = [
+            *self._counter_stmt(plan),
+            *_attempt_body(loop, "return", plan.bumps, setup=plan.setup),
+        ]
         # comments above the loop now stand above the attempt's first statement
         above = [line for line in loop.leading_lines if line.comment is not None]
         first = attempt[0]
@@ -509,8 +522,8 @@ class RetryLoopCodemod(LoopResults):
             raise Skip("except* is not supported")
         assert isinstance(try_, cst.Try)
         pre, post = list(body.body[:index]), list(body.body[index + 1 :])
-        if try_.finalbody is not None:
-            raise Skip("the try has a finally block that runs after every attempt")
+        # `finally: cleanup` after every attempt: it closes the step's body
+        final: list[Any] = list(try_.finalbody.body.body) if try_.finalbody else []
         style = _success_style(try_)
         sim_loop: cst.For | cst.While = loop
         func_scope = self.get_metadata(ScopeProvider, func.body, None)
@@ -545,10 +558,13 @@ class RetryLoopCodemod(LoopResults):
             attempt_stmts = _without_final_break(attempt_stmts)
         if success_flag is not None:
             attempt_stmts = attempt_stmts[:-1] or [cst.SimpleStatementLine([cst.Pass()])]
+        # statements before the try that each attempt recomputes: the step's first lines
+        pre, setup = split_setup(self, loop, pre, try_.handlers, post, try_.body.body)
         bumps = 0  # `attempts += 1` first in the try: loop machinery, not attempt work
         while len(attempt_stmts) > 1 and _is_counter_bump(attempt_stmts[0]):
             pre = [*pre, attempt_stmts.pop(0)]
             bumps += 1
+        attempt_stmts = [*setup, *attempt_stmts]
         finder = _BodyFinder()
         for stmt in attempt_stmts:
             stmt.visit(finder)
@@ -611,8 +627,13 @@ class RetryLoopCodemod(LoopResults):
         kept_names = _assigned_names(kept)
         state -= kept_names
 
-        attempt_node = try_.body
-        self._check_attempt_body(attempt_node, attempt_stmts, style, state, loop_var)
+        attempt_node = span_or_node(setup, try_.body)
+        if final:
+            try:
+                check_cleanup(self, final, state, as_name, _success_tail(try_))
+            except Skip as skip:
+                self._engine_or(skip, func, attempt_stmts)
+        self._check_attempt_body(attempt_node, [*attempt_stmts, *final], style, state, loop_var)
         # the saved exception (`result = e`) that the attempt only assigns is its result
         # when attempts run out, not state for the next attempt
         only_set = {saved} if saved and not _read_in(saved, attempt_stmts) else set()
@@ -771,6 +792,15 @@ class RetryLoopCodemod(LoopResults):
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
                 " RetryPolicy raises ValueError for it"
             )
+        caught = [
+            t
+            for h, _ in rules
+            for t in (self._types(h.type, scope) if h.type else ["BaseException"])
+        ]
+        setup_difference = setup_note(self, setup, caught)
+        if setup_difference:
+            notes.append(setup_difference)
+        cleanup_difference = bool(final)  # its notes once the call site's code is known
         returned = unserializable_return(try_.body, code)
         if returned:
             notes.append(returned)
@@ -845,6 +875,11 @@ class RetryLoopCodemod(LoopResults):
                 wrapper_body = [guard, *wrapper_body]
             # a message built in the block (`msg = _("...")`) is not a counter
             exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
+            # `error_msg = _("...")` set by the handler before it: kept in front of it
+            prelude = message_prelude(self, handler, wrapper_body, exhaustion_reads & state, state)
+            if prelude:
+                wrapper_body = [*prelude, *wrapper_body]
+                exhaustion_reads = _names_read_in(wrapper_body) - _assigned_names(wrapper_body)
             if saved:
                 wrapper_body = [cst.parse_statement(f"{saved} = {as_name}\n"), *wrapper_body]
         # the predicate's `code = e.getcode()` read after the loop: the same as `kept`
@@ -924,11 +959,25 @@ class RetryLoopCodemod(LoopResults):
                 if (start.line, start.column) >= (end.line, end.column):
                     raise Skip(f"the counter `{name}` is read after the loop")
 
+        if cleanup_difference:
+            after_code = [*wrapper_body, *(s for c in clauses for s in c[2])]
+            waits = bool(outcome.delays and any(outcome.delays)) or policy.delay_from is not None
+            notes.extend(
+                cleanup_notes(
+                    self, final, caught, waits, policy.before_retry is not None, after_code
+                )
+            )
         # Data flow between the attempt body and the rest of the function.
-        read_outside = self._read_outside(scope, loop, stored)
+        read_outside = self._read_outside(
+            scope, loop, stored, after_only=not self._in_outer_loop(loop)
+        )
         if tail:
             read_outside |= stored & _names_read_in(tail)  # handed from the step to the else
         params = self._free_locals(scope, attempt_node, stored)
+        if try_.finalbody is not None:
+            params += [
+                p for p in self._free_locals(scope, try_.finalbody.body, stored) if p not in params
+            ]
         plan = _Plan(
             machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *post])))
             + "".join(code(h) for h in try_.handlers),
@@ -946,6 +995,7 @@ class RetryLoopCodemod(LoopResults):
             success_flag=success_flag[0] if success_flag else None,
             bumps=bumps,
             clauses=clauses,
+            setup=[body.body.index(s) for s in setup],
         )
         if success_flag is not None:
             plan.flag_read_after = self._flag_read_after(success_flag[0], scope, loop)
@@ -967,7 +1017,9 @@ class RetryLoopCodemod(LoopResults):
         if style == "return" and read_outside:
             name = sorted(read_outside)[0]
             raise Skip(f"the attempt body assigns `{name}`, read after the loop")
-        if _uses_zero_arg_super(attempt_node):
+        if _uses_zero_arg_super(attempt_node) or (
+            try_.finalbody is not None and _uses_zero_arg_super(try_.finalbody)
+        ):
             plan.super_of = self._super_arguments(func)
             cls_name, first_param = plan.super_of
             plan.notes.append(
@@ -976,6 +1028,8 @@ class RetryLoopCodemod(LoopResults):
                 f" the module rebinds `{cls_name}`)"
             )
         mangled = None if nested else _private_name(attempt_node)
+        if mangled is None and not nested and try_.finalbody is not None:
+            mangled = _private_name(try_.finalbody)
         if mangled is not None:
             raise Skip(f"the attempt body uses the class-private name `{mangled}`")
         if style == "break" and _contains_return(attempt_stmts):
@@ -995,7 +1049,7 @@ class RetryLoopCodemod(LoopResults):
             handed_back = unserializable_return(try_.body, code, plan.outputs)
             if handed_back and "may not serialize" in handed_back:
                 plan.notes.append(handed_back)
-        plan.step_name = self._step_name(attempt_node, func, scope if nested else None)
+        plan.step_name = self._step_name(try_.body, func, scope if nested else None)
         plan.top_level = None if nested else self._top_level(func)
         if nested:
             plan.notes.append(

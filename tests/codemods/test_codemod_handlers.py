@@ -252,7 +252,7 @@ def ask(api):
         assert "may be a tuple" not in sites[0].reason  # socket.timeout is a class
         assert "exc.args[0]" in sites[0].reason  # the exception test, not a bare string
 
-    def test_a_call_before_the_try_is_not_a_repair(self) -> None:
+    def test_a_call_before_the_try_is_not_a_repair_but_setup(self) -> None:
         source = """\
 import time
 
@@ -267,9 +267,12 @@ def pull(conn):
     raise RuntimeError("no")
 """
         out, sites = transform_source(source)
+        # it runs before every attempt, the first included: the step's first line, never
+        # a repair between attempts (see test_codemod_setup.py)
         assert "before_retry" not in out
-        assert sites[0].action == "skipped"
-        assert "conn.prepare()" in sites[0].reason
+        assert sites[0].action == "rewritten"
+        assert "    conn.prepare()\n    return conn.pull()\n" in out
+        assert any("conn.prepare()" in note for note in sites[0].notes)
 
     def test_password_prompt_is_never_a_step(self) -> None:
         source = """\
