@@ -715,7 +715,9 @@ class LoopPolicy(LoopScope):
                 sources[field_name] = _expression_of(field_name, name, values, xs)
                 followers[field_name] = name
         base_fields = tuple(fields["base"])
-        if check_small_values(simulate, flags, at, base_fields, followers, base, at):
+        if check_small_values(
+            simulate, flags, at, base_fields, followers, base, at, self._small_value_notes
+        ):
             sources["max_attempts"] = f"max(1, {sources['max_attempts']})"
         attempts, initial, factor, cap, increment = base_fields
         if "max_delay" in sources and (initial or "initial_delay" in sources):

@@ -134,6 +134,8 @@ class LoopScope(DurableCodemod):
         self._per_type_delays: list[tuple[str, float]] = []
         self._assigned_attributes: set[str] = set()
         self._last_repairs: list[cst.BaseStatement] = []
+        #: differences the small-value check found at negative counts (notes of the site)
+        self._small_value_notes: list[str] = []
         #: run-time delays slept only when true (``if delay: sleep(delay)``): written
         #: ``(delay or 0)``, which is what the loop waited for 0 and None
         self._guarded_delays: set[str] = set()

@@ -7,7 +7,7 @@ run-time value at a few probes (6, 7, 12) and fitting each field as ``value + c`
 its own way (``range(1 if quick else 50)``, ``range(tries or 5)``,
 ``min(limit, 4)``, ``range(max(1, n))``, ``sleep(wait or 2)``, ``if x > 2:
 sleep(1) else: sleep(10)``) fits those probes with a law it does not follow.
-:func:`check_small_values` simulates again at 0, 1, 2 and 3 and refuses the
+:func:`check_small_values` simulates again at -1, 0, 1, 2 and 3 and refuses the
 loop when what it does there is not what the policy predicts.
 """
 
@@ -32,13 +32,18 @@ def check_small_values(
     followers: Mapping[str, str],
     base: Any,
     probe: float | Mapping[str, float],
+    notes: list[str] | None = None,
 ) -> bool:
     """Raise :class:`Skip` when the loop, run with a run-time value at 0..3, does not do
     what the policy fitted at ``probe`` predicts (attempts, then delays).
 
     Return ``True`` when the loop runs once where the policy's count falls below 1
     (``while True`` with ``if tries >= limit: raise`` after the attempt): the count is
-    then written ``max(1, ...)``, which is exact."""
+    then written ``max(1, ...)``, which is exact.
+
+    A negative value that made the loop retry without end (``if not retries: raise``
+    never true) is not a refusal: it is added to ``notes``, the policy refusing the
+    count with ``ValueError`` instead."""
     once_below_one: list[bool] = []
     for name in symbols:
         for small in SMALL_VALUES:
@@ -60,6 +65,14 @@ def check_small_values(
             if attempts is not None and attempts < 1:
                 if outcome.attempts == 1 and followers.get("max_attempts") == name:
                     once_below_one.append(True)  # max(1, count): exact
+                    continue
+                if outcome.attempts is None and small < 0 and notes is not None:
+                    note = (
+                        f"a negative `{name}` at run time retried without end in the legacy"
+                        " code; RetryPolicy raises ValueError for it"
+                    )
+                    if note not in notes:
+                        notes.append(note)
                     continue
                 if outcome.attempts is None or outcome.attempts >= 1:
                     raise _differs(name, small, "no attempt", _attempts(outcome.attempts))

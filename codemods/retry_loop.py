@@ -579,6 +579,7 @@ class RetryLoopCodemod(LoopResults):
         # or with code of their own that the call site keeps).
         self._local_types = False
         self._per_type_delays = []
+        self._small_value_notes = []
         try:
             rules = self._handler_rules(try_, loop, scope)
         except Skip as skip:
@@ -792,6 +793,7 @@ class RetryLoopCodemod(LoopResults):
                 f"a count below 1 at run time (`{count}` < 1) ran the legacy loop zero times;"
                 " RetryPolicy raises ValueError for it"
             )
+        notes.extend(self._small_value_notes)
         caught = [
             t
             for h, _ in rules

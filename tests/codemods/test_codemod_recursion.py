@@ -40,7 +40,7 @@ from toolkit import RetryPolicy, step
 def fetch(url, retries=3):
     @step(
         retry=RetryPolicy(
-            max_attempts=retries + 1,
+            max_attempts=max(1, retries + 1),
             initial_delay=2.0,
             backoff=1.0,
             retry_on=(ConnectionError, TimeoutError),
@@ -471,8 +471,8 @@ def resume(url):
             [
                 "retries by calling itself with `attempt` changed, read as a loop: callers can"
                 " pass `attempt`, and the policy cannot follow it: the policy read for"
-                " `attempt` does not hold when it is 0: the policy gives 1 attempt(s), the"
-                " loop 5 attempt(s) (it treats small or empty values its own way)"
+                " `attempt` does not hold when it is -1: the policy gives 1 attempt(s), the"
+                " loop 6 attempt(s) (it treats small or empty values its own way)"
             ],
         )
 

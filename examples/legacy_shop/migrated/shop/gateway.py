@@ -69,7 +69,7 @@ def create_shipment(order_id: int) -> str:
         max_attempts=4,
         initial_delay=0.05,
         backoff=2.0,
-        jitter=True,
+        full_jitter=True,
         retry_on=(ProviderError,),
     )
 )
