@@ -709,7 +709,7 @@ class RetryLoopCodemod(LoopResults):
                     if called is None:
                         message = str(need)
                         if set_in_loop:
-                            message += ", which the loop itself sets between attempts"
+                            message += ", which the loop itself sets"
                         elif isinstance(need.what, str) and "(" in need.what:
                             message += (
                                 ", a call made again before each wait (a run-time value is"

@@ -362,10 +362,7 @@ def call(api):
 """
         self.assertUnchanged(
             before,
-            [
-                "sleep is not a backoff: the delay depends on `delay`, which the loop"
-                " itself sets between attempts"
-            ],
+            ["sleep is not a backoff: the delay depends on `delay`, which the loop itself sets"],
         )
 
     def test_two_tries_say_what_the_retry_decision_reads(self) -> None:

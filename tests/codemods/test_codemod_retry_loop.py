@@ -1567,7 +1567,9 @@ def handler_reads_attempt_var(url):
                 raise
             time.sleep(1)
 """
-        self.assertUnchanged(before, ["the retry decision depends on `response`"])
+        self.assertUnchanged(
+            before, ["the retry decision depends on `response`, which the loop itself sets"]
+        )
 
     def test_read_input(self) -> None:
         before = """\
