@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
 from codemods.runner import transform_source
-from tests.codemods.test_behaviour_handlers import Domain, Outcome, Status
+from tests.codemods.test_behaviour_handlers import Domain, Outcome, Status, _copy
+from tests.codemods.test_codemod_behaviour import sleeps as sleeps  # the fixture
 
 _ids = itertools.count()
 
@@ -211,19 +211,6 @@ def _run(
     except Exception as exc:
         result, error = None, (type(exc).__name__, exc.args)
     return Outcome(result, error, dep.seen, list(sleeps))
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(time, "sleep", lambda seconds: recorded.append(round(seconds, 9)))
-    return recorded
-
-
-def _copy(error: BaseException) -> BaseException:
-    if isinstance(error, Status):
-        return Status(error.status, error.message)
-    return type(error)(*error.args)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
