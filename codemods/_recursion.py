@@ -10,7 +10,7 @@ see it. When the wrapper retries a function its callers pass in, it is a retry e
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,17 +19,7 @@ from libcst.codemod import CodemodContext
 from libcst.metadata import ParentNodeProvider
 
 from ._base import sites_of
-
-
-def _walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Every node under ``node``, not descending into nested functions, lambdas or classes."""
-    stack = list(reversed(node.children))
-    while stack:
-        child = stack.pop()
-        yield child
-        if isinstance(child, cst.FunctionDef | cst.ClassDef | cst.Lambda):
-            continue
-        stack.extend(reversed(child.children))
+from ._loop_shapes import _walk_own as _walk  # nodes of the function, not of nested ones
 
 
 def _is_self_call(node: cst.CSTNode, name: str) -> bool:
