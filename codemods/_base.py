@@ -68,6 +68,7 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         self.annotate = annotate
         self.step_name = "step"
         self.policy_name = "RetryPolicy"
+        self.current_step_name = "current_step"
         self._imports_scheduled = False
 
     @staticmethod
@@ -110,6 +111,7 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         if isinstance(scope, GlobalScope):
             self.step_name = _free_name(scope, "step", "durable_step")
             self.policy_name = _free_name(scope, "RetryPolicy", "DurableRetryPolicy")
+            self.current_step_name = _free_name(scope, "current_step", "durable_current_step")
         return True
 
     def decorator_for(self, policy: Policy) -> cst.Decorator:
@@ -126,6 +128,14 @@ class DurableCodemod(VisitorBasedCodemodCommand):
             AddImportsVisitor.add_needed_import(
                 self.context, "toolkit", obj, None if obj == local else local
             )
+
+    def need_current_step(self) -> str:
+        """Schedule ``from toolkit import current_step``; the name to call it by."""
+        local = self.current_step_name
+        AddImportsVisitor.add_needed_import(
+            self.context, "toolkit", "current_step", None if local == "current_step" else local
+        )
+        return local
 
     def drop_if_unused(self, module: str, obj: str | None = None) -> None:
         """Remove ``import module`` / ``from module import obj`` if nothing uses it any more."""

@@ -7,7 +7,8 @@ Mapped: the wait generators ``backoff.expo`` (``base``, ``factor``,
 ``random_delay=interval`` for ``backoff.constant``; ``random_jitter`` becomes
 ``random_delay=1.0``; ``jitter=None`` none: all exact); ``giveup=lambda e: isinstance(e, X)``;
 ``raise_on_giveup=True``. Logging options are dropped with a note. Hooks
-(``on_backoff``, ``on_giveup``: the reason names what it reads, ``on_success``),
+(``on_success``; ``on_backoff`` and ``on_giveup`` reading other than ``tries``,
+``elapsed``, ``wait``, ``exception``, ``args``, ``kwargs``: the reason names what it reads),
 other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
 ``@backoff.on_predicate`` retries on a return value and is reported, never rewritten.
 """
@@ -27,7 +28,24 @@ from ._policy import Policy
 LIB = "backoff"
 _GOLDEN = 1.618
 _LOGGING = ("logger", "backoff_log_level", "giveup_log_level")
-_HOOKS = ("on_success", "on_backoff")
+_HOOKS = ("on_success",)
+#: what a backoff ``details`` key becomes, read from the hook's ``toolkit.RetryState``
+_FROM_STATE = {
+    "tries": "state.attempt",
+    "elapsed": "state.elapsed",
+    "exception": "state.exception",
+    "wait": "state.delay",
+}
+_GIVEUP_KEYS = ("tries", "elapsed", "exception", "args", "kwargs")
+_BACKOFF_KEYS = ("tries", "elapsed", "wait", "exception", "args", "kwargs")
+
+
+def _subscripts(param: str, body: str, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """``(quote, key)`` of each ``param['key']`` in ``body`` with a key of ``keys``."""
+    alternatives = "|".join(keys)
+    return re.findall(rf"\b{re.escape(param)}\s*\[\s*(['\"])({alternatives})\1\s*\]", body)
+
+
 _WAIT_KWARGS = {
     "expo": ("base", "factor", "max_value"),
     "constant": ("interval",),
@@ -116,6 +134,11 @@ class BackoffCodemod(DecoratorCodemod):
             predicate = self.code(positional[1].value)
             call = call.with_changes(args=[a for a in call.args if a is not positional[1]])
         kwargs = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+        if "on_backoff" in kwargs:
+            raise Kept(
+                f"on_backoff={self.code(kwargs['on_backoff'])} on on_predicate reads the"
+                " returned value from its details: adapt it by hand"
+            )
         if "on_giveup" in kwargs:
             raise Kept(
                 f"on_giveup={self.code(kwargs['on_giveup'])} on on_predicate gets the last"
@@ -156,6 +179,9 @@ class BackoffCodemod(DecoratorCodemod):
         for name, value in kwargs.items():
             if name == "on_giveup":
                 policy.on_give_up = self._on_giveup(value, kwargs, notes)
+                continue
+            if name == "on_backoff":
+                policy.before_retry = self._on_backoff(value, notes)
                 continue
             if name in _HOOKS:
                 raise Kept(f"option `{name}=` has no equivalent")
@@ -317,14 +343,10 @@ class BackoffCodemod(DecoratorCodemod):
                 " after it, RetryPolicy.on_give_up's value would replace the exception"
             )
         scope, function = found
-        read = sorted(
-            set(re.findall(r"\[\s*['\"](args|kwargs|target)['\"]\s*\]", self.code(function)))
-        )
-        if read:
-            shown = ", ".join(f"details['{key}']" for key in read)
+        if re.search(r"\[\s*['\"]target['\"]\s*\]", self.code(function)):
             raise Kept(
-                f"on_giveup={handler} reads {shown}, the call's arguments as passed, which"
-                " RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
+                f"on_giveup={handler} reads details['target'], the decorated function, which"
+                " a toolkit.RetryState does not carry"
             )
         if "giveup" in kwargs:
             raise Kept(
@@ -344,15 +366,14 @@ class BackoffCodemod(DecoratorCodemod):
             raise Kept(f"on_giveup={handler} does not take backoff's details as its one parameter")
         param = params.params[0].name.value
         body = self.code(function.body)
-        subscripts = re.findall(
-            rf"\b{re.escape(param)}\s*\[\s*(['\"])(tries|elapsed|exception)\1\s*\]", body
-        )
+        subscripts = _subscripts(param, body, _GIVEUP_KEYS)
         keys = sorted({key for _quote, key in subscripts})
         if len(re.findall(rf"\b{re.escape(param)}\b", body)) != len(subscripts):
             raise Kept(
                 f"on_giveup={handler} reads `{param}` other than as {param}['tries'],"
-                f" {param}['elapsed'] or {param}['exception'], the parts a toolkit.RetryState"
-                " carries"
+                f" {param}['elapsed'], {param}['exception'], {param}['args'] or"
+                f" {param}['kwargs'], the parts a toolkit.RetryState and the step's context"
+                " carry"
             )
         uses = name_uses(self.source_module, name)
         as_hook = len(
@@ -376,13 +397,8 @@ class BackoffCodemod(DecoratorCodemod):
             and isinstance(last.body[0], cst.Raise)
             and last.body[0].exc is not None
         )
-        built = {
-            "tries": "state.attempt",
-            "elapsed": "state.elapsed",
-            "exception": "state.exception",
-        }
         wanted = keys if raises else sorted({*keys, "exception"})
-        parts = ", ".join(f'"{key}": {built[key]}' for key in wanted)
+        parts = self._details(wanted)
         if not raises:
             quote = subscripts[0][0] if subscripts else '"'
             self.giveup_candidate = (scope, name, f"raise {param}[{quote}exception{quote}]")
@@ -395,12 +411,91 @@ class BackoffCodemod(DecoratorCodemod):
             f"on_giveup={name} is called by on_give_up with a dict built from the step's"
             f" RetryState ({', '.join(wanted) or 'nothing'})"
         )
+        self._details_notes(param, keys, notes)
+        return f"lambda state: {name}({{{parts}}})"
+
+    def _details(self, keys: Sequence[str]) -> str:
+        """The entries of a backoff ``details`` dict, built from a RetryState and the
+        step's context (the call's arguments, as passed)."""
+        parts = []
+        for key in keys:
+            if key in ("args", "kwargs"):
+                parts.append(f'"{key}": {self.need_current_step()}().{key}')
+            else:
+                parts.append(f'"{key}": {_FROM_STATE[key]}')
+        return ", ".join(parts)
+
+    @staticmethod
+    def _details_notes(param: str, keys: Sequence[str], notes: list[str]) -> None:
         if "elapsed" in keys:
             notes.append(
                 f"{param}['elapsed'] is the RetryState's: the seconds since the first attempt"
                 " counted after the last attempt, where backoff counted them before it"
             )
-        return f"lambda state: {name}({{{parts}}})"
+
+    def _on_backoff(self, value: cst.BaseExpression, notes: list[str]) -> str:
+        """``before_retry`` for ``on_backoff=handler``: backoff called the handler with
+        a details dict after a failed attempt it retries, before the wait, as
+        ``before_retry`` is called with a RetryState. The handler is one function of
+        one parameter defined beside the decorator (or a one-parameter lambda) reading
+        only ``tries``, ``elapsed``, ``wait``, ``exception``, ``args`` and ``kwargs``
+        by subscript; it is called with a dict built from them."""
+        handler = self.code(value)
+        if isinstance(value, cst.Lambda):
+            params = value.params
+            body = self.code(value.body)
+            callee = f"({handler})"
+        elif isinstance(value, cst.Name):
+            function = self._function_beside(value.value)
+            if function is None:
+                raise Kept(f"on_backoff={handler} is not one function defined beside it")
+            if function.decorators or function.asynchronous is not None:
+                raise Kept(f"on_backoff={handler} is decorated or async")
+            params = function.params
+            body = self.code(function.body)
+            callee = handler
+        else:
+            raise Kept(f"on_backoff={handler} is not a function defined beside the decorator")
+        if (
+            len(params.params) != 1
+            or params.kwonly_params
+            or params.posonly_params
+            or isinstance(params.star_arg, cst.Param)
+            or params.star_kwarg is not None
+        ):
+            raise Kept(f"on_backoff={handler} does not take backoff's details as its one parameter")
+        param = params.params[0].name.value
+        if re.search(rf"\b{re.escape(param)}\s*\[\s*['\"]target['\"]\s*\]", body):
+            raise Kept(
+                f"on_backoff={handler} reads {param}['target'], the decorated function, which"
+                " a toolkit.RetryState does not carry"
+            )
+        subscripts = _subscripts(param, body, _BACKOFF_KEYS)
+        if len(re.findall(rf"\b{re.escape(param)}\b", body)) != len(subscripts):
+            raise Kept(
+                f"on_backoff={handler} reads `{param}` other than as {param}['tries'],"
+                f" ['elapsed'], ['wait'], ['exception'], ['args'] or ['kwargs'], the parts a"
+                " toolkit.RetryState and the step's context carry"
+            )
+        keys = sorted({key for _quote, key in subscripts})
+        notes.append(
+            f"on_backoff={handler} is called by before_retry with a dict built from the step's"
+            f" RetryState and context ({', '.join(keys) or 'nothing'})"
+        )
+        self._details_notes(param, keys, notes)
+        return f"lambda state: {callee}({{{self._details(keys)}}})"
+
+    def _function_beside(self, name: str) -> cst.FunctionDef | None:
+        """The one function ``name`` defined in the enclosing function or the module."""
+        scopes: list[Any] = [*([self.functions[-2].body] if len(self.functions) > 1 else [])]
+        scopes.append(self.source_module)
+        for scope in scopes:
+            defs = [
+                s for s in scope.body if isinstance(s, cst.FunctionDef) and s.name.value == name
+            ]
+            if defs:
+                return defs[0] if len(defs) == 1 else None
+        return None
 
     def _keep_name(self, policy: Policy, field: str, value: cst.BaseExpression) -> None:
         name = self.constant_name(value)

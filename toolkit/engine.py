@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -92,6 +92,11 @@ class StepInfo:
     ``idempotency_key`` is ``"<workflow_id>:<step_number>"`` inside a workflow: the
     same on every attempt and on every replay. Outside a workflow it is a random
     key that stays the same across the retries of that one call.
+
+    ``args`` and ``kwargs`` are the step's arguments as its caller passed them
+    (``self`` first for a method): the same objects on every attempt, so a
+    ``RetryPolicy`` hook can name what the call was about (backoff's
+    ``details['args']``).
     """
 
     name: str
@@ -99,6 +104,8 @@ class StepInfo:
     step_number: int | None
     attempt: int
     idempotency_key: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 _run_var: contextvars.ContextVar[Run | None] = contextvars.ContextVar("durable_run", default=None)
@@ -954,13 +961,22 @@ class Executor:
         run.pending.append(self._params(run, step.name, state, "succeeded", output=output))
         return True, self.serializer.loads(output)
 
-    def _info(self, run: Run, step: StepDef, state: _Attempt) -> StepInfo:
+    def _info(
+        self,
+        run: Run,
+        step: StepDef,
+        state: _Attempt,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> StepInfo:
         return StepInfo(
             step.name,
             run.workflow_id,
             state.number,
             state.attempt,
             f"{run.workflow_id}:{state.number}",
+            args,
+            kwargs,
         )
 
     def run_step(
@@ -971,7 +987,7 @@ class Executor:
             return value
         while True:
             run.wait_until(state.wait_until)
-            token = _step_var.set(self._info(run, step, state))
+            token = _step_var.set(self._info(run, step, state, args, kwargs))
             try:  # the policy's hooks run in the step's context too
                 try:
                     if (tel := telemetry.active) is None:
@@ -995,7 +1011,7 @@ class Executor:
             return value
         while True:
             await run.wait_until_async(state.wait_until)
-            token = _step_var.set(self._info(run, step, state))
+            token = _step_var.set(self._info(run, step, state, args, kwargs))
             try:  # the policy's hooks run in the step's context too
                 try:
                     if (tel := telemetry.active) is None:
@@ -1038,7 +1054,7 @@ class Executor:
         outages = 0
         while True:
             run.wait_until(state.wait_until)
-            token = _step_var.set(self._info(run, step, state))
+            token = _step_var.set(self._info(run, step, state, args, kwargs))
             tel = telemetry.active
             span = tel.transaction_span(run, step, state) if tel else telemetry.NO_SPAN
             try:
@@ -1345,7 +1361,7 @@ def run_unrecorded(step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any])
     started = time.monotonic()
     attempt = 1
     while True:
-        token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
+        token = _step_var.set(StepInfo(step.name, None, None, attempt, key, args, kwargs))
         try:  # the policy's hooks run in the step's context too
             try:
                 result = step.fn(*args, **kwargs)
@@ -1372,7 +1388,7 @@ async def run_unrecorded_async(step: StepDef, args: tuple[Any, ...], kwargs: dic
     started = time.monotonic()
     attempt = 1
     while True:
-        token = _step_var.set(StepInfo(step.name, None, None, attempt, key))
+        token = _step_var.set(StepInfo(step.name, None, None, attempt, key, args, kwargs))
         try:  # the policy's hooks run in the step's context too
             try:
                 result = await step.fn(*args, **kwargs)

@@ -387,6 +387,74 @@ case(
 )
 
 case(
+    "backoff_on_giveup_reads_the_call_arguments",
+    """
+    import backoff
+
+    def fail(details):
+        key = details["args"][1]
+        raise RuntimeError(f"gave up on {key} ({details['kwargs']}) after {details['tries']}")
+
+    @backoff.on_exception(backoff.constant, ConnectionError, max_tries=3, interval=2,
+                          jitter=None, on_giveup=fail)
+    def fetch(dep, key, *, region="eu"):
+        return dep.call(key, region)
+
+    def fetch_it(dep):
+        return fetch(dep, "k", region="us")
+    """,
+    lambda ns, dep: ns["fetch_it"](dep),
+)
+
+case(
+    "backoff_on_backoff_logs_each_retry",
+    """
+    import backoff
+
+    SEEN = []
+
+    def backing_off(details):
+        SEEN.append((details["tries"], details["wait"], str(details["exception"]),
+                     details["args"][2:], dict(details["kwargs"])))
+
+    class Client:
+        @backoff.on_exception(backoff.expo, ConnectionError, max_tries=5, factor=0.5,
+                              jitter=None, on_backoff=backing_off)
+        def get(self, dep, key, *, timeout=3):
+            return dep.call(key)
+
+    def get_and_report(dep):
+        try:
+            value = Client().get(dep, "k", timeout=9)
+        except ConnectionError as exc:
+            value = f"raised {exc!r}"
+        return value, SEEN
+    """,
+    lambda ns, dep: ns["get_and_report"](dep),
+)
+
+case(
+    "backoff_on_backoff_lambda",
+    """
+    import backoff
+
+    SEEN = []
+
+    @backoff.on_exception(backoff.constant, ConnectionError, max_tries=3, interval=1,
+                          jitter=None, on_backoff=lambda d: SEEN.append((d["tries"], d["wait"])))
+    def fetch(dep, key):
+        return dep.call(key)
+
+    def fetch_and_report(dep):
+        try:
+            return fetch(dep, "k"), SEEN
+        except ConnectionError as exc:
+            return f"raised {exc!r}", SEEN
+    """,
+    lambda ns, dep: ns["fetch_and_report"](dep),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

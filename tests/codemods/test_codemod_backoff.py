@@ -200,7 +200,98 @@ import backoff
 def send(x):
     return x.send()
 """
-        self.assertUnchanged(before, ["option `on_backoff=` has no equivalent"])
+        self.assertUnchanged(
+            before,
+            [
+                "on_backoff=lambda d: print(d) reads `d` other than as d['tries'], ['elapsed'],"
+                " ['wait'], ['exception'], ['args'] or ['kwargs'], the parts a"
+                " toolkit.RetryState and the step's context carry"
+            ],
+        )
+
+    def test_on_backoff_reading_the_target_is_kept(self) -> None:
+        before = """\
+import backoff
+
+
+def backing_off(details):
+    print("calling", details["target"].__name__, "again in", details["wait"])
+
+
+@backoff.on_exception(backoff.expo, OSError, on_backoff=backing_off)
+def send(x):
+    return x.send()
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "on_backoff=backing_off reads details['target'], the decorated function,"
+                " which a toolkit.RetryState does not carry"
+            ],
+        )
+
+    def test_on_backoff_becomes_before_retry(self) -> None:
+        before = """\
+import logging
+
+import backoff
+
+log = logging.getLogger(__name__)
+
+
+def note(details):
+    log.warning("retry %d of %s", details["tries"], details["args"])
+
+
+@backoff.on_exception(backoff.expo, ConnectionError, max_tries=4, jitter=None,
+                      on_backoff=note)
+def fetch(url, timeout=5):
+    return url.get(timeout=timeout)
+
+
+@backoff.on_exception(backoff.constant, OSError, max_tries=3, interval=1, jitter=None,
+                      on_backoff=lambda d: log.info("%s", d["wait"]))
+def read(path, *, mode="r"):
+    return path.read(mode)
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, current_step, step
+
+log = logging.getLogger(__name__)
+
+
+def note(details):
+    log.warning("retry %d of %s", details["tries"], details["args"])
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=1.0,
+        backoff=2.0,
+        retry_on=(ConnectionError,),
+        before_retry=lambda state: note({"args": current_step().args, "tries": state.attempt}),
+    )
+)
+def fetch(url, timeout=5):
+    return url.get(timeout=timeout)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+        before_retry=lambda state: (lambda d: log.info("%s", d["wait"]))({"wait": state.delay}),
+    )
+)
+def read(path, *, mode="r"):
+    return path.read(mode)
+"""
+        self.assertCodemod(before, after)
 
     def test_giveup_predicate(self) -> None:
         before = """\
@@ -329,15 +420,32 @@ def on_giveup(details):
     backoff.constant, requests.RequestException, max_tries=5, on_giveup=on_giveup, interval=10
 )
 def request(url):
-    return requests.get(url)
+    return requests.get(url).json()
 """
-        self.assertUnchanged(
-            before,
-            [
-                "on_giveup=on_giveup reads details['args'], the call's arguments as passed,"
-                " which RetryPolicy.on_give_up (given a toolkit.RetryState) does not get"
-            ],
-        )
+        after = """\
+import requests
+from toolkit import RetryPolicy, current_step, step
+
+
+def on_giveup(details):
+    url = details['args'][0]
+    raise Exception("giving up on {} after {} tries".format(url, details['tries']))
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(requests.RequestException,),
+        random_delay=10.0,
+        on_give_up=lambda state: on_giveup({"args": current_step().args, "tries": state.attempt}),
+    )
+)
+def request(url):
+    return requests.get(url).json()
+"""
+        self.assertCodemod(before, after)
 
     def test_on_giveup_reading_tries_and_exception_is_called_by_on_give_up(self) -> None:
         before = """\
@@ -461,8 +569,9 @@ def e(x):
             before,
             [
                 "on_giveup=whole reads `details` other than as details['tries'],"
-                " details['elapsed'] or details['exception'], the parts a toolkit.RetryState"
-                " carries",
+                " details['elapsed'], details['exception'], details['args'] or"
+                " details['kwargs'], the parts a toolkit.RetryState and the step's context"
+                " carry",
                 "on_giveup=early returns early; backoff re-raised the exception after it,"
                 " RetryPolicy.on_give_up's value would replace it: adapt it by hand",
                 "on_giveup=fast also ran when giveup= gave up at once; RetryPolicy.on_give_up"

@@ -509,6 +509,45 @@ def test_hooks_inside_a_workflow_and_no_hook_on_replay(app: Durable):
     assert (body, before, given_up) == ([1, 2, 3], [1, 2], [3])
 
 
+def test_hooks_read_the_calls_arguments_from_the_step_context(app: Durable):
+    """``current_step().args``/``kwargs`` are the arguments as passed, in and out of a
+    workflow, on every attempt and in every hook (what backoff's details carried)."""
+    seen: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def note(where: str) -> None:
+        info = current_step()
+        seen.append((where, info.args, dict(info.kwargs)))
+
+    policy = RetryPolicy(
+        max_attempts=2,
+        retry_on=ConnectionError,
+        before_retry=lambda s: note("before"),
+        on_give_up=lambda s: note("give up") or "fallback",
+        **FAST,
+    )
+
+    @app.step(name="fetch", retry=policy)
+    def fetch(url: str, *, timeout: int = 5) -> str:
+        note("body")
+        raise ConnectionError(url)
+
+    @app.workflow(name="fetches")
+    def fetches() -> str:
+        return fetch("http://a", timeout=3)
+
+    calls = [
+        ("body", ("http://a",), {"timeout": 3}),
+        ("before", ("http://a",), {"timeout": 3}),
+        ("body", ("http://a",), {"timeout": 3}),
+        ("give up", ("http://a",), {"timeout": 3}),
+    ]
+    assert fetch("http://a", timeout=3) == "fallback"
+    assert seen == calls
+    seen.clear()
+    assert app.run(fetches, workflow_id="args-1", timeout=10) == "fallback"
+    assert seen == calls
+
+
 def test_retries_exhausted_in_a_workflow_is_recorded_and_replayed_as_itself(app: Durable):
     @app.step(
         name="never_ready",
