@@ -69,6 +69,8 @@ class DurableCodemod(VisitorBasedCodemodCommand):
         self.step_name = "step"
         self.policy_name = "RetryPolicy"
         self.current_step_name = "current_step"
+        #: the site being read calls ``current_step()``: imported once it is rewritten
+        self._step_context_wanted = False
         self._imports_scheduled = False
 
     @staticmethod
@@ -130,12 +132,10 @@ class DurableCodemod(VisitorBasedCodemodCommand):
             )
 
     def need_current_step(self) -> str:
-        """Schedule ``from toolkit import current_step``; the name to call it by."""
-        local = self.current_step_name
-        AddImportsVisitor.add_needed_import(
-            self.context, "toolkit", "current_step", None if local == "current_step" else local
-        )
-        return local
+        """The name to call ``toolkit.current_step`` by in the site being read; it is
+        imported when that site is recorded as rewritten."""
+        self._step_context_wanted = True
+        return self.current_step_name
 
     def drop_if_unused(self, module: str, obj: str | None = None) -> None:
         """Remove ``import module`` / ``from module import obj`` if nothing uses it any more."""
@@ -157,6 +157,12 @@ class DurableCodemod(VisitorBasedCodemodCommand):
     ) -> None:
         """Add a report entry for ``node`` (lines up to the end of ``end`` or ``node``);
         also a libcst warning so ``libcst.tool`` shows it."""
+        wanted, self._step_context_wanted = self._step_context_wanted, False
+        if wanted and action == "rewritten":
+            local = self.current_step_name
+            AddImportsVisitor.add_needed_import(
+                self.context, "toolkit", "current_step", None if local == "current_step" else local
+            )
         line = self.line_of(node)
         end_line = int(self.get_metadata(PositionProvider, end or node).end.line)
         site = Site(self.SELECTOR, line, action, reason, tuple(notes), end_line, policy)

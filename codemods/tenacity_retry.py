@@ -60,6 +60,23 @@ class _HookRewrite:
     scope: cst.FunctionDef | None
     name: str
     param: str
+    #: ``before`` (its guard dropped) or ``before_sleep`` (its reads adapted)
+    kind: str = "before"
+    #: the name ``toolkit.current_step`` is called by (a ``before_sleep`` hook's args)
+    current_step: str = "current_step"
+
+
+#: what a ``before_sleep`` hook may read of tenacity's RetryCallState (``{p}``: its
+#: parameter); :class:`_ToRetryState` reads each of a toolkit.RetryState instead
+_SLEEP_HOOK_READS = (
+    r"{p}\.attempt_number\b",
+    r"{p}\.outcome\.exception\(\s*\)",
+    r"{p}\.next_action\.sleep\b",
+    r"{p}\.upcoming_sleep\b",
+    r"{p}\.seconds_since_start\b",
+    r"{p}\.args\b",
+    r"{p}\.kwargs\b",
+)
 
 
 _FIRST_ATTEMPT_GUARDS = (
@@ -116,6 +133,50 @@ def _is_retry_error(node: cst.BaseExpression) -> bool:
     return (isinstance(node, cst.Name) and node.value == "RetryError") or (
         isinstance(node, cst.Attribute) and node.attr.value == "RetryError"
     )
+
+
+class _ToRetryState(cst.CSTTransformer):
+    """A ``before_sleep`` hook's reads of tenacity's RetryCallState, as reads of the
+    toolkit.RetryState ``before_retry`` is given (and of the step's context)."""
+
+    def __init__(self, param: str, current_step: str) -> None:
+        super().__init__()
+        self.param, self.current_step = param, current_step
+
+    def _chain(self, node: cst.BaseExpression) -> list[str] | None:
+        names: list[str] = []
+        while isinstance(node, cst.Attribute):
+            names.insert(0, node.attr.value)
+            node = node.value
+        if isinstance(node, cst.Name) and node.value == self.param:
+            return names
+        return None
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if not updated_node.args and self._chain(updated_node.func) == ["outcome", "exception"]:
+            return cst.parse_expression(f"{self.param}.exception")
+        return updated_node
+
+    def leave_Attribute(
+        self, original_node: cst.Attribute, updated_node: cst.Attribute
+    ) -> cst.BaseExpression:
+        chain = self._chain(updated_node)
+        simple = {
+            ("attempt_number",): "attempt",
+            ("next_action", "sleep"): "delay",
+            ("upcoming_sleep",): "delay",
+            ("seconds_since_start",): "elapsed",
+        }
+        if chain is not None and tuple(chain) in simple:
+            return cst.parse_expression(f"{self.param}.{simple[tuple(chain)]}")
+        if chain in (["args"], ["kwargs"]):
+            return cst.parse_expression(f"{self.current_step}().{chain[0]}")
+        return updated_node
+
+
+def _rewrite_sleep_hook(function: cst.FunctionDef, param: str, current: str) -> cst.FunctionDef:
+    """A ``before_sleep`` hook reading a toolkit.RetryState (``before_retry``)."""
+    return cast(cst.FunctionDef, function.visit(_ToRetryState(param, current)))
 
 
 def _rewrite_hook(function: cst.FunctionDef, param: str) -> cst.FunctionDef:
@@ -531,6 +592,10 @@ class TenacityCodemod(DecoratorCodemod):
                         policy.before_retry, note = self._before_hook(args[hook])
                         notes.append(note)
                         continue
+                    if hook == "before_sleep":
+                        policy.before_retry, note = self._before_sleep_hook(args[hook])
+                        notes.append(note)
+                        continue
                     raise Kept(
                         f"option `{hook}=` runs {self.code(args[hook])} with tenacity's"
                         " RetryCallState (before_retry gets a toolkit.RetryState: adapt it by hand)"
@@ -584,6 +649,72 @@ class TenacityCodemod(DecoratorCodemod):
                 " read each time the function runs, as tenacity's decorator did"
             )
         return policy, notes
+
+    def _hook_beside(self, expr: cst.BaseExpression, kept: str) -> tuple[Any, str, str]:
+        """The one-parameter function ``expr`` names, defined beside the decorator and
+        used only there: ``(its scope, its name, its parameter)``, else :class:`Kept`."""
+        if not isinstance(expr, cst.Name):
+            raise Kept(f"{kept}: adapt it by hand")
+        name = expr.value
+        scope = self.functions[-2] if self.depth >= 2 else None
+        body = list(scope.body.body) if scope is not None else list(self.source_module.body)
+        defs = [s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name]
+        if len(defs) != 1:
+            raise Kept(f"{kept}: `{name}` is not a function defined beside it")
+        hook = defs[0]
+        if name_uses(scope if scope is not None else self.source_module, name) != 1:
+            raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
+        params = hook.params
+        if (
+            len(params.params) != 1
+            or params.posonly_params
+            or params.kwonly_params
+            or isinstance(params.star_arg, cst.Param)
+            or params.star_kwarg is not None
+            or hook.decorators
+            or hook.asynchronous is not None
+        ):
+            raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
+        return scope, name, params.params[0].name.value
+
+    def _before_sleep_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
+        """``before_sleep=hook``: tenacity calls it after a failed attempt it retries,
+        before the wait, as ``before_retry`` is called. A hook defined here and used
+        only there, reading of its state only ``attempt_number``,
+        ``outcome.exception()``, ``next_action.sleep`` (``upcoming_sleep``),
+        ``seconds_since_start``, ``args`` and ``kwargs``, is adapted to read them from
+        the toolkit.RetryState (and ``current_step()``) and becomes ``before_retry``."""
+        shown = self.code(expr)
+        kept = (
+            f"option `before_sleep={shown}` runs {shown} with tenacity's RetryCallState"
+            " (before_retry gets a toolkit.RetryState"
+        )
+        scope, name, param = self._hook_beside(expr, kept + ")")
+        function = next(
+            s
+            for s in (scope.body.body if scope is not None else self.source_module.body)
+            if isinstance(s, cst.FunctionDef) and s.name.value == name
+        )
+        code = self.code(function.body)
+        p = re.escape(param)
+        known = sum(len(re.findall(pattern.format(p=p), code)) for pattern in _SLEEP_HOOK_READS)
+        if len(re.findall(rf"\b{p}\b", code)) != known:
+            raise Kept(
+                f"{kept}; `{name}` reads `{param}` other than as {param}.attempt_number,"
+                f" .outcome.exception(), .next_action.sleep, .seconds_since_start, .args or"
+                " .kwargs): adapt it by hand"
+            )
+        current = self.need_current_step() if re.search(rf"\b{p}\.(args|kwargs)\b", code) else ""
+        self.hook_candidate = _HookRewrite(scope, name, param, "before_sleep", current)
+        note = (
+            f"before_sleep={name} is before_retry now, called at the same moment with a"
+            f" toolkit.RetryState: it reads {param}.attempt, .exception, .delay, .elapsed"
+            " where it read tenacity's attempt_number, outcome.exception(),"
+            " next_action.sleep, seconds_since_start"
+        )
+        if current:
+            note += f", and {current}().args/.kwargs for the call's arguments"
+        return name, note
 
     def _before_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
         """``before=hook``: tenacity calls it before every attempt, the first included, and
@@ -677,13 +808,17 @@ class TenacityCodemod(DecoratorCodemod):
 
     def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
         """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
-        names = {h.name: h.param for h in self.hook_rewrites if h.scope is scope}
-        return [
-            _rewrite_hook(stmt, names[stmt.name.value])
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in names
-            else stmt
-            for stmt in body
-        ]
+        hooks = {h.name: h for h in self.hook_rewrites if h.scope is scope}
+        out = []
+        for stmt in body:
+            hook = hooks.get(stmt.name.value) if isinstance(stmt, cst.FunctionDef) else None
+            if hook is None:
+                out.append(stmt)
+            elif hook.kind == "before_sleep":
+                out.append(_rewrite_sleep_hook(stmt, hook.param, hook.current_step))
+            else:
+                out.append(_rewrite_hook(stmt, hook.param))
+        return out
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if any(h.scope is None for h in self.hook_rewrites):

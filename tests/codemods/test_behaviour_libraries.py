@@ -455,6 +455,33 @@ case(
 )
 
 case(
+    "tenacity_before_sleep_hook_reads_the_state",
+    """
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    SEEN = []
+
+    def note(state):
+        SEEN.append((state.attempt_number, str(state.outcome.exception()),
+                     state.next_action.sleep, state.args[2:], dict(state.kwargs)))
+
+    class Client:
+        @retry(stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.5, max=3),
+               retry=retry_if_exception_type(ConnectionError), before_sleep=note, reraise=True)
+        def get(self, dep, key, *, timeout=3):
+            return dep.call(key)
+
+    def get_and_report(dep):
+        try:
+            value = Client().get(dep, "k", timeout=9)
+        except ConnectionError as exc:
+            value = f"raised {exc!r}"
+        return value, SEEN
+    """,
+    lambda ns, dep: ns["get_and_report"](dep),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

@@ -230,6 +230,21 @@ def send(x):
             ],
         )
 
+    def test_a_kept_site_whose_hook_reads_the_arguments_adds_no_import(self) -> None:
+        before = """\
+import backoff
+
+
+def note(details):
+    print(details["args"])
+
+
+@backoff.on_exception(backoff.expo, OSError, on_backoff=note, on_success=print)
+def send(x):
+    return x.send()
+"""
+        self.assertUnchanged(before, ["option `on_success=` has no equivalent"])
+
     def test_on_backoff_becomes_before_retry(self) -> None:
         before = """\
 import logging

@@ -585,13 +585,13 @@ def fetch(url):
 """
         self.assertCodemod(before, after)  # tenacity's log hook is dropped (noted)
 
-    def test_before_sleep_user_hook_is_kept(self) -> None:
+    def test_before_sleep_user_hook_reading_the_function_is_kept(self) -> None:
         before = """\
 from tenacity import retry, stop_after_attempt
 
 
 def shout(state):
-    print(state.attempt_number)
+    print(state.fn.__name__, state.attempt_number)
 
 
 @retry(stop=stop_after_attempt(3), before_sleep=shout)
@@ -601,10 +601,67 @@ def fetch(url):
         self.assertUnchanged(
             before,
             [
-                "option `before_sleep=` runs shout with tenacity's RetryCallState"
-                " (before_retry gets a toolkit.RetryState: adapt it by hand)"
+                "option `before_sleep=shout` runs shout with tenacity's RetryCallState"
+                " (before_retry gets a toolkit.RetryState; `shout` reads `state` other than"
+                " as state.attempt_number, .outcome.exception(), .next_action.sleep,"
+                " .seconds_since_start, .args or .kwargs): adapt it by hand"
             ],
         )
+
+    def test_before_sleep_user_hook_becomes_before_retry(self) -> None:
+        before = """\
+import logging
+
+from tenacity import retry, stop_after_attempt, wait_fixed
+
+log = logging.getLogger(__name__)
+
+
+def shout(retry_state):
+    log.warning(
+        "attempt %d of %s failed (%s), sleeping %.1f",
+        retry_state.attempt_number,
+        retry_state.args[0],
+        retry_state.outcome.exception(),
+        retry_state.next_action.sleep,
+    )
+
+
+@retry(stop=stop_after_attempt(3), wait=wait_fixed(2), before_sleep=shout, reraise=True)
+def fetch(url):
+    return url.get()
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, current_step, step
+
+log = logging.getLogger(__name__)
+
+
+def shout(retry_state):
+    log.warning(
+        "attempt %d of %s failed (%s), sleeping %.1f",
+        retry_state.attempt,
+        current_step().args[0],
+        retry_state.exception,
+        retry_state.delay,
+    )
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+        before_retry=shout,
+    )
+)
+def fetch(url):
+    return url.get()
+"""
+        self.assertCodemod(before, after)
 
     def test_polling_on_result(self) -> None:
         before = """\
