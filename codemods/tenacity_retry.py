@@ -60,23 +60,34 @@ class _HookRewrite:
     scope: cst.FunctionDef | None
     name: str
     param: str
-    #: ``before`` (its guard dropped) or ``before_sleep`` (its reads adapted)
+    #: ``before`` (its guard dropped) or ``adapted`` (its reads of the state adapted)
     kind: str = "before"
     #: the name ``toolkit.current_step`` is called by (a ``before_sleep`` hook's args)
     current_step: str = "current_step"
 
 
-#: what a ``before_sleep`` hook may read of tenacity's RetryCallState (``{p}``: its
-#: parameter); :class:`_ToRetryState` reads each of a toolkit.RetryState instead
-_SLEEP_HOOK_READS = (
-    r"{p}\.attempt_number\b",
-    r"{p}\.outcome\.exception\(\s*\)",
-    r"{p}\.next_action\.sleep\b",
-    r"{p}\.upcoming_sleep\b",
-    r"{p}\.seconds_since_start\b",
-    r"{p}\.args\b",
-    r"{p}\.kwargs\b",
-)
+#: what a hook may read of tenacity's RetryCallState (``{p}``: its parameter);
+#: :class:`_ToRetryState` reads each of a toolkit.RetryState instead
+_READ_NAMES = {
+    r"{p}\.attempt_number\b": ".attempt_number",
+    r"{p}\.outcome\.exception\(\s*\)": ".outcome.exception()",
+    r"{p}\.next_action\.sleep\b": ".next_action.sleep",
+    r"{p}\.upcoming_sleep\b": ".upcoming_sleep",
+    r"{p}\.seconds_since_start\b": ".seconds_since_start",
+    r"{p}\.args\b": ".args",
+    r"{p}\.kwargs\b": ".kwargs",
+    r"{p}\.outcome\.result\(\s*\)": ".outcome.result()",
+}
+_SLEEP_HOOK_READS = tuple(list(_READ_NAMES)[:7])
+#: at give-up there is no next sleep; the last outcome is a value only when results
+#: alone are retried
+_GIVE_UP_READS = tuple(r for r in _SLEEP_HOOK_READS if "sleep" not in r)
+_RESULT_READ = r"{p}\.outcome\.result\(\s*\)"
+
+
+def _reads_call(code: str, param: str) -> bool:
+    """Whether a hook reads the call's arguments (``param.args``, ``param.kwargs``)."""
+    return re.search(rf"\b{re.escape(param)}\.(args|kwargs)\b", code) is not None
 
 
 _FIRST_ATTEMPT_GUARDS = (
@@ -153,8 +164,9 @@ class _ToRetryState(cst.CSTTransformer):
         return None
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        if not updated_node.args and self._chain(updated_node.func) == ["outcome", "exception"]:
-            return cst.parse_expression(f"{self.param}.exception")
+        chain = self._chain(updated_node.func)
+        if not updated_node.args and chain in (["outcome", "exception"], ["outcome", "result"]):
+            return cst.parse_expression(f"{self.param}.{chain[1]}")
         return updated_node
 
     def leave_Attribute(
@@ -221,9 +233,10 @@ class TenacityCodemod(DecoratorCodemod):
         self.depth = 0
         self.functions: list[cst.FunctionDef] = []
         self.runtime_notes: list[str] = []
-        #: a ``before=`` hook the policy being read turns into ``before_retry``; committed
+        #: hooks the policy being read adapts (``before=``, ``before_sleep=``,
+        #: ``retry_error_callback=``); committed
         #: to ``hook_rewrites`` when the site is recorded as rewritten
-        self.hook_candidate: _HookRewrite | None = None
+        self.hook_candidates: list[_HookRewrite] = []
         self.hook_rewrites: list[_HookRewrite] = []
         #: ``except tenacity.RetryError`` handlers: made ``except RetriesExhausted`` when
         #: every tenacity site of the module is rewritten (``adapt_handlers``); why not, else
@@ -248,7 +261,7 @@ class TenacityCodemod(DecoratorCodemod):
         scratch.update(saved)
         self.adapt_handlers = False
         self.changed = self._imports_scheduled = False
-        self.hook_rewrites, self.hook_candidate = [], None
+        self.hook_rewrites, self.hook_candidates = [], []
         self.handlers_blocked = (
             f"{self.sites_left} other tenacity site(s) of the module stay, so the handler"
             " cannot change"
@@ -571,7 +584,7 @@ class TenacityCodemod(DecoratorCodemod):
                 raise Kept(f"option `{name}=` has no equivalent")
         notes: list[str] = []
         self.runtime_notes = []
-        self.hook_candidate, self.exhausted_candidate = None, False
+        self.hook_candidates, self.exhausted_candidate = [], False
         policy = Policy(max_attempts=None)
         if "stop" in args:
             self._stop(args["stop"], policy)
@@ -602,7 +615,7 @@ class TenacityCodemod(DecoratorCodemod):
                     )
                 notes.append(f"logging hook `{hook}=` dropped (the step retries silently)")
         if "retry_error_callback" in args:
-            policy.on_give_up = self._fallback(args["retry_error_callback"])
+            policy.on_give_up = self._fallback(args["retry_error_callback"], policy, notes)
             notes.append("retry_error_callback's value is the step's result when attempts run out")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
@@ -690,22 +703,11 @@ class TenacityCodemod(DecoratorCodemod):
             " (before_retry gets a toolkit.RetryState"
         )
         scope, name, param = self._hook_beside(expr, kept + ")")
-        function = next(
-            s
-            for s in (scope.body.body if scope is not None else self.source_module.body)
-            if isinstance(s, cst.FunctionDef) and s.name.value == name
-        )
+        function = self._function_named(scope, name)
+        self._check_reads(function.body, param, _SLEEP_HOOK_READS, f"{kept}; `{name}`")
         code = self.code(function.body)
-        p = re.escape(param)
-        known = sum(len(re.findall(pattern.format(p=p), code)) for pattern in _SLEEP_HOOK_READS)
-        if len(re.findall(rf"\b{p}\b", code)) != known:
-            raise Kept(
-                f"{kept}; `{name}` reads `{param}` other than as {param}.attempt_number,"
-                f" .outcome.exception(), .next_action.sleep, .seconds_since_start, .args or"
-                " .kwargs): adapt it by hand"
-            )
-        current = self.need_current_step() if re.search(rf"\b{p}\.(args|kwargs)\b", code) else ""
-        self.hook_candidate = _HookRewrite(scope, name, param, "before_sleep", current)
+        current = self.need_current_step() if _reads_call(code, param) else ""
+        self.hook_candidates.append(_HookRewrite(scope, name, param, "adapted", current))
         note = (
             f"before_sleep={name} is before_retry now, called at the same moment with a"
             f" toolkit.RetryState: it reads {param}.attempt, .exception, .delay, .elapsed"
@@ -777,7 +779,7 @@ class TenacityCodemod(DecoratorCodemod):
                 f"{kept}: `{name}` reads `{param}{other[0] if other[0] != param else ''}`,"
                 " which a toolkit.RetryState does not carry"
             )
-        self.hook_candidate = _HookRewrite(scope, name, param)
+        self.hook_candidates.append(_HookRewrite(scope, name, param))
         note = (
             f"before={name} ran before every attempt and did nothing before the first: it is"
             " before_retry now, run after a failed attempt and before the wait instead of"
@@ -798,13 +800,13 @@ class TenacityCodemod(DecoratorCodemod):
         end: cst.CSTNode | None = None,
     ) -> None:
         super().record(node, action, reason, notes, policy, end)
-        if action == "rewritten" and self.hook_candidate is not None:
-            self.hook_rewrites.append(self.hook_candidate)
+        if action == "rewritten":
+            self.hook_rewrites.extend(self.hook_candidates)
         if action == "rewritten" and self.exhausted_candidate:
             self.exhausted_sites += 1
         if action != "rewritten":
             self.sites_left += 1
-        self.hook_candidate, self.exhausted_candidate = None, False
+        self.hook_candidates, self.exhausted_candidate = [], False
 
     def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
         """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
@@ -814,7 +816,7 @@ class TenacityCodemod(DecoratorCodemod):
             hook = hooks.get(stmt.name.value) if isinstance(stmt, cst.FunctionDef) else None
             if hook is None:
                 out.append(stmt)
-            elif hook.kind == "before_sleep":
+            elif hook.kind == "adapted":
                 out.append(_rewrite_sleep_hook(stmt, hook.param, hook.current_step))
             else:
                 out.append(_rewrite_hook(stmt, hook.param))
@@ -1145,20 +1147,56 @@ class TenacityCodemod(DecoratorCodemod):
                 initial = low
         return _Wait(initial, factor, cap, False, notes)
 
-    def _fallback(self, expr: cst.BaseExpression) -> str:
-        """``retry_error_callback=lambda state: value`` that ignores its argument: the
-        fallback value, as ``on_give_up``. A callback reading tenacity's state is kept."""
-        if (
-            isinstance(expr, cst.Lambda)
-            and len(expr.params.params) == 1
-            and not isinstance(expr.params.star_arg, cst.Param)
-            and expr.params.params[0].name.value not in self.code(expr.body)
-        ):
-            return f"lambda _state: {self.code(expr.body)}"
-        raise Kept(
-            f"retry_error_callback={self.code(expr)} reads tenacity's RetryCallState"
-            " (on_give_up gets a toolkit.RetryState: adapt it by hand)"
+    def _fallback(self, expr: cst.BaseExpression, policy: Policy, notes: list[str]) -> str:
+        """``retry_error_callback=callback``: tenacity calls it when attempts run out and
+        returns its value, as ``on_give_up`` does. A lambda, or a function defined beside
+        the decorator and used only there, reading of its state only
+        ``attempt_number``, ``outcome.exception()``, ``seconds_since_start``, ``args``,
+        ``kwargs`` (and ``outcome.result()`` when only results are retried: the last
+        outcome is then a value) is adapted to read them from the toolkit.RetryState."""
+        shown = self.code(expr)
+        kept = (
+            f"retry_error_callback={shown} reads tenacity's RetryCallState"
+            " (on_give_up gets a toolkit.RetryState"
         )
+        results_only = policy.retry_on_result is not None and not policy.retry_on
+        reads = [*_GIVE_UP_READS, *([_RESULT_READ] if results_only else [])]
+        if isinstance(expr, cst.Lambda):
+            params = expr.params
+            if len(params.params) != 1 or isinstance(params.star_arg, cst.Param):
+                raise Kept(f"{kept}: adapt it by hand)")
+            param = params.params[0].name.value
+            if param not in self.code(expr.body):
+                return f"lambda _state: {self.code(expr.body)}"
+            self._check_reads(expr.body, param, reads, f"{kept}; it")
+            current = self.need_current_step() if _reads_call(self.code(expr.body), param) else ""
+            body = expr.body.visit(_ToRetryState(param, current or "current_step"))
+            notes.append(f"retry_error_callback reads the toolkit.RetryState `{param}` now")
+            return f"lambda {param}: {self.code(cast(cst.BaseExpression, body))}"
+        scope, name, param = self._hook_beside(expr, kept + ")")
+        function = self._function_named(scope, name)
+        self._check_reads(function.body, param, reads, f"{kept}; `{name}`")
+        code = self.code(function.body)
+        current = self.need_current_step() if _reads_call(code, param) else ""
+        self.hook_candidates.append(_HookRewrite(scope, name, param, "adapted", current))
+        notes.append(
+            f"retry_error_callback={name} is on_give_up now: it reads the toolkit.RetryState"
+            f" `{param}` where it read tenacity's RetryCallState"
+        )
+        return name
+
+    def _function_named(self, scope: cst.FunctionDef | None, name: str) -> cst.FunctionDef:
+        body = scope.body.body if scope is not None else self.source_module.body
+        return next(s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name)
+
+    def _check_reads(self, node: cst.CSTNode, param: str, reads: Sequence[str], kept: str) -> None:
+        """Raise :class:`Kept` unless ``param`` is read in ``node`` only as ``reads``."""
+        code, p = self.code(node), re.escape(param)
+        known = sum(len(re.findall(pattern.format(p=p), code)) for pattern in reads)
+        if len(re.findall(rf"\b{p}\b", code)) != known:
+            names = [f"{param}{_READ_NAMES[r]}" for r in reads]
+            shown = ", ".join(names[:-1]) + f" or {names[-1]}"
+            raise Kept(f"{kept} reads `{param}` other than as {shown}): adapt it by hand")
 
     def _retry(
         self, expr: cst.BaseExpression, policy: Policy | None = None

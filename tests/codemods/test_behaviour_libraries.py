@@ -482,6 +482,36 @@ case(
 )
 
 case(
+    "tenacity_retry_error_callback_reads_the_state",
+    """
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+    def fallback(state):
+        return ("fallback", state.attempt_number, str(state.outcome.exception()),
+                state.args[1:], dict(state.kwargs))
+
+    @retry(stop=stop_after_attempt(3), wait=wait_fixed(0.5),
+           retry=retry_if_exception_type(ConnectionError), retry_error_callback=fallback)
+    def fetch(dep, key, *, timeout=3):
+        return dep.call(key)
+    """,
+    lambda ns, dep: ns["fetch"](dep, "k", timeout=4),
+)
+
+case(
+    "tenacity_retry_error_callback_returns_the_last_value",
+    """
+    from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
+
+    @retry(stop=stop_after_attempt(4), wait=wait_fixed(1), retry=retry_if_result(lambda r: not r),
+           retry_error_callback=lambda rs: ("last", rs.outcome.result(), rs.attempt_number))
+    def ready(dep):
+        return dep.call()
+    """,
+    lambda ns, dep: ns["ready"](dep),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

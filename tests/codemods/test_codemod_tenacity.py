@@ -603,10 +603,81 @@ def fetch(url):
             [
                 "option `before_sleep=shout` runs shout with tenacity's RetryCallState"
                 " (before_retry gets a toolkit.RetryState; `shout` reads `state` other than"
-                " as state.attempt_number, .outcome.exception(), .next_action.sleep,"
-                " .seconds_since_start, .args or .kwargs): adapt it by hand"
+                " as state.attempt_number, state.outcome.exception(), state.next_action.sleep,"
+                " state.upcoming_sleep, state.seconds_since_start, state.args or state.kwargs):"
+                " adapt it by hand"
             ],
         )
+
+    def test_retry_error_callback_reading_the_state_becomes_on_give_up(self) -> None:
+        before = """\
+from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
+
+
+def report(retry_state):
+    print("gave up after", retry_state.attempt_number, retry_state.args)
+    return None
+
+
+@retry(stop=stop_after_attempt(3), wait=wait_fixed(1), retry_error_callback=report)
+def fetch(url):
+    return url.get()
+
+
+@retry(stop=stop_after_attempt(5), retry=retry_if_result(lambda r: r is None),
+       retry_error_callback=lambda rs: rs.outcome.result())
+def poll(job):
+    return job.status()
+
+
+@retry(stop=stop_after_attempt(5), retry_error_callback=lambda rs: rs.outcome.result())
+def poll_or_raise(job):
+    return job.status()
+"""
+        after = """\
+from tenacity import retry, stop_after_attempt
+from toolkit import RetryPolicy, current_step, step
+
+
+def report(retry_state):
+    print("gave up after", retry_state.attempt, current_step().args)
+    return None
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+        on_give_up=report,
+    )
+)
+def fetch(url):
+    return url.get()
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=0.0,
+        backoff=1.0,
+        retry_on=(),
+        retry_on_result=lambda r: r is None,
+        on_give_up=lambda rs: rs.result,
+    )
+)
+def poll(job):
+    return job.status()
+
+
+@retry(stop=stop_after_attempt(5), retry_error_callback=lambda rs: rs.outcome.result())
+def poll_or_raise(job):
+    return job.status()
+"""
+        # the last outcome of poll_or_raise may be an exception, which
+        # outcome.result() raised: a RetryState's result would be None, so it is kept
+        self.assertCodemod(before, after)
 
     def test_before_sleep_user_hook_becomes_before_retry(self) -> None:
         before = """\
