@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,8 +31,9 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import PositionProvider
 
 from ._base import is_docstring
-from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite, name_uses
+from ._decorators import Kept, NotRewritten, Rewrite, name_uses
 from ._policy import AmbiguousTypes, Policy, check_types
+from ._tenacity_hooks import TenacityHooks
 
 LIB = "tenacity"
 #: the options of ``retry(...)`` that have an equivalent in ``RetryPolicy``
@@ -48,74 +49,6 @@ _MAPPED_OPTIONS = (
 )
 #: tenacity's logging hooks: dropped (the step retries silently)
 _LOG_HOOKS = ("before_log", "after_log", "before_sleep_log")
-
-
-@dataclass
-class _HookRewrite:
-    """A ``before=`` hook whose whole body runs only from the second attempt on
-    (``if state.attempt_number > 1:``): it becomes ``before_retry``, its guard (always
-    true there) dropped and ``state.attempt_number`` read as ``state.attempt + 1``."""
-
-    #: the function whose body defines the hook (None: the module)
-    scope: cst.FunctionDef | None
-    name: str
-    param: str
-    #: ``before`` (its guard dropped) or ``adapted`` (its reads of the state adapted)
-    kind: str = "before"
-    #: the name ``toolkit.current_step`` is called by (a ``before_sleep`` hook's args)
-    current_step: str = "current_step"
-
-
-#: what a hook may read of tenacity's RetryCallState (``{p}``: its parameter);
-#: :class:`_ToRetryState` reads each of a toolkit.RetryState instead
-_READ_NAMES = {
-    r"{p}\.attempt_number\b": ".attempt_number",
-    r"{p}\.outcome\.exception\(\s*\)": ".outcome.exception()",
-    r"{p}\.next_action\.sleep\b": ".next_action.sleep",
-    r"{p}\.upcoming_sleep\b": ".upcoming_sleep",
-    r"{p}\.seconds_since_start\b": ".seconds_since_start",
-    r"{p}\.args\b": ".args",
-    r"{p}\.kwargs\b": ".kwargs",
-    r"{p}\.outcome\.result\(\s*\)": ".outcome.result()",
-}
-_SLEEP_HOOK_READS = tuple(list(_READ_NAMES)[:7])
-#: at give-up there is no next sleep; the last outcome is a value only when results
-#: alone are retried
-_GIVE_UP_READS = tuple(r for r in _SLEEP_HOOK_READS if "sleep" not in r)
-_RESULT_READ = r"{p}\.outcome\.result\(\s*\)"
-
-
-def _reads_call(code: str, param: str) -> bool:
-    """Whether a hook reads the call's arguments (``param.args``, ``param.kwargs``)."""
-    return re.search(rf"\b{re.escape(param)}\.(args|kwargs)\b", code) is not None
-
-
-_FIRST_ATTEMPT_GUARDS = (
-    r"{p}\.attempt_number\s*>\s*1",
-    r"{p}\.attempt_number\s*>=\s*2",
-    r"{p}\.attempt_number\s*!=\s*1",
-    r"1\s*<\s*{p}\.attempt_number",
-    r"2\s*<=\s*{p}\.attempt_number",
-)
-
-
-class _DropGuard(cst.CSTTransformer):
-    """``P.attempt_number`` -> ``(P.attempt + 1)`` (RetryState counts the failed attempt)."""
-
-    def __init__(self, param: str) -> None:
-        super().__init__()
-        self.param = param
-
-    def leave_Attribute(
-        self, original_node: cst.Attribute, updated_node: cst.Attribute
-    ) -> cst.BaseExpression:
-        if (
-            isinstance(updated_node.value, cst.Name)
-            and updated_node.value.value == self.param
-            and updated_node.attr.value == "attempt_number"
-        ):
-            return cst.parse_expression(f"({self.param}.attempt + 1)")
-        return updated_node
 
 
 class _CatchExhausted(cst.CSTTransformer):
@@ -146,63 +79,6 @@ def _is_retry_error(node: cst.BaseExpression) -> bool:
     )
 
 
-class _ToRetryState(cst.CSTTransformer):
-    """A ``before_sleep`` hook's reads of tenacity's RetryCallState, as reads of the
-    toolkit.RetryState ``before_retry`` is given (and of the step's context)."""
-
-    def __init__(self, param: str, current_step: str) -> None:
-        super().__init__()
-        self.param, self.current_step = param, current_step
-
-    def _chain(self, node: cst.BaseExpression) -> list[str] | None:
-        names: list[str] = []
-        while isinstance(node, cst.Attribute):
-            names.insert(0, node.attr.value)
-            node = node.value
-        if isinstance(node, cst.Name) and node.value == self.param:
-            return names
-        return None
-
-    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-        chain = self._chain(updated_node.func)
-        if not updated_node.args and chain in (["outcome", "exception"], ["outcome", "result"]):
-            return cst.parse_expression(f"{self.param}.{chain[1]}")
-        return updated_node
-
-    def leave_Attribute(
-        self, original_node: cst.Attribute, updated_node: cst.Attribute
-    ) -> cst.BaseExpression:
-        chain = self._chain(updated_node)
-        simple = {
-            ("attempt_number",): "attempt",
-            ("next_action", "sleep"): "delay",
-            ("upcoming_sleep",): "delay",
-            ("seconds_since_start",): "elapsed",
-        }
-        if chain is not None and tuple(chain) in simple:
-            return cst.parse_expression(f"{self.param}.{simple[tuple(chain)]}")
-        if chain in (["args"], ["kwargs"]):
-            return cst.parse_expression(f"{self.current_step}().{chain[0]}")
-        return updated_node
-
-
-def _rewrite_sleep_hook(function: cst.FunctionDef, param: str, current: str) -> cst.FunctionDef:
-    """A ``before_sleep`` hook reading a toolkit.RetryState (``before_retry``)."""
-    return cast(cst.FunctionDef, function.visit(_ToRetryState(param, current)))
-
-
-def _rewrite_hook(function: cst.FunctionDef, param: str) -> cst.FunctionDef:
-    """The hook without its first-attempt guard (``before_retry`` never runs before the
-    first attempt), reading ``P.attempt + 1`` for tenacity's ``P.attempt_number``."""
-    body: list[Any] = list(function.body.body)
-    guard = body[-1]
-    assert isinstance(guard, cst.If) and isinstance(guard.body, cst.IndentedBlock)
-    inner: list[Any] = list(guard.body.body)
-    inner[0] = inner[0].with_changes(leading_lines=[*guard.leading_lines, *inner[0].leading_lines])
-    body[-1:] = [stmt.visit(_DropGuard(param)) for stmt in inner]
-    return function.with_changes(body=function.body.with_changes(body=body))
-
-
 @dataclass
 class _Wait:
     initial: float = 0.0
@@ -217,7 +93,7 @@ class _Wait:
     full_jitter: bool = False
 
 
-class TenacityCodemod(DecoratorCodemod):
+class TenacityCodemod(TenacityHooks):
     """Rewrite tenacity's ``@retry`` and ``Retrying`` blocks into durable steps."""
 
     SELECTOR = "tenacity"
@@ -228,16 +104,7 @@ class TenacityCodemod(DecoratorCodemod):
         super().__init__(context, annotate)
         self.catches_retry_error = False
         self.retry_error_lines: list[str] = []
-        #: functions entered and not yet left: a decorator inside one is evaluated
-        #: each time the enclosing function runs, so its policy may read run-time values
-        self.depth = 0
-        self.functions: list[cst.FunctionDef] = []
         self.runtime_notes: list[str] = []
-        #: hooks the policy being read adapts (``before=``, ``before_sleep=``,
-        #: ``retry_error_callback=``); committed
-        #: to ``hook_rewrites`` when the site is recorded as rewritten
-        self.hook_candidates: list[_HookRewrite] = []
-        self.hook_rewrites: list[_HookRewrite] = []
         #: ``except tenacity.RetryError`` handlers: made ``except RetriesExhausted`` when
         #: every tenacity site of the module is rewritten (``adapt_handlers``); why not, else
         self.handlers: list[cst.ExceptHandler] = []
@@ -450,7 +317,7 @@ class TenacityCodemod(DecoratorCodemod):
         try:
             updated_node = self._leave_function(original_node, updated_node)
             if any(h.scope is original_node for h in self.hook_rewrites):
-                body = self._adapt_hooks(original_node, updated_node.body.body)
+                body = self.adapt_hooks(original_node, updated_node.body.body)
                 updated_node = updated_node.with_changes(
                     body=updated_node.body.with_changes(body=body)
                 )
@@ -602,11 +469,11 @@ class TenacityCodemod(DecoratorCodemod):
             if hook in args:
                 if self.call_name(args[hook], LIB) not in _LOG_HOOKS:
                     if hook == "before":
-                        policy.before_retry, note = self._before_hook(args[hook])
+                        policy.before_retry, note = self.before_hook(args[hook])
                         notes.append(note)
                         continue
                     if hook == "before_sleep":
-                        policy.before_retry, note = self._before_sleep_hook(args[hook])
+                        policy.before_retry, note = self.before_sleep_hook(args[hook])
                         notes.append(note)
                         continue
                     raise Kept(
@@ -615,7 +482,7 @@ class TenacityCodemod(DecoratorCodemod):
                     )
                 notes.append(f"logging hook `{hook}=` dropped (the step retries silently)")
         if "retry_error_callback" in args:
-            policy.on_give_up = self._fallback(args["retry_error_callback"], policy, notes)
+            policy.on_give_up = self.fallback(args["retry_error_callback"], policy, notes)
             notes.append("retry_error_callback's value is the step's result when attempts run out")
         finite = policy.max_attempts is not None or policy.max_elapsed is not None
         if policy.retry_on_result is not None and policy.on_give_up is None and finite:
@@ -663,133 +530,6 @@ class TenacityCodemod(DecoratorCodemod):
             )
         return policy, notes
 
-    def _hook_beside(self, expr: cst.BaseExpression, kept: str) -> tuple[Any, str, str]:
-        """The one-parameter function ``expr`` names, defined beside the decorator and
-        used only there: ``(its scope, its name, its parameter)``, else :class:`Kept`."""
-        if not isinstance(expr, cst.Name):
-            raise Kept(f"{kept}: adapt it by hand")
-        name = expr.value
-        scope = self.functions[-2] if self.depth >= 2 else None
-        body = list(scope.body.body) if scope is not None else list(self.source_module.body)
-        defs = [s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name]
-        if len(defs) != 1:
-            raise Kept(f"{kept}: `{name}` is not a function defined beside it")
-        hook = defs[0]
-        if name_uses(scope if scope is not None else self.source_module, name) != 1:
-            raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
-        params = hook.params
-        if (
-            len(params.params) != 1
-            or params.posonly_params
-            or params.kwonly_params
-            or isinstance(params.star_arg, cst.Param)
-            or params.star_kwarg is not None
-            or hook.decorators
-            or hook.asynchronous is not None
-        ):
-            raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
-        return scope, name, params.params[0].name.value
-
-    def _before_sleep_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
-        """``before_sleep=hook``: tenacity calls it after a failed attempt it retries,
-        before the wait, as ``before_retry`` is called. A hook defined here and used
-        only there, reading of its state only ``attempt_number``,
-        ``outcome.exception()``, ``next_action.sleep`` (``upcoming_sleep``),
-        ``seconds_since_start``, ``args`` and ``kwargs``, is adapted to read them from
-        the toolkit.RetryState (and ``current_step()``) and becomes ``before_retry``."""
-        shown = self.code(expr)
-        kept = (
-            f"option `before_sleep={shown}` runs {shown} with tenacity's RetryCallState"
-            " (before_retry gets a toolkit.RetryState"
-        )
-        scope, name, param = self._hook_beside(expr, kept + ")")
-        function = self._function_named(scope, name)
-        self._check_reads(function.body, param, _SLEEP_HOOK_READS, f"{kept}; `{name}`")
-        code = self.code(function.body)
-        current = self.need_current_step() if _reads_call(code, param) else ""
-        self.hook_candidates.append(_HookRewrite(scope, name, param, "adapted", current))
-        note = (
-            f"before_sleep={name} is before_retry now, called at the same moment with a"
-            f" toolkit.RetryState: it reads {param}.attempt, .exception, .delay, .elapsed"
-            " where it read tenacity's attempt_number, outcome.exception(),"
-            " next_action.sleep, seconds_since_start"
-        )
-        if current:
-            note += f", and {current}().args/.kwargs for the call's arguments"
-        return name, note
-
-    def _before_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
-        """``before=hook``: tenacity calls it before every attempt, the first included, and
-        an exception it raises ends the retries at once. A hook defined here whose whole
-        body is under ``if state.attempt_number > 1:`` does nothing before the first
-        attempt: it is ``before_retry`` (also not retried when it raises), run before the
-        wait instead of after it (noted)."""
-        shown = self.code(expr)
-        kept = (
-            f"option `before={shown}` runs before every attempt, the first included, with"
-            " tenacity's RetryCallState (RetryPolicy.before_retry runs only between attempts,"
-            " given a toolkit.RetryState)"
-        )
-        if not isinstance(expr, cst.Name):
-            raise Kept(f"{kept}: adapt it by hand")
-        name = expr.value
-        scope = self.functions[-2] if self.depth >= 2 else None
-        body = list(scope.body.body) if scope is not None else list(self.source_module.body)
-        defs = [s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name]
-        if len(defs) != 1:
-            raise Kept(f"{kept}: `{name}` is not a function defined beside it")
-        hook = defs[0]
-        if name_uses(scope if scope is not None else self.source_module, name) != 1:
-            raise Kept(f"{kept}: `{name}` is used elsewhere too, so it cannot be adapted")
-        params = hook.params
-        if (
-            len(params.params) != 1
-            or params.posonly_params
-            or params.kwonly_params
-            or isinstance(params.star_arg, cst.Param)
-            or params.star_kwarg is not None
-            or hook.decorators
-            or hook.asynchronous is not None
-        ):
-            raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
-        param = params.params[0].name.value
-        stmts = list(hook.body.body)
-        if stmts and is_docstring(stmts[0]):
-            stmts = stmts[1:]
-        guard = stmts[0] if len(stmts) == 1 else None
-        guarded = (
-            isinstance(guard, cst.If)
-            and guard.orelse is None
-            and isinstance(guard.body, cst.IndentedBlock)
-            and any(
-                re.fullmatch(pattern.format(p=re.escape(param)), self.code(guard.test).strip())
-                for pattern in _FIRST_ATTEMPT_GUARDS
-            )
-        )
-        if not guarded:
-            raise Kept(
-                f"{kept}; `{name}` also runs before the first attempt (only a hook whose whole"
-                f" body is under `if {param}.attempt_number > 1:` is rewritten): adapt it by hand"
-            )
-        assert isinstance(guard, cst.If)
-        uses = re.findall(rf"\b{re.escape(param)}\b(\.\w+)?", self.code(guard.body))
-        other = sorted({use or param for use in uses if use != ".attempt_number"})
-        if other:
-            raise Kept(
-                f"{kept}: `{name}` reads `{param}{other[0] if other[0] != param else ''}`,"
-                " which a toolkit.RetryState does not carry"
-            )
-        self.hook_candidates.append(_HookRewrite(scope, name, param))
-        note = (
-            f"before={name} ran before every attempt and did nothing before the first: it is"
-            " before_retry now, run after a failed attempt and before the wait instead of"
-            " after it (an exception it raises still ends the retries at once, now without"
-            " that wait); its first-attempt guard is dropped"
-        )
-        if ".attempt_number" in self.code(guard.body):
-            note += f", and it reads `{param}.attempt + 1` for tenacity's `{param}.attempt_number`"
-        return name, note
-
     def record(
         self,
         node: cst.CSTNode,
@@ -808,25 +548,9 @@ class TenacityCodemod(DecoratorCodemod):
             self.sites_left += 1
         self.hook_candidates, self.exhausted_candidate = [], False
 
-    def _adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
-        """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
-        hooks = {h.name: h for h in self.hook_rewrites if h.scope is scope}
-        out = []
-        for stmt in body:
-            hook = hooks.get(stmt.name.value) if isinstance(stmt, cst.FunctionDef) else None
-            if hook is None:
-                out.append(stmt)
-            elif hook.kind == "adapted":
-                out.append(_rewrite_sleep_hook(stmt, hook.param, hook.current_step))
-            else:
-                out.append(_rewrite_hook(stmt, hook.param))
-        return out
-
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if any(h.scope is None for h in self.hook_rewrites):
-            updated_node = updated_node.with_changes(
-                body=self._adapt_hooks(None, updated_node.body)
-            )
+            updated_node = updated_node.with_changes(body=self.adapt_hooks(None, updated_node.body))
         if self.exhausted_sites and not self.sites_left:
             updated_node = cast(cst.Module, updated_node.visit(_CatchExhausted()))
             AddImportsVisitor.add_needed_import(self.context, "toolkit", "RetriesExhausted")
@@ -1146,57 +870,6 @@ class TenacityCodemod(DecoratorCodemod):
                 )
                 initial = low
         return _Wait(initial, factor, cap, False, notes)
-
-    def _fallback(self, expr: cst.BaseExpression, policy: Policy, notes: list[str]) -> str:
-        """``retry_error_callback=callback``: tenacity calls it when attempts run out and
-        returns its value, as ``on_give_up`` does. A lambda, or a function defined beside
-        the decorator and used only there, reading of its state only
-        ``attempt_number``, ``outcome.exception()``, ``seconds_since_start``, ``args``,
-        ``kwargs`` (and ``outcome.result()`` when only results are retried: the last
-        outcome is then a value) is adapted to read them from the toolkit.RetryState."""
-        shown = self.code(expr)
-        kept = (
-            f"retry_error_callback={shown} reads tenacity's RetryCallState"
-            " (on_give_up gets a toolkit.RetryState"
-        )
-        results_only = policy.retry_on_result is not None and not policy.retry_on
-        reads = [*_GIVE_UP_READS, *([_RESULT_READ] if results_only else [])]
-        if isinstance(expr, cst.Lambda):
-            params = expr.params
-            if len(params.params) != 1 or isinstance(params.star_arg, cst.Param):
-                raise Kept(f"{kept}: adapt it by hand)")
-            param = params.params[0].name.value
-            if param not in self.code(expr.body):
-                return f"lambda _state: {self.code(expr.body)}"
-            self._check_reads(expr.body, param, reads, f"{kept}; it")
-            current = self.need_current_step() if _reads_call(self.code(expr.body), param) else ""
-            body = expr.body.visit(_ToRetryState(param, current or "current_step"))
-            notes.append(f"retry_error_callback reads the toolkit.RetryState `{param}` now")
-            return f"lambda {param}: {self.code(cast(cst.BaseExpression, body))}"
-        scope, name, param = self._hook_beside(expr, kept + ")")
-        function = self._function_named(scope, name)
-        self._check_reads(function.body, param, reads, f"{kept}; `{name}`")
-        code = self.code(function.body)
-        current = self.need_current_step() if _reads_call(code, param) else ""
-        self.hook_candidates.append(_HookRewrite(scope, name, param, "adapted", current))
-        notes.append(
-            f"retry_error_callback={name} is on_give_up now: it reads the toolkit.RetryState"
-            f" `{param}` where it read tenacity's RetryCallState"
-        )
-        return name
-
-    def _function_named(self, scope: cst.FunctionDef | None, name: str) -> cst.FunctionDef:
-        body = scope.body.body if scope is not None else self.source_module.body
-        return next(s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name)
-
-    def _check_reads(self, node: cst.CSTNode, param: str, reads: Sequence[str], kept: str) -> None:
-        """Raise :class:`Kept` unless ``param`` is read in ``node`` only as ``reads``."""
-        code, p = self.code(node), re.escape(param)
-        known = sum(len(re.findall(pattern.format(p=p), code)) for pattern in reads)
-        if len(re.findall(rf"\b{p}\b", code)) != known:
-            names = [f"{param}{_READ_NAMES[r]}" for r in reads]
-            shown = ", ".join(names[:-1]) + f" or {names[-1]}"
-            raise Kept(f"{kept} reads `{param}` other than as {shown}): adapt it by hand")
 
     def _retry(
         self, expr: cst.BaseExpression, policy: Policy | None = None
