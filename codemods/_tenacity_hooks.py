@@ -56,6 +56,10 @@ _GIVE_UP_READS = tuple(r for r in _SLEEP_HOOK_READS if "sleep" not in r)
 _RESULT_READ = r"{p}\.outcome\.result\(\s*\)"
 
 
+#: an adapted hook's ``args``/``kwargs`` in a ``Retrying`` block: ``()`` and ``{}``
+_NO_CALL = "<no call>"
+
+
 def _reads_call(code: str, param: str) -> bool:
     """Whether a hook reads the call's arguments (``param.args``, ``param.kwargs``)."""
     return re.search(rf"\b{re.escape(param)}\.(args|kwargs)\b", code) is not None
@@ -125,6 +129,8 @@ class _ToRetryState(cst.CSTTransformer):
         if chain is not None and tuple(chain) in simple:
             return cst.parse_expression(f"{self.param}.{simple[tuple(chain)]}")
         if chain in (["args"], ["kwargs"]):
+            if self.current_step == _NO_CALL:  # a Retrying block: tenacity had none
+                return cst.parse_expression("()" if chain == ["args"] else "{}")
             return cst.parse_expression(f"{self.current_step}().{chain[0]}")
         return updated_node
 
@@ -160,6 +166,17 @@ class TenacityHooks(DecoratorCodemod):
         #: recorded as rewritten
         self.hook_candidates: list[HookRewrite] = []
         self.hook_rewrites: list[HookRewrite] = []
+        #: the policy being read is a ``for attempt in Retrying(...)`` block: its
+        #: RetryCallState carried no call (``args`` is ``()``, ``kwargs`` is ``{}``)
+        self.block_form = False
+
+    def call_reader(self, code: str, param: str) -> str:
+        """How an adapted hook reads the call's arguments: ``current_step`` (the name
+        it is imported as), :data:`_NO_CALL` in a ``Retrying`` block, ``""`` if it
+        does not read them."""
+        if not _reads_call(code, param):
+            return ""
+        return _NO_CALL if self.block_form else self.need_current_step()
 
     def hook_beside(self, expr: cst.BaseExpression, kept: str) -> tuple[Any, str, str]:
         """The one-parameter function ``expr`` names, defined beside the decorator and
@@ -204,7 +221,7 @@ class TenacityHooks(DecoratorCodemod):
         function = self.function_named(scope, name)
         self.check_reads(function.body, param, _SLEEP_HOOK_READS, f"{kept}; `{name}`")
         code = self.code(function.body)
-        current = self.need_current_step() if _reads_call(code, param) else ""
+        current = self.call_reader(code, param)
         self.hook_candidates.append(HookRewrite(scope, name, param, "adapted", current))
         note = (
             f"before_sleep={name} is before_retry now, called at the same moment with a"
@@ -212,7 +229,9 @@ class TenacityHooks(DecoratorCodemod):
             " where it read tenacity's attempt_number, outcome.exception(),"
             " next_action.sleep, seconds_since_start"
         )
-        if current:
+        if current == _NO_CALL:
+            note += ", and () / {} for the args/kwargs a Retrying block's state had"
+        elif current:
             note += f", and {current}().args/.kwargs for the call's arguments"
         return name, note
 
@@ -289,15 +308,15 @@ class TenacityHooks(DecoratorCodemod):
             if param not in self.code(expr.body):
                 return f"lambda _state: {self.code(expr.body)}"
             self.check_reads(expr.body, param, reads, f"{kept}; it")
-            current = self.need_current_step() if _reads_call(self.code(expr.body), param) else ""
-            body = expr.body.visit(_ToRetryState(param, current or "current_step"))
+            current = self.call_reader(self.code(expr.body), param)
+            body = expr.body.visit(_ToRetryState(param, current))
             notes.append(f"retry_error_callback reads the toolkit.RetryState `{param}` now")
             return f"lambda {param}: {self.code(cast(cst.BaseExpression, body))}"
         scope, name, param = self.hook_beside(expr, kept + ")")
         function = self.function_named(scope, name)
         self.check_reads(function.body, param, reads, f"{kept}; `{name}`")
         code = self.code(function.body)
-        current = self.need_current_step() if _reads_call(code, param) else ""
+        current = self.call_reader(code, param)
         self.hook_candidates.append(HookRewrite(scope, name, param, "adapted", current))
         notes.append(
             f"retry_error_callback={name} is on_give_up now: it reads the toolkit.RetryState"

@@ -441,6 +441,7 @@ class TenacityCodemod(TenacityHooks):
     # -- the policy ----------------------------------------------------------------
     def policy(self, call: cst.Call, what: str) -> Rewrite:
         """Map the arguments of ``retry(...)`` / ``Retrying(...)`` to a policy."""
+        self.block_form = what == "Retrying(...)"
         args: dict[str, cst.BaseExpression] = {}
         for arg in call.args:
             if arg.keyword is None or arg.star:

@@ -512,6 +512,26 @@ case(
 )
 
 case(
+    "tenacity_retrying_block_before_sleep_reads_the_state",
+    """
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+    SEEN = []
+
+    def note(rs):
+        SEEN.append((rs.attempt_number, rs.args, rs.kwargs, rs.next_action.sleep))
+
+    def fetch(dep):
+        for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_fixed(0.5),
+                                retry=retry_if_exception_type(ConnectionError),
+                                before_sleep=note, reraise=True):
+            with attempt:
+                return dep.call("k"), SEEN
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

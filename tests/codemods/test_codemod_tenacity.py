@@ -679,6 +679,42 @@ def poll_or_raise(job):
         # outcome.result() raised: a RetryState's result would be None, so it is kept
         self.assertCodemod(before, after)
 
+    def test_before_sleep_hook_of_a_retrying_block_had_no_call_arguments(self) -> None:
+        before = """\
+from tenacity import Retrying, stop_after_attempt, wait_fixed
+
+
+def shout(rs):
+    print(rs.attempt_number, rs.args, rs.kwargs)
+
+
+def fetch(url):
+    for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_fixed(1), before_sleep=shout):
+        with attempt:
+            return url.get()
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def shout(rs):
+    print(rs.attempt, (), {})
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(Exception,),
+        before_retry=shout,
+    )
+)
+def fetch(url):
+    return url.get()
+"""
+        self.assertCodemod(before, after)  # tenacity's state of a block had args () and {}
+
     def test_before_sleep_user_hook_becomes_before_retry(self) -> None:
         before = """\
 import logging
