@@ -49,6 +49,9 @@ class DecoratorCodemod(DurableCodemod):
         self.source_module = cst.Module(body=[])
         self.constants: dict[str, ev.Number] = {}
         self.changed = False
+        #: functions entered and not yet left, for the subclasses that keep the stack
+        #: (a decorator or a call inside one may read run-time values)
+        self.functions: list[cst.FunctionDef] = []
 
     def visit_Module(self, node: cst.Module) -> bool:
         super().visit_Module(node)
@@ -122,6 +125,40 @@ class DecoratorCodemod(DurableCodemod):
         if reason is not None and not changed:
             updated_node = self.annotated(updated_node, reason)
         return updated_node
+
+    def enclosing_parameters(self) -> set[str]:
+        """The parameter names of the innermost function of :attr:`functions` (the
+        subclass keeps that stack), empty at module level."""
+        if not self.functions:
+            return set()
+        params = self.functions[-1].params
+        every = [*params.posonly_params, *params.params, *params.kwonly_params]
+        names = {p.name.value for p in every}
+        for star in (params.star_arg, params.star_kwarg):
+            if isinstance(star, cst.Param):
+                names.add(star.name.value)
+        return names
+
+    def step_call(
+        self, node: cst.CSTNode, rewrite: Callable[[], Rewrite], what: str
+    ) -> cst.Call | None:
+        """``step(retry=RetryPolicy(...))`` for a call form of the library's decorator
+        (``return retry(...)``, ``retry(...)(fn)``, ``deco = retry(...)``), recorded on
+        ``node``; ``None`` (recorded kept or skipped, with the reason) if it stays."""
+        try:
+            policy, notes = rewrite()
+            check_types(policy.retry_on)
+            check_types(policy.give_up_on)
+        except (Kept, NotRewritten, AmbiguousTypes) as exc:
+            self.record(node, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
+            return None
+        self.need_imports()
+        self.changed = True
+        self.record(node, "rewritten", f"{what} became step(retry=...)", notes, policy.summary())
+        policy_code = cst.Module(body=[]).code_for_node(policy.to_call(self.policy_name))
+        made = cst.parse_expression(f"{self.step_name}(retry={policy_code})")
+        assert isinstance(made, cst.Call)
+        return made
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if self.changed:

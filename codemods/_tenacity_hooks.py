@@ -157,10 +157,8 @@ class TenacityHooks(DecoratorCodemod):
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
-        #: functions entered and not yet left: a decorator inside one is evaluated
-        #: each time the enclosing function runs, so its policy may read run-time values
+        #: how many functions the traversal is in (``functions`` holds them)
         self.depth = 0
-        self.functions: list[cst.FunctionDef] = []
         #: hooks the policy being read adapts (``before=``, ``before_sleep=``,
         #: ``retry_error_callback=``); committed to ``hook_rewrites`` when the site is
         #: recorded as rewritten

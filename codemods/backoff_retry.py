@@ -10,7 +10,10 @@ Mapped: the wait generators ``backoff.expo`` (``base``, ``factor``,
 (``on_success``; ``on_backoff`` and ``on_giveup`` reading other than ``tries``,
 ``elapsed``, ``wait``, ``exception``, ``args``, ``kwargs``: the reason names what it reads),
 other ``giveup`` predicates and ``raise_on_giveup=False`` keep the decorator (reported as ``kept``).
-``@backoff.on_predicate`` retries on a return value and is reported, never rewritten.
+``@backoff.on_predicate`` retries on a returned value (``retry_on_result``). The call
+forms (``d = on_exception(...)``, ``on_exception(...)(fn)``, ``return on_exception(...)``)
+are sites too: rewritten in place when the policy is constant, else listed as a retry
+factory or engine.
 """
 
 from __future__ import annotations
@@ -62,12 +65,12 @@ class BackoffCodemod(DecoratorCodemod):
 
     def __init__(self, context: Any, annotate: bool = False) -> None:
         super().__init__(context, annotate)
-        #: functions entered and not yet left (a decorator inside one reads run-time values)
-        self.functions: list[cst.FunctionDef] = []
         #: an on_giveup handler that gets ``raise details['exception']`` at its end, once
         #: the site it serves is recorded as rewritten: (scope, name, the statement)
         self.giveup_candidate: tuple[cst.CSTNode, str, str] | None = None
         self.giveup_rewrites: list[tuple[cst.CSTNode, str, str]] = []
+        #: the call form being read (``return on_exception(...)``, ...), or "" for a decorator
+        self.call_form = ""
 
     def record(
         self,
@@ -123,6 +126,64 @@ class BackoffCodemod(DecoratorCodemod):
             return None
         return lambda: self.policy(target)
 
+    # -- call forms: return on_exception(...), on_exception(...)(fn), d = on_exception(...)
+    def _call_rewrite(self, call: cst.BaseExpression) -> Callable[[], Rewrite] | None:
+        name = self.call_name(call, LIB)
+        if name == "on_predicate":
+            return lambda: self._on_predicate(call)
+        if name == "on_exception" and isinstance(call, cst.Call):
+            return lambda: self.policy(call)
+        return None
+
+    def _read_call_form(
+        self, node: cst.CSTNode, call: cst.BaseExpression, form: str
+    ) -> cst.Call | None:
+        rewrite = self._call_rewrite(call)
+        if rewrite is None:
+            return None
+        self.call_form = form
+        try:
+            return self.step_call(node, rewrite, form)
+        finally:
+            self.call_form = ""
+
+    def leave_Return(self, original_node: cst.Return, updated_node: cst.Return) -> cst.Return:
+        """``return backoff.on_exception(...)``: a factory handing out backoff's decorator
+        hands out the step decorator instead, when its policy is constant."""
+        value = original_node.value
+        if not isinstance(value, cst.Call) or isinstance(value.func, cst.Call):
+            return updated_node  # `return on_exception(...)(f)`: a call form, one site
+        made = self._read_call_form(original_node, value, "return backoff.on_exception(...)")
+        return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
+        """``retry_policy = backoff.on_exception(...)``, a decorator bound to a name."""
+        value = original_node.value
+        if not isinstance(value, cst.Call) or isinstance(value.func, cst.Call):
+            return updated_node
+        made = self._read_call_form(original_node, value, "name = backoff.on_exception(...)")
+        return updated_node if made is None else updated_node.with_changes(value=made)
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        """``backoff.on_exception(...)(fn)``: the step made of ``fn``; a ``fn`` the enclosing
+        function's callers pass in is a retry engine."""
+        inner = original_node.func
+        if not isinstance(inner, cst.Call) or self._call_rewrite(inner) is None:
+            return updated_node
+        first = original_node.args[0].value if original_node.args else None
+        passed = self.enclosing_parameters()
+        if isinstance(first, cst.Name) and first.value in passed:
+            self.record(
+                original_node,
+                "skipped",
+                f"a retry engine: backoff retries `{first.value}`, which its callers pass in"
+                " (a parameter of the enclosing function): make the functions they pass steps"
+                " instead",
+            )
+            return updated_node
+        made = self._read_call_form(original_node, inner, "backoff.on_exception(...)(fn)")
+        return updated_node if made is None else updated_node.with_changes(func=made)
+
     def _on_predicate(self, call: cst.BaseExpression) -> Rewrite:
         """``on_predicate(wait_gen, predicate=operator.not_, ...)``: retry on a returned
         value; when tries run out backoff returns the last value (``on_give_up``)."""
@@ -165,7 +226,14 @@ class BackoffCodemod(DecoratorCodemod):
     def policy(self, call: cst.Call) -> Rewrite:
         """Map the arguments of ``backoff.on_exception(...)`` to a policy."""
         positional = [a for a in call.args if a.keyword is None]
-        if any(a.star for a in call.args) or len(positional) != 2:
+        starred = [a for a in call.args if a.star]
+        if starred and self.call_form.startswith("return"):
+            shown = ", ".join(f"{a.star}{self.code(a.value)}" for a in starred)
+            raise Kept(
+                f"a retry factory: `{self.functions[-1].name.value}` returns backoff's"
+                f" decorator, whose policy comes from its callers ({shown})"
+            )
+        if starred or len(positional) != 2:
             raise Kept("on_exception needs its wait generator and exceptions as arguments")
         wait_gen, exceptions = positional[0].value, positional[1].value
         kwargs = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
@@ -282,16 +350,23 @@ class BackoffCodemod(DecoratorCodemod):
         try:
             return self.number(expr, option)
         except Kept as exc:
-            if len(self.functions) < 2 or "known only at run time" not in str(exc):
+            nesting = 1 if self.call_form else 2
+            if len(self.functions) < nesting or "known only at run time" not in str(exc):
                 raise
         text = " ".join(self.code(expr).split())
-        outer, inner = self.functions[-2], self.functions[-1]
-        returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
-        if re.search(returned, self.code(outer), re.MULTILINE):
+        if self.call_form.startswith("return"):
             raise Kept(
-                f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
-                f" policy comes from its callers ({option}={text})"
+                f"a retry factory: `{self.functions[-1].name.value}` returns backoff's"
+                f" decorator, whose policy comes from its callers ({option}={text})"
             )
+        if not self.call_form:
+            outer, inner = self.functions[-2], self.functions[-1]
+            returned = rf"\breturn\s+{re.escape(inner.name.value)}\s*(#.*)?$"
+            if re.search(returned, self.code(outer), re.MULTILINE):
+                raise Kept(
+                    f"a retry factory: `{outer.name.value}` returns `{inner.name.value}`, whose"
+                    f" policy comes from its callers ({option}={text})"
+                )
         if isinstance(expr, cst.Lambda):
             raise Kept(f"{option}={text} is a function backoff calls on each call")
         policy.sources[field] = f"({text})" if " if " in text else text

@@ -8,6 +8,10 @@ Mapped: ``exceptions`` (``retry_on``), ``tries`` (``-1``: no limit),
 (``increment``); the warning it logs between attempts is dropped (noted).
 A random ``jitter=(a, b)``, a number ``jitter`` with a ``backoff`` and
 ``tries=0`` keep the decorator (``kept``).
+
+``retry_call(f, fargs, fkwargs, ...)``, the call form, becomes
+``step(retry=RetryPolicy(...))(f)(*fargs, **fkwargs)`` with the same policy; an ``f``
+that the enclosing function's callers pass in is a retry engine (skipped).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ._policy import Policy
 
 LIB = "retry"
 _PARAMS = ("exceptions", "tries", "delay", "max_delay", "backoff", "jitter", "logger")
+_CALL_PARAMS = ("f", "fargs", "fkwargs", *_PARAMS)
 
 
 class RetryPackageCodemod(DecoratorCodemod):
@@ -36,6 +41,53 @@ class RetryPackageCodemod(DecoratorCodemod):
         if self.call_name(target, LIB) != "retry" or not isinstance(target, cst.Call):
             return None
         return lambda: self.policy(target)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.functions.append(node)
+        return True
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        try:
+            return super().leave_FunctionDef(original_node, updated_node)
+        finally:
+            self.functions.pop()
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        """``retry_call(f, fargs, fkwargs, ...)``: the step made of ``f``, called."""
+        if self.call_name(original_node, LIB) != "retry_call":
+            return updated_node
+        try:
+            args = self.bound_args(original_node, _CALL_PARAMS, "retry_call(...)")
+        except Kept as kept:
+            self.record(original_node, "kept", str(kept))
+            return updated_node
+        function = args.get("f")
+        if function is None:
+            self.record(original_node, "kept", "retry_call(...) without the function")
+            return updated_node
+        if isinstance(function, cst.Name) and function.value in self.enclosing_parameters():
+            self.record(
+                original_node,
+                "skipped",
+                f"a retry engine: retry_call retries `{function.value}`, which its callers pass"
+                " in (a parameter of the enclosing function): make the functions they pass"
+                " steps instead",
+            )
+            return updated_node
+        policy_args = [
+            a for a in original_node.args if a.keyword is not None and a.keyword.value in _PARAMS
+        ]
+        positional = [a for a in original_node.args if a.keyword is None][3:]
+        policy_call = original_node.with_changes(args=[*positional, *policy_args])
+        made = self.step_call(original_node, lambda: self.policy(policy_call), "retry_call(f, ...)")
+        if made is None:
+            return updated_node
+        return cst.Call(
+            func=cst.Call(func=made, args=[cst.Arg(function)]),
+            args=_call_args(args.get("fargs"), args.get("fkwargs")),
+        )
 
     def policy(self, call: cst.Call) -> Rewrite:
         """Map the arguments of ``retry.retry(...)`` to a policy."""
@@ -70,6 +122,41 @@ class RetryPackageCodemod(DecoratorCodemod):
         if policy.max_attempts is None:
             notes.append("retries forever, as before")
         return policy, notes
+
+
+def _call_args(
+    fargs: cst.BaseExpression | None, fkwargs: cst.BaseExpression | None
+) -> list[cst.Arg]:
+    """The arguments ``retry_call`` passed: a literal list or tuple spread, a literal
+    dict with string keys as keywords, else ``*fargs`` and ``**fkwargs``."""
+    out: list[cst.Arg] = []
+    if fargs is not None and not _is_none(fargs):
+        if isinstance(fargs, cst.Tuple | cst.List) and all(
+            isinstance(e, cst.Element) for e in fargs.elements
+        ):
+            out.extend(cst.Arg(e.value) for e in fargs.elements)
+        else:
+            out.append(cst.Arg(fargs, star="*"))
+    if fkwargs is not None and not _is_none(fkwargs):
+        keys = [
+            e.key.evaluated_value
+            if isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)
+            else None
+            for e in (fkwargs.elements if isinstance(fkwargs, cst.Dict) else [])
+        ]
+        if isinstance(fkwargs, cst.Dict) and all(
+            isinstance(k, str) and k.isidentifier() for k in keys
+        ):
+            for key, element in zip(keys, fkwargs.elements, strict=True):
+                assert isinstance(element, cst.DictElement) and isinstance(key, str)
+                tight = cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""),
+                    whitespace_after=cst.SimpleWhitespace(""),
+                )
+                out.append(cst.Arg(element.value, keyword=cst.Name(key), equal=tight))
+        else:
+            out.append(cst.Arg(fkwargs, star="**"))
+    return out
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:

@@ -290,20 +290,7 @@ class TenacityCodemod(TenacityHooks):
 
     def _make_step(self, node: cst.CSTNode, call: cst.Call, what: str) -> cst.Call | None:
         """``step(retry=RetryPolicy(...))`` for tenacity's ``call``, recorded on ``node``."""
-        try:
-            policy, notes = self.policy(call, what)
-            check_types(policy.retry_on)
-            check_types(policy.give_up_on)
-        except (Kept, NotRewritten, AmbiguousTypes) as exc:
-            self.record(node, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
-            return None
-        self.need_imports()
-        self.changed = True
-        self.record(node, "rewritten", f"{what} became step(retry=...)", notes, policy.summary())
-        policy_code = cst.Module(body=[]).code_for_node(policy.to_call(self.policy_name))
-        made = cst.parse_expression(f"{self.step_name}(retry={policy_code})")
-        assert isinstance(made, cst.Call)
-        return made
+        return self.step_call(node, lambda: self.policy(call, what), what)
 
     # -- Retrying blocks -----------------------------------------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:

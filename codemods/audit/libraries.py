@@ -405,6 +405,33 @@ def scan_retry_kwargs(sc: PythonScanner) -> None:
             )
 
 
+#: call forms that retry the function they are given at once
+_RETRY_CALLS = {"retry.api.retry_call": "retry", "retry.retry_call": "retry"}
+
+
+def scan_retry_calls(sc: PythonScanner) -> None:
+    """``retry_call(f, fargs, ...)``: one call retried where it is made."""
+    for n in sc.nodes:
+        if not isinstance(n, ast.Call):
+            continue
+        lib = _RETRY_CALLS.get(sc.resolve(n))
+        if lib is None or not n.args:
+            continue
+        target = ast.unparse(n.args[0])
+        sc.add(
+            Kind.RETRY_DECORATOR,
+            f"{lib} retry_call",
+            n.lineno,
+            n.end_lineno or n.lineno,
+            None,
+            Risk.LOW,
+            f"`{target}` called under a {lib} retry policy (retry_call): this call retries",
+            Fix("manual", "@step", False, f"step(retry=RetryPolicy(...))({target})(...)"),
+            why=(f"retry_call retries `{target}` here with the policy its arguments give.",),
+            node=n,
+        )
+
+
 def scan_module_retry_objects(sc: PythonScanner) -> None:
     """``patient = tenacity.retry(...)`` at module level: a decorator the module reuses."""
     for stmt in sc.tree.body:
@@ -415,10 +442,26 @@ def scan_module_retry_objects(sc: PythonScanner) -> None:
             and isinstance(stmt.targets[0], ast.Name)
         ):
             continue
+        name = stmt.targets[0].id
+        inner = stmt.value.func
+        applied = _FACADE_TARGETS.get(sc.resolve(inner)) if isinstance(inner, ast.Call) else None
+        if applied is not None and stmt.value.args:
+            target = ast.unparse(stmt.value.args[0])
+            sc.add(
+                Kind.RETRY_DECORATOR,
+                f"{applied} retry applied to a function",
+                stmt.lineno,
+                stmt.end_lineno or stmt.lineno,
+                None,
+                Risk.LOW,
+                f"`{name}` is `{target}` wrapped in a {applied} retry: every call retries",
+                Fix("manual", "@step", False, f"{name} = step(retry=RetryPolicy(...))({target})"),
+                why=(f"`{name}` calls `{target}` under a {applied} retry policy.",),
+            )
+            continue
         lib = _FACADE_TARGETS.get(sc.resolve(stmt.value))
         if lib is None:
             continue
-        name = stmt.targets[0].id
         sc.homemade.setdefault(name, name)
         sc.helpers.append(HelperDef(sc.module, name, name, f"a {lib} retry object"))
         sc.add(

@@ -452,6 +452,8 @@ class PythonScanner:
         libraries.scan_module_retry_objects(
             self,
         )
+        if "retry_call" in self.text:
+            libraries.scan_retry_calls(self)
         if _RETRY_KW_TEXT.search(self.text):
             libraries.scan_retry_kwargs(
                 self,

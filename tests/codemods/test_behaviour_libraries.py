@@ -532,6 +532,59 @@ case(
 )
 
 case(
+    "backoff_call_forms",
+    """
+    import backoff
+
+    retry_conn = backoff.on_exception(backoff.expo, ConnectionError, max_tries=3, factor=0.5,
+                                      jitter=None)
+
+    def make_retry():
+        return backoff.on_exception(backoff.constant, ConnectionError, max_tries=2, interval=3,
+                                    jitter=None)
+
+    def _once(dep, key):
+        return dep.call(key)
+
+    fetch = backoff.on_exception(backoff.constant, ConnectionError, max_tries=4, interval=1,
+                                 jitter=None)(_once)
+
+    @retry_conn
+    def get(dep, key):
+        return dep.call(key)
+
+    @make_retry()
+    def put(dep, key):
+        return dep.call(key)
+
+    def run_all(dep):
+        out = []
+        for call in (fetch, get, put):
+            try:
+                out.append(call(dep, "k"))
+            except ConnectionError as exc:
+                out.append(f"raised {exc!r}")
+        return out
+    """,
+    lambda ns, dep: ns["run_all"](dep),
+)
+
+case(
+    "retry_package_retry_call",
+    """
+    from retry.api import retry_call
+
+    def once(dep, key, *, region="eu"):
+        return dep.call(key, region)
+
+    def fetch(dep):
+        return retry_call(once, fargs=[dep, "k"], fkwargs={"region": "us"},
+                          exceptions=ConnectionError, tries=4, delay=0.5, backoff=2, logger=None)
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

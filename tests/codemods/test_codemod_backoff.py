@@ -748,3 +748,87 @@ def lazy(client):
                 "max_tries=lambda: client.tries is a function backoff calls on each call",
             ],
         )
+
+
+class TestCallForms(DurableCodemodTest):
+    """backoff's decorator used as a call: bound to a name, applied to a function, or
+    handed out by a factory; each is one site."""
+
+    TRANSFORM = BackoffCodemod
+
+    def test_constant_call_forms_become_step_calls(self) -> None:
+        before = """\
+import backoff
+
+retry_io = backoff.on_exception(backoff.expo, OSError, max_tries=3, jitter=None)
+
+
+def _read_once(path):
+    return path.read_text()
+
+
+read = backoff.on_exception(backoff.constant, OSError, max_tries=4, interval=2, jitter=None)(
+    _read_once
+)
+
+
+def make_retry():
+    return backoff.on_exception(backoff.expo, OSError, max_tries=5, factor=0.5, jitter=None)
+
+
+@retry_io
+def write(path, text):
+    path.write_text(text)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+retry_io = step(retry=RetryPolicy(max_attempts=3, initial_delay=1.0, backoff=2.0, retry_on=(OSError,)))
+
+
+def _read_once(path):
+    return path.read_text()
+
+
+read = step(retry=RetryPolicy(max_attempts=4, initial_delay=2.0, backoff=1.0, retry_on=(OSError,)))(
+    _read_once
+)
+
+
+def make_retry():
+    return step(retry=RetryPolicy(max_attempts=5, initial_delay=0.5, backoff=2.0, retry_on=(OSError,)))
+
+
+@retry_io
+def write(path, text):
+    path.write_text(text)
+"""  # noqa: E501
+        self.assertCodemod(before, after)
+
+    def test_factories_and_engines_are_listed_with_their_reason(self) -> None:
+        before = """\
+import backoff
+
+
+def make_retry_for(tries, **options):
+    return backoff.on_exception(backoff.expo, ConnectionError, max_tries=tries, **options)
+
+
+def make_retry_with(tries):
+    return backoff.on_exception(backoff.expo, ConnectionError, max_tries=tries)
+
+
+def with_retries(func):
+    return backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(func)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "a retry factory: `make_retry_for` returns backoff's decorator, whose policy"
+                " comes from its callers (**options)",
+                "a retry factory: `make_retry_with` returns backoff's decorator, whose policy"
+                " comes from its callers (max_tries=tries)",
+                "a retry engine: backoff retries `func`, which its callers pass in (a parameter"
+                " of the enclosing function): make the functions they pass steps instead",
+            ],
+        )

@@ -126,6 +126,48 @@ def slow(disk):
 """
         self.assertCodemod(before, after)
 
+    def test_retry_call_becomes_a_step_called_with_the_same_arguments(self) -> None:
+        before = """\
+from retry.api import retry_call
+
+
+def fetch(url):
+    return retry_call(download, [url], {"timeout": 5}, OSError, tries=3, delay=2)
+
+
+def fetch_all(urls, options):
+    return retry_call(download, fargs=urls, fkwargs=options, tries=2, logger=None)
+
+
+def engine(func, *args):
+    return retry_call(func, fargs=args, tries=3)
+
+
+def download(url, timeout=3):
+    return url.get(timeout=timeout)
+"""
+        after = """\
+from retry.api import retry_call
+from toolkit import RetryPolicy, step
+
+
+def fetch(url):
+    return step(retry=RetryPolicy(max_attempts=3, initial_delay=2.0, backoff=1.0, retry_on=(OSError,)))(download)(url, timeout=5)
+
+
+def fetch_all(urls, options):
+    return step(retry=RetryPolicy(max_attempts=2, initial_delay=0.0, backoff=1.0, retry_on=(Exception,)))(download)(*urls, **options)
+
+
+def engine(func, *args):
+    return retry_call(func, fargs=args, tries=3)
+
+
+def download(url, timeout=3):
+    return url.get(timeout=timeout)
+"""  # noqa: E501
+        self.assertCodemod(before, after)  # engine(func) is listed: a retry engine
+
     def test_random_jitter_is_kept(self) -> None:
         before = """\
 from retry import retry
