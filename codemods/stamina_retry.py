@@ -9,6 +9,10 @@ doubling to 5 s, 1 s of jitter) written out. stamina's instrumentation (logs,
 metrics) and its global switches (``set_active``, testing mode) no longer
 apply (noted). ``on=`` a predicate or backoff hook and ``timedelta`` values keep
 the decorator (``kept``).
+
+``for attempt in stamina.retry_context(...): with attempt: ...`` (``async for`` in an
+async function) that is the whole body of its function makes the function a step with
+the same policy; a block elsewhere in a function is reported, not rewritten.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from ._decorators import DecoratorCodemod, Kept, Rewrite
-from ._policy import Policy, looks_like_class
+from ._attempt_blocks import attempt_block
+from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
+from ._policy import AmbiguousTypes, Policy, check_types, looks_like_class
 
 LIB = "stamina"
 _OPTIONS = ("on", "attempts", "timeout", "wait_initial", "wait_max", "wait_jitter", "wait_exp_base")
@@ -37,8 +42,68 @@ class StaminaCodemod(DecoratorCodemod):
             return None
         return lambda: self.policy(target)
 
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef:
+        updated_node = super().leave_FunctionDef(original_node, updated_node)
+        top = list(original_node.body.body)
+        for index, stmt in enumerate(top):
+            if not self._is_context_loop(stmt):
+                continue
+            assert isinstance(stmt, cst.For) and isinstance(stmt.iter, cst.Call)
+            try:
+                rewrite = attempt_block(
+                    original_node,
+                    stmt,
+                    index,
+                    self.code,
+                    "retry_context",
+                    "`async for` over retry_context in a sync function, or `for` in an async one",
+                )
+                policy, notes = self.policy(stmt.iter)
+                check_types(policy.retry_on)
+            except (Kept, NotRewritten, AmbiguousTypes) as exc:
+                self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
+                return updated_node
+            self.record(
+                stmt,
+                "rewritten",
+                "retry_context block: the function became a step",
+                notes,
+                policy.summary(),
+            )
+            self.changed = True
+            new_body = [*list(updated_node.body.body)[:index], *rewrite(updated_node)]
+            return updated_node.with_changes(
+                body=updated_node.body.with_changes(body=new_body),
+                decorators=[*updated_node.decorators, self.decorator_for(policy)],
+            )
+        codemod = self
+
+        class Nested(cst.CSTVisitor):
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return node is original_node
+
+            def visit_For(self, node: cst.For) -> None:
+                if codemod._is_context_loop(node) and not any(node is t for t in top):
+                    codemod.record(
+                        node,
+                        "skipped",
+                        "the retry_context block is inside a branch or block of the function",
+                    )
+
+        original_node.visit(Nested())
+        return updated_node
+
+    def _is_context_loop(self, stmt: cst.CSTNode) -> bool:
+        return (
+            isinstance(stmt, cst.For)
+            and isinstance(stmt.iter, cst.Call)
+            and self.call_name(stmt.iter, LIB) == "retry_context"
+        )
+
     def policy(self, call: cst.Call) -> Rewrite:
-        """Map the arguments of ``stamina.retry(...)`` to a policy."""
+        """Map the arguments of ``stamina.retry(...)`` or ``stamina.retry_context(...)``."""
         args: dict[str, cst.BaseExpression] = {}
         for arg in call.args:
             if arg.keyword is None or arg.star:

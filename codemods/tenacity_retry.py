@@ -30,7 +30,7 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import PositionProvider
 
-from ._base import is_docstring
+from ._attempt_blocks import attempt_block
 from ._decorators import Kept, NotRewritten, Rewrite, name_uses
 from ._policy import AmbiguousTypes, Policy, check_types
 from ._tenacity_hooks import TenacityHooks
@@ -387,43 +387,14 @@ class TenacityCodemod(TenacityHooks):
     def _retrying_block(
         self, func: cst.FunctionDef, loop: cst.For, index: int
     ) -> Callable[[cst.FunctionDef], list[Any]]:
-        body = list(func.body.body)
-        before = body[:index]
-        if before and not (index == 1 and is_docstring(before[0])):
-            raise NotRewritten("the Retrying block is not the whole body of the function")
-        if index != len(body) - 1:
-            raise NotRewritten("code follows the Retrying block")
-        inner = loop.body.body if isinstance(loop.body, cst.IndentedBlock) else []
-        target = loop.target
-        if (
-            len(inner) != 1
-            or not isinstance(inner[0], cst.With)
-            or len(inner[0].items) != 1
-            or not isinstance(target, cst.Name)
-            or self.code(inner[0].items[0].item) != target.value
-            or inner[0].items[0].asname is not None
-        ):
-            raise NotRewritten("the Retrying loop body is not one `with attempt:` block")
-        if (loop.asynchronous is None) != (func.asynchronous is None):
-            raise NotRewritten("AsyncRetrying in a sync function or Retrying in an async one")
-        if loop.orelse is not None:
-            raise NotRewritten("the Retrying loop has an else block")
-        if target.value in self.code(inner[0].body):
-            raise NotRewritten(f"the attempt body uses `{target.value}`")
-
-        def rewrite(updated: cst.FunctionDef) -> list[Any]:
-            updated_loop = updated.body.body[index]
-            assert isinstance(updated_loop, cst.For)
-            assert isinstance(updated_loop.body, cst.IndentedBlock)
-            with_ = updated_loop.body.body[0]
-            assert isinstance(with_, cst.With)
-            stmts: list[Any] = list(with_.body.body)
-            first = stmts[0].with_changes(
-                leading_lines=[*updated_loop.leading_lines, *stmts[0].leading_lines]
-            )
-            return [first, *stmts[1:]]
-
-        return rewrite
+        return attempt_block(
+            func,
+            loop,
+            index,
+            self.code,
+            "Retrying",
+            "AsyncRetrying in a sync function or Retrying in an async one",
+        )
 
     # -- the policy ----------------------------------------------------------------
     def policy(self, call: cst.Call, what: str) -> Rewrite:

@@ -55,7 +55,12 @@ _SELECT_BY_STATUS = re.compile(
 _MUTATORS = frozenset({"pop", "popleft", "append", "remove", "extend", "insert", "clear", "rotate"})
 
 _FACADE_TEXT = re.compile(r"Retrying|retry\(|wrap_db_retry|on_exception|on_predicate|Retry\(")
-_TENACITY_BLOCKS = frozenset({"tenacity.Retrying", "tenacity.AsyncRetrying"})
+#: ``for attempt in X(...): with attempt:`` blocks, by the library that drives them
+_ATTEMPT_BLOCKS = {
+    "tenacity.Retrying": "tenacity",
+    "tenacity.AsyncRetrying": "tenacity",
+    "stamina.retry_context": "stamina",
+}
 
 
 def _hit_lines(text: str, pattern: re.Pattern[str]) -> list[int]:
@@ -491,7 +496,7 @@ class PythonScanner:
             it = node.iter
             target = dotted(node.target)
             it_name = self.resolve(it) if isinstance(it, ast.Call) else ""
-            if it_name in _TENACITY_BLOCKS:
+            if it_name in _ATTEMPT_BLOCKS:
                 return None
             if it_name in ("range", "builtins.range", "six.moves.range", "xrange"):
                 pattern, counter = "for-range", target
@@ -781,9 +786,9 @@ class PythonScanner:
         if (
             isinstance(node, ast.For | ast.AsyncFor)
             and isinstance(node.iter, ast.Call)
-            and self.resolve(node.iter) in _TENACITY_BLOCKS
+            and self.resolve(node.iter) in _ATTEMPT_BLOCKS
         ):
-            self._report_tenacity_block(loop)
+            self._report_attempt_block(loop, _ATTEMPT_BLOCKS[self.resolve(node.iter)])
             return
         facts = self._loop_facts(loop)
         if facts is None:
@@ -830,7 +835,7 @@ class PythonScanner:
             removable=max(0, end - start + 1 - body_lines),
         )
 
-    def _report_tenacity_block(self, loop: _Loop) -> None:
+    def _report_attempt_block(self, loop: _Loop, lib: str) -> None:
         node = loop.node
         assert isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call)
         call = node.iter
@@ -842,23 +847,26 @@ class PythonScanner:
             outer, oqual = self._outermost(loop.func, loop.qualname or "", loop.parents)
             if outer.name not in self.homemade:
                 self.homemade[outer.name] = oqual
-                self.helpers.append(HelperDef(self.module, outer.name, oqual, "wraps tenacity"))
-        forever = "stop" not in kw
-        sleep = "exponential" if "wait" in kw else "none"
-        catch = "broad" if "retry" not in kw else "specific"
-        risk, reason = self._retry_risk(forever, sleep, catch, effects, "tenacity")
+                self.helpers.append(HelperDef(self.module, outer.name, oqual, f"wraps {lib}"))
+        if lib == "stamina":  # stamina.retry_context(on=..., attempts=10, ...)
+            attempts = kw.get("attempts")
+            forever = isinstance(attempts, ast.Constant) and attempts.value is None
+            sleep, catch = "exponential", "specific"
+        else:
+            forever = "stop" not in kw
+            sleep = "exponential" if "wait" in kw else "none"
+            catch = "broad" if "retry" not in kw else "specific"
+        risk, reason = self._retry_risk(forever, sleep, catch, effects, lib)
         start, end = node.lineno, node.end_lineno or node.lineno
         self.add(
             Kind.RETRY_DECORATOR,
-            "tenacity Retrying block",
+            f"{lib} {'Retrying' if lib == 'tenacity' else 'retry_context'} block",
             start,
             end,
             loop.qualname,
             risk,
             reason,
-            self._fix_for(
-                effects, Fix("codemod", "tenacity", True, "durable codemod --select tenacity")
-            ),
+            self._fix_for(effects, Fix("codemod", lib, True, f"durable codemod --select {lib}")),
             effects=effects,
             removable=2,
         )

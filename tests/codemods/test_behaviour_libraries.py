@@ -585,6 +585,21 @@ case(
 )
 
 case(
+    "stamina_retry_context_block",
+    """
+    import stamina
+
+    def fetch(dep, key):
+        \"\"\"The whole body is the block.\"\"\"
+        for attempt in stamina.retry_context(on=ConnectionError, attempts=4, wait_initial=0.5,
+                                             wait_max=3, wait_jitter=0):
+            with attempt:
+                return dep.call(key)
+    """,
+    lambda ns, dep: ns["fetch"](dep, "k"),
+)
+
+case(
     "oslo_retry_decorator",
     """
     from oslo_service import loopingcall

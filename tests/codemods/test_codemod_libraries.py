@@ -228,6 +228,88 @@ def ping(host):
         self.assertUnchanged(before, ["on=worth_it may be a predicate or a backoff hook"])
 
 
+class TestStaminaRetryContext(DurableCodemodTest):
+    TRANSFORM = StaminaCodemod
+
+    def test_a_whole_body_block_makes_the_function_a_step(self) -> None:
+        before = """\
+import stamina
+
+
+def fetch(client, url):
+    \"\"\"Get it.\"\"\"
+    for attempt in stamina.retry_context(on=OSError, attempts=3, wait_initial=0.5):
+        with attempt:
+            return client.get(url)
+
+
+async def afetch(client, url):
+    async for attempt in stamina.retry_context(on=(OSError, TimeoutError), timeout=None):
+        with attempt:
+            return await client.get(url)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=0.5,
+        backoff=2.0,
+        max_delay=5.0,
+        retry_on=(OSError,),
+        max_elapsed=45.0,
+        random_delay=1.0,
+    )
+)
+def fetch(client, url):
+    \"\"\"Get it.\"\"\"
+    return client.get(url)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=10,
+        initial_delay=0.1,
+        backoff=2.0,
+        max_delay=5.0,
+        retry_on=(OSError, TimeoutError),
+        random_delay=1.0,
+    )
+)
+async def afetch(client, url):
+    return await client.get(url)
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_block_that_is_not_the_whole_body_is_listed(self) -> None:
+        before = """\
+import stamina
+
+
+def fetch(client, url, log):
+    log.info("start")
+    for attempt in stamina.retry_context(on=OSError):
+        with attempt:
+            return client.get(url)
+
+
+def maybe(client, url, flag):
+    if flag:
+        for attempt in stamina.retry_context(on=OSError):
+            with attempt:
+                return client.get(url)
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "the retry_context block is not the whole body of the function",
+                "the retry_context block is inside a branch or block of the function",
+            ],
+        )
+
+
 class TestGoogleRetry(DurableCodemodTest):
     TRANSFORM = GoogleRetryCodemod
 
