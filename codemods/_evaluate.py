@@ -260,6 +260,8 @@ def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
         func = _FUNCS.get(node.func.id)
         if func is not None:
             return func(*(evaluate(arg, env) for arg in node.args))
+    if isinstance(node, ast.Call) and (text := ast.unparse(node)) in env:
+        return env[text]  # a call read as a run-time value (a configuration read)
     raise Unknown(ast.unparse(node))
 
 

@@ -20,7 +20,25 @@ import libcst as cst
 
 from . import _evaluate as ev
 
+
 #: builtins a test may call without acting on anything
+def _pure_call(node: ast.Call, as_name: str) -> bool:
+    """A call a retry decision may make again without acting: a builtin of
+    :data:`_PURE_CALLS`, or a getter of the exception itself without arguments
+    (``e.getcode()``, ``e.get_status()``)."""
+    func = node.func
+    if isinstance(func, ast.Name):
+        return func.id in _PURE_CALLS
+    return (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == as_name
+        and func.attr.startswith("get")
+        and not node.args
+        and not node.keywords
+    )
+
+
 _PURE_CALLS = frozenset(
     {"isinstance", "issubclass", "getattr", "hasattr", "len", "str", "repr", "int", "any", "all"}
 )
@@ -441,8 +459,7 @@ def _predicate(test: str, as_name: str | None, reject: list[Any] | bool | None =
     if any(isinstance(n, ast.NamedExpr | ast.Await) for n in ast.walk(ev.parse(text))):
         raise PredicateRefused(f"the retry decision `{text}` assigns or awaits")
     calls = any(
-        isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _PURE_CALLS)
-        for n in ast.walk(ev.parse(text))
+        isinstance(n, ast.Call) and not _pure_call(n, as_name) for n in ast.walk(ev.parse(text))
     )
     kept = reject if isinstance(reject, list) else None
     return Predicate(f"lambda {as_name}: {text}", text, reads, calls, kept, raw_test=text)

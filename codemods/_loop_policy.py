@@ -4,6 +4,7 @@ budgets become a :class:`codemods._policy.Policy`, or the reason they cannot.
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from collections.abc import Sequence
@@ -563,7 +564,13 @@ class LoopPolicy(LoopScope):
         self, what: str, scope: Scope, machinery: set[str], stored: set[str]
     ) -> bool:
         """``what`` (``retries``, ``self.max_retries``) is a value of the function that the
-        loop only reads: the policy can name it when the step is defined in place."""
+        loop only reads: the policy can name it when the step is defined in place. A
+        configuration read (``config.get('Boto', 'max_retry_delay', 60)``,
+        ``os.environ.get('RETRIES', '3')``: see :func:`config_read`) counts too; it is
+        read once where the step is defined (noted)."""
+        read = config_read(what)
+        if read is not None:
+            what = read
         if not _NAME_PATH.fullmatch(what):
             return False
         root = what.split(".", 1)[0]
@@ -954,3 +961,49 @@ def _fill_unreached_caps(
         delays = outcomes[key].delays
         if delays and max(delays) <= cap:
             row[3] = cap
+
+
+#: a getter of a configuration object, called with constants only
+_CONFIG_GETTERS = frozenset(
+    {"get", "getint", "getfloat", "getboolean", "getbool", "get_int", "get_float", "getenv"}
+)
+_CONFIG_OBJECT = re.compile(r"(?i)(config|conf|cfg|settings|options|environ|env)$")
+
+
+def config_read(text: str) -> str | None:
+    """The object a configuration read reads from (``boto.config`` for
+    ``boto.config.get('Boto', 'max_retry_delay', 60)``, ``os`` for
+    ``os.getenv('N')``), or None if ``text`` is not one: a getter method of an object
+    whose last name says configuration (``config``, ``conf``, ``cfg``, ``settings``,
+    ``options``, ``environ``, ``env``), or ``os.getenv``, given only constants. Such a
+    read does not depend on the attempts, and a program that changes its configuration
+    between two waits of one call is not one the policy follows (noted)."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _CONFIG_GETTERS
+        and all(isinstance(a, ast.Constant) for a in node.args)
+        and all(isinstance(k.value, ast.Constant) and k.arg for k in node.keywords)
+    ):
+        return None
+    owner = ast.unparse(node.func.value)
+    if not _NAME_PATH.fullmatch(owner):
+        return None
+    last = owner.rsplit(".", 1)[-1]
+    if node.func.attr == "getenv":
+        return owner if owner == "os" else None
+    return owner if _CONFIG_OBJECT.search(last) else None
+
+
+def config_notes(symbols: Sequence[str]) -> list[str]:
+    """A note per configuration read the policy follows: read where the step is defined."""
+    return [
+        f"`{name}` is read where the step is defined, once per call; the legacy loop read"
+        " it again before each wait (a configuration changed during one call is not seen)"
+        for name in sorted(symbols)
+        if config_read(name) is not None
+    ]

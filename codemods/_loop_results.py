@@ -49,6 +49,7 @@ from . import _evaluate as ev
 from ._effects import unserializable_return
 from ._handlers import negation_of
 from ._loop_handlers import LoopHandlers
+from ._loop_policy import config_notes
 from ._loop_scope import _PROBE, _Plan
 from ._loop_shapes import (
     _assigned_names,
@@ -395,6 +396,7 @@ class LoopResults(LoopHandlers):
             notes.append(returned)
         if counter is not None:
             notes.append(f"`{counter[0]}` is read from toolkit.current_step().attempt")
+        notes.extend(config_notes(list(symbols)))
         if nested:
             notes.append("the step is defined in the function: its policy uses run-time values")
         self._last_summary = policy.summary()

@@ -45,6 +45,7 @@ from ._handlers import (
     gives_up,
     negation_of,
 )
+from ._loop_policy import config_notes
 from ._loop_results import LoopResults
 from ._loop_scope import (
     _PROBE,
@@ -747,6 +748,7 @@ class RetryLoopCodemod(LoopResults):
         self._last_summary = policy.summary()
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes, *budget_notes]
+        notes.extend(config_notes(list(symbols)))
         if self.sleep_like:
             shown = ", ".join(f"`{name}(...)`" for name in sorted(self.sleep_like))
             notes.append(

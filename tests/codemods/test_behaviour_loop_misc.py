@@ -248,6 +248,42 @@ case(
 )
 
 
+def _reader(retries: int, cap: float) -> Call:
+    def call(ns: dict[str, Any], dep: Flaky) -> Any:
+        ns["settings"].values["max_retry_delay"] = cap
+        return ns["read"](dep, "u", retries=retries)
+
+    return call
+
+
+case(
+    "delay_capped_by_a_configuration_read",
+    """
+    import time
+
+    class Settings:
+        def __init__(self):
+            self.values = {}
+
+        def get(self, section, key, default):
+            return self.values.get(key, default)
+
+    settings = Settings()
+
+    def read(dep, url, retries=5):
+        for i in range(retries):
+            try:
+                return dep.call(url)
+            except ConnectionError:
+                pass
+            if i + 1 != retries:
+                time.sleep(min(2 ** i, settings.get("Net", "max_retry_delay", 60)))
+        return ""
+    """,
+    [_reader(1, 60), _reader(5, 3), _reader(6, 0.5)],
+)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rewritten_code_behaves_the_same(name: str, sleeps: list[float]) -> None:
     source, calls = CASES[name]

@@ -13,6 +13,84 @@ from codemods.testing import DurableCodemodTest
 class TestRewrites(DurableCodemodTest):
     TRANSFORM = RetryLoopCodemod
 
+    def test_a_cap_read_from_the_configuration_and_a_getter_of_the_exception(self) -> None:
+        """``settings.config.getint(...)`` with constants is read once where the step is
+        defined (noted); ``e.getcode()`` is a getter a predicate may call again."""
+        before = """\
+import time
+
+import settings
+
+
+def read(client, url, retries=5):
+    for i in range(retries):
+        try:
+            return client.get(url).json()
+        except ConnectionError:
+            pass
+        if i + 1 != retries:
+            time.sleep(min(2 ** i, settings.config.getint("net", "max_delay")))
+    return ""
+
+
+def fetch(opener, url, tries=4, retry_missing=False):
+    for i in range(tries):
+        try:
+            return opener.open(url).read()
+        except OSError as e:
+            if e.getcode() == 404 and not retry_missing:
+                return ""
+        time.sleep(2)
+    return ""
+"""
+        after = """\
+import settings
+from toolkit import RetryPolicy, step
+
+
+def read(client, url, retries=5):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=retries,
+            initial_delay=min(1, settings.config.getint('net', 'max_delay')),
+            backoff=2.0,
+            max_delay=settings.config.getint('net', 'max_delay'),
+            retry_on=(ConnectionError,),
+        )
+    )
+    def _json_step():
+        return client.get(url).json()
+
+    try:
+        return _json_step()
+    except ConnectionError:
+        pass
+    return ""
+
+
+def fetch(opener, url, tries=4, retry_missing=False):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=tries,
+            initial_delay=2.0,
+            backoff=1.0,
+            retry_on=(OSError,),
+            retry_if=lambda e: not (e.getcode() == 404 and not retry_missing),
+        )
+    )
+    def _read_step():
+        return opener.open(url).read()
+
+    try:
+        return _read_step()
+    except OSError as e:
+        if (e.getcode() == 404 and not retry_missing):
+            return ""
+        pass
+    return ""
+"""
+        self.assertCodemod(before, after)
+
     def test_backoff_capped_by_an_argument(self) -> None:
         """``min(cap, backoff * 2 ** n)`` with both from arguments: the cap is read, and a cap
         below the first delay stays exact (``min(backoff, cap)``).
@@ -499,14 +577,14 @@ def fetch(client, url):
         try:
             return client.read(url)
         except OSError:
-            time.sleep(min(2**i, settings.get("max_delay", 60)))
+            time.sleep(min(2**i, settings.delay_for(i)))
     return ""
 """
         self.assertUnchanged(
             before,
             [
                 "sleep is not a backoff: the delay depends on"
-                " `settings.get('max_delay', 60)`, a call made again before each wait"
+                " `settings.delay_for(i)`, a call made again before each wait"
                 " (a run-time value is read from a name or an attribute only)"
             ],
         )
