@@ -90,6 +90,8 @@ def gives_up(stmts: Sequence[Any], is_log: Callable[[Any], bool]) -> bool:
     if not stmts:
         return False
     for stmt in stmts[:-1]:
+        if isinstance(stmt, cst.If) and _early_exit(stmt, is_log):
+            continue  # `if not fatal: return False` before the last way out
         if not isinstance(stmt, cst.SimpleStatementLine):
             return False
         if not all(is_log(s) or isinstance(s, cst.Assign) for s in stmt.body):
@@ -108,6 +110,38 @@ def gives_up(stmts: Sequence[Any], is_log: Callable[[Any], bool]) -> bool:
     if not isinstance(smalls[-1], cst.Raise | cst.Return):
         return False
     return all(is_log(s) or isinstance(s, cst.Assign) for s in smalls[:-1])
+
+
+def _early_exit(stmt: cst.If, is_log: Callable[[Any], bool]) -> bool:
+    """``if a: <give up> elif b: <give up>`` without ``else``: each branch ends the call,
+    and when none is taken the statements after it run."""
+    branch: cst.If | cst.Else | None = stmt
+    while isinstance(branch, cst.If):
+        if not gives_up(branch.body.body, is_log):
+            return False
+        branch = branch.orelse
+    return branch is None
+
+
+def _after_continue(stmts: Sequence[Any]) -> list[Any]:
+    """``if t: ... continue`` followed by ``elif``/``else`` branches, as the same ``if``
+    without them and the branches after it (the first branch never falls through)."""
+    out: list[Any] = []
+    for stmt in stmts:
+        if (
+            isinstance(stmt, cst.If)
+            and stmt.orelse is not None
+            and _ends_with_continue(list(stmt.body.body))
+        ):
+            rest = stmt.orelse
+            out.append(stmt.with_changes(orelse=None))
+            if isinstance(rest, cst.If):
+                out.extend(_after_continue([rest.with_changes(leading_lines=[])]))
+            else:
+                out.extend(rest.body.body)
+            continue
+        out.append(stmt)
+    return out
 
 
 def _chain(stmt: cst.If, is_log: Callable[[Any], bool]) -> list[cst.BaseExpression] | None:
@@ -244,7 +278,7 @@ def split_predicate(
     of those): the predicate's ``reject`` keeps it for the call site. ``(None, stmts)``
     when the handler has none of these shapes.
     """
-    stmts = list(stmts)
+    stmts = _after_continue(stmts)
     derived: dict[str, str] = {}
     derived_stmts: list[Any] = []
     for index, stmt in enumerate(stmts):

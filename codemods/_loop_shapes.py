@@ -204,6 +204,12 @@ def _ast_retry_like(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
         return True
     if _RETRY_WORDS.search(ast.unparse(header) + " " + target):
         return True
+    if (
+        isinstance(header, ast.Tuple | ast.List)
+        and len(header.elts) == 2
+        and all(isinstance(e, ast.Constant) and isinstance(e.value, bool) for e in header.elts)
+    ):
+        return True  # `for first in (True, False)`: one try, then once more
     machinery: list[ast.AST] = [s for s in loop.body if s is not tries[0]]
     machinery += tries[0].handlers
     for node in machinery:

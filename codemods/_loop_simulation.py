@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import libcst as cst
 
 from . import _evaluate as ev
-from ._loop_shapes import _assigned_names, _first_line
+from ._handlers import gives_up
+from ._loop_shapes import _assigned_names, _first_line, _names_read_in
 
 if TYPE_CHECKING:
     from .retry_loop import RetryLoopCodemod
@@ -316,6 +317,26 @@ class _Simulation:
             budget=self.budget,
         )
 
+    def _gives_up_apart(self, stmts: Sequence[cst.BaseStatement]) -> bool:
+        """An ``if`` whose branches all end the call (``if not fatal: return False``),
+        then a way out (``raise``): the code run when attempts run out, as a whole, when
+        no test reads a counter (a flag or the exception decides it at the call site)."""
+        if len(stmts) < 2 or not isinstance(stmts[0], cst.If):
+            return False
+        if not gives_up(list(stmts), self.cm._is_log):
+            return False
+        code = self.cm.source_module.code_for_node
+        counters = set(self.env) - set(self.cm.constants)
+        for stmt in stmts:
+            branch: cst.If | cst.Else | None = stmt if isinstance(stmt, cst.If) else None
+            while isinstance(branch, cst.If):
+                if ev.names(ev.parse(code(branch.test))) & counters:
+                    return False
+                if _names_read_in([branch.body]) & counters:
+                    return False
+                branch = branch.orelse
+        return True
+
     def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
         """Simple statements that build an error and raise it (``err = Wrapped(...);
         err.cause = e; raise err from e``): the code run when attempts run out, as a
@@ -519,7 +540,10 @@ class _Simulation:
     ) -> _Exit | Literal["continue"] | None:
         if in_handler and self._builds_its_error(stmts):
             return _Exit("code", stmts)  # `err = Wrapped(...); err.cause = e; raise err`
-        for stmt in stmts:
+        for index, stmt in enumerate(stmts):
+            if in_handler and self._gives_up_apart(stmts[index:]):
+                # `if not fatal: return False` then `raise`
+                return _Exit("code", stmts[index:])
             result = self._statement(stmt, stmts, in_handler)
             if result is not None:
                 return result

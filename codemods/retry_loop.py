@@ -761,7 +761,14 @@ class RetryLoopCodemod(LoopResults):
                 f"`{outcome.discrete}` drew whole steps of the range;"
                 " RetryPolicy draws any value in it"
             )
-        logged = [s for s in _small_statements(machinery) if self._is_log(s)]
+        kept_at_call_site = {id(s) for s in _small_statements(list(outcome.exit.block))}
+        if predicate is not None and predicate.reject:
+            kept_at_call_site |= {id(s) for s in _small_statements(predicate.reject)}
+        logged = [
+            s
+            for s in _small_statements(machinery)
+            if self._is_log(s) and id(s) not in kept_at_call_site
+        ]
         for log_call in logged:
             unbound = sorted(
                 name
@@ -982,6 +989,12 @@ class RetryLoopCodemod(LoopResults):
             params += [
                 p for p in self._free_locals(scope, try_.finalbody.body, stored) if p not in params
             ]
+        if policy.before_retry and needs_wrapper and (wrapper_body or clauses):
+            notes.append(
+                "an exception raised between attempts (by before_retry) of a type the code"
+                " kept at the call site catches is now handled there; the legacy handler"
+                " let it through"
+            )
         plan = _Plan(
             machinery=code(loop.with_changes(body=body.with_changes(body=[*pre, *post])))
             + "".join(code(h) for h in try_.handlers),

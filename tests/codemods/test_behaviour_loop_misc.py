@@ -284,6 +284,31 @@ case(
 )
 
 
+case(
+    "retry_once_after_a_repair_else_a_fallback_when_not_fatal",
+    """
+    import time
+
+    def fetch(dep, key, fatal=True):
+        for first in (True, False):
+            token = key.upper()
+            try:
+                return dep.call(token)
+            except ConnectionError as e:
+                if first and isinstance(e, ConnectionError) and "failure" in str(e):
+                    time.sleep(0.5)
+                    continue
+                elif not fatal:
+                    return "fallback"
+                raise
+    """,
+    [
+        lambda ns, dep: ns["fetch"](dep, "k"),
+        lambda ns, dep: ns["fetch"](dep, "k", fatal=False),
+    ],
+)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rewritten_code_behaves_the_same(name: str, sleeps: list[float]) -> None:
     source, calls = CASES[name]

@@ -91,6 +91,54 @@ def fetch(opener, url, tries=4, retry_missing=False):
 """
         self.assertCodemod(before, after)
 
+    def test_a_give_up_that_depends_on_a_flag_stays_at_the_call_site(self) -> None:
+        """``if first and <test on e>: <repair>; continue`` then ``elif not fatal: return
+        False`` then ``raise``: the test is retry_if, the repair before_retry, and what
+        follows the retrying branch runs at the call site for any exception the step
+        raises (rejected at once or the last one), as it ran in the handler."""
+        before = """\
+def get(client, url, fatal=True):
+    for first in (True, False):
+        try:
+            return client.get(url).json()
+        except IOError as e:
+            if first and isinstance(e.__cause__, KeyError):
+                client.refresh()
+                continue
+            elif not fatal:
+                client.warn(str(e))
+                return False
+            raise
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+def get(client, url, fatal=True):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=2,
+            initial_delay=0.0,
+            backoff=1.0,
+            retry_on=(IOError,),
+            retry_if=lambda e: isinstance(e.__cause__, KeyError),
+            before_retry=lambda _state: client.refresh(),
+        )
+    )
+    def _json_step():
+        return client.get(url).json()
+
+    try:
+        return _json_step()
+    except IOError as e:
+        if not fatal:
+            client.warn(str(e))
+            return False
+        raise
+"""
+        self.assertCodemod(before, after)
+        _, sites = transform_source(before)
+        assert any("now handled there" in n for n in sites[0].notes), sites
+
     def test_backoff_capped_by_an_argument(self) -> None:
         """``min(cap, backoff * 2 ** n)`` with both from arguments: the cap is read, and a cap
         below the first delay stays exact (``min(backoff, cap)``).
