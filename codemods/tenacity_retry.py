@@ -402,7 +402,12 @@ class TenacityCodemod(TenacityHooks):
         self.block_form = what == "Retrying(...)"
         args: dict[str, cst.BaseExpression] = {}
         for arg in call.args:
-            if arg.keyword is None or arg.star:
+            if arg.star:
+                raise Kept(
+                    f"{what} gets its options from `{arg.star}{self.code(arg.value)}`,"
+                    " known only at run time (a policy its callers choose): adapt it by hand"
+                )
+            if arg.keyword is None:
                 raise Kept(f"{what} gets positional arguments")
             args[arg.keyword.value] = arg.value
         for name in args:

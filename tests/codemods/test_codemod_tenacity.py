@@ -585,6 +585,29 @@ def fetch(url):
 """
         self.assertCodemod(before, after)  # tenacity's log hook is dropped (noted)
 
+    def test_options_spread_at_run_time_are_kept_with_that_reason(self) -> None:
+        before = """\
+from tenacity import retry
+
+
+class Retrying:
+    def __getattr__(self, item):
+        method = getattr(self.connection, item)
+
+        @retry(**self.retry_kwargs)
+        def retrier(*args, **kwargs):
+            return method(*args, **kwargs)
+
+        return retrier
+"""
+        self.assertUnchanged(
+            before,
+            [
+                "@retry gets its options from `**self.retry_kwargs`, known only at run time"
+                " (a policy its callers choose): adapt it by hand"
+            ],
+        )
+
     def test_before_sleep_user_hook_reading_the_function_is_kept(self) -> None:
         before = """\
 from tenacity import retry, stop_after_attempt
