@@ -944,12 +944,14 @@ class RetryLoopCodemod(LoopResults):
                     )
             for _, _, clause_body in clauses:
                 exhaustion_reads |= _names_read_in(clause_body) - _assigned_names(clause_body)
-            set_by_attempt = sorted(exhaustion_reads & stored - state)
-            if set_by_attempt:
-                raise Skip(
-                    f"the code run when the step gives up reads `{set_by_attempt[0]}`,"
-                    " set by the attempt"
-                )
+        # the code run at the call site when the step gives up sees the function's values,
+        # never what an attempt set in the step (`return partial` after the last attempt)
+        set_by_attempt = sorted(exhaustion_reads & stored - state - {saved, as_name})
+        if set_by_attempt and (clauses or exit_.kind == "code"):
+            raise Skip(
+                f"the code run when the step gives up reads `{set_by_attempt[0]}`,"
+                " set by the attempt"
+            )
         if predicate is not None and needs_wrapper and predicate.calls:
             raise Skip(
                 f"the retry decision `{_first_line(predicate.test)}` calls code that the"

@@ -613,6 +613,30 @@ class Cluster:
             ],
         )
 
+    def test_the_give_up_code_reading_what_an_attempt_set_is_refused(self) -> None:
+        """``return partial`` after the last attempt read what the failed attempt left;
+        at the call site the step's locals are gone (it would return the value from
+        before the loop): refused, with the name."""
+        before = """\
+import time
+
+
+def get(client, url):
+    partial = None
+    for attempt in range(3):
+        try:
+            partial = client.head(url)
+            return client.get(url)
+        except IOError:
+            if attempt < 2:
+                time.sleep(1)
+                continue
+            return partial
+"""
+        self.assertUnchanged(
+            before, ["the code run when the step gives up reads `partial`, set by the attempt"]
+        )
+
     def test_a_delay_read_from_a_call_says_so(self) -> None:
         before = """\
 import time
