@@ -73,6 +73,7 @@ class LoopPolicy(LoopScope):
         limit, start, clock, waited = outcome.budget
         shown = f"`{clock} - {start} > {limit:g}`"
         if run_time:
+            shown = f"`{clock} - {start} > {outcome.budget_text or f'{limit:g}'}`"
             raise Skip(f"the time budget {shown} comes with run-time values")
         if (
             policy.backoff != 1

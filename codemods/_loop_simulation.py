@@ -109,6 +109,8 @@ class _Outcome:
     #: ``if clock() - start > B: raise`` in the handler: ``(B, start, clock source, whether
     #: the handler had already waited)``
     budget: tuple[float, str, str, bool] | None = None
+    #: the budget's limit as the source wrote it (`deadline`, `30`)
+    budget_text: str = ""
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
     #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
@@ -189,6 +191,7 @@ class _Simulation:
         # int(e.response.headers.get("Retry-After", "30"))`): a sleep of it is delay_from
         self.from_failure: dict[str, cst.BaseExpression] = {}
         self.budget: tuple[float, str, str, bool] | None = None
+        self.budget_text = ""
 
     def run(self) -> _Outcome:
         delays: list[float] = []
@@ -315,6 +318,7 @@ class _Simulation:
             min_delay=low,
             discrete=self.discrete,
             budget=self.budget,
+            budget_text=self.budget_text,
         )
 
     def _gives_up_apart(self, stmts: Sequence[cst.BaseStatement]) -> bool:
@@ -474,6 +478,7 @@ class _Simulation:
         if self.budget is not None and self.budget != budget:
             raise Skip("the handler checks two time budgets")
         self.budget = budget
+        self.budget_text = ast.unparse(test.comparators[0])
         return True
 
     def _draw(self, source: str, what: str) -> _Draw:

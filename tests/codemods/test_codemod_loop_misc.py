@@ -637,6 +637,26 @@ def get(client, url):
             before, ["the code run when the step gives up reads `partial`, set by the attempt"]
         )
 
+    def test_a_run_time_budget_is_named_as_written(self) -> None:
+        before = """\
+import time
+
+
+def get(client, url, deadline=30):
+    start = time.monotonic()
+    while True:
+        try:
+            return client.get(url)
+        except OSError:
+            if time.monotonic() - start > deadline:
+                raise
+            time.sleep(3)
+"""
+        self.assertUnchanged(
+            before,
+            ["the time budget `time.monotonic() - start > deadline` comes with run-time values"],
+        )
+
     def test_a_delay_read_from_a_call_says_so(self) -> None:
         before = """\
 import time
