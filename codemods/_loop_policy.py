@@ -72,9 +72,18 @@ class LoopPolicy(LoopScope):
             return []
         limit, start, clock, waited = outcome.budget
         shown = f"`{clock} - {start} > {limit:g}`"
-        if run_time:
-            shown = f"`{clock} - {start} > {outcome.budget_text or f'{limit:g}'}`"
-            raise Skip(f"the time budget {shown} comes with run-time values")
+        # a limit known only at run time (`> deadline`): written as its source, in the
+        # step defined in the function; a number stays a number
+        text = outcome.budget_text
+        limit_varies = run_time and bool(text) and not _is_number(text)
+        if limit_varies:
+            shown = f"`{clock} - {start} > {text}`"
+            if not _NAME_PATH.fullmatch(text):
+                raise Skip(f"the time budget {shown} comes with run-time values")
+        if run_time and any(f in policy.sources for f in ("initial_delay", "max_attempts")):
+            # the wait (or the count) is a stand-in number here: max_elapsed = B + W
+            # would be written with it
+            raise Skip(f"the time budget {shown} comes with a wait or a count known at run time")
         if (
             policy.backoff != 1
             or policy.increment
@@ -114,18 +123,31 @@ class LoopPolicy(LoopScope):
         if not self._read_outside(scope, loop, {start}):
             self.remove_stmts.add(setter)  # only the budget read it
         wait = policy.initial_delay
+        notes: list[str] = []
+        if limit_varies:
+            policy.runtime.add("max_elapsed")
+            policy.sources["max_elapsed"] = text if waited else f"{text} + {wait:g}"
+            notes.append(
+                f"a negative `{text}` at run time made the legacy loop give up after one"
+                " attempt; RetryPolicy raises ValueError for a max_elapsed below 0"
+            )
+            limit_shown = text
+        else:
+            limit_shown = f"{limit:g}"
         if waited:
             # tested after the wait: the legacy loop retried while elapsed + W <= B, as
             # max_elapsed=B does, but it waited once more before giving up
             policy.max_elapsed = limit
-            return [
-                f"the time budget {shown} became max_elapsed={limit:g}, counted from the first"
+            return [*notes,
+                f"the time budget {shown} became max_elapsed={limit_shown}, counted from the first"
                 f" attempt; the legacy code waited {wait:g}s more before giving up, the step"
                 " gives up at once"
             ]
         policy.max_elapsed = limit + wait
+        total = policy.sources["max_elapsed"] if limit_varies else f"{limit + wait:g}"
         return [
-            f"the time budget {shown} became max_elapsed={limit + wait:g} (the budget plus"
+            *notes,
+            f"the time budget {shown} became max_elapsed={total} (the budget plus"
             f" the {wait:g}s wait: RetryPolicy stops before a wait that would pass it), counted"
             " from the first attempt"
         ]
@@ -1008,3 +1030,11 @@ def config_notes(symbols: Sequence[str]) -> list[str]:
         for name in sorted(symbols)
         if config_read(name) is not None
     ]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

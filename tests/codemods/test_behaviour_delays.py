@@ -216,20 +216,40 @@ def fetch(dep):
                 raise
 """
 
+BUDGET_PARAMETER_SOURCE = """
+import time
 
-@pytest.mark.parametrize("after_wait", [False, True])
+def fetch(dep, budget=9):
+    started = time.monotonic()
+    while True:
+        try:
+            return dep.call()
+        except OSError:
+            if time.monotonic() - started > budget:
+                raise
+            time.sleep(2)
+"""
+
+
+@pytest.mark.parametrize("after_wait", [False, True, "parameter"])
 @pytest.mark.parametrize("cost", [0.0, 0.5, 1.0, 1.5, 3.0])
 @pytest.mark.parametrize("failures", [0, 1, 2, 3, 4, 6, None, "not retried"])
 def test_time_budget_behaves_the_same(
-    cost: float, failures: Any, after_wait: bool, monkeypatch: pytest.MonkeyPatch
+    cost: float, failures: Any, after_wait: bool | str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fake clock: each call costs ``cost`` seconds, each sleep its delay. The legacy
     budget (``elapsed > 9`` after a failure) and max_elapsed=11 (9 + the 2 s wait) stop
     after the same call; tested after the wait, max_elapsed=9 does, and the legacy code
     waited once more before giving up (the site's note says so)."""
-    source = textwrap.dedent(BUDGET_AFTER_WAIT_SOURCE if after_wait else BUDGET_SOURCE)
-    rewritten, sites = transform_source(source)
-    assert f"max_elapsed={9.0 if after_wait else 11.0}" in rewritten, sites
+    if after_wait == "parameter":  # `> budget`, a parameter: max_elapsed=budget + 2
+        source = textwrap.dedent(BUDGET_PARAMETER_SOURCE)
+        rewritten, sites = transform_source(source)
+        assert "max_elapsed=budget + 2" in rewritten, sites
+        after_wait = False
+    else:
+        source = textwrap.dedent(BUDGET_AFTER_WAIT_SOURCE if after_wait else BUDGET_SOURCE)
+        rewritten, sites = transform_source(source)
+        assert f"max_elapsed={9.0 if after_wait else 11.0}" in rewritten, sites
     now = [1000.0]
     slept: list[float] = []
 

@@ -139,6 +139,44 @@ def get(client, url, fatal=True):
         _, sites = transform_source(before)
         assert any("now handled there" in n for n in sites[0].notes), sites
 
+    def test_a_time_budget_from_a_parameter(self) -> None:
+        """``if monotonic() - start > deadline: raise`` before a constant wait: the budget
+        plus the wait, written from the parameter in the step defined in place."""
+        before = """\
+import time
+
+
+def get(client, url, deadline=30):
+    start = time.monotonic()
+    while True:
+        try:
+            return client.get(url).json()
+        except OSError:
+            if time.monotonic() - start > deadline:
+                raise
+            time.sleep(3)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def get(client, url, deadline=30):
+    @step(
+        retry=RetryPolicy(
+            max_attempts=None,
+            initial_delay=3.0,
+            backoff=1.0,
+            retry_on=(OSError,),
+            max_elapsed=deadline + 3,
+        )
+    )
+    def _json_step():
+        return client.get(url).json()
+
+    return _json_step()
+"""
+        self.assertCodemod(before, after)
+
     def test_backoff_capped_by_an_argument(self) -> None:
         """``min(cap, backoff * 2 ** n)`` with both from arguments: the cap is read, and a cap
         below the first delay stays exact (``min(backoff, cap)``).
@@ -637,12 +675,12 @@ def get(client, url):
             before, ["the code run when the step gives up reads `partial`, set by the attempt"]
         )
 
-    def test_a_run_time_budget_is_named_as_written(self) -> None:
+    def test_a_run_time_budget_with_a_run_time_wait_is_refused(self) -> None:
         before = """\
 import time
 
 
-def get(client, url, deadline=30):
+def get(client, url, deadline=30, delay=2):
     start = time.monotonic()
     while True:
         try:
@@ -650,11 +688,14 @@ def get(client, url, deadline=30):
         except OSError:
             if time.monotonic() - start > deadline:
                 raise
-            time.sleep(3)
+            time.sleep(delay)
 """
         self.assertUnchanged(
             before,
-            ["the time budget `time.monotonic() - start > deadline` comes with run-time values"],
+            [
+                "the time budget `time.monotonic() - start > deadline` comes with a wait or a"
+                " count known at run time"
+            ],
         )
 
     def test_a_delay_read_from_a_call_says_so(self) -> None:
