@@ -138,10 +138,11 @@ class LoopPolicy(LoopScope):
             # tested after the wait: the legacy loop retried while elapsed + W <= B, as
             # max_elapsed=B does, but it waited once more before giving up
             policy.max_elapsed = limit
-            return [*notes,
+            return [
+                *notes,
                 f"the time budget {shown} became max_elapsed={limit_shown}, counted from the first"
                 f" attempt; the legacy code waited {wait:g}s more before giving up, the step"
-                " gives up at once"
+                " gives up at once",
             ]
         policy.max_elapsed = limit + wait
         total = policy.sources["max_elapsed"] if limit_varies else f"{limit + wait:g}"
@@ -149,7 +150,7 @@ class LoopPolicy(LoopScope):
             *notes,
             f"the time budget {shown} became max_elapsed={total} (the budget plus"
             f" the {wait:g}s wait: RetryPolicy stops before a wait that would pass it), counted"
-            " from the first attempt"
+            " from the first attempt",
         ]
 
     def _engine_reason(
