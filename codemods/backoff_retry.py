@@ -168,7 +168,9 @@ class BackoffCodemod(DecoratorCodemod):
         """``backoff.on_exception(...)(fn)``: the step made of ``fn``; a ``fn`` the enclosing
         function's callers pass in is a retry engine."""
         inner = original_node.func
-        if not isinstance(inner, cst.Call) or self._call_rewrite(inner) is None:
+        if not isinstance(inner, cst.Call) or isinstance(inner.func, cst.Call):
+            return updated_node  # `on_exception(...)(f)(x)`: the site is `on_exception(...)(f)`
+        if self._call_rewrite(inner) is None:
             return updated_node
         first = original_node.args[0].value if original_node.args else None
         passed = self.enclosing_parameters()

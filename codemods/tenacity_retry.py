@@ -222,8 +222,8 @@ class TenacityCodemod(TenacityHooks):
     # -- call forms: retry(...)(fn), Retrying(...)(fn, *args), deco = retry(...) ------
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         inner = original_node.func
-        if not isinstance(inner, cst.Call):
-            return updated_node
+        if not isinstance(inner, cst.Call) or isinstance(inner.func, cst.Call):
+            return updated_node  # `retry(...)(f)(x)`: the site is `retry(...)(f)`
         name = self.call_name(inner, LIB)
         if name not in ("retry", "Retrying"):
             return updated_node
