@@ -44,6 +44,7 @@ from ._loop_shapes import (
     _names_read_in,
     _reraises_only,
     _walk_all,
+    tidy_handler,
 )
 from ._loop_simulation import (
     Skip,
@@ -699,14 +700,16 @@ class LoopHandlers(LoopPolicy):
 
     def _clause_wrapper(self, plan: _Plan, inner: str, tail: list[Any]) -> cst.Try:
         """``try: <call the step> except ...:`` with the legacy handlers' give-up code."""
-        handlers = [
-            cst.ExceptHandler(
-                body=cst.IndentedBlock(body=body or [cst.SimpleStatementLine([cst.Pass()])]),
-                type=cst.parse_expression(types) if types is not None else None,
-                name=cst.AsName(name=cst.Name(as_)) if as_ else None,
+        handlers = []
+        for types, as_, body in plan.clauses:
+            body, as_ = tidy_handler(list(body), as_)
+            handlers.append(
+                cst.ExceptHandler(
+                    body=cst.IndentedBlock(body=body),
+                    type=cst.parse_expression(types) if types is not None else None,
+                    name=cst.AsName(name=cst.Name(as_)) if as_ else None,
+                )
             )
-            for types, as_, body in plan.clauses
-        ]
         wrapper = cst.Try(
             body=cst.IndentedBlock(body=[cst.parse_statement(inner)]), handlers=handlers
         )

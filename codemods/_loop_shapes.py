@@ -1022,3 +1022,25 @@ def _read_in(name: str, stmts: Sequence[cst.CSTNode]) -> bool:
                 )
                 stores += sum(1 for e in elements if isinstance(e, cst.Name) and e.value == name)
     return uses > stores
+
+
+def tidy_handler(body: list[Any], as_name: str | None) -> tuple[list[Any], str | None]:
+    """A handler written at the call site, as a team would write it: without a trailing
+    ``pass`` after other statements, and without ``as e`` when its body no longer reads
+    ``e`` (the log that read it went into the policy)."""
+    if not body:
+        body = [cst.SimpleStatementLine([cst.Pass()])]
+    if len(body) > 1 and _is_pass(body[-1]):
+        body = body[:-1]
+    if as_name and as_name not in _names_read_in(body):
+        as_name = None
+    return body, as_name
+
+
+def _is_pass(stmt: cst.CSTNode) -> bool:
+    """``pass`` alone on its line."""
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Pass)
+    )

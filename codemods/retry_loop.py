@@ -96,6 +96,7 @@ from ._loop_shapes import (
     _walk_all,
     _walk_own,
     _without_final_break,
+    tidy_handler,
 )
 from ._loop_simulation import (
     Skip,
@@ -404,12 +405,12 @@ class RetryLoopCodemod(LoopResults):
         handlers = []
         if plan.give_up:
             handlers.append(f"except {_types_src(plan.give_up)}:\n    raise\n")
-        as_part = f" as {plan.wrapper_as}" if plan.wrapper_as else ""
+        body, as_name = tidy_handler(list(plan.wrapper_body), plan.wrapper_as)
+        as_part = f" as {as_name}" if as_name else ""
         handlers.append(f"except {_types_src(plan.retry_types)}{as_part}:\n    pass\n")
         template = cst.parse_statement(f"try:\n    {inner}" + "".join(handlers))
         assert isinstance(template, cst.Try)
         last = template.handlers[-1]
-        body = list(plan.wrapper_body) or [cst.SimpleStatementLine([cst.Pass()])]
         last = last.with_changes(body=last.body.with_changes(body=body))
         wrapper = template.with_changes(handlers=[*template.handlers[:-1], last])
         if tail:

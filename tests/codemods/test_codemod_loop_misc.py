@@ -86,7 +86,6 @@ def fetch(opener, url, tries=4, retry_missing=False):
     except OSError as e:
         if (e.getcode() == 404 and not retry_missing):
             return ""
-        pass
     return ""
 """
         self.assertCodemod(before, after)
@@ -138,6 +137,54 @@ def get(client, url, fatal=True):
         self.assertCodemod(before, after)
         _, sites = transform_source(before)
         assert any("now handled there" in n for n in sites[0].notes), sites
+
+    def test_the_call_site_handler_is_tidy(self) -> None:
+        """No trailing ``pass`` after other statements, no ``as e`` the handler no longer
+        reads (its log went into the policy)."""
+        before = """\
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def get(client, url):
+    for attempt in range(3):
+        try:
+            return client.get(url).json()
+        except OSError as e:
+            log.warning("failed: %s", e)
+            time.sleep(1)
+    return None
+"""
+        after = """\
+import logging
+
+from toolkit import RetryPolicy, step
+
+log = logging.getLogger(__name__)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(OSError,),
+    )
+)
+def _json_step(client, url):
+    return client.get(url).json()
+
+
+def get(client, url):
+    try:
+        return _json_step(client, url)
+    except OSError:
+        pass
+    return None
+"""
+        self.assertCodemod(before, after)
 
     def test_a_time_budget_from_a_parameter(self) -> None:
         """``if monotonic() - start > deadline: raise`` before a constant wait: the budget
