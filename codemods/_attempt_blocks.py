@@ -9,12 +9,19 @@ the block's body becomes the function's body. Anything else is refused with the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libcst as cst
 
 from ._base import is_docstring
-from ._decorators import NotRewritten
+from ._decorators import Kept, NotRewritten
+from ._policy import AmbiguousTypes, Policy, check_types
+
+if TYPE_CHECKING:
+    from ._decorators import DecoratorCodemod
+
+#: what reading a block gives: the new body's maker, the policy, its notes
+BlockRead = tuple[Callable[[cst.FunctionDef], list[Any]], Policy, list[str]]
 
 
 def attempt_block(
@@ -68,4 +75,32 @@ def attempt_block(
     return rewrite
 
 
-__all__ = ["attempt_block"]
+def block_to_step(
+    codemod: DecoratorCodemod,
+    block: cst.For,
+    updated: cst.FunctionDef,
+    index: int,
+    read: Callable[[], BlockRead],
+    label: str,
+) -> cst.FunctionDef | None:
+    """The function made a step from its attempt block ``block`` (statement ``index``),
+    recorded as rewritten; ``None`` when ``read`` refuses it (recorded with the reason)."""
+    try:
+        rewrite, policy, notes = read()
+        check_types(policy.retry_on)
+        check_types(policy.give_up_on)
+    except (Kept, NotRewritten, AmbiguousTypes) as exc:
+        codemod.record(block, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
+        return None
+    codemod.record(
+        block, "rewritten", f"{label} block: the function became a step", notes, policy.summary()
+    )
+    codemod.changed = True
+    new_body = [*list(updated.body.body)[:index], *rewrite(updated)]
+    return updated.with_changes(
+        body=updated.body.with_changes(body=new_body),
+        decorators=[*updated.decorators, codemod.decorator_for(policy)],
+    )
+
+
+__all__ = ["attempt_block", "block_to_step"]

@@ -139,6 +139,16 @@ class DecoratorCodemod(DurableCodemod):
                 names.add(star.name.value)
         return names
 
+    def engine_reason(self, what: str, target: cst.BaseExpression | None) -> str | None:
+        """Why a call form that retries ``target`` stays: ``target`` is a parameter of the
+        enclosing function, a function its callers pass in (a retry engine); else None."""
+        if not (isinstance(target, cst.Name) and target.value in self.enclosing_parameters()):
+            return None
+        return (
+            f"a retry engine: {what} retries `{target.value}`, which its callers pass in (a"
+            " parameter of the enclosing function): make the functions they pass steps instead"
+        )
+
     def step_call(
         self, node: cst.CSTNode, rewrite: Callable[[], Rewrite], what: str
     ) -> cst.Call | None:

@@ -20,8 +20,12 @@ import libcst as cst
 
 from . import _evaluate as ev
 
-
 #: builtins a test may call without acting on anything
+_PURE_CALLS = frozenset(
+    {"isinstance", "issubclass", "getattr", "hasattr", "len", "str", "repr", "int", "any", "all"}
+)
+
+
 def _pure_call(node: ast.Call, as_name: str) -> bool:
     """A call a retry decision may make again without acting: a builtin of
     :data:`_PURE_CALLS`, or a getter of the exception itself without arguments
@@ -37,11 +41,6 @@ def _pure_call(node: ast.Call, as_name: str) -> bool:
         and not node.args
         and not node.keywords
     )
-
-
-_PURE_CALLS = frozenset(
-    {"isinstance", "issubclass", "getattr", "hasattr", "len", "str", "repr", "int", "any", "all"}
-)
 
 
 class PredicateRefused(ValueError):
@@ -98,12 +97,8 @@ def gives_up(stmts: Sequence[Any], is_log: Callable[[Any], bool]) -> bool:
             return False
     last = stmts[-1]
     if isinstance(last, cst.If):
-        branch: cst.If | cst.Else | None = last
-        while isinstance(branch, cst.If):
-            if not gives_up(branch.body.body, is_log):
-                return False
-            branch = branch.orelse
-        return isinstance(branch, cst.Else) and gives_up(branch.body.body, is_log)
+        bodies, otherwise = _branches(last)
+        return otherwise is not None and all(gives_up(b, is_log) for b in [*bodies, otherwise])
     if not isinstance(last, cst.SimpleStatementLine):
         return False
     smalls = list(last.body)
@@ -112,15 +107,21 @@ def gives_up(stmts: Sequence[Any], is_log: Callable[[Any], bool]) -> bool:
     return all(is_log(s) or isinstance(s, cst.Assign) for s in smalls[:-1])
 
 
+def _branches(stmt: cst.If) -> tuple[list[Sequence[Any]], Sequence[Any] | None]:
+    """The bodies of ``if``/``elif`` branches, and the ``else`` body (None without)."""
+    bodies: list[Sequence[Any]] = []
+    branch: cst.If | cst.Else | None = stmt
+    while isinstance(branch, cst.If):
+        bodies.append(branch.body.body)
+        branch = branch.orelse
+    return bodies, branch.body.body if isinstance(branch, cst.Else) else None
+
+
 def _early_exit(stmt: cst.If, is_log: Callable[[Any], bool]) -> bool:
     """``if a: <give up> elif b: <give up>`` without ``else``: each branch ends the call,
     and when none is taken the statements after it run."""
-    branch: cst.If | cst.Else | None = stmt
-    while isinstance(branch, cst.If):
-        if not gives_up(branch.body.body, is_log):
-            return False
-        branch = branch.orelse
-    return branch is None
+    bodies, otherwise = _branches(stmt)
+    return otherwise is None and all(gives_up(b, is_log) for b in bodies)
 
 
 def _after_continue(stmts: Sequence[Any]) -> list[Any]:

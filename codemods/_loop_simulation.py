@@ -329,17 +329,9 @@ class _Simulation:
             return False
         if not gives_up(list(stmts), self.cm._is_log):
             return False
-        code = self.cm.source_module.code_for_node
         counters = set(self.env) - set(self.cm.constants)
-        for stmt in stmts:
-            branch: cst.If | cst.Else | None = stmt if isinstance(stmt, cst.If) else None
-            while isinstance(branch, cst.If):
-                if ev.names(ev.parse(code(branch.test))) & counters:
-                    return False
-                if _names_read_in([branch.body]) & counters:
-                    return False
-                branch = branch.orelse
-        return True
+        tests_and_branches = [stmt for stmt in stmts if isinstance(stmt, cst.If)]
+        return not _names_read_in(tests_and_branches) & counters
 
     def _builds_its_error(self, stmts: Sequence[cst.BaseStatement]) -> bool:
         """Simple statements that build an error and raise it (``err = Wrapped(...);

@@ -93,6 +93,15 @@ class _DropGuard(cst.CSTTransformer):
         return updated_node
 
 
+#: a RetryCallState attribute path, and the RetryState field it reads instead
+_STATE_FIELDS = {
+    ("attempt_number",): "attempt",
+    ("next_action", "sleep"): "delay",
+    ("upcoming_sleep",): "delay",
+    ("seconds_since_start",): "elapsed",
+}
+
+
 class _ToRetryState(cst.CSTTransformer):
     """A ``before_sleep`` hook's reads of tenacity's RetryCallState, as reads of the
     toolkit.RetryState ``before_retry`` is given (and of the step's context)."""
@@ -120,14 +129,8 @@ class _ToRetryState(cst.CSTTransformer):
         self, original_node: cst.Attribute, updated_node: cst.Attribute
     ) -> cst.BaseExpression:
         chain = self._chain(updated_node)
-        simple = {
-            ("attempt_number",): "attempt",
-            ("next_action", "sleep"): "delay",
-            ("upcoming_sleep",): "delay",
-            ("seconds_since_start",): "elapsed",
-        }
-        if chain is not None and tuple(chain) in simple:
-            return cst.parse_expression(f"{self.param}.{simple[tuple(chain)]}")
+        if chain is not None and tuple(chain) in _STATE_FIELDS:
+            return cst.parse_expression(f"{self.param}.{_STATE_FIELDS[tuple(chain)]}")
         if chain in (["args"], ["kwargs"]):
             if self.current_step == _NO_CALL:  # a Retrying block: tenacity had none
                 return cst.parse_expression("()" if chain == ["args"] else "{}")
@@ -176,9 +179,12 @@ class TenacityHooks(DecoratorCodemod):
             return ""
         return _NO_CALL if self.block_form else self.need_current_step()
 
-    def hook_beside(self, expr: cst.BaseExpression, kept: str) -> tuple[Any, str, str]:
+    def hook_beside(
+        self, expr: cst.BaseExpression, kept: str
+    ) -> tuple[cst.FunctionDef | None, cst.FunctionDef, str]:
         """The one-parameter function ``expr`` names, defined beside the decorator and
-        used only there: ``(its scope, its name, its parameter)``, else :class:`Kept`."""
+        used only there: ``(the function holding it or None for the module, the hook,
+        its parameter)``, else :class:`Kept`."""
         if not isinstance(expr, cst.Name):
             raise Kept(f"{kept}: adapt it by hand")
         name = expr.value
@@ -201,7 +207,7 @@ class TenacityHooks(DecoratorCodemod):
             or hook.asynchronous is not None
         ):
             raise Kept(f"{kept}: `{name}` does not take the state as its one parameter")
-        return scope, name, params.params[0].name.value
+        return scope, hook, params.params[0].name.value
 
     def before_sleep_hook(self, expr: cst.BaseExpression) -> tuple[str, str]:
         """``before_sleep=hook``: tenacity calls it after a failed attempt it retries,
@@ -215,8 +221,8 @@ class TenacityHooks(DecoratorCodemod):
             f"option `before_sleep={shown}` runs {shown} with tenacity's RetryCallState"
             " (before_retry gets a toolkit.RetryState"
         )
-        scope, name, param = self.hook_beside(expr, kept + ")")
-        function = self.function_named(scope, name)
+        scope, function, param = self.hook_beside(expr, kept + ")")
+        name = function.name.value
         self.check_reads(function.body, param, _SLEEP_HOOK_READS, f"{kept}; `{name}`")
         code = self.code(function.body)
         current = self.call_reader(code, param)
@@ -245,8 +251,8 @@ class TenacityHooks(DecoratorCodemod):
             " tenacity's RetryCallState (RetryPolicy.before_retry runs only between attempts,"
             " given a toolkit.RetryState)"
         )
-        scope, name, param = self.hook_beside(expr, kept)
-        hook = self.function_named(scope, name)
+        scope, hook, param = self.hook_beside(expr, kept)
+        name = hook.name.value
         stmts = list(hook.body.body)
         if stmts and is_docstring(stmts[0]):
             stmts = stmts[1:]
@@ -310,8 +316,8 @@ class TenacityHooks(DecoratorCodemod):
             body = expr.body.visit(_ToRetryState(param, current))
             notes.append(f"retry_error_callback reads the toolkit.RetryState `{param}` now")
             return f"lambda {param}: {self.code(cast(cst.BaseExpression, body))}"
-        scope, name, param = self.hook_beside(expr, kept + ")")
-        function = self.function_named(scope, name)
+        scope, function, param = self.hook_beside(expr, kept + ")")
+        name = function.name.value
         self.check_reads(function.body, param, reads, f"{kept}; `{name}`")
         code = self.code(function.body)
         current = self.call_reader(code, param)
@@ -321,10 +327,6 @@ class TenacityHooks(DecoratorCodemod):
             f" `{param}` where it read tenacity's RetryCallState"
         )
         return name
-
-    def function_named(self, scope: cst.FunctionDef | None, name: str) -> cst.FunctionDef:
-        body = scope.body.body if scope is not None else self.source_module.body
-        return next(s for s in body if isinstance(s, cst.FunctionDef) and s.name.value == name)
 
     def check_reads(self, node: cst.CSTNode, param: str, reads: Sequence[str], kept: str) -> None:
         """Raise :class:`Kept` unless ``param`` is read in ``node`` only as ``reads``."""
@@ -336,7 +338,8 @@ class TenacityHooks(DecoratorCodemod):
             raise Kept(f"{kept} reads `{param}` other than as {shown}): adapt it by hand")
 
     def adapt_hooks(self, scope: cst.FunctionDef | None, body: Sequence[Any]) -> list[Any]:
-        """``body`` with the ``before=`` hooks defined in ``scope`` made ``before_retry``."""
+        """``body`` with the hooks of ``hook_rewrites`` defined in ``scope`` adapted: a
+        ``before=`` hook loses its first-attempt guard, the others read a RetryState."""
         hooks = {h.name: h for h in self.hook_rewrites if h.scope is scope}
         out = []
         for stmt in body:

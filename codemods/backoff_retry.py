@@ -173,15 +173,9 @@ class BackoffCodemod(DecoratorCodemod):
         if self._call_rewrite(inner) is None:
             return updated_node
         first = original_node.args[0].value if original_node.args else None
-        passed = self.enclosing_parameters()
-        if isinstance(first, cst.Name) and first.value in passed:
-            self.record(
-                original_node,
-                "skipped",
-                f"a retry engine: backoff retries `{first.value}`, which its callers pass in"
-                " (a parameter of the enclosing function): make the functions they pass steps"
-                " instead",
-            )
+        engine = self.engine_reason("backoff", first)
+        if engine is not None:
+            self.record(original_node, "skipped", engine)
             return updated_node
         made = self._read_call_form(original_node, inner, "backoff.on_exception(...)(fn)")
         return updated_node if made is None else updated_node.with_changes(func=made)
@@ -395,8 +389,9 @@ class BackoffCodemod(DecoratorCodemod):
         the exception; ``RetryPolicy.on_give_up`` gets a ``toolkit.RetryState`` when the
         budget runs out and its value becomes the result. So: no ``giveup=``; a function
         defined here reading only ``details['tries']``, ``['elapsed']``,
-        ``['exception']`` (passed as a dict built from the state); it must raise at its
-        end, else ``raise details['exception']`` is added there (what backoff did next)."""
+        ``['exception']``, ``['args']``, ``['kwargs']`` (passed as a dict built from the
+        state and ``current_step()``); it must raise at its end, else
+        ``raise details['exception']`` is added there (what backoff did next)."""
         handler = self.code(value)
         if not isinstance(value, cst.Name):
             raise Kept(
@@ -404,16 +399,7 @@ class BackoffCodemod(DecoratorCodemod):
                 " RetryPolicy.on_give_up's value would replace it: adapt it by hand"
             )
         name = value.value
-        scopes: list[Any] = [*([self.functions[-2].body] if len(self.functions) > 1 else [])]
-        scopes.append(self.source_module)
-        found: tuple[Any, cst.FunctionDef] | None = None
-        for scope in scopes:
-            defs = [
-                s for s in scope.body if isinstance(s, cst.FunctionDef) and s.name.value == name
-            ]
-            if defs:
-                found = (scope, defs[0]) if len(defs) == 1 else None
-                break
+        found = self._function_beside(name)
         if found is None:
             raise Kept(
                 f"on_giveup={handler} is not one function defined beside it; backoff re-raises"
@@ -523,9 +509,10 @@ class BackoffCodemod(DecoratorCodemod):
             body = self.code(value.body)
             callee = f"({handler})"
         elif isinstance(value, cst.Name):
-            function = self._function_beside(value.value)
-            if function is None:
+            found = self._function_beside(value.value)
+            if found is None:
                 raise Kept(f"on_backoff={handler} is not one function defined beside it")
+            function = found[1]
             if function.decorators or function.asynchronous is not None:
                 raise Kept(f"on_backoff={handler} is decorated or async")
             params = function.params
@@ -562,8 +549,9 @@ class BackoffCodemod(DecoratorCodemod):
         self._details_notes(param, keys, notes)
         return f"lambda state: {callee}({{{self._details(keys)}}})"
 
-    def _function_beside(self, name: str) -> cst.FunctionDef | None:
-        """The one function ``name`` defined in the enclosing function or the module."""
+    def _function_beside(self, name: str) -> tuple[Any, cst.FunctionDef] | None:
+        """The one function ``name`` defined in the function around the decorated one, or
+        else in the module: ``(the body or module holding it, the function)``."""
         scopes: list[Any] = [*([self.functions[-2].body] if len(self.functions) > 1 else [])]
         scopes.append(self.source_module)
         for scope in scopes:
@@ -571,7 +559,7 @@ class BackoffCodemod(DecoratorCodemod):
                 s for s in scope.body if isinstance(s, cst.FunctionDef) and s.name.value == name
             ]
             if defs:
-                return defs[0] if len(defs) == 1 else None
+                return (scope, defs[0]) if len(defs) == 1 else None
         return None
 
     def _keep_name(self, policy: Policy, field: str, value: cst.BaseExpression) -> None:

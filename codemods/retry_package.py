@@ -67,14 +67,9 @@ class RetryPackageCodemod(DecoratorCodemod):
         if function is None:
             self.record(original_node, "kept", "retry_call(...) without the function")
             return updated_node
-        if isinstance(function, cst.Name) and function.value in self.enclosing_parameters():
-            self.record(
-                original_node,
-                "skipped",
-                f"a retry engine: retry_call retries `{function.value}`, which its callers pass"
-                " in (a parameter of the enclosing function): make the functions they pass"
-                " steps instead",
-            )
+        engine = self.engine_reason("retry_call", function)
+        if engine is not None:
+            self.record(original_node, "skipped", engine)
             return updated_node
         policy_args = [
             a for a in original_node.args if a.keyword is not None and a.keyword.value in _PARAMS

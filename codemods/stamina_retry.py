@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import libcst as cst
 
-from ._attempt_blocks import attempt_block
-from ._decorators import DecoratorCodemod, Kept, NotRewritten, Rewrite
-from ._policy import AmbiguousTypes, Policy, check_types, looks_like_class
+from ._attempt_blocks import BlockRead, attempt_block, block_to_step
+from ._decorators import DecoratorCodemod, Kept, Rewrite
+from ._policy import Policy, looks_like_class
 
 LIB = "stamina"
 _OPTIONS = ("on", "attempts", "timeout", "wait_initial", "wait_max", "wait_jitter", "wait_exp_base")
@@ -51,7 +51,9 @@ class StaminaCodemod(DecoratorCodemod):
             if not self._is_context_loop(stmt):
                 continue
             assert isinstance(stmt, cst.For) and isinstance(stmt.iter, cst.Call)
-            try:
+            call = stmt.iter
+
+            def read(stmt: cst.For = stmt, call: cst.Call = call, index: int = index) -> BlockRead:
                 rewrite = attempt_block(
                     original_node,
                     stmt,
@@ -60,24 +62,11 @@ class StaminaCodemod(DecoratorCodemod):
                     "retry_context",
                     "`async for` over retry_context in a sync function, or `for` in an async one",
                 )
-                policy, notes = self.policy(stmt.iter)
-                check_types(policy.retry_on)
-            except (Kept, NotRewritten, AmbiguousTypes) as exc:
-                self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
-                return updated_node
-            self.record(
-                stmt,
-                "rewritten",
-                "retry_context block: the function became a step",
-                notes,
-                policy.summary(),
-            )
-            self.changed = True
-            new_body = [*list(updated_node.body.body)[:index], *rewrite(updated_node)]
-            return updated_node.with_changes(
-                body=updated_node.body.with_changes(body=new_body),
-                decorators=[*updated_node.decorators, self.decorator_for(policy)],
-            )
+                return (rewrite, *self.policy(call))
+
+            made = block_to_step(self, stmt, updated_node, index, read, "retry_context")
+            if made is not None:
+                return made
         codemod = self
 
         class Nested(cst.CSTVisitor):

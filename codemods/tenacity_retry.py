@@ -30,9 +30,9 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import PositionProvider
 
-from ._attempt_blocks import attempt_block
-from ._decorators import Kept, NotRewritten, Rewrite, name_uses
-from ._policy import AmbiguousTypes, Policy, check_types
+from ._attempt_blocks import BlockRead, attempt_block, block_to_step
+from ._decorators import Kept, Rewrite, name_uses
+from ._policy import Policy
 from ._tenacity_hooks import TenacityHooks
 
 LIB = "tenacity"
@@ -325,27 +325,15 @@ class TenacityCodemod(TenacityHooks):
             ):
                 continue
             assert isinstance(stmt.iter, cst.Call)
-            try:
+            call = stmt.iter
+
+            def read(stmt: cst.For = stmt, call: cst.Call = call, index: int = index) -> BlockRead:
                 rewrite = self._retrying_block(original_node, stmt, index)
-                policy, notes = self.policy(stmt.iter, "Retrying(...)")
-                check_types(policy.retry_on)
-                check_types(policy.give_up_on)
-            except (Kept, NotRewritten, AmbiguousTypes) as exc:
-                self.record(stmt, "kept" if isinstance(exc, Kept) else "skipped", str(exc))
-                continue
-            self.record(
-                stmt,
-                "rewritten",
-                "Retrying block: the function became a step",
-                notes,
-                policy.summary(),
-            )
-            self.changed = True
-            new_body = [*list(updated_node.body.body)[:index], *rewrite(updated_node)]
-            return updated_node.with_changes(
-                body=updated_node.body.with_changes(body=new_body),
-                decorators=[*updated_node.decorators, self.decorator_for(policy)],
-            )
+                return (rewrite, *self.policy(call, "Retrying(...)"))
+
+            made = block_to_step(self, stmt, updated_node, index, read, "Retrying")
+            if made is not None:
+                return made
         self._report_nested_blocks(original_node)
         return updated_node
 
