@@ -192,6 +192,14 @@ def _check_outcome(url: str, expected: dict[str, object], workers: Workers, kill
     assert "RecoveryLimitError" not in text
 
 
+# Workers retry a lost connection every second at most, so work resumes about
+# a second after the server is back (measured 0.8-1.2 s, docs/guarantees.md).
+# The bound is not a speed target: it is far below the 11 s a worker waits
+# before taking over a peer's workflows, so passing it proves the workers
+# themselves came back, with room for a loaded CI machine (2.15 s was seen).
+RESUMES_WITHIN = 5.0
+
+
 def _first_success_after(back: float, timeout: float = 30.0) -> float:
     """Seconds from ``back`` (time.time()) to the first effect committed after it."""
     deadline = time.monotonic() + timeout
@@ -242,7 +250,7 @@ def test_workers_ride_out_a_restart(fault, kill, cluster, url, workers):
         workers.spawn(wait_serving=False)
     first = _first_success_after(back)
     print(f"{fault}: first success {first:.3f}s after the database was back")
-    assert first < 2.0
+    assert first < RESUMES_WITHIN, f"work resumed only {first:.1f}s after the database was back"
     _check_outcome(url, expected, workers, killed=1 if kill else 0)
     _terminate_cleanly(workers)
 
@@ -265,7 +273,7 @@ def test_workers_ride_out_a_30_second_outage_with_worker_kills(cluster, url, wor
     back = time.time()
     first = _first_success_after(back)
     print(f"30 s stop: first success {first:.3f}s after the database was back")
-    assert first < 2.0
+    assert first < RESUMES_WITHIN, f"work resumed only {first:.1f}s after the database was back"
     time.sleep(1.0)
     second = workers.procs[1]
     second.send_signal(signal.SIGKILL)  # and one dies after it is back
