@@ -51,6 +51,17 @@ class Site:
         return data
 
 
+#: the retry log a rewritten loop gains: the step logs each retry (toolkit/engine.py)
+LOGGED_NOTE = (
+    "log calls between attempts were dropped: the step logs each retry as a WARNING"
+    " on the `toolkit` logger"
+)
+SILENT_NOTE = (
+    "the step logs each retry as a WARNING on the `toolkit` logger;"
+    " the legacy code retried silently"
+)
+
+
 def sites_of(context: CodemodContext) -> list[Site]:
     """The sites recorded so far in this context (one file)."""
     sites: list[Site] = context.scratch.setdefault(SCRATCH_KEY, [])

@@ -219,6 +219,8 @@ def _negated(test: cst.BaseExpression, code: Callable[[cst.CSTNode], str]) -> st
     """The source of ``not test``, written plainly (``!=`` for ``==``, ``x`` for ``not x``)."""
     if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
         return code(test.expression)
+    if isinstance(test, cst.Name | cst.Attribute | cst.Call | cst.Subscript):
+        return f"not {code(test)}"  # an atom: no parentheses needed
     flips: dict[type, str] = {
         cst.Equal: "!=",
         cst.NotEqual: "==",
@@ -332,6 +334,13 @@ def split_predicate(
                 return block
             return False
 
+        if (
+            isinstance(orelse, cst.Else)
+            and rejects(body) is not False
+            and rejects(else_body) is False
+        ):  # `if <test>: raise / else: <retry>`: the else runs after the `if`, as without it
+            after = [*else_body, *after]
+            stmt, orelse, else_body = stmt.with_changes(orelse=None), None, []
         found: tuple[Predicate, list[Any]] | None = None
         if orelse is None and (reject := rejects(body)) is not False:
             # `if <test>: raise`: retried when the test is false
@@ -501,9 +510,13 @@ def _predicate(test: str, as_name: str | None, reject: list[Any] | bool | None =
 
 
 def negation_of(test: str) -> str:
-    """The source of ``not (test)``, written plainly (``x not in y`` for ``x in y``)."""
+    """The source of ``not (test)``, written plainly (``x not in y`` for ``x in y``), as a
+    whole expression (an ``if`` test, a lambda's body): without outer parentheses."""
     module = cst.Module(body=[])
-    return _negated(cst.parse_expression(test), module.code_for_node)
+    negated = cst.parse_expression(_negated(cst.parse_expression(test), module.code_for_node))
+    if negated.lpar:
+        negated = negated.with_changes(lpar=[], rpar=[])
+    return module.code_for_node(negated)
 
 
 def predicate_of(test: str, as_name: str) -> Predicate:

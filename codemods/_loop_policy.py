@@ -15,6 +15,7 @@ import libcst.matchers as m
 from libcst.metadata import (
     ParentNodeProvider,
     Scope,
+    ScopeProvider,
 )
 
 from . import _evaluate as ev
@@ -35,6 +36,7 @@ from ._loop_shapes import (
     _is_none,
     _last_small_is,
     _names_read_in,
+    _walk_all,
     _walk_own,
     _within,
     loop_header,
@@ -71,15 +73,13 @@ class LoopPolicy(LoopScope):
         if outcome.budget is None:
             return []
         limit, start, clock, waited = outcome.budget
-        shown = f"`{clock} - {start} > {limit:g}`"
+        shown = outcome.budget_shown or f"`{clock} - {start} > {limit:g}`"
         # a limit known only at run time (`> deadline`): written as its source, in the
         # step defined in the function; a number stays a number
         text = outcome.budget_text
         limit_varies = run_time and bool(text) and not _is_number(text)
-        if limit_varies:
-            shown = f"`{clock} - {start} > {text}`"
-            if not _NAME_PATH.fullmatch(text):
-                raise Skip(f"the time budget {shown} comes with run-time values")
+        if limit_varies and not _NAME_PATH.fullmatch(text):
+            raise Skip(f"the time budget {shown} comes with run-time values")
         if run_time and any(f in policy.sources for f in ("initial_delay", "max_attempts")):
             # the wait (or the count) is a stand-in number here: max_elapsed = B + W
             # would be written with it
@@ -114,11 +114,17 @@ class LoopPolicy(LoopScope):
                 and isinstance(stmt.body[0].targets[0].target, cst.Name)
                 and stmt.body[0].targets[0].target.value == start
             ):
-                same = self.source_module.code_for_node(stmt.body[0].value) == clock
+                value = ast.unparse(ev.parse(self.source_module.code_for_node(stmt.body[0].value)))
+                if outcome.budget_deadline:  # `deadline = clock() + B`
+                    same = value in (f"{clock} + {text}", f"{text} + {clock}")
+                else:
+                    same = value == clock
                 setter = stmt if same else None
         if setter is None:
+            wanted = f"`{clock} + {text}`" if outcome.budget_deadline else f"`{clock}`"
             raise Skip(
-                f"the time budget {shown} starts at `{start}`, not set by `{clock}` before the loop"
+                f"the time budget {shown} counts from `{start}`, not set to {wanted} before"
+                " the loop"
             )
         if not self._read_outside(scope, loop, {start}):
             self.remove_stmts.add(setter)  # only the budget read it
@@ -127,10 +133,17 @@ class LoopPolicy(LoopScope):
         if limit_varies:
             policy.runtime.add("max_elapsed")
             policy.sources["max_elapsed"] = text if waited else f"{text} + {wait:g}"
-            notes.append(
-                f"a negative `{text}` at run time made the legacy loop give up after one"
-                " attempt; RetryPolicy raises ValueError for a max_elapsed below 0"
-            )
+            if outcome.exit.kind == "fallthrough":  # `while clock() < deadline:`
+                notes.append(
+                    f"a `{text}` of 0 or below at run time made the legacy loop run no"
+                    " attempt at all; the step runs one (RetryPolicy raises ValueError for"
+                    " a max_elapsed below 0)"
+                )
+            else:
+                notes.append(
+                    f"a negative `{text}` at run time made the legacy loop give up after one"
+                    " attempt; RetryPolicy raises ValueError for a max_elapsed below 0"
+                )
             limit_shown = text
         else:
             limit_shown = f"{limit:g}"
@@ -567,10 +580,14 @@ class LoopPolicy(LoopScope):
         initial, factor, cap, increment = self._fit(outcome)
         sources = {}
         for name in sorted(ev.names(ev.parse(self.source_module.code_for_node(loop_header(loop))))):
-            if self.constants.get(name) == outcome.attempts:
+            if outcome.attempts is not None and self.constants.get(name) == outcome.attempts:
                 sources["max_attempts"] = name
+        fitted = {"initial_delay": initial, "max_delay": cap, "increment": increment}
+        named = self._delay_constants(loop, fitted)
+        sources.update(named)
         return Policy(
             sources=sources,
+            constants=set(named),
             max_attempts=outcome.attempts,
             initial_delay=initial,
             backoff=factor,
@@ -773,6 +790,34 @@ class LoopPolicy(LoopScope):
         if cap is None and (factor or 1.0) > 1 and sources:
             policy.max_delay = math.inf  # growth follows a run-time value: keep it uncapped
         return policy
+
+    def _delay_constants(
+        self, loop: cst.For | cst.While, fitted: dict[str, float | None]
+    ) -> dict[str, str]:
+        """``field -> NAME`` for each delay field whose value is that of exactly one module
+        constant the loop's sleeps read (``time.sleep(PAUSE)``): the policy keeps the name,
+        so a later change of ``PAUSE`` still reaches the step."""
+        scope = self.get_metadata(ScopeProvider, loop, None)
+        read: set[str] = set()
+        for node in _walk_all(loop.body):
+            call = self.is_sleep(node) if isinstance(node, cst.Call | cst.Await) else None
+            if call is not None:
+                read |= {
+                    n.value
+                    for arg in call.args
+                    for n in (arg.value, *_walk_all(arg.value))
+                    if isinstance(n, cst.Name) and n.value in self.constants
+                }
+        if scope is not None:
+            read = {name for name in read if name not in scope.assignments}
+        out: dict[str, str] = {}
+        for field_name, value in fitted.items():
+            if not value:
+                continue
+            names = [name for name in sorted(read) if self.constants[name] == value]
+            if len(names) == 1:
+                out[field_name] = names[0]
+        return out
 
     def _fields(self, outcome: _Outcome) -> tuple[Any, Any, Any, Any, Any]:
         initial, factor, cap, increment = self._fit(outcome)

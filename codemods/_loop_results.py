@@ -46,6 +46,7 @@ from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import FunctionScope, Scope, ScopeProvider
 
 from . import _evaluate as ev
+from ._base import LOGGED_NOTE, SILENT_NOTE
 from ._effects import unserializable_return
 from ._handlers import negation_of
 from ._loop_handlers import LoopHandlers
@@ -362,8 +363,8 @@ class LoopResults(LoopHandlers):
             step_body = [*attempt[:-1], last.with_changes(body=[cst.Return(value=small.value)])]
 
         notes: list[str] = []
-        if any(self._is_log(s) for s in _small_of([*between, *handler_stmts])):
-            notes.append("log calls between attempts were dropped")
+        logged = any(self._is_log(s) for s in _small_of([*between, *handler_stmts]))
+        notes.append(LOGGED_NOTE if logged else SILENT_NOTE)
         if outcome.last_sleep > 0:
             notes.append(
                 f"the legacy code slept {outcome.last_sleep:g}s after its last rejected"

@@ -82,6 +82,15 @@ def _flags_in(test: ast.expr) -> list[str]:
     return found
 
 
+def _is_clock(node: ast.expr) -> bool:
+    """``time.time()``, ``monotonic()``, ``time.perf_counter()``: a clock read."""
+    return (
+        isinstance(node, ast.Call)
+        and not node.args
+        and ast.unparse(node).rsplit(".", 1)[-1] in ("time()", "monotonic()", "perf_counter()")
+    )
+
+
 @dataclass
 class _Exit:
     kind: Literal["reraise", "code", "fallthrough"]
@@ -111,6 +120,10 @@ class _Outcome:
     budget: tuple[float, str, str, bool] | None = None
     #: the budget's limit as the source wrote it (`deadline`, `30`)
     budget_text: str = ""
+    #: the budget's test as written, and the name it counts from: ``start`` (set to the
+    #: clock before the loop) or a deadline (set to the clock plus the limit)
+    budget_shown: str = ""
+    budget_deadline: bool = False
     #: the counters' values when each repair ran, attempt after attempt (by node id)
     repair_values: dict[int, list[dict[str, ev.Number]]] = field(default_factory=dict)
     #: every delay is one draw ``uniform(min_delay, d)``: full jitter, exactly
@@ -192,12 +205,20 @@ class _Simulation:
         self.from_failure: dict[str, cst.BaseExpression] = {}
         self.budget: tuple[float, str, str, bool] | None = None
         self.budget_text = ""
+        self.budget_shown = ""
+        self.budget_deadline = False
+        # how the loop ends when its time budget runs out, when not by re-raising: the
+        # code after the loop (a `while clock() < deadline:` test), or the handler's own
+        # `raise Timeout(...)`
+        self.budget_exit: _Exit | None = None
 
     def run(self) -> _Outcome:
         delays: list[float] = []
         previous: dict[str, ev.Number] | None = None
         n = 0
         endless = isinstance(self.loop, cst.While) and self._is_true_constant(self.loop.test)
+        budget_loop = isinstance(self.loop, cst.While) and self._budget_condition(self.loop.test)
+        endless = endless or budget_loop
         values: range | None = None
         loop_var: str | None = None
         fixed: list[ev.Number] | None = None
@@ -231,7 +252,7 @@ class _Simulation:
                 self.env[loop_var] = values[n]
             else:
                 assert isinstance(self.loop, cst.While)
-                if not self._eval(self.loop.test, "the loop condition"):
+                if not budget_loop and not self._eval(self.loop.test, "the loop condition"):
                     return self._outcome(n, delays, _Exit("fallthrough"))
             n += 1
             self.in_pre = True  # calls here run before every attempt: never a repair
@@ -272,16 +293,26 @@ class _Simulation:
                 # time after the wait just computed (a cap reached now included)
                 delays.append(self.pending)
                 self.exact_delays.append(self.pending_exact)
-                return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+                return self._outcome(None, delays[:_FIT_WINDOW], self._endless_exit())
             previous = snapshot
             if n >= _MAX_SIMULATED:
                 if endless:
-                    return self._outcome(None, delays[:_FIT_WINDOW], _Exit("reraise"))
+                    return self._outcome(None, delays[:_FIT_WINDOW], self._endless_exit())
                 raise Skip(f"more than {_MAX_SIMULATED} attempts")
+
+    def _endless_exit(self) -> _Exit:
+        """How a loop without an attempt limit ends: by its time budget's own way out,
+        else by re-raising the last failure."""
+        return self.budget_exit or _Exit("reraise")
 
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
             raise Skip("the loop never runs")
+        if attempts is not None and self.budget_exit is not None:
+            raise Skip(
+                f"the loop ends one way when its time budget {self.budget_shown} runs out"
+                " and another when its attempts do"
+            )
         jitter, width = self.jitter or self.split_jitter, 0.0
         full, low = False, 0.0
         pure = [d for d in self.draws if d is not None]
@@ -319,6 +350,8 @@ class _Simulation:
             discrete=self.discrete,
             budget=self.budget,
             budget_text=self.budget_text,
+            budget_shown=self.budget_shown,
+            budget_deadline=self.budget_deadline,
         )
 
     def _gives_up_apart(self, stmts: Sequence[cst.BaseStatement]) -> bool:
@@ -435,9 +468,9 @@ class _Simulation:
         return test if sleeps == 1 else None
 
     def _budget_test(self, stmt: cst.If) -> bool:
-        """``if clock() - start > B: raise`` (``>=`` too), re-raising the failure: a time
-        budget checked after each failure, before the wait. Recorded, never taken."""
-        code = self.cm.source_module.code_for_node
+        """``if <budget spent>: raise`` in a handler (``clock() - start > B``, ``clock() >
+        deadline``; ``>=`` too): a time budget checked after each failure, before the wait.
+        ``raise Timeout(...)`` there is how the loop gives up. Recorded, never taken."""
         if stmt.orelse is not None or len(stmt.body.body) != 1:
             return False
         only = stmt.body.body[0]
@@ -447,31 +480,90 @@ class _Simulation:
             and isinstance(only.body[0], cst.Raise)
         ):
             return False
+        if not self._record_budget(stmt.test, spent=True):
+            return False
         exc = only.body[0].exc
         if exc is not None and not (isinstance(exc, cst.Name) and exc.value == self.as_name):
-            return False
-        test = ev.parse(code(stmt.test))
-        if not (
-            isinstance(test, ast.Compare)
-            and len(test.ops) == 1
-            and isinstance(test.ops[0], ast.Gt | ast.GtE)
-            and isinstance(test.left, ast.BinOp)
-            and isinstance(test.left.op, ast.Sub)
-            and isinstance(test.left.left, ast.Call)
-            and not test.left.left.args
-            and isinstance(test.left.right, ast.Name)
-        ):
-            return False
-        clock = ast.unparse(test.left.left)
-        if clock.rsplit(".", 1)[-1] not in ("time()", "monotonic()", "perf_counter()"):
-            return False
-        limit = self._eval_source(ast.unparse(test.comparators[0]), "the time budget")
-        budget = (float(limit), test.left.right.id, clock, self.sleeps_now > 0)
-        if self.budget is not None and self.budget != budget:
-            raise Skip("the handler checks two time budgets")
-        self.budget = budget
-        self.budget_text = ast.unparse(test.comparators[0])
+            self.budget_exit = _Exit("code", [only])  # `raise TimeoutError(...)`
         return True
+
+    def _budget_condition(self, test: cst.BaseExpression) -> bool:
+        """``while clock() < deadline:`` (``clock() - start < B``): a time budget checked
+        after each wait, before the next attempt; the code after the loop is how it gives
+        up."""
+        if not self._record_budget(test, spent=False, waited=True):
+            return False
+        self.budget_exit = _Exit("fallthrough")
+        return True
+
+    def _record_budget(self, node: cst.BaseExpression, spent: bool, waited: bool = False) -> bool:
+        code = self.cm.source_module.code_for_node
+        test = ev.parse(code(node))
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+            return False
+        left, op, right = test.left, test.ops[0], test.comparators[0]
+        if isinstance(op, ast.Lt | ast.LtE):  # `deadline < clock()`: `clock() > deadline`
+            left, right = right, left
+            op = ast.Gt() if isinstance(op, ast.Lt) else ast.GtE()
+        elif not isinstance(op, ast.Gt | ast.GtE):
+            return False
+        if not spent:  # the budget left: `clock() < deadline` is `deadline > clock()`
+            left, right = right, left
+        deadline = False
+        if (
+            isinstance(left, ast.BinOp)
+            and isinstance(left.op, ast.Sub)
+            and _is_clock(left.left)
+            and isinstance(left.right, ast.Name)
+        ):
+            clock, start, limit_text = ast.unparse(left.left), left.right.id, ast.unparse(right)
+        elif _is_clock(left) and isinstance(right, ast.Name):
+            clock, start = ast.unparse(left), right.id
+            found = self._deadline_limit(start, clock)
+            if found is None:
+                return False
+            limit_text, deadline = found, True
+        else:
+            return False
+        limit = self._eval_source(limit_text, "the time budget")
+        budget = (float(limit), start, clock, waited or self.sleeps_now > 0)
+        if self.budget is not None and self.budget != budget:
+            raise Skip("the loop checks two time budgets")
+        self.budget = budget
+        self.budget_text = limit_text
+        self.budget_shown = f"`{code(node)}`"
+        self.budget_deadline = deadline
+        return True
+
+    def _deadline_limit(self, name: str, clock: str) -> str | None:
+        """``B`` of ``name = clock() + B`` (or ``B + clock()``), the last assignment of
+        ``name`` before the loop, as source."""
+        loop = self.cm._current_loop
+        if loop is None:
+            return None
+        code = self.cm.source_module.code_for_node
+        found: str | None = None
+        for stmt in self.cm._block_of(loop):
+            if stmt is loop:
+                break
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not (
+                isinstance(small, cst.Assign)
+                and len(small.targets) == 1
+                and isinstance(small.targets[0].target, cst.Name)
+                and small.targets[0].target.value == name
+            ):
+                continue
+            value = ev.parse(code(small.value))
+            found = None
+            if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+                if ast.unparse(value.left) == clock:
+                    found = ast.unparse(value.right)
+                elif ast.unparse(value.right) == clock:
+                    found = ast.unparse(value.left)
+        return found
 
     def _draw(self, source: str, what: str) -> _Draw:
         """Read one delay expression: its upper bound, and its exact random parts."""

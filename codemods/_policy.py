@@ -50,6 +50,8 @@ class Policy:
     sources: dict[str, str] = field(default_factory=dict)
     #: the fields whose source is known only at run time (their numbers are stand-ins)
     runtime: set[str] = field(default_factory=set)
+    #: the fields whose source names a module constant: their numbers are exact
+    constants: set[str] = field(default_factory=set)
 
     def to_call(self, policy_name: str = "RetryPolicy") -> cst.Call:
         """Build ``RetryPolicy(...)``; every field a reader needs is explicit."""
@@ -68,16 +70,22 @@ class Policy:
                 max_delay = largest if largest is not None else math.inf
         if max_delay is None and self.increment and self.backoff <= 1:
             largest = self.largest_delay()
-            if any(k in src for k in ("max_attempts", "initial_delay", "increment")):
+            if any(
+                k in src and k not in self.constants
+                for k in ("max_attempts", "initial_delay", "increment")
+            ):
                 largest = None  # grows with a run-time value: keep it uncapped
             if largest is None or largest > DEFAULT_MAX_DELAY:
                 max_delay = largest if largest is not None else math.inf
         if max_delay is None and self.backoff <= 1:
             # a constant delay above the default cap would be refused by RetryPolicy
-            if "initial_delay" in src:
+            if "initial_delay" in src and "initial_delay" not in self.constants:
                 max_delay = math.inf
             elif self.initial_delay > DEFAULT_MAX_DELAY:
                 max_delay = self.initial_delay
+                if "initial_delay" in src:  # the cap follows the constant
+                    args.append(f"max_delay={src['initial_delay']}")
+                    max_delay = None
         if "max_delay" in src:
             args.append(f"max_delay={src['max_delay']}")
         elif max_delay is not None and max_delay != DEFAULT_MAX_DELAY:

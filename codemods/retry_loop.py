@@ -39,7 +39,7 @@ from libcst.metadata import (
 )
 
 from . import _evaluate as ev
-from ._base import is_docstring, module_constants
+from ._base import LOGGED_NOTE, SILENT_NOTE, is_docstring, module_constants
 from ._effects import unserializable_return
 from ._handlers import (
     gives_up,
@@ -77,6 +77,7 @@ from ._loop_shapes import (
     _flow_reason,
     _following,
     _is_counter_bump,
+    _last_small_is,
     _names_read_in,
     _nested_try_reason,
     _private_name,
@@ -527,6 +528,10 @@ class RetryLoopCodemod(LoopResults):
         # `finally: cleanup` after every attempt: it closes the step's body
         final: list[Any] = list(try_.finalbody.body.body) if try_.finalbody else []
         style = _success_style(try_)
+        if style is None and _break_after(try_, post):
+            # `try: x = call() / except E: ...; continue` then `break`: the break is the
+            # attempt's success, as `else: break` would be
+            style, post = "break", []
         sim_loop: cst.For | cst.While = loop
         func_scope = self.get_metadata(ScopeProvider, func.body, None)
         success_flag = (
@@ -784,8 +789,7 @@ class RetryLoopCodemod(LoopResults):
                     f" `{unbound[0]}`, set by the attempt: when an attempt fails before setting"
                     " it, the legacy handler raises UnboundLocalError (the step would retry)"
                 )
-        if logged:
-            notes.append("log calls between attempts were dropped")
+        notes.append(LOGGED_NOTE if logged else SILENT_NOTE)
         if outcome.last_sleep > 0 and outcome.attempts is not None:
             slept = "once more" if symbols else f"{outcome.last_sleep:g}s"
             notes.append(
@@ -1091,6 +1095,24 @@ class RetryLoopCodemod(LoopResults):
 
 
 __all__ = ["RetryLoopCodemod"]
+
+
+def _break_after(try_: cst.Try, post: Sequence[Any]) -> bool:
+    """Only ``break`` follows the try, and every handler ends with ``continue`` or
+    ``raise``: the attempt's success is what reaches the ``break``."""
+    if len(post) != 1 or not _last_small_is(post[0], cst.Break) or not try_.handlers:
+        return False
+    if len(post[0].body) != 1 or try_.finalbody is not None:
+        return False
+    return all(
+        h.body.body
+        and (
+            _last_small_is(h.body.body[-1], cst.Continue)
+            or _last_small_is(h.body.body[-1], cst.Raise)
+        )
+        for h in try_.handlers
+        if isinstance(h.body, cst.IndentedBlock)
+    ) and all(isinstance(h.body, cst.IndentedBlock) for h in try_.handlers)
 
 
 def _plain_names_read(node: cst.CSTNode) -> set[str]:

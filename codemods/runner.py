@@ -28,6 +28,7 @@ from libcst.codemod import CodemodContext
 
 from . import CODEMODS
 from ._base import Site, sites_of
+from ._unfollowed import unfollowed_sites
 from ._use_sites import ProjectIndex, build_index, find_uses
 from .project_retry import (
     EARLIER_SITES,
@@ -151,6 +152,8 @@ def transform_source(
             stage_sites = [_with_lines(s, lines) for s in stage_sites]
         sites.extend(stage_sites)
         code = module.code
+    if "retry-loop" in selectors:
+        sites.extend(unfollowed_sites(source, filename, sites))
     sites.sort(key=lambda s: (s.line, s.selector))
     return code, sites
 

@@ -157,7 +157,8 @@ def apply_decisions(
             )
         else:
             refusal = h.refusal or "no codemod handles this shape"
-            out.append(
-                replace(h, fix=replace(h.fix, automatic=False), refusal=refusal, removable_lines=0)
-            )
+            fix = replace(h.fix, automatic=False)
+            if fix.kind == "codemod":  # never name a codemod that does not report the site
+                fix = Fix("manual", "@step", False, f"by hand: no codemod reports it ({refusal})")
+            out.append(replace(h, fix=fix, refusal=refusal, removable_lines=0))
     return out

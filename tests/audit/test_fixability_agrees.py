@@ -15,6 +15,7 @@ import pytest
 
 from codemods import decide
 from codemods.audit.fixability import RETRY_KINDS, apply_decisions
+from codemods.audit.model import Kind
 from codemods.audit.pyscan import scan_python
 
 HERE = Path(__file__).parent
@@ -56,10 +57,15 @@ def test_the_corpus_is_not_empty() -> None:
 def test_audit_and_codemods_agree(name: str, source: str) -> None:
     scanned = scan_python("sample.py", source.encode())
     hotspots = apply_decisions(scanned.hotspots, scanned.text, "sample.py", scanned.tree)
-    rewritten = [s for s in decide(source, "sample.py") if s.action == "rewritten"]
+    sites = decide(source, "sample.py")
+    rewritten = [s for s in sites if s.action == "rewritten"]
     for h in hotspots:
         if h.kind not in RETRY_KINDS:
             continue
+        if h.kind is Kind.RETRY_LOOP or h.fix.kind == "codemod":
+            assert any(
+                s.line <= h.end_line and max(s.end_line, s.line) >= h.start_line for s in sites
+            ), (name, h.start_line, h.pattern, h.fix, "reported by the audit, not by the codemod")
         overlapping = [
             s for s in rewritten if s.line <= h.end_line and max(s.end_line, s.line) >= h.start_line
         ]

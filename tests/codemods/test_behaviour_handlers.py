@@ -452,6 +452,62 @@ case(
 )
 
 
+case(
+    "a_rejection_in_the_if_and_the_wait_in_its_else",
+    """
+    import time
+
+    def fetch(dep):
+        for attempt in range(4):
+            try:
+                return dep.call()
+            except Status as err:
+                if err.status == 404:
+                    raise
+                else:
+                    time.sleep(1)
+        raise Domain("gave up")
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [
+        [],
+        [Status(500)],
+        [Status(500), Status(404)],
+        [Status(500), Status(502), Status(503), Status(504)],
+    ],
+)
+
+
+case(
+    "success_is_the_break_after_the_try",
+    """
+    import time
+
+    PAUSE = 0.5
+
+    def fetch(dep):
+        for attempt in range(3):
+            try:
+                result = dep.call()
+            except ConnectionError:
+                time.sleep(PAUSE)
+                continue
+            break
+        else:
+            raise Domain("no answer")
+        return result
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [
+        [],
+        [C("a")],
+        [C("a"), C("b")],
+        [C("a"), C("b"), C("c")],
+        [KeyError("not retried")],
+    ],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

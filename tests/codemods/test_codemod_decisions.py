@@ -61,3 +61,48 @@ def test_nested_calls_of_one_retry_construct_are_one_site() -> None:
     )
     (site,) = decide(source)
     assert site.action == "kept" and site.line == 5
+
+
+POLL_THAT_RETRIES = """\
+import time
+
+
+def wait_for_job(client, job_id):
+    while True:
+        try:
+            state = client.status(job_id)
+        except ConnectionError:
+            time.sleep(5)
+            continue
+        if state == "done":
+            return state
+        time.sleep(5)
+"""
+
+READINESS_POLL = """\
+import time
+
+
+def wait_ready(service):
+    while not service.ready():
+        time.sleep(1)
+"""
+
+
+def test_a_retry_loop_the_codemod_does_not_follow_is_listed_with_the_audits_reading() -> None:
+    (site,) = decide(POLL_THAT_RETRIES, "jobs.py")
+    assert (site.selector, site.action) == ("retry-loop", "skipped")
+    assert (site.line, site.end_line) == (5, 13)
+    assert site.reason.startswith("a `while True` loop that retries, in a shape the codemod")
+    assert site.reason.endswith("migrate it by hand (a @step with a RetryPolicy)")
+
+
+def test_a_readiness_poll_is_not_a_retry_site() -> None:
+    assert decide(READINESS_POLL, "ready.py") == []
+
+
+def test_unfollowed_loops_are_retry_loop_sites_only() -> None:
+    from codemods.runner import transform_source
+
+    code, sites = transform_source(POLL_THAT_RETRIES, selectors=("tenacity",))
+    assert (code, sites) == (POLL_THAT_RETRIES, [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from codemods._base import SILENT_NOTE
 from codemods.retry_loop import RetryLoopCodemod
 from codemods.testing import DurableCodemodTest
 
@@ -119,7 +120,7 @@ def fetch(client):
         self.assertIn("min_delay=0.5", code)
         self.assertIn("full_jitter=True", code)
         self.assertEqual(sites[0].action, "rewritten")
-        self.assertEqual(sites[0].notes, ())
+        self.assertEqual(sites[0].notes, (SILENT_NOTE,))
 
     def test_jitter_drawn_from_a_floor_above_the_delay_is_not_full_jitter(self) -> None:
         before = """\
@@ -464,3 +465,83 @@ def fetch(client):
                 " that change: max_elapsed counts the wait, the legacy test did not"
             ],
         )
+
+
+class TestModuleConstantDelays(DurableCodemodTest):
+    """A delay read from a module constant keeps the constant's name in the policy."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_the_policy_names_the_constants_the_sleep_reads(self) -> None:
+        before = """\
+import time
+
+RETRY_PAUSE = 0.5
+MAX_PAUSE = 4
+
+
+def fetch(store, key):
+    for attempt in range(6):
+        try:
+            return store.get(key)
+        except ConnectionError:
+            if attempt == 5:
+                raise
+            time.sleep(min(RETRY_PAUSE * 2**attempt, MAX_PAUSE))
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+RETRY_PAUSE = 0.5
+MAX_PAUSE = 4
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=6,
+        initial_delay=RETRY_PAUSE,
+        backoff=2.0,
+        max_delay=MAX_PAUSE,
+        retry_on=(ConnectionError,),
+    )
+)
+def fetch(store, key):
+    return store.get(key)
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_constant_wait_above_the_default_cap_caps_at_the_constant(self) -> None:
+        before = """\
+import time
+
+PAUSE = 90
+
+
+def fetch(store, key):
+    for attempt in range(3):
+        try:
+            return store.get(key)
+        except ConnectionError:
+            if attempt == 2:
+                raise
+            time.sleep(PAUSE)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+PAUSE = 90
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=PAUSE,
+        backoff=1.0,
+        max_delay=PAUSE,
+        retry_on=(ConnectionError,),
+    )
+)
+def fetch(store, key):
+    return store.get(key)
+"""
+        self.assertCodemod(before, after)

@@ -605,7 +605,7 @@ def read(dep, missing_ok):
         out, sites = transform_source(source)
         assert sites[0].action == "rewritten", sites
         assert "retry_if=lambda e: not (e.status == 404 and missing_ok)" in out
-        assert '        if (e.status == 404 and missing_ok):\n            return ""\n' in out
+        assert '        if e.status == 404 and missing_ok:\n            return ""\n' in out
 
     def test_repairs_read_the_exception_and_the_attempt(self) -> None:
         source = """\
@@ -1119,5 +1119,55 @@ def fix(chain, query):
     except Exception:
         pass
     raise ValueError("the query is invalid")
+"""
+        self.assertCodemod(before, after)
+
+
+class TestRejectionInTheIfRetryInItsElse(DurableCodemodTest):
+    """``if <test>: raise / else: <wait>``: the else runs after the ``if``, as without it;
+    the test is the predicate, and the call site still raises what it rejects."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_the_else_branch_is_the_retry(self) -> None:
+        before = """\
+import time
+
+
+def fetch(store, key):
+    for attempt in range(4):
+        try:
+            return store.get(key)
+        except LookupError as err:
+            if err.args and err.args[0] == "gone":
+                raise
+            else:
+                time.sleep(1)
+    raise TimeoutError(key)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(LookupError,),
+        retry_if=lambda err: not (err.args and err.args[0] == "gone"),
+    )
+)
+def _get_step(store, key):
+    return store.get(key)
+
+
+def fetch(store, key):
+    try:
+        return _get_step(store, key)
+    except LookupError as err:
+        if err.args and err.args[0] == "gone":
+            raise
+    raise TimeoutError(key)
 """
         self.assertCodemod(before, after)

@@ -84,7 +84,7 @@ def fetch(opener, url, tries=4, retry_missing=False):
     try:
         return _read_step()
     except OSError as e:
-        if (e.getcode() == 404 and not retry_missing):
+        if e.getcode() == 404 and not retry_missing:
             return ""
     return ""
 """
@@ -768,3 +768,69 @@ def fetch(client, url):
                 " (a run-time value is read from a name or an attribute only)"
             ],
         )
+
+
+class TestBreakAfterTheTry(DurableCodemodTest):
+    """``try: x = call() / except E: wait; continue`` then ``break``: the break is the
+    attempt's success; a handler that falls through to it is not a retry."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_the_break_after_the_try_is_the_success(self) -> None:
+        before = """\
+import time
+
+
+def fetch(store, key):
+    for attempt in range(3):
+        try:
+            value = store.get(key)
+        except ConnectionError:
+            time.sleep(2)
+            continue
+        break
+    else:
+        raise TimeoutError(key)
+    return value
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=3,
+        initial_delay=2.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def _get_step(store, key):
+    value = store.get(key)
+    return value
+
+
+def fetch(store, key):
+    try:
+        value = _get_step(store, key)
+    except ConnectionError:
+        raise TimeoutError(key)
+    return value
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_handler_falling_through_to_the_break_is_no_retry(self) -> None:
+        before = """\
+import time
+
+
+def fetch(store, key):
+    for attempt in range(3):
+        try:
+            value = store.get(key)
+        except ConnectionError:
+            time.sleep(2)
+        break
+    return value
+"""
+        self.assertCodemod(before, before)
