@@ -687,6 +687,13 @@ class LoopPolicy(LoopScope):
             policy = self._symbolic_policy_at(simulate, symbols, retry_on, give_up, {})
         except Skip as uniform:
             text = str(uniform)
+            if text.startswith("sleep is not a backoff: delays"):
+                # the delays shown would be those of stand-in values: name the values instead
+                shown = ", ".join(f"`{name}`" for name in sorted(numeric)) or "run-time values"
+                raise Skip(
+                    f"sleep is not a backoff: with {shown} known only at run time, the delays"
+                    " follow no constant, exponential or linear law"
+                ) from None
             if len(numeric) < 2 or not (
                 "in a way a policy cannot express" in text or "depends on both" in text
             ):

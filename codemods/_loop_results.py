@@ -38,6 +38,7 @@ left it at once.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -183,6 +184,7 @@ class LoopResults(LoopHandlers):
 
         # machinery: counter bumps first in the body, the loop variable, the code between
         # attempts; the attempt: the rest before the decision
+        setup_notes: list[str] = []
         pre: list[Any] = []
         attempt: list[Any] = list(stmts[:index])
         while attempt and _is_counter_bump(attempt[0]):
@@ -193,9 +195,23 @@ class LoopResults(LoopHandlers):
             if attempt:
                 raise Skip("the loop runs code before the try that is not a counter")
             attempt = self._attempt_in_try(inside, decision, success)
-        elif len(attempt) == 1 and isinstance(attempt[0], cst.Try):
-            try_ = attempt[0]
-            attempt = self._guarded_attempt(try_)
+        elif (
+            attempt
+            and isinstance(attempt[-1], cst.Try)
+            and _plain_lines(attempt[:-1])
+            and not any(_is_counter_bump(s) for s in attempt[:-1])
+        ):
+            # `future = client.submit()` then `try: result = future.result()`: the setup
+            # runs first in each attempt
+            try_ = attempt[-1]
+            setup = attempt[:-1]
+            attempt = [*setup, *self._guarded_attempt(try_)]
+            if setup:
+                setup_notes.append(
+                    f"an error raised by `{_first_line(code(setup[0]))}` before the try, of a"
+                    " type its except clauses catch, is retried like the attempt's (the legacy"
+                    " loop let it through at once)"
+                )
         elif any(isinstance(n, cst.Try | cst.TryStar) for s in attempt for n in [s, *_walk_own(s)]):
             raise Skip("the attempt holds a try that does not enclose it")
         guard = try_ or inside
@@ -261,7 +277,7 @@ class LoopResults(LoopHandlers):
                 ):
                     raise Skip(str(need)) from None
                 symbols[need.what] = _PROBE
-        if outcome.attempts is None:
+        if outcome.attempts is None and outcome.budget is None:
             raise Skip(
                 f"polls until `{test_src}` with no count (a supervisor, not a step: make"
                 " the poll a workflow)"
@@ -273,8 +289,6 @@ class LoopResults(LoopHandlers):
                 f"between attempts the loop runs `{_first_line(code(first))}` (work for the"
                 " next attempt, not followed for a retry decided by a value)"
             )
-        if outcome.budget is not None:
-            raise Skip("a time budget checked between attempts of a retry decided by a value")
         if outcome.exit.kind == "reraise":
             raise Skip("between attempts the loop re-raises, with no exception to raise")
         if symbols:
@@ -291,6 +305,7 @@ class LoopResults(LoopHandlers):
                 check_types(retry_types)
             except AmbiguousTypes as exc:
                 raise Skip(str(exc)) from None
+        budget_notes = self._budget(outcome, policy, loop, scope, bool(symbols))
 
         # what runs when attempts run out
         else_body: list[Any] = (
@@ -362,10 +377,10 @@ class LoopResults(LoopHandlers):
         ):
             step_body = [*attempt[:-1], last.with_changes(body=[cst.Return(value=small.value)])]
 
-        notes: list[str] = []
+        notes: list[str] = [*setup_notes, *budget_notes]
         logged = any(self._is_log(s) for s in _small_of([*between, *handler_stmts]))
         notes.append(LOGGED_NOTE if logged else SILENT_NOTE)
-        if outcome.last_sleep > 0:
+        if outcome.last_sleep > 0 and outcome.attempts is not None:
             notes.append(
                 f"the legacy code slept {outcome.last_sleep:g}s after its last rejected"
                 " value; the step gives up at once"
@@ -443,7 +458,7 @@ class LoopResults(LoopHandlers):
         after = stmts[index + 1] if index + 1 < len(stmts) else None
         return (
             isinstance(try_, cst.Try)
-            and all(_is_counter_bump(s) for s in stmts[:index])
+            and _plain_lines(stmts[:index])
             and isinstance(after, cst.If)
             and _leaves(after.body) is not None
             and all(_ends_in_continue(h.body.body) for h in try_.handlers)
@@ -578,6 +593,7 @@ class LoopResults(LoopHandlers):
                 not wanted(theirs.to_call())
                 or other.exit.kind != outcome.exit.kind
                 or other.exit.kind != "fallthrough"
+                or other.budget != outcome.budget
             ):
                 raise Skip(
                     f"a failed call (`except {shown}`) and a rejected value are retried"
@@ -784,3 +800,12 @@ def _loads(stmts: list[Any]) -> set[str]:
             elif isinstance(node, cst.If | cst.While):
                 out |= _read_names(node.test)
     return out
+
+
+def _plain_lines(stmts: Sequence[Any]) -> bool:
+    """Counter bumps and simple lines (assignments, calls): no block, no way out."""
+    return all(
+        isinstance(s, cst.SimpleStatementLine)
+        and all(isinstance(small, cst.Assign | cst.AugAssign | cst.Expr) for small in s.body)
+        for s in stmts
+    )

@@ -30,6 +30,7 @@ from ._base import DurableCodemod, is_docstring
 from ._loop_shapes import (
     _accesses_within,
     _ast_retry_like,
+    _ast_supervised,
     _function_scopes,
     _walk_own,
     _within,
@@ -341,6 +342,24 @@ class LoopScope(DurableCodemod):
     def _retry_like(self, loop: cst.For | cst.While) -> bool:
         """Does the loop retry at all (a counted header, retry words, a sleep between tries)?
         The same test as the file pre-check, on the loop's own source."""
+        node = self._ast_loop(loop)
+        return node is None or _ast_retry_like(node)
+
+    def _supervisor(self, loop: cst.For | cst.While) -> str | None:
+        """Why a loop that is no retry is still listed: a supervisor that starts its work
+        again after each failure and never leaves on success (None: it is not one)."""
+        node = self._ast_loop(loop)
+        work = _ast_supervised(node) if node is not None else None
+        if work is None:
+            return None
+        return (
+            f"a supervisor loop: it starts `{work}` again after each failure and never"
+            " leaves the loop on success; not a retry to make a step (keep it, or run each"
+            " unit of its work as a workflow)"
+        )
+
+    def _ast_loop(self, loop: cst.For | cst.While) -> ast.For | ast.AsyncFor | ast.While | None:
+        """The loop's own source as an :mod:`ast` loop (None: it does not parse alone)."""
         source = self.source_module.code_for_node(loop.with_changes(leading_lines=[]))
         is_async = getattr(loop, "asynchronous", None) is not None or "await" in source
         prefix = "async def _():\n" if is_async else ""
@@ -348,11 +367,11 @@ class LoopScope(DurableCodemod):
         try:
             tree = ast.parse(prefix + body)
         except SyntaxError:
-            return True
+            return None
         node = tree.body[0]
         if isinstance(node, ast.AsyncFunctionDef):
             node = node.body[0]
-        return isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node)
+        return node if isinstance(node, ast.For | ast.AsyncFor | ast.While) else None
 
     @staticmethod
     def handler_stmts(handler: cst.ExceptHandler) -> list[Any]:

@@ -237,6 +237,8 @@ def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try
     own = list(_ast_own(loop.body))
     sleeps = any(_ast_is_sleep(node) for node in own)
     counters = [_ast_counter(node) for node in own]
+    if _ast_polls_and_retries(loop, try_):
+        return True
     if not _RETRY_WORDS.search(ast.unparse(header) + " " + target):
         return sleeps and any(name and _RETRY_WORDS.search(name) for name in counters)
     if sleeps:
@@ -244,6 +246,90 @@ def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try
     if isinstance(header, ast.Call) and getattr(header.func, "id", "") == "range":
         return True
     return any(counters) or any(isinstance(node, ast.Yield | ast.YieldFrom) for node in own)
+
+
+def _ast_polls_and_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try) -> bool:
+    """``while True:`` (``while clock() < deadline:``, ``for i in range(n):``) around a try
+    whose every handler waits and goes round again, with a way out of the loop after the
+    try (``if state == "done": return state``): a poll that also retries on failures. A
+    loop with no way out (a supervisor) is not one."""
+    if isinstance(loop, ast.For | ast.AsyncFor):
+        counted = isinstance(loop.iter, ast.Call) and getattr(loop.iter.func, "id", "") == "range"
+        if not counted:
+            return False
+    elif not _ast_endless_or_clocked(loop):
+        return False
+    for handler in try_.handlers:
+        own = list(_ast_own(handler.body))
+        if not any(_ast_is_sleep(n) for n in own) or any(
+            isinstance(n, ast.Return | ast.Break) for n in own
+        ):
+            return False
+        if not isinstance(handler.body[-1], ast.Continue):
+            return False
+    if try_ not in loop.body:
+        return False  # a try inside an `if` of the body
+    index = loop.body.index(try_)
+    after = list(_ast_own(loop.body[index + 1 :]))
+    return any(isinstance(n, ast.Return | ast.Break) for n in after)
+
+
+def _ast_endless_or_clocked(loop: ast.While) -> bool:
+    """``while True:``, or ``while clock() < deadline:`` (a time budget)."""
+    clocked = isinstance(loop.test, ast.Compare) and any(
+        isinstance(n, ast.Call)
+        and ast.unparse(n).rsplit(".", 1)[-1] in ("time()", "monotonic()", "perf_counter()")
+        for n in ast.walk(loop.test)
+    )  # `while time.monotonic() < deadline:`: a poll within a time budget
+    return clocked or (isinstance(loop.test, ast.Constant) and loop.test.value is True)
+
+
+def _ast_supervised(loop: ast.For | ast.AsyncFor | ast.While) -> str | None:
+    """The first line of the work a supervisor loop runs, or None. A supervisor: ``while
+    True:`` (or ``while self.running:``) around a try whose handlers neither leave the loop
+    nor re-raise, with a wait somewhere in the loop, and nothing in the loop that leaves it
+    (a ``return``, or a ``break`` of its own)."""
+    if not isinstance(loop, ast.While):
+        return None
+    test = loop.test.operand if isinstance(loop.test, ast.UnaryOp) else loop.test
+    if not (
+        (isinstance(loop.test, ast.Constant) and loop.test.value is True)
+        or isinstance(test, ast.Name | ast.Attribute)
+    ):
+        return None
+    tries = [s for s in loop.body if isinstance(s, ast.Try) and s.handlers]
+    if len(tries) != 1:
+        return None
+    for handler in tries[0].handlers:
+        if any(isinstance(n, ast.Raise | ast.Return) for n in _ast_own(handler.body)):
+            return None
+    if any(isinstance(n, ast.Return) for n in _ast_own(loop.body)) or _ast_breaks(loop.body):
+        return None
+    if not any(_ast_is_sleep(n) for n in _ast_own(loop.body)):
+        return None
+    return ast.unparse(tries[0].body[0]).splitlines()[0]
+
+
+def _ast_breaks(stmts: Sequence[ast.stmt]) -> bool:
+    """A ``break`` of the loop these statements are the body of (not of a nested loop)."""
+    stack: list[ast.AST] = list(stmts)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Break):
+            return True
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(
+                child,
+                ast.For
+                | ast.AsyncFor
+                | ast.While
+                | ast.FunctionDef
+                | ast.AsyncFunctionDef
+                | ast.Lambda
+                | ast.ClassDef,
+            ):
+                stack.append(child)
+    return False
 
 
 def _ast_counter(node: ast.AST) -> str | None:

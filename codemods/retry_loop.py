@@ -66,6 +66,7 @@ from ._loop_shapes import (
     _assigned_names,
     _ast_recursive_retry,
     _ast_retry_like,
+    _ast_supervised,
     _attempt_body,
     _attempt_footer,
     _BodyFinder,
@@ -182,7 +183,9 @@ class RetryLoopCodemod(LoopResults):
         except (SyntaxError, ValueError):
             return True  # let libcst report it
         for node in ast.walk(tree):
-            if isinstance(node, ast.For | ast.AsyncFor | ast.While) and _ast_retry_like(node):
+            if isinstance(node, ast.For | ast.AsyncFor | ast.While) and (
+                _ast_retry_like(node) or _ast_supervised(node) is not None
+            ):
                 return True
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (
                 _ast_recursive_retry(node)
@@ -221,14 +224,19 @@ class RetryLoopCodemod(LoopResults):
         decorated = self._retry_decorator(node)
         for loop in loops:
             if not self._retry_like(loop):
+                supervisor = self._supervisor(loop)
+                if supervisor is not None:  # listed with its reason, never rewritten
+                    self.plans[loop] = _Plan(reason=supervisor)
                 continue  # a search or polling loop: not a retry, nothing to report
             if decorated:
                 plan = _Plan(reason=f"nested retries: the function already has @{decorated}")
             else:
+                removed = set(self.remove_stmts)
                 try:
                     plan = self._analyse(node, loop)
                 except Skip as skip:
                     plan = _Plan(reason=str(skip), summary=self._last_summary)
+                    self.remove_stmts = removed  # a refused loop's setup stays as it was
             self.plans[loop] = plan
             if plan.reason is None and plan.whole_function:
                 self.function_plans[node] = plan

@@ -28,6 +28,7 @@ from libcst.codemod import CodemodContext
 
 from . import CODEMODS
 from ._base import Site, sites_of
+from ._retry_once import retry_once
 from ._unfollowed import unfollowed_sites
 from ._use_sites import ProjectIndex, build_index, find_uses
 from .project_retry import (
@@ -120,6 +121,27 @@ def transform_source(
 
     ``project``: the definitions of the project's own decorators that other files of the
     run hold, with their decisions (:func:`codemods._use_sites.build_index`)."""
+    code, sites = _run_codemods(source, selectors, filename, annotate, project)
+    if "retry-loop" in selectors:
+        code, sites = retry_once(
+            source,
+            code,
+            sites,
+            lambda text: _run_codemods(text, selectors, filename, annotate, project),
+        )
+        sites.extend(unfollowed_sites(source, filename, sites))
+    sites.sort(key=lambda s: (s.line, s.selector))
+    return code, sites
+
+
+def _run_codemods(
+    source: str,
+    selectors: Sequence[str],
+    filename: str,
+    annotate: bool,
+    project: ProjectIndex | None,
+) -> tuple[str, list[Site]]:
+    """Each selected codemod in turn on the code the previous one left."""
     code = source
     sites: list[Site] = []
     original_lines = source.splitlines()
@@ -152,9 +174,6 @@ def transform_source(
             stage_sites = [_with_lines(s, lines) for s in stage_sites]
         sites.extend(stage_sites)
         code = module.code
-    if "retry-loop" in selectors:
-        sites.extend(unfollowed_sites(source, filename, sites))
-    sites.sort(key=lambda s: (s.line, s.selector))
     return code, sites
 
 

@@ -463,9 +463,56 @@ class PythonScanner:
             libraries.scan_retry_kwargs(
                 self,
             )
+        if "except" in self.text:
+            self._scan_retry_once()
         tables.scan_table_calls(self)
         tables.scan_strings(self)
         return self.hotspots
+
+    def _scan_retry_once(self) -> None:
+        """A call tried once more in its own except handler, after a repair: the shape
+        the retry-loop codemod reads as a two-attempt loop (``codemods._retry_once``)."""
+        from codemods._retry_once import find_candidates  # the same reading as the codemod
+
+        tries = {n.lineno: n for n in self.nodes if isinstance(n, ast.Try)}
+        for cand in find_candidates(self.text):
+            node = tries.get(cand.start)
+            if node is None or any(
+                h.kind is Kind.RETRY_LOOP and h.start_line <= cand.end and h.end_line >= cand.start
+                for h in self.hotspots
+            ):
+                continue
+            where = next(
+                (
+                    qual
+                    for func, qual, _ in reversed(self.funcs)
+                    if func.lineno <= cand.start <= (func.end_lineno or func.lineno)
+                ),
+                None,
+            )
+            effects = self.effects([node])
+            self._why = [
+                "It tries the call once more in its except handler, right after a repair:"
+                " a retry of one more attempt, written without a loop."
+            ]
+            risk, reason = self._effects_risk(
+                effects, Risk.LOW, "tries the call once more after a repair, in its except handler"
+            )
+            self.add(
+                Kind.RETRY_LOOP,
+                "retry once",
+                cand.start,
+                cand.end,
+                where,
+                risk,
+                reason,
+                self._fix_for(
+                    effects,
+                    Fix("codemod", "retry-loop", True, "durable codemod --select retry-loop"),
+                ),
+                effects=effects,
+                node=node,
+            )
 
     # ------------------------------------------------------------ triggers
     # -------------------------------------------------------- decorators

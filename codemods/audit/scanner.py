@@ -52,6 +52,11 @@ _PY_COUNTER = (  # each starts with a literal, so the regex engine scans fast
     re.compile(rb"while \w*(?:attempt|tries)"),
 )
 _PY_RANGE_TRY = re.compile(rb"for \w+ in range\([^)\n]*\):[ \t]*\r?\n[ \t]+try:")
+#: a call tried once more in its own except handler (codemods/_retry_once.py)
+_PY_RETRY_ONCE = re.compile(
+    rb"try:[ \t]*\r?\n[ \t]+(?:return |\w+ = |await )*([\w.]+)\(.*\r?\n"
+    rb"[ \t]*except\b[^\n]*:[ \t]*\r?\n(?:[^\n]*\n){0,3}?[ \t]+(?:return |\w+ = |await )*\1\("
+)
 _PY_STATUS = (
     b"tatus", b"state =", b"state=", b"state:", b'"state"', b"'state'", b"state varchar",
     b"state text", b"STATE",
@@ -75,6 +80,8 @@ def worth_parsing(data: bytes) -> bool:
     if (b"attempt" in data or b"tries" in data) and any(r.search(data) for r in _PY_COUNTER):
         return True
     if b"try:" in data and b"range(" in data and _PY_RANGE_TRY.search(data):
+        return True
+    if b"try:" in data and b"except" in data and _PY_RETRY_ONCE.search(data):
         return True
     return any(lit in data for lit in _PY_STATUS) and any(lit in data for lit in _PY_STATUS_MORE)
 

@@ -36,7 +36,9 @@ def _samples() -> list[tuple[str, str]]:
             if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
                 continue
             text = node.value
-            if "\n" not in text or not any(w in text for w in ("retry", "sleep", "backoff")):
+            if "\n" not in text or not any(
+                w in text for w in ("retry", "sleep", "backoff", "reconnect", "repair")
+            ):
                 continue
             try:
                 ast.parse(text)

@@ -331,3 +331,99 @@ def test_time_budget_behaves_the_same(
         assert any("waited 2s more before giving up" in n for n in sites[0].notes)
     else:
         assert after[3] == before[3], rewritten
+
+
+POLL_SOURCES = {
+    "values only": """
+import time
+
+def fetch(dep):
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline:
+        state = dep.status()
+        if state == "done":
+            return state
+        time.sleep(2)
+    raise TimeoutError("not done in 9s")
+""",
+    "values and failures": """
+import time
+
+def fetch(dep, budget=9):
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        try:
+            state = dep.status()
+        except OSError:
+            time.sleep(2)
+            continue
+        if state == "done":
+            return state
+        time.sleep(2)
+    raise TimeoutError("not done in 9s")
+""",
+}
+
+
+class Polled:
+    """Answers ``status()`` from a script: an exception class raises, a string returns."""
+
+    def __init__(self, script: list[Any], cost: float, now: list[float]) -> None:
+        self.script, self.cost, self.now, self.calls = list(script), cost, now, 0
+
+    def status(self) -> str:
+        self.calls += 1
+        self.now[0] += self.cost
+        item = self.script.pop(0) if self.script else "running"
+        if isinstance(item, type):
+            raise item(f"failure {self.calls}")
+        return str(item)
+
+
+@pytest.mark.parametrize("shape", sorted(POLL_SOURCES))
+@pytest.mark.parametrize("cost", [0.0, 0.5, 1.5, 3.0])
+@pytest.mark.parametrize(
+    "script",
+    [["done"], ["running", "done"], [OSError, "running", "done"], [], [OSError] * 9],
+    ids=["at once", "second", "after a failure", "never", "always failing"],
+)
+def test_a_poll_within_a_time_budget_behaves_the_same(
+    shape: str, cost: float, script: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``while clock() < deadline:`` polling for a value (and retrying failed calls the
+    same way) against a fake clock: the same answer, error, calls and waits, but for the
+    wait before giving up (noted)."""
+    if shape == "values only" and OSError in script:
+        pytest.skip("that loop lets a failure through: nothing to compare")
+    source = textwrap.dedent(POLL_SOURCES[shape])
+    rewritten, sites = transform_source(source)
+    assert sites[0].action == "rewritten", sites
+    assert any("waited 2s more before giving up" in n for n in sites[0].notes)
+    now = [1000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if seconds:
+            slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+    outcomes = []
+    for text in (source, rewritten):
+        now[0] = 1000.0
+        slept.clear()
+        namespace: dict[str, Any] = {"__name__": f"poll_{next(_ids)}"}
+        exec(compile(text, namespace["__name__"], "exec"), namespace)
+        dep = Polled(script, cost, now)
+        try:
+            result, error = namespace["fetch"](dep), None
+        except Exception as exc:
+            result, error = None, (type(exc).__name__, exc.args)
+        outcomes.append((result, error, dep.calls, list(slept)))
+    before, after = outcomes
+    assert after[:3] == before[:3], rewritten
+    if before[1] is not None:
+        assert after[3] == before[3][:-1], rewritten  # the wait before giving up
+    else:
+        assert after[3] == before[3], rewritten

@@ -508,6 +508,39 @@ case(
 )
 
 
+case(
+    "tried_once_more_after_a_repair_in_the_handler",
+    """
+    def fetch(dep):
+        try:
+            return dep.call("a")
+        except ConnectionError:
+            dep.repair("reconnect")
+            return dep.call("a")
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [[], [C("a")], [C("a"), C("b")], [KeyError("not retried")], [C("a"), KeyError("b")]],
+)
+
+
+case(
+    "tried_once_more_into_a_name",
+    """
+    import logging
+
+    def fetch(dep):
+        try:
+            value = dep.call("b")
+        except (ConnectionError, Status) as e:
+            logging.getLogger("x").warning("again after %s", e)
+            value = dep.call("b")
+        return value.upper()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+    [[], [Status(503)], [C("a"), Status(500)], [KeyError("not retried")]],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

@@ -215,6 +215,27 @@ case(
     lambda ns, dep: ns["fetch"](dep, "/u"),
 )
 case(
+    "a_setup_before_the_try",
+    "reply",
+    """
+    import time
+
+    def fetch(dep, url):
+        for i in range(4):
+            request = {"url": url, "try": i}
+            try:
+                resp = dep.call(request["url"])
+            except ConnectionError:
+                time.sleep(2)
+                continue
+            if resp.status_code == 200:
+                return resp.json()
+            time.sleep(2)
+        raise RuntimeError("unavailable")
+    """,
+    lambda ns, dep: ns["fetch"](dep, "/u"),
+)
+case(
     "async_status_checked",
     "reply",
     """

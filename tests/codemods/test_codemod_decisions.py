@@ -63,7 +63,38 @@ def test_nested_calls_of_one_retry_construct_are_one_site() -> None:
     assert site.action == "kept" and site.line == 5
 
 
-POLL_THAT_RETRIES = """\
+TRY_INSIDE_A_LOCK = """\
+import threading
+import time
+
+lock = threading.Lock()
+
+
+def call(client):
+    for attempt in range(3):
+        with lock:
+            try:
+                return client.call()
+            except ConnectionError:
+                pass
+        time.sleep(1)
+    raise RuntimeError("no answer")
+"""
+
+SUPERVISOR = """\
+import time
+
+
+def supervise(consumer):
+    while True:
+        try:
+            consumer.run_forever()
+        except ConnectionError:
+            time.sleep(3)
+            consumer.reconnect()
+"""
+
+POLL_WITHOUT_END = """\
 import time
 
 
@@ -90,11 +121,28 @@ def wait_ready(service):
 
 
 def test_a_retry_loop_the_codemod_does_not_follow_is_listed_with_the_audits_reading() -> None:
-    (site,) = decide(POLL_THAT_RETRIES, "jobs.py")
+    (site,) = decide(TRY_INSIDE_A_LOCK, "locked.py")
     assert (site.selector, site.action) == ("retry-loop", "skipped")
-    assert (site.line, site.end_line) == (5, 13)
-    assert site.reason.startswith("a `while True` loop that retries, in a shape the codemod")
+    assert (site.line, site.end_line) == (8, 14)
+    assert site.reason.startswith("a counted `for` loop that retries, in a shape the codemod")
     assert site.reason.endswith("migrate it by hand (a @step with a RetryPolicy)")
+
+
+def test_a_supervisor_is_listed_never_rewritten() -> None:
+    (site,) = decide(SUPERVISOR, "supervise.py")
+    assert (site.selector, site.action) == ("retry-loop", "skipped")
+    assert site.reason.startswith(
+        "a supervisor loop: it starts `consumer.run_forever()` again after each failure"
+    )
+
+
+def test_a_poll_without_end_that_retries_failures_is_listed_with_its_reason() -> None:
+    (site,) = decide(POLL_WITHOUT_END, "jobs.py")
+    assert (site.action, site.reason) == (
+        "skipped",
+        'polls until `state == "done"` with no count (a supervisor, not a step: make the'
+        " poll a workflow)",
+    )
 
 
 def test_a_readiness_poll_is_not_a_retry_site() -> None:
@@ -104,5 +152,5 @@ def test_a_readiness_poll_is_not_a_retry_site() -> None:
 def test_unfollowed_loops_are_retry_loop_sites_only() -> None:
     from codemods.runner import transform_source
 
-    code, sites = transform_source(POLL_THAT_RETRIES, selectors=("tenacity",))
-    assert (code, sites) == (POLL_THAT_RETRIES, [])
+    code, sites = transform_source(TRY_INSIDE_A_LOCK, selectors=("tenacity",))
+    assert (code, sites) == (TRY_INSIDE_A_LOCK, [])

@@ -834,3 +834,60 @@ def fetch(store, key):
     return value
 """
         self.assertCodemod(before, before)
+
+
+def test_a_call_tried_once_more_in_its_handler_is_a_two_attempt_step() -> None:
+    before = """\
+class Store:
+    def query(self, q):
+        try:
+            return self.conn.execute(q)
+        except ConnectionError:
+            self.reconnect()
+            return self.conn.execute(q)
+"""
+    after = """\
+from toolkit import RetryPolicy, step
+
+class Store:
+    def query(self, q):
+        @step(
+            retry=RetryPolicy(
+                max_attempts=2,
+                initial_delay=0.0,
+                backoff=1.0,
+                retry_on=(ConnectionError,),
+                before_retry=lambda _state: self.reconnect(),
+            )
+        )
+        def _execute_step():
+            return self.conn.execute(q)
+
+        return _execute_step()
+"""
+    code, sites = transform_source(before)
+    assert code == after
+    (site,) = sites
+    assert (site.action, site.line, site.end_line) == ("rewritten", 3, 7)
+    assert "`self.reconnect()` runs between attempts as before_retry" in site.notes
+    again, second = transform_source(code)
+    assert again == code and all(s.action != "rewritten" for s in second)
+
+
+def test_a_call_tried_once_more_that_a_loop_would_refuse_stays_and_is_listed() -> None:
+    before = """\
+def ask(console):
+    try:
+        return input("name? ")
+    except EOFError:
+        console.reset()
+        return input("name? ")
+"""
+    code, sites = transform_source(before)
+    assert code == before
+    (site,) = sites
+    assert (site.action, site.line, site.end_line) == ("skipped", 2, 6)
+    assert site.reason == (
+        "tried once more in its except handler after `console.reset()`: the attempt body"
+        " asks for user input (never a durable step)"
+    )

@@ -653,3 +653,78 @@ def handler_repairs(client, data):
                 " decided inside the try",
             ],
         )
+
+
+class TestPollsWithinATimeBudget(DurableCodemodTest):
+    """``while clock() < deadline:`` polling for a value: the budget becomes max_elapsed."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_poll_until_a_deadline(self) -> None:
+        before = """\
+import time
+
+
+def wait_for_job(client, job_id):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = client.status(job_id)
+        if state == "done":
+            return state
+        time.sleep(5)
+    raise TimeoutError(job_id)
+"""
+        after = """\
+from toolkit import RetriesExhausted, RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=5.0,
+        backoff=1.0,
+        retry_on=(),
+        max_elapsed=60.0,
+        retry_on_result=lambda state: state != "done",
+    )
+)
+def _status_step(client, job_id):
+    return client.status(job_id)
+
+
+def wait_for_job(client, job_id):
+    try:
+        state = _status_step(client, job_id)
+    except RetriesExhausted:
+        pass
+    else:
+        return state
+    raise TimeoutError(job_id)
+"""
+        self.assertCodemod(before, after)
+        _, [site] = self.run_codemod(before)
+        assert site.notes[0].startswith(
+            "the time budget `time.monotonic() < deadline` became max_elapsed=60"
+        )
+
+    def test_a_refused_poll_keeps_its_deadline(self) -> None:
+        # failed calls and rejected values retried differently: refused, and the
+        # deadline the budget would have replaced stays where it is
+        before = """\
+import time
+
+
+def wait_for_job(client, job_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = client.status(job_id)
+        except ConnectionError:
+            time.sleep(1)
+            continue
+        if state == "done":
+            return state
+        time.sleep(5)
+    raise TimeoutError(job_id)
+"""
+        self.assertCodemod(before, before)

@@ -1523,7 +1523,15 @@ def supervisor(ws_url):
         except ConnectionError:
             time.sleep(5)
 """
-        self.assertUnchanged(before, [])
+        # listed, never rewritten: a supervisor is no retry to make a step
+        self.assertUnchanged(
+            before,
+            [
+                "a supervisor loop: it starts `ws = connect(ws_url)` again after each failure"
+                " and never leaves the loop on success; not a retry to make a step (keep it, or"
+                " run each unit of its work as a workflow)"
+            ],
+        )
 
     def test_state_reset(self) -> None:
         before = """\
