@@ -307,7 +307,10 @@ def _ast_supervised(loop: ast.For | ast.AsyncFor | ast.While) -> str | None:
         return None
     if not any(_ast_is_sleep(n) for n in _ast_own(loop.body)):
         return None
-    return ast.unparse(tries[0].body[0]).splitlines()[0]
+    first = ast.unparse(tries[0].body[0]).splitlines()[0]
+    if len(first) <= 60:
+        return first
+    return first[: first.find("(") + 1] + "...)" if "(" in first else first[:57] + "..."
 
 
 def _ast_breaks(stmts: Sequence[ast.stmt]) -> bool:

@@ -307,6 +307,14 @@ class _Simulation:
 
     def _outcome(self, attempts: int | None, delays: list[float], exit_: _Exit) -> _Outcome:
         if attempts == 0:
+            if isinstance(self.loop, cst.While):
+                test = self.cm.source_module.code_for_node(self.loop.test)
+                read = sorted(ev.names(ev.flatten_attributes(ev.parse(test))) & set(self.symbols))
+                if read:  # `while not self.coordinator.exception:`: a flag, no count
+                    raise Skip(
+                        f"the loop runs while `{_first_line(test)}`, which reads `{read[0]}`:"
+                        " state set elsewhere (a flag), not an attempt count"
+                    )
             raise Skip("the loop never runs")
         if attempts is not None and self.budget_exit is not None:
             raise Skip(

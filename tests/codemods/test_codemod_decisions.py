@@ -154,3 +154,22 @@ def test_unfollowed_loops_are_retry_loop_sites_only() -> None:
 
     code, sites = transform_source(TRY_INSIDE_A_LOCK, selectors=("tenacity",))
     assert (code, sites) == (TRY_INSIDE_A_LOCK, [])
+
+
+def test_a_loop_run_while_a_flag_holds_says_so() -> None:
+    source = """\
+class Reader:
+    def consume(self):
+        while not self.coordinator.exception:
+            try:
+                self.bucket.consume(self.amount)
+                return
+            except RuntimeError as e:
+                self.clock.sleep(e.retry_time)
+        raise self.coordinator.exception
+"""
+    (site,) = decide(source)
+    assert site.reason == (
+        "the loop runs while `not self.coordinator.exception`, which reads"
+        " `self.coordinator.exception`: state set elsewhere (a flag), not an attempt count"
+    )
