@@ -53,7 +53,7 @@ class Site:
 
 #: the retry log a rewritten loop gains: the step logs each retry (toolkit/engine.py)
 LOGGED_NOTE = (
-    "log calls between attempts were dropped: the step logs each retry as a WARNING"
+    "the log calls of the handler were dropped: the step logs each retry as a WARNING"
     " on the `toolkit` logger"
 )
 SILENT_NOTE = (

@@ -341,6 +341,13 @@ def split_predicate(
         ):  # `if <test>: raise / else: <retry>`: the else runs after the `if`, as without it
             after = [*else_body, *after]
             stmt, orelse, else_body = stmt.with_changes(orelse=None), None, []
+        if (
+            isinstance(orelse, cst.If)
+            and rejects(body) is not False
+            and not _reads_exception(orelse.test, as_name, code, set(derived))
+        ):  # `if <test on e>: raise / elif <a budget, a flag>: raise`: two tests in a row
+            after = [orelse, *after]
+            stmt, orelse, chain = stmt.with_changes(orelse=None), None, None
         found: tuple[Predicate, list[Any]] | None = None
         if orelse is None and (reject := rejects(body)) is not False:
             # `if <test>: raise`: retried when the test is false

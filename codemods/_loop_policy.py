@@ -838,16 +838,23 @@ class LoopPolicy(LoopScope):
         post: Sequence[cst.BaseStatement],
         scope: Scope,
     ) -> tuple[str, cst.BaseExpression] | None:
-        """``while not success and <rest>:`` whose try ends with ``success = True``, the
+        """``while not success and <rest>:`` (or ``while not success:``, ``<rest>`` then
+        ``True``) whose try ends with ``success = True``, the
         flag set nowhere else but ``success = False`` before the loop and read in the loop
         only by its test: the flag's name and ``<rest>``."""
         if not isinstance(loop, cst.While) or try_.orelse is not None:
             return None
         test = loop.test
-        if not isinstance(test, cst.BooleanOperation) or not isinstance(test.operator, cst.And):
-            return None
         name: str | None = None
         rest: cst.BaseExpression | None = None
+        if (
+            isinstance(test, cst.UnaryOperation)
+            and isinstance(test.operator, cst.Not)
+            and isinstance(test.expression, cst.Name)
+        ):  # `while not sent:`, the count in the handler: `while True:` once the flag goes
+            test = cst.BooleanOperation(left=test, operator=cst.And(), right=cst.Name("True"))
+        if not isinstance(test, cst.BooleanOperation) or not isinstance(test.operator, cst.And):
+            return None
         for side, other in ((test.left, test.right), (test.right, test.left)):
             if (
                 isinstance(side, cst.UnaryOperation)

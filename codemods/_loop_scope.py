@@ -124,6 +124,8 @@ class LoopScope(DurableCodemod):
         self.function_plans: dict[cst.FunctionDef, _Plan] = {}
         self.recursions: dict[cst.FunctionDef, str] = {}  # retries by calling itself
         self.remove_stmts: set[cst.CSTNode] = set()
+        #: comments of a removed setup line, for the loop after it
+        self.carried_comments: dict[cst.CSTNode, list[cst.EmptyLine]] = {}
         self.new_functions: dict[cst.CSTNode, list[cst.FunctionDef]] = {}
         self.taken_names: set[str] = set()
         self._last_summary = ""

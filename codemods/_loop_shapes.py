@@ -237,7 +237,7 @@ def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try
     own = list(_ast_own(loop.body))
     sleeps = any(_ast_is_sleep(node) for node in own)
     counters = [_ast_counter(node) for node in own]
-    if _ast_polls_and_retries(loop, try_):
+    if _ast_polls_and_retries(loop, try_) or _ast_success_flag(loop, try_):
         return True
     if not _RETRY_WORDS.search(ast.unparse(header) + " " + target):
         return sleeps and any(name and _RETRY_WORDS.search(name) for name in counters)
@@ -284,6 +284,32 @@ def _ast_endless_or_clocked(loop: ast.While) -> bool:
     return clocked or (isinstance(loop.test, ast.Constant) and loop.test.value is True)
 
 
+def _ast_success_flag(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try) -> bool:
+    """``while not sent:`` (``while not sent and ...:``) whose try ends with ``sent = True``
+    and whose handlers wait: the flag is the attempt's success."""
+    if not isinstance(loop, ast.While) or not try_.body:
+        return False
+    test = loop.test
+    sides = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    flags = {
+        side.operand.id
+        for side in sides
+        if isinstance(side, ast.UnaryOp)
+        and isinstance(side.op, ast.Not)
+        and isinstance(side.operand, ast.Name)
+    }
+    last = try_.body[-1]
+    return (
+        isinstance(last, ast.Assign)
+        and len(last.targets) == 1
+        and isinstance(last.targets[0], ast.Name)
+        and last.targets[0].id in flags
+        and isinstance(last.value, ast.Constant)
+        and last.value.value is True
+        and any(_ast_is_sleep(n) for h in try_.handlers for n in _ast_own(h.body))
+    )
+
+
 def _ast_supervised(loop: ast.For | ast.AsyncFor | ast.While) -> str | None:
     """The first line of the work a supervisor loop runs, or None. A supervisor: ``while
     True:`` (or ``while self.running:``) around a try whose handlers neither leave the loop
@@ -300,6 +326,13 @@ def _ast_supervised(loop: ast.For | ast.AsyncFor | ast.While) -> str | None:
     tries = [s for s in loop.body if isinstance(s, ast.Try) and s.handlers]
     if len(tries) != 1:
         return None
+    assigned = {
+        n.id
+        for n in _ast_own(loop.body)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    if assigned & {n.id for n in ast.walk(loop.test) if isinstance(n, ast.Name)}:
+        return None  # `while not sent:`, `sent` set in the loop: it ends on success
     for handler in tries[0].handlers:
         if any(isinstance(n, ast.Raise | ast.Return) for n in _ast_own(handler.body)):
             return None

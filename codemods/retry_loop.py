@@ -285,18 +285,33 @@ class RetryLoopCodemod(LoopResults):
             footer = _attempt_footer(updated, plan.style, bool(plan.success_flag))
             func = self._step_function(plan, attempt_body, footer)
             replacement = self._call_site(plan, updated)
+        # the comments of a setup line removed just before the loop (`deadline = ...`)
+        above = [*self.carried_comments.pop(original, []), *updated.leading_lines]
         if plan.nested:
-            func = func.with_changes(leading_lines=updated.leading_lines)
+            func = func.with_changes(leading_lines=above)
             first = replacement[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
             return cst.FlattenSentinel([func, first, *replacement[1:]])
         assert plan.top_level is not None
         self.new_functions.setdefault(plan.top_level, []).append(func)
-        first = replacement[0].with_changes(leading_lines=updated.leading_lines)
+        first = replacement[0].with_changes(leading_lines=above)
         return cst.FlattenSentinel([first, *replacement[1:]])
 
     def leave_SimpleStatementLine(
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
     ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+        if original_node in self.remove_stmts and any(
+            line.comment is not None for line in original_node.leading_lines
+        ):
+            # its comments go above the loop it sets up; elsewhere the line stays
+            block = list(self._block_of(original_node))
+            index = next((i for i, s in enumerate(block) if s is original_node), -1)
+            following = block[index + 1] if 0 <= index < len(block) - 1 else None
+            plan = self.plans.get(following) if following is not None else None
+            if plan is None or plan.reason is not None or plan.whole_function:
+                return updated_node
+            assert following is not None
+            self.carried_comments[following] = list(original_node.leading_lines)
+            return cst.RemoveFromParent()
         if original_node in self.remove_stmts:
             return cst.RemoveFromParent()
         return updated_node

@@ -272,6 +272,22 @@ def fetch(dep):
             time.sleep(2)
 """
 
+BUDGET_AFTER_A_TEST_SOURCE = """
+import time
+
+def fetch(dep, budget=9):
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            return dep.call()
+        except OSError as exc:
+            if "failure" not in str(exc):
+                raise
+            elif time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+"""
+
 #: source, the max_elapsed written, and whether the legacy loop waited once more
 BUDGETS: dict[str, tuple[str, str, bool]] = {
     "before the wait": (BUDGET_SOURCE, "max_elapsed=11.0", False),
@@ -280,6 +296,7 @@ BUDGETS: dict[str, tuple[str, str, bool]] = {
     "a deadline": (BUDGET_DEADLINE_SOURCE, "max_elapsed=budget + 2", False),
     "the loop condition": (BUDGET_CONDITION_SOURCE, "max_elapsed=9.0", True),
     "its own error": (BUDGET_OWN_ERROR_SOURCE, "max_elapsed=11.0", False),
+    "after a test on the error": (BUDGET_AFTER_A_TEST_SOURCE, "max_elapsed=budget + 2", False),
 }
 
 

@@ -541,6 +541,30 @@ case(
 )
 
 
+case(
+    "a_success_flag_alone_in_the_loop_test",
+    """
+    import time
+
+    def send(dep):
+        sent = False
+        tries = 0
+        while not sent:
+            try:
+                dep.call("m")
+                sent = True
+            except ConnectionError:
+                tries += 1
+                if tries >= 3:
+                    raise
+                time.sleep(1)
+        return "sent"
+    """,
+    lambda ns, dep: ns["send"](dep),
+    [[], [C("a")], [C("a"), C("b")], [C("a"), C("b"), C("c")], [KeyError("not retried")]],
+)
+
+
 def _run(
     source: str, call: Callable[..., Any], failures: list[Any], sleeps: list[float]
 ) -> Outcome:

@@ -545,3 +545,50 @@ def fetch(store, key):
     return store.get(key)
 """
         self.assertCodemod(before, after)
+
+
+class TestDeadlines(DurableCodemodTest):
+    """A deadline set before the loop: its comments stay above the code that replaces it."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_an_elif_budget_after_a_test_on_the_error(self) -> None:
+        before = """\
+import time
+
+
+def set_mode(conn, timeout):
+    # a write lock may be refused for a while
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return conn.execute("pragma journal_mode=wal")
+        except RuntimeError as exc:
+            if "locked" not in str(exc):
+                raise
+            elif time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+def set_mode(conn, timeout):
+    # a write lock may be refused for a while
+    @step(
+        retry=RetryPolicy(
+            max_attempts=None,
+            initial_delay=0.5,
+            backoff=1.0,
+            retry_on=(RuntimeError,),
+            max_elapsed=timeout + 0.5,
+            retry_if=lambda exc: "locked" in str(exc),
+        )
+    )
+    def _execute_step():
+        return conn.execute("pragma journal_mode=wal")
+
+    return _execute_step()
+"""
+        self.assertCodemod(before, after)
