@@ -178,8 +178,11 @@ def loop_form(source: str, candidates: Sequence[Candidate]) -> tuple[str, dict[i
     return "".join(out), headers
 
 
-def retry_once(source: str, code: str, sites: list[Site], run: Run) -> tuple[str, list[Site]]:
-    """The codemods' result for ``source`` with its retries-once decided as loops.
+def retry_once(
+    source: str, code: str, sites: list[Site], run: Run
+) -> tuple[str, list[Site], list[Site]]:
+    """The codemods' result for ``source`` with its retries-once decided as loops: the
+    code, every site, and the sites of the retries-once left as written (listed).
 
     ``code`` and ``sites`` are what the codemods made of ``source``; ``run`` runs them on
     another text (sites on that text's lines). A candidate overlapping a site already
@@ -189,16 +192,16 @@ def retry_once(source: str, code: str, sites: list[Site], run: Run) -> tuple[str
         c for c in find_candidates(source) if not any(a <= c.end and b >= c.start for a, b in taken)
     ]
     if not candidates:
-        return code, sites
+        return code, sites, []
     decided = _decide(source, candidates, run)
     accepted = [c for c in candidates if decided[c.start].action == "rewritten"]
     listed = [_listed(c, decided[c.start]) for c in candidates if c not in accepted]
     if not accepted:
-        return code, [*sites, *listed]
+        return code, [*sites, *listed], listed
     text, headers = loop_form(source, accepted)
     new_code, new_sites = run(text)
     mapped = _to_source_lines(new_sites, headers, accepted, source, text)
-    return new_code, [*mapped, *listed]
+    return new_code, [*mapped, *listed], listed
 
 
 def _decide(source: str, candidates: Sequence[Candidate], run: Run) -> dict[int, Site]:

@@ -27,7 +27,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from . import CODEMODS
-from ._base import Site, sites_of
+from ._base import ANNOTATION_PREFIX, Site, sites_of
 from ._retry_once import retry_once
 from ._unfollowed import unfollowed_sites
 from ._use_sites import ProjectIndex, build_index, find_uses
@@ -123,15 +123,50 @@ def transform_source(
     run hold, with their decisions (:func:`codemods._use_sites.build_index`)."""
     code, sites = _run_codemods(source, selectors, filename, annotate, project)
     if "retry-loop" in selectors:
-        code, sites = retry_once(
+        code, sites, listed = retry_once(
             source,
             code,
             sites,
             lambda text: _run_codemods(text, selectors, filename, annotate, project),
         )
-        sites.extend(unfollowed_sites(source, filename, sites))
+        unfollowed = unfollowed_sites(source, filename, sites)
+        sites.extend(unfollowed)
+        if annotate:
+            code = _annotate_listed(source, code, [*listed, *unfollowed])
     sites.sort(key=lambda s: (s.line, s.selector))
     return code, sites
+
+
+def _annotate_listed(source: str, code: str, listed: Sequence[Site]) -> str:
+    """``code`` with the ``# durable: ... not rewritten: <reason>`` comment above each of
+    the ``listed`` sites (lines of ``source``) that no codemod annotated itself: the
+    retry loops the audit reads and the codemod does not follow, the retries-once kept.
+    A comment already there is replaced, so a second run changes nothing."""
+    if not listed:
+        return code
+    old, new = source.splitlines(keepends=True), code.splitlines(keepends=True)
+    where: dict[int, int] = {}  # line of source -> index in new, where unchanged
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, a0, a1, b0, _b1 in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(a1 - a0):
+                where[a0 + k + 1] = b0 + k
+    for site in sorted(listed, key=lambda s: s.line, reverse=True):
+        index = where.get(site.line)
+        if index is None:
+            continue
+        line = new[index]
+        indent = line[: len(line) - len(line.lstrip())]
+        text = f"{ANNOTATION_PREFIX}{site.selector} not rewritten: {site.reason}"
+        if site.policy:
+            text += f" (policy read: {site.policy})"
+        comment = indent + " ".join(text.split()) + "\n"
+        mine = f"{ANNOTATION_PREFIX}{site.selector} not rewritten:"
+        if index > 0 and new[index - 1].strip().startswith(mine):
+            new[index - 1] = comment
+        else:
+            new.insert(index, comment)
+    return "".join(new)
 
 
 def _run_codemods(

@@ -173,3 +173,17 @@ class Reader:
         "the loop runs while `not self.coordinator.exception`, which reads"
         " `self.coordinator.exception`: state set elsewhere (a flag), not an attempt count"
     )
+
+
+def test_annotate_writes_the_reason_above_an_unfollowed_loop_once() -> None:
+    from codemods.runner import transform_source
+
+    once, _ = transform_source(TRY_INSIDE_A_LOCK, annotate=True)
+    assert once.splitlines()[7] == (
+        "    # durable: retry-loop not rewritten: a counted `for` loop that retries, in a shape"
+        " the codemod does not follow; migrate it by hand (a @step with a RetryPolicy)"
+    )
+    assert once.splitlines()[8] == "    for attempt in range(3):"
+    twice, sites = transform_source(once, annotate=True)
+    assert twice == once
+    assert [s.action for s in sites] == ["skipped"]
