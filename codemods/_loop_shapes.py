@@ -812,6 +812,8 @@ class _BodyFinder(cst.CSTVisitor):
         #: the names the body reads (``names`` also has those it only assigns)
         self.read: set[str] = set()
         self._stores: set[int] = set()
+        #: the names each enclosing comprehension binds (its own scope)
+        self._comprehension_names: list[set[str]] = []
         self._loops = 0
         self._functions = 0
 
@@ -848,9 +850,45 @@ class _BodyFinder(cst.CSTVisitor):
         return False
 
     def visit_Name(self, node: cst.Name) -> None:
+        if any(node.value in local for local in self._comprehension_names):
+            return  # `for _ in range(6)` inside a comprehension: its own name
         self.names.add(node.value)
         if id(node) not in self._stores:
             self.read.add(node.value)
+
+    def _enter_comprehension(self, node: cst.BaseComp | cst.DictComp) -> None:
+        local: set[str] = set()
+        comp_for: cst.CompFor | None = node.for_in
+        while comp_for is not None:
+            local |= {n.value for n in _walk_all(comp_for.target) if isinstance(n, cst.Name)}
+            if isinstance(comp_for.target, cst.Name):
+                local.add(comp_for.target.value)
+            comp_for = comp_for.inner_for_in
+        self._comprehension_names.append(local)
+
+    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
+        self._enter_comprehension(node)
+
+    def leave_GeneratorExp(self, original_node: cst.GeneratorExp) -> None:
+        self._comprehension_names.pop()
+
+    def visit_ListComp(self, node: cst.ListComp) -> None:
+        self._enter_comprehension(node)
+
+    def leave_ListComp(self, original_node: cst.ListComp) -> None:
+        self._comprehension_names.pop()
+
+    def visit_SetComp(self, node: cst.SetComp) -> None:
+        self._enter_comprehension(node)
+
+    def leave_SetComp(self, original_node: cst.SetComp) -> None:
+        self._comprehension_names.pop()
+
+    def visit_DictComp(self, node: cst.DictComp) -> None:
+        self._enter_comprehension(node)
+
+    def leave_DictComp(self, original_node: cst.DictComp) -> None:
+        self._comprehension_names.pop()
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
         node.value.visit(self)

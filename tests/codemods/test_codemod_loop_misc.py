@@ -891,3 +891,24 @@ def ask(console):
         "tried once more in its except handler after `console.reset()`: the attempt body"
         " asks for user input (never a durable step)"
     )
+
+
+def test_a_comprehension_variable_named_like_the_counter_is_not_the_counter() -> None:
+    before = """\
+import os
+import random
+
+
+def make_probe(path):
+    for _ in range(10):
+        name = "probe_" + "".join(random.choice("abc") for _ in range(6))
+        try:
+            return os.open(os.path.join(path, name), os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+    raise OSError("no free name")
+"""
+    code, sites = transform_source(before)
+    assert sites[0].action == "rewritten", sites
+    assert "current_step" not in code
+    assert 'name = "probe_" + "".join(random.choice("abc") for _ in range(6))' in code
