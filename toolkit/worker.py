@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -157,6 +158,54 @@ class Worker:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+    def run_until_signalled(self) -> None:
+        """Run the loop until SIGTERM or SIGINT, then stop as ``stop()`` does.
+
+        A second signal ends the shutdown grace at once: running workflows are
+        released for other workers. Call it from the main thread; errors of the
+        loop are raised here.
+
+        The handlers only record the signal. A handler runs between any two
+        bytecodes of the main thread, which may hold a lock of the loop at that
+        instant; one that stopped the loop itself could wait on that lock for
+        ever. So the loop runs in its own thread, and this one stops it.
+        """
+        received: list[int] = []
+
+        def record(signum: int, _frame: object) -> None:
+            received.append(signum)  # nothing that takes a lock
+
+        stopping = (signal.SIGTERM, signal.SIGINT)
+        previous = {signum: signal.signal(signum, record) for signum in stopping}
+        failure: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # raised in the caller's thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=loop, name="durable-worker")
+        thread.start()
+        handled = 0
+        try:
+            while thread.is_alive():
+                thread.join(0.1)
+                for signum in received[handled:]:
+                    handled += 1
+                    if handled == 1:
+                        log.info("signal %d: stopping", signum)
+                        self._stop.set()
+                        self._wake.set()
+                    else:
+                        log.info("signal %d again: releasing running workflows now", signum)
+                        self.shutdown_grace = 0.0
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if failure:
+            raise failure[0]
 
     # -- the loop --
 
@@ -532,8 +581,8 @@ class Worker:
             with self._lock:
                 return list(self._mine)
 
-        deadline = time.monotonic() + self.shutdown_grace
-        while mine() and time.monotonic() < deadline:
+        began = time.monotonic()  # shutdown_grace is read again: a second signal ends it
+        while mine() and time.monotonic() < began + self.shutdown_grace:
             time.sleep(0.05)
         left = mine()  # workflows others started in this process are not ours to release
         if left:

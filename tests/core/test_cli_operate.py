@@ -204,3 +204,90 @@ def test_worker_reports_a_workflow_its_app_does_not_register(project: Path, db_u
         ["workflows", "show", "close-2026-11", "--app", "jobs:app", "--database-url", db_url],
     )
     assert "unknown:  jobs:app does not register 'billing.close_month'" in checked.output
+
+
+SLOW_JOBS = """
+import time
+from pathlib import Path
+from toolkit import Durable
+
+app = Durable()
+exports = app.queue("exports")
+
+@app.step(name="upload")
+def upload() -> str:
+    Path("uploading").touch()
+    time.sleep(120)
+    return "uploaded"
+
+@app.workflow(name="export")
+def export() -> str:
+    return upload()
+"""
+
+
+def test_a_second_signal_ends_the_shutdown_grace(tmp_path: Path, db_url: str) -> None:
+    """The first SIGTERM lets the running step finish (grace 30 s); the second releases it."""
+    (tmp_path / "slow_jobs.py").write_text(SLOW_JOBS, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DURABLE_DATABASE_URL": db_url}
+    enqueue = (
+        "from slow_jobs import app, exports, export\n"
+        "exports.enqueue(export, workflow_id='e-1')\n"
+        "app.close()"
+    )
+    subprocess.run([sys.executable, "-c", enqueue], cwd=tmp_path, env=env, check=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "worker", "--app", "slow_jobs:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "uploading").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert worker.poll() is None  # within its 30 s of grace
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, out
+    assert "INFO toolkit.worker: signal 15: stopping" in out
+    assert "INFO toolkit.worker: signal 15 again: releasing running workflows now" in out
+    assert "released 1 running workflow(s) for other workers" in out
+    assert "Traceback" not in out
+    check = Durable(db_url)
+    try:
+        record = check.get_workflow("e-1")
+        assert (record.status, record.owner) == ("pending", None)
+    finally:
+        check.close()
+
+
+def test_run_until_signalled_restores_the_handlers(tmp_path: Path) -> None:
+    """In-process, from the main thread: SIGINT stops the loop, and the previous
+    handlers are back afterwards (a library call leaves no trace)."""
+    import threading
+
+    from toolkit import Worker
+
+    app = Durable(f"sqlite:///{tmp_path}/state.db")
+    app.queue("q")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    worker = Worker(app)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        worker.run_until_signalled()
+    finally:
+        timer.cancel()
+        app.close()
+    assert time.monotonic() - started < 10
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

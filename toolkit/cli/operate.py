@@ -97,7 +97,8 @@ def db_upgrade(database_url: str | None, app_database_url: str | None) -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="On SIGTERM, seconds to let running workflows finish before releasing them.",
+    help="On SIGTERM, seconds to let running workflows finish before releasing them "
+    "(a second SIGTERM or Ctrl-C releases them at once).",
 )
 @click.option(
     "--report-every",
@@ -136,8 +137,6 @@ def worker_command(
     enqueue to start, every --report-every seconds; failures at once; and, once
     per name, workflows waiting that the app does not register.
     """
-    import signal
-
     from ..worker import Worker
 
     if verbose:
@@ -167,14 +166,8 @@ def worker_command(
     except (DurableError, ValueError) as exc:
         raise fail(exc) from exc
 
-    def stop(signum: int, _frame: Any) -> None:
-        logging.getLogger("toolkit.worker").info("signal %d: stopping", signum)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        worker.run()
+        worker.run_until_signalled()
     except DurableError as exc:
         raise fail(exc) from exc
     finally:
