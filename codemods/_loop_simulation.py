@@ -627,6 +627,17 @@ class _Simulation:
             tree, jittered = ev.strip_jitter(tree)
             self.jitter = self.jitter or jittered
         tree = ev.flatten_attributes(tree)
+        for node in ast.walk(tree):
+            # `range(1 if quick else 50)`: a run-time value in the test of a conditional
+            # expression is a flag, not a count (read as one, every probe is true)
+            if isinstance(node, ast.IfExp):
+                for name in _flags_in(node.test):
+                    if (
+                        name in self.symbols
+                        and name not in self.counted
+                        and not isinstance(self.symbols[name], bool)
+                    ):
+                        raise _FlagNeeded(name)  # simulated again with True and with False
         try:
             return ev.evaluate(tree, self.env)
         except ev.Unknown as unknown:

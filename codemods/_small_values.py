@@ -4,7 +4,7 @@ for small and empty values too.
 The retry-loop codemod learns such a policy by simulating the loop with each
 run-time value at a few probes (6, 7, 12) and fitting each field as ``value + c``
 (attempts) or ``k * value`` (delays). Code that treats small or empty values
-its own way (``range(1 if quick else 50)``, ``range(tries or 5)``,
+its own way (``range(tries or 5)``,
 ``min(limit, 4)``, ``range(max(1, n))``, ``sleep(wait or 2)``, ``if x > 2:
 sleep(1) else: sleep(10)``) fits those probes with a law it does not follow.
 :func:`check_small_values` simulates again at -1, 0, 1, 2 and 3 and refuses the

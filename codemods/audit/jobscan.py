@@ -43,7 +43,7 @@ def wants(name: str) -> bool:
 SWEEP_NAME = re.compile(
     r"requeue|re_queue|sweep|stuck|stale|stalled|reap|rescue|recover|resubmit|redrive|"
     r"orphan|zombie|retry_(?:failed|stuck|deferred|pending|stalled)|reset_\w*(?:status|state|jobs|tasks)|"
-    r"cleanup|clean_up|^_?clean_|expire|expired|prune|purge|garbage|timeouts?$|_timeouts?_|"
+    r"cleanup|clean_up|^_?clean_|expire|expired|prune|purge|garbage|timeouts$|_timeouts_|"
     r"pending_deletes|unconfirmed|abandoned|fail_if|release_funds|delete_old|remove_old",
     re.I,
 )
@@ -70,7 +70,8 @@ _WRITE_CALLS = frozenset(
 _PERIODIC = re.compile(r"periodic|scheduled_job|\bcron\b|beat|every|interval", re.I)
 _JOB_WORDS = re.compile(r"job|task|message|delivery|queue|mail|email|outbox|work", re.I)
 _CLAIM = re.compile(
-    r"select_for_update|with_for_update|for\s+update|skip[\s_]locked|nowait|\bdequeue|fetch_job|"
+    r"select_for_update|with_for_update|for\s+update|skip[\s_]locked|nowait\s*=\s*true|\bdequeue|"
+    r"fetch_job|"
     r"acquire_one|_pull_item|\bclaim|lock__lt|lock_until|leased?_until",
     re.I,
 )
@@ -124,7 +125,8 @@ _STATE_CALL = re.compile(
 _SQL_WRITE = re.compile(r"\b(?:update\s+[\w.\"]+\s+set|delete\s+from)\b", re.I)
 _SQL_STATUS = re.compile(r"\bwhere\b[\s\S]*\b(?:status|state)\b", re.I)
 _GUARD = re.compile(
-    r"skip_locked|select_for_update|with_for_update|advisory|SKIP LOCKED|NOWAIT|leader|"
+    r"skip_locked|select_for_update|with_for_update|advisory|SKIP LOCKED|UPDATE\s+NOWAIT|"
+    r"nowait\s*=\s*true|leader|"
     r"acquire\(|\.lock\(|_lock\(|thread_lock|maintenance_lock|synchronized|race_preventer|"
     r"FOR UPDATE",
     re.I,
@@ -150,6 +152,7 @@ class _Facts:
     trigger: str | None = None
     dead_calls: int = 0
     state_calls: int = 0  # defer(), set_failed(), mark_as_failure(), requeue()...
+    doc: str = ""  # the docstring, apart: "moves a message to the dead-letter queue" says so
 
 
 def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
@@ -252,17 +255,46 @@ def _sweep_command(sc: PythonScanner, func: Func) -> bool:
     return SWEEP_NAME.search(stem) is not None
 
 
+def _docstring(func: Func) -> tuple[int, int] | None:
+    """The first and last line of the function's docstring, if it has one."""
+    first = func.body[0]
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        return first.lineno, first.end_lineno or first.lineno
+    return None
+
+
+def _code_text(sc: PythonScanner, func: Func) -> str:
+    """The function's decorators and code below its docstring, its own name removed: a
+    name or a docstring that says "timeout" (``_adapter_remove_timeout``) is no sign
+    that the code compares ages."""
+    doc = _docstring(func)
+    start = doc[1] + 1 if doc is not None else func.body[0].lineno
+    text = "\n".join(sc.lines[start - 1 : func.end_lineno or func.lineno])
+    if func.decorator_list:  # `@periodic_task(spacing=CONF.cleanup_interval)`
+        first_line = func.decorator_list[0].lineno
+        text = "\n".join(sc.lines[first_line - 1 : func.lineno - 1]) + "\n" + text
+    own = func.name.strip("_")
+    return text.replace(own, "") if len(own) > 3 else text
+
+
 def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
     named = SWEEP_NAME.search(func.name) is not None or _sweep_command(sc, func)
     if not (named or f.trigger or f.sql_sweep):
         return False  # every rule below needs a sweeper's name, a timer or sweeping SQL
     doc = ast.get_docstring(func) or ""
-    age = _AGE.search(f.text) is not None
+    code = _code_text(sc, func)
+    age = _AGE.search(code) is not None
+    # an age alone is no sweeper: an in-memory timer heap (`process_timeouts`) has one
+    jobs = _JOB_WORDS.search(code) is not None
     acts = f.writes > 0 or f.transitions > 0 or f.sql_sweep
     selects = f.status_sel > 0 or f.transitions > 0
     if not (
         f.sql_sweep
-        or (named and (selects or age) and (acts or age))
+        or (named and (selects or age) and (acts or age) and (acts or selects or jobs))
         or (named and acts and re.search(r"stuck|stale|abandon|orphan|dead", doc, re.I))
         or (f.trigger and selects and acts)
         or (f.trigger and age and acts and f.loops)
@@ -319,12 +351,13 @@ def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
 
 def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
     named = _DEAD_NAME.match(func.name) is not None
-    low = f.text.lower()
+    low = f"{f.text}\n{f.doc}".lower()
     failing = f.dead_calls > 0 and re.search(r"retr|exhaust|max_", f.text, re.I) is not None
     if not (named or failing or any(w in low for w in _DEAD_SUBSTRINGS)):
         return False
     # broker arguments (x-dead-letter-exchange) are reported by the broker scan
-    words = _DEAD_WORDS.search(func.name + "\n" + f.text.replace("x-dead-letter", "")) is not None
+    said = f"{func.name}\n{f.text}\n{f.doc}".replace("x-dead-letter", "")
+    words = _DEAD_WORDS.search(said) is not None
     if not (words or failing or (named and (f.writes or f.transitions or "fail" in f.text))):
         return False
     if not (words or failing or named):
@@ -371,7 +404,7 @@ def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | No
         or f.transitions
         or f.state_calls
         or f.status_sel
-        or any(w in low for w in ("skip", "for update", "for_update", "dequeue", "claim", "nowait"))
+        or any(w in low for w in ("skip", "for update", "for_update", "dequeue", "claim"))
     ):
         return False  # nothing a job-table claim, move or loop needs
     ctx = _JOB_WORDS.search(f"{cls or ''} {func.name}") is not None or (
@@ -407,7 +440,8 @@ def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | No
         what, pattern = "claims job rows", "job claim"
     else:
         what, pattern = "moves job rows through their states by hand", "job state transitions"
-    guarded = re.search(r"skip[\s_]locked|nowait", f.text, re.I) is not None
+    # NOWAIT of SQL or an ORM's `nowait=True`; an AMQP `nowait` argument is not a claim
+    guarded = re.search(r"skip[\s_]locked|update\s+nowait|nowait\s*=\s*true", f.text, re.I)
     sc.add(
         Kind.STATUS_POLLER,
         pattern,
@@ -444,8 +478,14 @@ def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> 
     text = "\n".join(sc.lines[start - 1 : func.end_lineno or func.lineno])
     if not _STRONG.search(text) and not (sc.is_command and func.name == "handle"):
         return False  # cheap: no word any of the three shapes needs
-    text = _COMMENT.sub("", text)  # words in comments are no evidence
+    text = _COMMENT.sub("", text)  # words in comments are no evidence, nor in the docstring
+    doc = _docstring(func)
+    if doc is not None:
+        lines = text.split("\n")
+        first, last = doc[0] - start, doc[1] - start
+        text = "\n".join([*lines[:first], *lines[last + 1 :]])
     f = _facts(sc, func, text)
+    f.doc = ast.get_docstring(func) or ""
     if re.search(r"claim|dequeue|acquire|fetch_job|_pull", func.name, re.I):
         return _job_code(sc, func, qual, f, cls) or _sweeper(sc, func, qual, f)
     return (

@@ -233,6 +233,7 @@ class PythonScanner:
         self.func_class: dict[int, str] = {}
         self.is_command = "/management/commands/" in "/" + path
         self._nodes: list[ast.AST] | None = None
+        self._eintr: set[str] | None = None
         self.local: dict[int, list[ast.AST]] = {}
         low = text.lower()
         self.may_status = "status" in low or "state" in low
@@ -580,6 +581,8 @@ class PythonScanner:
         ]
         if not swallowing:
             return None
+        if all(self._interrupted_call(h) for h in swallowing):
+            return None  # EINTR: Python retries an interrupted system call itself (PEP 475)
         idx = node.body.index(tnode) if tnode in node.body else -1
         after = node.body[idx + 1 :] if idx >= 0 else []
         # success may leave from inside an `if`/`with` in the try, or from its `else`
@@ -670,6 +673,35 @@ class PythonScanner:
             for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type])
         )
         return _LoopFacts(pattern, region, counter, forever, sleep, catch, refusal, silent, caught)
+
+    def _interrupted_call(self, handler: ast.ExceptHandler) -> bool:
+        """The handler retries only a system call interrupted by a signal: ``except
+        InterruptedError``, a test on ``errno.EINTR``, or a helper of this module that
+        tests it (``if _is_resumable(error): continue``). Not a failure to retry."""
+        if handler.type is not None:
+            kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+            if all(dotted(t).rsplit(".", 1)[-1] == "InterruptedError" for t in kinds):
+                return True
+        if any(
+            isinstance(n, ast.Attribute | ast.Name) and dotted(n).endswith("EINTR")
+            for n in ast.walk(handler)
+        ):
+            return True
+        called = {
+            dotted(n.func).rsplit(".", 1)[-1] for n in ast.walk(handler) if isinstance(n, ast.Call)
+        }
+        return bool(called & self._eintr_helpers())
+
+    def _eintr_helpers(self) -> set[str]:
+        """Functions of this module whose code or docstring speaks of EINTR."""
+        if self._eintr is None:
+            self._eintr = {
+                n.name
+                for n in ast.walk(self.tree)
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                and "EINTR" in "\n".join(self.lines[n.lineno - 1 : n.end_lineno or n.lineno])
+            }
+        return self._eintr
 
     def _looks_transient(
         self,

@@ -108,6 +108,52 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
         """,
         lambda ns, dep: ns["fetch"](dep),
     ),
+    "count_chosen_by_a_flag_in_the_header_flag_set": (
+        """
+        import time
+
+        def wait_ready(dep, quick=False):
+            for _ in range(1 if quick else 4):
+                try:
+                    return dep.call()
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                raise RuntimeError("never came up")
+        """,
+        lambda ns, dep: ns["wait_ready"](dep, quick=True),
+    ),
+    "count_chosen_by_a_flag_in_the_header_flag_unset": (
+        """
+        import time
+
+        def wait_ready(dep, quick=False):
+            for _ in range(1 if quick else 4):
+                try:
+                    return dep.call()
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                raise RuntimeError("never came up")
+        """,
+        lambda ns, dep: ns["wait_ready"](dep),
+    ),
+    "count_chosen_by_a_flag_before_the_loop": (
+        """
+        import time
+
+        def fetch(dep, retry=True):
+            tries = 3 if retry else 1
+            for i in range(tries):
+                try:
+                    return dep.call()
+                except OSError:
+                    if i == tries - 1:
+                        raise
+                    time.sleep(2)
+        """,
+        lambda ns, dep: (ns["fetch"](dep), ns["fetch"](dep, retry=False)),
+    ),
     "two_attempts_refresh_then_retry_on_some_errors": (
         """
         class Session:

@@ -1,11 +1,10 @@
 """A policy read from run-time values must hold for small and empty values too.
 
-Each legacy loop below treats a small or empty run-time value its own way (a
-conditional expression, ``or``, ``min``/``max``, an ``if`` on a parameter); the
-probes the codemod simulates with (6, 7, 12) fit a law the loop does not
-follow for 0..3. Each was once rewritten wrongly, with no note: now each is
-refused with the value that breaks the law. Plain run-time counts and delays
-are still rewritten.
+Each legacy loop below treats a small or empty run-time value its own way
+(``or``, ``min``/``max``, an ``if`` on a parameter); the probes the codemod
+simulates with (6, 7, 12) fit a law the loop does not follow for 0..3. Each
+was once rewritten wrongly, with no note: now each is refused with the value
+that breaks the law. Plain run-time counts and delays are still rewritten.
 """
 
 from __future__ import annotations
@@ -17,15 +16,6 @@ import pytest
 from codemods import decide
 
 WRONG_ONCE = {
-    "flag in range": """
-        def wait_ready(svc, quick=False):
-            for _ in range(1 if quick else 50):
-                try:
-                    return svc.ping()
-                except ConnectionError:
-                    time.sleep(0.2)
-            raise RuntimeError("never came up")
-    """,
     "or default": """
         def fetch(svc, tries=None):
             for i in range(tries or 5):
@@ -115,6 +105,25 @@ STILL_REWRITTEN = {
                         time.sleep(self.backoff * 2 ** i)
     """,
 }
+
+
+def test_a_flag_in_the_loop_header_is_a_flag_not_a_count() -> None:
+    """``range(1 if quick else 50)`` was once rewritten as if ``quick`` were a count,
+    then refused; it is the flag form of a count, written as such."""
+    source = """
+        import time
+
+        def wait_ready(svc, quick=False):
+            for _ in range(1 if quick else 50):
+                try:
+                    return svc.ping()
+                except ConnectionError:
+                    time.sleep(0.2)
+            raise RuntimeError("never came up")
+    """
+    (site,) = decide(textwrap.dedent(source))
+    assert site.action == "rewritten", site.reason
+    assert "max_attempts=1 if quick else 50" in str(site.policy)
 
 
 @pytest.mark.parametrize("source", STILL_REWRITTEN.values(), ids=list(STILL_REWRITTEN))
