@@ -287,6 +287,12 @@ class RetryLoopCodemod(LoopResults):
             replacement = self._call_site(plan, updated)
         # the comments of a setup line removed just before the loop (`deadline = ...`)
         above = [*self.carried_comments.pop(original, []), *updated.leading_lines]
+        # and those of the loop's machinery (the handler, the header): the author's
+        # knowledge ("happens when the ports are in use") stays, above the step
+        above += [
+            cst.EmptyLine(comment=cst.Comment(text))
+            for text in _lost_comments(updated, [func, *replacement], above)
+        ]
         if plan.nested:
             func = func.with_changes(leading_lines=above)
             first = replacement[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
@@ -1118,6 +1124,36 @@ class RetryLoopCodemod(LoopResults):
 
 
 __all__ = ["RetryLoopCodemod"]
+
+
+class _Comments(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Comment(self, node: cst.Comment) -> None:
+        self.found.append(node.value)
+
+
+def _comments(nodes: Sequence[cst.CSTNode]) -> list[str]:
+    visitor = _Comments()
+    for node in nodes:
+        node.visit(visitor)
+    return visitor.found
+
+
+def _lost_comments(
+    loop: cst.CSTNode, written: Sequence[cst.CSTNode], above: Sequence[cst.EmptyLine]
+) -> list[str]:
+    """The comments of the loop, in order, that neither the code written nor the lines
+    already above it hold."""
+    kept = _comments(written) + [line.comment.value for line in above if line.comment]
+    lost: list[str] = []
+    for text in _comments([loop]):
+        if text in kept:
+            kept.remove(text)
+        else:
+            lost.append(text)
+    return lost
 
 
 def _break_after(try_: cst.Try, post: Sequence[Any]) -> bool:

@@ -508,6 +508,7 @@ from toolkit import RetryPolicy, step
 
 def add_metadata(context, aggregate_id, metadata, max_retries=10):
     all_keys = metadata.keys()
+    # a concurrent writer won: try again unless this was the last attempt
     @step(
         retry=RetryPolicy(
             max_attempts=max_retries,
