@@ -196,8 +196,7 @@ class Worker:
                     handled += 1
                     if handled == 1:
                         log.info("signal %d: stopping", signum)
-                        self._stop.set()
-                        self._wake.set()
+                        self.stop()  # the loop is not `self._thread`: this does not wait
                     else:
                         log.info("signal %d again: releasing running workflows now", signum)
                         self.shutdown_grace = 0.0

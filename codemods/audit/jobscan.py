@@ -156,7 +156,7 @@ class _Facts:
 
 
 def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
-    f = _Facts(text=text, name=func.name)
+    f = _Facts(text=text, name=func.name, doc=ast.get_docstring(func) or "")
     for n in sc.local_nodes(func):
         if isinstance(n, ast.Call):
             func_node = n.func
@@ -285,7 +285,6 @@ def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
     named = SWEEP_NAME.search(func.name) is not None or _sweep_command(sc, func)
     if not (named or f.trigger or f.sql_sweep):
         return False  # every rule below needs a sweeper's name, a timer or sweeping SQL
-    doc = ast.get_docstring(func) or ""
     code = _code_text(sc, func)
     age = _AGE.search(code) is not None
     # an age alone is no sweeper: an in-memory timer heap (`process_timeouts`) has one
@@ -295,7 +294,7 @@ def _sweeper(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
     if not (
         f.sql_sweep
         or (named and (selects or age) and (acts or age) and (acts or selects or jobs))
-        or (named and acts and re.search(r"stuck|stale|abandon|orphan|dead", doc, re.I))
+        or (named and acts and re.search(r"stuck|stale|abandon|orphan|dead", f.doc, re.I))
         or (f.trigger and selects and acts)
         or (f.trigger and age and acts and f.loops)
         or (_sweep_command(sc, func) and f.writes)
@@ -485,7 +484,6 @@ def scan_function(sc: PythonScanner, func: Func, qual: str, cls: str | None) -> 
         first, last = doc[0] - start, doc[1] - start
         text = "\n".join([*lines[:first], *lines[last + 1 :]])
     f = _facts(sc, func, text)
-    f.doc = ast.get_docstring(func) or ""
     if re.search(r"claim|dequeue|acquire|fetch_job|_pull", func.name, re.I):
         return _job_code(sc, func, qual, f, cls) or _sweeper(sc, func, qual, f)
     return (

@@ -34,6 +34,19 @@ class Flaky:
         return f"ok after {self.calls}"
 
 
+_FLAG_IN_THE_HEADER = """
+    import time
+
+    def wait_ready(dep, quick=False):
+        for _ in range(1 if quick else 4):
+            try:
+                return dep.call()
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("never came up")
+"""  # run with the flag set and unset below
+
 CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
     "full_jitter_assigned_then_slept": (
         """
@@ -109,33 +122,11 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
         lambda ns, dep: ns["fetch"](dep),
     ),
     "count_chosen_by_a_flag_in_the_header_flag_set": (
-        """
-        import time
-
-        def wait_ready(dep, quick=False):
-            for _ in range(1 if quick else 4):
-                try:
-                    return dep.call()
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError("never came up")
-        """,
+        _FLAG_IN_THE_HEADER,
         lambda ns, dep: ns["wait_ready"](dep, quick=True),
     ),
     "count_chosen_by_a_flag_in_the_header_flag_unset": (
-        """
-        import time
-
-        def wait_ready(dep, quick=False):
-            for _ in range(1 if quick else 4):
-                try:
-                    return dep.call()
-                except OSError:
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError("never came up")
-        """,
+        _FLAG_IN_THE_HEADER,
         lambda ns, dep: ns["wait_ready"](dep),
     ),
     "count_chosen_by_a_flag_before_the_loop": (
