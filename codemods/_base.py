@@ -441,6 +441,34 @@ def module_constants(module: cst.Module, scope: GlobalScope) -> dict[str, ev.Num
     return constants
 
 
+def module_sequences(module: cst.Module, scope: GlobalScope) -> dict[str, cst.Tuple | cst.List]:
+    """Module-level names bound once to a literal tuple of numbers (``DELAYS = (1, 2, 4)``),
+    or to a list of them under a constant's name (``RETRY_DELAYS = [1, 5]``): the literal,
+    for a loop over its values (``for delay in DELAYS:``)."""
+    out: dict[str, cst.Tuple | cst.List] = {}
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target, value = small.targets[0].target, small.value
+            if not isinstance(target, cst.Name) or len(scope.assignments[target.value]) != 1:
+                continue
+            if isinstance(value, cst.List) and not target.value.isupper():
+                continue  # a list under another name may be changed
+            if (
+                isinstance(value, cst.Tuple | cst.List)
+                and value.elements
+                and all(
+                    isinstance(e, cst.Element) and isinstance(e.value, cst.Integer | cst.Float)
+                    for e in value.elements
+                )
+            ):
+                out[target.value] = value
+    return out
+
+
 def is_docstring(stmt: cst.CSTNode) -> bool:
     """A statement that is only a string: a docstring when it comes first."""
     return (

@@ -194,8 +194,42 @@ def parse(source: str) -> ast.expr:
             raise Unknown(text) from None
 
 
-def evaluate(node: ast.AST, env: Mapping[str, Number]) -> Any:
-    """Evaluate ``node`` with names looked up in ``env``; raise :class:`Unknown` otherwise."""
+def evaluate(node: ast.AST, env: Mapping[str, Any]) -> Any:
+    """Evaluate ``node`` with names looked up in ``env``; raise :class:`Unknown` otherwise.
+
+    ``env`` may hold tuples of numbers (a module's ``DELAYS = (1, 5, 30)``): they are
+    read by index and by ``len``, never as a value of their own."""
+    value = _value(node, env)
+    if isinstance(value, tuple):
+        raise Unknown(ast.unparse(node))
+    return value
+
+
+def _value(node: ast.AST, env: Mapping[str, Any]) -> Any:
+    if isinstance(node, ast.Subscript):
+        try:
+            sequence = _value(node.value, env)
+            index = evaluate(node.slice, env)
+        except Unknown:
+            raise Unknown(ast.unparse(node)) from None  # `resp.headers['Retry-After']`
+        if not isinstance(sequence, tuple) or isinstance(index, bool | float | str):
+            raise Unknown(ast.unparse(node))
+        try:
+            return sequence[index]
+        except (IndexError, TypeError) as exc:  # the legacy code raised IndexError here
+            raise Unknown(ast.unparse(node)) from exc
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "len"
+        and len(node.args) == 1
+        and not node.keywords
+        and "len" not in env
+    ):
+        sequence = _value(node.args[0], env)
+        if isinstance(sequence, tuple):
+            return len(sequence)
+        raise Unknown(ast.unparse(node))
     if isinstance(node, ast.Constant):
         if isinstance(node.value, int | float | bool | str) or node.value is None:
             return node.value  # a string only takes part in comparisons (see BinOp)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -39,6 +40,7 @@ from ._loop_shapes import (
     _walk_all,
     _walk_own,
     _within,
+    fixed_iterable,
     loop_header,
 )
 from ._loop_simulation import (
@@ -47,11 +49,13 @@ from ._loop_simulation import (
     _Outcome,
 )
 from ._policy import (
+    DEFAULT_MAX_DELAY,
     NotABackoff,
     Policy,
     fit_delays,
     fit_linear,
 )
+from ._result_shape import value_flag
 from ._runtime_check import check_other_values, distinct_bases, probes_of
 from ._small_values import check_small_values
 
@@ -224,7 +228,7 @@ class LoopPolicy(LoopScope):
             reason += f" and a time budget read from `{clocks[0]}`"
         reason += ": make the functions they pass steps instead"
         if why and not clocks:
-            reason += f" ({why})"
+            reason += f" ({why.split(': `', 1)[0]})"  # its own reason, without what it adds
         return reason
 
     def _wrapped_parameter(self, func: cst.FunctionDef, stmts: Sequence[cst.CSTNode]) -> str | None:
@@ -392,7 +396,7 @@ class LoopPolicy(LoopScope):
             and not any(a.keyword or a.star for a in iterable.args)
             and len(iterable.args) <= 1
         )
-        if _fixed_values(iterable) is not None:
+        if _fixed_values(fixed_iterable(self, loop, scope)) is not None:
             is_range = True  # `for is_first in (True, False)`: one attempt per value
         if not (is_range or is_count):
             code = self.source_module.code_for_node
@@ -405,6 +409,15 @@ class LoopPolicy(LoopScope):
                     " attempt, not a retry of the same call)"
                 )
             reason = f"loops over `{code(iterable)}` rather than over attempts"
+            if isinstance(iterable, cst.Name) and any(
+                isinstance(getattr(a, "node", None), cst.Param)
+                for a in scope.assignments[iterable.value]
+            ):
+                reason += (
+                    f": `{iterable.value}` is a parameter, so the callers choose the"
+                    " attempts and their delays (a retry engine's policy); give the step a"
+                    " fixed `delays=(...)` by hand if the callers never pass it"
+                )
             if isinstance(iterable, cst.Call) and isinstance(iterable.func, cst.Name):
                 helper = iterable.func.value
                 origin = sorted(q for q in self.qualified(iterable.func) if q != helper)
@@ -577,7 +590,19 @@ class LoopPolicy(LoopScope):
     def _policy(
         self, outcome: _Outcome, retry_on: list[str], give_up: list[str], loop: cst.For | cst.While
     ) -> Policy:
-        initial, factor, cap, increment = self._fit(outcome)
+        try:
+            initial, factor, cap, increment = self._fit(outcome)
+        except Skip:
+            schedule = _schedule(outcome)
+            if schedule is None:
+                raise
+            return Policy(
+                max_attempts=outcome.attempts,
+                delays=schedule,
+                max_delay=max(schedule) if max(schedule) > DEFAULT_MAX_DELAY else None,
+                retry_on=retry_on,
+                give_up_on=give_up,
+            )
         sources = {}
         for name in sorted(ev.names(ev.parse(self.source_module.code_for_node(loop_header(loop))))):
             if outcome.attempts is not None and self.constants.get(name) == outcome.attempts:
@@ -770,10 +795,16 @@ class LoopPolicy(LoopScope):
                 sources[field_name] = _expression_of(field_name, name, values, xs)
                 followers[field_name] = name
         base_fields = tuple(fields["base"])
-        if check_small_values(
+        at_least_one, zero_unlimited = check_small_values(
             simulate, flags, at, base_fields, followers, base, at, self._small_value_notes
-        ):
-            sources["max_attempts"] = f"max(1, {sources['max_attempts']})"
+        )
+        count = sources.get("max_attempts", "")
+        if at_least_one and zero_unlimited:
+            sources["max_attempts"] = f"max(1, {count}) if {count} else None"
+        elif at_least_one:
+            sources["max_attempts"] = f"max(1, {count})"
+        elif zero_unlimited:  # `if self._retries != 0: retry = n < self._retries`
+            sources["max_attempts"] = f"{count} or None"
         attempts, initial, factor, cap, increment = base_fields
         if "max_delay" in sources and (initial or "initial_delay" in sources):
             # a cap below the first delay: every delay is the cap, as RetryPolicy's
@@ -910,6 +941,43 @@ class LoopPolicy(LoopScope):
             return None
         return name, rest
 
+    def _value_flag_shape(
+        self, loop: cst.For | cst.While, try_: cst.Try
+    ) -> tuple[str, cst.BaseExpression, bool] | None:
+        """``while conn is None and <rest>:`` (``while not conn``) whose try ends with
+        ``conn = connect()``, set nowhere else in the loop (:func:`value_flag`): the name,
+        ``<rest>`` (``True`` when the test is the flag alone) and whether the test is
+        ``not conn`` (any falsy value goes round again) rather than ``is None``."""
+        if not isinstance(loop, cst.While) or try_.orelse is not None:
+            return None
+        code = self.source_module.code_for_node
+        try:
+            tree = ast.parse(textwrap.dedent(code(loop)))
+        except SyntaxError:
+            return None
+        node = tree.body[0]
+        tries = [s for s in getattr(node, "body", []) if isinstance(s, ast.Try)]
+        if not isinstance(node, ast.While) or len(tries) != 1:
+            return None
+        name = value_flag(node, tries[0])
+        if name is None:
+            return None
+        test = loop.test
+        sides = _and_sides(test)
+        rest = [s for s in sides if name not in _names_read_in([cst.Expr(s)])]
+        if len(rest) != len(sides) - 1:
+            return None  # the flag read twice in the test, or inside another part
+        flag_side = next(s for s in sides if not any(s is r for r in rest))
+        falsy = isinstance(flag_side, cst.UnaryOperation)
+        joined: cst.BaseExpression = cst.Name("True")
+        for side in rest:
+            joined = (
+                side
+                if isinstance(joined, cst.Name) and joined.value == "True"
+                else cst.BooleanOperation(left=joined, operator=cst.And(), right=side)
+            )
+        return name, joined, falsy
+
     def _flag_read_after(self, name: str, scope: Scope, loop: cst.CSTNode) -> bool:
         """The code after the loop reads the success flag (else its ``= False`` goes)."""
         loop_range = self._range(loop)
@@ -997,6 +1065,23 @@ class LoopPolicy(LoopScope):
             expected = min(expected, policy.max_delay)
         if n > 1 and policy.initial_delay == 0:
             expected = 0.0
+        if policy.delays or (
+            n > 1
+            and abs(outcome.last_sleep - expected) > 1e-9
+            and not (policy.sources.keys() & {"initial_delay", "max_delay", "increment"})
+            and not (policy.runtime or set(policy.sources) - policy.constants)
+            and not (outcome.full_jitter or outcome.min_delay)
+        ):
+            # `for delay in (1, 5): ... sleep(delay)` then `return call()` after a 30 s
+            # wait: the delays are a schedule, the last wait its next entry
+            schedule = [*outcome.delays[: n - 1], outcome.last_sleep]
+            while len(schedule) > 1 and schedule[-1] == schedule[-2]:
+                schedule.pop()
+            if len(set(schedule)) > 1:
+                policy.delays = tuple(float(d) for d in schedule)
+                policy.initial_delay, policy.backoff, policy.increment = 0.0, 1.0, 0.0
+                policy.max_delay = max(schedule) if max(schedule) > DEFAULT_MAX_DELAY else None
+                expected = outcome.last_sleep
         if abs(outcome.last_sleep - expected) > 1e-9 and not (n == 1 and outcome.last_sleep >= 0):
             raise Skip(
                 f"the wait before the final attempt after the loop ({outcome.last_sleep:g}s)"
@@ -1098,3 +1183,28 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _schedule(outcome: _Outcome) -> tuple[float, ...] | None:
+    """Delays that follow no law but a list (``for delay in (1, 2, 5, 10)``, ``DELAYS[i]``):
+    the schedule ``RetryPolicy(delays=...)`` waits, its last delay repeating. Exact delays
+    only (no random part); a loop without an attempt limit must settle on its last delay."""
+    if outcome.jitter or outcome.full_jitter or outcome.random_delay or outcome.min_delay:
+        return None
+    delays = list(outcome.delays)
+    if outcome.attempts is not None:
+        delays = delays[: max(outcome.attempts - 1, 0)]
+    while len(delays) > 1 and delays[-1] == delays[-2]:
+        delays.pop()
+    if len(set(delays)) < 2:
+        return None  # a constant delay: the law says it
+    if outcome.attempts is None and len(delays) == len(outcome.delays):
+        return None  # endless, and the delays never settle
+    return tuple(float(d) for d in delays)
+
+
+def _and_sides(test: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The parts of ``a and b and c`` (``[test]`` for anything else)."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+        return [*_and_sides(test.left), *_and_sides(test.right)]
+    return [test]

@@ -120,6 +120,9 @@ class LoopScope(DurableCodemod):
         super().__init__(context, annotate)
         self.source_module: cst.Module = cst.Module(body=[])
         self.constants: dict[str, ev.Number] = {}
+        #: module-level tuples of numbers (``DELAYS = (1, 2, 4)``), for ``for d in DELAYS``
+        self.sequences: dict[str, cst.Tuple | cst.List] = {}
+        self.sequence_values: dict[str, tuple[ev.Number, ...]] = {}
         self.plans: dict[cst.CSTNode, _Plan] = {}
         self.function_plans: dict[cst.FunctionDef, _Plan] = {}
         self.recursions: dict[cst.FunctionDef, str] = {}  # retries by calling itself
@@ -458,6 +461,8 @@ def _fixed_values(iterable: cst.BaseExpression) -> list[ev.Number] | None:
             values.append(value.value == "True")
         elif isinstance(value, cst.Integer):
             values.append(int(value.evaluated_value))
+        elif isinstance(value, cst.Float):
+            values.append(float(value.evaluated_value))
         else:
             return None
     return values

@@ -117,6 +117,13 @@ def split_setup(
     # `resp = None` reset before a try that sets `resp`: the value left after the loop,
     # which the loop's own rules judge (not a setup of the attempt)
     header |= _assigned_names(body)
+    # what the loop's machinery knows: its counter, what the header and the handler set
+    known = header | changed | set(cm.constants)
+    if isinstance(loop, cst.For):
+        known |= {
+            n.value for n in [loop.target, *_walk_own(loop.target)] if isinstance(n, cst.Name)
+        }
+    attempt_reads = _loads(cm, body)
     machinery: list[Any] = []
     setup: list[Any] = []
     for stmt in pre:
@@ -127,9 +134,11 @@ def split_setup(
             or _sleeps(cm, stmt)
             or own & (changed | header)
             or own & _loads(cm, [stmt])  # `n = n + 1`: a counter of its own
+            or _is_delay_law(cm, stmt, known, attempt_reads)
         ):
             machinery.append(stmt)
             changed |= own
+            known |= own
         else:
             setup.append(stmt)
     if not setup:
@@ -167,6 +176,41 @@ def split_setup(
             origin = next(s for s in setup if name in _assigned_names([s]))
             raise Skip(f"{who} reads `{name}`, set before the try by `{_first_line(code(origin))}`")
     return machinery, setup
+
+
+#: the calls a delay law computed before the try may make (plain arithmetic)
+_LAW_CALLS = frozenset({"min", "max", "int", "float", "round", "abs", "pow"})
+
+
+def _is_delay_law(
+    cm: LoopScope, stmt: cst.CSTNode, known: set[str], attempt_reads: set[str]
+) -> bool:
+    """``wait = min(1.7 ** i * 0.1, 15)`` before the try: one name set from the counter,
+    the loop's other machinery and module constants by plain arithmetic, which the
+    attempt does not read. It is the delay law, computed at the top of the body: loop
+    machinery the simulation runs, not a setup of the attempt."""
+    if not (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Assign)
+        and len(stmt.body[0].targets) == 1
+        and isinstance(stmt.body[0].targets[0].target, cst.Name)
+    ):
+        return False
+    assign = stmt.body[0]
+    target = assign.targets[0].target
+    assert isinstance(target, cst.Name)
+    if target.value in attempt_reads:
+        return False
+    for node in [assign.value, *_walk_own(assign.value)]:
+        if isinstance(node, cst.Call) and not (
+            isinstance(node.func, cst.Name) and node.func.value in _LAW_CALLS
+        ):
+            return False
+        if isinstance(node, cst.Attribute | cst.Subscript | cst.Lambda | cst.Await):
+            return False
+    reads = _loads(cm, [assign.value]) - _LAW_CALLS
+    return bool(reads) and reads <= known
 
 
 def _loads(cm: LoopScope, stmts: Sequence[cst.CSTNode]) -> set[str]:

@@ -20,7 +20,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
-from ._result_shape import ast_result_retry
+from ._result_shape import ast_result_retry, value_flag
 
 if TYPE_CHECKING:
     from ._loop_scope import LoopScope
@@ -239,6 +239,12 @@ def _ast_clearly_retries(loop: ast.For | ast.AsyncFor | ast.While, try_: ast.Try
     counters = [_ast_counter(node) for node in own]
     if _ast_polls_and_retries(loop, try_) or _ast_success_flag(loop, try_):
         return True
+    if (
+        isinstance(loop, ast.While)
+        and value_flag(loop, try_) is not None
+        and any(_ast_is_sleep(n) for h in try_.handlers for n in _ast_own(h.body))
+    ):
+        return True  # `while conn is None:` around `conn = connect()`: a value flag
     if not _RETRY_WORDS.search(ast.unparse(header) + " " + target):
         return sleeps and any(name and _RETRY_WORDS.search(name) for name in counters)
     if sleeps:
@@ -711,6 +717,19 @@ def _private_name(node: cst.CSTNode) -> str | None:
 
 def _is_none(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def fixed_iterable(cm: Any, loop: cst.For, scope: Any) -> cst.BaseExpression:
+    """The loop's iterable, with a module constant's literal in place of its name
+    (``for delay in DELAYS:`` loops over ``(1, 2, 4)``)."""
+    iterable = loop.iter
+    if (
+        isinstance(iterable, cst.Name)
+        and iterable.value in cm.sequences
+        and (scope is None or not _is_local(scope, iterable.value))
+    ):
+        return cm.sequences[iterable.value]
+    return iterable
 
 
 def _is_local(scope: Scope, name: str) -> bool:

@@ -14,7 +14,7 @@ import libcst as cst
 
 from . import _evaluate as ev
 from ._handlers import gives_up
-from ._loop_shapes import _assigned_names, _first_line, _names_read_in
+from ._loop_shapes import _assigned_names, _first_line, _names_read_in, fixed_iterable
 
 if TYPE_CHECKING:
     from .retry_loop import RetryLoopCodemod
@@ -171,7 +171,7 @@ class _Simulation:
         #: names the machinery assigns: counters, never flags (`if not retries: raise`
         #: then `retries -= 1` counts down; read as a flag it made 2 attempts of 4)
         self.counted = _assigned_names([*pre, *self.handler, *post])
-        self.env: dict[str, ev.Number] = {**codemod.constants, **symbols}
+        self.env: dict[str, Any] = {**codemod.sequence_values, **codemod.constants, **symbols}
         for name, expr in inits:
             value = self._eval(expr, f"the initial value of `{name}`")
             if value is not None:
@@ -222,11 +222,14 @@ class _Simulation:
         values: range | None = None
         loop_var: str | None = None
         fixed: list[ev.Number] | None = None
-        if isinstance(self.loop, cst.For) and isinstance(self.loop.iter, cst.Tuple | cst.List):
-            # `for is_first in (True, False)`: one attempt per value of the tuple
-            assert isinstance(self.loop.target, cst.Name)
+        iterable = None
+        if isinstance(self.loop, cst.For):
+            iterable = fixed_iterable(self.cm, self.loop, None)
+        if isinstance(iterable, cst.Tuple | cst.List):
+            # `for is_first in (True, False)`, `for delay in DELAYS`: an attempt per value
+            assert isinstance(self.loop, cst.For) and isinstance(self.loop.target, cst.Name)
             loop_var = self.loop.target.value
-            fixed = [self._eval(e.value, "the attempt values") for e in self.loop.iter.elements]
+            fixed = [self._eval(e.value, "the attempt values") for e in iterable.elements]
         elif isinstance(self.loop, cst.For):
             assert isinstance(self.loop.target, cst.Name) and isinstance(self.loop.iter, cst.Call)
             loop_var = self.loop.target.value

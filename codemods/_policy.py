@@ -40,6 +40,8 @@ class Policy:
     #: ``[min_delay, d]`` (tenacity's ``wait_exponential(min=...)``, ``wait_random_exponential``)
     min_delay: float = 0.0
     full_jitter: bool = False
+    #: a schedule of delays in place of the law (``RetryPolicy(delays=...)``)
+    delays: tuple[float, ...] = ()
     #: hooks, as source text (``lambda e: e.errno == 104``, ``self.reset``)
     retry_if: str | None = None
     retry_on_result: str | None = None
@@ -57,9 +59,13 @@ class Policy:
         """Build ``RetryPolicy(...)``; every field a reader needs is explicit."""
         src = self.sources
         args: list[str] = [f"max_attempts={src.get('max_attempts', repr(self.max_attempts))}"]
-        args.append(f"initial_delay={src.get('initial_delay', _num(self.initial_delay))}")
-        args.append(f"backoff={src.get('backoff', _num(self.backoff))}")
         max_delay = self.max_delay
+        if self.delays:
+            shown = ", ".join(_num(d) for d in self.delays)
+            args.append(f"delays=({shown}{',' if len(self.delays) == 1 else ''})")
+        else:
+            args.append(f"initial_delay={src.get('initial_delay', _num(self.initial_delay))}")
+            args.append(f"backoff={src.get('backoff', _num(self.backoff))}")
         if max_delay is None and self.backoff > 1 and self.initial_delay > 0:
             # Uncapped growth in the legacy code: keep it uncapped when the
             # attempts can outgrow the default cap of RetryPolicy.
@@ -123,7 +129,12 @@ class Policy:
         else:
             parts = [f"{self.max_attempts} attempt{'s' if self.max_attempts != 1 else ''}"]
         first = src.get("initial_delay") or _secs(self.initial_delay)
-        if self.initial_delay == 0 and "initial_delay" not in src:
+        if self.delays:
+            shown = ", ".join(_secs(d) for d in self.delays)
+            delay = f"delays {shown}"
+            if self.max_attempts is None or self.max_attempts - 1 > len(self.delays):
+                delay += f" then {_secs(self.delays[-1])} each"
+        elif self.initial_delay == 0 and "initial_delay" not in src:
             delay = "no delay"
         elif self.backoff == 1 and "backoff" not in src:
             delay = f"{first} apart"
@@ -170,6 +181,8 @@ class Policy:
 
     def largest_delay(self) -> float | None:
         """The longest delay the policy can ask for before its last attempt, None if unbounded."""
+        if self.delays:
+            return max(self.delays)
         if self.increment:
             if self.max_attempts is None:
                 return None

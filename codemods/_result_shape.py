@@ -121,3 +121,46 @@ def ast_result_retry(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
 
 
 __all__ = ["ast_result_retry", "decision_index"]
+
+
+def value_flag(loop: ast.While, try_: ast.Try) -> str | None:
+    """``while conn is None:`` (``while not conn and tries < 5:``) whose try ends with
+    ``conn = connect()``: the value the attempt sets is the loop's success (a value flag),
+    set nowhere else in the loop. Its name, or None."""
+    if not try_.body:
+        return None
+    test = loop.test
+    sides = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    flags: set[str] = set()
+    for side in sides:
+        if (
+            isinstance(side, ast.UnaryOp)
+            and isinstance(side.op, ast.Not)
+            and isinstance(side.operand, ast.Name)
+        ):
+            flags.add(side.operand.id)
+        elif (
+            isinstance(side, ast.Compare)
+            and isinstance(side.left, ast.Name)
+            and len(side.ops) == 1
+            and isinstance(side.ops[0], ast.Is)
+            and isinstance(side.comparators[0], ast.Constant)
+            and side.comparators[0].value is None
+        ):
+            flags.add(side.left.id)
+    last = try_.body[-1]
+    if not (
+        isinstance(last, ast.Assign)
+        and len(last.targets) == 1
+        and isinstance(last.targets[0], ast.Name)
+        and last.targets[0].id in flags
+        and not isinstance(last.value, ast.Constant)
+    ):
+        return None
+    name = last.targets[0].id
+    stores = [
+        node
+        for node in _own(loop.body)
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store)
+    ]
+    return name if stores == [last.targets[0]] else None

@@ -33,18 +33,21 @@ def check_small_values(
     base: Any,
     probe: float | Mapping[str, float],
     notes: list[str] | None = None,
-) -> bool:
+) -> tuple[bool, bool]:
     """Raise :class:`Skip` when the loop, run with a run-time value at 0..3, does not do
     what the policy fitted at ``probe`` predicts (attempts, then delays).
 
-    Return ``True`` when the loop runs once where the policy's count falls below 1
-    (``while True`` with ``if tries >= limit: raise`` after the attempt): the count is
-    then written ``max(1, ...)``, which is exact.
+    Return two answers. First, whether the loop runs once where the policy's count falls
+    below 1 (``while True`` with ``if tries >= limit: raise`` after the attempt): the
+    count is then written ``max(1, ...)``, which is exact. Second, whether a count of
+    exactly 0 means "no limit" to the loop (``retry = tries < limit if limit else
+    True``): the count is then written ``... or None``, which is exact.
 
     A negative value that made the loop retry without end (``if not retries: raise``
     never true) is not a refusal: it is added to ``notes``, the policy refusing the
     count with ``ValueError`` instead."""
     once_below_one: list[bool] = []
+    zero_unlimited = False
     for name in symbols:
         for small in SMALL_VALUES:
             at = probe[name] if isinstance(probe, Mapping) else probe
@@ -65,6 +68,14 @@ def check_small_values(
             if attempts is not None and attempts < 1:
                 if outcome.attempts == 1 and followers.get("max_attempts") == name:
                     once_below_one.append(True)  # max(1, count): exact
+                    continue
+                if (
+                    outcome.attempts is None
+                    and small == 0
+                    and attempts == 0
+                    and followers.get("max_attempts") == name
+                ):
+                    zero_unlimited = True  # `limit or None`: exact
                     continue
                 if outcome.attempts is None and small < 0 and notes is not None:
                     note = (
@@ -94,7 +105,7 @@ def check_small_values(
                 raise _differs(name, small, _show(expected), _show(actual))
     if any(once_below_one) and not all(once_below_one):
         raise Skip("the loop runs once for some counts below 1 and not at all for others")
-    return any(once_below_one)
+    return any(once_below_one), zero_unlimited
 
 
 def _predicted(

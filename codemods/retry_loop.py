@@ -39,7 +39,7 @@ from libcst.metadata import (
 )
 
 from . import _evaluate as ev
-from ._base import LOGGED_NOTE, SILENT_NOTE, is_docstring, module_constants
+from ._base import LOGGED_NOTE, SILENT_NOTE, is_docstring, module_constants, module_sequences
 from ._effects import unserializable_return
 from ._handlers import (
     gives_up,
@@ -203,6 +203,11 @@ class RetryLoopCodemod(LoopResults):
         if isinstance(scope, GlobalScope):
             self.taken_names = {a.name for a in scope.assignments}
             self.constants = module_constants(node, scope)
+            self.sequences = module_sequences(node, scope)
+            self.sequence_values = {
+                name: tuple(ast.literal_eval(node.code_for_node(value)))
+                for name, value in self.sequences.items()
+            }
         return True
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -574,6 +579,15 @@ class RetryLoopCodemod(LoopResults):
             style = "break"
             assert isinstance(loop, cst.While)
             sim_loop = loop.with_changes(test=success_flag[1])
+        value_flag = None
+        if style is None and success_flag is None:
+            value_flag = self._value_flag_shape(loop, try_)
+        if style is None and value_flag is not None:
+            # `while conn is None:` whose attempt ends with `conn = connect()`: a `break`
+            # there, the loop test without the flag
+            style = "break"
+            assert isinstance(loop, cst.While)
+            sim_loop = loop.with_changes(test=value_flag[1])
         if style is None and (
             self._decided_after_try(list(body.body), index)
             or self._decided_in_try(list(body.body)) is not None
@@ -784,6 +798,13 @@ class RetryLoopCodemod(LoopResults):
         nested = bool(symbols) or self._local_types
         notes: list[str] = [*type_notes, *repair_notes, *budget_notes]
         notes.extend(config_notes(list(symbols)))
+        if value_flag is not None:
+            name, falsy = value_flag[0], value_flag[2]
+            value = "a falsy value" if falsy else "None"
+            notes.append(
+                f"when the attempt sets `{name}` to {value}, the legacy loop tried again at"
+                " once; the step returns it"
+            )
         if self.sleep_like:
             shown = ", ".join(f"`{name}(...)`" for name in sorted(self.sleep_like))
             notes.append(

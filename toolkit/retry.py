@@ -13,7 +13,7 @@ import inspect
 import math
 import random
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,20 @@ def _as_tuple(value: object) -> tuple[type[BaseException], ...]:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(f"expected exception classes, got {item!r}")
     return result
+
+
+def _as_schedule(value: object) -> tuple[float, ...]:
+    """``delays`` as a tuple of seconds; a clear error for anything else."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValueError(f"delays must be a sequence of seconds, got {short_repr(value)}")
+    out: list[float] = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise ValueError(f"delays must hold seconds (numbers), got {short_repr(item)}")
+        if not math.isfinite(item) or item < 0:
+            raise ValueError(f"delays must be finite and not negative, got {item!r}")
+        out.append(float(item))
+    return tuple(out)
 
 
 def short_repr(value: Any, limit: int = 80) -> str:
@@ -100,7 +114,8 @@ class RetryPolicy:
     * otherwise ``before_retry(state)`` runs, the step waits the delay and tries again.
 
     The delay is ``delay_from(exc)`` when that returns a number, else
-    ``initial_delay * backoff ** (n - 1) + increment * (n - 1)`` kept within
+    ``delays[n - 1]`` when a schedule is given (its last delay repeating), else
+    ``initial_delay * backoff ** (n - 1) + increment * (n - 1)``, kept within
     ``[min_delay, max_delay]``; with ``jitter`` a uniform draw from half of it
     up to it, with ``full_jitter`` from ``min_delay`` up to it; then a uniform
     draw in ``[0, random_delay]`` is added (after the cap).
@@ -127,10 +142,18 @@ class RetryPolicy:
     on_give_up: Callable[[RetryState], Any] | None = None
     min_delay: float = 0.0
     full_jitter: bool = False
+    delays: Sequence[float] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", _as_tuple(self.retry_on))
         object.__setattr__(self, "give_up_on", _as_tuple(self.give_up_on))
+        object.__setattr__(self, "delays", _as_schedule(self.delays))
+        if self.delays and max(self.delays) > self.max_delay:
+            raise ValueError(
+                f"delays holds {max(self.delays):g} s, longer than max_delay "
+                f"({self.max_delay:g} s), which caps every delay: set "
+                f"max_delay={max(self.delays):g} (or more) to wait that long"
+            )
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1 (or None for no limit)")
         if self.initial_delay < 0 or self.max_delay < 0:
@@ -169,10 +192,13 @@ class RetryPolicy:
         capped by ``max_delay``, raised to ``min_delay``, then ``jitter`` (or
         ``full_jitter``) and ``random_delay`` applied."""
         steps = max(attempt - 1, 0)
-        try:
-            base = self.initial_delay * self.backoff**steps + self.increment * steps
-        except OverflowError:
-            base = self.max_delay
+        if self.delays:
+            base = self.delays[min(steps, len(self.delays) - 1)]
+        else:
+            try:
+                base = self.initial_delay * self.backoff**steps + self.increment * steps
+            except OverflowError:
+                base = self.max_delay
         base = float(max(self.min_delay, min(self.max_delay, base)))
         if self.jitter and base > 0:
             base = random.uniform(base / 2, base)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from codemods._result_shape import ast_result_retry
+from codemods._result_shape import ast_result_retry, value_flag
 from codemods.audit import jobscan, libraries, tables
 from codemods.audit.astutil import excerpt as _excerpt
 from codemods.audit.astutil import walk_local as _walk_local
@@ -600,6 +600,13 @@ class PythonScanner:
                 for s in [*tnode.body, *tnode.orelse, *after]
                 for n in _walk_local([s])
             )
+        if not success_exit and isinstance(node, ast.While) and isinstance(tnode, ast.Try):
+            # `while conn is None:` whose try ends with `conn = connect()`: a value flag
+            flag = value_flag(node, tnode)
+            if flag is not None:
+                success_exit = True
+                if _names_in(node.test) == {flag}:  # nothing else: it retries until a value
+                    pattern, counter, forever = "while-condition", None, True
         if not success_exit:
             return None  # polling, worker main loops: exit depends on a result or never
         if pattern == "while-condition" and isinstance(node, ast.While):

@@ -1,5 +1,6 @@
-"""Random delay laws keep their behaviour: each legacy function is run before and after
-the rewrite against a fake dependency; results, calls, exceptions and sleeps must match.
+"""Delay laws (random draws, schedules, a delay computed before the try) keep their
+behaviour: each legacy function is run before and after the rewrite against a fake
+dependency; results, calls, exceptions and sleeps must match.
 
 Random draws are pinned to their lower or their upper bound (``random.uniform`` and
 ``random.randint`` both), so the legacy draw and RetryPolicy's draw are comparable: a
@@ -173,6 +174,56 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
                 return "gave up", str(e), session.token
         """,
         lambda ns, dep: ns["run"](dep),
+    ),
+    "schedule_of_a_module_list_then_a_last_attempt": (
+        """
+        import time
+
+        RETRY_DELAYS = [1, 5, 30]
+
+        def fetch(dep):
+            for delay in RETRY_DELAYS:
+                try:
+                    return dep.call()
+                except OSError:
+                    time.sleep(delay)
+            return dep.call()
+        """,
+        lambda ns, dep: ns["fetch"](dep),
+    ),
+    "schedule_read_by_the_counter": (
+        """
+        import time
+
+        BACKOFF = (2, 10, 90)
+
+        def push(dep):
+            attempt = 0
+            while True:
+                try:
+                    return dep.call()
+                except OSError:
+                    if attempt >= 4:
+                        raise
+                    time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+                    attempt += 1
+        """,
+        lambda ns, dep: ns["push"](dep),
+    ),
+    "delay_computed_before_the_try": (
+        """
+        import time
+
+        def fetch(dep):
+            for i in range(5):
+                wait = min(0.5 * 1.7**i, 2)
+                try:
+                    return dep.call()
+                except OSError:
+                    time.sleep(wait)
+            raise RuntimeError("gave up")
+        """,
+        lambda ns, dep: ns["fetch"](dep),
     ),
 }
 

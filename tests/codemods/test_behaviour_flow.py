@@ -244,6 +244,63 @@ case(
     lambda ns, dep: ns["send"](dep, "p"),
 )
 
+case(
+    "final_attempt_after_a_different_wait",
+    """
+    import time
+
+    def fetch(dep):
+        for attempt in range(3):
+            try:
+                return dep.call()
+            except ConnectionError:
+                if attempt < 2:
+                    time.sleep(1)
+        return dep.call()
+    """,
+    lambda ns, dep: ns["fetch"](dep),
+)
+case(
+    "value_flag_with_a_count",
+    """
+    import time
+
+    def connect_db(dep, url):
+        conn = None
+        attempts = 0
+        while conn is None and attempts < 4:
+            attempts += 1
+            try:
+                conn = dep.call(url)
+            except ConnectionError:
+                time.sleep(1.5)
+        if conn is None:
+            raise RuntimeError("no database")
+        return conn
+    """,
+    lambda ns, dep: ns["connect_db"](dep, "db"),
+)
+case(
+    "value_flag_falsy_counted_in_the_handler",
+    """
+    import time
+
+    def connect_db(dep, url):
+        conn = None
+        failures = 0
+        while not conn:
+            try:
+                conn = dep.call(url)
+            except ConnectionError:
+                failures += 1
+                if failures >= 3:
+                    raise
+                time.sleep(2)
+        return conn
+    """,
+    lambda ns, dep: ns["connect_db"](dep, "db"),
+)
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rewritten_flow_behaves_the_same(name: str, sleeps: list[float]) -> None:

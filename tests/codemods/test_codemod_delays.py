@@ -592,3 +592,147 @@ def set_mode(conn, timeout):
     return _execute_step()
 """
         self.assertCodemod(before, after)
+
+
+class TestDelaySchedules(DurableCodemodTest):
+    """Delays that follow no law but a list become ``RetryPolicy(delays=...)``; a delay
+    computed at the top of the loop body from the counter is the loop's law."""
+
+    TRANSFORM = RetryLoopCodemod
+
+    def test_a_loop_over_a_module_list_of_delays_then_a_last_attempt(self) -> None:
+        before = """\
+import time
+
+RETRY_DELAYS = [1, 5, 30]
+
+
+def fetch(client, url):
+    for delay in RETRY_DELAYS:
+        try:
+            return client.get(url)
+        except ConnectionError:
+            time.sleep(delay)
+    return client.get(url)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+RETRY_DELAYS = [1, 5, 30]
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        delays=(1.0, 5.0, 30.0),
+        retry_on=(ConnectionError,),
+    )
+)
+def fetch(client, url):
+    return client.get(url)
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_table_of_delays_read_by_the_counter(self) -> None:
+        before = """\
+import time
+
+BACKOFF = (2, 10, 90)
+
+
+def push(queue, item):
+    for attempt in range(4):
+        try:
+            return queue.put(item)
+        except TimeoutError:
+            if attempt == 3:
+                raise
+            time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+BACKOFF = (2, 10, 90)
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=4,
+        delays=(2.0, 10.0, 90.0),
+        max_delay=90.0,
+        retry_on=(TimeoutError,),
+    )
+)
+def push(queue, item):
+    return queue.put(item)
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_delay_computed_before_the_try_from_the_counter(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client, url):
+    for i in range(5):
+        wait = min(0.5 * 2**i, 4)
+        try:
+            return client.get(url)
+        except ConnectionError:
+            if i == 4:
+                raise
+            time.sleep(wait)
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=5,
+        initial_delay=0.5,
+        backoff=2.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def fetch(client, url):
+    return client.get(url)
+"""
+        self.assertCodemod(before, after)
+
+    def test_a_delay_the_attempt_also_reads_stays_as_written(self) -> None:
+        before = """\
+import time
+
+
+def fetch(client, url):
+    for i in range(5):
+        wait = 2**i
+        try:
+            return client.get(url, timeout=wait)
+        except ConnectionError:
+            time.sleep(wait)
+"""
+        code, sites = self.run_codemod(before)
+        self.assertEqual(code, before)
+        self.assertEqual(
+            [s.reason for s in sites],
+            ["the handler reads `wait`, set before the try by `wait = 2**i`"],
+        )
+
+    def test_a_list_under_a_name_that_may_change_is_not_read(self) -> None:
+        before = """\
+import time
+
+delays = [1, 5, 30]
+
+
+def fetch(client, url):
+    for delay in delays:
+        try:
+            return client.get(url)
+        except ConnectionError:
+            time.sleep(delay)
+    return client.get(url)
+"""
+        self.assertUnchanged(before, ["loops over `delays` rather than over attempts"])

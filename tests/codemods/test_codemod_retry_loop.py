@@ -2068,7 +2068,7 @@ class Conn(Base):
 """
         self.assertCodemod(before, after)
 
-    def test_final_attempt_after_a_different_wait_is_refused(self) -> None:
+    def test_final_attempt_after_a_different_wait_is_a_schedule(self) -> None:
         before = """\
 import time
 
@@ -2082,13 +2082,15 @@ def fetch(client):
                 time.sleep(1)
     return client.get()
 """
-        self.assertUnchanged(
-            before,
-            [
-                "the wait before the final attempt after the loop (0s) is not the policy's"
-                " next delay"
-            ],
-        )
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(retry=RetryPolicy(max_attempts=4, delays=(1.0, 1.0, 0.0), retry_on=(OSError,)))
+def fetch(client):
+    return client.get()
+"""
+        self.assertCodemod(before, after)
 
     def test_local_count_read_by_the_code_run_when_attempts_run_out_stays(self) -> None:
         before = """\
@@ -2160,6 +2162,68 @@ def send(hook, payload):
     return response
 """
         self.assertCodemod(before, after)
+
+    def test_value_flag_retried_until_a_value(self) -> None:
+        before = """\
+import time
+
+
+def open_database(driver, url):
+    conn = None
+    while conn is None:
+        try:
+            conn = driver.connect(url)
+        except ConnectionError:
+            time.sleep(1)
+    return conn
+"""
+        after = """\
+from toolkit import RetryPolicy, step
+
+
+@step(
+    retry=RetryPolicy(
+        max_attempts=None,
+        initial_delay=1.0,
+        backoff=1.0,
+        retry_on=(ConnectionError,),
+    )
+)
+def _connect_step(driver, url):
+    conn = driver.connect(url)
+    return conn
+
+
+def open_database(driver, url):
+    conn = None
+    conn = _connect_step(driver, url)
+    return conn
+"""
+        self.assertCodemod(before, after)
+        _, [site] = self.run_codemod(before)
+        self.assertIn(
+            "when the attempt sets `conn` to None, the legacy loop tried again at once;"
+            " the step returns it",
+            site.notes,
+        )
+
+    def test_value_flag_read_twice_in_the_test_is_not_one(self) -> None:
+        before = """\
+import time
+
+
+def open_database(driver, url):
+    conn = None
+    while conn is None or not conn.ready:
+        try:
+            conn = driver.connect(url)
+        except ConnectionError:
+            time.sleep(1)
+    return conn
+"""
+        code, sites = self.run_codemod(before)
+        self.assertEqual(code, before)
+        self.assertTrue(all(s.action != "rewritten" for s in sites))
 
     def test_success_flag_with_a_value_a_failed_attempt_may_set(self) -> None:
         before = """\

@@ -10,10 +10,12 @@ that breaks the law. Plain run-time counts and delays are still rewritten.
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
 from codemods import decide
+from codemods.runner import transform_source
 
 WRONG_ONCE = {
     "or default": """
@@ -178,3 +180,73 @@ def test_a_loop_that_runs_once_below_a_count_of_1_keeps_that_with_max() -> None:
     assert "max_attempts=max(1, n)" in str(sites[0].policy)
     assert "max_attempts=max(1, tries)" in str(sites[1].policy)
     assert not any("below 1" in note for s in sites for note in s.notes)
+
+
+ZERO_MEANS_NO_LIMIT = """
+import time
+
+
+class Client:
+    def __init__(self, svc, retries):
+        self.svc, self._retries = svc, retries
+
+    def request(self):
+        _try = 0
+        while True:
+            try:
+                return self.svc.get()
+            except ConnectionError:
+                _try += 1
+                if self._retries != 0:
+                    retry = _try < self._retries
+                else:
+                    retry = True
+                if not retry:
+                    raise
+                time.sleep(2)
+"""
+
+
+class _Flaky:
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def get(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"failure {self.calls}")
+        return f"ok after {self.calls}"
+
+
+@pytest.fixture(scope="module")
+def zero_means_no_limit() -> str:
+    [site] = decide(ZERO_MEANS_NO_LIMIT)
+    assert site.action == "rewritten", site.reason
+    assert "max_attempts=max(1, self._retries) if self._retries else None" in str(site.policy)
+    rewritten, _ = transform_source(ZERO_MEANS_NO_LIMIT)
+    return rewritten
+
+
+@pytest.mark.parametrize("retries", [-1, 0, 1, 3])
+@pytest.mark.parametrize("failures", [0, 2, 5])
+def test_a_count_where_0_means_no_limit_keeps_that_with_or_none(
+    retries: int, failures: int, zero_means_no_limit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``retry = tries < limit if limit != 0 else True``: 0 is "for ever", -1 one attempt.
+    ``max_attempts=max(1, limit) if limit else None`` says exactly that; run before and
+    after against a fake."""
+    rewritten = zero_means_no_limit
+    outcomes = []
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", lambda s: s and slept.append(s))
+    for text in (ZERO_MEANS_NO_LIMIT, rewritten):
+        slept.clear()
+        namespace: dict = {"__name__": f"zero_unlimited_{len(outcomes)}"}
+        exec(compile(text, namespace["__name__"], "exec"), namespace)
+        svc = _Flaky(failures)
+        try:
+            result: object = namespace["Client"](svc, retries).request()
+        except ConnectionError as exc:
+            result = ("raised", str(exc))
+        outcomes.append((result, svc.calls, list(slept)))
+    assert outcomes[1] == outcomes[0], rewritten

@@ -81,6 +81,10 @@ def _fields(policy: RetryPolicy) -> dict[str, Any]:
         (dict(delay_from=3.0), "delay_from must be a callable"),
         (dict(before_retry=[print]), "before_retry must be a callable"),
         (dict(on_give_up="fallback"), "on_give_up must be a callable"),
+        (dict(delays=(1, 120)), r"delays holds 120 s, longer than max_delay \(60 s\).*=120"),
+        (dict(delays=(1, -2)), "delays must be finite and not negative, got -2"),
+        (dict(delays=(1, "5")), "delays must hold seconds"),
+        (dict(delays=5), "delays must be a sequence of seconds, got 5"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(kwargs: dict[str, Any], message: str):
@@ -92,6 +96,15 @@ def test_bad_values_are_refused_in_one_line(kwargs: dict[str, Any], message: str
 def test_a_long_constant_delay_is_kept_once_max_delay_allows_it():
     assert RetryPolicy(initial_delay=120, backoff=1, max_delay=120).delay(4) == 120.0
     assert RetryPolicy(initial_delay=60, backoff=1).delay(2) == 60.0  # the default cap itself
+
+
+def test_a_schedule_of_delays_replaces_the_law_and_its_last_delay_repeats():
+    policy = RetryPolicy(max_attempts=None, delays=[1, 5, 30], initial_delay=7, backoff=3)
+    assert policy.delays == (1.0, 5.0, 30.0)
+    assert [policy.delay(n) for n in range(1, 7)] == [1.0, 5.0, 30.0, 30.0, 30.0, 30.0]
+    assert RetryPolicy(delays=(0, 2), min_delay=1).delay(1) == 1.0  # the floor applies
+    assert 30 <= RetryPolicy(delays=(30,), random_delay=1).delay(4) <= 31
+    assert RetryPolicy(delays=(120, 300), max_delay=300).delay(2) == 300.0
 
 
 def test_linear_law():
@@ -646,6 +659,30 @@ def test_the_next_attempt_time_from_the_failure_is_recorded(app: Durable):
     assert record.next_attempt_at is not None
     assert before + 299 <= record.next_attempt_at.timestamp() <= time.time() + 301
     app.cancel("f-1")
+    with pytest.raises(WorkflowCancelledError):
+        handle.result(timeout=10)
+
+
+def test_a_schedule_of_delays_is_the_recorded_next_attempt_time(app: Durable):
+    policy = RetryPolicy(max_attempts=4, delays=(0.01, 200), max_delay=200)
+
+    @app.step(name="scheduled", retry=policy)
+    def scheduled() -> None:
+        raise ConnectionError("down")
+
+    @app.workflow(name="schedules")
+    def schedules() -> None:
+        scheduled()
+
+    handle = app.start(schedules, workflow_id="d-1")
+    deadline = time.monotonic() + 10
+    while not any(r.attempts == 2 for r in app.list_steps("d-1")):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    [record] = app.list_steps("d-1")
+    assert record.status == "retrying" and record.next_attempt_at is not None
+    assert 195 <= record.next_attempt_at.timestamp() - time.time() <= 201  # the second delay
+    app.cancel("d-1")
     with pytest.raises(WorkflowCancelledError):
         handle.result(timeout=10)
 
