@@ -102,13 +102,16 @@ def strip_jitter(expr: ast.expr) -> tuple[ast.expr, bool]:
 
 
 def _uniform_args(node: ast.AST) -> tuple[ast.expr, ast.expr] | None:
-    """``(a, b)`` of ``random.uniform(a, b)``; ``(0, r)`` of ``random.random() * r``."""
+    """``(a, b)`` of ``random.uniform(a, b)``; ``(0, r)`` of ``random.random() * r``;
+    ``(0, 1)`` of ``random.random()``."""
     if is_random_call(node):
         assert isinstance(node, ast.Call)
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         if name in ("uniform", "randint") and len(node.args) == 2 and not node.keywords:
             return node.args[0], node.args[1]
+        if name == "random" and not node.args and not node.keywords:
+            return ast.Constant(0), ast.Constant(1)  # `d + random.random()`: [0, 1)
         return None
     if (  # `random.randint(20, 500) / 100.0`: a range scaled by a constant
         isinstance(node, ast.BinOp)

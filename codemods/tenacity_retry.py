@@ -6,7 +6,8 @@ Mapped: ``stop_after_attempt``, ``stop_after_delay`` (and ``|`` of both),
 ``wait_incrementing`` (``increment=``), ``wait_random`` and ``wait_fixed +
 wait_random`` (``random_delay=``, exact), ``wait_exponential(min=...)``
 (``min_delay=``, exact), ``wait_random_exponential`` (``full_jitter=True``, exact),
-``wait_exponential_jitter`` (approximated by ``jitter=True``, noted);
+``wait_exponential_jitter`` (approximated by ``jitter=True``, noted), ``wait_chain`` of
+``wait_fixed`` waits (``delays=``, exact);
 ``retry_if_exception_type`` (and ``|``), ``retry_if_not_exception_type``,
 ``retry_if_exception(pred)`` (``retry_if=``), ``retry_if_result(pred)``
 (``retry_on_result=``); ``reraise``; tenacity's own ``before_log``,
@@ -32,7 +33,7 @@ from libcst.metadata import PositionProvider
 
 from ._attempt_blocks import BlockRead, attempt_block, block_to_step
 from ._decorators import Kept, Rewrite, name_uses
-from ._policy import Policy
+from ._policy import DEFAULT_MAX_DELAY, Policy
 from ._tenacity_hooks import TenacityHooks
 
 LIB = "tenacity"
@@ -91,6 +92,7 @@ class _Wait:
     random: float = 0.0  # uniform(0, random) added (exact, no jitter)
     floor: float = 0.0  # min_delay
     full_jitter: bool = False
+    schedule: tuple[float, ...] = ()  # wait_chain(wait_fixed(a), ...): delays=(a, ...)
 
 
 class TenacityCodemod(TenacityHooks):
@@ -412,6 +414,10 @@ class TenacityCodemod(TenacityHooks):
         policy.jitter = wait.jitter
         policy.increment, policy.random_delay = wait.increment, wait.random
         policy.min_delay, policy.full_jitter = wait.floor, wait.full_jitter
+        if wait.schedule:
+            policy.delays = wait.schedule
+            if max(wait.schedule) > DEFAULT_MAX_DELAY:
+                policy.max_delay = max(wait.schedule)
         notes.extend(wait.notes)
         if "retry" in args:
             policy.retry_on, policy.give_up_on = self._retry(args["retry"], policy)
@@ -737,6 +743,8 @@ class TenacityCodemod(TenacityHooks):
         expr = self._local(expr, "wait")
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
             left, right = self._wait(expr.left), self._wait(expr.right)
+            if left.schedule or right.schedule:
+                raise Kept(f"wait={self.code(expr)} adds a wait to a wait_chain")
             fixed = [w for w in (left, right) if w.deterministic]
             if len(fixed) == 2:
                 raise Kept(f"wait={self.code(expr)} adds two deterministic waits")
@@ -799,6 +807,20 @@ class TenacityCodemod(TenacityHooks):
             low = self.number(args["min"], "wait_random") if "min" in args else 0.0
             high = self.number(args["max"], "wait_random") if "max" in args else 1.0
             return _Wait(low, 1.0, None, False, [], False, 0.0, max(high - low, 0.0))
+        if name == "wait_chain":
+            # tenacity waits strategy n after failed attempt n, the last one after the rest
+            delays: list[float] = []
+            for arg in expr.args:
+                if arg.star or arg.keyword or self.call_name(arg.value, LIB) != "wait_fixed":
+                    raise Kept(
+                        f"wait={self.code(expr)} chains waits other than wait_fixed(seconds)"
+                    )
+                delays.append(self._wait(arg.value).initial)
+            if not delays:
+                raise Kept(f"wait={self.code(expr)} chains no wait")
+            if len(set(delays)) == 1:
+                return _Wait(delays[0])
+            return _Wait(schedule=tuple(delays))
         if name == "wait_incrementing":
             args = self.bound_args(expr, ("start", "increment", "max"), name)
             start = self.number(args["start"], name) if "start" in args else 0.0

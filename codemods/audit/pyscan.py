@@ -794,6 +794,16 @@ class PythonScanner:
     ) -> str | None:
         """Why the ``retry-loop`` codemod would refuse this loop (None: it rewrites it)."""
         node = loop.node
+        holder = next(
+            (w for w in node.body if isinstance(w, ast.With | ast.AsyncWith) and tnode in w.body),
+            None,
+        )
+        if holder is not None:
+            items = ", ".join(ast.unparse(i) for i in holder.items)
+            return (
+                f"its try sits inside `with {items}:` (the handler catches the error inside"
+                " the block; in a step the error would pass through the block's exit)"
+            )
         if pattern in (
             "for-custom-iterator",
             "for-count",

@@ -175,6 +175,23 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any], Flaky], Any]]] = {
         """,
         lambda ns, dep: ns["run"](dep),
     ),
+    "exponential_plus_random_random": (
+        """
+        import random
+        import time
+
+        def upload(dep):
+            backoff = 0.5
+            for attempt in range(6):
+                try:
+                    return dep.call()
+                except OSError:
+                    if attempt == 5:
+                        raise
+                    time.sleep(backoff * (2 ** attempt) + random.random())
+        """,
+        lambda ns, dep: ns["upload"](dep),
+    ),
     "schedule_of_a_module_list_then_a_last_attempt": (
         """
         import time
@@ -247,6 +264,7 @@ def sleeps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> l
     pick = (lambda a, b: min(a, b)) if request.param == "low" else (lambda a, b: max(a, b))
     monkeypatch.setattr(random, "uniform", pick)
     monkeypatch.setattr(random, "randint", pick)
+    monkeypatch.setattr(random, "random", lambda: pick(0.0, 1.0))
     return recorded
 
 

@@ -76,6 +76,22 @@ case(
 )
 
 case(
+    "tenacity_wait_chain_of_fixed_waits",
+    """
+    from tenacity import retry, stop_after_attempt, wait_chain, wait_fixed
+
+    @retry(
+        stop=stop_after_attempt(5),
+        wait=wait_chain(wait_fixed(1), wait_fixed(5), wait_fixed(30)),
+        reraise=True,
+    )
+    def fetch(dep, key):
+        return dep.call(key)
+    """,
+    lambda ns, dep: ns["fetch"](dep, "k"),
+)
+
+case(
     "tenacity_random_exponential_full_jitter",
     """
     import tenacity
