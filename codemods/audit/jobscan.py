@@ -201,13 +201,18 @@ def _facts(sc: PythonScanner, func: Func, text: str) -> _Facts:
             ):
                 f.status_sel += 1
         elif isinstance(n, ast.Compare):
-            for side in [n.left, *n.comparators]:
+            sides = [n.left, *n.comparators]
+            if any(_not_a_job_state(side) for side in sides):
+                continue  # `resp.status == 200`, `self.state is None`: no job state
+            for side in sides:
                 name = side.attr if isinstance(side, ast.Attribute) else None
                 if isinstance(side, ast.Subscript) and isinstance(side.slice, ast.Constant):
                     name = str(side.slice.value)
                 if name and _STATE_NAME.match(name):
                     f.status_sel += 1
         elif isinstance(n, ast.Assign):
+            if _not_a_job_state(n.value):
+                continue  # `self.status = 404`, `self.status = response.status`
             for t in n.targets:
                 if isinstance(t, ast.Attribute) and _STATE_NAME.match(t.attr):
                     f.transitions += 1
@@ -392,6 +397,25 @@ def _dead_letter(sc: PythonScanner, func: Func, qual: str, f: _Facts) -> bool:
         ),
     )
     return True
+
+
+def _not_a_job_state(value: ast.expr) -> bool:
+    """A value no job state takes: a number (an HTTP or protocol status), ``None``, a
+    collection of numbers, or another object's ``.status`` copied (a response's)."""
+    if isinstance(value, ast.Constant):
+        return value.value is None or (
+            isinstance(value.value, int | float) and not isinstance(value.value, bool)
+        )
+    if isinstance(value, ast.Tuple | ast.List | ast.Set):
+        return bool(value.elts) and all(_not_a_job_state(e) for e in value.elts)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        return value.func.id in ("int", "float") and len(value.args) == 1  # int(status)
+    return (
+        isinstance(value, ast.Attribute)
+        and _STATE_NAME.match(value.attr) is not None
+        and isinstance(value.value, ast.Name)
+        and value.value.id in ("response", "resp", "res", "r", "reply", "http_response")
+    )
 
 
 def _job_code(sc: PythonScanner, func: Func, qual: str, f: _Facts, cls: str | None) -> bool:
