@@ -181,7 +181,9 @@ def test_annotate_writes_the_reason_above_an_unfollowed_loop_once() -> None:
     once, _ = transform_source(TRY_INSIDE_A_LOCK, annotate=True)
     assert once.splitlines()[7] == (
         "    # durable: retry-loop not rewritten: a counted `for` loop that retries, in a shape"
-        " the codemod does not follow; migrate it by hand (a @step with a RetryPolicy)"
+        " the codemod does not follow: its try sits inside `with lock:` (the handler catches"
+        " the error inside the block; in a step the error would pass through the block's"
+        " exit); migrate it by hand (a @step with a RetryPolicy)"
     )
     assert once.splitlines()[8] == "    for attempt in range(3):"
     twice, sites = transform_source(once, annotate=True)
