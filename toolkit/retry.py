@@ -281,7 +281,11 @@ class RetryPolicy:
     def prepare_retry(self, decision: Decision) -> None:
         """Run ``before_retry`` before the wait that follows a retried attempt."""
         if self.before_retry is not None:
-            _plain("before_retry", self.before_retry(decision.state))
+            done = self.before_retry(decision.state)
+            if inspect.iscoroutine(done):  # an `async def` hook: its body never ran
+                _plain("before_retry", done)
+            # any other value is ignored: a plain function that scheduled work and
+            # returned its future (`asyncio.shield(...)`) has done what it does
 
     def give_up(self, decision: Decision) -> Any:
         """End a step whose attempt failed for good: ``on_give_up``'s value when the

@@ -185,6 +185,33 @@ def test_async_hooks_are_refused_clearly():
         _run("async", _raises, RetryPolicy(max_attempts=1, on_give_up=hook))
 
 
+def test_a_plain_before_retry_that_returns_a_future_is_not_refused():
+    """A sync method that schedules work and returns its future (aiokafka's
+    ``force_metadata_update`` returns ``asyncio.shield(...)``) has run: its value is
+    ignored, as before_retry's value always is. Only an ``async def`` hook is refused."""
+    from toolkit import step
+
+    calls: list[int] = []
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+
+        def refresh() -> asyncio.Future[None]:
+            calls.append(1)
+            return asyncio.shield(loop.create_future())
+
+        @step(retry=RetryPolicy(max_attempts=3, before_retry=lambda s: refresh(), **FAST))
+        async def fetch() -> str:
+            if current_step().attempt < 3:
+                raise ConnectionError("stale metadata")
+            return "ok"
+
+        return await fetch()
+
+    assert asyncio.run(main()) == "ok"
+    assert calls == [1, 1]
+
+
 def _raises() -> None:
     raise ConnectionError
 
