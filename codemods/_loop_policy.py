@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import math
 import re
-import textwrap
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -49,7 +48,6 @@ from ._loop_simulation import (
     _Outcome,
 )
 from ._policy import (
-    DEFAULT_MAX_DELAY,
     NotABackoff,
     Policy,
     fit_delays,
@@ -599,7 +597,6 @@ class LoopPolicy(LoopScope):
             return Policy(
                 max_attempts=outcome.attempts,
                 delays=schedule,
-                max_delay=max(schedule) if max(schedule) > DEFAULT_MAX_DELAY else None,
                 retry_on=retry_on,
                 give_up_on=give_up,
             )
@@ -950,12 +947,7 @@ class LoopPolicy(LoopScope):
         ``not conn`` (any falsy value goes round again) rather than ``is None``."""
         if not isinstance(loop, cst.While) or try_.orelse is not None:
             return None
-        code = self.source_module.code_for_node
-        try:
-            tree = ast.parse(textwrap.dedent(code(loop)))
-        except SyntaxError:
-            return None
-        node = tree.body[0]
+        node = self._ast_loop(loop)
         tries = [s for s in getattr(node, "body", []) if isinstance(s, ast.Try)]
         if not isinstance(node, ast.While) or len(tries) != 1:
             return None
@@ -1074,13 +1066,11 @@ class LoopPolicy(LoopScope):
         ):
             # `for delay in (1, 5): ... sleep(delay)` then `return call()` after a 30 s
             # wait: the delays are a schedule, the last wait its next entry
-            schedule = [*outcome.delays[: n - 1], outcome.last_sleep]
-            while len(schedule) > 1 and schedule[-1] == schedule[-2]:
-                schedule.pop()
+            schedule = _without_repeats([*outcome.delays[: n - 1], outcome.last_sleep])
             if len(set(schedule)) > 1:
-                policy.delays = tuple(float(d) for d in schedule)
+                policy.delays = schedule
                 policy.initial_delay, policy.backoff, policy.increment = 0.0, 1.0, 0.0
-                policy.max_delay = max(schedule) if max(schedule) > DEFAULT_MAX_DELAY else None
+                policy.max_delay = None  # the schedule's longest delay (Policy.to_call)
                 expected = outcome.last_sleep
         if abs(outcome.last_sleep - expected) > 1e-9 and not (n == 1 and outcome.last_sleep >= 0):
             raise Skip(
@@ -1194,13 +1184,20 @@ def _schedule(outcome: _Outcome) -> tuple[float, ...] | None:
     delays = list(outcome.delays)
     if outcome.attempts is not None:
         delays = delays[: max(outcome.attempts - 1, 0)]
-    while len(delays) > 1 and delays[-1] == delays[-2]:
-        delays.pop()
-    if len(set(delays)) < 2:
+    schedule = _without_repeats(delays)
+    if len(set(schedule)) < 2:
         return None  # a constant delay: the law says it
-    if outcome.attempts is None and len(delays) == len(outcome.delays):
+    if outcome.attempts is None and len(schedule) == len(outcome.delays):
         return None  # endless, and the delays never settle
-    return tuple(float(d) for d in delays)
+    return schedule
+
+
+def _without_repeats(delays: Sequence[float]) -> tuple[float, ...]:
+    """``delays`` without the repeats of its last delay (a schedule repeats it anyway)."""
+    out = [float(d) for d in delays]
+    while len(out) > 1 and out[-1] == out[-2]:
+        out.pop()
+    return tuple(out)
 
 
 def _and_sides(test: cst.BaseExpression) -> list[cst.BaseExpression]:

@@ -63,6 +63,8 @@ class Policy:
         if self.delays:
             shown = ", ".join(_num(d) for d in self.delays)
             args.append(f"delays=({shown}{',' if len(self.delays) == 1 else ''})")
+            if max_delay is None and max(self.delays) > DEFAULT_MAX_DELAY:
+                max_delay = max(self.delays)  # RetryPolicy refuses a delay above its cap
         else:
             args.append(f"initial_delay={src.get('initial_delay', _num(self.initial_delay))}")
             args.append(f"backoff={src.get('backoff', _num(self.backoff))}")

@@ -120,7 +120,7 @@ def ast_result_retry(loop: ast.For | ast.AsyncFor | ast.While) -> bool:
     return any(_is_sleep(n) for n in _own(between))
 
 
-__all__ = ["ast_result_retry", "decision_index"]
+__all__ = ["ast_result_retry", "decision_index", "value_flag"]
 
 
 def value_flag(loop: ast.While, try_: ast.Try) -> str | None:

@@ -51,6 +51,7 @@ from ._loop_scope import (
     _PROBE,
     _RETRY_DECORATOR,
     _RETRY_DECORATOR_PREFIXES,
+    _fixed_values,
     _Plan,
 )
 from ._loop_setup import (
@@ -205,8 +206,7 @@ class RetryLoopCodemod(LoopResults):
             self.constants = module_constants(node, scope)
             self.sequences = module_sequences(node, scope)
             self.sequence_values = {
-                name: tuple(ast.literal_eval(node.code_for_node(value)))
-                for name, value in self.sequences.items()
+                name: tuple(_fixed_values(value) or ()) for name, value in self.sequences.items()
             }
         return True
 

@@ -33,7 +33,7 @@ from libcst.metadata import PositionProvider
 
 from ._attempt_blocks import BlockRead, attempt_block, block_to_step
 from ._decorators import Kept, Rewrite, name_uses
-from ._policy import DEFAULT_MAX_DELAY, Policy
+from ._policy import Policy
 from ._tenacity_hooks import TenacityHooks
 
 LIB = "tenacity"
@@ -414,10 +414,7 @@ class TenacityCodemod(TenacityHooks):
         policy.jitter = wait.jitter
         policy.increment, policy.random_delay = wait.increment, wait.random
         policy.min_delay, policy.full_jitter = wait.floor, wait.full_jitter
-        if wait.schedule:
-            policy.delays = wait.schedule
-            if max(wait.schedule) > DEFAULT_MAX_DELAY:
-                policy.max_delay = max(wait.schedule)
+        policy.delays = wait.schedule
         notes.extend(wait.notes)
         if "retry" in args:
             policy.retry_on, policy.give_up_on = self._retry(args["retry"], policy)

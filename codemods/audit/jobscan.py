@@ -54,13 +54,6 @@ _AGE = re.compile(
     re.I,
 )
 _STATE_NAME = re.compile(r"^(?:\w+_)?(?:status|state)(?:es)?$|^(?:status|state)__\w+$", re.I)
-_STATE_VALUE = re.compile(
-    r"(?:^|_)(?:queued|requeued|pending|running|processing|failed|failure|error|errored|"
-    r"retry|retrying|deferred|started|doing|todo|enqueued|ready|done|complete|completed|"
-    r"succeeded|cancell?ed|aborted|aborting|expired|stuck|building|in_progress|deleting|"
-    r"creating|timed_out|dead|unconfirmed|wait\w*)$",
-    re.I,
-)
 _WRITE_CALLS = frozenset(
     {"save", "update", "delete", "write", "unlink", "requeue", "retry", "retry_job", "fail",
      "abort", "reset", "cancel", "bulk_update", "execute", "commit", "destroy", "set_failed",
